@@ -1,0 +1,1 @@
+"""The ``flipnet-rt`` command line."""

@@ -1,0 +1,132 @@
+"""BoostHub (Sec. 4.1, Eq. 4-5): cross-stream attention beside every self-attention layer.
+
+The UNet always sees the dual-stream batch ``[input (B); condition (B)]`` (DESIGN §1). At every
+``attn1`` the input half attends to the condition half of the same layer, in one direction only:
+
+    F_ro    = W_O · softmax(Q_x K_yᵀ / √d) V_y,  Q_x = W_Qx F_x, K_y = W_Ky F_y, V_y = W_Vy F_y   (Eq. 4)
+    F_joint = SelfAttn(F_x) + phi · F_ro                                                         (Eq. 5)
+
+The condition half gets plain self-attention, so the condition stream's features never depend on
+the input stream: the property the condition cache (DESIGN §3) rests on.
+
+It is written as a diffusers attention processor that is an ``nn.Module`` (the IP-Adapter
+pattern), so its weights live in the UNet's state dict under ``...attn1.processor.*``. Its
+projections are deliberately not named ``to_q/to_k/to_v``: peft would wrap them with LoRA.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from torch import nn
+
+
+class BoostHubProcessor(nn.Module):
+    """Self-attention for both halves plus BoostHub for the input half of ``attn1``.
+
+    ``phi`` (the enhance weight of Eq. 5) is a run-time value: a float or a 0-d/[1] tensor set by
+    :class:`~flipnet_rt.models.unet.FlipNetUNet` before each forward, never baked into weights.
+    """
+
+    def __init__(self, attn: Attention) -> None:
+        super().__init__()
+        if attn.is_cross_attention:
+            raise ValueError("BoostHub belongs beside self-attention (attn1), not cross-attention")
+        inner = attn.to_q.out_features
+        query_dim = attn.to_q.in_features
+        self.heads = attn.heads
+        # Eq. (4): W_Qx, W_Ky, W_Vy start as copies of the layer's to_q, to_k, to_v ...
+        self.q_x = nn.Linear(query_dim, inner, bias=attn.to_q.bias is not None)
+        self.k_y = nn.Linear(query_dim, inner, bias=attn.to_k.bias is not None)
+        self.v_y = nn.Linear(query_dim, inner, bias=attn.to_v.bias is not None)
+        # ... and W_O starts at zero, so a fresh BoostHub leaves the base UNet unchanged.
+        self.out = nn.Linear(inner, query_dim, bias=False)
+        self.reset_from(attn)
+        self.phi: float | torch.Tensor = 1.0
+        self._self_attention = AttnProcessor2_0()
+
+    @torch.no_grad()
+    def reset_from(self, attn: Attention) -> None:
+        """Initialise as the paper does: copies of to_q/to_k/to_v, W_O = 0."""
+        for mine, theirs in ((self.q_x, attn.to_q), (self.k_y, attn.to_k), (self.v_y, attn.to_v)):
+            base = getattr(theirs, "base_layer", theirs)  # unwrap a peft LoRA layer
+            mine.weight.copy_(base.weight)
+            if mine.bias is not None:
+                mine.bias.copy_(base.bias)
+        nn.init.zeros_(self.out.weight)
+
+    def condition_kv(self, f_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """K_y, V_y of Eq. (4) from the condition half: ``[B, L, C] -> 2 x [B, heads, L, C/heads]``."""
+        return self._split(self.k_y(f_y)), self._split(self.v_y(f_y))
+
+    def boost(self, f_x: torch.Tensor, k_y: torch.Tensor, v_y: torch.Tensor) -> torch.Tensor:
+        """F_ro of Eq. (4) for the input half: ``[B, L, C]`` given the condition's K_y, V_y."""
+        q_x = self._split(self.q_x(f_x))
+        attended = F.scaled_dot_product_attention(q_x, k_y, v_y, dropout_p=0.0, is_causal=False)
+        batch, heads, length, head_dim = attended.shape
+        return self.out(attended.transpose(1, 2).reshape(batch, length, heads * head_dim))
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, inner = x.shape
+        return x.view(batch, length, self.heads, inner // self.heads).transpose(1, 2)
+
+    def forward(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``hidden_states``: ``[2B, L, C]``, the input half first. Returns ``[2B, L, C]``."""
+        if hidden_states.ndim != 3 or hidden_states.shape[0] % 2:
+            raise ValueError(
+                f"BoostHub expects the dual-stream batch [input; condition] as [2B, L, C], "
+                f"got {tuple(hidden_states.shape)}"
+            )
+        out = self._self_attention(attn, hidden_states, None, attention_mask, temb)
+        f_x, f_y = hidden_states.chunk(2)
+        k_y, v_y = self.condition_kv(f_y)
+        f_ro = self.boost(f_x, k_y, v_y)
+        joint = out[: f_x.shape[0]] + self.phi * f_ro  # Eq. (5)
+        return torch.cat([joint, out[f_x.shape[0]:]])
+
+
+def add_boosthub(unet: nn.Module) -> dict[str, BoostHubProcessor]:
+    """Put a fresh BoostHub beside every ``attn1`` of a diffusers UNet; other layers keep theirs.
+
+    Call before adding LoRA (peft freezes what exists when it is added). Returns the new
+    processors by attention-layer name.
+    """
+    processors = dict(unet.attn_processors)  # every attention layer: set_attn_processor needs all
+    added: dict[str, BoostHubProcessor] = {}
+    modules = dict(unet.named_modules())
+    for name in processors:
+        layer = name.removesuffix(".processor")
+        if layer.endswith("attn1"):
+            added[layer] = BoostHubProcessor(modules[layer])
+            processors[name] = added[layer]
+    if not added:
+        raise ValueError("the UNet has no self-attention (attn1) layers to put BoostHub beside")
+    unet.set_attn_processor(processors)
+    return added
+
+
+def boosthub_processors(unet: nn.Module) -> list[BoostHubProcessor]:
+    """Every BoostHub of the UNet; raises if any ``attn1`` lost its BoostHub.
+
+    ``set_attn_processor(AttnProcessor2_0())`` and ``fuse_qkv_projections()`` silently replace
+    processors; this check turns that into an error instead of a wrong model.
+    """
+    found: list[BoostHubProcessor] = []
+    for name, processor in unet.attn_processors.items():
+        if name.removesuffix(".processor").endswith("attn1"):
+            if not isinstance(processor, BoostHubProcessor):
+                raise RuntimeError(
+                    f"{name} is {type(processor).__name__}, not BoostHub: something replaced the "
+                    f"attention processors (set_attn_processor / fuse_qkv_projections); rebuild the "
+                    f"model with flipnet_rt.models.build_unet"
+                )
+            found.append(processor)
+    return found

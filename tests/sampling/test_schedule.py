@@ -1,0 +1,2 @@
+def test_import():
+    import flipnet_rt.sampling
