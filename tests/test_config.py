@@ -1,0 +1,60 @@
+"""flipnet.json: round trip, validation with messages that name the field."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flipnet_rt.config import ConfigError, FlipnetConfig
+from flipnet_rt.presets import PRESETS, preset
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_round_trip_through_json(name, tmp_path):
+    config = preset(name)
+    config.save(tmp_path)
+    loaded = FlipnetConfig.load(tmp_path)
+    assert loaded == config
+    assert loaded.digest() == config.digest()
+
+
+def test_sd21_base_is_the_paper_setting():
+    c = preset("sd21-base")
+    assert (c.resolution, c.latent_size, c.text_width, c.face.tokens, c.context_tokens) == (512, 64, 1024, 256, 333)
+    assert c.unet["attention_head_dim"] == [5, 10, 20, 20] and c.unet["use_linear_projection"] is True
+    assert c.latent_scaling == 0.18215 and c.defaults.guidance == 1.5 and c.defaults.phi == 1.0
+    assert (c.schedule.beta_start, c.schedule.beta_end, c.schedule.prediction_type) == (0.00085, 0.012, "epsilon")
+
+
+def _write(tmp_path, mutate):
+    data = preset("tiny").to_dict()
+    mutate(data)
+    (tmp_path / "flipnet.json").write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.pop("resolution"), "resolution: missing required field"),
+        (lambda d: d.update(colour="red"), "colour: unknown field"),
+        (lambda d: d["defaults"].update(steps="many"), "defaults.steps: expected int"),
+        (lambda d: d["defaults"].update(guidance=True), "defaults.guidance: expected float"),
+        (lambda d: d.update(resolution=60), "resolution: 60 must be a positive multiple"),
+        (lambda d: d["face"].update(grid=8), "face.channels"),
+        (lambda d: d["schedule"].update(prediction_type="x0"), "schedule.prediction_type"),
+        (lambda d: d.update(format_version=9), "format_version"),
+        (lambda d: d.update(face=[1, 2]), "face: expected an object"),
+    ],
+)
+def test_bad_fields_are_named(tmp_path, mutate, message):
+    _write(tmp_path, mutate)
+    with pytest.raises(ConfigError, match=message) as exc:
+        FlipnetConfig.load(tmp_path)
+    assert str(tmp_path / "flipnet.json") in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_invalid_json_names_the_line(tmp_path):
+    (tmp_path / "flipnet.json").write_text('{"name": "x",\n oops}')
+    with pytest.raises(ConfigError, match="not valid JSON .* line 2"):
+        FlipnetConfig.load(tmp_path)

@@ -1,0 +1,31 @@
+"""The runtime core imports no torch, diffusers, peft or transformers (DESIGN §5)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("torch", "diffusers", "peft", "transformers", "cv2", "tensorrt")
+LIGHT_MODULES = (
+    "flipnet_rt", "flipnet_rt.config", "flipnet_rt.presets", "flipnet_rt.images",
+    "flipnet_rt.batchio", "flipnet_rt.sampling", "flipnet_rt.cli.main",
+)
+
+
+def test_core_modules_import_no_heavy_dependency():
+    code = (
+        f"import sys\nfor m in {LIGHT_MODULES!r}: __import__(m)\n"
+        f"print(','.join(h for h in {HEAVY!r} if h in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "", f"imported: {done.stdout.strip()}"
+
+
+def test_cli_help_imports_no_heavy_dependency():
+    code = (
+        "import sys\nfrom flipnet_rt.cli.main import main\n"
+        "try:\n    main(['restore', '--help'])\nexcept SystemExit:\n    pass\n"
+        f"print('HEAVY=' + ','.join(h for h in {HEAVY!r} if h in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY=\n" in done.stdout + "\n" and done.stdout.rstrip().endswith("HEAVY="), done.stdout[-200:]
