@@ -207,7 +207,9 @@ def sample_dpmpp_2m(
     """DPM-Solver++(2M) over ``grid``; x [B, C, H, W] at ``grid.alpha_bar[0]`` -> x at the end.
 
     As diffusers (solver_order=2, lower_order_final=True, final_sigmas_type="zero"): the first
-    step is first order, the last one returns x0, the others are second order.
+    step is first order, the last one returns x0, the others are second order. (diffusers'
+    ``lower_order_second``, a first-order second-to-last step below 15 steps, only takes
+    effect for solver_order=3; with order 2 that step is second order there too.)
     """
     ts, ab, ab_next = grid.timesteps.tolist(), grid.alpha_bar.tolist(), grid.alpha_bar_next.tolist()
     x0_prev: A | None = None
@@ -238,17 +240,27 @@ def sample_euler(
     return x
 
 
-def _deterministic(fn: Callable[..., A], name: str) -> Callable[..., A]:
-    def run(denoiser, x, grid, *, eta, noise_like, callback):  # type: ignore[no-untyped-def]
+def _ddim(
+    denoiser: Denoiser[A], x: A, grid: Grid, *,
+    eta: float, noise_like: NoiseLike[A] | None, callback: Callback[A] | None,
+) -> A:
+    return sample_ddim(denoiser, x, grid, eta=eta, noise_like=noise_like, callback=callback)
+
+
+def _deterministic(
+    fn: Callable[..., A], name: str
+) -> Callable[..., A]:
+    """Adapt a sampler without eta to ``sample``'s signature, refusing eta != 0."""
+
+    def run(
+        denoiser: Denoiser[A], x: A, grid: Grid, *,
+        eta: float, noise_like: NoiseLike[A] | None, callback: Callback[A] | None,
+    ) -> A:
         if eta != 0.0:
             raise ValueError(f"eta={eta} applies to DDIM only; {name} is deterministic, use eta=0")
         return fn(denoiser, x, grid, callback=callback)
 
     return run
-
-
-def _ddim(denoiser, x, grid, *, eta, noise_like, callback):  # type: ignore[no-untyped-def]
-    return sample_ddim(denoiser, x, grid, eta=eta, noise_like=noise_like, callback=callback)
 
 
 _SAMPLERS: dict[SamplerKind, Callable[..., object]] = {
