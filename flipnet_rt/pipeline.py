@@ -51,6 +51,15 @@ class SamplingOptions:
     eta: float = 0.0  # DDIM only: 0 deterministic, 1 DDPM-like
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        for name, enum in (("sampler", SamplerKind), ("spacing", Spacing)):
+            value = getattr(self, name)
+            try:
+                object.__setattr__(self, name, enum(value))
+            except ValueError:
+                choices = ", ".join(e.value for e in enum)
+                raise ValueError(f"{name}: {value!r} is not one of {choices}") from None
+
     @classmethod
     def from_config(cls, config: FlipnetConfig, **overrides: object) -> "SamplingOptions":
         d = config.defaults

@@ -111,3 +111,10 @@ def test_image_seed_streams_are_distinct():
     seeds = {image_seed(s, i, v) for s in range(3) for i in range(50) for v in range(3)}
     assert len(seeds) == 450 and all(0 <= s < 2**63 for s in seeds)
     torch.Generator().manual_seed(max(seeds))  # accepted by torch
+
+
+def test_options_accept_strings_as_the_command_line_passes_them(tiny_config):
+    opts = SamplingOptions.from_config(tiny_config, sampler="ddim", spacing="trailing", eta=1.0)
+    assert opts.sampler is SamplerKind.DDIM and opts.eta == 1.0
+    with pytest.raises(ValueError, match="sampler: 'plms' is not one of ddim, dpmpp-2m, euler"):
+        SamplingOptions.from_config(tiny_config, sampler="plms")

@@ -125,3 +125,8 @@ def test_console_entry_point(tmp_path):
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "o" / "x.png").is_file()
     assert "random weights" in done.stderr
+
+
+def test_ddim_with_eta_from_the_command_line(inputs, tmp_path):
+    args = [str(inputs / "a.png"), "-o", str(tmp_path / "o"), *FAST, "--sampler", "ddim", "--eta", "1", "--spacing", "trailing"]
+    assert main(["restore", *args]) == 0
