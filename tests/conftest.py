@@ -21,7 +21,11 @@ def tiny_model():
 
 
 @pytest.fixture(scope="session")
-def tiny_pipeline(tiny_model):
-    from flipnet_rt.pipeline import TorchPipeline
+def tiny_restorer(tiny_model):
+    """A Restorer on the torch backend over ``random:tiny`` (condition cache on)."""
+    from flipnet_rt.backends.torch import TorchBackend
+    from flipnet_rt.models import PROMPT_KINDS
+    from flipnet_rt.restorer import Restorer
 
-    return TorchPipeline(tiny_model)
+    prompts = {k: tiny_model.prompt(k).numpy() for k in PROMPT_KINDS}
+    return Restorer(TorchBackend(tiny_model), tiny_model.config, prompts)

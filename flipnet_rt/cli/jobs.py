@@ -23,37 +23,36 @@ class UsageError(RuntimeError):
     """A problem with the command as a whole (model, device): reported once, exit status 2."""
 
 
-def _load_pipeline(args: argparse.Namespace):
-    try:
-        import torch
+def _load_restorer(args: argparse.Namespace):
+    """The Restorer for --model (engine directory: ONNX Runtime; model directory or random: torch)."""
+    from ..restorer import Restorer
 
-        from ..models import load_model
-        from ..pipeline import SamplingOptions, TorchPipeline
-    except ImportError as exc:
-        raise UsageError(
-            f"the torch backend is not installed ({exc.name} missing): pip install 'flipnet-rt[torch]'"
-        ) from None
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
+    is_engine = not str(args.model).startswith("random:") and (Path(args.model) / "manifest.json").is_file()
+    if not is_engine:
+        try:
+            import torch
+        except ImportError:
+            raise UsageError(
+                f"--model {args.model}: a model directory runs on the torch backend, which is not "
+                f"installed: pip install 'flipnet-rt[torch]', or export an engine directory"
+            ) from None
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
     try:
-        model = load_model(args.model)
-    except (OSError, ValueError, KeyError) as exc:
-        raise UsageError(f"--model {args.model}: {exc}") from None
-    try:
-        options = SamplingOptions.from_config(
-            model.config,
+        restorer = Restorer.load(args.model, device=args.device, cond_cache=args.cond_cache)
+        options = restorer.options(
             sampler=args.sampler, steps=args.steps, spacing=args.spacing, guidance=args.guidance,
             phi=args.phi, t_cond=args.t_cond, strength=args.strength, eta=args.eta, seed=args.seed,
         )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return TorchPipeline(model, device=args.device), options
+    except (OSError, ValueError, KeyError) as exc:
+        raise UsageError(f"--model {args.model}: {exc}") from None
+    return restorer, options
 
 
 def run_jobs(args: argparse.Namespace, *, variants: int = 1) -> int:
     from tqdm import tqdm
 
-    from ..pipeline import image_seed
+    from ..options import image_seed
 
     jobs, report_errors = plan_jobs(args.inputs, args.output, variants=variants)
     report = BatchReport(written=[], errors=list(report_errors))
@@ -63,11 +62,11 @@ def run_jobs(args: argparse.Namespace, *, variants: int = 1) -> int:
         print("error: no input images to process", file=sys.stderr)
         return 1
     try:
-        pipeline, options = _load_pipeline(args)
+        restorer, options = _load_restorer(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    run = pipeline.restore if args.command == "restore" else pipeline.degrade
+    run = restorer.restore if args.command == "restore" else restorer.degrade
 
     with tqdm(total=len(jobs), desc=args.command, unit="img", disable=None, file=sys.stderr) as bar:
         for batch in batched(jobs, args.batch_size):

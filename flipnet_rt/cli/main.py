@@ -33,8 +33,8 @@ def _model_arg(parser: argparse.ArgumentParser) -> None:
         "--model",
         default=os.environ.get(MODEL_ENV),
         metavar="DIR|random:CONFIG",
-        help=f"model directory, or random:tiny / random:sd21-base for seeded random weights "
-        f"(default: ${MODEL_ENV})",
+        help=f"engine directory (from `flipnet-rt export`, runs on ONNX Runtime), model directory, "
+        f"or random:tiny / random:sd21-base for seeded random weights (default: ${MODEL_ENV})",
     )
 
 
@@ -57,6 +57,9 @@ def _job_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="base seed; each image gets its own stream")
     parser.add_argument("--batch-size", type=int, default=1, metavar="B", help="images per UNet batch")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="torch device")
+    parser.add_argument("--no-cond-cache", dest="cond_cache", action="store_false",
+                        help="run the joint 2B UNet every step instead of caching the condition's "
+                             "BoostHub keys/values (same result, about twice the UNet work)")
 
 
 def build_parser() -> argparse.ArgumentParser:

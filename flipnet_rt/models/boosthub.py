@@ -16,10 +16,25 @@ projections are deliberately not named ``to_q/to_k/to_v``: peft would wrap them 
 
 from __future__ import annotations
 
+from enum import Enum
+
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch import nn
+
+
+class Streams(str, Enum):
+    """What the UNet batch holds, as BoostHub sees it (DESIGN §3, condition cache).
+
+    JOINT: ``[input (B); condition (B)]``, the reference path. CONDITION: the condition half
+    alone; each BoostHub records its K_y, V_y (``captured``). INPUT: the input half alone; each
+    BoostHub attends to K_y, V_y handed in (``given``), computed once by a CONDITION pass.
+    """
+
+    JOINT = "joint"
+    CONDITION = "condition"
+    INPUT = "input"
 
 
 class BoostHubProcessor(nn.Module):
@@ -44,6 +59,9 @@ class BoostHubProcessor(nn.Module):
         self.out = nn.Linear(inner, query_dim, bias=False)
         self.reset_from(attn)
         self.phi: float | torch.Tensor = 1.0
+        self.streams = Streams.JOINT
+        self.captured: tuple[torch.Tensor, torch.Tensor] | None = None  # CONDITION: [B, L, C] each
+        self.given: tuple[torch.Tensor, torch.Tensor] | None = None  # INPUT: [B, L, C] each
         self._self_attention = AttnProcessor2_0()
 
     @torch.no_grad()
@@ -57,12 +75,13 @@ class BoostHubProcessor(nn.Module):
         nn.init.zeros_(self.out.weight)
 
     def condition_kv(self, f_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """K_y, V_y of Eq. (4) from the condition half: ``[B, L, C] -> 2 x [B, heads, L, C/heads]``."""
-        return self._split(self.k_y(f_y)), self._split(self.v_y(f_y))
+        """K_y, V_y of Eq. (4) from the condition half: ``[B, L, C]`` each (heads not split)."""
+        return self.k_y(f_y), self.v_y(f_y)
 
     def boost(self, f_x: torch.Tensor, k_y: torch.Tensor, v_y: torch.Tensor) -> torch.Tensor:
         """F_ro of Eq. (4) for the input half: ``[B, L, C]`` given the condition's K_y, V_y."""
         q_x = self._split(self.q_x(f_x))
+        k_y, v_y = self._split(k_y), self._split(v_y)
         attended = F.scaled_dot_product_attention(q_x, k_y, v_y, dropout_p=0.0, is_causal=False)
         batch, heads, length, head_dim = attended.shape
         return self.out(attended.transpose(1, 2).reshape(batch, length, heads * head_dim))
@@ -79,18 +98,25 @@ class BoostHubProcessor(nn.Module):
         attention_mask: torch.Tensor | None = None,
         temb: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``hidden_states``: ``[2B, L, C]``, the input half first. Returns ``[2B, L, C]``."""
-        if hidden_states.ndim != 3 or hidden_states.shape[0] % 2:
-            raise ValueError(
-                f"BoostHub expects the dual-stream batch [input; condition] as [2B, L, C], "
-                f"got {tuple(hidden_states.shape)}"
-            )
+        """``hidden_states`` ``[2B, L, C]`` (JOINT, input half first) or ``[B, L, C]``; same shape out."""
+        if hidden_states.ndim != 3:
+            raise ValueError(f"BoostHub expects [batch, tokens, channels], got {tuple(hidden_states.shape)}")
         out = self._self_attention(attn, hidden_states, None, attention_mask, temb)
-        f_x, f_y = hidden_states.chunk(2)
+        if self.streams is Streams.CONDITION:
+            self.captured = self.condition_kv(hidden_states)
+            return out
+        if self.streams is Streams.INPUT:
+            if self.given is None:
+                raise RuntimeError("BoostHub in INPUT mode needs the condition's K/V (run a CONDITION pass)")
+            return out + self.phi * self.boost(hidden_states, *self.given)  # Eq. (5)
+        if hidden_states.shape[0] % 2:
+            raise ValueError(f"the dual-stream batch [input; condition] must be even, got {hidden_states.shape[0]}")
+        half = hidden_states.shape[0] // 2  # slices, not chunk(): exports without SplitToSequence
+        f_x, f_y = hidden_states[:half], hidden_states[half:]
         k_y, v_y = self.condition_kv(f_y)
         f_ro = self.boost(f_x, k_y, v_y)
-        joint = out[: f_x.shape[0]] + self.phi * f_ro  # Eq. (5)
-        return torch.cat([joint, out[f_x.shape[0]:]])
+        joint = out[:half] + self.phi * f_ro  # Eq. (5)
+        return torch.cat([joint, out[half:]])
 
 
 def add_boosthub(unet: nn.Module) -> dict[str, BoostHubProcessor]:

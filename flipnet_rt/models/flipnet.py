@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from enum import Enum
-
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch import nn
 
 from ..config import FlipnetConfig
+from ..options import Mode
 from .face import FaceEmbedder
 from .unet import FlipNetUNet, build_unet
 
 PROMPT_KINDS = ("restore", "negative", "degrade")
-
-
-class Mode(str, Enum):
-    """Which image the UNet generates (DESIGN §1). Flipping the mode swaps the two streams."""
-
-    RESTORE = "restore"  # input = HQ latent (generated), condition = LQ latent
-    DEGRADE = "degrade"  # input = LQ latent (generated), condition = HQ latent
 
 
 def stream_order(mode: Mode, hq: torch.Tensor, lq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

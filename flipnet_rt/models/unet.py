@@ -67,10 +67,10 @@ class FlipNetUNet(nn.Module):
         context: torch.Tensor,
         phi: float | torch.Tensor = 1.0,
     ) -> torch.Tensor:
-        if sample.shape[0] % 2 or timestep.shape != (sample.shape[0],) or context.shape[0] != sample.shape[0]:
+        if timestep.shape != (sample.shape[0],) or context.shape[0] != sample.shape[0]:
             raise ValueError(
-                f"expected the dual-stream batch: sample [2B,C,h,w], timestep [2B], context [2B,L,D]; "
-                f"got {tuple(sample.shape)}, {tuple(timestep.shape)}, {tuple(context.shape)}"
+                f"expected sample [n,C,h,w], timestep [n], context [n,L,D] (n = 2B for the dual-stream "
+                f"batch); got {tuple(sample.shape)}, {tuple(timestep.shape)}, {tuple(context.shape)}"
             )
         self.set_phi(phi)
         return self.unet(sample, timestep, encoder_hidden_states=context, return_dict=False)[0]

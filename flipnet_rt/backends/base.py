@@ -1,0 +1,64 @@
+"""One interface for every backend (Polygraphy's runner pattern): run a named network on named arrays.
+
+A backend is chosen once; the restore loop calls ``run`` and the small array helpers below and
+never branches on which backend it has. Arrays are the backend's own type (numpy for ONNX Runtime
+on the CPU, torch tensors for the torch backend); the sampler's arithmetic works on either.
+Constructing a backend touches no GPU and imports no optional dependency until first use.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..engine.spec import NetworkSpec
+
+Array = Any  # numpy.ndarray | torch.Tensor
+
+
+class Backend(ABC):
+    """Runs the networks of one model; subclasses write ``_run`` and the array helpers."""
+
+    name: str = "base"
+
+    def __init__(self, specs: Mapping[str, NetworkSpec]) -> None:
+        self.specs = dict(specs)
+
+    @property
+    def dtype(self) -> str:
+        """numpy name of the floating dtype the networks take ("float32" or "float16")."""
+        return self.specs["vae_decoder"].inputs[0].dtype
+
+    def run(self, network: str, feeds: Mapping[str, Array]) -> dict[str, Array]:
+        """Run ``network`` on ``feeds`` (every input of its spec, by name) -> outputs by name."""
+        spec = self.specs.get(network)
+        if spec is None:
+            raise KeyError(f"{self.name} backend has no network {network!r}; it has {', '.join(self.specs)}")
+        missing = [n for n in spec.input_names if n not in feeds]
+        if missing:
+            raise ValueError(f"{network}: missing inputs {missing}")
+        return self._run(spec, feeds)
+
+    @abstractmethod
+    def _run(self, spec: NetworkSpec, feeds: Mapping[str, Array]) -> dict[str, Array]: ...
+
+    # Array helpers: enough for the restore loop, nothing more.
+    @abstractmethod
+    def from_numpy(self, array: np.ndarray, dtype: str | None = None) -> Array:
+        """Host array -> backend array (on the backend's device; floating arrays in ``dtype``)."""
+
+    @abstractmethod
+    def to_numpy(self, array: Array) -> np.ndarray: ...
+
+    @abstractmethod
+    def concat(self, arrays: Sequence[Array], axis: int = 0) -> Array:
+        """Concatenate along ``axis`` (the batch axis by default)."""
+
+    def repeat(self, array: Array, times: int) -> Array:
+        """``[n, ...] -> [times * n, ...]`` (the array ``times`` over, batch axis)."""
+        return array if times == 1 else self.concat([array] * times)
+
+    def full(self, n: int, value: float, dtype: str = "float32") -> Array:
+        return self.from_numpy(np.full((n,), value, dtype=dtype), dtype)

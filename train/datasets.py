@@ -1,0 +1,71 @@
+"""The ``[data]`` section of a training config -> a dataset of train/data.py.
+
+Face stages (ae, vae, restoration): HQ faces with on-the-fly LQ (Eq. 9), mixed with the
+off-shelf pool at ``offshelf_probability`` when ``offshelf_dir`` is set (Sec. 5.1).
+Degradation mode (Sec. 4.2): the real-world paired folders plus the HQ faces, one mixed set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from .config import ConfigError, DataSection
+
+
+def _faces(data: DataSection, resolution: int, seed: int) -> Sequence:
+    from .data import HQFaceFolder, OffShelfPool, load_captions
+    from .degradations import DegradationConfig, RandomDegradation
+
+    if not data.hq_dir:
+        raise ConfigError("data.hq_dir: no HQ face folder given; pass --hq-dir DIR or set data.hq_dir")
+    if not Path(data.hq_dir).is_dir():
+        raise ConfigError(f"--hq-dir {data.hq_dir}: no such folder; set data.hq_dir to the HQ face images")
+    try:
+        degradation = DegradationConfig.from_dict(data.degradation)
+    except ValueError as exc:
+        raise ConfigError(f"data.degradation: {exc}") from None
+    if data.scale_degradation:
+        degradation = degradation.scaled_to(resolution)
+    captions = None
+    if data.captions:
+        if not Path(data.captions).is_file():
+            raise ConfigError(f"--captions {data.captions}: no such file; set data.captions to a JSON or CSV file")
+        captions = load_captions(data.captions)
+    faces = HQFaceFolder(
+        data.hq_dir, resolution, RandomDegradation(degradation), seed=seed,
+        crop_box=tuple(data.crop_box) if data.crop_box else None,
+        limit=data.limit or None, captions=captions,
+    )
+    if data.offshelf_dir:
+        if not Path(data.offshelf_dir).is_dir():
+            raise ConfigError(f"data.offshelf_dir {data.offshelf_dir}: no such folder")
+        return OffShelfPool(faces, data.offshelf_dir, seed=seed, probability=data.offshelf_probability)
+    return faces
+
+
+def face_dataset(data: DataSection, resolution: int, seed: int) -> Sequence:
+    """HQ faces with LQ (on the fly, or off-shelf with probability ``offshelf_probability``)."""
+    return _faces(data, resolution, seed)
+
+
+def degradation_dataset(data: DataSection, resolution: int, seed: int) -> Sequence:
+    """Sec. 4.2: every ``[[data.paired]]`` folder (or ``limit`` random pairs of it) + the HQ faces."""
+    from .data import MixedDataset, PairedFolder, load_captions
+
+    parts: list[tuple[Sequence, int | None]] = []
+    for i, source in enumerate(data.paired):
+        for key in ("hq_dir", "lq_dir"):
+            if not Path(getattr(source, key)).is_dir():
+                raise ConfigError(f"data.paired[{i}].{key} {getattr(source, key)}: no such folder")
+        captions = load_captions(source.captions) if source.captions else None
+        paired = PairedFolder(
+            source.hq_dir, source.lq_dir, resolution, limit=source.limit or None, seed=seed,
+            fit=source.fit, key_pattern=source.key_pattern or None, captions=captions,
+        )
+        parts.append((paired, None))
+    if data.hq_dir:
+        parts.append((_faces(data, resolution, seed), None))
+    if not parts:
+        raise ConfigError("degradation mode needs data: set data.hq_dir (--hq-dir) and/or [[data.paired]] folders")
+    return MixedDataset(parts, seed=seed, shuffle=False)  # train/stream.py shuffles
