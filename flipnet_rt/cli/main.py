@@ -3,6 +3,9 @@
     flipnet-rt restore INPUT... -o OUTDIR [--model DIR|random:CONFIG] [sampler options]
     flipnet-rt degrade INPUT... -o OUTDIR --variants K [--model ...] [sampler options]
     flipnet-rt info [--model DIR|random:CONFIG]
+    flipnet-rt export --model DIR|random:CONFIG -o ENGINE_DIR [--precision fp32|fp16] ...
+    flipnet-rt build ENGINE_DIR [--precision fp16|bf16|fp32] [--batch MIN:OPT:MAX] ...
+    flipnet-rt verify ENGINE_DIR --model DIR|random:CONFIG
 
 Exit status: 0 when every image was written, 1 when any input failed (the others are still
 written), 2 for a usage error.
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import __version__
+from . import engines
 from . import info as info_cmd
 from .jobs import run_jobs
 
@@ -77,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="model, backend and environment summary")
     _model_arg(info)
+    engines.add_parsers(sub, _model_arg)
     return parser
 
 
@@ -88,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "info":
         return info_cmd.run(args.model)
+    if args.command in ("export", "build", "verify"):
+        return engines.run(args)
     if not args.model:
         parser.error(f"no model: pass --model DIR or --model random:tiny, or set ${MODEL_ENV}")
     if args.batch_size < 1:
