@@ -18,6 +18,7 @@ on the image and its seed only: not on the batch it shares, and not on the backe
 from __future__ import annotations
 
 import threading
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -28,6 +29,7 @@ from .config import FlipnetConfig
 from .engine.spec import kv_names
 from .images import fit, to_float, to_uint8, unfit
 from .options import Mode, SamplingOptions, image_seed, schedule_config
+from .profiling import StageTimer
 from .sampling import make_grid, parameterized, q_sample, sample
 
 
@@ -47,6 +49,14 @@ class Restorer:
         self.alphas_cumprod = self.schedule.alphas_cumprod()
         self._prompts = {k: backend.from_numpy(np.asarray(v, np.float32)[None]) for k, v in prompts.items()}
         self._lock = threading.Lock()
+        self.timer: StageTimer | None = None  # set by `flipnet-rt bench` to time every stage
+
+    def _stage(self, name: str):
+        return self.timer.stage(name) if self.timer is not None else nullcontext()
+
+    def _run_network(self, network: str, feeds: Mapping[str, Array]) -> dict[str, Array]:
+        with self._stage(network):
+            return self.backend.run(network, feeds)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -105,8 +115,10 @@ class Restorer:
             return []
         with self._lock:
             latents, placements = self._sample(images, mode, options, seeds)
-            decoded = self.backend.to_numpy(self.backend.run("vae_decoder", {"latent": latents})["image"])
-        return [unfit(img, placement) for img, placement in zip(to_uint8(decoded), placements)]
+            image = self._run_network("vae_decoder", {"latent": latents})["image"]
+            with self._stage("postprocessing"):
+                decoded = self.backend.to_numpy(image)
+                return [unfit(img, placement) for img, placement in zip(to_uint8(decoded), placements)]
 
     def _sample(self, images: Sequence[np.ndarray], mode: Mode, options: SamplingOptions,
                 seeds: Sequence[int] | None) -> tuple[Array, tuple]:
@@ -114,15 +126,16 @@ class Restorer:
         seeds = list(seeds) if seeds is not None else [image_seed(options.seed, i) for i in range(len(images))]
         if len(seeds) != len(images):
             raise ValueError(f"seeds: {len(seeds)} given for {len(images)} images")
-        fitted, placements = zip(*(fit(img, self.config.resolution) for img in images))
-        pixels = self.backend.from_numpy(to_float(np.stack(fitted)))
+        with self._stage("preprocessing"):
+            fitted, placements = zip(*(fit(img, self.config.resolution) for img in images))
+            pixels = self.backend.from_numpy(to_float(np.stack(fitted)))
         return self.generate(pixels, mode, options, seeds), placements
 
     def generate(self, pixels: Array, mode: Mode, options: SamplingOptions, seeds: Sequence[int]) -> Array:
         """Condition images ``[B, 3, R, R]`` -> generated latents ``[B, 4, h, w]`` (the sampling loop)."""
         be, batch = self.backend, len(seeds)
         rngs = [np.random.default_rng(s) for s in seeds]
-        y0 = be.run("vae_encoder", {"image": pixels})["latent"]
+        y0 = self._run_network("vae_encoder", {"image": pixels})["latent"]
         noise_x, noise_y = self._noise(rngs, y0), self._noise(rngs, y0)
         y_t = q_sample(y0, noise_y, float(self.alphas_cumprod[options.t_cond]))  # Eq. (1) at t_cond
 
@@ -134,25 +147,28 @@ class Restorer:
         phi = be.from_numpy(np.array([options.phi], np.float32), be.dtype)
 
         if self.cond_cache:  # DESIGN §3: the condition's K/V once, then the input half only
-            kv = be.run("unet_cond", {"sample": condition, "timestep": be.full(n, options.t_cond), "context": context})
+            kv = self._run_network(
+                "unet_cond", {"sample": condition, "timestep": be.full(n, options.t_cond), "context": context})
 
             def call(x: Array, t: int) -> Array:
                 feeds = {"sample": be.repeat(x, branches), "timestep": be.full(n, t), "context": context, "phi": phi}
-                return be.run("unet_input", {**feeds, **kv})["noise_pred"]
+                return self._run_network("unet_input", {**feeds, **kv})["noise_pred"]
         else:
             both = be.concat([context, context])
 
             def call(x: Array, t: int) -> Array:
                 timestep = be.concat([be.full(n, t), be.full(n, options.t_cond)])
                 joint = be.concat([be.repeat(x, branches), condition])
-                return be.run("unet", {"sample": joint, "timestep": timestep, "context": both, "phi": phi})["noise_pred"][:n]
+                feeds = {"sample": joint, "timestep": timestep, "context": both, "phi": phi}
+                return self._run_network("unet", feeds)["noise_pred"][:n]
 
         network = _guided(call, options.guidance, batch) if guided else call
         grid = make_grid(self.schedule, options.sampler, options.steps, options.spacing, options.strength)
         x = noise_x if options.strength >= 1.0 else q_sample(y0, noise_x, float(grid.alpha_bar[0]))
         denoiser = parameterized(network, self.alphas_cumprod, self.schedule.prediction_type)
         noise_like = (lambda ref: self._noise(rngs, ref)) if options.eta > 0 else None
-        return sample(options.sampler, denoiser, x, grid, eta=options.eta, noise_like=noise_like)
+        with self._stage("sampling"):  # the loop: UNet calls are also timed on their own
+            return sample(options.sampler, denoiser, x, grid, eta=options.eta, noise_like=noise_like)
 
     def _context(self, pixels: Array, mode: Mode, guided: bool, batch: int) -> Array:
         """``[branches x B, 77 + N, D]``: conditional branch first, then the unconditional one."""
@@ -160,7 +176,7 @@ class Restorer:
         zeros = be.from_numpy(np.zeros((batch, c.face.tokens, c.text_width), np.float32))
         if mode is Mode.DEGRADE:
             return self._join(self._prompts["degrade"], zeros, batch)
-        ids = be.run("face_encoder", {"image": pixels})["id_tokens"]
+        ids = self._run_network("face_encoder", {"image": pixels})["id_tokens"]
         context = self._join(self._prompts["restore"], ids, batch)
         if guided:
             context = be.concat([context, self._join(self._prompts["negative"], zeros, batch)])

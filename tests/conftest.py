@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 
@@ -29,3 +31,13 @@ def tiny_restorer(tiny_model):
 
     prompts = {k: tiny_model.prompt(k).numpy() for k in PROMPT_KINDS}
     return Restorer(TorchBackend(tiny_model), tiny_model.config, prompts)
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tmp_path_factory) -> Path:
+    """random:tiny exported through the command line once per session (fp32, every network)."""
+    out = tmp_path_factory.mktemp("engines") / "tiny"
+    from flipnet_rt.cli.main import main
+
+    assert main(["export", "--model", "random:tiny", "-o", str(out), "--max-batch", "2"]) == 0
+    return out

@@ -1,4 +1,12 @@
-"""ONNX Runtime backend: the default, CPU everywhere (CUDA/TensorRT providers where installed)."""
+"""ONNX Runtime backend: the default, CPU everywhere; CUDA and TensorRT execution providers where installed.
+
+:class:`OnnxRuntimeBackend` runs on the CPU with numpy arrays (no torch). :class:`OnnxRuntimeCudaBackend`
+runs the same graphs with the CUDA (optionally TensorRT) execution provider and IO binding: inputs
+and outputs are torch CUDA tensors bound by address, so nothing makes a round trip through the host.
+The CUDA class is NOT RUN in this project (no GPU, and onnxruntime-gpu cannot be installed beside
+the CPU onnxruntime); it follows ONNX Runtime's documented ``io_binding()`` / ``bind_input`` /
+``bind_output`` / ``run_with_iobinding`` API and is tested on a CPU only for what needs no GPU.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +20,7 @@ import numpy as np
 from ..engine.manifest import Manifest
 from ..engine.spec import NetworkSpec
 from .base import Array, Backend
+from .tensorrt import DeviceStream, ShapeKey, TorchDeviceArrays, infer_env, shape_key, torch_dtype
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +49,13 @@ class OnnxRuntimeBackend(Backend):
                 if self.threads:
                     options.intra_op_num_threads = self.threads
                 path = self.directory / self.manifest.networks[network].onnx
-                self._sessions[network] = ort.InferenceSession(str(path), options, providers=self.providers)
-                log.debug("loaded %s with %s", path, self.providers)
+                providers = self._providers_for(network)
+                self._sessions[network] = ort.InferenceSession(str(path), options, providers=providers)
+                log.debug("loaded %s with %s", path, providers)
             return self._sessions[network]
+
+    def _providers_for(self, network: str) -> list:
+        return self.providers
 
     def _run(self, spec: NetworkSpec, feeds: Mapping[str, Array]) -> dict[str, Array]:
         inputs = {t.name: np.ascontiguousarray(feeds[t.name], dtype=t.dtype) for t in spec.inputs}
@@ -60,3 +73,132 @@ class OnnxRuntimeBackend(Backend):
 
     def concat(self, arrays: Sequence[np.ndarray], axis: int = 0) -> np.ndarray:
         return np.concatenate(arrays, axis=axis)
+
+
+CUDA_PROVIDER = "CUDAExecutionProvider"
+TENSORRT_PROVIDER = "TensorrtExecutionProvider"
+
+
+class OnnxRuntimeCudaBackend(TorchDeviceArrays, OnnxRuntimeBackend):
+    """The engine directory's graphs on ONNX Runtime's CUDA (optionally TensorRT) execution provider.
+
+    Arrays are torch CUDA tensors. ``run`` binds each input's device address and a preallocated
+    output tensor per output with IO binding, and runs on the backend's one CUDA stream (given to
+    ONNX Runtime as ``user_compute_stream``), so tensors never make a round trip through the host.
+
+    **Outputs are reused buffers**: per network and input shapes the outputs are allocated once
+    and overwritten by the next call of that network with those shapes (``tensor.clone()`` keeps
+    one). Construction checks that the provider is installed and touches no GPU; sessions are
+    created on each network's first use.
+
+    Args:
+        directory, manifest: the engine directory and its manifest.
+        device: CUDA device index.
+        tensorrt_provider: put ONNX Runtime's TensorRT execution provider first (CUDA after it for
+            what TensorRT cannot take). Cost: the first session of each network builds a TensorRT
+            engine (minutes for sd21-base), cached in ``cache_dir`` and rebuilt when the GPU,
+            TensorRT or the graph changes; its optimisation profile is the manifest's. Native plans
+            (``flipnet-rt build`` + the tensorrt backend) avoid that build at run time.
+        fp16: let the TensorRT provider run an fp32 graph in fp16 (faster, less accurate; graphs
+            exported in fp16 run in fp16 regardless).
+        cache_dir: the TensorRT provider's engine cache (default ``<directory>/ort-trt-cache``).
+    """
+
+    name = "onnxruntime-cuda"
+
+    def __init__(self, directory: Path, manifest: Manifest, *, device: int = 0, tensorrt_provider: bool = False,
+                 fp16: bool = False, cache_dir: Path | None = None, threads: int | None = None) -> None:
+        from .select import BackendUnavailable, ort_providers
+
+        self.provider = TENSORRT_PROVIDER if tensorrt_provider else CUDA_PROVIDER
+        available = ort_providers()
+        if self.provider not in available or CUDA_PROVIDER not in available:
+            missing = self.provider if self.provider not in available else CUDA_PROVIDER
+            raise BackendUnavailable(
+                f"onnxruntime has no {missing} (it has {', '.join(available)}): "
+                f"pip uninstall onnxruntime && pip install 'flipnet-rt[gpu]'"
+                + (" with TensorRT installed" if missing == TENSORRT_PROVIDER else "")
+                + ", or use --device cpu"
+            )
+        super().__init__(directory, manifest, providers=(), threads=threads)
+        self.device_index = int(device)
+        self.device = f"cuda:{self.device_index}"
+        self.fp16 = fp16
+        self.cache_dir = Path(cache_dir) if cache_dir else self.directory / "ort-trt-cache"
+        self._stream: DeviceStream | None = None
+        self._outputs: dict[ShapeKey, dict[str, object]] = {}
+
+    def provider_options(self, network: str, stream_handle: int) -> list[tuple[str, dict[str, str]]]:
+        """The ``providers`` argument of ``network``'s session: (name, options) pairs, best first."""
+        cuda = (CUDA_PROVIDER, {"device_id": str(self.device_index), "user_compute_stream": str(stream_handle)})
+        if self.provider == CUDA_PROVIDER:
+            return [cuda]
+        trt = {
+            "device_id": str(self.device_index), "has_user_compute_stream": "1",
+            "user_compute_stream": str(stream_handle), "trt_fp16_enable": str(self.fp16).lower(),
+            "trt_engine_cache_enable": "true", "trt_engine_cache_path": str(self.cache_dir),
+            **trt_profile_options(self.manifest, network),
+        }
+        return [(TENSORRT_PROVIDER, trt), cuda]
+
+    def _providers_for(self, network: str) -> list:
+        return self.provider_options(network, self._stream.handle)
+
+    def session(self, network: str):
+        if self._stream is None:
+            self._stream = DeviceStream(self.device)
+        fresh = network not in self._sessions
+        session = super().session(network)
+        if fresh and self.provider not in session.get_providers():  # ORT falls back to the CPU silently
+            self._sessions.pop(network, None)
+            raise RuntimeError(
+                f"{network}: ONNX Runtime could not start {self.provider} (it runs on {session.get_providers()}); "
+                f"its CUDA/cuDNN{'/TensorRT' if self.provider == TENSORRT_PROVIDER else ''} libraries are missing "
+                f"or do not match onnxruntime-gpu (see ONNX Runtime's log above), or use --device cpu"
+            )
+        return session
+
+    def _run(self, spec: NetworkSpec, feeds: Mapping[str, Array]) -> dict[str, Array]:
+        import torch
+
+        session = self.session(spec.name)
+        key = shape_key(spec, feeds)
+        outputs = self._outputs.get(key)
+        if outputs is None:
+            env = infer_env(spec, dict(zip(spec.input_names, key[1])))
+            outputs = self._outputs[key] = {
+                t.name: torch.empty(t.concrete(env), dtype=torch_dtype(t.dtype), device=self.device)
+                for t in spec.outputs
+            }
+        binding = session.io_binding()
+        with self._stream:
+            inputs = {t.name: self._device_input(feeds[t.name], t.dtype) for t in spec.inputs}  # kept alive to run
+            for t in spec.inputs:
+                x = inputs[t.name]
+                binding.bind_input(t.name, "cuda", self.device_index, np.dtype(t.dtype), tuple(x.shape), x.data_ptr())
+            for t in spec.outputs:
+                y = outputs[t.name]
+                binding.bind_output(t.name, "cuda", self.device_index, np.dtype(t.dtype), tuple(y.shape), y.data_ptr())
+            session.run_with_iobinding(binding)
+        return dict(outputs)
+
+    def _device_input(self, array: Array, dtype: str):
+        """A contiguous tensor on this device in the graph's dtype (no copy when it already is one)."""
+        import torch
+
+        tensor = array if isinstance(array, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(array))
+        return tensor.to(device=self.device, dtype=torch_dtype(dtype)).contiguous()
+
+
+def trt_profile_options(manifest: Manifest, network: str) -> dict[str, str]:
+    """The TensorRT provider's explicit profile for one network, from the manifest.
+
+    ``trt_profile_{min,opt,max}_shapes`` = ``"name:1x4x64x64,name2:..."`` over every dynamic
+    input, so that ONNX Runtime builds one engine for the whole range instead of one per shape.
+    """
+    entry = manifest.networks[network]
+    shapes = entry.spec.profile_shapes(entry.profile)
+    return {
+        f"trt_profile_{which}_shapes": ",".join(f"{name}:{'x'.join(map(str, triple[i]))}" for name, triple in shapes.items())
+        for i, which in enumerate(("min", "opt", "max"))
+    }

@@ -20,14 +20,6 @@ onnxruntime = pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="session")
-def tiny_engine(tmp_path_factory) -> Path:
-    """random:tiny exported through the command line once per session (fp32, every network)."""
-    out = tmp_path_factory.mktemp("engines") / "tiny"
-    assert main(["export", "--model", "random:tiny", "-o", str(out), "--max-batch", "2"]) == 0
-    return out
-
-
-@pytest.fixture(scope="session")
 def tiny_engine_fp16(tmp_path_factory, tiny_model) -> Path:
     from export.exporter import export_engine
     from flipnet_rt.models import random_model

@@ -1,0 +1,395 @@
+"""TensorRT backend: the plans of ``flipnet-rt build``, run with ``execute_async_v3`` on one CUDA stream.
+
+NOT RUN in this project: TensorRT cannot be installed on its CPU-only machines and none of them
+has a GPU. The GPU path follows TensorRT's documented Python API (``Runtime.deserialize_cuda_engine``,
+``ICudaEngine.num_io_tensors / get_tensor_name / get_tensor_mode / get_tensor_dtype``,
+``IExecutionContext.set_input_shape / get_tensor_shape / set_tensor_address / execute_async_v3``)
+and the pattern of TensorRT's ``demo/Diffusion`` engine wrapper; everything else (shape keys,
+buffer bookkeeping, profile and manifest checks, errors) is tested on a CPU against a stand-in.
+
+Pattern (demo/Diffusion): device memory is torch CUDA tensors. Per network and concrete input
+shapes, the input and output buffers are allocated once, their addresses are given to the
+execution context once, and each call copies the feeds into the input buffers and enqueues the
+plan on the backend's one stream; with ``cuda_graph=True`` the enqueue is captured as a CUDA
+graph after one warm-up run and replayed from then on.
+
+**Outputs are reused buffers**: a network's outputs for a given input shape are the same tensors
+at every call, overwritten by the next call of that network with that shape. Copy one
+(``tensor.clone()``) to keep it past that. The restore loop only reads an output before the next
+call of the same network, so it never copies.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..engine.manifest import EngineError, Manifest
+from ..engine.spec import NetworkSpec, Profile
+from .base import Array, Backend
+
+log = logging.getLogger(__name__)
+
+# TensorRT DataType member names -> the specs' numpy dtype names ("bfloat16" has no numpy type).
+TRT_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT32": "int32",
+              "INT64": "int64", "BOOL": "bool", "INT8": "int8", "UINT8": "uint8"}
+
+ShapeKey = tuple[str, tuple[tuple[int, ...], ...]]  # (network, each input's shape in spec order)
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def trt_check(result: Any, what: str, logger: "Any | None" = None) -> Any:
+    """The one place TensorRT return codes are checked; raises naming the call.
+
+    TensorRT's Python API reports failure by returning ``False`` (``set_input_shape``,
+    ``set_tensor_address``, ``execute_async_v3``) or ``None`` (``deserialize_cuda_engine``,
+    ``create_execution_context``); the reason goes to its logger, whose last error is quoted.
+    CUDA calls go through torch, which raises on its own.
+    """
+    if result is None or result is False:
+        detail = getattr(logger, "last_error", None)
+        raise RuntimeError(f"TensorRT {what} failed" + (f": {detail}" if detail else " (run with -v for TensorRT's log)"))
+    return result
+
+
+def infer_env(spec: NetworkSpec, shapes: Mapping[str, Sequence[int]]) -> dict[str, int]:
+    """The symbols ``{B, h, w}`` of one call, solved from its input shapes and checked against all of them.
+
+    Raises ValueError naming the input whose shape does not fit the spec.
+    """
+    env: dict[str, int] = {}
+    for t in spec.inputs:
+        shape = tuple(int(d) for d in shapes[t.name])
+        if len(shape) != len(t.shape):
+            raise ValueError(f"{spec.name}: input {t.name} has shape {shape}; the spec is "
+                             f"[{', '.join(map(str, t.shape))}]")
+        for dim, size in zip(t.shape, shape):
+            if len(dim.symbols) == 1 and size * dim.divisor % dim.factor == 0:
+                env.setdefault(dim.symbols[0], size * dim.divisor // dim.factor)
+    for t in spec.inputs:
+        shape = tuple(int(d) for d in shapes[t.name])
+        try:
+            expected = t.concrete(env)
+        except (KeyError, ValueError):
+            expected = None
+        if expected != shape:
+            raise ValueError(f"{spec.name}: input {t.name} has shape {shape}; the spec is "
+                             f"[{', '.join(map(str, t.shape))}] with {env}")
+    return env
+
+
+def shape_key(spec: NetworkSpec, feeds: Mapping[str, Array]) -> ShapeKey:
+    return spec.name, tuple(tuple(int(d) for d in feeds[n].shape) for n in spec.input_names)
+
+
+def check_profile(spec: NetworkSpec, env: Mapping[str, int], profile: Profile, directory: Path | str) -> None:
+    """Refuse a call outside the plan's optimisation profile before TensorRT does, naming the fix."""
+    for symbol in ("B", "h", "w"):
+        lo, _, hi = getattr(profile, symbol)
+        if symbol in env and not lo <= env[symbol] <= hi:
+            what = {"B": "batch (--batch, x2 for UNet networks)", "h": "latent height (--resolution / 8)",
+                    "w": "latent width (--resolution / 8)"}[symbol]
+            raise EngineError(f"{spec.name}: {what} {env[symbol]} is outside the plan's profile {lo}..{hi}; "
+                              f"rebuild with a wider range: `flipnet-rt build {directory} --batch MIN:OPT:MAX "
+                              f"--resolution MIN:OPT:MAX`")
+
+
+def torch_dtype(name: str):
+    import torch
+
+    return getattr(torch, name)  # "float32", "float16", "bfloat16", "int32", "int64", "bool"
+
+
+class TorchDeviceArrays:
+    """Array helpers over torch tensors on one CUDA device (TensorRT and ONNX Runtime CUDA backends).
+
+    Floating host arrays become float32 device tensors unless a dtype is given: the sampler's
+    arithmetic stays float32 and each network's feeds are cast to its spec's dtype when copied
+    into its buffers (as the ONNX Runtime CPU backend casts at feed time).
+    """
+
+    device: str  # "cuda:N"
+
+    def from_numpy(self, array: np.ndarray, dtype: str | None = None) -> Any:
+        import torch
+
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        if array.dtype.kind == "f":
+            tensor = tensor.to(torch_dtype(dtype or "float32"))
+        return tensor.to(self.device)
+
+    def to_numpy(self, array: Any) -> np.ndarray:
+        array = array.detach()
+        if array.is_floating_point() and array.dtype.itemsize < 4:  # float16/bfloat16 -> float32
+            array = array.float()
+        return array.cpu().numpy()
+
+    def concat(self, arrays: Sequence[Any], axis: int = 0) -> Any:
+        import torch
+
+        return torch.cat(list(arrays), dim=axis)
+
+
+class DeviceStream:
+    """The backend's one CUDA stream (``torch.cuda.Stream``), ordered after torch's current stream
+    on entry and before it on exit, so tensors flow between the sampler (current stream) and the
+    networks (this stream) without a host synchronisation."""
+
+    def __init__(self, device: str) -> None:
+        import torch
+
+        self._torch = torch
+        self.device = torch.device(device)
+        self.stream = torch.cuda.Stream(self.device)
+        self._context: Any = None
+
+    @property
+    def handle(self) -> int:
+        """The ``cudaStream_t`` as an int, for ``execute_async_v3`` and ONNX Runtime."""
+        return int(self.stream.cuda_stream)
+
+    def __enter__(self) -> "DeviceStream":
+        torch = self._torch
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))
+        self._context = torch.cuda.stream(self.stream)
+        self._context.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._context.__exit__(*exc)
+        self._torch.cuda.current_stream(self.device).wait_stream(self.stream)
+
+    def synchronize(self) -> None:
+        self.stream.synchronize()
+
+
+# ---------------------------------------------------------------------------------------- backend
+@dataclass
+class _Plan:
+    """One deserialised plan and its execution context."""
+
+    engine: Any
+    context: Any
+    active: ShapeKey | None = None  # the shape key whose shapes/addresses the context holds
+
+
+@dataclass
+class _Bound:
+    """One (network, input shapes): buffers allocated once, optionally a captured CUDA graph."""
+
+    key: ShapeKey
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    graph: Any = None
+    calls: int = field(default=0)
+
+
+class TensorRTBackend(TorchDeviceArrays, Backend):
+    """Runs ``<network>.plan`` from an engine directory on CUDA device ``device``.
+
+    Construction reads nothing but the manifest and touches no GPU; the plans' compatibility
+    (``Manifest.check_tensorrt``: TensorRT version, GPU, compute capability) is checked before the
+    first plan is deserialised, and each plan is deserialised on its network's first call.
+
+    Args:
+        directory: the engine directory (``manifest.json`` with a ``tensorrt`` record, ``*.plan``).
+        manifest: its loaded manifest.
+        cuda_graph: capture one CUDA graph per network and input shapes after one warm-up run and
+            replay it afterwards. Saves the per-layer launch overhead (most for small batches);
+            costs one graph (and its private memory pool) per shape, and fails for plans with
+            data-dependent control flow, in which case run without it.
+        device: CUDA device index.
+
+    Not thread-safe: the Restorer serialises calls. Every network runs on one stream.
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, directory: Path | str, manifest: Manifest, *, cuda_graph: bool = False, device: int = 0) -> None:
+        if manifest.tensorrt is None:
+            raise EngineError(f"{directory}: has no TensorRT plans; build them: `flipnet-rt build {directory}`")
+        super().__init__({name: entry.spec for name, entry in manifest.networks.items()})
+        self.directory = Path(directory)
+        self.manifest = manifest
+        self.cuda_graph = cuda_graph
+        self.device_index = int(device)
+        self.device = f"cuda:{self.device_index}"
+        self._plans: dict[str, _Plan] = {}
+        self._bound: dict[ShapeKey, _Bound] = {}
+        self._stream: Any = None
+        self._runtime: Any = None
+        self._logger: Any = None
+        self._compatible = False
+
+    # ------------------------------------------------------------------ the device, lazily
+    @staticmethod
+    def _tensorrt():
+        try:
+            import tensorrt
+        except ImportError:
+            raise RuntimeError(
+                "TensorRT is not installed: pip install 'flipnet-rt[tensorrt]' (NVIDIA's index, on a machine "
+                "with an NVIDIA GPU), or use --backend onnxruntime"
+            ) from None
+        return tensorrt
+
+    def _gpu_identity(self) -> tuple[str, str]:
+        """(name, "major.minor") of the device: the values `flipnet-rt build` records (cudaDeviceProp)."""
+        import torch
+
+        props = torch.cuda.get_device_properties(self.device_index)
+        return props.name, f"{props.major}.{props.minor}"
+
+    def _new_stream(self) -> Any:
+        return DeviceStream(self.device)
+
+    def check_compatible(self) -> None:
+        """Refuse plans built for another TensorRT version or GPU (EngineError naming the rebuild)."""
+        if not self._compatible:
+            trt = self._tensorrt()
+            gpu, capability = self._gpu_identity()
+            self.manifest.check_tensorrt(self.directory, version=trt.__version__, gpu=gpu,
+                                         compute_capability=capability)
+            self._compatible = True
+
+    def _plan(self, network: str) -> _Plan:
+        plan = self._plans.get(network)
+        if plan is not None:
+            return plan
+        self.check_compatible()
+        trt = self._tensorrt()
+        name = self.manifest.tensorrt.plans.get(network)
+        if name is None:
+            raise EngineError(f"{self.directory}: no TensorRT plan for {network}; rebuild all networks: "
+                              f"`flipnet-rt build {self.directory}`")
+        path = self.directory / name
+        if not path.is_file():
+            raise EngineError(f"{path}: missing; rebuild the plans: `flipnet-rt build {self.directory}`")
+        if self._runtime is None:
+            self._logger = _logger(trt)
+            self._runtime = trt_check(trt.Runtime(self._logger), "Runtime()", self._logger)
+        engine = trt_check(self._runtime.deserialize_cuda_engine(path.read_bytes()),
+                           f"deserialize_cuda_engine({path.name})", self._logger)
+        self._check_io(trt, network, engine)
+        context = trt_check(engine.create_execution_context(), f"{network}: create_execution_context", self._logger)
+        plan = self._plans[network] = _Plan(engine, context)
+        log.debug("loaded %s", path)
+        return plan
+
+    def _check_io(self, trt: Any, network: str, engine: Any) -> None:
+        """The plan's I/O names, directions and dtypes are the manifest spec's."""
+        spec = self.specs[network]
+        found = {}
+        for i in range(engine.num_io_tensors):
+            tensor = engine.get_tensor_name(i)
+            mode = "input" if engine.get_tensor_mode(tensor) == trt.TensorIOMode.INPUT else "output"
+            found[tensor] = (mode, TRT_DTYPES.get(engine.get_tensor_dtype(tensor).name, "?"))
+        wanted = {t.name: ("input", t.dtype) for t in spec.inputs} | {t.name: ("output", t.dtype) for t in spec.outputs}
+        if found != wanted:
+            diff = sorted(set(found.items()) ^ set(wanted.items()))
+            raise EngineError(f"{self.directory}/{network}.plan does not match its manifest spec ({diff}); "
+                              f"rebuild it: `flipnet-rt build {self.directory}`")
+
+    # ------------------------------------------------------------------ running
+    def _run(self, spec: NetworkSpec, feeds: Mapping[str, Array]) -> dict[str, Array]:
+        plan = self._plan(spec.name)
+        key = shape_key(spec, feeds)
+        if self._stream is None:
+            self._stream = self._new_stream()
+        with self._stream:
+            bound = self._bound.get(key) or self._bind(plan, spec, key)
+            for name, buffer in bound.inputs.items():
+                buffer.copy_(feeds[name])  # onto the stream; casts to the spec's dtype
+            if bound.graph is not None:
+                bound.graph.replay()
+            else:
+                self._activate(plan, bound)
+                trt_check(plan.context.execute_async_v3(self._stream.handle), f"{spec.name}: execute_async_v3",
+                          self._logger)
+                if self.cuda_graph:  # that run was the warm-up; its outputs are this call's result
+                    bound.graph = self._capture(plan, bound)
+            bound.calls += 1
+        return dict(bound.outputs)
+
+    def _bind(self, plan: _Plan, spec: NetworkSpec, key: ShapeKey) -> _Bound:
+        """Allocate one shape's buffers (once) and check the plan agrees on the output shapes."""
+        import torch
+
+        shapes = dict(zip(spec.input_names, key[1]))
+        env = infer_env(spec, shapes)
+        recorded = self.manifest.tensorrt.profiles.get(spec.name)
+        if recorded:
+            check_profile(spec, env, Profile.from_dict(recorded), self.directory)
+
+        def empty(t):
+            return torch.empty(t.concrete(env), dtype=torch_dtype(t.dtype), device=self.device)
+
+        bound = _Bound(key, {t.name: empty(t) for t in spec.inputs}, {t.name: empty(t) for t in spec.outputs})
+        self._activate(plan, bound)
+        for name, tensor in bound.outputs.items():
+            theirs = tuple(plan.context.get_tensor_shape(name))
+            if theirs != tuple(tensor.shape):
+                raise EngineError(f"{spec.name}: the plan computes {name} {theirs}, the manifest spec says "
+                                  f"{tuple(tensor.shape)}; rebuild: `flipnet-rt build {self.directory}`")
+        self._bound[key] = bound
+        log.debug("%s: buffers for %s", spec.name, shapes)
+        return bound
+
+    def _activate(self, plan: _Plan, bound: _Bound) -> None:
+        """Give the context this shape's input shapes and buffer addresses (only when they change)."""
+        if plan.active == bound.key:
+            return
+        network = bound.key[0]
+        for name, tensor in bound.inputs.items():
+            trt_check(plan.context.set_input_shape(name, tuple(tensor.shape)),
+                      f"{network}: set_input_shape({name}, {tuple(tensor.shape)})", self._logger)
+        for name, tensor in (*bound.inputs.items(), *bound.outputs.items()):
+            trt_check(plan.context.set_tensor_address(name, tensor.data_ptr()),
+                      f"{network}: set_tensor_address({name})", self._logger)
+        plan.active = bound.key
+
+    def _capture(self, plan: _Plan, bound: _Bound) -> Any:
+        """Capture one enqueue of this shape as a CUDA graph (replay launches it on the stream)."""
+        import torch
+
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph, stream=self._stream.stream):
+                trt_check(plan.context.execute_async_v3(self._stream.handle),
+                          f"{bound.key[0]}: execute_async_v3 (CUDA graph capture)", self._logger)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{bound.key[0]}: CUDA graph capture failed ({exc}); run without CUDA graphs") from exc
+        log.debug("%s: captured a CUDA graph for %s", *bound.key)
+        return graph
+
+    def clear(self) -> None:
+        """Free every shape's buffers and graphs (plans stay loaded)."""
+        if self._stream is not None:
+            self._stream.synchronize()
+        self._bound.clear()
+        for plan in self._plans.values():
+            plan.active = None
+
+
+def _logger(trt: Any) -> Any:
+    """A TensorRT ILogger that forwards to :mod:`logging` and keeps the last error for ``trt_check``."""
+
+    class Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.last_error: str | None = None
+
+        def log(self, severity: Any, msg: str) -> None:
+            if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
+                self.last_error = msg
+                log.error("TensorRT: %s", msg)
+            elif severity == trt.ILogger.Severity.WARNING:
+                log.warning("TensorRT: %s", msg)
+            else:
+                log.debug("TensorRT: %s", msg)
+
+    return Logger()
