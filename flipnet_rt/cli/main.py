@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import __version__
-from . import engines
+from . import bench, engines
 from . import info as info_cmd
 from .jobs import run_jobs
 
@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="model, backend and environment summary")
     _model_arg(info)
     engines.add_parsers(sub, _model_arg)
+    bench.add_parser(sub, _model_arg)
     return parser
 
 
@@ -95,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return info_cmd.run(args.model)
     if args.command in ("export", "build", "verify"):
         return engines.run(args)
+    if args.command == "bench":
+        return bench.run(args)
     if not args.model:
         parser.error(f"no model: pass --model DIR or --model random:tiny, or set ${MODEL_ENV}")
     if args.batch_size < 1:
