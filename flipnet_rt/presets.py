@@ -78,6 +78,25 @@ TINY_VAE = {
 }
 
 
+# A mid-size model (~20M parameters) at 128x128: CPU profiling between tiny and sd21-base.
+SMALL_UNET = {
+    "act_fn": "silu",
+    "attention_head_dim": [2, 4, 8],
+    "block_out_channels": [64, 128, 256],
+    "cross_attention_dim": 256,
+    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    "in_channels": 4,
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+    "out_channels": 4,
+    "sample_size": 16,
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+    "use_linear_projection": True,
+}
+
+SMALL_VAE = {**TINY_VAE, "block_out_channels": [32, 64, 128, 128], "norm_num_groups": 32, "sample_size": 128}
+
+
 def sd21_base() -> FlipnetConfig:
     """The paper's model: SD 2.1-base at 512x512, 16x16 id tokens of width 256 (N = 256)."""
     return FlipnetConfig(
@@ -101,7 +120,19 @@ def tiny() -> FlipnetConfig:
     ).validate()
 
 
-PRESETS = {"sd21-base": sd21_base, "tiny": tiny}
+def small() -> FlipnetConfig:
+    """A mid-size model at 128x128, 8x8 id tokens: CPU profiling and small trained models."""
+    return FlipnetConfig(
+        name="small",
+        resolution=128,
+        unet=SMALL_UNET,
+        vae=SMALL_VAE,
+        face=FaceSpec(grid=8, dim=64, channels=(32, 64, 128, 128, 128), adapter_hidden=256),
+        lora_rank=16,
+    ).validate()
+
+
+PRESETS = {"sd21-base": sd21_base, "small": small, "tiny": tiny}
 
 
 def preset(name: str) -> FlipnetConfig:

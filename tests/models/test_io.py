@@ -54,7 +54,7 @@ def test_random_spec_is_seeded_and_leaves_global_rng(tiny_model):
 
 
 def test_unknown_random_config_names_the_choices():
-    with pytest.raises(KeyError, match="sd21-base, tiny"):
+    with pytest.raises(KeyError, match="sd21-base, small, tiny"):
         load_model("random:huge")
 
 
