@@ -30,21 +30,23 @@ def naive_restore(model: FlipNet, images: Sequence[np.ndarray], *, steps: int, g
     )
     scheduler.set_timesteps(steps, device=device)
     fitted, placements = zip(*(fit(img, model.config.resolution) for img in images))
-    pixels = torch.from_numpy(to_float(np.stack(fitted))).to(device)
+    dtype = next(model.parameters()).dtype
+    pixels = torch.from_numpy(to_float(np.stack(fitted))).to(device, dtype)
     batch = pixels.shape[0]
     generator = torch.Generator().manual_seed(seed)
     y0 = model.encode(pixels)
-    noise = torch.randn(y0.shape, generator=generator).to(device)
+    noise = torch.randn(y0.shape, generator=generator).to(device, dtype)
     ab = scheduler.alphas_cumprod[t_cond].item()
-    y_t = ab**0.5 * y0 + (1 - ab) ** 0.5 * torch.randn(y0.shape, generator=generator).to(device)
+    y_t = ab**0.5 * y0 + (1 - ab) ** 0.5 * torch.randn(y0.shape, generator=generator).to(device, dtype)
     positive = model.context("restore", model.face(pixels), batch)
     negative = model.context("negative", None, batch)
     x = noise
     for t in scheduler.timesteps:
         timestep = torch.cat([t.repeat(batch), torch.full((batch,), t_cond, device=device)]).float()
+        phi_t = torch.tensor([phi], device=device, dtype=dtype)
         eps = []
         for ctx in (positive, negative):  # two separate calls, each the joint [x; y] graph
-            out = model.unet(torch.cat([x, y_t]), timestep, torch.cat([ctx, ctx]), phi)
+            out = model.unet(torch.cat([x, y_t]), timestep, torch.cat([ctx, ctx]), phi_t)
             eps.append(out[:batch])
         guided = eps[1] + guidance * (eps[0] - eps[1])
         x = scheduler.step(guided, t, x).prev_sample

@@ -31,10 +31,12 @@ class BenchConfig:
     batch: int
     cond_cache: bool
     cuda_graph: bool = False
+    compile: bool = False
 
     @property
     def label(self) -> str:
-        return f"b{self.batch} cache={'on' if self.cond_cache else 'off'}" + (" graph" if self.cuda_graph else "")
+        return (f"b{self.batch} cache={'on' if self.cond_cache else 'off'}" + (" compile" if self.compile else "")
+                + (" graph" if self.cuda_graph else ""))
 
 
 @dataclass

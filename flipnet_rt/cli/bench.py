@@ -37,7 +37,10 @@ def add_parser(sub: argparse._SubParsersAction, model_arg) -> None:
     p.add_argument("--guidance", type=float, help="default: the model's (1.5)")
     p.add_argument("--resolution", type=int, help="side of the generated input images (default: the model's)")
     p.add_argument("--cond-cache", type=_csv_list(_on_off), default=[True, False], help="on,off")
-    p.add_argument("--cuda-graph", type=_csv_list(_on_off), default=[False], help="on,off (GPU backends)")
+    p.add_argument("--cuda-graph", type=_csv_list(_on_off), default=[False],
+                   help="on,off: replay one CUDA graph per shape (torch backend on cuda)")
+    p.add_argument("--compile", type=_csv_list(_on_off), default=[False],
+                   help="on,off: torch.compile the networks (torch backend; minutes of compilation first)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--baseline", action="store_true", help="also time the naive loop and report speedups")
@@ -74,17 +77,24 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError("--device cuda: no CUDA GPU is visible; use --device cpu")
     model = load_model(args.model)
     backend = args.backend if args.backend != "auto" else ("onnxruntime" if args.engines else "torch")
-    if backend == "onnxruntime":
-        if not args.engines:
-            raise ValueError("--backend onnxruntime needs --engines DIR (from `flipnet-rt export`)")
-        restorer = Restorer.from_engine(args.engines)
-        restorer.backend.manifest.check_model(model.config, args.engines)
-        precision = restorer.backend.manifest.precision
-    else:
-        dtype = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[args.precision]
-        prompts = {k: model.prompt(k).float().numpy() for k in PROMPT_KINDS}
-        restorer = Restorer(TorchBackend(model, device=args.device, dtype=dtype), model.config, prompts)
-        precision = args.precision
+    prompts = {k: model.prompt(k).float().numpy() for k in PROMPT_KINDS}
+    dtype = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[args.precision]
+
+    def make_restorer(compile_: bool, graph: bool) -> Restorer:
+        if backend == "onnxruntime":
+            if not args.engines:
+                raise ValueError("--backend onnxruntime needs --engines DIR (from `flipnet-rt export`)")
+            restorer = Restorer.from_engine(args.engines)
+            restorer.backend.manifest.check_model(model.config, args.engines)
+            return restorer
+        torch_backend = TorchBackend(model, device=args.device, dtype=dtype, compile=compile_, cuda_graphs=graph)
+        return Restorer(torch_backend, model.config, prompts)
+
+    precision = args.precision
+    if backend == "onnxruntime" and args.engines:
+        from ..engine.manifest import Manifest
+
+        precision = Manifest.load(args.engines).precision
     side = args.resolution or model.config.resolution
     images = [degrade_example(example_face(side, seed=i), seed=i) for i in range(max(args.batch))]
     guidance = args.guidance if args.guidance is not None else model.config.defaults.guidance
@@ -93,22 +103,26 @@ def _run(args: argparse.Namespace) -> int:
     env["matmul_peak_tflops"] = f"{peak:.3f}"
 
     records = []
-    for batch in args.batch:
-        for cache in args.cond_cache:
-            for graph in args.cuda_graph:
-                config = BenchConfig(batch, cache, graph)
-                if graph and args.device != "cuda":
-                    print(f"skipped {config.label}: CUDA graphs need --device cuda", file=sys.stderr)
-                    continue
-                result = run_config(restorer, images, config, steps=args.steps, warmup=args.warmup,
-                                    iters=args.iters, guidance=guidance)
-                flops = _flops_per_image(model, cache, args.steps, guidance)
-                records.append(result_record(with_flops(result, flops, peak), env, args.model, args.steps))
-                print(f"done {config.label}: p50 {result.e2e_ms['p50']:.1f} ms", file=sys.stderr)
+    for compile_ in args.compile:
+        for graph in args.cuda_graph:
+            if graph and args.device != "cuda":
+                print("skipped cuda-graph=on: CUDA graphs need --device cuda", file=sys.stderr)
+                continue
+            if (graph or compile_) and backend != "torch":
+                print("skipped compile/cuda-graph: they apply to the torch backend", file=sys.stderr)
+                continue
+            restorer = make_restorer(compile_, graph)
+            for batch in args.batch:
+                for cache in args.cond_cache:
+                    config = BenchConfig(batch, cache, graph, compile_)
+                    result = run_config(restorer, images, config, steps=args.steps, warmup=args.warmup,
+                                        iters=args.iters, guidance=guidance)
+                    flops = _flops_per_image(model, cache, args.steps, guidance)
+                    records.append(result_record(with_flops(result, flops, peak), env, args.model, args.steps))
+                    print(f"done {config.label}: p50 {result.e2e_ms['p50']:.1f} ms", file=sys.stderr)
     baseline = None
     if args.baseline:
-        base_model = model if backend == "torch" else load_model(args.model)
-        baseline = time_baseline(base_model, images[: args.batch[0]], steps=args.steps, guidance=guidance,
+        baseline = time_baseline(model, images[: args.batch[0]], steps=args.steps, guidance=guidance,
                                  warmup=args.warmup, iters=args.iters, device=args.device)
         baseline = {**baseline, "batch": args.batch[0]}
         for r in records:
