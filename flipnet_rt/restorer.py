@@ -60,18 +60,20 @@ class Restorer:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def load(cls, spec: str | Path, *, device: str = "cpu", dtype: str = "float32", cond_cache: bool = True,
-             providers: Sequence[str] | None = None) -> "Restorer":
-        """An engine directory (ONNX Runtime) or a model directory / ``random:<config>`` (torch)."""
-        text = str(spec)
-        if not text.startswith("random:") and (Path(text) / "manifest.json").is_file():
-            return cls.from_engine(Path(text), cond_cache=cond_cache, providers=providers)
-        from .backends.torch import TorchBackend
-        from .models import PROMPT_KINDS, load_model
+    def load(cls, spec: str | Path, *, backend: str = "auto", device: str | None = None, dtype: str = "float32",
+             cond_cache: bool = True, cuda_graphs: bool = False, compile: bool = False) -> "Restorer":
+        """An engine directory or a model directory / ``random:<config>``, on ``backend``.
 
-        model = load_model(text)
-        prompts = {k: model.prompt(k).float().numpy() for k in PROMPT_KINDS}
-        return cls(TorchBackend(model, device=device, dtype=dtype), model.config, prompts, cond_cache=cond_cache)
+        ``auto`` picks TensorRT > ONNX Runtime CUDA > PyTorch CUDA > ONNX Runtime CPU (> PyTorch CPU)
+        by what is installed and what the artifacts allow (:mod:`flipnet_rt.backends.select`);
+        ``device`` None picks the GPU when one can run. Raises ``BackendUnavailable`` (a
+        ValueError) naming the fix when the requested backend cannot run here.
+        """
+        from .backends.select import select_backend, split_model_arg
+
+        chosen = select_backend(backend, **split_model_arg(spec), device=device, dtype=dtype,
+                                cuda_graphs=cuda_graphs, compile=compile)
+        return cls(chosen.backend, chosen.config, chosen.prompts, cond_cache=cond_cache)
 
     @classmethod
     def from_engine(cls, directory: Path, *, cond_cache: bool = True,

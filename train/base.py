@@ -34,8 +34,8 @@ from flipnet_rt.config import FlipnetConfig
 from flipnet_rt.models import FlipNet, Mode, add_lora, from_diffusers, load_model_dir, save_model_dir
 from flipnet_rt.presets import preset
 
-from .checkpoint import CheckpointError, read_state, read_weights
-from .config import DegradationSection, ModelSection, RestorationSection, UnetTraining
+from .checkpoint import CheckpointError, read_state, read_weights, resolve_checkpoint
+from .config import DegradationSection, ModelSection, UnetTraining
 
 log = logging.getLogger(__name__)
 
@@ -70,21 +70,19 @@ def build_base(section: ModelSection, diffusion: DegradationSection, mode: Mode)
     if diffusion.vae_checkpoint:
         load_vae_checkpoint(model, Path(diffusion.vae_checkpoint))
     if mode is Mode.RESTORE:
-        section_r = diffusion
-        assert isinstance(section_r, RestorationSection)
-        if not section_r.ae_checkpoint:
+        ae_checkpoint = getattr(diffusion, "ae_checkpoint", "")
+        if not ae_checkpoint:
             raise FileNotFoundError(
                 "restoration mode needs the face autoencoder's LQ encoder: train it with `flipnet-train ae` "
                 "and pass --ae-checkpoint DIR"
             )
-        load_face_encoder(model, Path(section_r.ae_checkpoint))
+        load_face_encoder(model, Path(ae_checkpoint))
     return model.train().requires_grad_(False)
 
 
 def load_vae_checkpoint(model: FlipNet, directory: Path) -> None:
-    """The VAE weights and latent scaling of a ``flipnet-train vae`` checkpoint."""
-    if not directory.is_dir():
-        raise FileNotFoundError(f"--vae-checkpoint {directory}: no such checkpoint directory")
+    """The VAE weights and latent scaling of a ``flipnet-train vae`` checkpoint (or run directory)."""
+    directory = resolve_checkpoint(directory, "--vae-checkpoint")
     state = read_state(directory)
     if state["config"].get("command") != "vae":
         raise CheckpointError(f"--vae-checkpoint {directory}: a '{state['config'].get('command')}' checkpoint, not 'vae'")
@@ -102,9 +100,8 @@ def load_vae_checkpoint(model: FlipNet, directory: Path) -> None:
 
 
 def load_face_encoder(model: FlipNet, directory: Path) -> None:
-    """The LQ encoder of a ``flipnet-train ae`` checkpoint into ``model.face.encoder``."""
-    if not directory.is_dir():
-        raise FileNotFoundError(f"--ae-checkpoint {directory}: no such checkpoint directory")
+    """The LQ encoder of a ``flipnet-train ae`` checkpoint (or run directory) into ``model.face.encoder``."""
+    directory = resolve_checkpoint(directory, "--ae-checkpoint")
     state = read_state(directory)
     if state["config"].get("command") != "ae":
         raise CheckpointError(f"--ae-checkpoint {directory}: a '{state['config'].get('command')}' checkpoint, not 'ae'")

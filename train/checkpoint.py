@@ -212,6 +212,25 @@ def save_checkpoint(
     return final
 
 
+def resolve_checkpoint(path: Path, option: str) -> Path:
+    """A checkpoint directory, or a run's output directory (its latest checkpoint).
+
+    ``option`` names the flag that gave the path, for the error message.
+    """
+    path = Path(path)
+    if (path / STATE_FILE).is_file():
+        return path
+    latest = latest_checkpoint(path / "checkpoints")
+    if latest is not None:
+        return latest
+    if not path.exists():
+        raise FileNotFoundError(f"{option} {path}: no such checkpoint or run directory")
+    raise CheckpointError(
+        f"{option} {path}: neither a checkpoint (no {STATE_FILE}) nor a run directory with checkpoints/; "
+        f"pass <output_dir> or <output_dir>/checkpoints/step_<n>"
+    )
+
+
 def read_state(directory: Path) -> dict[str, Any]:
     """``state.json`` of a checkpoint directory; the error says what to pass instead."""
     path = Path(directory) / STATE_FILE

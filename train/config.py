@@ -153,6 +153,7 @@ class AeSection:
     temperature: float = 0.07  # cosine-similarity temperature of Eq. (6)
     adversarial_loss: AdversarialLoss = AdversarialLoss.HINGE
     adversarial_start: int = 0  # step from which the discriminator trains and L_adv counts
+    adaptive_weight: bool = True  # VQGAN: adversarial_weight x ||grad L_rec|| / ||grad L_adv|| (last decoder layer)
     disc_channels: int = 64
     disc_layers: int = 3
     disc_lr: float = 0.0  # 0: optim.lr

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,14 +127,24 @@ def make_accelerator(config: TrainConfig) -> Any:
     from accelerate import Accelerator
 
     run = config.run
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    # Launched as several processes (torchrun) on a machine without CUDA: Accelerate only joins
+    # the processes into one gloo group with cpu=True; otherwise each would train alone as rank 0.
+    cpu = run.cpu or (world > 1 and not torch.cuda.is_available())
     try:
-        return Accelerator(
+        accelerator = Accelerator(
             mixed_precision=run.mixed_precision.value,
             gradient_accumulation_steps=run.gradient_accumulation,
-            cpu=run.cpu,
+            cpu=cpu,
         )
     except (ValueError, RuntimeError) as exc:
         raise ConfigError(f"run.mixed_precision {run.mixed_precision.value!r}: {exc}") from None
+    if accelerator.num_processes != world:
+        raise ConfigError(
+            f"launched as {world} processes (WORLD_SIZE) but Accelerate formed a group of "
+            f"{accelerator.num_processes}; launch with `accelerate launch` or torchrun on matching devices"
+        )
+    return accelerator
 
 
 def resolve_resume(resume: str | Path | None, output_dir: Path) -> Path | None:
@@ -221,11 +232,11 @@ def fit(
     device = accelerator.device
     batches = iter(loader)
     result = RunResult(step=start, output_dir=out, checkpoint=resume_dir)
-    window: dict[str, float] = {}
-    window_steps = 0
+    window: dict[str, list[float]] = {}  # term -> [sum, steps] since the last logged row
     began = time.perf_counter()
     bar = _progress(range(start, run.steps), enabled=progress and main, desc=f"{stage.name}")
     for step in bar:
+        lr = optimizers[0].param_groups[0]["lr"]  # the rate this step uses
         sums: dict[str, float] = {}
         for micro in range(run.gradient_accumulation):
             raw = next(batches)
@@ -239,16 +250,15 @@ def fit(
                 sums[k] = sums.get(k, 0.0) + float(v) / run.gradient_accumulation
         result.history.append(sums)
         for k, v in sums.items():
-            window[k] = window.get(k, 0.0) + v
-        window_steps += 1
+            acc = window.setdefault(k, [0.0, 0])
+            acc[0], acc[1] = acc[0] + v, acc[1] + 1
         done = step + 1
         if done == 1 or done % run.log_every == 0 or done == run.steps:
-            values = _reduce(accelerator, {k: v / window_steps for k, v in window.items()})
-            lr = optimizers[0].param_groups[0]["lr"]
+            values = _reduce(accelerator, {k: total / n for k, (total, n) in window.items()})
             metrics.log(done, done * run.batch_size, lr, time.perf_counter() - began, values)
             if main and hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{values.get('loss', float('nan')):.4g}")
-            window, window_steps = {}, 0
+            window = {}
         if done % run.checkpoint_every == 0 or done == run.steps:
             result.checkpoint = save_checkpoint(
                 ckpt_root, done, ckpt_parts, accelerator=accelerator,

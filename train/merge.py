@@ -16,7 +16,7 @@ import torch
 from flipnet_rt.models import FlipNet, Mode, merge_lora, save_model_dir
 
 from .base import digest, make_trainable, read_base
-from .checkpoint import CheckpointError, load_trainable, read_state, read_weights
+from .checkpoint import CheckpointError, load_trainable, read_state, read_weights, resolve_checkpoint
 from .config import DegradationSection, RestorationSection, from_dict
 
 log = logging.getLogger(__name__)
@@ -24,9 +24,7 @@ log = logging.getLogger(__name__)
 
 def merged_model(checkpoint: Path) -> FlipNet:
     """The deployable model of a diffusion checkpoint: base + trained weights, LoRA folded."""
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_dir():
-        raise FileNotFoundError(f"--checkpoint {checkpoint}: no such checkpoint directory")
+    checkpoint = resolve_checkpoint(Path(checkpoint), "--checkpoint")
     state = read_state(checkpoint)
     command = state["config"].get("command")
     if command not in ("restoration", "degradation"):

@@ -36,7 +36,7 @@ from flipnet_rt.models import FlipNet, Mode, stream_order
 from flipnet_rt.sampling import ScheduleConfig
 
 from .base import BASE_DIR, build_base, digest, make_trainable, read_base, write_base
-from .checkpoint import CheckpointError, read_state, read_weights
+from .checkpoint import CheckpointError, read_state, read_weights, resolve_checkpoint
 from .config import DegradationTrainConfig, RestorationTrainConfig
 from .datasets import degradation_dataset, face_dataset
 from .loop import Batch, RunResult, Stage, TrainedPart, fit, make_accelerator, resolve_resume
@@ -172,6 +172,7 @@ class DiffusionStage(Stage):
 
     def _load_init(self, model: FlipNet, directory: Path) -> None:
         """Trainable weights of another diffusion checkpoint over the same base (e.g. degradation -> restoration)."""
+        directory = resolve_checkpoint(directory, "--init")
         state = read_state(directory)
         if state["extra"].get("base_digest") != self.base_digest:
             raise CheckpointError(

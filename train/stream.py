@@ -103,11 +103,14 @@ class EpochKeyed(Dataset):
 
 def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Items -> ``hq``/``lq`` uint8 tensors ``[B, R, R, 3]``, ``face`` bool ``[B]``, ``caption`` list."""
+    from .data import collate as stack
+
+    batch = stack(items)
     return {
-        "hq": torch.from_numpy(np.stack([it["hq"] for it in items])),
-        "lq": torch.from_numpy(np.stack([it["lq"] for it in items])),
-        "face": torch.tensor([bool(it["face"]) for it in items]),
-        "caption": [it["caption"] for it in items],
+        "hq": torch.from_numpy(batch["hq"]),
+        "lq": torch.from_numpy(batch["lq"]),
+        "face": torch.from_numpy(batch["face"]),
+        "caption": batch["caption"],
     }
 
 

@@ -199,6 +199,6 @@ def trt_profile_options(manifest: Manifest, network: str) -> dict[str, str]:
     entry = manifest.networks[network]
     shapes = entry.spec.profile_shapes(entry.profile)
     return {
-        f"trt_profile_{which}_shapes": ",".join(f"{name}:{'x'.join(map(str, triple[i]))}" for name, triple in shapes.items())
+        f"trt_profile_{which}_shapes": ",".join(f"{name}:{'x'.join(map(str, s[i]))}" for name, s in shapes.items())
         for i, which in enumerate(("min", "opt", "max"))
     }

@@ -35,7 +35,14 @@ from .base import Backend
 log = logging.getLogger(__name__)
 
 KINDS = ("auto", "tensorrt", "onnxruntime", "torch")
-CANDIDATES = ("tensorrt", "onnxruntime-cuda", "torch-cuda", "onnxruntime-cpu", "torch-cpu")  # auto's order
+# auto's order: candidate -> (kind, device)
+CANDIDATES = {
+    "tensorrt": ("tensorrt", "cuda"),
+    "onnxruntime-cuda": ("onnxruntime", "cuda"),
+    "torch-cuda": ("torch", "cuda"),
+    "onnxruntime-cpu": ("onnxruntime", "cpu"),
+    "torch-cpu": ("torch", "cpu"),
+}
 
 
 class BackendUnavailable(ValueError):
@@ -53,7 +60,7 @@ class Selection:
     backend: Backend
     config: FlipnetConfig
     prompts: Mapping[str, np.ndarray]  # the fixed prompts' embeddings, [77, D] float32 each
-    candidate: str  # one of CANDIDATES
+    candidate: str  # a key of CANDIDATES
 
 
 # ---------------------------------------------------------------------------------------- probes
@@ -134,8 +141,7 @@ def select_backend(kind: str = "auto", *, engine_dir: Path | str | None = None, 
     if engine_dir is None and model is None:
         raise BackendUnavailable("no model: pass --model ENGINE_DIR, a model directory or random:CONFIG")
     where, index = _parse_device(device)
-    candidates = [c for c in CANDIDATES
-                  if (kind == "auto" or c.split("-")[0] == kind) and (where is None or c.endswith(where))]
+    candidates = [c for c, (k, d) in CANDIDATES.items() if kind in ("auto", k) and where in (None, d)]
     if not candidates:
         raise BackendUnavailable(f"--backend {kind} runs on a CUDA GPU only; drop --device {device}")
     applicable = [c for c in candidates if (engine_dir if _needs_engine(c) else model) is not None]
@@ -166,11 +172,11 @@ def select_backend(kind: str = "auto", *, engine_dir: Path | str | None = None, 
 def _parse_device(device: str | None) -> tuple[str | None, int]:
     if device in (None, "auto"):
         return None, 0
-    text = str(device)
-    if text == "cpu":
+    kind, _, index = str(device).partition(":")
+    if kind == "cpu" and not index:
         return "cpu", 0
-    if text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
-        return "cuda", int(text[5:] or 0) if ":" in text else 0
+    if kind == "cuda" and (not index or index.isdigit()):
+        return "cuda", int(index or 0)
     raise BackendUnavailable(f"--device {device}: use auto, cpu, cuda or cuda:N")
 
 
@@ -208,7 +214,7 @@ class _Engine:
 
 def _why_not(candidate: str, engine: _Engine | None, options: Mapping[str, Any]) -> str | None:
     """None when ``candidate`` can run here, else one line naming the fix."""
-    gpu = candidate in ("tensorrt", "onnxruntime-cuda", "torch-cuda")
+    gpu = CANDIDATES[candidate][1] == "cuda"
     if candidate == "tensorrt":
         missing = engine.missing_plans()
         if missing:
@@ -235,13 +241,15 @@ def _why_not(candidate: str, engine: _Engine | None, options: Mapping[str, Any])
                        " (a CUDA build), or use --device cpu"))
     if gpu and not cuda_visible():
         return f"{candidate}: no CUDA GPU is visible to torch; use --device cpu"
-    if options["cuda_graphs"] and candidate.endswith("cpu"):
+    if options["cuda_graphs"] and not gpu:
         return "CUDA graphs need a CUDA GPU; drop --cuda-graphs or use --device cuda"
     return None
 
 
 def _construct(candidate: str, engine: _Engine | None, model: Any, options: Mapping[str, Any]) -> Selection:
     index = options["index"]
+    if options["compile"] and not candidate.startswith("torch"):
+        log.warning("--compile applies to the torch backend only; %s ignores it", candidate)
     if candidate == "tensorrt":
         from .tensorrt import TensorRTBackend
 
@@ -249,8 +257,6 @@ def _construct(candidate: str, engine: _Engine | None, model: Any, options: Mapp
         backend.check_compatible()  # raises EngineError naming the rebuild
         return Selection(backend, engine.config, engine.prompts, candidate)
     if candidate.startswith("onnxruntime"):
-        if options["compile"]:
-            log.warning("--compile applies to the torch backend only; %s ignores it", candidate)
         if candidate == "onnxruntime-cuda":
             from .onnxruntime import OnnxRuntimeCudaBackend
 

@@ -52,7 +52,8 @@ def trt_check(result: Any, what: str, logger: "Any | None" = None) -> Any:
     """
     if result is None or result is False:
         detail = getattr(logger, "last_error", None)
-        raise RuntimeError(f"TensorRT {what} failed" + (f": {detail}" if detail else " (run with -v for TensorRT's log)"))
+        why = f": {detail}" if detail else " (run with -v for TensorRT's log)"
+        raise RuntimeError(f"TensorRT {what} failed{why}")
     return result
 
 
@@ -271,7 +272,7 @@ class TensorRTBackend(TorchDeviceArrays, Backend):
             raise EngineError(f"{path}: missing; rebuild the plans: `flipnet-rt build {self.directory}`")
         if self._runtime is None:
             self._logger = _logger(trt)
-            self._runtime = trt_check(trt.Runtime(self._logger), "Runtime()", self._logger)
+            self._runtime = trt.Runtime(self._logger)
         engine = trt_check(self._runtime.deserialize_cuda_engine(path.read_bytes()),
                            f"deserialize_cuda_engine({path.name})", self._logger)
         self._check_io(trt, network, engine)

@@ -41,19 +41,10 @@ def environment() -> dict[str, str]:
             env["cuda"] = str(torch.version.cuda)
         else:
             env["cuda device"] = "none visible"
-    env["backends"] = ", ".join(available_backends(env))
+    from ..backends.select import available_backends
+
+    env["backends"] = ", ".join(available_backends()) + " (auto's order; tensorrt/onnxruntime run engine directories)"
     return env
-
-
-def available_backends(env: dict[str, str]) -> list[str]:
-    found = []
-    if env.get("tensorrt", "not installed") != "not installed":
-        found.append("tensorrt")
-    if env.get("torch") != "not installed":
-        found.append("torch" + (" (cuda)" if env.get("cuda device", "none visible") != "none visible" else " (cpu)"))
-    if env.get("onnxruntime") != "not installed":
-        found.append("onnxruntime (engines come with `flipnet-rt export`)")
-    return found
 
 
 def model_summary(spec: str) -> dict[str, str]:

@@ -24,27 +24,17 @@ class UsageError(RuntimeError):
 
 
 def _load_restorer(args: argparse.Namespace):
-    """The Restorer for --model (engine directory: ONNX Runtime; model directory or random: torch)."""
+    """The Restorer for --model on --backend (auto: the fastest that can run here)."""
     from ..restorer import Restorer
 
-    is_engine = not str(args.model).startswith("random:") and (Path(args.model) / "manifest.json").is_file()
-    if not is_engine:
-        try:
-            import torch
-        except ImportError:
-            raise UsageError(
-                f"--model {args.model}: a model directory runs on the torch backend, which is not "
-                f"installed: pip install 'flipnet-rt[torch]', or export an engine directory"
-            ) from None
-        if args.device == "cuda" and not torch.cuda.is_available():
-            raise UsageError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
     try:
-        restorer = Restorer.load(args.model, device=args.device, cond_cache=args.cond_cache)
+        restorer = Restorer.load(args.model, backend=args.backend, device=args.device, cond_cache=args.cond_cache,
+                                 cuda_graphs=args.cuda_graphs, compile=args.compile)
         options = restorer.options(
             sampler=args.sampler, steps=args.steps, spacing=args.spacing, guidance=args.guidance,
             phi=args.phi, t_cond=args.t_cond, strength=args.strength, eta=args.eta, seed=args.seed,
         )
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError) as exc:  # BackendUnavailable and EngineError are ValueErrors
         raise UsageError(f"--model {args.model}: {exc}") from None
     return restorer, options
 

@@ -60,7 +60,18 @@ def _job_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--eta", type=float, help="DDIM stochasticity (0 deterministic)")
     g.add_argument("--seed", type=int, default=0, help="base seed; each image gets its own stream")
     parser.add_argument("--batch-size", type=int, default=1, metavar="B", help="images per UNet batch")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="torch device")
+    b = parser.add_argument_group("backend (chosen once; see `flipnet-rt info` for what this machine has)")
+    b.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime", "torch"),
+                   help="auto: TensorRT (engine directory with plans) > ONNX Runtime CUDA > PyTorch CUDA > "
+                        "ONNX Runtime CPU, by what is installed and what --model is")
+    b.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto: a CUDA GPU when the backend can use one, else the CPU")
+    b.add_argument("--cuda-graphs", action="store_true",
+                   help="tensorrt/torch on CUDA: one CUDA graph per network and batch shape (less launch "
+                        "overhead; costs a capture and GPU memory per shape)")
+    b.add_argument("--compile", action="store_true",
+                   help="torch backend: torch.compile the UNet (minutes of compilation at the first batch of "
+                        "each new shape, then faster steps)")
     parser.add_argument("--no-cond-cache", dest="cond_cache", action="store_false",
                         help="run the joint 2B UNet every step instead of caching the condition's "
                              "BoostHub keys/values (same result, about twice the UNet work)")

@@ -29,9 +29,13 @@ from flipnet_rt.presets import tiny
 NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; none is visible")
 KV = [KVSpec(0, 32), KVSpec(1, 64)]
 PROFILE = Profile(B=(1, 2, 4), h=(8, 8, 16), w=(8, 8, 16))
+COMPILE_REASON = ("torch.compile (Inductor) of the tiny unet_cond took 141 s cold and 67 s with a warm Inductor "
+                  "cache on this project's 2 shared CPU cores (torch 2.13); set FLIPNET_TEST_COMPILE=1 to run it")
+TORCHSCRIPT_WARNING = "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"  # importing torch._dynamo
 
 
-def tiny_manifest(directory: Path | None = None, *, trt_version: str = "10.0.fake", plan_dtypes: dict | None = None) -> Manifest:
+def tiny_manifest(directory: Path | None = None, *, trt_version: str = "10.0.fake",
+                  plan_dtypes: dict | None = None) -> Manifest:
     """A manifest for random:tiny's specs (two stand-in K/V layers) with a TensorRT record; writes
     stand-in plans (each network's spec as JSON) into ``directory`` when given."""
     specs = network_specs(tiny(), KV)
@@ -71,7 +75,7 @@ def test_infer_env_solves_and_checks_every_input():
 def test_profile_check_names_the_rebuild():
     spec = network_specs(tiny(), KV)["vae_decoder"]
     check_profile(spec, {"B": 4, "h": 16, "w": 8}, PROFILE, "ENG")
-    with pytest.raises(EngineError, match=r"batch .* 5 is outside the plan's profile 1..4; .*flipnet-rt build ENG --batch"):
+    with pytest.raises(EngineError, match=r"batch .* 5 is outside the plan's profile 1..4; .*build ENG --batch"):
         check_profile(spec, {"B": 5, "h": 8, "w": 8}, PROFILE, "ENG")
     with pytest.raises(EngineError, match="latent height"):
         check_profile(spec, {"B": 1, "h": 32, "w": 8}, PROFILE, "ENG")
@@ -246,7 +250,7 @@ def test_tensorrt_backend_constructs_without_tensorrt_and_says_when_it_is_missin
 def test_tensorrt_backend_refuses_plans_for_another_version(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt("10.9"))
     backend = CpuTensorRTBackend(tmp_path, tiny_manifest(tmp_path, trt_version="10.0.fake"))
-    with pytest.raises(EngineError, match=f"TensorRT version 10.0.fake, this machine has 10.9; .*flipnet-rt build {tmp_path}"):
+    with pytest.raises(EngineError, match=f"TensorRT version 10.0.fake, this machine has 10.9; .*build {tmp_path}"):
         backend.run("vae_decoder", {"latent": torch.zeros(1, 4, 8, 8)})
 
 
@@ -262,7 +266,8 @@ def test_tensorrt_backend_binds_buffers_once_per_shape(tmp_path, monkeypatch):
     context = trt.engines[0].contexts[0]
     assert out["noise_pred"].shape == (2, 4, 8, 8)
     # outputs computed from the bound input addresses, written at the bound output address
-    assert torch.allclose(out["noise_pred"], torch.full_like(out["noise_pred"], sum(float(v.sum()) for v in feeds.values())))
+    total = sum(float(v.sum()) for v in feeds.values())
+    assert torch.allclose(out["noise_pred"], torch.full_like(out["noise_pred"], total))
     assert context.addresses["noise_pred"] == out["noise_pred"].data_ptr()
     assert ("execute_async_v3", NullStream.handle) in context.calls
 
@@ -331,6 +336,7 @@ def test_onnxruntime_cuda_provider_options(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------ torch: compile and CUDA graphs
+@pytest.mark.filterwarnings(TORCHSCRIPT_WARNING)
 def test_torch_compile_wraps_only_the_unet_networks(tiny_model):
     from flipnet_rt.backends.torch import TorchBackend
 
@@ -357,8 +363,9 @@ def test_torch_graph_cache_reuses_static_buffers_per_shape(tiny_model):
             self.function, self.inputs, self.outputs = function, inputs, outputs
 
         def replay(self):
-            for static, new in zip(self.outputs, self.function(*self.inputs)):
-                static.copy_(new)
+            new = self.function(*self.inputs)
+            for static, value in zip(self.outputs, new if isinstance(new, tuple) else (new,)):
+                static.copy_(value)
 
     class Backend(TorchBackend):
         captures = 0
@@ -384,11 +391,8 @@ def test_torch_graph_cache_reuses_static_buffers_per_shape(tiny_model):
     assert Backend.captures == 2  # a new shape, a new graph
 
 
-COMPILE_REASON = ("torch.compile (Inductor) of a tiny UNet network took 141 s for unet_cond (63 s for vae_decoder) "
-                  "on this project's 2 shared CPU cores with torch 2.13; set FLIPNET_TEST_COMPILE=1 to run it")
-
-
 @pytest.mark.slow
+@pytest.mark.filterwarnings(TORCHSCRIPT_WARNING)
 @pytest.mark.skipif(os.environ.get("FLIPNET_TEST_COMPILE") != "1", reason=COMPILE_REASON)
 def test_torch_compile_matches_eager_on_cpu(tiny_model):
     from flipnet_rt.backends.torch import TorchBackend
@@ -442,9 +446,10 @@ def test_onnxruntime_cuda_matches_cpu(tiny_engine):
     want = cpu.run("unet_cond", feeds)
     got = gpu.run("unet_cond", {k: gpu.from_numpy(v) for k, v in feeds.items()})
     assert all(v.is_cuda for v in got.values())
-    err = max(float(np.abs(gpu.to_numpy(got[k]) - want[k]).max()) for k in want)
-    print(f"onnxruntime cuda vs cpu unet_cond: max abs {err:.2e}")
-    assert err < 1e-3
+    # relative L2; 1e-2 leaves room for TF32, which ONNX Runtime's CUDA provider may use for fp32 graphs
+    err = max(float(np.linalg.norm(gpu.to_numpy(got[k]) - want[k]) / np.linalg.norm(want[k])) for k in want)
+    print(f"onnxruntime cuda vs cpu unet_cond: relative L2 {err:.2e}")
+    assert err < 1e-2
 
 
 @pytest.mark.gpu
@@ -471,4 +476,4 @@ def test_tensorrt_restores_like_onnxruntime(tiny_engine, tmp_path):
     want, got = (restorers[k].generate_latents([face_like(64)], options) for k in ("onnxruntime", "tensorrt"))
     rel = float(np.linalg.norm(got - want) / np.linalg.norm(want))
     print(f"tensorrt vs onnxruntime latents: relative L2 {rel:.2e}")
-    assert rel < 1e-3
+    assert rel < 1e-2  # fp32 plans; TensorRT may pick TF32 kernels

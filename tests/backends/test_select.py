@@ -1,0 +1,223 @@
+"""Backend selection: auto's order over what is installed and what the artifacts allow, one-line errors.
+
+What is "installed" and "visible" is monkeypatched (``select.tensorrt_installed``, ``cuda_visible``,
+``ort_providers``, ``torch_installed``); decisions are checked with construction stubbed out, and
+the backends that can be built on a CPU are then built for real.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flipnet_rt.backends import select
+from flipnet_rt.backends.select import BackendUnavailable, available_backends, select_backend, split_model_arg
+from flipnet_rt.engine.manifest import EngineError, Manifest, NetworkEntry, TensorRTInfo, save_prompts
+from flipnet_rt.engine.spec import KVSpec, Profile, network_specs
+from flipnet_rt.presets import tiny
+
+CPU_ORT = ["AzureExecutionProvider", "CPUExecutionProvider"]
+GPU_ORT = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def write_engine_dir(directory: Path, *, plans: bool = False) -> Path:
+    """An engine directory for random:tiny's config without graphs (selection never opens them)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config = tiny()
+    config.save(directory)
+    save_prompts(directory, {k: np.zeros((77, config.text_width), np.float32) for k in ("restore", "negative",
+                                                                                         "degrade")})
+    profile = Profile(B=(1, 1, 2), h=(8, 8, 8), w=(8, 8, 8))
+    specs = network_specs(config, [KVSpec(0, 32)])
+    manifest = Manifest(model_name=config.name, config_sha256=config.digest(), precision="fp32", opset=18,
+                        resolution=config.resolution, versions={},
+                        networks={n: NetworkEntry(s, profile, f"{n}.onnx", "") for n, s in specs.items()})
+    if plans:
+        for name in specs:
+            (directory / f"{name}.plan").write_bytes(b"plan")
+        manifest = dataclasses.replace(manifest, tensorrt=TensorRTInfo(
+            version="10.0", gpu="Fake GPU", compute_capability="9.0", precision="fp16",
+            plans={n: f"{n}.plan" for n in specs}, profiles={n: profile.to_dict() for n in specs}))
+    manifest.save(directory)
+    return directory
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """Sets what this 'machine' has: machine(trt=..., gpu=..., providers=..., torch=...)."""
+
+    def configure(*, trt: bool = False, gpu: bool = False, providers=CPU_ORT, torch: bool = True) -> None:
+        monkeypatch.setattr(select, "tensorrt_installed", lambda: trt)
+        monkeypatch.setattr(select, "cuda_visible", lambda: gpu and torch)
+        monkeypatch.setattr(select, "ort_providers", lambda: list(providers))
+        monkeypatch.setattr(select, "torch_installed", lambda: torch)
+
+    configure()
+    return configure
+
+
+@pytest.fixture
+def chosen(monkeypatch):
+    """Stub out construction: select_backend returns the candidate it would build."""
+    monkeypatch.setattr(select, "_construct", lambda candidate, engine, model, options: candidate)
+
+
+@pytest.fixture
+def engine_dir(tmp_path):
+    return write_engine_dir(tmp_path / "engine")
+
+
+@pytest.fixture
+def plans_dir(tmp_path):
+    return write_engine_dir(tmp_path / "planned", plans=True)
+
+
+# ------------------------------------------------------------------ auto's order
+@pytest.mark.usefixtures("chosen")
+def test_auto_order_follows_what_is_installed_and_what_the_artifacts_allow(machine, engine_dir, plans_dir):
+    machine(trt=True, gpu=True, providers=GPU_ORT)
+    assert select_backend("auto", engine_dir=plans_dir) == "tensorrt"
+    assert select_backend("auto", engine_dir=engine_dir) == "onnxruntime-cuda"  # no plans
+    assert select_backend("auto", model="random:tiny") == "torch-cuda"
+    assert select_backend("auto", engine_dir=plans_dir, device="cpu") == "onnxruntime-cpu"
+    assert select_backend("auto", model="random:tiny", device="cpu") == "torch-cpu"
+    machine(trt=False, gpu=True, providers=GPU_ORT)
+    assert select_backend("auto", engine_dir=plans_dir) == "onnxruntime-cuda"
+    machine(trt=True, gpu=True, providers=CPU_ORT)
+    assert select_backend("auto", engine_dir=engine_dir) == "onnxruntime-cpu"  # CPU-only onnxruntime
+    machine(trt=True, gpu=False, providers=GPU_ORT)
+    assert select_backend("auto", engine_dir=plans_dir) == "onnxruntime-cpu"
+    assert select_backend("auto", model="random:tiny") == "torch-cpu"
+    # both artifacts: TensorRT > ORT CUDA > torch CUDA > ORT CPU
+    machine(gpu=True, providers=CPU_ORT)
+    assert select_backend("auto", engine_dir=engine_dir, model="random:tiny") == "torch-cuda"
+    machine(gpu=False, providers=CPU_ORT)
+    assert select_backend("auto", engine_dir=engine_dir, model="random:tiny") == "onnxruntime-cpu"
+
+
+@pytest.mark.usefixtures("chosen")
+def test_named_backends_take_their_own_candidates(machine, engine_dir, plans_dir):
+    machine(trt=True, gpu=True, providers=GPU_ORT)
+    assert select_backend("onnxruntime", engine_dir=plans_dir) == "onnxruntime-cuda"
+    assert select_backend("onnxruntime", engine_dir=plans_dir, device="cpu") == "onnxruntime-cpu"
+    assert select_backend("torch", engine_dir=engine_dir, model="random:tiny") == "torch-cuda"
+    assert select_backend("tensorrt", engine_dir=plans_dir, device="cuda:1") == "tensorrt"
+    machine(providers=CPU_ORT)
+    assert select_backend("onnxruntime", engine_dir=engine_dir) == "onnxruntime-cpu"
+
+
+def test_auto_falls_back_when_plans_were_built_elsewhere(machine, plans_dir, monkeypatch):
+    from flipnet_rt.backends.tensorrt import TensorRTBackend
+
+    def mismatch(self):
+        raise EngineError(f"{self.directory}: plans were built for GPU A100, this machine has H100; rebuild")
+
+    monkeypatch.setattr(TensorRTBackend, "check_compatible", mismatch)
+    machine(trt=True, gpu=True, providers=CPU_ORT)
+    chosen = select_backend("auto", engine_dir=plans_dir)
+    assert chosen.candidate == "onnxruntime-cpu"
+    with pytest.raises(EngineError, match="built for GPU A100"):
+        select_backend("tensorrt", engine_dir=plans_dir)
+
+
+# ------------------------------------------------------------------ errors that name the fix
+@pytest.mark.parametrize("kind, artifacts, setup, message", [
+    ("tensorrt", "engine", dict(trt=True, gpu=True), r"has no TensorRT plans; build them: flipnet-rt build .*engine$"),
+    ("tensorrt", "plans", dict(trt=False, gpu=True),
+     r"TensorRT is not installed: pip install 'flipnet-rt\[tensorrt\]'"),
+    ("tensorrt", "plans", dict(trt=True, gpu=False), r"tensorrt: no CUDA GPU is visible to torch; use --device cpu"),
+    ("tensorrt", "model", dict(trt=True, gpu=True),
+     r"runs an engine directory, not the model random:tiny; create one: flipnet-rt export --model random:tiny "
+     r"-o ENGINE_DIR && flipnet-rt build ENGINE_DIR"),
+    ("onnxruntime", "model", dict(),
+     r"runs an engine directory, not the model random:tiny; create one: flipnet-rt export"),
+    ("torch", "engine", dict(), r"--backend torch runs a model directory or random:CONFIG, not the engine directory"),
+    ("torch", "model", dict(torch=False), r"the torch backend needs PyTorch, which is not installed: pip install "
+                                          r"'flipnet-rt\[torch\]', or export an engine directory"),
+    ("auto", "model", dict(torch=False), r"pip install 'flipnet-rt\[torch\]'"),
+])
+def test_unavailable_backends_say_how_to_fix_it(machine, chosen, tmp_path, kind, artifacts, setup, message):
+    machine(**setup)
+    where = ({"model": "random:tiny"} if artifacts == "model" else
+             {"engine_dir": write_engine_dir(tmp_path / "engine", plans=artifacts == "plans")})
+    with pytest.raises(BackendUnavailable, match=message) as info:
+        select_backend(kind, **where)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.usefixtures("chosen")
+def test_device_and_option_errors(machine, engine_dir):
+    no_cuda = (r"onnxruntime has no CUDAExecutionProvider \(it has AzureExecutionProvider, CPUExecutionProvider\): "
+               r"pip uninstall onnxruntime && pip install 'flipnet-rt\[gpu\]', or use --device cpu")
+    with pytest.raises(BackendUnavailable, match=no_cuda):
+        select_backend("onnxruntime", engine_dir=engine_dir, device="cuda")
+    with pytest.raises(BackendUnavailable, match="--backend tensorrt runs on a CUDA GPU only; drop --device cpu"):
+        select_backend("tensorrt", engine_dir=engine_dir, device="cpu")
+    with pytest.raises(BackendUnavailable, match="--device tpu: use auto, cpu, cuda or cuda:N"):
+        select_backend("auto", engine_dir=engine_dir, device="tpu")
+    with pytest.raises(BackendUnavailable, match="--backend openvino: use one of auto, tensorrt, onnxruntime, torch"):
+        select_backend("openvino", engine_dir=engine_dir)
+    with pytest.raises(BackendUnavailable, match="CUDA graphs need a CUDA GPU; drop --cuda-graphs"):
+        select_backend("torch", model="random:tiny", cuda_graphs=True)
+    with pytest.raises(BackendUnavailable, match="no model"):
+        select_backend("auto")
+
+
+def test_available_backends(machine):
+    machine(trt=True, gpu=True, providers=GPU_ORT)
+    assert available_backends() == ["tensorrt", "onnxruntime-cuda", "torch-cuda", "onnxruntime-cpu", "torch-cpu"]
+    machine(providers=CPU_ORT)
+    assert available_backends() == ["onnxruntime-cpu", "torch-cpu"]
+    machine(providers=CPU_ORT, torch=False)
+    assert available_backends() == ["onnxruntime-cpu"]
+
+
+def test_split_model_arg(engine_dir, tmp_path):
+    assert split_model_arg(engine_dir) == {"engine_dir": engine_dir}
+    assert split_model_arg("random:tiny") == {"model": "random:tiny"}
+    assert split_model_arg(tmp_path / "model") == {"model": str(tmp_path / "model")}
+
+
+# ------------------------------------------------------------------ built for real
+def test_selected_backends_are_built(machine, engine_dir, plans_dir, tiny_model, monkeypatch):
+    from flipnet_rt.backends.onnxruntime import OnnxRuntimeBackend, OnnxRuntimeCudaBackend
+    from flipnet_rt.backends.tensorrt import TensorRTBackend
+    from flipnet_rt.backends.torch import TorchBackend
+
+    chosen = select_backend("auto", engine_dir=engine_dir)
+    assert type(chosen.backend) is OnnxRuntimeBackend and chosen.config == tiny()
+    assert set(chosen.prompts) == {"restore", "negative", "degrade"}
+    chosen = select_backend("auto", model=tiny_model)
+    assert isinstance(chosen.backend, TorchBackend) and chosen.backend.device.type == "cpu"
+    assert chosen.prompts["restore"].shape == (77, 64)
+
+    machine(trt=True, gpu=True, providers=GPU_ORT)  # neither constructor touches the GPU
+    chosen = select_backend("auto", engine_dir=engine_dir, device="cuda:1")
+    assert isinstance(chosen.backend, OnnxRuntimeCudaBackend) and chosen.backend.device == "cuda:1"
+    monkeypatch.setattr(TensorRTBackend, "check_compatible", lambda self: None)
+    chosen = select_backend("auto", engine_dir=plans_dir, cuda_graphs=True)
+    assert isinstance(chosen.backend, TensorRTBackend) and chosen.backend.cuda_graph
+
+
+def test_engine_directories_from_another_model_are_refused(engine_dir):
+    manifest = Manifest.load(engine_dir)
+    dataclasses.replace(manifest, config_sha256="0" * 64).save(engine_dir)
+    with pytest.raises(EngineError, match="re-export it with `flipnet-rt export"):
+        select_backend("auto", engine_dir=engine_dir)
+
+
+def test_choosing_an_engine_directory_on_a_cpu_imports_no_torch(engine_dir):
+    if "CUDAExecutionProvider" in select.ort_providers():
+        pytest.skip("onnxruntime-gpu is installed: choosing asks torch whether a GPU is visible")
+    code = (
+        "import sys\nfrom flipnet_rt.backends.select import select_backend\n"
+        f"chosen = select_backend('auto', engine_dir={str(engine_dir)!r})\n"
+        "print(chosen.candidate, ','.join(m for m in ('torch', 'tensorrt', 'diffusers') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["onnxruntime-cpu"], done.stdout + done.stderr[-500:]
