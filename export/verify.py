@@ -116,6 +116,7 @@ def verify(engine_dir: Path, model_spec: str, *, images: Sequence[np.ndarray], s
         if name == "unet_cond":
             kv_cache = ref_np
         ours = ort_backend.run(name, feeds)
+        ort_backend.release(name)  # one full-size UNet session at a time (3.6 GB each for sd21-base)
         worst = max((_compare(ours[k], ref_np[k]) for k in entry.spec.output_names), key=lambda e: e[1])
         report.checks.append(Check("onnxruntime", name, worst[0], worst[1], limits["rel_l2"],
                                    worst[1] <= limits["rel_l2"]))

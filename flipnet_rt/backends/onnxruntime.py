@@ -54,6 +54,11 @@ class OnnxRuntimeBackend(Backend):
                 log.debug("loaded %s with %s", path, providers)
             return self._sessions[network]
 
+    def release(self, network: str) -> None:
+        """Drop a network's session (and its weights) until it is used again: bounds peak memory."""
+        with self._lock:
+            self._sessions.pop(network, None)
+
     def _providers_for(self, network: str) -> list:
         return self.providers
 
