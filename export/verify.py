@@ -1,7 +1,7 @@
 """``flipnet-rt verify``: every available backend against PyTorch fp32 on the same inputs.
 
 Per network: max-abs and relative L2 error (``||backend - torch|| / ||torch||``) on seeded inputs
-at the profile's opt shape (``unet_input`` gets the K/V that torch's ``unet_cond`` computed, so
+at the profile's min shape (``unet_input`` gets the K/V that torch's ``unet_cond`` computed, so
 its inputs are realistic). End to end: the PSNR between the backend's restored image and
 PyTorch's for the same seed. Thresholds (fp32 / fp16), from measurements on ``random:tiny``
 (fp32: about 1e-6 per network; fp16: about 1e-3) with a margin for larger models:
@@ -105,7 +105,7 @@ def verify(engine_dir: Path, model_spec: str, *, images: Sequence[np.ndarray], s
     names = [n for n in manifest.networks if networks is None or n in networks]
     for name in sorted(names, key=lambda n: n != "unet_cond"):  # unet_cond first: its K/V feed unet_input
         entry = manifest.networks[name]
-        env = entry.profile.env(1)
+        env = entry.profile.env(0)  # the smallest profile shape: bounds memory at full size
         feeds = _inputs(entry.spec, env, seed)
         if name == "unet_input" and kv_cache:
             feeds.update({k: v for k, v in kv_cache.items() if k in feeds})
