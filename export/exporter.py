@@ -100,6 +100,41 @@ def weights_sha256(onnx_path: Path) -> str:
     return digest.hexdigest()
 
 
+def store_fp16(onnx_path: Path) -> int:
+    """Store the fp32 initializers that fp16 holds exactly as fp16, each behind a ``Cast`` to fp32.
+
+    Lossless by construction (a tensor is converted only if every value round-trips through
+    fp16), so the graph computes exactly what it did; ONNX Runtime folds the casts when it loads
+    the graph. It halves an engine exported from fp16 weights (the shipped demo model). Returns
+    the number of tensors converted. Graphs above 2 GB are refused (this is for small models).
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    proto = onnx.load(str(onnx_path), load_external_data=True)
+    if proto.ByteSize() > onnx.checker.MAXIMUM_PROTOBUF:
+        raise ValueError(f"{onnx_path}: above 2 GB; fp16 storage is for small graphs")
+    casts = []
+    for init in proto.graph.initializer:
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        array = numpy_helper.to_array(init)
+        half = array.astype(np.float16)
+        if not np.array_equal(half.astype(np.float32), array):
+            continue
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(half, f"{name}.fp16"))
+        casts.append(helper.make_node("Cast", [f"{name}.fp16"], [name], name=f"{name}.cast", to=TensorProto.FLOAT))
+    nodes = list(proto.graph.node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(casts + nodes)  # before every consumer: the node list stays topologically sorted
+    onnx.checker.check_model(proto)
+    for stale in onnx_path.parent.glob(onnx_path.name + ".data"):
+        stale.unlink()
+    onnx.save(proto, str(onnx_path))
+    return len(casts)
+
+
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -133,14 +168,20 @@ def export_engine(
     resolution: int | None = None,
     max_batch: int = 4,
     networks: Sequence[str] = ALL_NETWORKS,
+    fp16_storage: bool = False,
 ) -> Manifest:
     """Write ONNX graphs, prompts, flipnet.json and manifest.json into ``out``.
+
+    ``fp16_storage``: store the weights fp16 holds exactly in fp16 (:func:`store_fp16`), fp32
+    graphs only.
 
     Files are written into a temporary folder beside ``out`` and moved in when all succeeded, so
     a failed export never leaves a half-written engine directory.
     """
     if precision not in DTYPES:
         raise ValueError(f"precision: {precision!r}; use fp32 or fp16")
+    if fp16_storage and precision != "fp32":
+        raise ValueError("fp16 storage applies to fp32 graphs; an fp16 export stores fp16 already")
     unknown = sorted(set(networks) - set(ALL_NETWORKS))
     if unknown:
         raise ValueError(f"networks: unknown {unknown}; known: {', '.join(ALL_NETWORKS)}")
@@ -166,6 +207,8 @@ def export_engine(
             start = time.perf_counter()
             path = staging / f"{name}.onnx"
             export_network(model, name, specs[name], path, dtype=torch_dtype, max_batch=max_batch)
+            if fp16_storage:
+                log.info("%s: %d weight tensors stored as fp16", name, store_fp16(path))
             per_stream = 2 if name.startswith("unet") else 1  # guidance branches share the call
             profile = Profile(B=(1, per_stream, per_stream * max_batch), h=(latent,) * 3, w=(latent,) * 3)
             entries[name] = NetworkEntry(specs[name], profile, path.name, weights_sha256(path))
@@ -177,7 +220,7 @@ def export_engine(
         manifest = Manifest(
             model_name=config.name, config_sha256=config.digest(), precision=precision, opset=OPSET,
             resolution=resolution, networks=entries, versions=_versions(), files=files,
-            extra={"latent_multiple": latent_multiple(model)},
+            extra={"latent_multiple": latent_multiple(model), "fp16_storage": fp16_storage},
         )
         manifest.save(staging)
         if out.exists():

@@ -70,6 +70,7 @@ class Defaults:
     phi: float = 1.0
     t_cond: int = 0
     eta: float = 0.0
+    strength: float = 1.0  # 1: from pure noise; < 1: from the noised condition latent (SamplingOptions)
 
 
 @dataclass(frozen=True)

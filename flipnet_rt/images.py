@@ -347,6 +347,40 @@ def unfit(restored: np.ndarray, placement: Placement) -> np.ndarray:
     return square[top : top + placement.height, left : left + placement.width].copy()
 
 
+def prepare_square(
+    image: np.ndarray, resolution: int, crop_box: tuple[int, int, int, int] | None = None
+) -> np.ndarray:
+    """Crop ``crop_box``, center-crop to a square, resize to ``resolution`` (Lanczos).
+
+    Args:
+        image: ``uint8 [H, W, 3]``.
+        resolution: output side R.
+        crop_box: ``(left, top, right, bottom)`` in pixels, clipped to the image
+            (an empty intersection uses the whole image).
+
+    Returns:
+        ``uint8 [R, R, 3]``; faces are never stretched. The square is cut and resized
+        in one Pillow call (``resize(box=...)``), so near its edges the filter reads
+        the real pixels just outside the square (where the image has them) rather
+        than repeating the edge.
+    """
+    h, w = image.shape[:2]
+    left, top, right, bottom = 0, 0, w, h
+    if crop_box is not None:
+        l, t, r, b = (int(v) for v in crop_box)
+        l, t, r, b = max(l, 0), max(t, 0), min(r, w), min(b, h)
+        if r > l and b > t:
+            left, top, right, bottom = l, t, r, b
+    side = min(right - left, bottom - top)
+    left += (right - left - side) // 2
+    top += (bottom - top - side) // 2
+    if side == resolution:
+        return np.ascontiguousarray(image[top : top + side, left : left + side])
+    pil = Image.fromarray(image)
+    resized = pil.resize((resolution, resolution), Image.Resampling.LANCZOS, box=(left, top, left + side, top + side))
+    return np.asarray(resized, dtype=np.uint8)
+
+
 def _resize(square: np.ndarray, side: int) -> np.ndarray:
     """Lanczos-resize ``uint8 [S, S, 3]`` to ``[side, side, 3]``."""
     pil = Image.fromarray(np.ascontiguousarray(square))

@@ -47,7 +47,7 @@ class SamplingOptions:
         d = config.defaults
         base = cls(
             sampler=SamplerKind(d.sampler), steps=d.steps, spacing=Spacing(d.spacing),
-            guidance=d.guidance, phi=d.phi, t_cond=d.t_cond, eta=d.eta,
+            guidance=d.guidance, phi=d.phi, t_cond=d.t_cond, eta=d.eta, strength=d.strength,
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         return dataclasses.replace(base, **given).validate(config)

@@ -42,6 +42,12 @@ class Restorer:
 
     def __init__(self, backend: Backend, config: FlipnetConfig, prompts: Mapping[str, np.ndarray], *,
                  cond_cache: bool = True) -> None:
+        needed = ("unet_cond", "unet_input") if cond_cache else ("unet",)
+        missing = [n for n in (*needed, "vae_encoder", "vae_decoder") if n not in backend.specs]
+        if missing:
+            fix = " (drop --no-cond-cache)" if not cond_cache and "unet" in missing else ""
+            raise ValueError(f"the {backend.name} backend has no {', '.join(missing)} network{fix}; "
+                             f"export them with `flipnet-rt export` (it has {', '.join(backend.specs)})")
         self.backend = backend
         self.config = config
         self.cond_cache = cond_cache

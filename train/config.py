@@ -95,13 +95,15 @@ class RunSection:
 
 @dataclass(frozen=True)
 class OptimSection:
-    """AdamW with a linear warm-up to a constant learning rate."""
+    """AdamW with a linear warm-up, then a constant learning rate (``decay = "none"``) or a cosine
+    decay to zero at the last step (``decay = "cosine"``)."""
 
     lr: float = 1e-4
     betas: tuple[float, ...] = (0.9, 0.999)
     weight_decay: float = 0.01
     eps: float = 1e-8
     warmup_steps: int = 0
+    decay: str = "none"  # "none" or "cosine"
     max_grad_norm: float = 1.0  # 0 disables clipping
 
 
@@ -128,7 +130,7 @@ class DataSection:
     offshelf_dir: str = ""  # K degraded variants per HQ from `flipnet-rt degrade` (Sec. 5.1)
     offshelf_probability: float = 0.5
     paired: tuple[PairedSource, ...] = ()  # degradation mode's real-world pairs
-    degradation: Mapping[str, Any] = field(default_factory=dict)  # fields of train.degradations.DegradationConfig
+    degradation: Mapping[str, Any] = field(default_factory=dict)  # fields of flipnet_rt.degradations.DegradationConfig
     scale_degradation: bool = True  # scale the 512-px ranges of Eq. (9) to the resolution
 
 
@@ -406,6 +408,8 @@ def check(config: TrainConfig) -> TrainConfig:
         raise ConfigError("run.num_workers and run.keep_checkpoints must be >= 0")
     if optim.lr <= 0 or len(optim.betas) != 2:
         raise ConfigError("optim.lr must be > 0 and optim.betas two numbers")
+    if optim.decay not in ("none", "cosine"):
+        raise ConfigError(f"optim.decay: {optim.decay!r}; use \"none\" or \"cosine\"")
     if len(config.data.crop_box) not in (0, 4):
         raise ConfigError(f"data.crop_box: {list(config.data.crop_box)}; give [left, top, right, bottom]")
     section = getattr(config, "diffusion", None)

@@ -45,8 +45,8 @@ import numpy as np
 from PIL import Image
 
 from flipnet_rt.batchio import is_image_path
-from flipnet_rt.images import MAX_PIXELS, READ_FORMATS, ImageError, format_path, load_image
-from train.degradations import RandomDegradation
+from flipnet_rt.images import MAX_PIXELS, READ_FORMATS, ImageError, format_path, load_image, prepare_square
+from flipnet_rt.degradations import RandomDegradation
 
 logger = logging.getLogger(__name__)
 
@@ -262,40 +262,6 @@ class _CaptionIndex:
 
 
 # --------------------------------------------------------------------------- image preparation
-
-
-def prepare_square(
-    image: np.ndarray, resolution: int, crop_box: tuple[int, int, int, int] | None = None
-) -> np.ndarray:
-    """Crop ``crop_box``, center-crop to a square, resize to ``resolution`` (Lanczos).
-
-    Args:
-        image: ``uint8 [H, W, 3]``.
-        resolution: output side R.
-        crop_box: ``(left, top, right, bottom)`` in pixels, clipped to the image
-            (an empty intersection uses the whole image).
-
-    Returns:
-        ``uint8 [R, R, 3]``; faces are never stretched. The square is cut and resized
-        in one Pillow call (``resize(box=...)``), so near its edges the filter reads
-        the real pixels just outside the square (where the image has them) rather
-        than repeating the edge.
-    """
-    h, w = image.shape[:2]
-    left, top, right, bottom = 0, 0, w, h
-    if crop_box is not None:
-        l, t, r, b = (int(v) for v in crop_box)
-        l, t, r, b = max(l, 0), max(t, 0), min(r, w), min(b, h)
-        if r > l and b > t:
-            left, top, right, bottom = l, t, r, b
-    side = min(right - left, bottom - top)
-    left += (right - left - side) // 2
-    top += (bottom - top - side) // 2
-    if side == resolution:
-        return np.ascontiguousarray(image[top : top + side, left : left + side])
-    pil = Image.fromarray(image)
-    resized = pil.resize((resolution, resolution), Image.Resampling.LANCZOS, box=(left, top, left + side, top + side))
-    return np.asarray(resized, dtype=np.uint8)
 
 
 def _item(hq: np.ndarray, lq: np.ndarray, caption: str, face: bool, source: Path,

@@ -15,7 +15,7 @@ from .config import ConfigError, DataSection
 
 def _faces(data: DataSection, resolution: int, seed: int) -> Sequence:
     from .data import HQFaceFolder, OffShelfPool, load_captions
-    from .degradations import DegradationConfig, RandomDegradation
+    from flipnet_rt.degradations import DegradationConfig, RandomDegradation
 
     if not data.hq_dir:
         raise ConfigError("data.hq_dir: no HQ face folder given; pass --hq-dir DIR or set data.hq_dir")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -107,13 +108,19 @@ class RunResult:
 
 
 class Warmup:
-    """LR factor: linear warm-up over ``steps`` optimizer steps, then 1 (JSON-able state)."""
+    """LR factor: linear warm-up over ``steps`` optimizer steps, then 1, or with ``total`` a cosine
+    decay from 1 at the end of the warm-up to 0 at step ``total`` (JSON-able state)."""
 
-    def __init__(self, steps: int) -> None:
-        self.steps = steps
+    def __init__(self, steps: int, total: int = 0) -> None:
+        self.steps, self.total = steps, total
 
     def __call__(self, step: int) -> float:
-        return min(1.0, (step + 1) / self.steps) if self.steps > 0 else 1.0
+        if self.steps > 0 and step < self.steps:
+            return (step + 1) / self.steps
+        if self.total > self.steps:
+            progress = min(1.0, (step - self.steps) / (self.total - self.steps))
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0
 
 
 def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
@@ -210,7 +217,8 @@ def fit(
     prepared = accelerator.prepare(*[p.forward for p in parts], *optimizers)
     prepared = prepared if isinstance(prepared, tuple) else (prepared,)
     modules, optimizers = list(prepared[: len(parts)]), list(prepared[len(parts):])
-    schedulers = [torch.optim.lr_scheduler.LambdaLR(getattr(o, "optimizer", o), Warmup(optim.warmup_steps)) for o in optimizers]
+    factor = Warmup(optim.warmup_steps, run.steps if optim.decay == "cosine" else 0)
+    schedulers = [torch.optim.lr_scheduler.LambdaLR(getattr(o, "optimizer", o), factor) for o in optimizers]
     ckpt_parts = [Part(p.name, p.state, o, s) for p, o, s in zip(parts, optimizers, schedulers)]
 
     start = 0

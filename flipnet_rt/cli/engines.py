@@ -19,6 +19,12 @@ def add_parsers(sub: argparse._SubParsersAction, model_arg) -> None:
                         help="fp16 halves memory and runs on tensor cores; about 1e-3 relative error")
     export.add_argument("--resolution", type=int, help="working resolution in pixels (default: the model's)")
     export.add_argument("--max-batch", type=int, default=4, help="largest image batch of the profiles")
+    export.add_argument("--networks", metavar="A,B,...",
+                        help="export only these networks (default: all); e.g. leave out the joint `unet` "
+                             "when only the condition cache (the default) will run")
+    export.add_argument("--store-fp16", action="store_true",
+                        help="fp32 graphs whose weights fp16 holds exactly (a model saved in fp16) stored at "
+                             "half the size; lossless")
 
     build = sub.add_parser("build", help="build TensorRT plans for an engine directory (needs TensorRT)")
     build.add_argument("engine_dir", type=Path, metavar="ENGINE_DIR")
@@ -60,8 +66,12 @@ def _export(args: argparse.Namespace) -> int:
     if not args.model:
         return _error("no model: pass --model DIR or --model random:<config>")
     start = time.perf_counter()
+    networks = {}
+    if args.networks:
+        networks["networks"] = [n.strip() for n in args.networks.split(",") if n.strip()]
     manifest = export_engine(load_model(args.model), args.output, precision=args.precision,
-                             resolution=args.resolution, max_batch=args.max_batch)
+                             resolution=args.resolution, max_batch=args.max_batch,
+                             fp16_storage=args.store_fp16, **networks)
     size = sum(f["bytes"] for f in manifest.files.values())
     print(f"exported {len(manifest.networks)} networks ({args.precision}, {size / 2**20:.1f} MiB) to "
           f"{args.output} in {time.perf_counter() - start:.1f} s")

@@ -6,6 +6,8 @@
     flipnet-rt export --model DIR|random:CONFIG -o ENGINE_DIR [--precision fp32|fp16] ...
     flipnet-rt build ENGINE_DIR [--precision fp16|bf16|fp32] [--batch MIN:OPT:MAX] ...
     flipnet-rt verify ENGINE_DIR --model DIR|random:CONFIG
+    flipnet-rt eval --hq DIR --model ... [--crop L,T,R,B] [--limit N] [--json F] [--out DIR]
+    flipnet-rt bench --model ... [matrix options]
 
 Exit status: 0 when every image was written, 1 when any input failed (the others are still
 written), 2 for a usage error.
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import __version__
-from . import bench, engines
+from . import bench, engines, evaluate
 from . import info as info_cmd
 from .jobs import run_jobs
 
@@ -46,6 +48,11 @@ def _job_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (walked recursively)")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR",
                         help="output folder; inputs are never overwritten")
+    run_args(parser)
+
+
+def run_args(parser: argparse.ArgumentParser) -> None:
+    """--model, the sampling options, --batch-size and the backend options (restore, degrade, eval)."""
     _model_arg(parser)
     g = parser.add_argument_group("sampling (defaults come from the model's flipnet.json)")
     g.add_argument("--steps", type=int, help="denoising steps")
@@ -94,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_arg(info)
     engines.add_parsers(sub, _model_arg)
     bench.add_parser(sub, _model_arg)
+    evaluate.add_parser(sub, run_args)
     return parser
 
 
@@ -109,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return engines.run(args)
     if args.command == "bench":
         return bench.run(args)
+    if args.command == "eval":
+        return evaluate.run(args)
     if not args.model:
         parser.error(f"no model: pass --model DIR or --model random:tiny, or set ${MODEL_ENV}")
     if args.batch_size < 1:

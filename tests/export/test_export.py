@@ -216,3 +216,54 @@ def test_tensorrt_profiles_without_tensorrt(tiny_engine):
 def test_tensorrt_build():
     pytest.importorskip("tensorrt", reason="TensorRT cannot be installed on CPU-only machines (NVIDIA's index only)")
     pytest.skip("a TensorRT build needs an NVIDIA GPU; none is visible here")
+
+
+def test_fp16_storage_is_lossless_and_halves_the_files(tmp_path, capsys):
+    """A model saved in fp16, exported fp32 with and without --store-fp16: the same outputs, bit
+    for bit, from files about half the size; only the networks asked for are written."""
+    import torch
+
+    from flipnet_rt.models import random_model, save_model_dir
+    from flipnet_rt.restorer import Restorer
+
+    save_model_dir(random_model("tiny"), tmp_path / "model16", dtype=torch.float16)
+    networks = "unet_cond,unet_input,vae_encoder,vae_decoder,face_encoder"
+    for name, flags in (("plain", []), ("stored", ["--store-fp16"])):
+        assert main(["export", "--model", str(tmp_path / "model16"), "-o", str(tmp_path / name),
+                     "--max-batch", "2", "--networks", networks, *flags]) == 0
+    sizes = {name: sum(p.stat().st_size for p in (tmp_path / name).glob("*.onnx*")) for name in ("plain", "stored")}
+    print(f"engine bytes: fp32 {sizes['plain']}, fp16-stored {sizes['stored']} ({sizes['stored'] / sizes['plain']:.3f})")
+    assert sizes["stored"] < 0.55 * sizes["plain"]
+    manifest = Manifest.load(tmp_path / "stored")
+    assert sorted(manifest.networks) == sorted(networks.split(",")) and manifest.extra["fp16_storage"] is True
+
+    face = [face_like(64, seed) for seed in range(2)]
+    out = [Restorer.from_engine(tmp_path / name).restore(face) for name in ("plain", "stored")]
+    for a, b in zip(*out):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="no unet network.*drop --no-cond-cache"):
+        Restorer.from_engine(tmp_path / "stored", cond_cache=False)
+
+
+def test_store_fp16_keeps_what_fp16_cannot_hold(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from export.exporter import store_fp16
+
+    exact = np.array([0.5, -2.0, 1024.0], np.float32)
+    inexact = np.array([0.1, 1e-9, 70000.0], np.float32)  # rounding, underflow, overflow
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "a"], ["y0"]), helper.make_node("Add", ["y0", "b"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
+        [numpy_helper.from_array(exact, "a"), numpy_helper.from_array(inexact, "b")],
+    )
+    path = tmp_path / "g.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    assert store_fp16(path) == 1
+    stored = {t.name: t.data_type for t in onnx.load(str(path)).graph.initializer}
+    assert stored == {"a.fp16": TensorProto.FLOAT16, "b": TensorProto.FLOAT}
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.array([1.0, 2.0, 3.0], np.float32)
+    np.testing.assert_array_equal(session.run(None, {"x": x})[0], x + exact + inexact)

@@ -103,3 +103,21 @@ def test_cli_flags_become_keys():
         "optim.warmup_steps": 10, "data.hq_dir": "/x y",
     }
     assert parse_value("[1, 2]") == [1, 2] and parse_value("1e-4") == 1e-4 and parse_value("a/b") == "a/b"
+
+
+def test_lr_factor_warmup_then_cosine_to_zero():
+    from train.loop import Warmup
+
+    constant = Warmup(4)
+    assert [constant(s) for s in (0, 3, 4, 1000)] == [0.25, 1.0, 1.0, 1.0]
+    cosine = Warmup(4, total=104)
+    assert cosine(0) == 0.25 and cosine(4) == 1.0
+    assert cosine(54) == pytest.approx(0.5)
+    assert cosine(104) == pytest.approx(0.0, abs=1e-12) and cosine(200) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_unknown_decay_is_refused(tmp_path):
+    path = tmp_path / "vae.toml"
+    path.write_text('command = "vae"\n[optim]\ndecay = "linear"\n')
+    with pytest.raises(ConfigError, match="optim.decay"):
+        check(load_config("vae", path))

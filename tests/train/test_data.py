@@ -26,7 +26,7 @@ from train.data import (
     load_captions,
     prepare_square,
 )
-from train.degradations import DegradationConfig, DegradationParams, RandomDegradation, apply
+from flipnet_rt.degradations import DegradationConfig, DegradationParams, RandomDegradation, apply
 
 R = 32
 DEGRADE = RandomDegradation(DegradationConfig().scaled_to(R))

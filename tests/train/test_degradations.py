@@ -12,7 +12,7 @@ from helpers import face_like
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from train.degradations import (
+from flipnet_rt.degradations import (
     EQ9_ORDER,
     DegradationConfig,
     DegradationParams,
