@@ -1,71 +1,92 @@
-"""``make demo``: restore a generated example face with ``random:tiny``.
+"""``make demo``: restore a degraded face and print PSNR and SSIM against the original.
 
-No trained weights ship with flipnet-rt yet, so the demo runs the whole pipeline (image loading,
-VAE, face embedder, dual-stream UNet with BoostHub, guidance, sampler, writing) on seeded RANDOM
-weights: the output shows that everything runs end to end, not what a trained model restores.
+The face is Eileen Collins' from ``skimage.data.astronaut()`` (NASA, public domain), cropped like
+the LFW training faces, degraded with the training degradation (Eq. 9) from a fixed seed, then
+restored. Writes ``outputs/demo/{hq,lq,restored,side_by_side}.png``. Needs the ``demo`` extra
+(scikit-image, OpenCV).
+
+The model is ``models/demo-onnx`` (an engine for ONNX Runtime, no torch) once a trained demo
+model ships (issue 7: ``make demo-model`` trains one, but the first run did not yet restore better
+than its input, so none is committed). Until then the demo runs ``random:tiny``, seeded RANDOM
+weights, in PyTorch, and says so: the output shows that the pipeline runs, not a restoration.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
-from .cli.main import main as cli_main
-from .images import save_image
-
-
-def example_face(size: int = 256, seed: int = 0) -> np.ndarray:
-    """A synthetic face-like RGB image: skin ellipse, eyes, mouth, on a gradient. ``[size, size, 3]`` uint8."""
-    yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
-    img = np.stack([0.25 + 0.3 * yy, 0.35 + 0.2 * xx, 0.55 - 0.2 * yy], axis=-1)
-    head = ((xx - 0.5) / 0.3) ** 2 + ((yy - 0.52) / 0.4) ** 2 < 1
-    img[head] = (0.87, 0.68, 0.57)
-    for cx in (0.39, 0.61):
-        eye = ((xx - cx) / 0.06) ** 2 + ((yy - 0.45) / 0.03) ** 2 < 1
-        img[eye] = (0.15, 0.1, 0.08)
-    mouth = ((xx - 0.5) / 0.11) ** 2 + ((yy - 0.7) / 0.025) ** 2 < 1
-    img[mouth] = (0.65, 0.3, 0.3)
-    noise = np.random.default_rng(seed).normal(0, 0.02, img.shape)
-    return (np.clip(img + noise, 0, 1) * 255).round().astype(np.uint8)
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_ENGINE = ROOT / "models" / "demo-onnx"
+#: Eileen Collins' face in ``skimage.data.astronaut()`` (512x512), framed like an LFW crop.
+ASTRONAUT_FACE_BOX = (145, 35, 295, 185)
+#: Shifted/mirrored crops of the same face: the "handful" of the end-to-end quality test.
+ASTRONAUT_VARIANTS = ((0, 0, False), (-8, 6, False), (6, -4, True), (4, 8, False))
 
 
-def degrade_example(image: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Blur, downsample x4, noise, JPEG q=30, upsample: a fixed classical degradation (Eq. 9 style)."""
+def astronaut_faces(resolution: int, variants=ASTRONAUT_VARIANTS) -> list[np.ndarray]:
+    """HQ faces ``uint8 [R, R, 3]`` from the astronaut image: one per ``(dx, dy, mirrored)``."""
+    from skimage.data import astronaut
+
+    from .images import prepare_square
+
+    image = astronaut()
+    l, t, r, b = ASTRONAUT_FACE_BOX
+    faces = []
+    for dx, dy, mirrored in variants:
+        face = prepare_square(image, resolution, (l + dx, t + dy, r + dx, b + dy))
+        faces.append(np.ascontiguousarray(face[:, ::-1]) if mirrored else face)
+    return faces
+
+
+def _enlarged(image: np.ndarray, factor: int) -> np.ndarray:
     h, w = image.shape[:2]
-    small = Image.fromarray(image).filter(ImageFilter.GaussianBlur(2.0)).resize((w // 4, h // 4), Image.BICUBIC)
-    arr = np.asarray(small).astype(np.float64) + np.random.default_rng(seed).normal(0, 6, (h // 4, w // 4, 3))
-    noisy = Image.fromarray(np.clip(arr, 0, 255).round().astype(np.uint8))
-    import io
-
-    buffer = io.BytesIO()
-    noisy.save(buffer, format="JPEG", quality=30)
-    return np.asarray(Image.open(buffer).convert("RGB").resize((w, h), Image.BICUBIC))
+    return np.asarray(Image.fromarray(image).resize((w * factor, h * factor), Image.Resampling.NEAREST))
 
 
-def main(out: str = "outputs/demo") -> int:
-    root = Path(out)
-    hq = example_face()
-    lq = degrade_example(hq)
-    save_image(hq, root / "example_hq.png")
-    save_image(lq, root / "input" / "example_lq.png")
-    print("flipnet-rt demo: restoring a generated, degraded example face with random:tiny")
-    print("NOTE: the weights are RANDOM (no trained model ships yet): the output proves the pipeline")
-    print("      runs end to end; it is not a restoration.")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flipnet_rt.demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=None,
+                        help=f"engine or model directory, or random:CONFIG (default: {DEMO_ENGINE.relative_to(ROOT)} "
+                             f"when it exists, else random:tiny)")
+    parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
+    parser.add_argument("--seed", type=int, default=0, help="seed of the degradation and of the sampler")
+    args = parser.parse_args(argv)
+
+    from .evaluation import psnr, ssim, synthesise_lq
+    from .images import save_image
+    from .restorer import Restorer
+
+    model = args.model or (str(DEMO_ENGINE) if DEMO_ENGINE.is_dir() else "random:tiny")
+    if not model.startswith("random:") and not Path(model).is_dir():
+        print(f"error: --model {model}: no such directory; run `make demo-model` or pass --model DIR", file=sys.stderr)
+        return 2
+    if model.startswith("random:"):
+        print(f"NOTE: no trained demo model ships yet; running {model}, seeded RANDOM weights: the output shows "
+              f"that the pipeline runs end to end, it is not a restoration.")
     start = time.perf_counter()
-    code = cli_main(["restore", str(root / "input"), "-o", str(root / "restored"),
-                     "--model", "random:tiny", "--steps", "20"])
+    restorer = Restorer.load(model)
+    hq = astronaut_faces(restorer.config.resolution, ((0, 0, False),))[0]
+    lq = synthesise_lq(hq, args.seed, 0)
+    restored = restorer.restore([lq], restorer.options(seed=args.seed))[0]
     elapsed = time.perf_counter() - start
-    if code == 0:
-        restored = np.asarray(Image.open(root / "restored" / "example_lq.png"))
-        save_image(np.concatenate([lq, restored, hq], axis=1), root / "side_by_side.png")
-        print(f"wrote {root / 'restored' / 'example_lq.png'} and {root / 'side_by_side.png'} "
-              f"(LQ | output | HQ) in {elapsed:.1f} s")
-    return code
+
+    out = args.out
+    for name, image in (("hq", hq), ("lq", lq), ("restored", restored)):
+        save_image(image, out / f"{name}.png")
+    save_image(_enlarged(np.concatenate([lq, restored, hq], axis=1), 4), out / "side_by_side.png")
+    print(f"flipnet-rt demo: {Path(model).name} on {restorer.backend.name}, "
+          f"{restorer.config.resolution}x{restorer.config.resolution}, {elapsed:.1f} s")
+    print(f"  input (LQ):  PSNR {psnr(lq, hq):6.2f} dB   SSIM {ssim(lq, hq):.4f}")
+    print(f"  restored:    PSNR {psnr(restored, hq):6.2f} dB   SSIM {ssim(restored, hq):.4f}")
+    print(f"wrote {out}/restored.png and {out}/side_by_side.png (LQ | restored | HQ, shown 4x)")
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:]))
+    sys.exit(main())

@@ -145,6 +145,10 @@ def choose_defaults(model_dir: Path, faces_dir: Path, count: int = 64) -> dict:
     return {"faces": [f.name for f in files], "candidates": results, "chosen": best["label"]}
 
 
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def _last_row(path: Path) -> dict[str, str]:
     import csv
 
@@ -226,12 +230,11 @@ def write_model_card(model: Path, engine: Path, runs: Path, timings: dict, sweep
         "|---|---|---|---|",
     ]
     for c in sweep["candidates"]:
-        ident = c["identity"]["restored"]
         lines.append(f"| {c['label']} | {c['psnr']['restored']:.2f} | {c['ssim']['restored']:.4f} | "
-                     f"{'n/a' if ident is None else f'{ident:.4f}'} |")
+                     f"{_fmt(c['identity']['restored'])} |")
     first = sweep["candidates"][0]
     lines += [f"| input (LQ) | {first['psnr']['input']:.2f} | {first['ssim']['input']:.4f} | "
-              f"{'n/a' if first['identity']['input'] is None else f'{first['identity']['input']:.4f}'} |", ""]
+              f"{_fmt(first['identity']['input'])} |", ""]
     ident_in, ident_out = summary["identity"]["input"], summary["identity"]["restored"]
     lines += [
         f"## Evaluation: `../shared/data/lfw/val` ({evaluation['count']} faces, unseen in training)",
@@ -242,10 +245,8 @@ def write_model_card(model: Path, engine: Path, runs: Path, timings: dict, sweep
         "",
         "| | PSNR (dB) | SSIM | identity distance |",
         "|---|---|---|---|",
-        f"| input (LQ) | {summary['psnr']['input']:.2f} | {summary['ssim']['input']:.4f} | "
-        f"{'n/a' if ident_in is None else f'{ident_in:.4f}'} |",
-        f"| restored | {summary['psnr']['restored']:.2f} | {summary['ssim']['restored']:.4f} | "
-        f"{'n/a' if ident_out is None else f'{ident_out:.4f}'} |",
+        f"| input (LQ) | {summary['psnr']['input']:.2f} | {summary['ssim']['input']:.4f} | {_fmt(ident_in)} |",
+        f"| restored | {summary['psnr']['restored']:.2f} | {summary['ssim']['restored']:.4f} | {_fmt(ident_out)} |",
         "",
         "## Limits",
         "",

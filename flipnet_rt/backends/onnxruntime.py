@@ -31,12 +31,13 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, directory: Path, manifest: Manifest, providers: Sequence[str] = ("CPUExecutionProvider",),
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, low_memory: bool = False) -> None:
         super().__init__({name: entry.spec for name, entry in manifest.networks.items()})
         self.directory = Path(directory)
         self.manifest = manifest
         self.providers = list(providers)
         self.threads = threads
+        self.low_memory = low_memory
         self._sessions: dict[str, object] = {}
         self._lock = threading.Lock()
 
@@ -48,6 +49,9 @@ class OnnxRuntimeBackend(Backend):
                 options = ort.SessionOptions()
                 if self.threads:
                     options.intra_op_num_threads = self.threads
+                if self.low_memory:  # no second, pre-packed copy of the weights; no memory arena
+                    options.add_session_config_entry("session.disable_prepacking", "1")
+                    options.enable_cpu_mem_arena = False
                 path = self.directory / self.manifest.networks[network].onnx
                 providers = self._providers_for(network)
                 self._sessions[network] = ort.InferenceSession(str(path), options, providers=providers)
