@@ -196,10 +196,15 @@ class FlipnetConfig:
         return cls.from_dict(data, source=str(path))
 
     def digest(self) -> str:
-        """A stable hash of the configuration (engines record it to detect a model mismatch)."""
+        """A stable hash of what the networks compute (engines record it to detect a model mismatch).
+
+        The sampler ``defaults`` are left out: they change no network, so a model whose default steps
+        or strength were tuned keeps its engines."""
         import hashlib
 
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        data = self.to_dict()
+        data.pop("defaults")
+        blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()
 
 

@@ -58,3 +58,14 @@ def test_invalid_json_names_the_line(tmp_path):
     (tmp_path / "flipnet.json").write_text('{"name": "x",\n oops}')
     with pytest.raises(ConfigError, match="not valid JSON .* line 2"):
         FlipnetConfig.load(tmp_path)
+
+
+def test_digest_ignores_sampler_defaults_only():
+    import dataclasses
+
+    from flipnet_rt.presets import preset
+
+    config = preset("tiny")
+    tuned = dataclasses.replace(config, defaults=dataclasses.replace(config.defaults, steps=4, strength=0.5))
+    assert tuned.digest() == config.digest()
+    assert dataclasses.replace(config, latent_scaling=0.2).digest() != config.digest()

@@ -67,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..bench import report
     from ..bench.baseline import time_baseline
     from ..bench.runner import BenchConfig, environment, result_record, run_config, with_flops
-    from ..demo import degrade_example, example_face
+    from ..examples import degrade_example, example_face
     from ..models import PROMPT_KINDS, load_model
     from ..restorer import Restorer
 

@@ -91,7 +91,7 @@ def _build(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from export.verify import verify
-    from flipnet_rt.demo import degrade_example, example_face
+    from flipnet_rt.examples import degrade_example, example_face
 
     if not args.model:
         return _error("no model: pass --model DIR or --model random:<config> (the one the engine came from)")

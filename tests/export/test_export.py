@@ -108,7 +108,9 @@ def test_manifest_round_trip_and_refusals(tiny_engine, tmp_path, tiny_config):
     manifest = Manifest.load(tiny_engine)
     assert Manifest.from_dict(json.loads(json.dumps(manifest.to_dict()))) == manifest
     manifest.check_model(tiny_config, tiny_engine)
-    other = dataclasses.replace(tiny_config, defaults=dataclasses.replace(tiny_config.defaults, steps=7))
+    tuned = dataclasses.replace(tiny_config, defaults=dataclasses.replace(tiny_config.defaults, steps=7))
+    manifest.check_model(tuned, tiny_engine)  # sampler defaults change no network
+    other = dataclasses.replace(tiny_config, latent_scaling=0.5)
     with pytest.raises(EngineError, match="re-export it with `flipnet-rt export"):
         manifest.check_model(other, tiny_engine)
     built = dataclasses.replace(manifest, tensorrt=TensorRTInfo("10.8.0", "NVIDIA H100 80GB HBM3", "9.0", "fp16", {}, {}))
@@ -231,9 +233,19 @@ def test_fp16_storage_is_lossless_and_halves_the_files(tmp_path, capsys):
     for name, flags in (("plain", []), ("stored", ["--store-fp16"])):
         assert main(["export", "--model", str(tmp_path / "model16"), "-o", str(tmp_path / name),
                      "--max-batch", "2", "--networks", networks, *flags]) == 0
+    import onnx
+
+    def weight_bytes(name: str) -> int:
+        return sum(len(t.raw_data) for p in (tmp_path / name).glob("*.onnx")
+                   for t in onnx.load(str(p)).graph.initializer)
+
     sizes = {name: sum(p.stat().st_size for p in (tmp_path / name).glob("*.onnx*")) for name in ("plain", "stored")}
-    print(f"engine bytes: fp32 {sizes['plain']}, fp16-stored {sizes['stored']} ({sizes['stored'] / sizes['plain']:.3f})")
-    assert sizes["stored"] < 0.55 * sizes["plain"]
+    weights = {name: weight_bytes(name) for name in ("plain", "stored")}
+    print(f"engine files: fp32 {sizes['plain']} B, fp16-stored {sizes['stored']} B; initializers "
+          f"{weights['plain']} -> {weights['stored']} B ({weights['stored'] / weights['plain']:.3f})")
+    # Every weight is fp16-exact; what stays fp32 are a few computed constants (e.g. the timestep
+    # embedding's frequencies). The files shrink less at this size: node protos are a large share.
+    assert weights["stored"] < 0.52 * weights["plain"] and sizes["stored"] < sizes["plain"]
     manifest = Manifest.load(tmp_path / "stored")
     assert sorted(manifest.networks) == sorted(networks.split(",")) and manifest.extra["fp16_storage"] is True
 
