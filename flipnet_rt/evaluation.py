@@ -29,7 +29,6 @@ import numpy as np
 from PIL import Image
 
 from .degradations import DegradationConfig, RandomDegradation
-from .images import prepare_square
 from .options import image_seed
 
 #: The stream of :func:`image_seed` that draws an image's degradation (0 draws its sampling noise).
@@ -43,11 +42,6 @@ def synthesise_lq(hq: np.ndarray, seed: int, index: int) -> np.ndarray:
     degradation = RandomDegradation(DegradationConfig().scaled_to(hq.shape[0]))
     lq, _ = degradation(hq, image_seed(seed, index, DEGRADATION_STREAM))
     return lq
-
-
-def prepare_hq(image: np.ndarray, resolution: int, crop_box: tuple[int, int, int, int] | None = None) -> np.ndarray:
-    """``uint8 [R, R, 3]``: the crop box, center square, Lanczos resize (as in training)."""
-    return prepare_square(image, resolution, crop_box)
 
 
 def psnr(image: np.ndarray, reference: np.ndarray) -> float:

@@ -122,15 +122,16 @@ def choose_defaults(model_dir: Path, faces_dir: Path, count: int = 64) -> dict:
     import dataclasses
 
     from flipnet_rt.config import FlipnetConfig
-    from flipnet_rt.evaluation import evaluate, prepare_hq
-    from flipnet_rt.images import load_image
+    from flipnet_rt.evaluation import evaluate
+    from flipnet_rt.images import load_image, prepare_square
     from flipnet_rt.restorer import Restorer
 
     from .data import LFW_CROP_BOX, list_images
 
     restorer = Restorer.load(model_dir, backend="torch", device="cpu")
-    files = list_images(faces_dir)[:: max(1, len(list_images(faces_dir)) // count)][:count]
-    faces = [(f.name, prepare_hq(load_image(f), restorer.config.resolution, LFW_CROP_BOX)) for f in files]
+    every = list_images(faces_dir)
+    files = every[:: max(1, len(every) // count)][:count]
+    faces = [(f.name, prepare_square(load_image(f), restorer.config.resolution, LFW_CROP_BOX)) for f in files]
     results = []
     for label, overrides in CANDIDATES:
         report = evaluate(restorer, faces, options=restorer.options(seed=0, **overrides), seed=0)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..batchio import is_image_path
-from ..images import ImageError, format_path, load_image
+from ..images import ImageError, format_path, load_image, prepare_square
 
 
 def add_parser(sub: argparse._SubParsersAction, run_args) -> None:
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     faces, errors = [], []
     for path in files:
         try:
-            faces.append((str(path.relative_to(args.hq)), evaluation.prepare_hq(load_image(path), resolution, crop)))
+            faces.append((str(path.relative_to(args.hq)), prepare_square(load_image(path), resolution, crop)))
         except ImageError as exc:
             errors.append(str(exc))
             print(f"error: {exc}", file=sys.stderr)
