@@ -25,6 +25,7 @@ from torch.export import Dim
 from flipnet_rt.engine.manifest import Manifest, NetworkEntry, save_prompts
 from flipnet_rt.engine.spec import KVSpec, NetworkSpec, Profile, network_specs
 from flipnet_rt.models import PROMPT_KINDS, FlipNet
+from flipnet_rt.models.boosthub import set_attention_upcast
 from flipnet_rt.models.networks import NETWORKS, kv_layout
 
 log = logging.getLogger(__name__)
@@ -192,6 +193,10 @@ def export_engine(
         raise ValueError(f"resolution: {resolution} must be a multiple of {m} for this model")
     torch_dtype, np_dtype = DTYPES[precision]
     model = model.to(torch_dtype).eval().requires_grad_(False)
+    # fp16 graphs compute attention in fp32 (scores and softmax): unfused fp16 attention overflows
+    # on Stable Diffusion 2.1; TensorRT's fused MHA accumulates in fp32 the same way.
+    attention_fp32 = precision == "fp16"
+    set_attention_upcast(model.unet.unet, attention_fp32)
     kv = [KVSpec(level=layer.level, channels=layer.channels) for layer in kv_layout(model)]
     specs = network_specs(config, kv, np_dtype)
     latent = resolution // config.vae_factor
@@ -220,7 +225,8 @@ def export_engine(
         manifest = Manifest(
             model_name=config.name, config_sha256=config.digest(), precision=precision, opset=OPSET,
             resolution=resolution, networks=entries, versions=_versions(), files=files,
-            extra={"latent_multiple": latent_multiple(model), "fp16_storage": fp16_storage},
+            extra={"latent_multiple": latent_multiple(model), "fp16_storage": fp16_storage,
+                   "attention_fp32": attention_fp32},
         )
         manifest.save(staging)
         if out.exists():

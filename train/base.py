@@ -137,7 +137,26 @@ def make_trainable(model: FlipNet, section: DegradationSection, mode: Mode) -> N
 
 
 def digest(directory: Path) -> str:
-    """sha256 over the base's UNet, VAE and prompt files (what LoRA and BoostHub attach to)."""
+    """sha256 over the tensors of the base's UNet, VAE and prompt files (what LoRA and BoostHub
+    attach to): each tensor's file, name, dtype, shape and bytes, in name order.
+
+    Not over the files' bytes: safetensors writes its header's metadata in an order that varies
+    from one process to the next, so the same weights saved by two runs differ byte-wise.
+    """
+    from safetensors import safe_open
+
+    h = hashlib.sha256()
+    for name in DIGEST_FILES:
+        with safe_open(str(Path(directory) / name), framework="pt") as f:
+            for key in sorted(f.keys()):
+                t = f.get_tensor(key)
+                h.update(f"{name}/{key}:{t.dtype}:{tuple(t.shape)};".encode())
+                h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def file_digest(directory: Path) -> str:
+    """The digest checkpoints written before :func:`digest` recorded: sha256 of the files' bytes."""
     h = hashlib.sha256()
     for name in DIGEST_FILES:
         with (Path(directory) / name).open("rb") as f:

@@ -178,6 +178,10 @@ class DegradationSection:
     lora_rank: int = 64
     lora_alpha: float = 0.0  # 0: equal to the rank
     text_drop: float = 0.5
+    # The condition stream's timesteps t_y ~ U[0, t_cond_max); 0 is the schedule's T (the paper: t_y and
+    # t_x drawn alike). Inference runs the condition at t_cond = 0, so a small model trained briefly
+    # learns to use it sooner when training sees it nearly clean (the demo model: 100).
+    t_cond_max: int = 0
     vae_checkpoint: str = ""  # a `flipnet-train vae` checkpoint; required without sd_dir
     init: str = ""  # trainable weights to start from (a restoration/degradation checkpoint)
     text_cache_size: int = 4096  # caption embeddings kept (with a text encoder)
@@ -416,6 +420,8 @@ def check(config: TrainConfig) -> TrainConfig:
     if section is not None:
         if section.unet_training is UnetTraining.LORA and section.lora_rank < 1:
             raise ConfigError(f"{config.command}.lora_rank: {section.lora_rank}; LoRA training needs rank >= 1")
+        if section.t_cond_max < 0:
+            raise ConfigError(f"{config.command}.t_cond_max: {section.t_cond_max}; use 0 (the schedule's T) or 1..T")
         probs = {"text_drop": section.text_drop, "id_drop": getattr(section, "id_drop", 0.0)}
         for key, p in probs.items():
             if not 0.0 <= p <= 1.0:

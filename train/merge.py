@@ -15,7 +15,7 @@ import torch
 
 from flipnet_rt.models import FlipNet, Mode, merge_lora, save_model_dir
 
-from .base import digest, make_trainable, read_base
+from .base import digest, file_digest, make_trainable, read_base
 from .checkpoint import CheckpointError, load_trainable, read_state, read_weights, resolve_checkpoint
 from .config import DegradationSection, RestorationSection, from_dict
 
@@ -33,7 +33,7 @@ def merged_model(checkpoint: Path) -> FlipNet:
         )
     extra = state["extra"]
     base_dir = (checkpoint / extra["base_model"]).resolve()
-    if digest(base_dir) != extra["base_digest"]:
+    if extra["base_digest"] not in (digest(base_dir), file_digest(base_dir)):
         raise CheckpointError(
             f"{base_dir}: differs from the base this checkpoint was trained on (digest mismatch); "
             f"the run's base_model/ was changed or replaced"

@@ -5,6 +5,7 @@ first in degradation mode; that is the whole difference between the modes' input
 
     z_x, z_y  = VAE(input), VAE(condition)                          frozen, posterior mode
     t_x, t_y  ~ U[0, T) independently,  eps_x, eps_y ~ N(0, I)      separately per stream
+                                                                    (t_y < t_cond_max where set)
     x_t, y_t  = Eq. (1) at t_x and t_y
     c         = [text (77) || id tokens (N)]                        text dropped w.p. 0.5 (empty prompt);
                                                                     id = tau(E_LQ(lq)), dropped w.p. 0.3
@@ -150,6 +151,9 @@ class DiffusionStage(Stage):
         if config.run.gradient_checkpointing:
             model.unet.unet.enable_gradient_checkpointing()
             model.vae.enable_gradient_checkpointing()
+        T = model.config.schedule.num_train_timesteps
+        if section.t_cond_max > T:
+            raise ValueError(f"{config.command}.t_cond_max: {section.t_cond_max} exceeds the schedule's {T} timesteps; use 1..{T} or 0")
         self.model = model
 
         vgg = None
@@ -174,7 +178,8 @@ class DiffusionStage(Stage):
         """Trainable weights of another diffusion checkpoint over the same base (e.g. degradation -> restoration)."""
         directory = resolve_checkpoint(directory, "--init")
         state = read_state(directory)
-        if state["extra"].get("base_digest") != self.base_digest:
+        init_base = (directory / state["extra"].get("base_model", f"../../{BASE_DIR}")).resolve()
+        if not init_base.is_dir() or digest(init_base) != self.base_digest:
             raise CheckpointError(
                 f"--init {directory}: trained over a different base model (UNet/VAE/prompts differ); "
                 f"start both runs from the same --sd-dir or --config/--seed/--vae-checkpoint"
@@ -203,7 +208,9 @@ class DiffusionStage(Stage):
         b, device = batch.hq.shape[0], batch.hq.device
         T = config.schedule.num_train_timesteps
         shape = (2 * b, config.latent_channels, config.latent_size, config.latent_size)
-        t = torch.randint(0, T, (2 * b,), generator=generator)  # [t_x; t_y], independent
+        t_y_max = section.t_cond_max or T
+        t = torch.cat([torch.randint(0, T, (b,), generator=generator),  # [t_x; t_y], independent
+                       torch.randint(0, t_y_max, (b,), generator=generator)])
         noise = torch.randn(shape, generator=generator)  # [eps_x; eps_y]
         drop_text = torch.rand(b, generator=generator) < section.text_drop
         keep_id = torch.rand(b, generator=generator) >= getattr(section, "id_drop", 1.0)

@@ -1,6 +1,9 @@
 """ONNX Runtime backend: the default, CPU everywhere; CUDA and TensorRT execution providers where installed.
 
-:class:`OnnxRuntimeBackend` runs on the CPU with numpy arrays (no torch). :class:`OnnxRuntimeCudaBackend`
+:class:`OnnxRuntimeBackend` runs on the CPU with numpy arrays (no torch), through IO binding: each
+network's outputs are numpy buffers allocated once per input shapes and written in place by every
+later call with those shapes, so a restore loop allocates no output memory after its first step.
+:class:`OnnxRuntimeCudaBackend`
 runs the same graphs with the CUDA (optionally TensorRT) execution provider and IO binding: inputs
 and outputs are torch CUDA tensors bound by address, so nothing makes a round trip through the host.
 The CUDA class is NOT RUN in this project (no GPU, and onnxruntime-gpu cannot be installed beside
@@ -26,7 +29,12 @@ log = logging.getLogger(__name__)
 
 
 class OnnxRuntimeBackend(Backend):
-    """Sessions over an engine directory's ``*.onnx``, created on first use of each network."""
+    """Sessions over an engine directory's ``*.onnx``, created on first use of each network.
+
+    **Outputs are reused buffers**: per network and input shapes they are allocated once and
+    overwritten by the next call of that network with those shapes (``array.copy()`` keeps one).
+    Not safe for concurrent calls; :class:`~flipnet_rt.restorer.Restorer` serialises them.
+    """
 
     name = "onnxruntime"
 
@@ -39,6 +47,7 @@ class OnnxRuntimeBackend(Backend):
         self.threads = threads
         self.low_memory = low_memory
         self._sessions: dict[str, object] = {}
+        self._outputs: dict[ShapeKey, dict[str, Array]] = {}
         self._lock = threading.Lock()
 
     def session(self, network: str):
@@ -66,10 +75,29 @@ class OnnxRuntimeBackend(Backend):
     def _providers_for(self, network: str) -> list:
         return self.providers
 
+    def output_buffers(self, spec: NetworkSpec, feeds: Mapping[str, Array]) -> dict[str, Array]:
+        """``spec``'s outputs for the shapes of ``feeds``: allocated on the first call with those shapes."""
+        key = shape_key(spec, feeds)
+        outputs = self._outputs.get(key)
+        if outputs is None:
+            env = infer_env(spec, dict(zip(spec.input_names, key[1])))
+            outputs = self._outputs[key] = {t.name: self._empty(t.concrete(env), t.dtype) for t in spec.outputs}
+        return outputs
+
+    def _empty(self, shape: tuple[int, ...], dtype: str) -> Array:
+        return np.empty(shape, dtype=dtype)
+
     def _run(self, spec: NetworkSpec, feeds: Mapping[str, Array]) -> dict[str, Array]:
-        inputs = {t.name: np.ascontiguousarray(feeds[t.name], dtype=t.dtype) for t in spec.inputs}
-        outputs = self.session(spec.name).run(spec.output_names, inputs)
-        return dict(zip(spec.output_names, outputs))
+        session = self.session(spec.name)
+        outputs = self.output_buffers(spec, feeds)
+        inputs = {t.name: np.ascontiguousarray(feeds[t.name], dtype=t.dtype) for t in spec.inputs}  # alive to run
+        binding = session.io_binding()
+        for name, array in inputs.items():
+            binding.bind_cpu_input(name, array)
+        for name, array in outputs.items():
+            binding.bind_output(name, "cpu", 0, array.dtype, array.shape, array.ctypes.data)
+        session.run_with_iobinding(binding)
+        return dict(outputs)
 
     def from_numpy(self, array: np.ndarray, dtype: str | None = None) -> np.ndarray:
         # Host arithmetic (the sampler) stays float32; feeds are cast to the graph's dtype in _run.
@@ -135,7 +163,6 @@ class OnnxRuntimeCudaBackend(TorchDeviceArrays, OnnxRuntimeBackend):
         self.fp16 = fp16
         self.cache_dir = Path(cache_dir) if cache_dir else self.directory / "ort-trt-cache"
         self._stream: DeviceStream | None = None
-        self._outputs: dict[ShapeKey, dict[str, object]] = {}
 
     def provider_options(self, network: str, stream_handle: int) -> list[tuple[str, dict[str, str]]]:
         """The ``providers`` argument of ``network``'s session: (name, options) pairs, best first."""
@@ -168,17 +195,8 @@ class OnnxRuntimeCudaBackend(TorchDeviceArrays, OnnxRuntimeBackend):
         return session
 
     def _run(self, spec: NetworkSpec, feeds: Mapping[str, Array]) -> dict[str, Array]:
-        import torch
-
         session = self.session(spec.name)
-        key = shape_key(spec, feeds)
-        outputs = self._outputs.get(key)
-        if outputs is None:
-            env = infer_env(spec, dict(zip(spec.input_names, key[1])))
-            outputs = self._outputs[key] = {
-                t.name: torch.empty(t.concrete(env), dtype=torch_dtype(t.dtype), device=self.device)
-                for t in spec.outputs
-            }
+        outputs = self.output_buffers(spec, feeds)
         binding = session.io_binding()
         with self._stream:
             inputs = {t.name: self._device_input(feeds[t.name], t.dtype) for t in spec.inputs}  # kept alive to run
@@ -190,6 +208,11 @@ class OnnxRuntimeCudaBackend(TorchDeviceArrays, OnnxRuntimeBackend):
                 binding.bind_output(t.name, "cuda", self.device_index, np.dtype(t.dtype), tuple(y.shape), y.data_ptr())
             session.run_with_iobinding(binding)
         return dict(outputs)
+
+    def _empty(self, shape: tuple[int, ...], dtype: str) -> Array:
+        import torch
+
+        return torch.empty(shape, dtype=torch_dtype(dtype), device=self.device)
 
     def _device_input(self, array: Array, dtype: str):
         """A contiguous tensor on this device in the graph's dtype (no copy when it already is one)."""

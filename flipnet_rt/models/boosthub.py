@@ -37,6 +37,50 @@ class Streams(str, Enum):
     INPUT = "input"
 
 
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, upcast: bool = False) -> torch.Tensor:
+    """Scaled dot-product attention over ``[B, heads, L, d]``.
+
+    ``upcast``: scores, softmax and the weighted sum in float32, the result cast back. An fp16 graph
+    (``flipnet-rt export --precision fp16``) then keeps attention logits beyond fp16's 65504 finite
+    instead of turning them into inf and the softmax into NaN (Stable Diffusion 2.1's known fp16
+    failure where attention is not fused).
+    """
+    if upcast and q.dtype != torch.float32:
+        return F.scaled_dot_product_attention(q.float(), k.float(), v.float()).to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v)
+
+
+class Fp32AttnProcessor:
+    """``AttnProcessor2_0`` for the transformer attentions of Stable Diffusion's UNet with the
+    attention itself in float32 (:func:`attention`); the projections stay in the model's dtype.
+
+    Covers what those layers use (no mask, group/spatial norm, q/k norm or residual in the layer)
+    and refuses anything else rather than compute it differently.
+    """
+
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None) -> torch.Tensor:
+        extras = (attention_mask is not None or attn.group_norm is not None or attn.spatial_norm is not None
+                  or attn.norm_q is not None or attn.norm_k is not None or attn.norm_cross or attn.residual_connection
+                  or hidden_states.ndim != 3)
+        if extras:
+            raise NotImplementedError("fp32 attention covers Stable Diffusion's transformer attention only")
+        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+        q, k, v = (_heads(x, attn.heads) for x in (attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context)))
+        out = _merge(attention(q, k, v, upcast=True))
+        return attn.to_out[1](attn.to_out[0](out)) / attn.rescale_output_factor
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    batch, length, inner = x.shape
+    return x.view(batch, length, heads, inner // heads).transpose(1, 2)
+
+
+def _merge(x: torch.Tensor) -> torch.Tensor:
+    batch, heads, length, head_dim = x.shape
+    return x.transpose(1, 2).reshape(batch, length, heads * head_dim)
+
+
 class BoostHubProcessor(nn.Module):
     """Self-attention for both halves plus BoostHub for the input half of ``attn1``.
 
@@ -62,6 +106,7 @@ class BoostHubProcessor(nn.Module):
         self.streams = Streams.JOINT
         self.captured: tuple[torch.Tensor, torch.Tensor] | None = None  # CONDITION: [B, L, C] each
         self.given: tuple[torch.Tensor, torch.Tensor] | None = None  # INPUT: [B, L, C] each
+        self.upcast = False  # attention in float32 (set_attention_upcast)
         self._self_attention = AttnProcessor2_0()
 
     @torch.no_grad()
@@ -80,15 +125,8 @@ class BoostHubProcessor(nn.Module):
 
     def boost(self, f_x: torch.Tensor, k_y: torch.Tensor, v_y: torch.Tensor) -> torch.Tensor:
         """F_ro of Eq. (4) for the input half: ``[B, L, C]`` given the condition's K_y, V_y."""
-        q_x = self._split(self.q_x(f_x))
-        k_y, v_y = self._split(k_y), self._split(v_y)
-        attended = F.scaled_dot_product_attention(q_x, k_y, v_y, dropout_p=0.0, is_causal=False)
-        batch, heads, length, head_dim = attended.shape
-        return self.out(attended.transpose(1, 2).reshape(batch, length, heads * head_dim))
-
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, inner = x.shape
-        return x.view(batch, length, self.heads, inner // self.heads).transpose(1, 2)
+        q_x, k_y, v_y = (_heads(x, self.heads) for x in (self.q_x(f_x), k_y, v_y))
+        return self.out(_merge(attention(q_x, k_y, v_y, self.upcast)))
 
     def forward(
         self,
@@ -101,7 +139,8 @@ class BoostHubProcessor(nn.Module):
         """``hidden_states`` ``[2B, L, C]`` (JOINT, input half first) or ``[B, L, C]``; same shape out."""
         if hidden_states.ndim != 3:
             raise ValueError(f"BoostHub expects [batch, tokens, channels], got {tuple(hidden_states.shape)}")
-        out = self._self_attention(attn, hidden_states, None, attention_mask, temb)
+        self_attention = Fp32AttnProcessor() if self.upcast else self._self_attention
+        out = self_attention(attn, hidden_states, None, attention_mask, temb)
         if self.streams is Streams.CONDITION:
             self.captured = self.condition_kv(hidden_states)
             return out
@@ -137,6 +176,22 @@ def add_boosthub(unet: nn.Module) -> dict[str, BoostHubProcessor]:
         raise ValueError("the UNet has no self-attention (attn1) layers to put BoostHub beside")
     unet.set_attn_processor(processors)
     return added
+
+
+def set_attention_upcast(unet: nn.Module, upcast: bool) -> None:
+    """Every attention of the UNet in float32 (``upcast``) or in the model's dtype (SDPA as usual).
+
+    BoostHub processors keep their weights and switch in place; the other layers (cross-attention)
+    get :class:`Fp32AttnProcessor` or ``AttnProcessor2_0``.
+    """
+    processors = {}
+    for name, processor in unet.attn_processors.items():
+        if isinstance(processor, BoostHubProcessor):
+            processor.upcast = upcast
+        else:
+            processor = Fp32AttnProcessor() if upcast else AttnProcessor2_0()
+        processors[name] = processor
+    unet.set_attn_processor(processors)
 
 
 def boosthub_processors(unet: nn.Module) -> list[BoostHubProcessor]:

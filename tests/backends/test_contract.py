@@ -93,3 +93,43 @@ def test_threads_give_the_sequential_results(restorer):
     assert not errors, errors
     for i in range(4):
         assert np.array_equal(results[i], sequential[i]), f"thread {i} differs"
+
+
+def test_onnxruntime_reuses_output_buffers_for_a_repeated_shape(tiny_engine):
+    """Issue 5: no re-allocation for a repeated shape. The outputs of a repeated call are the same
+    numpy buffers, rewritten in place, and hold what a plain ``InferenceSession.run`` returns."""
+    import onnxruntime as ort
+
+    from flipnet_rt.restorer import Restorer
+
+    restorer = Restorer.load(tiny_engine, backend="onnxruntime")
+    be = restorer.backend
+    spec = be.specs["vae_decoder"]
+    rng = np.random.default_rng(1)
+    latents = [rng.standard_normal((2, 4, 8, 8)).astype(np.float32) for _ in range(2)]
+    first = be.run("vae_decoder", {"latent": latents[0]})["image"]
+    kept = first.copy()
+    second = be.run("vae_decoder", {"latent": latents[1]})["image"]
+    assert second is first, "a repeated shape allocated a new output"
+    plain = ort.InferenceSession(str(tiny_engine / be.manifest.networks["vae_decoder"].onnx))
+    for latent, got in ((latents[0], kept), (latents[1], second)):
+        want = plain.run(spec.output_names, {"latent": latent})[0]
+        print(f"vae_decoder IO binding vs session.run: max-abs {np.abs(got - want).max():.3g}")
+        assert np.array_equal(got, want)  # the same kernels on the same inputs
+    other = be.run("vae_decoder", {"latent": latents[0][:1]})["image"]
+    assert other is not first and other.shape == (1, *first.shape[1:])
+    assert be.run("vae_decoder", {"latent": latents[1]})["image"] is first
+
+
+def test_restore_allocates_no_new_outputs_when_repeated(tiny_engine):
+    from flipnet_rt.restorer import Restorer
+
+    restorer = Restorer.load(tiny_engine, backend="onnxruntime")
+    images = [face_like(64, 3), face_like(64, 4)]
+    options = restorer.options(steps=3)
+    first = restorer.restore(images, options, [1, 2])
+    buffers = {k: {n: id(a) for n, a in v.items()} for k, v in restorer.backend._outputs.items()}
+    second = restorer.restore(images, options, [1, 2])
+    assert {k: {n: id(a) for n, a in v.items()} for k, v in restorer.backend._outputs.items()} == buffers
+    for a, b in zip(first, second):
+        assert np.array_equal(a, b)

@@ -104,6 +104,18 @@ def test_fp16_graphs_run_in_onnxruntime(tiny_engine_fp16, tiny_model):
     assert Manifest.load(tiny_engine_fp16).networks["unet"].spec.inputs[0].dtype == "float16"
 
 
+def test_fp16_graphs_compute_attention_in_fp32(tiny_engine_fp16):
+    """Every Softmax of the fp16 UNet graph takes float32 scores (no fp16 overflow to inf/NaN)."""
+    import onnx
+
+    assert Manifest.load(tiny_engine_fp16).extra["attention_fp32"] is True
+    graph = onnx.shape_inference.infer_shapes(onnx.load(str(tiny_engine_fp16 / "unet.onnx"))).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in (*graph.value_info, *graph.input, *graph.output)}
+    softmax = [n for n in graph.node if n.op_type == "Softmax"]
+    assert softmax, "no Softmax in the UNet graph"
+    assert {types.get(n.input[0]) for n in softmax} == {onnx.TensorProto.FLOAT}
+
+
 def test_manifest_round_trip_and_refusals(tiny_engine, tmp_path, tiny_config):
     manifest = Manifest.load(tiny_engine)
     assert Manifest.from_dict(json.loads(json.dumps(manifest.to_dict()))) == manifest

@@ -113,3 +113,26 @@ def test_sd21_base_architecture_sizes():
     assert base == 865_910_724
     assert len(hubs) == 16 and len(unet.attn_processors) == 32
     assert sum(p.numel() for p in unet.parameters()) - base == 49_561_600
+
+
+def test_fp32_attention_is_the_same_function(tiny_model):
+    """``set_attention_upcast`` (fp16 exports) changes only the precision of attention: in fp32 it
+    gives what SDPA gives, for the joint pass and for every processor kind (BoostHub, cross-attention)."""
+    from flipnet_rt.models.boosthub import BoostHubProcessor, Fp32AttnProcessor, set_attention_upcast
+
+    model = copy.deepcopy(tiny_model)
+    c = model.config
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, c.latent_channels, 8, 8, generator=g)
+    t = torch.tensor([500, 20, 0, 0])
+    ctx = torch.randn(4, c.text_tokens + c.face.tokens, c.text_width, generator=g)
+    with torch.no_grad():
+        ref = model.unet(x, t, ctx, 1.0)
+        set_attention_upcast(model.unet.unet, True)
+        kinds = {type(p) for p in model.unet.unet.attn_processors.values()}
+        assert kinds == {BoostHubProcessor, Fp32AttnProcessor}
+        assert all(h.upcast for h in model.unet.boosthubs)
+        got = model.unet(x, t, ctx, 1.0)
+    err = (got - ref).abs().max().item()
+    print(f"fp32 attention processors vs SDPA: max-abs {err:.3g}")
+    assert err < 1e-5  # float32 reassociation only

@@ -84,3 +84,35 @@ def test_latest_checkpoint_ignores_partial(tmp_path):
     (tmp_path / ".step_00000004.partial").mkdir()
     (tmp_path / "step_00000003").mkdir()  # no state.json: incomplete
     assert latest_checkpoint(tmp_path).name == "step_00000002"
+
+
+def _write_safetensors_raw(path, tensors: dict, metadata: dict) -> None:
+    """A safetensors file written by hand, so the header's key order is ours to choose."""
+    import json
+    import struct
+
+    header, blobs, offset = {"__metadata__": metadata}, [], 0
+    for name, array in tensors.items():
+        blob = np.ascontiguousarray(array, np.float32).tobytes()
+        header[name] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+def test_base_digest_ignores_the_header_order(tmp_path):
+    """The same weights written by two processes differ in safetensors' metadata order; the base
+    digest (checked by --init, resume and merge) must not: it refused a stage-5 --init from stage 4."""
+    from train.base import DIGEST_FILES, digest
+
+    tensors = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(2, np.float32)}
+    for d, metadata in (("a", {"format": "pt", "producer": "flipnet-rt"}), ("b", {"producer": "flipnet-rt", "format": "pt"})):
+        (tmp_path / d).mkdir()
+        for name in DIGEST_FILES:
+            _write_safetensors_raw(tmp_path / d / name, tensors, metadata)
+    assert (tmp_path / "a" / DIGEST_FILES[0]).read_bytes() != (tmp_path / "b" / DIGEST_FILES[0]).read_bytes()
+    assert digest(tmp_path / "a") == digest(tmp_path / "b")
+    _write_safetensors_raw(tmp_path / "b" / DIGEST_FILES[1], {**tensors, "b": np.zeros(2, np.float32)}, {})
+    assert digest(tmp_path / "a") != digest(tmp_path / "b")

@@ -121,3 +121,8 @@ def test_unknown_decay_is_refused(tmp_path):
     path.write_text('command = "vae"\n[optim]\ndecay = "linear"\n')
     with pytest.raises(ConfigError, match="optim.decay"):
         check(load_config("vae", path))
+
+
+def test_negative_t_cond_max_is_refused():
+    with pytest.raises(ConfigError, match=r"restoration\.t_cond_max: -1"):
+        check(apply_overrides(RestorationTrainConfig(), {"restoration.t_cond_max": -1}))

@@ -277,6 +277,28 @@ def test_restoration_trains_lora_boosthub_and_adapter_only(tmp_path, vae_run, ae
     assert all(named[n].grad is None for n in named if not named[n].requires_grad)
 
 
+def test_t_cond_max_bounds_the_condition_timesteps_only(tmp_path, vae_run, ae_run):
+    """``restoration.t_cond_max``: t_y < t_cond_max, t_x still over the whole schedule."""
+    config = _restoration(tmp_path, vae_run, ae_run, **{"restoration.t_cond_max": 5, "run.batch_size": 64})
+    accelerator = make_accelerator(config)
+    stage = DiffusionStage(config, accelerator, None)
+    seen: list[torch.Tensor] = []
+
+    def spy(hq, lq, text, keep, noise, t):
+        seen.append(t)
+        return {"loss": torch.zeros((), requires_grad=True)}
+
+    stage.bind(accelerator, {"model": spy})
+    images = torch.zeros(64, 3, R, R)  # the spy never looks at them
+    stage.micro_step(Batch(images, images, torch.ones(64, dtype=torch.bool), [""] * 64), torch.Generator().manual_seed(0), 0)
+    t_x, t_y = seen[0].chunk(2)
+    assert t_y.max() < 5 and len(set(t_y.tolist())) > 1
+    assert t_x.max() >= 5, "t_x must keep the whole schedule"
+    too_far = _restoration(tmp_path / "far", vae_run, ae_run, **{"restoration.t_cond_max": 1001})
+    with pytest.raises(ValueError, match="t_cond_max: 1001 exceeds the schedule's 1000"):
+        DiffusionStage(too_far, make_accelerator(too_far), None)
+
+
 # --------------------------------------------------------------------------- merge
 
 

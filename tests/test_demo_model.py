@@ -1,0 +1,101 @@
+"""The shipped demo model (models/demo, models/demo-onnx): it loads, its engine matches it, it fits
+the size budget, `make demo` runs, and it restores real faces better than their degraded inputs
+(the end-to-end quality test of issue 7)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flipnet_rt.config import FlipnetConfig
+from flipnet_rt.engine.manifest import Manifest
+
+pytest.importorskip("skimage")
+pytest.importorskip("cv2")
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL, ENGINE = ROOT / "models" / "demo", ROOT / "models" / "demo-onnx"
+LFW_VAL = ROOT.parent / "shared" / "data" / "lfw" / "val"
+
+# The first 32 faces of lfw/val (sorted names), seed 0: measured PSNR 21.38 -> 21.62 dB (+0.24),
+# SSIM 0.5834 -> 0.6413 (+0.058) with models/demo-onnx. Margins below those.
+VAL_FACES, VAL_PSNR_MARGIN_DB, VAL_SSIM_MARGIN = 32, 0.1, 0.03
+# The 4 astronaut faces: measured PSNR 20.24 -> 19.69 dB (-0.55), SSIM 0.6012 -> 0.5685 (-0.033).
+# The demo model does NOT restore this out-of-distribution face better than its input (issue 7 stays
+# open for that); this guards against regressions only: a broken model lands near 10 dB.
+ASTRONAUT_PSNR_FLOOR_DB, ASTRONAUT_SSIM_FLOOR = -1.0, -0.08
+
+
+@pytest.fixture(scope="module")
+def restorer():
+    from flipnet_rt.restorer import Restorer
+
+    return Restorer.load(ENGINE, backend="onnxruntime")
+
+
+def test_shipped_artifacts_fit_the_budget_and_match():
+    weights = sum(p.stat().st_size for p in MODEL.glob("*.safetensors"))
+    print(f"model directory: {weights / 2**20:.2f} MiB of fp16 safetensors")
+    assert weights <= 25 * 10**6
+    assert Manifest.load(ENGINE).config_sha256 == FlipnetConfig.load(MODEL).digest()
+    assert (MODEL / "README.md").is_file()
+
+
+def _gains(restorer, faces: list[np.ndarray], what: str) -> tuple[float, float]:
+    from flipnet_rt.evaluation import psnr, ssim, synthesise_lq
+
+    lqs = [synthesise_lq(hq, 0, i) for i, hq in enumerate(faces)]
+    restored = restorer.restore(lqs, restorer.options(seed=0))
+    psnr_in = np.mean([psnr(lq, hq) for lq, hq in zip(lqs, faces)])
+    psnr_out = np.mean([psnr(out, hq) for out, hq in zip(restored, faces)])
+    ssim_in = np.mean([ssim(lq, hq) for lq, hq in zip(lqs, faces)])
+    ssim_out = np.mean([ssim(out, hq) for out, hq in zip(restored, faces)])
+    print(f"{what} x{len(faces)}: PSNR {psnr_in:.2f} -> {psnr_out:.2f} dB, SSIM {ssim_in:.4f} -> {ssim_out:.4f}")
+    return psnr_out - psnr_in, ssim_out - ssim_in
+
+
+@pytest.mark.skipif(not LFW_VAL.is_dir(), reason=f"{LFW_VAL} absent (../shared/data beside the project)")
+def test_lfw_val_faces_are_restored_better_than_their_inputs(restorer):
+    from flipnet_rt.images import load_image, prepare_square
+
+    files = sorted(LFW_VAL.rglob("*.jpg"))[:VAL_FACES]
+    faces = [prepare_square(load_image(f), restorer.config.resolution, (50, 45, 200, 195)) for f in files]
+    d_psnr, d_ssim = _gains(restorer, faces, "lfw/val")
+    assert d_psnr >= VAL_PSNR_MARGIN_DB
+    assert d_ssim >= VAL_SSIM_MARGIN
+
+
+def test_astronaut_faces_do_not_regress(restorer):
+    from flipnet_rt.demo import astronaut_faces
+
+    d_psnr, d_ssim = _gains(restorer, astronaut_faces(restorer.config.resolution), "astronaut")
+    assert d_psnr >= ASTRONAUT_PSNR_FLOOR_DB
+    assert d_ssim >= ASTRONAUT_SSIM_FLOOR
+
+
+def test_the_engine_matches_the_model_directory(restorer):
+    """ONNX Runtime on the engine vs PyTorch on the fp16 model directory (run in fp32): the same
+    image within 2 grey levels (float32 reassociation across 2 x steps UNet calls)."""
+    pytest.importorskip("torch")
+    from flipnet_rt.demo import astronaut_faces
+    from flipnet_rt.evaluation import synthesise_lq
+    from flipnet_rt.restorer import Restorer
+
+    torch_restorer = Restorer.load(MODEL, backend="torch", device="cpu")
+    lq = synthesise_lq(astronaut_faces(restorer.config.resolution, ((0, 0, False),))[0], 0, 0)
+    a = restorer.restore([lq], restorer.options(seed=0))[0].astype(int)
+    b = torch_restorer.restore([lq], torch_restorer.options(seed=0))[0].astype(int)
+    print(f"engine vs model directory: max |diff| {np.abs(a - b).max()} grey levels")
+    assert np.abs(a - b).max() <= 2
+
+
+def test_make_demo_writes_its_outputs(tmp_path, capsys):
+    from flipnet_rt.demo import main
+
+    assert main(["--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "PSNR" in out and "SSIM" in out
+    for name in ("hq", "lq", "restored", "side_by_side"):
+        assert (tmp_path / f"{name}.png").is_file()
