@@ -33,7 +33,8 @@ def merged_model(checkpoint: Path) -> FlipNet:
         )
     extra = state["extra"]
     base_dir = (checkpoint / extra["base_model"]).resolve()
-    if extra["base_digest"] not in (digest(base_dir), file_digest(base_dir)):
+    recorded = extra["base_digest"]
+    if recorded != digest(base_dir) and recorded != file_digest(base_dir):  # the file digest: older checkpoints
         raise CheckpointError(
             f"{base_dir}: differs from the base this checkpoint was trained on (digest mismatch); "
             f"the run's base_model/ was changed or replaced"

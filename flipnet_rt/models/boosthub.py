@@ -108,6 +108,7 @@ class BoostHubProcessor(nn.Module):
         self.given: tuple[torch.Tensor, torch.Tensor] | None = None  # INPUT: [B, L, C] each
         self.upcast = False  # attention in float32 (set_attention_upcast)
         self._self_attention = AttnProcessor2_0()
+        self._self_attention_fp32 = Fp32AttnProcessor()
 
     @torch.no_grad()
     def reset_from(self, attn: Attention) -> None:
@@ -139,7 +140,7 @@ class BoostHubProcessor(nn.Module):
         """``hidden_states`` ``[2B, L, C]`` (JOINT, input half first) or ``[B, L, C]``; same shape out."""
         if hidden_states.ndim != 3:
             raise ValueError(f"BoostHub expects [batch, tokens, channels], got {tuple(hidden_states.shape)}")
-        self_attention = Fp32AttnProcessor() if self.upcast else self._self_attention
+        self_attention = self._self_attention_fp32 if self.upcast else self._self_attention
         out = self_attention(attn, hidden_states, None, attention_mask, temb)
         if self.streams is Streams.CONDITION:
             self.captured = self.condition_kv(hidden_states)
