@@ -71,6 +71,7 @@ class Defaults:
     t_cond: int = 0
     eta: float = 0.0
     strength: float = 1.0  # 1: from pure noise; < 1: from the noised condition latent (SamplingOptions)
+    color_fix: int = 0  # wavelet colour fix levels after restoring (0: off)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,10 @@ class Mode(str, Enum):
     DEGRADE = "degrade"  # input = LQ latent (generated), condition = HQ latent
 
 
+#: Deepest wavelet colour fix: its low band is then ~1024 px wide, beyond any model resolution.
+MAX_COLOR_FIX_LEVELS = 10
+
+
 @dataclass(frozen=True)
 class SamplingOptions:
     """What a restore or degrade call does; defaults come from the model's config."""
@@ -31,6 +35,7 @@ class SamplingOptions:
     t_cond: int = 0
     strength: float = 1.0  # 1.0: from pure noise; < 1: from the noised condition latent, fewer steps
     eta: float = 0.0  # DDIM only: 0 deterministic, 1 DDPM-like
+    color_fix: int = 0  # restore mode: wavelet colour fix levels (0 off; images.wavelet_color_fix)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -48,6 +53,7 @@ class SamplingOptions:
         base = cls(
             sampler=SamplerKind(d.sampler), steps=d.steps, spacing=Spacing(d.spacing),
             guidance=d.guidance, phi=d.phi, t_cond=d.t_cond, eta=d.eta, strength=d.strength,
+            color_fix=d.color_fix,
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         return dataclasses.replace(base, **given).validate(config)
@@ -62,6 +68,8 @@ class SamplingOptions:
             raise ValueError(f"strength: {self.strength} is outside (0, 1]")
         if self.eta < 0:
             raise ValueError(f"eta: {self.eta} must be >= 0")
+        if not 0 <= self.color_fix <= MAX_COLOR_FIX_LEVELS:
+            raise ValueError(f"color_fix: {self.color_fix} levels is outside [0, {MAX_COLOR_FIX_LEVELS}]; 0 turns it off")
         if self.eta > 0 and self.sampler is not SamplerKind.DDIM:
             raise ValueError(f"eta: {self.eta} applies to the ddim sampler only; set sampler to ddim")
         return self

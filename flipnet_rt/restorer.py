@@ -27,7 +27,7 @@ import numpy as np
 from .backends.base import Array, Backend
 from .config import FlipnetConfig
 from .engine.spec import kv_names
-from .images import fit, to_float, to_uint8, unfit
+from .images import fit, to_float, to_uint8, unfit, wavelet_color_fix
 from .options import Mode, SamplingOptions, image_seed, schedule_config
 from .profiling import StageTimer
 from .sampling import make_grid, parameterized, q_sample, sample
@@ -114,7 +114,7 @@ class Restorer:
                          seeds: Sequence[int] | None = None, mode: Mode = Mode.RESTORE) -> np.ndarray:
         """The sampled latents ``[B, 4, h, w]`` float32 before decoding (for parity checks)."""
         with self._lock:
-            latents, _ = self._sample(images, mode, options or self.options(), seeds)
+            latents, _, _ = self._sample(images, mode, options or self.options(), seeds)
             return self.backend.to_numpy(latents)
 
     def _run(self, images: Sequence[np.ndarray], mode: Mode, options: SamplingOptions,
@@ -122,22 +122,26 @@ class Restorer:
         if not images:
             return []
         with self._lock:
-            latents, placements = self._sample(images, mode, options, seeds)
+            latents, placements, condition = self._sample(images, mode, options, seeds)
             image = self._run_network("vae_decoder", {"latent": latents})["image"]
             with self._stage("postprocessing"):
                 decoded = self.backend.to_numpy(image)
+                if mode is Mode.RESTORE and options.color_fix:
+                    decoded = wavelet_color_fix(decoded, condition, options.color_fix)
                 return [unfit(img, placement) for img, placement in zip(to_uint8(decoded), placements)]
 
     def _sample(self, images: Sequence[np.ndarray], mode: Mode, options: SamplingOptions,
-                seeds: Sequence[int] | None) -> tuple[Array, tuple]:
+                seeds: Sequence[int] | None) -> tuple[Array, tuple, np.ndarray]:
+        """Sampled latents, each image's placement and the condition images ``float32 [B, 3, R, R]``."""
         options.validate(self.config)
         seeds = list(seeds) if seeds is not None else [image_seed(options.seed, i) for i in range(len(images))]
         if len(seeds) != len(images):
             raise ValueError(f"seeds: {len(seeds)} given for {len(images)} images")
         with self._stage("preprocessing"):
             fitted, placements = zip(*(fit(img, self.config.resolution) for img in images))
-            pixels = self.backend.from_numpy(to_float(np.stack(fitted)))
-        return self.generate(pixels, mode, options, seeds), placements
+            condition = to_float(np.stack(fitted))
+            pixels = self.backend.from_numpy(condition)
+        return self.generate(pixels, mode, options, seeds), placements, condition
 
     def generate(self, pixels: Array, mode: Mode, options: SamplingOptions, seeds: Sequence[int]) -> Array:
         """Condition images ``[B, 3, R, R]`` -> generated latents ``[B, 4, h, w]`` (the sampling loop)."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 
@@ -14,3 +17,33 @@ def face_like(size: int, seed: int = 0) -> np.ndarray:
     skin = np.array([0.85, 0.65, 0.55])
     img = np.where(face[..., None], skin, base) + rng.normal(0, 0.03, (size, size, 3))
     return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+
+
+def tiny_clip_folder(root: Path, seed: int = 5):
+    """A real (tiny) CLIP tokenizer and text encoder saved under ``root/tokenizer`` and
+    ``root/text_encoder`` as a diffusers Stable Diffusion folder holds them (byte-level vocabulary,
+    no merges). Returns the text encoder. The global RNG is left untouched."""
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\u00a1"), ord("\u00ac") + 1), *range(ord("\u00ae"), ord("\u00ff") + 1)]
+    extra = [256 + i for i in range(256 - len(printable))]  # GPT-2's byte-to-unicode table
+    chars = [chr(c) for c in printable + extra]
+    vocab = {tok: i for i, tok in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
+    try:
+        tokenizer = CLIPTokenizer(vocab=vocab, merges=[])  # transformers >= 5
+    except TypeError:  # transformers 4: file paths
+        (root / "raw").mkdir(parents=True)
+        (root / "raw" / "vocab.json").write_text(json.dumps(vocab))
+        (root / "raw" / "merges.txt").write_text("#version: 0.2\n")
+        tokenizer = CLIPTokenizer(str(root / "raw" / "vocab.json"), str(root / "raw" / "merges.txt"))
+    tokenizer.save_pretrained(root / "tokenizer")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        text = CLIPTextModel(CLIPTextConfig(
+            vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=2, max_position_embeddings=77,
+            bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
+        ))
+    text.save_pretrained(root / "text_encoder", safe_serialization=True)
+    return text

@@ -19,13 +19,13 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL, ENGINE = ROOT / "models" / "demo", ROOT / "models" / "demo-onnx"
 LFW_VAL = ROOT.parent / "shared" / "data" / "lfw" / "val"
 
-# The first 32 faces of lfw/val (sorted names), seed 0: measured PSNR 21.38 -> 21.62 dB (+0.24),
-# SSIM 0.5834 -> 0.6413 (+0.058) with models/demo-onnx. Margins below those.
-VAL_FACES, VAL_PSNR_MARGIN_DB, VAL_SSIM_MARGIN = 32, 0.1, 0.03
-# The 4 astronaut faces: measured PSNR 20.24 -> 19.69 dB (-0.55), SSIM 0.6012 -> 0.5685 (-0.033).
-# The demo model does NOT restore this out-of-distribution face better than its input (issue 7 stays
-# open for that); this guards against regressions only: a broken model lands near 10 dB.
-ASTRONAUT_PSNR_FLOOR_DB, ASTRONAUT_SSIM_FLOOR = -1.0, -0.08
+# Measured with models/demo-onnx and its defaults (one DDIM step, colour fix 3 levels), seed 0;
+# the margins sit well below, above the run-to-run spread of ONNX Runtime on other CPUs (~0.01 dB).
+# The first 32 faces of lfw/val (sorted names): PSNR 21.38 -> 22.42 dB (+1.04), SSIM 0.5834 -> 0.6651 (+0.082).
+VAL_FACES, VAL_PSNR_MARGIN_DB, VAL_SSIM_MARGIN = 32, 0.5, 0.04
+# The 4 astronaut faces (flipnet_rt.demo.astronaut_faces): PSNR 20.24 -> 20.59 dB (+0.35),
+# SSIM 0.6012 -> 0.6163 (+0.015). Without the colour fix: -0.06 dB, +0.004 (see the model card).
+ASTRONAUT_PSNR_MARGIN_DB, ASTRONAUT_SSIM_MARGIN = 0.15, 0.005
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +67,12 @@ def test_lfw_val_faces_are_restored_better_than_their_inputs(restorer):
     assert d_ssim >= VAL_SSIM_MARGIN
 
 
-def test_astronaut_faces_do_not_regress(restorer):
+def test_astronaut_faces_are_restored_better_than_their_inputs(restorer):
     from flipnet_rt.demo import astronaut_faces
 
     d_psnr, d_ssim = _gains(restorer, astronaut_faces(restorer.config.resolution), "astronaut")
-    assert d_psnr >= ASTRONAUT_PSNR_FLOOR_DB
-    assert d_ssim >= ASTRONAUT_SSIM_FLOOR
+    assert d_psnr >= ASTRONAUT_PSNR_MARGIN_DB
+    assert d_ssim >= ASTRONAUT_SSIM_MARGIN
 
 
 def test_the_engine_matches_the_model_directory(restorer):

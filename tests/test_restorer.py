@@ -134,10 +134,29 @@ def test_phi_reaches_boosthub(tiny_restorer, options):
     assert not np.array_equal(a, b)
 
 
+def test_color_fix_takes_the_colours_of_the_input(tiny_restorer, options):
+    """random:tiny's output has nothing to do with its input; 3 levels of colour fix give it the
+    input's low band, so the mean colour follows the input (up to the blur's edge replication)."""
+    img = face_like(64, 6)
+    plain = tiny_restorer.restore([img], options)[0].astype(float)
+    fixed = tiny_restorer.restore([img], dataclasses.replace(options, color_fix=3))[0].astype(float)
+    mean_in = img.reshape(-1, 3).mean(0)
+    d_plain = np.abs(plain.reshape(-1, 3).mean(0) - mean_in).max()
+    d_fixed = np.abs(fixed.reshape(-1, 3).mean(0) - mean_in).max()
+    print(f"mean colour off the input's by {d_plain:.2f} grey levels, {d_fixed:.2f} with the colour fix")
+    assert d_fixed < 0.25 * d_plain
+
+
+def test_color_fix_leaves_degradation_alone(tiny_restorer, options):
+    img = [face_like(64, 7)]
+    a = tiny_restorer.degrade(img, options)[0]
+    assert np.array_equal(a, tiny_restorer.degrade(img, dataclasses.replace(options, color_fix=3))[0])
+
+
 @pytest.mark.parametrize(
     "change, field",
     [({"t_cond": 1000}, "t_cond"), ({"steps": 0}, "steps"), ({"strength": 0.0}, "strength"),
-     ({"eta": 0.5}, "eta")],
+     ({"eta": 0.5}, "eta"), ({"color_fix": -1}, "color_fix"), ({"color_fix": 11}, "color_fix")],
 )
 def test_bad_options_name_the_field(tiny_config, change, field):
     with pytest.raises(ValueError, match=field):

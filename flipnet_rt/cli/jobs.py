@@ -33,6 +33,7 @@ def _load_restorer(args: argparse.Namespace):
         options = restorer.options(
             sampler=args.sampler, steps=args.steps, spacing=args.spacing, guidance=args.guidance,
             phi=args.phi, t_cond=args.t_cond, strength=args.strength, eta=args.eta, seed=args.seed,
+            color_fix=args.color_fix,
         )
     except (OSError, ValueError, KeyError) as exc:  # BackendUnavailable and EngineError are ValueErrors
         raise UsageError(f"--model {args.model}: {exc}") from None

@@ -65,6 +65,9 @@ def run_args(parser: argparse.ArgumentParser) -> None:
                    help="start from the noised input at this fraction of the schedule, running "
                         "only that fraction of the steps (faster, stays closer to the input)")
     g.add_argument("--eta", type=float, help="DDIM stochasticity (0 deterministic)")
+    g.add_argument("--color-fix", type=int, metavar="LEVELS",
+                   help="restore: keep the input's colours below a LEVELS-level wavelet band "
+                        "(StableSR's colour fix; 0 turns it off)")
     g.add_argument("--seed", type=int, default=0, help="base seed; each image gets its own stream")
     parser.add_argument("--batch-size", type=int, default=1, metavar="B", help="images per UNet batch")
     b = parser.add_argument_group("backend (chosen once; see `flipnet-rt info` for what this machine has)")

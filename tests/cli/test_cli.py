@@ -130,3 +130,15 @@ def test_console_entry_point(tmp_path):
 def test_ddim_with_eta_from_the_command_line(inputs, tmp_path):
     args = [str(inputs / "a.png"), "-o", str(tmp_path / "o"), *FAST, "--sampler", "ddim", "--eta", "1", "--spacing", "trailing"]
     assert main(["restore", *args]) == 0
+
+
+def test_color_fix_from_the_command_line(inputs, tmp_path, capsys):
+    plain, fixed = tmp_path / "plain", tmp_path / "fixed"
+    assert main(["restore", str(inputs / "a.png"), "-o", str(plain), *FAST]) == 0
+    assert main(["restore", str(inputs / "a.png"), "-o", str(fixed), *FAST, "--color-fix", "3"]) == 0
+    a, b = (np.asarray(Image.open(d / "a.png")) for d in (plain, fixed))
+    assert not np.array_equal(a, b)
+    capsys.readouterr()
+    assert main(["restore", str(inputs / "a.png"), "-o", str(tmp_path / "bad"), *FAST, "--color-fix", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "color_fix: -1 levels is outside [0, 10]" in err and len(err.strip().splitlines()) == 1

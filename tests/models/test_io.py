@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from helpers import tiny_clip_folder
 
 from flipnet_rt.config import ConfigError
 from flipnet_rt.models import (
@@ -98,32 +99,6 @@ def test_lora_must_be_merged_before_saving(tmp_path):
     assert not (tmp_path / "m" / "unet.safetensors").exists()
 
 
-def _tiny_clip_folder(root):
-    """A real (tiny) CLIP tokenizer + text encoder saved as a diffusers folder would hold them."""
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    extra = [256 + i for i in range(256 - len(printable))]  # GPT-2's byte-to-unicode table
-    chars = [chr(c) for c in printable + extra]
-    vocab = {tok: i for i, tok in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
-    try:
-        tokenizer = CLIPTokenizer(vocab=vocab, merges=[])  # transformers >= 5
-    except TypeError:  # transformers 4: file paths
-        (root / "raw").mkdir(parents=True)
-        (root / "raw" / "vocab.json").write_text(json.dumps(vocab))
-        (root / "raw" / "merges.txt").write_text("#version: 0.2\n")
-        tokenizer = CLIPTokenizer(str(root / "raw" / "vocab.json"), str(root / "raw" / "merges.txt"))
-    tokenizer.save_pretrained(root / "tokenizer")
-    torch.manual_seed(5)
-    text = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=2, max_position_embeddings=77,
-        bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
-    ))
-    text.save_pretrained(root / "text_encoder", safe_serialization=True)
-    return text
-
-
 def test_from_diffusers_folder(tmp_path):
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
@@ -133,7 +108,7 @@ def test_from_diffusers_folder(tmp_path):
     base_unet = UNet2DConditionModel(**TINY_UNET)
     base_unet.save_pretrained(tmp_path / "sd" / "unet", safe_serialization=True)
     AutoencoderKL(**TINY_VAE).save_pretrained(tmp_path / "sd" / "vae", safe_serialization=True)
-    _tiny_clip_folder(tmp_path / "sd")
+    tiny_clip_folder(tmp_path / "sd")
 
     model = from_diffusers(tmp_path / "sd", tiny())
     assert isinstance(model, FlipNet)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import face_like
+from helpers import face_like, tiny_clip_folder
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -368,31 +368,15 @@ def error_merge(tmp_path: Path, capsys) -> str:
 
 
 def _tiny_sd_folder(root: Path) -> Path:
-    """A diffusers SD folder with tiny random weights: unet/, vae/, text_encoder/ and a real CLIP
-    tokenizer (byte-level vocabulary, no merges). Same construction as tests/models/test_io.py."""
+    """A diffusers SD folder with tiny random weights: unet/, vae/, and a real CLIP tokenizer and
+    text encoder (tests/helpers.py)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     from flipnet_rt.presets import TINY_UNET, TINY_VAE
 
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    chars = [chr(c) for c in printable + [256 + i for i in range(256 - len(printable))]]
-    vocab = {t: i for i, t in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
-    try:
-        tokenizer = CLIPTokenizer(vocab=vocab, merges=[])  # transformers >= 5
-    except TypeError:  # transformers 4: file paths
-        (root / "raw").mkdir(parents=True)
-        (root / "raw" / "vocab.json").write_text(json.dumps(vocab))
-        (root / "raw" / "merges.txt").write_text("#version: 0.2\n")
-        tokenizer = CLIPTokenizer(str(root / "raw" / "vocab.json"), str(root / "raw" / "merges.txt"))
-    tokenizer.save_pretrained(root / "tokenizer")
+    tiny_clip_folder(root)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(5)
-        CLIPTextModel(CLIPTextConfig(
-            vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=2, max_position_embeddings=77,
-            bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
-        )).save_pretrained(root / "text_encoder", safe_serialization=True)
         UNet2DConditionModel(**TINY_UNET).save_pretrained(root / "unet", safe_serialization=True)
         AutoencoderKL(**TINY_VAE).save_pretrained(root / "vae", safe_serialization=True)
     return root
