@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from flipnet_rt.images import fit, to_float, to_uint8
+from flipnet_rt.imaging.geometry import fit
+from flipnet_rt.imaging.tensor import to_float, to_uint8
 from flipnet_rt.sampling import Prediction, SamplerKind, ScheduleConfig, Spacing, dpmpp_2m_step, make_grid
 
 SHAPE = (1, 4, 64, 64)  # one 512x512 image's latent

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
-from flipnet_rt.images import SAVE_FORMATS, format_path
+from flipnet_rt.imaging.io import SAVE_FORMATS, format_path
 
 logger = logging.getLogger(__name__)
 

@@ -376,7 +376,7 @@ def apply(image: np.ndarray, params: DegradationParams) -> np.ndarray:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(
             f"apply: expected a uint8 [H, W, 3] array, got {getattr(image, 'dtype', type(image).__name__)} "
-            f"{getattr(image, 'shape', None)}; use flipnet_rt.images.load_image()"
+            f"{getattr(image, 'shape', None)}; use flipnet_rt.imaging.io.load_image()"
         )
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"apply: image is empty ({image.shape[1]}x{image.shape[0]})")

@@ -33,7 +33,7 @@ def astronaut_faces(resolution: int, variants=ASTRONAUT_VARIANTS) -> list[np.nda
     """HQ faces ``uint8 [R, R, 3]`` from the astronaut image: one per ``(dx, dy, mirrored)``."""
     from skimage.data import astronaut
 
-    from .images import prepare_square
+    from .imaging.geometry import prepare_square
 
     image = astronaut()
     l, t, r, b = ASTRONAUT_FACE_BOX
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from .evaluation import psnr, ssim, synthesise_lq
-    from .images import save_image
+    from .imaging.io import save_image
     from .restorer import Restorer
 
     model = args.model or (str(DEMO_ENGINE) if DEMO_ENGINE.is_dir() else "random:tiny")

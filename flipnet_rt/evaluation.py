@@ -154,7 +154,7 @@ def evaluate(restorer, faces: Sequence[tuple[str, np.ndarray]], *, options=None,
     ``out_dir``: also write ``lq/NAME.png``, ``restored/NAME.png`` and ``side_by_side/NAME.png``
     (LQ | restored | HQ).
     """
-    from .images import save_image
+    from .imaging.io import save_image
 
     options = options or restorer.options(seed=seed)
     report = EvalReport(meta={"seed": seed, "resolution": restorer.config.resolution,

@@ -27,7 +27,9 @@ import numpy as np
 from .backends.base import Array, Backend
 from .config import FlipnetConfig
 from .engine.spec import kv_names
-from .images import fit, to_float, to_uint8, unfit, wavelet_color_fix
+from .imaging.colour import wavelet_color_fix
+from .imaging.geometry import fit, unfit
+from .imaging.tensor import to_float, to_uint8
 from .options import Mode, SamplingOptions, image_seed, schedule_config
 from .profiling import StageTimer
 from .sampling import make_grid, parameterized, q_sample, sample

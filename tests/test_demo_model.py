@@ -58,7 +58,8 @@ def _gains(restorer, faces: list[np.ndarray], what: str) -> tuple[float, float]:
 
 @pytest.mark.skipif(not LFW_VAL.is_dir(), reason=f"{LFW_VAL} absent (../shared/data beside the project)")
 def test_lfw_val_faces_are_restored_better_than_their_inputs(restorer):
-    from flipnet_rt.images import load_image, prepare_square
+    from flipnet_rt.imaging.geometry import prepare_square
+    from flipnet_rt.imaging.io import load_image
 
     files = sorted(LFW_VAL.rglob("*.jpg"))[:VAL_FACES]
     faces = [prepare_square(load_image(f), restorer.config.resolution, (50, 45, 200, 195)) for f in files]

@@ -7,7 +7,7 @@ import sys
 
 HEAVY = ("torch", "diffusers", "peft", "transformers", "cv2", "tensorrt")
 LIGHT_MODULES = (
-    "flipnet_rt", "flipnet_rt.config", "flipnet_rt.presets", "flipnet_rt.images",
+    "flipnet_rt", "flipnet_rt.config", "flipnet_rt.presets", "flipnet_rt.imaging.io", "flipnet_rt.imaging.geometry", "flipnet_rt.imaging.colour",
     "flipnet_rt.batchio", "flipnet_rt.sampling", "flipnet_rt.cli.main", "flipnet_rt.options",
     "flipnet_rt.restorer", "flipnet_rt.backends.onnxruntime", "flipnet_rt.engine.manifest",
 )

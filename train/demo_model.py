@@ -128,7 +128,8 @@ def choose_defaults(model_dir: Path, faces_dir: Path, count: int = 64) -> dict:
     the model's sampler defaults. Returns every candidate's means and the choice."""
     from flipnet_rt.config import FlipnetConfig
     from flipnet_rt.evaluation import evaluate
-    from flipnet_rt.images import load_image, prepare_square
+    from flipnet_rt.imaging.geometry import prepare_square
+    from flipnet_rt.imaging.io import load_image
     from flipnet_rt.restorer import Restorer
 
     from .data import LFW_CROP_BOX, list_images

@@ -13,7 +13,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..images import fit, to_float, to_uint8, unfit
+from ..imaging.geometry import fit, unfit
+from ..imaging.tensor import to_float, to_uint8
 from ..models.flipnet import FlipNet
 
 

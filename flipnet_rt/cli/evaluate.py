@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from ..batchio import is_image_path
-from ..images import ImageError, format_path, load_image, prepare_square
+from ..imaging.geometry import prepare_square
+from ..imaging.io import ImageError, format_path, load_image
 
 
 def add_parser(sub: argparse._SubParsersAction, run_args) -> None:

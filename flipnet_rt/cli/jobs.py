@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..batchio import BatchReport, Job, batched, plan_jobs
-from ..images import ImageError, load_image, save_image
+from ..imaging.io import ImageError, load_image, save_image
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Image files in and out, and the size policy for model input.
+"""Image files in and out: decoding any common format to RGB uint8, atomic saving.
 
 Reading
 -------
@@ -21,29 +21,6 @@ Images larger than :data:`MAX_PIXELS` are refused from the header, before any
 pixel is decoded. Every problem with a file raises :class:`ImageError`, whose
 message is one line: ``"<path>: <reason and fix>"``.
 
-Size policy for model input
----------------------------
-The network restores square images at one resolution (for example 512 x 512).
-An input of any other size is fitted as follows:
-
-1. A non-square image is padded to a square whose side is its longer side. The
-   padding is split evenly between the two sides (the extra pixel, if any, goes
-   to the bottom or right) and mirrors the image at its border (reflection
-   without repeating the edge pixel). When the image is too thin to mirror (the
-   padding on one side is wider than the image minus one pixel) the edge pixels
-   are repeated instead.
-2. The square is resized to resolution x resolution with Lanczos filtering. A
-   square image already at the resolution passes through untouched.
-3. After restoration the output is resized back to the padded square size with
-   Lanczos filtering and the padding is cropped off, so the restored image has
-   exactly the original height and width. An image already at the resolution
-   comes back without any resampling.
-
-Faces are never stretched: the aspect ratio is kept, and the mirrored border
-gives the network plausible context instead of a flat colour. Images much larger
-than the resolution are restored at the resolution and upsampled back, so fine
-detail beyond the resolution is not recovered.
-
 Writing
 -------
 :func:`save_image` writes atomically (temporary file in the same folder, fsync,
@@ -60,7 +37,6 @@ import re
 import secrets
 import stat
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -116,32 +92,6 @@ class ImageError(ValueError):
         super().__init__(f"{format_path(path)}: {self.reason}")
 
 
-@dataclass(frozen=True)
-class Placement:
-    """Where an original image sits inside the padded square made by :func:`fit`.
-
-    Attributes:
-        height, width: the original image size in pixels.
-        pad_top, pad_bottom, pad_left, pad_right: padding added on each side;
-            the padded square's side is ``max(height, width)``.
-    """
-
-    height: int
-    width: int
-    pad_top: int
-    pad_bottom: int
-    pad_left: int
-    pad_right: int
-
-    @property
-    def original_size(self) -> tuple[int, int]:
-        """``(height, width)`` of the original image."""
-        return self.height, self.width
-
-    @property
-    def side(self) -> int:
-        """Side of the padded square in pixels."""
-        return max(self.height, self.width)
 
 
 # --------------------------------------------------------------------------- loading
@@ -293,101 +243,9 @@ def _os_reason(exc: OSError) -> str:
     return exc.strerror or errno.errorcode.get(exc.errno or 0, "") or _one_line(exc)
 
 
-# --------------------------------------------------------------------------- size policy
 
-
-def fit(image: np.ndarray, resolution: int) -> tuple[np.ndarray, Placement]:
-    """Pad to a square with mirrored borders, then resize to the model resolution.
-
-    Args:
-        image: ``uint8 [H, W, 3]``.
-        resolution: side of the model input, in pixels.
-
-    Returns:
-        ``(square, placement)``: ``square`` is ``uint8 [resolution, resolution, 3]``
-        (the input array itself when it is already that size, not a copy);
-        ``placement`` is what :func:`unfit` needs to undo it.
-    """
-    _check_rgb(image, "fit")
-    if resolution < 1:
-        raise ValueError(f"fit: resolution must be >= 1, got {resolution}")
-    height, width = image.shape[:2]
-    side = max(height, width)
-    pad_h, pad_w = side - height, side - width
-    placement = Placement(height, width, pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2)
-    square = image
-    if pad_h or pad_w:
-        widths = ((placement.pad_top, placement.pad_bottom), (placement.pad_left, placement.pad_right), (0, 0))
-        thin = max(placement.pad_bottom, placement.pad_right) > min(height, width) - 1
-        square = np.pad(image, widths, mode="edge" if thin else "reflect")
-    if side != resolution:
-        square = _resize(square, resolution)
-    return square, placement
-
-
-def unfit(restored: np.ndarray, placement: Placement) -> np.ndarray:
-    """Undo :func:`fit`: resize back to the padded square and crop the padding off.
-
-    Args:
-        restored: ``uint8 [R, R, 3]``, the restored square at any resolution R.
-        placement: from the :func:`fit` call that made the model input.
-
-    Returns:
-        ``uint8 [height, width, 3]`` with the original image's size, a new array
-        (never a view of ``restored``). When R equals
-        the padded square's side no resampling happens, so an image that went in
-        at the model resolution comes back bit for bit.
-    """
-    _check_rgb(restored, "unfit")
-    if restored.shape[0] != restored.shape[1]:
-        raise ValueError(f"unfit: expected a square image, got {restored.shape[1]}x{restored.shape[0]}")
-    square = restored if restored.shape[0] == placement.side else _resize(restored, placement.side)
-    top, left = placement.pad_top, placement.pad_left
-    # A copy, never a view: ``restored`` may be a buffer the runtime reuses for the next batch.
-    return square[top : top + placement.height, left : left + placement.width].copy()
-
-
-def prepare_square(
-    image: np.ndarray, resolution: int, crop_box: tuple[int, int, int, int] | None = None
-) -> np.ndarray:
-    """Crop ``crop_box``, center-crop to a square, resize to ``resolution`` (Lanczos).
-
-    Args:
-        image: ``uint8 [H, W, 3]``.
-        resolution: output side R.
-        crop_box: ``(left, top, right, bottom)`` in pixels, clipped to the image
-            (an empty intersection uses the whole image).
-
-    Returns:
-        ``uint8 [R, R, 3]``; faces are never stretched. The square is cut and resized
-        in one Pillow call (``resize(box=...)``), so near its edges the filter reads
-        the real pixels just outside the square (where the image has them) rather
-        than repeating the edge.
-    """
-    h, w = image.shape[:2]
-    left, top, right, bottom = 0, 0, w, h
-    if crop_box is not None:
-        l, t, r, b = (int(v) for v in crop_box)
-        l, t, r, b = max(l, 0), max(t, 0), min(r, w), min(b, h)
-        if r > l and b > t:
-            left, top, right, bottom = l, t, r, b
-    side = min(right - left, bottom - top)
-    left += (right - left - side) // 2
-    top += (bottom - top - side) // 2
-    if side == resolution:
-        return np.ascontiguousarray(image[top : top + side, left : left + side])
-    pil = Image.fromarray(image)
-    resized = pil.resize((resolution, resolution), Image.Resampling.LANCZOS, box=(left, top, left + side, top + side))
-    return np.asarray(resized, dtype=np.uint8)
-
-
-def _resize(square: np.ndarray, side: int) -> np.ndarray:
-    """Lanczos-resize ``uint8 [S, S, 3]`` to ``[side, side, 3]``."""
-    pil = Image.fromarray(np.ascontiguousarray(square))
-    return np.asarray(pil.resize((side, side), Image.Resampling.LANCZOS), dtype=np.uint8)
-
-
-def _check_rgb(image: np.ndarray, where: str) -> None:
+def check_rgb(image: np.ndarray, where: str) -> None:
+    """Raise ValueError unless ``image`` is a non-empty ``uint8 [H, W, 3]`` array (``where`` names the caller)."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         shape = getattr(image, "shape", None)
         dtype = getattr(image, "dtype", type(image).__name__)
@@ -396,86 +254,6 @@ def _check_rgb(image: np.ndarray, where: str) -> None:
         raise ValueError(f"{where}: image is empty ({image.shape[1]}x{image.shape[0]})")
 
 
-# --------------------------------------------------------------------------- color fix
-
-
-def wavelet_color_fix(image: np.ndarray, reference: np.ndarray, levels: int) -> np.ndarray:
-    """The restored image's detail over the LQ input's colours (StableSR's wavelet color fix).
-
-    Diffusion restorers drift in colour on faces unlike their training data; the LQ input keeps
-    the right low frequencies. Both images are split by an ``levels``-level à trous wavelet
-    decomposition (a 3x3 ``[1, 2, 1]/4`` binomial blur dilated 1, 2, 4, ... pixels, edges
-    replicated, as StableSR's ``wavelet_reconstruction``); the result is ``image``'s high
-    frequencies plus ``reference``'s residual low frequencies. Blurring a constant gives it back,
-    so a uniform colour cast of ``image`` is removed exactly.
-
-    Args:
-        image: ``float [B, C, H, W]``, the decoded restoration.
-        reference: same shape, the LQ input at the model resolution.
-        levels: decomposition depth; 0 returns ``image`` unchanged. The low band left after ``n``
-            levels is about ``2**n`` pixels wide.
-
-    Returns:
-        ``float32 [B, C, H, W]``, a new array.
-    """
-    if image.shape != reference.shape or image.ndim != 4:
-        raise ValueError(f"wavelet_color_fix: expected two [B, C, H, W] arrays of one shape, got "
-                         f"{image.shape} and {reference.shape}")
-    if levels < 0:
-        raise ValueError(f"wavelet_color_fix: levels must be >= 0, got {levels}")
-    x = image.astype(np.float32)
-    if levels == 0:
-        return x
-    return x - _wavelet_low(x, levels) + _wavelet_low(reference.astype(np.float32), levels)
-
-
-def _wavelet_low(x: np.ndarray, levels: int) -> np.ndarray:
-    """The low band of ``levels`` à trous levels over the last two axes."""
-    for level in range(levels):
-        r = 2**level
-        p = np.pad(x, ((0, 0), (0, 0), (r, r), (r, r)), mode="edge")
-        h = 0.25 * p[..., : -2 * r] + 0.5 * p[..., r:-r] + 0.25 * p[..., 2 * r :]
-        x = 0.25 * h[..., : -2 * r, :] + 0.5 * h[..., r:-r, :] + 0.25 * h[..., 2 * r :, :]
-    return x
-
-
-# --------------------------------------------------------------------------- model tensors
-
-
-def to_float(images: np.ndarray) -> np.ndarray:
-    """``uint8 [B, H, W, 3]`` images -> ``float32 [B, 3, H, W]`` in [-1, 1] (``v / 127.5 - 1``)."""
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
-        raise ValueError(f"to_float: expected uint8 [B, H, W, 3], got {images.dtype} {images.shape}")
-    out = images.transpose(0, 3, 1, 2).astype(np.float32)
-    out /= np.float32(127.5)
-    out -= np.float32(1.0)
-    return out
-
-
-def to_uint8(x: np.ndarray) -> np.ndarray:
-    """``float [B, 3, H, W]`` in [-1, 1] -> ``uint8 [B, H, W, 3]``.
-
-    Values are mapped with ``(x + 1) * 127.5``, clipped to [0, 255] and rounded
-    half to even (``np.rint``). Exact inverse of :func:`to_float` on its outputs.
-    Infinities clip to black or white.
-
-    Raises:
-        ValueError: on a wrong shape or dtype, or NaN values (a numerically broken
-            model output is reported rather than written as black pixels).
-    """
-    if x.ndim != 4 or x.shape[1] != 3 or not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"to_uint8: expected float [B, 3, H, W], got {x.dtype} {x.shape}")
-    nans = int(np.count_nonzero(np.isnan(x)))
-    if nans:
-        raise ValueError(
-            f"to_uint8: model output has {nans} NaN values; the model overflowed, "
-            "run it at a higher precision (float32)"
-        )
-    work = x.astype(np.result_type(x.dtype, np.float32))
-    work += 1.0
-    work *= 127.5
-    np.clip(work, 0.0, 255.0, out=work)
-    return np.rint(work).astype(np.uint8).transpose(0, 2, 3, 1).copy()
 
 
 # --------------------------------------------------------------------------- saving
@@ -496,7 +274,7 @@ def save_image(image: np.ndarray, path: Path) -> None:
         OSError: the folder or file cannot be written.
     """
     path = Path(path)
-    _check_rgb(image, "save_image")
+    check_rgb(image, "save_image")
     fmt, options = _save_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp, fd = _create_temp(path)

@@ -1,4 +1,4 @@
-"""Tests for flipnet_rt.images: loading, size policy, tensor conversion, atomic saving.
+"""Tests for flipnet_rt.imaging.io: loading any format, errors, atomic saving.
 
 Every fixture image is written in code into pytest's tmp_path.
 """
@@ -13,23 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
-from flipnet_rt import images
-from flipnet_rt.images import (
-    MAX_PIXELS,
-    ImageError,
-    Placement,
-    fit,
-    load_image,
-    save_image,
-    to_float,
-    to_uint8,
-    unfit,
-    wavelet_color_fix,
-)
+from flipnet_rt.imaging import io as image_io
+from flipnet_rt.imaging.io import MAX_PIXELS, ImageError, load_image, save_image
 
 
 def _noise(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -56,7 +43,6 @@ def _png_with_size(width: int, height: int) -> bytes:
     data[16:24] = struct.pack(">II", width, height)
     data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
     return bytes(data)
-
 
 # --------------------------------------------------------------------------- loading
 
@@ -279,7 +265,7 @@ def test_permission_error_on_open_is_reported(tmp_path: Path, monkeypatch: pytes
     def denied(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(images, "open", denied, raising=False)
+    monkeypatch.setattr(image_io, "open", denied, raising=False)
     assert "permission denied" in _load_error(path)
 
 
@@ -295,148 +281,6 @@ def test_image_error_is_value_error() -> None:
     error = ImageError("a/b.png", "bad\nthing  here")
     assert isinstance(error, ValueError)
     assert str(error) == "a/b.png: bad thing here"
-
-
-# --------------------------------------------------------------------------- size policy
-
-
-def test_fit_square_at_resolution_passes_through() -> None:
-    pixels = _noise(32, 32)
-    square, placement = fit(pixels, 32)
-    np.testing.assert_array_equal(square, pixels)
-    assert placement == Placement(32, 32, 0, 0, 0, 0)
-    restored = unfit(square, placement)
-    assert restored.tobytes() == pixels.tobytes() and restored.shape == pixels.shape
-
-
-@pytest.mark.parametrize(
-    ("height", "width", "pads"),
-    [
-        (40, 40, (0, 0, 0, 0)),  # square, resized
-        (40, 25, (0, 0, 7, 8)),  # portrait: pad left/right
-        (25, 40, (7, 8, 0, 0)),  # landscape: pad top/bottom
-        (3, 5, (1, 1, 0, 0)),  # tiny
-        (1, 9, (4, 4, 0, 0)),  # one row: edge padding
-        (9, 2, (0, 0, 3, 4)),  # too thin to mirror
-    ],
-)
-def test_fit_shapes_and_padding(height: int, width: int, pads: tuple[int, int, int, int]) -> None:
-    pixels = _noise(height, width)
-    square, placement = fit(pixels, 32)
-    assert square.shape == (32, 32, 3) and square.dtype == np.uint8
-    assert (placement.pad_top, placement.pad_bottom, placement.pad_left, placement.pad_right) == pads
-    assert placement.original_size == (height, width)
-    restored = unfit(square, placement)
-    assert restored.shape == (height, width, 3) and restored.dtype == np.uint8
-
-
-def test_padding_mirrors_the_border() -> None:
-    pixels = _noise(6, 4)  # pad 1 column each side
-    square, placement = fit(pixels, 6)  # no resize: the square side is already 6
-    assert (placement.pad_left, placement.pad_right) == (1, 1)
-    np.testing.assert_array_equal(square[:, 0], pixels[:, 1])  # reflect, edge not repeated
-    np.testing.assert_array_equal(square[:, -1], pixels[:, -2])
-    np.testing.assert_array_equal(square[:, 1:5], pixels)
-    np.testing.assert_array_equal(unfit(square, placement), pixels)
-
-
-def test_thin_image_uses_edge_padding() -> None:
-    pixels = _noise(1, 5)
-    square, _ = fit(pixels, 5)
-    for row in square:
-        np.testing.assert_array_equal(row, pixels[0])
-
-
-def test_unfit_at_padded_size_is_exact_crop() -> None:
-    pixels = _noise(20, 12)
-    square, placement = fit(pixels, 20)
-    np.testing.assert_array_equal(unfit(square, placement), pixels)
-
-
-def test_unfit_accepts_any_output_resolution() -> None:
-    square, placement = fit(_noise(30, 18), 16)
-    assert unfit(np.zeros((64, 64, 3), np.uint8), placement).shape == (30, 18, 3)
-
-
-def test_fit_rejects_bad_input() -> None:
-    with pytest.raises(ValueError, match="uint8"):
-        fit(np.zeros((4, 4, 3), np.float32), 8)
-    with pytest.raises(ValueError, match="uint8"):
-        fit(np.zeros((4, 4), np.uint8), 8)
-    with pytest.raises(ValueError, match="resolution"):
-        fit(np.zeros((4, 4, 3), np.uint8), 0)
-    with pytest.raises(ValueError, match="square"):
-        unfit(np.zeros((4, 5, 3), np.uint8), Placement(4, 4, 0, 0, 0, 0))
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    height=st.integers(1, 48),
-    width=st.integers(1, 48),
-    resolution=st.integers(1, 40),
-    seed=st.integers(0, 2**16),
-)
-def test_fit_unfit_property(height: int, width: int, resolution: int, seed: int) -> None:
-    pixels = _noise(height, width, seed)
-    square, placement = fit(pixels, resolution)
-    assert square.shape == (resolution, resolution, 3) and square.dtype == np.uint8
-    assert placement.side == max(height, width)
-    restored = unfit(square, placement)
-    assert restored.shape == pixels.shape and restored.dtype == np.uint8
-    if height == width == resolution:
-        assert restored.tobytes() == pixels.tobytes()
-    if resolution == max(height, width):  # no resampling anywhere: exact crop
-        np.testing.assert_array_equal(restored, pixels)
-
-
-# --------------------------------------------------------------------------- model tensors
-
-
-def test_to_float_layout_and_range() -> None:
-    batch = np.stack([_noise(5, 7, 1), _noise(5, 7, 2)])
-    batch[0, 0, 0] = (0, 255, 128)
-    x = to_float(batch)
-    assert x.shape == (2, 3, 5, 7) and x.dtype == np.float32
-    assert x.min() >= -1.0 and x.max() <= 1.0
-    assert x[0, 0, 0, 0] == -1.0 and x[0, 1, 0, 0] == 1.0
-    np.testing.assert_allclose(x[1, 2], batch[1, ..., 2] / 127.5 - 1.0, atol=1e-6)
-
-
-def test_uint8_float_round_trip_is_exact() -> None:
-    every_value = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=3)
-    np.testing.assert_array_equal(to_uint8(to_float(every_value)), every_value)
-    batch = np.stack([_noise(9, 4, s) for s in range(3)])
-    np.testing.assert_array_equal(to_uint8(to_float(batch)), batch)
-    np.testing.assert_array_equal(to_uint8(to_float(batch).astype(np.float16)), batch)
-    np.testing.assert_array_equal(to_uint8(to_float(batch).astype(np.float64)), batch)
-
-
-def test_to_uint8_clips() -> None:
-    x = np.array([-5.0, -1.0, 1.0, 7.0, np.inf, -np.inf], dtype=np.float32).reshape(1, 1, 1, 6)
-    x = np.repeat(x, 3, axis=1)
-    np.testing.assert_array_equal(to_uint8(x)[0, 0, :, 0], [0, 0, 255, 255, 255, 0])
-
-
-def test_to_uint8_rounds_half_to_even() -> None:
-    # Pick k where (x + 1) * 127.5 lands exactly on k + 0.5 in float64 arithmetic.
-    halves = []
-    for k in range(255):
-        x = (k + 0.5) / 127.5 - 1.0
-        if (x + 1.0) * 127.5 == k + 0.5:
-            halves.append((x, k))
-    assert len(halves) > 50
-    xs = np.array([x for x, _ in halves], dtype=np.float64).reshape(1, 1, 1, -1).repeat(3, axis=1)
-    expected = [k if k % 2 == 0 else k + 1 for _, k in halves]
-    np.testing.assert_array_equal(to_uint8(xs)[0, 0, :, 0], expected)
-
-
-def test_tensor_conversions_reject_bad_input() -> None:
-    with pytest.raises(ValueError, match="uint8"):
-        to_float(np.zeros((1, 4, 4, 3), np.float32))
-    with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
-        to_uint8(np.zeros((1, 4, 4, 3), np.float32))
-    with pytest.raises(ValueError, match="NaN"):
-        to_uint8(np.full((1, 3, 2, 2), np.nan, np.float32))
 
 
 # --------------------------------------------------------------------------- saving
@@ -519,63 +363,3 @@ def test_saved_file_permissions_follow_umask(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
-
-
-def test_unfit_returns_a_copy_not_a_view() -> None:
-    buffer = _noise(8, 8)
-    square, placement = fit(buffer, 8)
-    restored = unfit(square, placement)
-    buffer[:] = 0  # the runtime reuses its output buffer for the next batch
-    assert restored.any()
-
-
-# --------------------------------------------------------------------------- wavelet colour fix
-
-
-def _stablesr_wavelet_reconstruction(content: np.ndarray, style: np.ndarray, levels: int) -> np.ndarray:
-    """StableSR's ``wavelet_reconstruction`` (``colorfix.py``) in torch: dilated 3x3 conv2d, replicate pad."""
-    torch = pytest.importorskip("torch")
-    import torch.nn.functional as F
-
-    kernel = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], dtype=torch.float64) / 16
-    kernel = kernel[None, None].repeat(3, 1, 1, 1)
-
-    def decompose(image):
-        high = torch.zeros_like(image)
-        for i in range(levels):
-            r = 2**i
-            low = F.conv2d(F.pad(image, (r, r, r, r), mode="replicate"), kernel, groups=3, dilation=r)
-            high += image - low
-            image = low
-        return high, image
-
-    high, _ = decompose(torch.from_numpy(content.astype(np.float64)))
-    _, low = decompose(torch.from_numpy(style.astype(np.float64)))
-    return (high + low).numpy()
-
-
-@pytest.mark.parametrize("levels", [1, 3, 5])
-def test_color_fix_matches_stablesr(levels: int) -> None:
-    content = to_float(np.stack([_noise(40, 40, 1), _noise(40, 40, 2)]))
-    style = to_float(np.stack([_noise(40, 40, 3), _noise(40, 40, 4)]))
-    ours = wavelet_color_fix(content, style, levels)
-    err = np.abs(ours - _stablesr_wavelet_reconstruction(content, style, levels)).max()
-    print(f"levels {levels}: max |ours - StableSR (float64)| = {err:.2e}")
-    assert ours.dtype == np.float32 and ours.shape == content.shape
-    assert err < 1e-5  # float32 sums of O(1) values
-
-
-def test_color_fix_removes_a_uniform_cast_and_keeps_detail() -> None:
-    ref = to_float(np.stack([_noise(32, 32, 5)]))
-    cast = ref + np.array([0.2, -0.1, 0.05], dtype=np.float32)[None, :, None, None]
-    assert np.abs(wavelet_color_fix(cast, ref, 3) - ref).max() < 1e-5  # the blur of a constant is itself
-    assert np.abs(wavelet_color_fix(ref, ref, 5) - ref).max() < 1e-5  # high + low gives the image back
-    assert np.array_equal(wavelet_color_fix(cast, ref, 0), cast)
-
-
-def test_color_fix_rejects_mismatched_inputs() -> None:
-    x = np.zeros((1, 3, 8, 8), np.float32)
-    with pytest.raises(ValueError, match="one shape"):
-        wavelet_color_fix(x, x[:, :, :4], 2)
-    with pytest.raises(ValueError, match="levels must be >= 0"):
-        wavelet_color_fix(x, x, -1)
