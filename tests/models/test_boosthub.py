@@ -136,3 +136,92 @@ def test_fp32_attention_is_the_same_function(tiny_model):
     err = (got - ref).abs().max().item()
     print(f"fp32 attention processors vs SDPA: max-abs {err:.3g}")
     assert err < 1e-5  # float32 reassociation only
+
+
+# ----------------------------------------------------------------------------- phi (Eq. 5), issue 19
+
+
+def _hub_layer(model: FlipNetUNet):
+    """The first BoostHub and its attn1 layer."""
+    modules = dict(model.unet.named_modules())
+    name = next(n for n in model.unet.attn_processors if n.removesuffix(".processor").endswith("attn1"))
+    layer = modules[name.removesuffix(".processor")]
+    return layer.processor, layer
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """softmax(Q K^T / sqrt(d)) V per head, written out: [B, L, C] each -> [B, L, C] (float64)."""
+    b, lq, c = q.shape
+    d = c // heads
+    q, k, v = (x.reshape(b, -1, heads, d).transpose(1, 2) for x in (q, k, v))
+    weights = torch.softmax(q @ k.transpose(-1, -2) / d**0.5, dim=-1)
+    return (weights @ v).transpose(1, 2).reshape(b, lq, c)
+
+
+def _linear(x: torch.Tensor, layer: torch.nn.Linear) -> torch.Tensor:
+    out = x @ layer.weight.double().T
+    return out if layer.bias is None else out + layer.bias.double()
+
+
+def _eq5(hub, layer, f_x: torch.Tensor, f_y: torch.Tensor, phi: float) -> torch.Tensor:
+    """The input half of Eq. (4)-(5) from the layer's weights, in float64, independently of BoostHub."""
+    f_x, f_y = f_x.double(), f_y.double()
+    self_attn = _attend(_linear(f_x, layer.to_q), _linear(f_x, layer.to_k), _linear(f_x, layer.to_v), layer.heads)
+    self_attn = _linear(self_attn, layer.to_out[0])
+    f_ro = _linear(_attend(_linear(f_x, hub.q_x), _linear(f_y, hub.k_y), _linear(f_y, hub.v_y), hub.heads), hub.out)
+    return self_attn + phi * f_ro
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("streams", ["joint", "input"])
+def test_boosthub_output_is_eq5_and_linear_in_phi(plain_unet, streams):
+    """F_joint = SelfAttn(F_x) + phi F_ro: equal to Eq. (4)-(5) written out, at phi = 0.5 and 2, and
+    linear in phi (out(phi) = out(0) + phi (out(1) - out(0))); phi**2 or a dropped phi both fail."""
+    from flipnet_rt.models.boosthub import Streams
+
+    model = boosted(plain_unet, w_o_std=0.05)
+    hub, layer = _hub_layer(model)
+    g = torch.Generator().manual_seed(3)
+    channels = layer.to_q.in_features
+    f_x, f_y = torch.randn(2, 2, 16, channels, generator=g)
+
+    def run(phi: float) -> torch.Tensor:
+        hub.phi = phi
+        if streams == "joint":
+            hub.streams = Streams.JOINT
+            return hub(layer, torch.cat([f_x, f_y]))[:2]
+        hub.streams, hub.given = Streams.INPUT, hub.condition_kv(f_y)
+        try:
+            return hub(layer, f_x)
+        finally:
+            hub.streams, hub.given = Streams.JOINT, None
+
+    try:
+        outs = {phi: run(phi).double() for phi in (0.0, 0.5, 1.0, 2.0)}
+    finally:
+        hub.phi = 1.0
+    for phi in (0.5, 2.0):
+        want = _eq5(hub, layer, f_x, f_y, phi)
+        linear = outs[0.0] + phi * (outs[1.0] - outs[0.0])
+        err, lin = float((outs[phi] - want).abs().max()), float((outs[phi] - linear).abs().max())
+        print(f"{streams} phi={phi}: max-abs vs Eq. (5) {err:.2e}, vs linear {lin:.2e}; "
+              f"phi's term {float((outs[1.0] - outs[0.0]).abs().max()):.2e}")
+        # float32 attention vs the float64 formula: measured ~1e-7; phi's term is ~1e-1
+        assert err < 1e-5 and lin < 1e-5
+
+
+@torch.no_grad()
+def test_the_unet_hands_phi_to_every_boosthub(plain_unet):
+    model = boosted(plain_unet, w_o_std=0.05)
+    sample, timestep, context = dual_inputs(batch=1)
+    seen: list[float] = []
+    for hub in model.boosthubs:
+        original = hub.boost
+
+        def spy(*args, _hub=hub, _original=original):
+            seen.append(float(_hub.phi))
+            return _original(*args)
+
+        hub.boost = spy
+    model(sample, timestep, context, phi=0.37)
+    assert seen == [pytest.approx(0.37)] * len(model.boosthubs)
