@@ -1,9 +1,9 @@
 """FLIPNET training (paper Sec. 4, 5.1): the ``flipnet-train`` command and its stages.
 
     train/config.py        typed TOML configs (configs/*.toml), command-line overrides
-    train/degradations.py  on-the-fly degradation, Eq. (9)
-    train/data.py          datasets: HQ faces, real-world pairs, off-shelf pool, mixes
-    train/datasets.py      a config's [data] section -> those datasets
+    train/data/            datasets, one module each: HQ faces with on-the-fly LQ (Eq. 9, the
+                           degradation itself is flipnet_rt/degradations.py), real-world pairs,
+                           off-shelf pool, mixes; captions, collate; a config's [data] -> a dataset
     train/stream.py        the resumable, sharded sample order
     train/loop.py          the loop every stage shares (Accelerate, AdamW, checkpoints, logging)
     train/vae.py           the model's AutoencoderKL (models trained from scratch)

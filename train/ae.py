@@ -43,8 +43,8 @@ from flipnet_rt.models.face import to_tokens
 from .base import model_config
 from .checkpoint import CheckpointError, load_trainable, read_state, read_weights, resolve_checkpoint
 from .config import AeStage, AeTrainConfig
-from .datasets import face_dataset
-from .loop import Batch, RunResult, Stage, TrainedPart, fit, make_accelerator, resolve_resume
+from .data import face_dataset
+from .loop import Batch, RunResult, Stage, TrainedPart, run_stage
 from .losses import PatchDiscriminator, association_loss, discriminator_loss, generator_loss, perceptual_loss
 from .vgg import VGG19Features, load_vgg19
 
@@ -181,13 +181,16 @@ def train_ae(
     progress: bool = True,
 ) -> RunResult:
     """``flipnet-train ae``: one stage of the face autoencoder."""
-    accelerator = accelerator if accelerator is not None else make_accelerator(config)
-    resume_dir = resolve_resume(resume, Path(config.run.output_dir))
-    stage = AutoencoderStage(config)
-    if stage.init_dir is not None and resume_dir is None:
-        stage.load_init()
-    if config.run.gradient_checkpointing:
-        log.warning("run.gradient_checkpointing: the face autoencoder has no checkpointed blocks; ignored")
-    if dataset is None:
-        dataset = face_dataset(config.data, model_config(config.model).resolution, config.run.seed)
-    return fit(stage, config, dataset, accelerator=accelerator, resume_dir=resume_dir, progress=progress)
+
+    def build(accelerator: Any, resume_dir: Path | None) -> AutoencoderStage:
+        stage = AutoencoderStage(config)
+        if stage.init_dir is not None and resume_dir is None:
+            stage.load_init()
+        if config.run.gradient_checkpointing:
+            log.warning("run.gradient_checkpointing: the face autoencoder has no checkpointed blocks; ignored")
+        return stage
+
+    return run_stage(
+        config, build, lambda stage: face_dataset(config.data, model_config(config.model).resolution, config.run.seed),
+        dataset=dataset, resume=resume, accelerator=accelerator, progress=progress,
+    )

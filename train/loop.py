@@ -27,6 +27,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Sequence
 
 import numpy as np
@@ -172,6 +173,28 @@ def resolve_resume(resume: str | Path | None, output_dir: Path) -> Path | None:
     if not path.is_dir():
         raise ConfigError(f"--resume {path}: no such checkpoint directory")
     return path
+
+
+def run_stage(
+    config: TrainConfig,
+    build: Callable[[Any, Path | None], Stage],
+    make_dataset: Callable[[Stage], Sequence],
+    *,
+    dataset: Sequence | None = None,
+    resume: str | Path | None = None,
+    accelerator: Any = None,
+    progress: bool = True,
+) -> RunResult:
+    """A ``flipnet-train`` stage from start to end: the accelerator (``accelerator``, or one from
+    ``config.run``), the checkpoint to resume (:func:`resolve_resume`), the stage
+    (``build(accelerator, resume_dir)``), the data (``dataset``, or ``make_dataset(stage)``), then
+    :func:`fit`."""
+    accelerator = accelerator if accelerator is not None else make_accelerator(config)
+    resume_dir = resolve_resume(resume, Path(config.run.output_dir))
+    stage = build(accelerator, resume_dir)
+    if dataset is None:
+        dataset = make_dataset(stage)
+    return fit(stage, config, dataset, accelerator=accelerator, resume_dir=resume_dir, progress=progress)
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -24,6 +24,7 @@ UNet weight instead, for models trained from scratch).
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,8 +40,8 @@ from flipnet_rt.sampling import ScheduleConfig
 from .base import BASE_DIR, build_base, digest, make_trainable, read_base, write_base
 from .checkpoint import CheckpointError, read_state, read_weights, resolve_checkpoint
 from .config import DegradationTrainConfig, RestorationTrainConfig
-from .datasets import degradation_dataset, face_dataset
-from .loop import Batch, RunResult, Stage, TrainedPart, fit, make_accelerator, resolve_resume
+from .data import degradation_dataset, face_dataset
+from .loop import Batch, RunResult, Stage, TrainedPart, run_stage
 from .losses import perceptual_loss
 from .text import CaptionEncoder, PromptBank
 from .vgg import VGG19Features, load_vgg19
@@ -241,10 +242,10 @@ def train_diffusion(
     progress: bool = True,
 ) -> RunResult:
     """``flipnet-train restoration`` / ``degradation``: build, then run the shared loop."""
-    accelerator = accelerator if accelerator is not None else make_accelerator(config)
-    resume_dir = resolve_resume(resume, Path(config.run.output_dir))
-    stage = DiffusionStage(config, accelerator, resume_dir)
-    if dataset is None:
+
+    def data(stage: DiffusionStage) -> Sequence:
         make = face_dataset if stage.mode is Mode.RESTORE else degradation_dataset
-        dataset = make(config.data, stage.model.config.resolution, config.run.seed)
-    return fit(stage, config, dataset, accelerator=accelerator, resume_dir=resume_dir, progress=progress)
+        return make(config.data, stage.model.config.resolution, config.run.seed)
+
+    build = functools.partial(DiffusionStage, config)
+    return run_stage(config, build, data, dataset=dataset, resume=resume, accelerator=accelerator, progress=progress)

@@ -28,8 +28,8 @@ from torch import nn
 
 from .base import model_config
 from .config import VaeTrainConfig
-from .datasets import face_dataset
-from .loop import Batch, RunResult, Stage, TrainedPart, fit, make_accelerator, resolve_resume
+from .data import face_dataset
+from .loop import Batch, RunResult, Stage, TrainedPart, run_stage
 from .losses import perceptual_loss
 from .vgg import VGG19Features, load_vgg19
 
@@ -126,9 +126,8 @@ def train_vae(
     progress: bool = True,
 ) -> RunResult:
     """``flipnet-train vae``."""
-    accelerator = accelerator if accelerator is not None else make_accelerator(config)
-    resume_dir = resolve_resume(resume, Path(config.run.output_dir))
-    stage = VaeStage(config)
-    if dataset is None:
-        dataset = face_dataset(config.data, model_config(config.model).resolution, config.run.seed)
-    return fit(stage, config, dataset, accelerator=accelerator, resume_dir=resume_dir, progress=progress)
+    return run_stage(
+        config, lambda accelerator, resume_dir: VaeStage(config),
+        lambda stage: face_dataset(config.data, model_config(config.model).resolution, config.run.seed),
+        dataset=dataset, resume=resume, accelerator=accelerator, progress=progress,
+    )

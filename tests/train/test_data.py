@@ -24,9 +24,9 @@ from train.data import (
     collate,
     item_seed,
     load_captions,
-    prepare_square,
 )
 from flipnet_rt.degradations import DegradationConfig, DegradationParams, RandomDegradation, apply
+from flipnet_rt.imaging.geometry import prepare_square
 
 R = 32
 DEGRADE = RandomDegradation(DegradationConfig().scaled_to(R))

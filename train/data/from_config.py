@@ -1,4 +1,4 @@
-"""The ``[data]`` section of a training config -> a dataset of train/data.py.
+"""The ``[data]`` section of a training config -> one of this package's datasets.
 
 Face stages (ae, vae, restoration): HQ faces with on-the-fly LQ (Eq. 9), mixed with the
 off-shelf pool at ``offshelf_probability`` when ``offshelf_dir`` is set (Sec. 5.1).
@@ -7,16 +7,21 @@ Degradation mode (Sec. 4.2): the real-world paired folders plus the HQ faces, on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from .config import ConfigError, DataSection
+from flipnet_rt.degradations import DegradationConfig, RandomDegradation
+
+from ..config import ConfigError, DataSection
+from .captions import load_captions
+from .faces import HQFaceFolder
+from .mixed import MixedDataset
+from .offshelf import OffShelfPool
+from .paired import PairedFolder
 
 
-def _faces(data: DataSection, resolution: int, seed: int) -> Sequence:
-    from .data import HQFaceFolder, OffShelfPool, load_captions
-    from flipnet_rt.degradations import DegradationConfig, RandomDegradation
-
+def face_dataset(data: DataSection, resolution: int, seed: int) -> Sequence:
+    """HQ faces with LQ (on the fly, or off-shelf with probability ``offshelf_probability``)."""
     if not data.hq_dir:
         raise ConfigError("data.hq_dir: no HQ face folder given; pass --hq-dir DIR or set data.hq_dir")
     if not Path(data.hq_dir).is_dir():
@@ -44,15 +49,8 @@ def _faces(data: DataSection, resolution: int, seed: int) -> Sequence:
     return faces
 
 
-def face_dataset(data: DataSection, resolution: int, seed: int) -> Sequence:
-    """HQ faces with LQ (on the fly, or off-shelf with probability ``offshelf_probability``)."""
-    return _faces(data, resolution, seed)
-
-
 def degradation_dataset(data: DataSection, resolution: int, seed: int) -> Sequence:
     """Sec. 4.2: every ``[[data.paired]]`` folder (or ``limit`` random pairs of it) + the HQ faces."""
-    from .data import MixedDataset, PairedFolder, load_captions
-
     parts: list[tuple[Sequence, int | None]] = []
     for i, source in enumerate(data.paired):
         for key in ("hq_dir", "lq_dir"):
@@ -65,7 +63,7 @@ def degradation_dataset(data: DataSection, resolution: int, seed: int) -> Sequen
         )
         parts.append((paired, None))
     if data.hq_dir:
-        parts.append((_faces(data, resolution, seed), None))
+        parts.append((face_dataset(data, resolution, seed), None))
     if not parts:
         raise ConfigError("degradation mode needs data: set data.hq_dir (--hq-dir) and/or [[data.paired]] folders")
     return MixedDataset(parts, seed=seed, shuffle=False)  # train/stream.py shuffles
