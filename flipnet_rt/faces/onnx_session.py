@@ -1,0 +1,67 @@
+"""A small ONNX Runtime session for the detector networks, on the restorer's device.
+
+The detector's networks are tiny (MTCNN: 2 MB in all) and run with plain ``session.run`` on host
+arrays; what they share with the restorer is the execution provider, so detection runs on the same
+device (:func:`providers_like`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+CPU = ("CPUExecutionProvider",)
+
+
+def providers_like(restorer: Any | None) -> tuple[str, ...]:
+    """The ONNX Runtime providers of ``restorer``'s backend when it is an ONNX Runtime one, else CPU.
+
+    A CUDA provider (``CUDAExecutionProvider``, with or without options) is kept; TensorRT's provider
+    is dropped (building TensorRT engines for 12x12 to 48x48 networks costs more than it saves).
+    """
+    backend = getattr(restorer, "backend", None)
+    chosen: list[str] = []
+    provider = getattr(backend, "provider", None)  # ORT CUDA backend: one provider name
+    names = [provider] if isinstance(provider, str) else list(getattr(backend, "providers", None) or [])
+    for entry in names:
+        name = entry[0] if isinstance(entry, tuple) else entry
+        if name == "CUDAExecutionProvider":
+            chosen.append(name)
+    return (*chosen, *CPU)
+
+
+class OnnxNet:
+    """One ONNX network with one input; ``net(x)`` returns its outputs in graph order.
+
+    Args:
+        path: the ``.onnx`` file.
+        providers: ONNX Runtime execution providers, best first (missing ones are skipped).
+        threads: intra-op threads (0: ONNX Runtime's default).
+    """
+
+    def __init__(self, path: Path, providers: Sequence[str] = CPU, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such ONNX file")
+        available = set(ort.get_available_providers())
+        usable = [p for p in providers if p in available] or list(CPU)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.path = path
+        self.session = ort.InferenceSession(str(path), options, providers=usable)
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ValueError(f"{path}: expected a network with one input, it has {len(inputs)}")
+        self.input_name = inputs[0].name
+        log.debug("loaded %s on %s", path, self.session.get_providers())
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})

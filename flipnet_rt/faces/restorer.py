@@ -1,0 +1,242 @@
+"""Restore every face of whole images: detect, align, restore in one batch, paste back (DESIGN §6).
+
+:class:`FaceRestorer` wraps a :class:`flipnet_rt.restorer.Restorer` (anything with
+``config.resolution``, ``options(**overrides)`` and ``restore(list of uint8 [R, R, 3], options,
+seeds)``). Per face:
+
+1. affine ``A_R`` to the FFHQ template at the model's resolution R (:func:`~.align.estimate_affine`);
+   the crop covers ``E = R / scale(A_R)`` image pixels (:func:`~.align.face_extent`);
+2. crop side ``S = R`` when ``E <= R``, else ``min(ceil(E), max_crop)`` (the face at its own
+   resolution), warped with ``A_S = A_R · S / R`` and shrunk to R (``INTER_AREA``) for the model;
+3. all model inputs of all images go to ``Restorer.restore`` as one batch, each with its own seed
+   (:func:`face_seed`); the core's wavelet colour fix (``color_fix`` in the sampling options) works
+   per face against its aligned input;
+4. back at S: keep-detail (:func:`~.detail.keep_detail`) when ``S / R >= keep_detail_ratio``, else the
+   restoration resized (:func:`~.detail.upsample_restored`);
+5. pasted (:func:`~.paste.paste_faces`) by ascending box area, then index: the larger face wins
+   an overlap. Pixels outside every face's mask are untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..options import image_seed
+from .align import estimate_affine, face_extent, rescale_affine, warp_faces
+from .detail import KEEP_DETAIL_RATIO, downsample, keep_detail, upsample_restored
+from .paste import paste_faces
+from .types import BorderMode, Face, FaceDetector, FaceResult
+
+log = logging.getLogger(__name__)
+
+
+def face_seed(seed: int, index: int) -> int:
+    """The seed of face ``index`` of an image whose seed is ``seed`` (stable across runs and batches)."""
+    return image_seed(seed, index)
+
+
+@dataclass(frozen=True)
+class FaceOptions:
+    """What :class:`FaceRestorer` does around the model.
+
+    Attributes:
+        max_faces: restore at most this many faces per image, the largest boxes first (0: all).
+        min_face_size: skip faces whose box's shorter side is below this (px; 0: none skipped).
+        only_center_face: restore only the face whose box centre is nearest the image centre.
+        keep_detail: keep the input's detail above the model's band for faces larger than it.
+        keep_detail_ratio: ... when the face's crop side S over the model's R is at least this.
+        border: how alignment fills outside the image (``reflect`` measured better than
+            facexlib's grey ``constant`` on the demo engine; see tests/faces/test_border.py).
+        max_crop: cap on S (px), bounding the memory of huge faces.
+    """
+
+    max_faces: int = 0
+    min_face_size: float = 0.0
+    only_center_face: bool = False
+    keep_detail: bool = True
+    keep_detail_ratio: float = KEEP_DETAIL_RATIO
+    border: BorderMode = BorderMode.REFLECT
+    max_crop: int = 2048
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "border", BorderMode(self.border))
+        if self.max_faces < 0:
+            raise ValueError(f"max_faces: {self.max_faces}; use 0 (all) or a positive cap")
+        if self.min_face_size < 0:
+            raise ValueError(f"min_face_size: {self.min_face_size}; use 0 or a size in pixels")
+        if self.keep_detail_ratio < 1.0:
+            raise ValueError(f"keep_detail_ratio: {self.keep_detail_ratio} must be >= 1")
+        if self.max_crop < 16:
+            raise ValueError(f"max_crop: {self.max_crop} px is too small")
+
+
+def select_faces(faces: Sequence[Face], height: int, width: int, options: FaceOptions) -> list[str]:
+    """Why each face is skipped (``""``: restored), by ``min_face_size``, ``only_center_face``,
+    ``max_faces`` in that order."""
+    reasons = ["" if f.size >= options.min_face_size else f"smaller than min_face_size {options.min_face_size:g}"
+               for f in faces]
+    alive = [i for i, r in enumerate(reasons) if not r]
+    if options.only_center_face and alive:
+        centre = np.array([width / 2.0, height / 2.0])
+        dist = [float(np.linalg.norm((faces[i].box[:2] + faces[i].box[2:]) / 2 - centre)) for i in alive]
+        keep = alive[int(np.argmin(dist))]
+        for i in alive:
+            if i != keep:
+                reasons[i] = "not the centre face (only_center_face)"
+        alive = [keep]
+    if options.max_faces and len(alive) > options.max_faces:
+        by_area = sorted(alive, key=lambda i: (-_area(faces[i]), i))
+        for i in by_area[options.max_faces:]:
+            reasons[i] = f"over max_faces {options.max_faces} (smaller than the first {options.max_faces})"
+    return reasons
+
+
+def _area(face: Face) -> float:
+    return float((face.box[2] - face.box[0]) * (face.box[3] - face.box[1]))
+
+
+class FaceRestorer:
+    """Whole images in, whole images out: every face restored by ``restorer`` and pasted back.
+
+    Args:
+        restorer: a :class:`flipnet_rt.restorer.Restorer`.
+        detector: a :class:`~.types.FaceDetector`; None loads MTCNN on the restorer's device on
+            first use.
+        options: :class:`FaceOptions`.
+        sampling: the core's ``SamplingOptions`` (None: ``restorer.options()``).
+    """
+
+    def __init__(self, restorer: Any, detector: FaceDetector | None = None, options: FaceOptions | None = None,
+                 sampling: Any | None = None) -> None:
+        self.restorer = restorer
+        self.resolution = int(restorer.config.resolution)
+        self._detector = detector
+        self.options = options or FaceOptions()
+        self.sampling = sampling if sampling is not None else restorer.options()
+
+    @property
+    def detector(self) -> FaceDetector:
+        if self._detector is None:
+            from .detectors import load_detector
+            from .onnx_session import providers_like
+
+            self._detector = load_detector("mtcnn", providers=providers_like(self.restorer))
+        return self._detector
+
+    # ------------------------------------------------------------------ public API
+    def detect(self, image: np.ndarray) -> list[Face]:
+        return self.detector.detect(image)
+
+    def restore_image(self, image: np.ndarray, seed: int = 0) -> tuple[np.ndarray, list[FaceResult]]:
+        """``uint8 [H, W, 3]`` -> (restored image of the same size, one result per detected face)."""
+        return self.restore_images([image], [seed])[0]
+
+    def restore_images(self, images: Sequence[np.ndarray], seeds: Sequence[int]) -> list[tuple[np.ndarray, list[FaceResult]]]:
+        """Detect in every image, then restore all their faces in one core batch.
+
+        Face ``j`` of image ``i`` draws seed :func:`face_seed` ``(seeds[i], j)``. An image without
+        faces comes back as a copy of itself with an empty list.
+        """
+        if len(seeds) != len(images):
+            raise ValueError(f"seeds: {len(seeds)} given for {len(images)} images")
+        faces = [self.detect(img) for img in images]
+        face_seeds = [[face_seed(int(s), j) for j in range(len(fs))] for s, fs in zip(seeds, faces)]
+        return self.restore_faces(images, faces, face_seeds)
+
+    def restore_faces(self, images: Sequence[np.ndarray], faces: Sequence[Sequence[Face]],
+                      seeds: Sequence[Sequence[int]]) -> list[tuple[np.ndarray, list[FaceResult]]]:
+        """Restore the given faces (e.g. tracked and smoothed ones) with the given per-face seeds.
+
+        Args:
+            images: ``uint8 [H, W, 3]`` each.
+            faces: per image, its faces (their order is their index).
+            seeds: per image, one seed per face.
+
+        Returns:
+            Per image: the new image (same size; pixels outside every paste mask are the input's)
+            and one :class:`FaceResult` per face, in the given order.
+        """
+        if not (len(images) == len(faces) == len(seeds)):
+            raise ValueError(f"restore_faces: {len(images)} images, {len(faces)} face lists, {len(seeds)} seed lists")
+        results: list[list[FaceResult]] = []
+        inputs, input_seeds, owners = [], [], []
+        for i, (image, fs, ss) in enumerate(zip(images, faces, seeds)):
+            _check_image(image, i)
+            if len(fs) != len(ss):
+                raise ValueError(f"restore_faces: image {i} has {len(fs)} faces and {len(ss)} seeds")
+            reasons = select_faces(fs, image.shape[0], image.shape[1], self.options)
+            per_image = []
+            for j, (face, seed, reason) in enumerate(zip(fs, ss, reasons)):
+                result = FaceResult(face=face, index=j, seed=int(seed), restored=not reason, reason=reason)
+                if not reason:
+                    model_input = self._align(image, result)
+                    inputs.append(model_input)
+                    input_seeds.append(int(seed))
+                    owners.append(result)
+                per_image.append(result)
+            results.append(per_image)
+        restored = self.restorer.restore(inputs, self.sampling, input_seeds) if inputs else []
+        for result, model_input, out in zip(owners, inputs, restored):
+            result.output = self._back(result, model_input, out)
+        return [(self._paste(image, rs), rs) for image, rs in zip(images, results)]
+
+    def restore_crops(self, crops: Sequence[np.ndarray], seeds: Sequence[int]) -> list[np.ndarray]:
+        """Already-aligned face crops (``--aligned``), any size; the output has each input's size.
+
+        A crop whose longer side S is below ``keep_detail_ratio · R`` (or with keep-detail off) goes
+        to the core as it is (today's ``Restorer.restore``: mirrored to a square, Lanczos to R and
+        back). A larger one is mirrored to a square (:func:`flipnet_rt.imaging.geometry.fit`),
+        shrunk to R for the model (``INTER_AREA``), brought back with :func:`~.detail.keep_detail`
+        and cropped to its size.
+        """
+        from ..imaging.geometry import fit, unfit
+
+        jobs, inputs = [], []
+        for i, crop in enumerate(crops):
+            _check_image(crop, i)
+            side = max(crop.shape[:2])
+            if not self.options.keep_detail or side < self.options.keep_detail_ratio * self.resolution:
+                jobs.append(None)
+                inputs.append(crop)
+                continue
+            square, placement = fit(crop, side)
+            square = downsample(square, min(side, self.options.max_crop))
+            jobs.append((square, placement))
+            inputs.append(downsample(square, self.resolution))
+        restored = self.restorer.restore(inputs, self.sampling, list(seeds)) if inputs else []
+        return [out if job is None else unfit(keep_detail(job[0], out, model_input), job[1])
+                for job, model_input, out in zip(jobs, inputs, restored)]
+
+    # ------------------------------------------------------------------ steps
+    def _align(self, image: np.ndarray, result: FaceResult) -> np.ndarray:
+        res = self.resolution
+        affine = estimate_affine(result.face.landmarks, res)
+        extent = face_extent(affine, res)
+        size = res if extent <= res else min(math.ceil(extent), self.options.max_crop)
+        result.affine = rescale_affine(affine, size / res)
+        result.crop_size = size
+        result.keep_detail = self.options.keep_detail and size / res >= self.options.keep_detail_ratio
+        result.aligned = warp_faces(image, [result.affine], size, self.options.border)[0]
+        return downsample(result.aligned, res)
+
+    def _back(self, result: FaceResult, model_input: np.ndarray, restored: np.ndarray) -> np.ndarray:
+        if result.keep_detail:
+            return keep_detail(result.aligned, restored, model_input)
+        return upsample_restored(restored, result.crop_size)
+
+    def _paste(self, image: np.ndarray, results: list[FaceResult]) -> np.ndarray:
+        done = sorted((r for r in results if r.restored), key=lambda r: (_area(r.face), r.index))
+        if not done:
+            return image.copy()
+        return paste_faces(image, [r.output for r in done], [r.affine for r in done])
+
+
+def _check_image(image: np.ndarray, index: int) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image {index}: expected a uint8 [H, W, 3] RGB array, got "
+                         f"{getattr(image, 'dtype', type(image).__name__)} {getattr(image, 'shape', None)}; use load_image()")
