@@ -99,6 +99,25 @@ void warp_u8(const CpuFrame& frame, const CpuMatrices& matrices, CpuU8Out out, i
                      static_cast<int>(out.shape(2)), b, border_value.data(), out.data(), threads);
 }
 
+using CpuFrameOut = nb::ndarray<std::uint8_t, nb::ndim<3>, nb::c_contig, nb::device::cpu>;
+using CpuFaces = nb::ndarray<const std::uint8_t, nb::ndim<4>, nb::c_contig, nb::device::cpu>;
+
+void paste_faces(CpuFrameOut frame, const CpuFaces& faces, const CpuMatrices& matrices,
+                 int threads) {
+    if (frame.shape(2) != 3 || frame.shape(0) < 1 || frame.shape(1) < 1)
+        fail("frame: expected uint8 [H, W, 3], got " + shape_str(3, frame.shape_ptr()));
+    const int n = check_matrices(matrices);
+    if (faces.shape(0) != static_cast<size_t>(n) || faces.shape(1) != faces.shape(2) ||
+        faces.shape(3) != 3 || faces.shape(1) < 2)
+        fail("faces: expected uint8 [" + std::to_string(n) + ", S, S, 3] (S >= 2), got " +
+             shape_str(4, faces.shape_ptr()));
+    nb::gil_scoped_release release;
+    flipnet::paste_faces(frame.data(), static_cast<int>(frame.shape(0)),
+                         static_cast<int>(frame.shape(1)),
+                         static_cast<std::ptrdiff_t>(frame.shape(1) * 3), faces.data(), n,
+                         static_cast<int>(faces.shape(1)), matrices.data(), threads);
+}
+
 void wavelet_color_fix(const CpuConstF32& image, const CpuConstF32& reference, CpuF32 out,
                        int levels, int threads) {
     for (size_t k = 0; k < 4; ++k) {
@@ -133,6 +152,9 @@ NB_MODULE(_native, m) {
     m.def("warp_u8", &warp_u8, "frame"_a, "matrices"_a, "out"_a, "border"_a, "border_value"_a,
           "threads"_a = 0,
           "cv2.warpAffine (INTER_LINEAR) of N faces into uint8 `out` [N, h, w, 3].");
+    m.def("paste_faces", &paste_faces, "frame"_a, "faces"_a, "matrices"_a, "threads"_a = 0,
+          "Paste uint8 [N, S, S, 3] `faces` into uint8 [H, W, 3] `frame` in place, in order, "
+          "through the feathered mask inside each face's box (frame->crop `matrices`).");
     m.def("wavelet_color_fix", &wavelet_color_fix, "image"_a, "reference"_a, "out"_a,
           "levels"_a, "threads"_a = 0,
           "image - low(image) + low(reference) on float32 [B, C, H, W] arrays; out may be image.");

@@ -51,6 +51,15 @@ void warp_crop(const Frame& frame, const double* matrices, int count, int out_h,
 void warp_u8(const Frame& frame, const double* matrices, int count, int out_h, int out_w,
              Border border, const std::uint8_t border_value[3], std::uint8_t* out, int threads);
 
+// Paste `count` restored faces (uint8 [count, size, size, 3]) back into the uint8 HWC frame
+// (height x width x 3, rows `row_stride` bytes apart), in place and in order, through facexlib's
+// feathered mask computed inside each face's box only (flipnet_rt.faces.paste.paste_faces).
+// matrices: [count, 2, 3] frame -> crop, the ones the crops were warped with. Pixels outside every
+// face's feathered mask are not written.
+void paste_faces(std::uint8_t* frame, int height, int width, std::ptrdiff_t row_stride,
+                 const std::uint8_t* faces, int count, int size, const double* matrices,
+                 int threads);
+
 // Inverse of a 2x3 affine matrix (cv::invertAffineTransform; a singular matrix gives zeros).
 void invert_affine(const double m[6], double inv[6]);
 
