@@ -172,14 +172,8 @@ class AutoencoderStage(Stage):
                 "model_config": self.config.model.config}
 
 
-def train_ae(
-    config: AeTrainConfig,
-    *,
-    dataset: Sequence | None = None,
-    resume: str | Path | None = None,
-    accelerator: Any = None,
-    progress: bool = True,
-) -> RunResult:
+def train_ae(config: AeTrainConfig, *, dataset: Sequence | None = None, resume: str | Path | None = None,
+             accelerator: Any = None, progress: bool = True) -> RunResult:
     """``flipnet-train ae``: one stage of the face autoencoder."""
 
     def build(accelerator: Any, resume_dir: Path | None) -> AutoencoderStage:

@@ -233,14 +233,8 @@ class DiffusionStage(Stage):
         }
 
 
-def train_diffusion(
-    config: DiffusionConfig,
-    *,
-    dataset: Sequence | None = None,
-    resume: str | Path | None = None,
-    accelerator: Any = None,
-    progress: bool = True,
-) -> RunResult:
+def train_diffusion(config: DiffusionConfig, *, dataset: Sequence | None = None, resume: str | Path | None = None,
+                    accelerator: Any = None, progress: bool = True) -> RunResult:
     """``flipnet-train restoration`` / ``degradation``: build, then run the shared loop."""
 
     def data(stage: DiffusionStage) -> Sequence:

@@ -117,14 +117,8 @@ class VaeStage(Stage):
         self.latent_std = extra.get("latent_std")
 
 
-def train_vae(
-    config: VaeTrainConfig,
-    *,
-    dataset: Sequence | None = None,
-    resume: str | Path | None = None,
-    accelerator: Any = None,
-    progress: bool = True,
-) -> RunResult:
+def train_vae(config: VaeTrainConfig, *, dataset: Sequence | None = None, resume: str | Path | None = None,
+              accelerator: Any = None, progress: bool = True) -> RunResult:
     """``flipnet-train vae``."""
     return run_stage(
         config, lambda accelerator, resume_dir: VaeStage(config),

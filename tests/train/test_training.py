@@ -41,7 +41,7 @@ R = 64
 
 
 class GeneratedPairs:
-    """A dataset following train/data.py's item contract: generated faces, fixed LQ (4x down/up)."""
+    """A dataset following train.data's item contract: generated faces, fixed LQ (4x down/up)."""
 
     def __init__(self, n: int, caption: str = "") -> None:
         self.resolution = R
