@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import __version__
-from . import bench, engines, evaluate
+from ..backends.registry import KINDS
+from . import bench, engines, evaluate, serve
 from . import info as info_cmd
 from .jobs import run_jobs
 
@@ -71,7 +72,7 @@ def run_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="base seed; each image gets its own stream")
     parser.add_argument("--batch-size", type=int, default=1, metavar="B", help="images per UNet batch")
     b = parser.add_argument_group("backend (chosen once; see `flipnet-rt info` for what this machine has)")
-    b.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime", "torch"),
+    b.add_argument("--backend", default="auto", choices=KINDS,
                    help="auto: TensorRT (engine directory with plans) > ONNX Runtime CUDA > PyTorch CUDA > "
                         "ONNX Runtime CPU, by what is installed and what --model is")
     b.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     engines.add_parsers(sub, _model_arg)
     bench.add_parser(sub, _model_arg)
     evaluate.add_parser(sub, run_args)
+    serve.add_parser(sub, _model_arg)
     return parser
 
 
@@ -122,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return bench.run(args)
     if args.command == "eval":
         return evaluate.run(args)
+    if args.command in serve.COMMANDS:
+        return serve.run(args)
     if not args.model:
         parser.error(f"no model: pass --model DIR or --model random:tiny, or set ${MODEL_ENV}")
     if args.batch_size < 1:

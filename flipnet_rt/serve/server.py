@@ -1,0 +1,156 @@
+"""``flipnet-rt serve``: the Restorer behind NVIDIA Triton Inference Server, through PyTriton.
+
+Triton (the ``tritonserver`` binary PyTriton bundles) speaks the KServe v2 protocol over HTTP and
+gRPC, serves health (``/v2/health/ready``) and Prometheus metrics (``/metrics``), queues requests
+and forms dynamic batches; PyTriton hands each batch to :func:`~.protocol.run_batch`, which makes
+one Restorer call per group of equal options. Two models:
+
+* ``restore``: ``image`` ``uint8 [b, H, W, 3]`` (+ optional ``seed``, sampling options) ->
+  ``restored`` ``uint8 [b, H, W, 3]``;
+* ``degrade``: the same inputs -> ``degraded``.
+
+Triton batches only requests whose inputs have equal shapes, so crops of one size batch together.
+Queue limit: a request arriving when ``max_queue_size`` requests already wait is rejected at once
+(Triton's dynamic batcher ``default_queue_policy``), never left to hang. Every port binds to
+``host`` (loopback by default). SIGTERM or SIGINT: Triton stops taking requests, waits up to
+``exit_timeout_s`` for those in flight, and the process exits.
+
+PyTriton needs numpy<2: install it in its own environment (``make serve``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sysconfig
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..options import Mode
+from .protocol import DEFAULT_MAX_PIXELS, IMAGE_INPUT, OPTION_INPUTS, OUTPUT_NAMES, RequestError, run_batch
+
+log = logging.getLogger(__name__)
+
+MODELS = {"restore": Mode.RESTORE, "degrade": Mode.DEGRADE}
+#: Triton APIs that need PyTriton's access token (its defaults less ``statistics``).
+RESTRICTED_ENDPOINTS = ("shared-memory", "model-repository", "trace", "logging")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What ``flipnet-rt serve`` runs; every field is a command-line flag."""
+
+    model: str
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    max_batch: int = 8
+    max_queue_delay_ms: float = 20.0
+    max_queue_size: int = 64
+    instances: int = 1
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    backend: str = "auto"
+    device: str | None = None
+    exit_timeout_s: int = 20
+
+    def validate(self) -> "ServeConfig":
+        for name in ("max_batch", "instances", "max_queue_size", "max_pixels", "exit_timeout_s"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')}: {getattr(self, name)}; use 1 or more")
+        if self.max_queue_delay_ms < 0:
+            raise ValueError(f"--max-queue-delay-ms: {self.max_queue_delay_ms}; use 0 or more")
+        ports = (self.http_port, self.grpc_port, self.metrics_port)
+        if len(set(ports)) != 3 or not all(0 < p < 65536 for p in ports):
+            raise ValueError(f"ports {ports}: give three different ports in 1..65535")
+        return self
+
+
+def python_libdir_env() -> dict[str, str]:
+    """``LD_LIBRARY_PATH`` with this interpreter's lib directory first.
+
+    PyTriton's Python-backend stub links ``libpython``; with an interpreter built elsewhere than
+    the system's (pyenv, conda) it otherwise loads the wrong one and dies with an ``RLock ...
+    _recursion_count`` error.
+    """
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    current = os.environ.get("LD_LIBRARY_PATH", "")
+    if not libdir or libdir in current.split(":"):
+        return {}
+    return {"LD_LIBRARY_PATH": f"{libdir}:{current}" if current else libdir}
+
+
+def triton_tensors(mode: Mode) -> tuple[list[Any], list[Any]]:
+    """PyTriton input and output :class:`Tensor` lists of one model (shapes without the batch axis)."""
+    from pytriton.model_config import Tensor
+
+    inputs = [Tensor(name=IMAGE_INPUT, dtype=np.uint8, shape=(-1, -1, 3))]
+    inputs += [Tensor(name=o.name, dtype=o.dtype, shape=(1,), optional=True) for o in OPTION_INPUTS]
+    return inputs, [Tensor(name=OUTPUT_NAMES[mode], dtype=np.uint8, shape=(-1, -1, 3))]
+
+
+def model_config(config: ServeConfig) -> Any:
+    """Dynamic batching into ``max_batch`` images with a bounded queue that rejects at once."""
+    from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy, TimeoutAction
+
+    policy = QueuePolicy(timeout_action=TimeoutAction.REJECT, max_queue_size=config.max_queue_size)
+    batcher = DynamicBatcher(max_queue_delay_microseconds=int(config.max_queue_delay_ms * 1000),
+                             default_queue_policy=policy)
+    return ModelConfig(max_batch_size=config.max_batch, batcher=batcher)
+
+
+def infer_function(restorer: Any, mode: Mode, max_pixels: int) -> Callable[[list], list[dict[str, np.ndarray]]]:
+    """The PyTriton inference callable of one model instance: a batch of requests -> responses."""
+    run = restorer.restore if mode is Mode.RESTORE else restorer.degrade
+
+    def infer(requests: list) -> list[dict[str, np.ndarray]]:
+        try:
+            return run_batch([dict(r.data) for r in requests], run, restorer.options, mode, max_pixels=max_pixels)
+        except RequestError as exc:
+            log.info("%s: refused: %s", mode.value, exc)
+            raise
+        except Exception:
+            log.exception("%s: inference failed", mode.value)
+            raise
+
+    return infer
+
+
+def serve(config: ServeConfig, *, on_ready: Callable[[], None] | None = None) -> None:
+    """Load ``config.model`` (one Restorer per instance), serve until SIGTERM/SIGINT, then stop."""
+    from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
+
+    from ..restorer import Restorer
+
+    config.validate()
+    os.environ.update(python_libdir_env())
+    restorers = [Restorer.load(config.model, backend=config.backend, device=config.device)
+                 for _ in range(config.instances)]
+    log.info("loaded %s on %s (%d instance(s))", config.model, restorers[0].backend.name, config.instances)
+    triton_config = TritonConfig(
+        http_address=config.host, http_port=config.http_port, grpc_address=config.host, grpc_port=config.grpc_port,
+        metrics_address=config.host, metrics_port=config.metrics_port, exit_timeout_secs=config.exit_timeout_s,
+    )
+    # PyTriton guards Triton's admin APIs with a token; statistics (the batch sizes each model ran)
+    # are read-only and what operators and benchmarks/serve_load.py read, so they stay open.
+    security = TritonSecurityConfig(restricted_endpoints=list(RESTRICTED_ENDPOINTS))
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with Triton(config=triton_config, security_config=security) as triton:
+            for name, mode in MODELS.items():
+                inputs, outputs = triton_tensors(mode)
+                triton.bind(model_name=name, infer_func=[infer_function(r, mode, config.max_pixels) for r in restorers],
+                            inputs=inputs, outputs=outputs, config=model_config(config), strict=True)
+            if on_ready is not None:
+                triton.run()  # start and connect, then report readiness before blocking
+                on_ready()
+            triton.serve()  # returns on SIGINT (SIGTERM is turned into one) or when Triton dies
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
