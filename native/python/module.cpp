@@ -134,6 +134,82 @@ void wavelet_color_fix(const CpuConstF32& image, const CpuConstF32& reference, C
                                levels, threads);
 }
 
+#ifdef FLIPNET_WITH_CUDA
+// Device arrays through DLPack (CuPy, torch, ...); `stream` is a raw cudaStream_t (0 = default).
+using CudaFrame = nb::ndarray<std::uint8_t, nb::ndim<3>, nb::c_contig, nb::device::cuda>;
+using CudaAny4 = nb::ndarray<nb::ndim<4>, nb::c_contig, nb::device::cuda>;
+using CudaU8x4 = nb::ndarray<const std::uint8_t, nb::ndim<4>, nb::c_contig, nb::device::cuda>;
+using CudaF32 = nb::ndarray<float, nb::ndim<4>, nb::c_contig, nb::device::cuda>;
+using CudaConstF32 = nb::ndarray<const float, nb::ndim<4>, nb::c_contig, nb::device::cuda>;
+
+void cuda_check(int code, const char* what) {
+    if (code != 0)
+        throw std::runtime_error(std::string(what) + ": CUDA error " + std::to_string(code) + " (" +
+                                 flipnet::cuda::error_string(code) + ")");
+}
+
+void cuda_same_device(int a, int b, const char* what) {
+    if (a != b) fail(std::string(what) + ": arrays live on different GPUs (" + std::to_string(a) +
+                     " and " + std::to_string(b) + ")");
+}
+
+void warp_crop_cuda(const CudaFrame& frame, const CpuMatrices& matrices, CudaAny4 out, int border,
+                    std::array<std::uint8_t, 3> border_value, std::uintptr_t stream) {
+    if (frame.shape(2) != 3 || frame.shape(0) < 1 || frame.shape(1) < 1)
+        fail("frame: expected uint8 [H, W, 3], got " + shape_str(3, frame.shape_ptr()));
+    const int n = check_matrices(matrices);
+    if (out.shape(0) != static_cast<size_t>(n) || out.shape(1) != 3)
+        fail("out: expected [" + std::to_string(n) + ", 3, h, w], got " +
+             shape_str(4, out.shape_ptr()));
+    cuda_same_device(frame.device_id(), out.device_id(), "warp_crop_cuda");
+    const flipnet::DType dt = out_dtype(out.dtype(), "out");
+    const flipnet::Border b = check_border(border);
+    const flipnet::Frame f{frame.data(), static_cast<int>(frame.shape(0)),
+                           static_cast<int>(frame.shape(1)),
+                           static_cast<std::ptrdiff_t>(frame.shape(1) * 3)};
+    cuda_check(flipnet::cuda::warp_crop(f, matrices.data(), n, static_cast<int>(out.shape(2)),
+                                        static_cast<int>(out.shape(3)), b, border_value.data(),
+                                        out.data(), dt, reinterpret_cast<void*>(stream)),
+               "warp_crop_cuda");
+}
+
+void paste_faces_cuda(CudaFrame frame, const CudaU8x4& faces, const CpuMatrices& matrices,
+                      std::uintptr_t stream) {
+    if (frame.shape(2) != 3 || frame.shape(0) < 1 || frame.shape(1) < 1)
+        fail("frame: expected uint8 [H, W, 3], got " + shape_str(3, frame.shape_ptr()));
+    const int n = check_matrices(matrices);
+    if (faces.shape(0) != static_cast<size_t>(n) || faces.shape(1) != faces.shape(2) ||
+        faces.shape(3) != 3 || faces.shape(1) < 2)
+        fail("faces: expected uint8 [" + std::to_string(n) + ", S, S, 3] (S >= 2), got " +
+             shape_str(4, faces.shape_ptr()));
+    cuda_same_device(frame.device_id(), faces.device_id(), "paste_faces_cuda");
+    cuda_check(flipnet::cuda::paste_faces(frame.data(), static_cast<int>(frame.shape(0)),
+                                          static_cast<int>(frame.shape(1)),
+                                          static_cast<std::ptrdiff_t>(frame.shape(1) * 3),
+                                          faces.data(), n, static_cast<int>(faces.shape(1)),
+                                          matrices.data(), reinterpret_cast<void*>(stream)),
+               "paste_faces_cuda");
+}
+
+void wavelet_color_fix_cuda(const CudaConstF32& image, const CudaConstF32& reference, CudaF32 out,
+                            int levels, std::uintptr_t stream) {
+    for (size_t k = 0; k < 4; ++k) {
+        if (image.shape(k) != reference.shape(k) || image.shape(k) != out.shape(k))
+            fail("wavelet_color_fix_cuda: image, reference and out must share one [B, C, H, W] "
+                 "shape");
+    }
+    if (levels < 0) fail("levels: must be >= 0, got " + std::to_string(levels));
+    cuda_same_device(image.device_id(), out.device_id(), "wavelet_color_fix_cuda");
+    cuda_same_device(reference.device_id(), out.device_id(), "wavelet_color_fix_cuda");
+    const int planes = static_cast<int>(image.shape(0) * image.shape(1));
+    cuda_check(flipnet::cuda::wavelet_color_fix(image.data(), reference.data(), out.data(), planes,
+                                                static_cast<int>(image.shape(2)),
+                                                static_cast<int>(image.shape(3)), levels,
+                                                reinterpret_cast<void*>(stream)),
+               "wavelet_color_fix_cuda");
+}
+#endif
+
 }  // namespace
 
 NB_MODULE(_native, m) {
@@ -158,4 +234,13 @@ NB_MODULE(_native, m) {
     m.def("wavelet_color_fix", &wavelet_color_fix, "image"_a, "reference"_a, "out"_a,
           "levels"_a, "threads"_a = 0,
           "image - low(image) + low(reference) on float32 [B, C, H, W] arrays; out may be image.");
+#ifdef FLIPNET_WITH_CUDA
+    // Enqueued on `stream`; the caller synchronises. Device arrays via DLPack (e.g. CuPy).
+    m.def("warp_crop_cuda", &warp_crop_cuda, "frame"_a, "matrices"_a, "out"_a, "border"_a,
+          "border_value"_a, "stream"_a = 0, "warp_crop on device arrays (matrices on the host).");
+    m.def("paste_faces_cuda", &paste_faces_cuda, "frame"_a, "faces"_a, "matrices"_a,
+          "stream"_a = 0, "paste_faces on device arrays (matrices on the host).");
+    m.def("wavelet_color_fix_cuda", &wavelet_color_fix_cuda, "image"_a, "reference"_a, "out"_a,
+          "levels"_a, "stream"_a = 0, "wavelet_color_fix on device float32 arrays.");
+#endif
 }

@@ -45,8 +45,13 @@ void min_filter(const float* in, long stride, int n, int before, int after, floa
     for (int i = 0; i < n; ++i) out[i * out_stride] = std::min(h[i], g[i + k - 1]);
 }
 
-// OpenCV's Gaussian taps for size n and sigma <= 0 (getGaussianKernel): fixed small kernels up
-// to 7, else sigma = 0.3 * ((n - 1) / 2 - 1) + 0.8 and exp() taps normalised in double.
+// Reflect-101 index into [0, n).
+inline int reflect101(int p, int n) {
+    return detail::border_index(p, n, Border::Reflect101);
+}
+
+}  // namespace
+
 std::vector<float> gaussian_taps(int n) {
     static const float small[4][7] = {
         {1.f},
@@ -71,16 +76,6 @@ std::vector<float> gaussian_taps(int n) {
     return taps;
 }
 
-// Reflect-101 index into [0, n).
-inline int reflect101(int p, int n) {
-    return detail::border_index(p, n, Border::Reflect101);
-}
-
-struct Box {
-    int x0, y0, x1, y1;
-};
-
-// The paste region of a crop of side `size` (flipnet_rt.faces.paste.paste_box); false if empty.
 bool paste_box(const double inv[6], int size, int height, int width, Box* box) {
     const double cx[4] = {0, double(size), 0, double(size)};
     const double cy[4] = {0, 0, double(size), double(size)};
@@ -108,6 +103,8 @@ bool paste_box(const double inv[6], int size, int height, int width, Box* box) {
     box->y1 = hi(ymax, height);
     return box->x1 > box->x0 && box->y1 > box->y0;
 }
+
+namespace {
 
 // Paste one face into the frame inside `box`.
 void paste_one(std::uint8_t* frame, std::ptrdiff_t row_stride, const std::uint8_t* face, int size,

@@ -180,6 +180,34 @@ void test_wavelet() {
     check(same == out, "in place equals out of place");
 }
 
+// A 40x40 face translated into a 100x80 frame (crop = frame shifted by (-30, -20)): pixels outside
+// the paste box (the crop square + 2 px margin, +1 on the far side) keep their values, the
+// centre of the face (soft mask 1) takes the face's values, a face entirely off the frame
+// changes nothing.
+void test_paste() {
+    const int fh = 80, fw = 100, s = 40;
+    std::vector<std::uint8_t> frame(static_cast<size_t>(fh * fw * 3));
+    for (size_t i = 0; i < frame.size(); ++i) frame[i] = static_cast<std::uint8_t>((i * 7) % 251);
+    std::vector<std::uint8_t> face(static_cast<size_t>(2 * s * s * 3), 200);
+    const double mats[12] = {1, 0, -30, 0, 1, -20, 1, 0, 500, 0, 1, 500};
+    std::vector<std::uint8_t> out = frame;
+    flipnet::paste_faces(out.data(), fh, fw, fw * 3, face.data(), 2, s, mats, 2);
+    // Box: x in [30 - 2, 70 + 2 + 1) = [28, 73), y in [18, 63).
+    bool outside_same = true, centre_face = true, inside_changed = false;
+    for (int y = 0; y < fh; ++y)
+        for (int x = 0; x < fw; ++x)
+            for (int c = 0; c < 3; ++c) {
+                const size_t i = static_cast<size_t>((y * fw + x) * 3 + c);
+                const bool in_box = x >= 28 && x < 73 && y >= 18 && y < 63;
+                if (!in_box) outside_same &= out[i] == frame[i];
+                if (x >= 40 && x < 60 && y >= 30 && y < 50) centre_face &= out[i] == 200;
+                if (in_box && out[i] != frame[i]) inside_changed = true;
+            }
+    check(outside_same, "paste leaves pixels outside the box bit for bit");
+    check(centre_face, "paste writes the face where the soft mask is 1");
+    check(inside_changed, "paste changes the box");
+}
+
 }  // namespace
 
 int main() {
@@ -190,6 +218,7 @@ int main() {
     test_warp_crop_layout_and_dtypes();
     test_half_rounding();
     test_wavelet();
+    test_paste();
     if (failures) {
         std::printf("%d check(s) failed\n", failures);
         return 1;

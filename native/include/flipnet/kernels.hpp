@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace flipnet {
 
@@ -59,6 +60,18 @@ void warp_u8(const Frame& frame, const double* matrices, int count, int out_h, i
 void paste_faces(std::uint8_t* frame, int height, int width, std::ptrdiff_t row_stride,
                  const std::uint8_t* faces, int count, int size, const double* matrices,
                  int threads);
+
+// The region [x0, x1) x [y0, y1) a crop of side `size` pastes into: the crop square's corners
+// mapped by `inv` (crop -> frame), widened by 2 px (3 on the far side) and clipped to the frame
+// (flipnet_rt.faces.paste.paste_box). False when it misses the frame.
+struct Box {
+    int x0, y0, x1, y1;
+};
+bool paste_box(const double inv[6], int size, int height, int width, Box* box);
+
+// OpenCV's Gaussian taps for an odd size n and sigma <= 0 (cv::getGaussianKernel): the fixed
+// kernels up to 7, else sigma = 0.3 * ((n - 1) / 2 - 1) + 0.8, exp() taps normalised in double.
+std::vector<float> gaussian_taps(int n);
 
 // Inverse of a 2x3 affine matrix (cv::invertAffineTransform; a singular matrix gives zeros).
 void invert_affine(const double m[6], double inv[6]);
