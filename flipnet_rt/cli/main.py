@@ -24,7 +24,7 @@ from typing import Sequence
 
 from .. import __version__
 from ..backends.registry import KINDS
-from . import bench, engines, evaluate, serve
+from . import bench, engines, evaluate, serve, video
 from . import info as info_cmd
 from .jobs import run_jobs
 
@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_parser(sub, _model_arg)
     evaluate.add_parser(sub, run_args)
     serve.add_parser(sub, _model_arg)
+    video.add_parser(sub, run_args)
     return parser
 
 
@@ -126,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return evaluate.run(args)
     if args.command in serve.COMMANDS:
         return serve.run(args)
+    if args.command == "video":
+        return video.run(args)
     if not args.model:
         parser.error(f"no model: pass --model DIR or --model random:tiny, or set ${MODEL_ENV}")
     if args.batch_size < 1:
