@@ -1,0 +1,139 @@
+"""``flipnet-rt video IN -o OUT``: restore every face of a video (see :mod:`flipnet_rt.video`).
+
+Needs the ``video`` extra (PyAV). The audio, subtitle and data streams are copied untouched, the
+timestamps are the input's, and OUT appears only when complete. Exit status: 0 written, 1 the
+input could not be restored (one line on stderr, nothing written), 2 a usage error, 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def face_args(parser: argparse.ArgumentParser) -> None:
+    """--detector and the face selection options (whole-image face restoration)."""
+    g = parser.add_argument_group("faces")
+    g.add_argument("--detector", choices=("mtcnn", "dlib"), default="mtcnn",
+                   help="mtcnn: three ONNX networks on the restorer's device (default); dlib: HOG on the CPU")
+    g.add_argument("--min-face-size", type=float, default=20.0, metavar="PX",
+                   help="smallest face searched and restored (box side, px)")
+    g.add_argument("--max-faces", type=int, default=0, metavar="N", help="restore the N largest faces per frame (0: all)")
+    g.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the frame's centre")
+    g.add_argument("--no-keep-detail", dest="keep_detail", action="store_false",
+                   help="faces larger than the model's resolution come back at the model's detail only "
+                        "(default: the input's finer detail is kept; it also keeps the input's noise)")
+
+
+def add_parser(sub: argparse._SubParsersAction, run_args) -> None:
+    p = sub.add_parser("video", help="restore the faces of a video (audio copied, timestamps kept, no flicker)")
+    p.add_argument("input", type=Path, metavar="IN", help="a video file FFmpeg reads (mp4, mkv, mov, webm, avi...)")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT",
+                   help="the output video; its extension picks the container (.mp4, .mkv, .mov)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (never IN)")
+    run_args(p)
+    p.set_defaults(batch_size=8)
+    face_args(p)
+    t = p.add_argument_group("temporal consistency")
+    t.add_argument("--detect-every", type=int, default=1, metavar="K",
+                   help="detect faces every K frames and interpolate between (faster; a face visible for "
+                        "less than K frames can be missed)")
+    t.add_argument("--lookahead", type=int, default=10, metavar="N",
+                   help="frames seen ahead before a frame's landmarks are smoothed (>= K; memory: N frames)")
+    t.add_argument("--smoothing", type=float, default=2.0, metavar="SIGMA",
+                   help="landmark smoothing width in frames (0: off)")
+    t.add_argument("--seed-mode", choices=("track", "frame"), default="track",
+                   help="track: one noise seed per face track (no flicker; default); frame: a new seed "
+                        "every frame, as restoring frames one by one would (flickers)")
+    e = p.add_argument_group("output encoding (other streams are copied, never re-encoded)")
+    e.add_argument("--codec", default="libx264", help="video encoder: libx264, libx265, libvpx-vp9, libaom-av1, "
+                                                       "h264_nvenc... (default libx264)")
+    e.add_argument("--crf", type=int, default=18, help="constant quality: lower is better and larger (default 18)")
+    e.add_argument("--preset", default="medium",
+                   help="x264/x265/NVENC speed preset: slower presets make smaller files at the same quality")
+    e.add_argument("--pix-fmt", default="yuv420p", help="encoded pixel format (yuv420p plays everywhere)")
+    e.add_argument("--encoder-threads", type=int, default=0, metavar="N", help="encoder threads (0: FFmpeg decides)")
+    e.add_argument("--start", type=float, metavar="SECONDS", help="begin at this time (the output starts at 0)")
+    e.add_argument("--duration", type=float, metavar="SECONDS", help="write this many seconds")
+    e.add_argument("--queue-depth", type=int, default=8, metavar="N",
+                   help="frames queued between decode, restore and encode (memory: 2 N frames)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from ..video.encoding import EncoderOptions
+        from ..video.errors import VideoError
+        from ..video.restorer import VideoOptions
+        from ..video.source import VideoSource
+    except ImportError as exc:  # pragma: no cover - only without the extra
+        print(f"error: video needs PyAV ({exc.name} missing): pip install 'flipnet-rt[video]'", file=sys.stderr)
+        return 2
+    try:
+        encoder, options = _options(args, EncoderOptions, VideoOptions)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:  # a bad input costs one line and no model load
+        VideoSource(args.input, start=args.start, duration=args.duration).open().close()
+    except VideoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return _restore(args, encoder, options)
+
+
+def _options(args: argparse.Namespace, EncoderOptions, VideoOptions):
+    """Check everything the command line can check before any work; ValueError -> exit 2."""
+    if not args.model:
+        raise ValueError("no model: pass --model DIR (an engine or model directory) or random:CONFIG")
+    out, src = args.output, args.input
+    if src.exists() and out.exists() and out.resolve() == src.resolve():
+        raise ValueError(f"-o {out}: is the input; give another file name")
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"-o {out}: exists; pass --overwrite to replace it")
+    if not out.parent.is_dir():
+        raise ValueError(f"-o {out}: no folder {out.parent}; create it first")
+    if not out.suffix:
+        raise ValueError(f"-o {out}: give an extension (.mp4, .mkv, .mov) so the container is known")
+    if args.queue_depth < 1:
+        raise ValueError(f"--queue-depth {args.queue_depth}: must be 1 or more")
+    if args.start is not None and args.start < 0 or args.duration is not None and args.duration <= 0:
+        raise ValueError("--start must be >= 0 and --duration > 0 seconds")
+    encoder = EncoderOptions(codec=args.codec, crf=args.crf, preset=args.preset or None, pix_fmt=args.pix_fmt,
+                             threads=args.encoder_threads).validate()
+    options = VideoOptions(batch_size=args.batch_size, detect_every=args.detect_every, lookahead=args.lookahead,
+                           smoothing=args.smoothing, seed=args.seed, seed_mode=args.seed_mode)
+    return encoder, options
+
+
+def _restore(args: argparse.Namespace, encoder, options) -> int:
+    from ..faces.detectors import load_detector
+    from ..faces.onnx_session import providers_like
+    from ..faces.restorer import FaceOptions, FaceRestorer
+    from ..video.errors import VideoError
+    from ..video.restorer import VideoRestorer
+    from ..video.transcode import transcode
+    from .jobs import UsageError, load_restorer
+
+    try:
+        restorer, sampling = load_restorer(args)
+        detector = load_detector(args.detector, min_face_size=args.min_face_size, providers=providers_like(restorer))
+        faces = FaceRestorer(restorer, detector, FaceOptions(
+            max_faces=args.max_faces, min_face_size=args.min_face_size, only_center_face=args.only_center_face,
+            keep_detail=args.keep_detail), sampling=sampling)
+    except (UsageError, ValueError, FileNotFoundError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    video = VideoRestorer(faces, options)
+    try:
+        report = transcode(args.input, args.output, video, encoder=encoder, start=args.start,
+                           duration=args.duration, queue_depth=args.queue_depth, progress=None)
+    except VideoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"interrupted; {args.output} was not written", file=sys.stderr)
+        return 130
+    print(f"video: wrote {args.output} ({report.frames} frames, {report.packets} copied packets, "
+          f"{video.tracks_seen} face tracks, {report.fps:.2f} frames/s)", file=sys.stderr)
+    return 0

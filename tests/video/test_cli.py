@@ -1,0 +1,63 @@
+"""``flipnet-rt video``: exit statuses, one-line errors, nothing half-written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flipnet_rt.cli.main import main
+from video.clips import cfr_pts, frame_times, require, static_face_frames, stream_packets, write_clip
+
+ENGINE = Path(__file__).resolve().parents[2] / "models" / "demo-onnx"
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.slow
+def test_restores_a_clip(tmp_path, capsys):
+    require((ENGINE / "manifest.json").is_file(), f"{ENGINE} (the shipped demo engine)")
+    frames, _ = static_face_frames(6, eye_distance=15.0, size=(160, 96))
+    src = write_clip(tmp_path / "in.mp4", cfr_pts(6), size=(160, 96), frame=lambda i: frames[i])
+    out = tmp_path / "out.mkv"
+    code = main(["video", str(src), "-o", str(out), "--model", str(ENGINE), "--backend", "onnxruntime",
+                 "--device", "cpu", "--batch-size", "4", "--preset", "ultrafast"])
+    err = capsys.readouterr().err
+    print(err)
+    assert code == 0 and "1 face tracks" in err
+    assert frame_times(out) == frame_times(src) and stream_packets(out) == stream_packets(src)
+    assert files(tmp_path) == ["in.mp4", "out.mkv"]
+
+
+def test_not_a_video_is_exit_1_with_one_line(tmp_path, capsys):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video\n")
+    code = main(["video", str(bad), "-o", str(tmp_path / "out.mp4"), "--model", str(ENGINE)])
+    err = capsys.readouterr().err.strip().splitlines()
+    print(err)
+    assert code == 1 and len(err) == 1 and err[0].startswith("error: ") and "notes.mp4" in err[0]
+    assert files(tmp_path) == ["notes.mp4"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--codec", "nope"], "no such encoder"),
+    (["--crf", "99"], "--crf"),
+    (["--detect-every", "20"], "--lookahead"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--duration", "0"], "--duration"),
+])
+def test_usage_errors_are_exit_2(clips, tmp_path, capsys, extra, message):
+    code = main(["video", str(clips["cfr"]), "-o", str(tmp_path / "out.mp4"), "--model", str(ENGINE), *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and files(tmp_path) == []
+
+
+def test_existing_output_needs_overwrite_and_the_input_is_never_the_output(clips, tmp_path, capsys):
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"keep me")
+    assert main(["video", str(clips["cfr"]), "-o", str(out), "--model", str(ENGINE)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and out.read_bytes() == b"keep me"
+    assert main(["video", str(clips["cfr"]), "-o", str(clips["cfr"]), "--model", str(ENGINE), "--overwrite"]) == 2
+    assert "is the input" in capsys.readouterr().err
