@@ -27,7 +27,8 @@ from helpers import face_like
 MAX_BATCH = 8
 QUEUE = 16
 MAX_PIXELS = 256 * 256
-#: Per-request options: half the requests use the model's defaults, half these (one batch holds both).
+#: Per-request options: half the requests send the model's own defaults, half these. Every request
+#: carries the same set of inputs: Triton batches only requests whose inputs agree in names and shapes.
 OTHER = {"steps": 2, "sampler": "dpmpp-2m", "guidance": 2.0}
 
 
@@ -98,16 +99,14 @@ def reference(demo_engine):
     return Restorer.load(demo_engine, backend="onnxruntime")
 
 
-def _cases(n: int) -> list[tuple[np.ndarray, int, dict]]:
-    """n (image [64, 64, 3], seed, options) triples, options alternating between defaults and OTHER."""
-    return [(face_like(64, i), 1000 + i, {} if i % 2 == 0 else OTHER) for i in range(n)]
-
-
 @pytest.fixture(scope="module")
 def cases(reference):
-    """16 requests and the bytes `Restorer.restore([image], options, [seed])` gives for each alone."""
+    """16 requests (image [64, 64, 3], seed, options alternating between the model's defaults and
+    OTHER) and the bytes `Restorer.restore([image], options, [seed])` gives for each alone."""
+    defaults = reference.options()
+    default = {"steps": defaults.steps, "sampler": defaults.sampler.value, "guidance": float(defaults.guidance)}
     out = []
-    for image, seed, opts in _cases(16):
+    for image, seed, opts in [(face_like(64, i), 1000 + i, default if i % 2 == 0 else OTHER) for i in range(16)]:
         expected = reference.restore([image], reference.options(**opts), [seed])[0]
         out.append((image, seed, opts, expected))
     return out
@@ -214,7 +213,7 @@ def test_absent_seed_is_seed_zero_and_rows_are_independent(server, reference):
 
 
 @pytest.mark.parametrize("case, expected", [
-    ("float32 image", "datatype"),
+    ("float32 image", "data-type is 'FP32', but model 'restore' expects 'UINT8'"),
     ("four channels", "shape"),
     ("over the size limit", "--max-pixels"),
     ("steps 0", "steps: 0"),
@@ -252,32 +251,31 @@ def test_malformed_requests_get_clear_errors_and_the_server_keeps_serving(server
 
 
 def test_overload_is_rejected_before_the_accepted_requests_finish(server):
+    import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
-    from tritonclient.utils import InferenceServerException
 
     n = QUEUE + MAX_BATCH + 16  # more than the running batch and the full queue together
-    client = httpclient.InferenceServerClient(server.http, concurrency=n)
-    start = time.monotonic()
-    pending = [client.async_infer("restore", _inputs(httpclient, face_like(64, i), i)) for i in range(n)]
+    client = grpcclient.InferenceServerClient(server.grpc)
     rejected, served = [], []
-    lock = threading.Lock()
+    lock, finished = threading.Lock(), threading.Event()
+    start = time.monotonic()
 
-    def wait(p):
-        try:
-            p.get_result()
-            outcome = ("served", None)
-        except InferenceServerException as exc:
-            outcome = ("rejected", str(exc))
+    def record(result, error):
         with lock:
-            (served if outcome[0] == "served" else rejected).append((time.monotonic() - start, outcome[1]))
+            if error is None:
+                served.append((time.monotonic() - start, None))
+            else:
+                rejected.append((time.monotonic() - start, str(error)))
+            if len(served) + len(rejected) == n:
+                finished.set()
 
-    threads = [threading.Thread(target=wait, args=(p,)) for p in pending]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    for i in range(n):
+        client.async_infer("restore", _inputs(grpcclient, face_like(64, i), i), callback=record)
+    assert finished.wait(600), f"{len(served) + len(rejected)} of {n} requests answered"
+    client.close()
     print(f"{n} concurrent: {len(served)} served (last after {max(t for t, _ in served):.2f} s), "
-          f"{len(rejected)} rejected (last after {max((t for t, _ in rejected), default=0):.2f} s)")
+          f"{len(rejected)} rejected (last after {max((t for t, _ in rejected), default=0):.2f} s): "
+          f"{rejected[0][1] if rejected else ''}")
     assert rejected, "no request was rejected beyond the queue limit"
     assert all("queue" in message.lower() for _, message in rejected), rejected[0][1]
     # explicit and fast: every rejection came back before the last accepted request was served
@@ -327,7 +325,8 @@ def _listening(pids: list[int]) -> list[str]:
 def test_nothing_listens_outside_loopback(server):
     addresses = _listening(_process_tree(server.proc.pid))
     print(f"listening: {addresses}")
-    loopback = ("0100007F:", "00000000000000000000000001000000:")  # 127.0.0.1, ::1
+    # 127.0.0.1; ::1; ::ffff:127.0.0.1 (gRPC binds an IPv6 socket to the IPv4-mapped loopback)
+    loopback = ("0100007F:", "00000000000000000000000001000000:", "0000000000000000FFFF00000100007F:")
     ports = {int(a.split(":")[1], 16) for a in addresses}
     assert set(server.ports.values()) <= ports, f"HTTP, gRPC and metrics ports {server.ports} not all listening"
     assert all(a.startswith(loopback) for a in addresses), f"listening outside loopback: {addresses}"
