@@ -58,13 +58,19 @@ def place_face(canvas: np.ndarray, photo: np.ndarray, landmarks: np.ndarray, cen
     m = cv2.getRotationMatrix2D((float(anchor[0]), float(anchor[1])), angle, scale)
     m[:, 2] += np.asarray(centre, np.float64) - anchor
     h, w = canvas.shape[:2]
-    warped = cv2.warpAffine(photo, m, (w, h), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_REFLECT_101)
     r = radius * eye_distance
-    yy, xx = np.mgrid[0:h, 0:w]
-    dist = np.hypot(xx - centre[0], yy - centre[1])
-    alpha = np.clip((r - dist) / (0.25 * r), 0, 1).astype(np.float32)[..., None]
-    canvas[:] = np.clip(alpha * warped + (1 - alpha) * canvas, 0, 255).astype(np.uint8)
+    x0, y0 = max(int(centre[0] - r) - 1, 0), max(int(centre[1] - r) - 1, 0)
+    x1, y1 = min(int(centre[0] + r) + 2, w), min(int(centre[1] + r) + 2, h)
+    if x1 > x0 and y1 > y0:  # only the disc's box is touched
+        local = m.copy()
+        local[:, 2] -= (x0, y0)
+        warped = cv2.warpAffine(photo, local, (x1 - x0, y1 - y0),
+                                flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        dist = np.hypot(xx - centre[0], yy - centre[1])
+        alpha = np.clip((r - dist) / (0.25 * r), 0, 1).astype(np.float32)[..., None]
+        region = canvas[y0:y1, x0:x1]
+        region[:] = np.clip(alpha * warped + (1 - alpha) * region, 0, 255).astype(np.uint8)
     mapped = (np.c_[points, np.ones(5)] @ m.T).astype(np.float32)
     return PlacedFace(mapped, float(eye_distance), float(angle))
 

@@ -48,6 +48,11 @@ class ShiftRestorer:
         return None
 
     def restore(self, images, options=None, seeds=None):
+        from flipnet_rt.imaging.geometry import fit, unfit
+
         self.calls.append(len(images))
-        assert all(im.shape == (self.config.resolution,) * 2 + (3,) for im in images)
-        return [np.clip(im.astype(np.int16) + self.offset, 0, 255).astype(np.uint8) for im in images]
+        out = []
+        for im in images:  # the core's size policy: to R and back
+            square, placement = fit(im, self.config.resolution)
+            out.append(unfit(np.clip(square.astype(np.int16) + self.offset, 0, 255).astype(np.uint8), placement))
+        return out
