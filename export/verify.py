@@ -1,4 +1,7 @@
-"""``flipnet-rt verify``: every available backend against PyTorch fp32 on the same inputs.
+"""``flipnet-rt verify``: every engine backend that can run here against PyTorch fp32 on the same inputs.
+
+The engine backends are the registry's (:mod:`flipnet_rt.backends.registry`): ONNX Runtime CPU,
+ONNX Runtime CUDA and TensorRT; each one that cannot run here is listed as skipped with its reason.
 
 Per network: max-abs and relative L2 error (``||backend - torch|| / ||torch||``) on seeded inputs
 at the profile's min shape (``unet_input`` gets the K/V that torch's ``unet_cond`` computed, so
@@ -10,8 +13,8 @@ PyTorch's for the same seed. Thresholds (fp32 / fp16), from measurements on ``ra
     end to end PSNR           fp32 >= 40 dB    fp16 >= 25 dB
 
 Memory: PyTorch runs first (every network's reference and the end-to-end images), then the
-PyTorch model is freed and ONNX Runtime runs one network session at a time without pre-packed
-weight copies; the peak is the larger of the two phases, not their sum (``random:sd21-base`` needs
+PyTorch model is freed and each backend runs one network at a time (ONNX Runtime without pre-packed
+weight copies), closing it before the next; the peak is the larger of the two phases, not their sum (``random:sd21-base`` needs
 both a 3.5 GB UNet in PyTorch and in ONNX Runtime).
 """
 
@@ -26,11 +29,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from flipnet_rt.backends.onnxruntime import OnnxRuntimeBackend
-from flipnet_rt.backends.torch import TorchBackend
-from flipnet_rt.engine.manifest import Manifest, load_prompts
+from flipnet_rt.backends.base import BackendUnavailable
+from flipnet_rt.backends.registry import REGISTRY
+from flipnet_rt.engine.artifacts import EngineArtifacts, ModelArtifacts, open_engine
 from flipnet_rt.engine.spec import NetworkSpec
-from flipnet_rt.models import PROMPT_KINDS, load_model
 from flipnet_rt.restorer import Restorer
 
 log = logging.getLogger(__name__)
@@ -60,12 +62,12 @@ class Report:
         return all(c.passed for c in self.checks) and all(p >= self.psnr_limit for p in self.psnr_db.values())
 
     def lines(self) -> list[str]:
-        rows = [f"{'backend':<12} {'network':<13} {'max abs':>10} {'rel L2':>10} {'limit':>8}  result"]
+        rows = [f"{'backend':<16} {'network':<13} {'max abs':>10} {'rel L2':>10} {'limit':>8}  result"]
         for c in self.checks:
-            rows.append(f"{c.backend:<12} {c.network:<13} {c.max_abs:>10.2e} {c.rel_l2:>10.2e} "
+            rows.append(f"{c.backend:<16} {c.network:<13} {c.max_abs:>10.2e} {c.rel_l2:>10.2e} "
                         f"{c.limit:>8.0e}  {'ok' if c.passed else 'FAIL'}")
         for name, value in self.psnr_db.items():
-            rows.append(f"{name:<12} end-to-end PSNR vs torch fp32: {value:.2f} dB "
+            rows.append(f"{name:<16} end-to-end PSNR vs torch fp32: {value:.2f} dB "
                         f"(limit {self.psnr_limit:.0f} dB)  {'ok' if value >= self.psnr_limit else 'FAIL'}")
         rows += [f"skipped: {s}" for s in self.skipped]
         return rows
@@ -97,11 +99,11 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def verify(engine_dir: Path, model_spec: str, *, images: Sequence[np.ndarray], steps: int = 4, seed: int = 0,
            networks: Sequence[str] | None = None) -> Report:
-    """Compare ONNX Runtime (and TensorRT where installed) with PyTorch fp32; see the module doc."""
-    manifest = Manifest.load(engine_dir)
-    manifest.check_files(engine_dir)
-    model = load_model(model_spec)
-    manifest.check_model(model.config, engine_dir)
+    """Compare every engine backend that runs here with PyTorch fp32; see the module doc."""
+    engine = open_engine(engine_dir)
+    manifest = engine.manifest
+    model = ModelArtifacts(model_spec)
+    manifest.check_model(model.load().config, engine_dir)
     limits = THRESHOLDS[manifest.precision]
     report = Report(psnr_limit=limits["psnr_db"])
     names = sorted((n for n in manifest.networks if networks is None or n in networks),
@@ -109,7 +111,8 @@ def verify(engine_dir: Path, model_spec: str, *, images: Sequence[np.ndarray], s
     end_to_end = {"vae_encoder", "vae_decoder", "face_encoder", "unet_cond", "unet_input"} <= set(manifest.networks)
 
     # Phase 1, PyTorch fp32: the inputs and reference outputs of every network, and the restored images.
-    reference = TorchBackend(model, dtype="float32")
+    torch_restorer = Restorer.load(model, backend="torch", device="cpu")
+    reference = torch_restorer.backend
     cases: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
     kv_cache: dict[str, np.ndarray] = {}
     for name in names:
@@ -126,34 +129,38 @@ def verify(engine_dir: Path, model_spec: str, *, images: Sequence[np.ndarray], s
         del ref
     expected, options = None, None
     if end_to_end:
-        prompts = {k: model.prompt(k).float().numpy() for k in PROMPT_KINDS}
-        torch_restorer = Restorer(reference, model.config, prompts)
         options = torch_restorer.options(steps=steps, seed=seed)
         expected = torch_restorer.restore(images, options)
-        del torch_restorer
-    config = model.config
-    del reference, model
+    torch_restorer.close()
+    del torch_restorer, reference, model
     gc.collect()
 
-    # Phase 2, ONNX Runtime: one session at a time.
-    ort_backend = OnnxRuntimeBackend(engine_dir, manifest, low_memory=True)
-    for name in names:
-        feeds, ref_np = cases.pop(name)
-        ours = ort_backend.run(name, feeds)
-        ort_backend.release(name)
-        worst = max((_compare(ours[k], ref_np[k]) for k in manifest.networks[name].spec.output_names),
-                    key=lambda e: e[1])
-        report.checks.append(Check("onnxruntime", name, worst[0], worst[1], limits["rel_l2"],
-                                   worst[1] <= limits["rel_l2"]))
-    if end_to_end:
-        got = Restorer(ort_backend, config, load_prompts(engine_dir)).restore(images, options)
-        report.psnr_db["onnxruntime"] = min(psnr(a, b) for a, b in zip(got, expected))
-    else:
-        report.skipped.append("end-to-end PSNR: the engine directory lacks some networks")
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        report.skipped.append("tensorrt: not installed (it cannot be installed on CPU-only machines)")
-    else:
-        report.skipped.append("tensorrt: plans are verified by the TensorRT backend (not part of this release)")
+    # Phase 2, each engine backend that can run here: one network at a time.
+    for backend_type in (t for t in REGISTRY if t.applies(engine)):
+        try:
+            restorer = Restorer.load(engine, backend=backend_type.kind, device=backend_type.device, low_memory=True)
+        except BackendUnavailable as exc:
+            report.skipped.append(f"{backend_type.name}: {exc}")
+            continue
+        with restorer:
+            _check_backend(report, backend_type.name, restorer, engine, names, cases, limits)
+            if not end_to_end:
+                report.skipped.append(f"{backend_type.name} end-to-end PSNR: the engine directory lacks some networks")
+                continue
+            got = restorer.restore(images, options)
+            report.psnr_db[backend_type.name] = min(psnr(a, b) for a, b in zip(got, expected))
     return report
+
+
+def _check_backend(report: Report, name: str, restorer: Restorer, engine: EngineArtifacts, names: Sequence[str],
+                   cases: dict, limits: dict) -> None:
+    """Each network of one backend against the PyTorch reference, closing it after each network."""
+    backend = restorer.backend
+    for network in names:
+        feeds, ref_np = cases[network]
+        ours = backend.run(network, {k: backend.from_numpy(v, "float32" if k == "timestep" else None)
+                                     for k, v in feeds.items()})
+        worst = max((_compare(backend.to_numpy(ours[k]), ref_np[k])
+                     for k in engine.manifest.networks[network].spec.output_names), key=lambda e: e[1])
+        backend.close()  # one network's session at a time bounds memory
+        report.checks.append(Check(name, network, worst[0], worst[1], limits["rel_l2"], worst[1] <= limits["rel_l2"]))

@@ -82,22 +82,15 @@ def test_guidance_is_one_call_with_both_branches(tiny_restorer, options):
 
 
 def test_joint_path_batches_both_streams_and_branches(tiny_restorer, options):
-    tiny_restorer.cond_cache = False
-    try:
-        with UNetCalls(tiny_restorer) as calls:
-            tiny_restorer.restore([face_like(64)] * 2, options)
-    finally:
-        tiny_restorer.cond_cache = True
+    joint = tiny_restorer.variant(cond_cache=False)
+    with UNetCalls(joint) as calls:
+        joint.restore([face_like(64)] * 2, options)
     assert calls.calls == [("unet", 2 * 2 * 2)] * options.steps  # [input x 2 branches; condition x 2]
 
 
 def test_condition_cache_matches_the_joint_graph(tiny_restorer, options):
     images = [face_like(64, 7), face_like(64, 8)]
-    tiny_restorer.cond_cache = False
-    try:
-        joint = tiny_restorer.generate_latents(images, options)
-    finally:
-        tiny_restorer.cond_cache = True
+    joint = tiny_restorer.variant(cond_cache=False).generate_latents(images, options)
     cached = tiny_restorer.generate_latents(images, options)
     rel = float(((cached - joint) ** 2).sum() ** 0.5 / (joint**2).sum() ** 0.5)
     print(f"condition cache vs joint: relative L2 {rel:.2e}")

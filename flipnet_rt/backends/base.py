@@ -1,9 +1,13 @@
 """One interface for every backend (Polygraphy's runner pattern): run a named network on named arrays.
 
-A backend is chosen once; the restore loop calls ``run`` and the small array helpers below and
-never branches on which backend it has. Arrays are the backend's own type (numpy for ONNX Runtime
-on the CPU, torch tensors for the torch backend); the sampler's arithmetic works on either.
-Constructing a backend touches no GPU and imports no optional dependency until first use.
+A backend is chosen once (:mod:`.select` walks :mod:`.registry`); the restore loop calls ``run``
+and the small array helpers below and never branches on which backend it has. Arrays are the
+backend's own type (numpy for ONNX Runtime on the CPU, torch tensors for the torch backend); the
+sampler's arithmetic works on either.
+
+Lifecycle: constructing a backend touches no GPU and imports no optional dependency until first
+use; ``close()`` frees everything it holds (sessions, plans, buffers, CUDA graphs, device weights),
+and a backend is a context manager that closes on exit. A closed backend reopens lazily if used.
 """
 
 from __future__ import annotations
@@ -18,8 +22,16 @@ from ..engine.spec import NetworkSpec
 Array = Any  # numpy.ndarray | torch.Tensor
 
 
+class BackendUnavailable(ValueError):
+    """A requested backend cannot run here; the message is one line that names the fix.
+
+    A ValueError, as :class:`~flipnet_rt.engine.manifest.EngineError` is: the command line reports
+    both as a usage error (exit status 2).
+    """
+
+
 class Backend(ABC):
-    """Runs the networks of one model; subclasses write ``_run`` and the array helpers."""
+    """Runs the networks of one model; subclasses write ``_run``, ``close`` and the array helpers."""
 
     name: str = "base"
 
@@ -43,6 +55,19 @@ class Backend(ABC):
 
     @abstractmethod
     def _run(self, spec: NetworkSpec, feeds: Mapping[str, Array]) -> dict[str, Array]: ...
+
+    def synchronize(self) -> None:
+        """Wait for the device's queued work (a no-op on the CPU)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Free every session, plan, buffer and graph this backend holds (idempotent)."""
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # Array helpers: enough for the restore loop, nothing more.
     @abstractmethod

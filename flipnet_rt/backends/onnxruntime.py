@@ -21,9 +21,10 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..engine.manifest import Manifest
-from ..engine.spec import NetworkSpec
-from .base import Array, Backend
-from .tensorrt import DeviceStream, ShapeKey, TorchDeviceArrays, infer_env, shape_key, torch_dtype
+from ..engine.spec import NetworkSpec, ShapeKey, infer_env, shape_key
+from . import fixes
+from .base import Array, Backend, BackendUnavailable
+from .cuda import DeviceStream, TorchDeviceArrays, torch_dtype
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +69,16 @@ class OnnxRuntimeBackend(Backend):
             return self._sessions[network]
 
     def release(self, network: str) -> None:
-        """Drop a network's session (and its weights) until it is used again: bounds peak memory."""
+        """Drop one network's session (and its weights) until it is used again: bounds peak memory
+        when networks run one at a time (``flipnet-rt verify``). ``close`` releases everything."""
         with self._lock:
             self._sessions.pop(network, None)
+
+    def close(self) -> None:
+        """Drop every session and output buffer; a later call reopens what it needs."""
+        with self._lock:
+            self._sessions.clear()
+            self._outputs.clear()
 
     def _providers_for(self, network: str) -> list:
         return self.providers
@@ -145,18 +153,13 @@ class OnnxRuntimeCudaBackend(TorchDeviceArrays, OnnxRuntimeBackend):
 
     def __init__(self, directory: Path, manifest: Manifest, *, device: int = 0, tensorrt_provider: bool = False,
                  fp16: bool = False, cache_dir: Path | None = None, threads: int | None = None) -> None:
-        from .select import BackendUnavailable, ort_providers
+        from .registry import ort_providers
 
         self.provider = TENSORRT_PROVIDER if tensorrt_provider else CUDA_PROVIDER
         available = ort_providers()
         if self.provider not in available or CUDA_PROVIDER not in available:
-            missing = self.provider if self.provider not in available else CUDA_PROVIDER
             raise BackendUnavailable(
-                f"onnxruntime has no {missing} (it has {', '.join(available)}): "
-                f"pip uninstall onnxruntime && pip install 'flipnet-rt[gpu]'"
-                + (" with TensorRT installed" if missing == TENSORRT_PROVIDER else "")
-                + ", or use --device cpu"
-            )
+                fixes.ort_provider(self.provider if self.provider not in available else CUDA_PROVIDER, available))
         super().__init__(directory, manifest, providers=(), threads=threads)
         self.device_index = int(device)
         self.device = f"cuda:{self.device_index}"
@@ -193,6 +196,14 @@ class OnnxRuntimeCudaBackend(TorchDeviceArrays, OnnxRuntimeBackend):
                 f"or do not match onnxruntime-gpu (see ONNX Runtime's log above), or use --device cpu"
             )
         return session
+
+    def synchronize(self) -> None:
+        if self._stream is not None:
+            self._stream.synchronize()
+
+    def close(self) -> None:
+        self.synchronize()
+        super().close()
 
     def _run(self, spec: NetworkSpec, feeds: Mapping[str, Array]) -> dict[str, Array]:
         session = self.session(spec.name)

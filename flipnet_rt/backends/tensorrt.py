@@ -24,22 +24,20 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
-import numpy as np
 
 from ..engine.manifest import EngineError, Manifest
-from ..engine.spec import NetworkSpec, Profile
+from ..engine.spec import NetworkSpec, Profile, ShapeKey, infer_env, shape_key
+from . import fixes
 from .base import Array, Backend
+from .cuda import DeviceStream, TorchDeviceArrays, torch_dtype
 
 log = logging.getLogger(__name__)
 
 # TensorRT DataType member names -> the specs' numpy dtype names ("bfloat16" has no numpy type).
 TRT_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT32": "int32",
               "INT64": "int64", "BOOL": "bool", "INT8": "int8", "UINT8": "uint8"}
-
-ShapeKey = tuple[str, tuple[tuple[int, ...], ...]]  # (network, each input's shape in spec order)
-
 
 # ---------------------------------------------------------------------------------------- helpers
 def trt_check(result: Any, what: str, logger: "Any | None" = None) -> Any:
@@ -57,36 +55,6 @@ def trt_check(result: Any, what: str, logger: "Any | None" = None) -> Any:
     return result
 
 
-def infer_env(spec: NetworkSpec, shapes: Mapping[str, Sequence[int]]) -> dict[str, int]:
-    """The symbols ``{B, h, w}`` of one call, solved from its input shapes and checked against all of them.
-
-    Raises ValueError naming the input whose shape does not fit the spec.
-    """
-    env: dict[str, int] = {}
-    for t in spec.inputs:
-        shape = tuple(int(d) for d in shapes[t.name])
-        if len(shape) != len(t.shape):
-            raise ValueError(f"{spec.name}: input {t.name} has shape {shape}; the spec is "
-                             f"[{', '.join(map(str, t.shape))}]")
-        for dim, size in zip(t.shape, shape):
-            if len(dim.symbols) == 1 and size * dim.divisor % dim.factor == 0:
-                env.setdefault(dim.symbols[0], size * dim.divisor // dim.factor)
-    for t in spec.inputs:
-        shape = tuple(int(d) for d in shapes[t.name])
-        try:
-            expected = t.concrete(env)
-        except (KeyError, ValueError):
-            expected = None
-        if expected != shape:
-            raise ValueError(f"{spec.name}: input {t.name} has shape {shape}; the spec is "
-                             f"[{', '.join(map(str, t.shape))}] with {env}")
-    return env
-
-
-def shape_key(spec: NetworkSpec, feeds: Mapping[str, Array]) -> ShapeKey:
-    return spec.name, tuple(tuple(int(d) for d in feeds[n].shape) for n in spec.input_names)
-
-
 def check_profile(spec: NetworkSpec, env: Mapping[str, int], profile: Profile, directory: Path | str) -> None:
     """Refuse a call outside the plan's optimisation profile before TensorRT does, naming the fix."""
     for symbol in ("B", "h", "w"):
@@ -97,75 +65,6 @@ def check_profile(spec: NetworkSpec, env: Mapping[str, int], profile: Profile, d
             raise EngineError(f"{spec.name}: {what} {env[symbol]} is outside the plan's profile {lo}..{hi}; "
                               f"rebuild with a wider range: `flipnet-rt build {directory} --batch MIN:OPT:MAX "
                               f"--resolution MIN:OPT:MAX`")
-
-
-def torch_dtype(name: str):
-    import torch
-
-    return getattr(torch, name)  # "float32", "float16", "bfloat16", "int32", "int64", "bool"
-
-
-class TorchDeviceArrays:
-    """Array helpers over torch tensors on one CUDA device (TensorRT and ONNX Runtime CUDA backends).
-
-    Floating host arrays become float32 device tensors unless a dtype is given: the sampler's
-    arithmetic stays float32 and each network's feeds are cast to its spec's dtype when copied
-    into its buffers (as the ONNX Runtime CPU backend casts at feed time).
-    """
-
-    device: str  # "cuda:N"
-
-    def from_numpy(self, array: np.ndarray, dtype: str | None = None) -> Any:
-        import torch
-
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
-        if array.dtype.kind == "f":
-            tensor = tensor.to(torch_dtype(dtype or "float32"))
-        return tensor.to(self.device)
-
-    def to_numpy(self, array: Any) -> np.ndarray:
-        array = array.detach()
-        if array.is_floating_point() and array.dtype.itemsize < 4:  # float16/bfloat16 -> float32
-            array = array.float()
-        return array.cpu().numpy()
-
-    def concat(self, arrays: Sequence[Any], axis: int = 0) -> Any:
-        import torch
-
-        return torch.cat(list(arrays), dim=axis)
-
-
-class DeviceStream:
-    """The backend's one CUDA stream (``torch.cuda.Stream``), ordered after torch's current stream
-    on entry and before it on exit, so tensors flow between the sampler (current stream) and the
-    networks (this stream) without a host synchronisation."""
-
-    def __init__(self, device: str) -> None:
-        import torch
-
-        self._torch = torch
-        self.device = torch.device(device)
-        self.stream = torch.cuda.Stream(self.device)
-        self._context: Any = None
-
-    @property
-    def handle(self) -> int:
-        """The ``cudaStream_t`` as an int, for ``execute_async_v3`` and ONNX Runtime."""
-        return int(self.stream.cuda_stream)
-
-    def __enter__(self) -> "DeviceStream":
-        torch = self._torch
-        self.stream.wait_stream(torch.cuda.current_stream(self.device))
-        self._context = torch.cuda.stream(self.stream)
-        self._context.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._context.__exit__(*exc)
-        self._torch.cuda.current_stream(self.device).wait_stream(self.stream)
-
-    def synchronize(self) -> None:
-        self.stream.synchronize()
 
 
 # ---------------------------------------------------------------------------------------- backend
@@ -232,10 +131,7 @@ class TensorRTBackend(TorchDeviceArrays, Backend):
         try:
             import tensorrt
         except ImportError:
-            raise RuntimeError(
-                "TensorRT is not installed: pip install 'flipnet-rt[tensorrt]' (NVIDIA's index, on a machine "
-                "with an NVIDIA GPU), or use --backend onnxruntime"
-            ) from None
+            raise RuntimeError(fixes.NO_TENSORRT) from None
         return tensorrt
 
     def _gpu_identity(self) -> tuple[str, str]:
@@ -367,13 +263,15 @@ class TensorRTBackend(TorchDeviceArrays, Backend):
         log.debug("%s: captured a CUDA graph for %s", *bound.key)
         return graph
 
-    def clear(self) -> None:
-        """Free every shape's buffers and graphs (plans stay loaded)."""
+    def synchronize(self) -> None:
         if self._stream is not None:
             self._stream.synchronize()
+
+    def close(self) -> None:
+        """Free every shape's buffers and graphs, the execution contexts and the plans."""
+        self.synchronize()
         self._bound.clear()
-        for plan in self._plans.values():
-            plan.active = None
+        self._plans.clear()
 
 
 def _logger(trt: Any) -> Any:

@@ -54,7 +54,8 @@ class TorchBackend(Backend):
     """Runs :mod:`flipnet_rt.models.networks` modules on ``device`` in ``dtype``.
 
     Args:
-        model: the FlipNet (moved to ``device`` and ``dtype``, set to eval, frozen).
+        model: the FlipNet (moved to ``device`` and ``dtype``, set to eval and frozen at the first
+            call: constructing the backend touches no device).
         device: "cpu", "cuda" or "cuda:N".
         dtype: "float32", "float16" or "bfloat16" (fp16/bf16 are for GPUs).
         compile: ``torch.compile`` the UNet networks; see the module docstring for the cost.
@@ -72,22 +73,27 @@ class TorchBackend(Backend):
         if cuda_graphs and self.device.type != "cuda":
             raise ValueError(f"cuda_graphs: needs a CUDA device, not {self.device}; use --device cuda or drop it")
         self.torch_dtype = DTYPES[dtype]
-        self.model = model.to(device=self.device, dtype=self.torch_dtype).eval().requires_grad_(False)
-        kv = [KVSpec(layer.level, layer.channels) for layer in kv_layout(self.model)]
+        self.model = model
+        kv = [KVSpec(layer.level, layer.channels) for layer in kv_layout(model)]
         spec_dtype = "float16" if dtype == "bfloat16" else dtype  # specs speak numpy; bf16 has no numpy name
         super().__init__(network_specs(model.config, kv, spec_dtype))
-        self.modules = {name: cls(self.model) for name, cls in NETWORKS.items()}  # eager, as exported
         self.compile = compile
         self.cuda_graphs = cuda_graphs
-        # What _run calls: torch.compile is lazy, so nothing compiles before a network's first call.
-        self._callables: dict[str, Callable[..., Any]] = {
-            name: torch.compile(module) if compile and name in UNET_NETWORKS else module
-            for name, module in self.modules.items()
-        }
+        self._callables: dict[str, Callable[..., Any]] = {}  # filled by the first call (_open)
         self._graphs: dict[GraphKey, _Graphed] = {}
+
+    def _open(self) -> None:
+        """Move the model to the device and wrap the networks (once; again after ``close``).
+        torch.compile is lazy, so nothing compiles before a network's first call."""
+        self.model.to(device=self.device, dtype=self.torch_dtype).eval().requires_grad_(False)
+        modules = {name: cls(self.model) for name, cls in NETWORKS.items()}  # eager, as exported
+        self._callables = {name: torch.compile(module) if self.compile and name in UNET_NETWORKS else module
+                           for name, module in modules.items()}
 
     @torch.inference_mode()
     def _run(self, spec: NetworkSpec, feeds: Mapping[str, Array]) -> dict[str, Array]:
+        if not self._callables:
+            self._open()
         args = [feeds[name] for name in spec.input_names]
         if self.cuda_graphs:
             out = self._replay(spec.name, args)
@@ -122,11 +128,19 @@ class TorchBackend(Backend):
             out = function(*inputs)
         return _Graphed(inputs, out if isinstance(out, tuple) else (out,), graph)
 
-    def clear_graphs(self) -> None:
-        """Drop every captured graph and its memory pool."""
-        if self._graphs and self.device.type == "cuda":
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+    def close(self) -> None:
+        """Drop every captured graph (and its memory pool) and compiled wrapper; on a GPU the
+        weights go back to the host, so the device memory is free. The next call reopens."""
+        self.synchronize()
         self._graphs.clear()
+        self._callables = {}
+        if self.device.type == "cuda":
+            self.model.to("cpu")
+            torch.cuda.empty_cache()
 
     # ------------------------------------------------------------------ arrays
     def from_numpy(self, array: np.ndarray, dtype: str | None = None) -> torch.Tensor:

@@ -9,6 +9,7 @@ the numbers to trust on a noisy machine.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import platform
 import subprocess
@@ -110,62 +111,58 @@ def peak_host_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _gpu_hooks(restorer: Restorer) -> tuple[Callable[[], None] | None, Callable[[], float | None]]:
-    sync = getattr(restorer.backend, "synchronize", None)
-    try:
+def _gpu_hooks(restorer: Restorer) -> tuple[Callable[[], None], Callable[[], float | None]]:
+    """The backend's device barrier, and the peak GPU memory (None without a torch-visible GPU)."""
+    sync = restorer.backend.synchronize
+    if importlib.util.find_spec("torch") is not None:
         import torch
 
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-            return sync or torch.cuda.synchronize, lambda: torch.cuda.max_memory_allocated() / 2**20
-    except ImportError:
-        pass
+            return sync, lambda: torch.cuda.max_memory_allocated() / 2**20
     return sync, lambda: None
 
 
 def run_config(restorer: Restorer, images: Sequence[np.ndarray], config: BenchConfig, *, steps: int,
                warmup: int, iters: int, guidance: float | None = None) -> BenchResult:
-    restorer.cond_cache = config.cond_cache
     options = restorer.options(steps=steps, guidance=guidance, seed=0)
     batch = list(images[: config.batch])
     if len(batch) < config.batch:
         batch = (batch * config.batch)[: config.batch]
     sync, gpu_peak = _gpu_hooks(restorer)
     timer = StageTimer(sync)
+    restorer = restorer.variant(cond_cache=config.cond_cache)  # same backend, no reload
+    timed = restorer.variant(timer=timer)
     reset_peak_host()
     for _ in range(warmup):
         restorer.restore(batch, options)
     per_call: dict[str, list[float]] = {s: [] for s in STAGES}
     e2e: list[float] = []
     stage_sums: list[float] = []
-    restorer.timer = timer
-    try:
-        for _ in range(iters):
-            timer.reset()
-            (sync or (lambda: None))()
-            start = time.perf_counter()
-            restorer.restore(batch, options)
-            (sync or (lambda: None))()
-            e2e.append(time.perf_counter() - start)
-            rec = timer.records
-            unet = rec.get("unet_input" if config.cond_cache else "unet", [])
-            n_steps = max(len(unet), 1)
-            sampling = sum(rec.get("sampling", [0.0]))
-            values = {
-                "preprocessing": sum(rec.get("preprocessing", [0.0])),
-                "vae_encoder": sum(rec.get("vae_encoder", [0.0])),
-                "face_encoder": sum(rec.get("face_encoder", [0.0])),
-                "unet_cond": sum(rec.get("unet_cond", [0.0])),
-                "unet_step": float(np.median(unet)) if unet else 0.0,
-                "sampler_update": (sampling - sum(unet)) / n_steps,
-                "vae_decoder": sum(rec.get("vae_decoder", [0.0])),
-                "postprocessing": sum(rec.get("postprocessing", [0.0])),
-            }
-            for stage, value in values.items():
-                per_call[stage].append(value)
-            stage_sums.append(sum(v for k, v in values.items() if k not in ("unet_step", "sampler_update")) + sampling)
-    finally:
-        restorer.timer = None
+    for _ in range(iters):
+        timer.reset()
+        sync()
+        start = time.perf_counter()
+        timed.restore(batch, options)
+        sync()
+        e2e.append(time.perf_counter() - start)
+        rec = timer.records
+        unet = rec.get("unet_input" if config.cond_cache else "unet", [])
+        n_steps = max(len(unet), 1)
+        sampling = sum(rec.get("sampling", [0.0]))
+        values = {
+            "preprocessing": sum(rec.get("preprocessing", [0.0])),
+            "vae_encoder": sum(rec.get("vae_encoder", [0.0])),
+            "face_encoder": sum(rec.get("face_encoder", [0.0])),
+            "unet_cond": sum(rec.get("unet_cond", [0.0])),
+            "unet_step": float(np.median(unet)) if unet else 0.0,
+            "sampler_update": (sampling - sum(unet)) / n_steps,
+            "vae_decoder": sum(rec.get("vae_decoder", [0.0])),
+            "postprocessing": sum(rec.get("postprocessing", [0.0])),
+        }
+        for stage, value in values.items():
+            per_call[stage].append(value)
+        stage_sums.append(sum(v for k, v in values.items() if k not in ("unet_step", "sampler_update")) + sampling)
     p50 = float(np.percentile(e2e, 50))
     return BenchResult(
         config=config,

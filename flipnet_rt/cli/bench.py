@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from pathlib import Path
+
+from ..backends.registry import KINDS
+from ..precision import Precision
 
 
 def _csv_list(kind):
@@ -26,105 +30,99 @@ def _on_off(text: str) -> bool:
 def add_parser(sub: argparse._SubParsersAction, model_arg) -> None:
     p = sub.add_parser("bench", help="latency/throughput/memory by stage, with a naive baseline")
     model_arg(p)
-    p.add_argument("--engines", type=Path, metavar="DIR", help="engine directory (ONNX Runtime backend)")
-    p.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
-                   help="auto: onnxruntime with --engines, else torch")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
+    p.add_argument("--engines", type=Path, metavar="DIR",
+                   help="an engine directory beside a --model MODEL_DIR|random:CONFIG (the model gives FLOP "
+                        "counts and the baseline; the engines run)")
+    p.add_argument("--backend", choices=KINDS, default="auto",
+                   help="auto: the fastest backend that can run the artifacts here (as restore)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: a CUDA GPU when the backend can use one, else the CPU")
+    p.add_argument("--precision", type=Precision.parse, choices=list(Precision), default=Precision.FP32,
                    help="torch backend dtype (engines carry their own precision)")
     p.add_argument("--batch", type=_csv_list(int), default=[1], help="batch sizes, e.g. 1,4,8")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, help="default: the model's (1.5)")
     p.add_argument("--resolution", type=int, help="side of the generated input images (default: the model's)")
     p.add_argument("--cond-cache", type=_csv_list(_on_off), default=[True, False], help="on,off")
-    p.add_argument("--cuda-graph", type=_csv_list(_on_off), default=[False],
-                   help="on,off: replay one CUDA graph per shape (torch backend on cuda)")
+    p.add_argument("--cuda-graphs", "--cuda-graph", dest="cuda_graphs", type=_csv_list(_on_off), default=[False],
+                   help="on,off: replay one CUDA graph per network and shape (tensorrt, torch on CUDA)")
     p.add_argument("--compile", type=_csv_list(_on_off), default=[False],
                    help="on,off: torch.compile the networks (torch backend; minutes of compilation first)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--iters", type=int, default=3)
-    p.add_argument("--baseline", action="store_true", help="also time the naive loop and report speedups")
+    p.add_argument("--baseline", action="store_true",
+                   help="also time the naive loop (eager PyTorch; needs a model) and report speedups")
     p.add_argument("--json", type=Path, metavar="F")
     p.add_argument("--csv", type=Path, metavar="F")
     p.add_argument("--plot", type=Path, metavar="F.png")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit status 0 when the matrix ran, 2 for a usage error (model, backend, extras), 1 otherwise."""
     try:
         return _run(args)
     except ImportError as exc:
-        print(f"error: bench needs the torch extra ({exc.name} missing): pip install 'flipnet-rt[torch]'", file=sys.stderr)
-        return 1
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        print(f"error: bench needs the bench extra ({exc.name} missing): pip install 'flipnet-rt[bench]'",
+              file=sys.stderr)
+        return 2
+    except ValueError as exc:  # BackendUnavailable, EngineError, ConfigError, bad options
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, KeyError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..backends.torch import TorchBackend
     from ..bench import report
-    from ..bench.baseline import time_baseline
     from ..bench.runner import BenchConfig, environment, result_record, run_config, with_flops
+    from ..engine.artifacts import ModelArtifacts, open_artifacts
     from ..examples import degrade_example, example_face
-    from ..models import PROMPT_KINDS, load_model
     from ..restorer import Restorer
 
     if not args.model:
-        raise ValueError("no model: pass --model DIR or --model random:tiny")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA GPU is visible; use --device cpu")
-    model = load_model(args.model)
-    backend = args.backend if args.backend != "auto" else ("onnxruntime" if args.engines else "torch")
-    prompts = {k: model.prompt(k).float().numpy() for k in PROMPT_KINDS}
-    dtype = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[args.precision]
+        raise ValueError("no model: pass --model ENGINE_DIR|MODEL_DIR or --model random:tiny")
+    artifacts = open_artifacts(args.model)  # a model is loaded once, on first use, for every configuration
+    model = artifacts.load() if isinstance(artifacts, ModelArtifacts) else None
+    if args.baseline and model is None:
+        raise ValueError("--baseline runs the naive PyTorch loop: pass --model MODEL_DIR|random:CONFIG "
+                         "(and the engines with --engines DIR)")
 
     def make_restorer(compile_: bool, graph: bool) -> Restorer:
-        if backend == "onnxruntime":
-            if not args.engines:
-                raise ValueError("--backend onnxruntime needs --engines DIR (from `flipnet-rt export`)")
-            restorer = Restorer.from_engine(args.engines)
-            restorer.backend.manifest.check_model(model.config, args.engines)
-            return restorer
-        torch_backend = TorchBackend(model, device=args.device, dtype=dtype, compile=compile_, cuda_graphs=graph)
-        return Restorer(torch_backend, model.config, prompts)
+        return Restorer.load(artifacts, engine_dir=args.engines, backend=args.backend, device=args.device,
+                             precision=args.precision, cuda_graphs=graph, compile=compile_)
 
-    precision = args.precision
-    if backend == "onnxruntime" and args.engines:
-        from ..engine.manifest import Manifest
-
-        precision = Manifest.load(args.engines).precision
-    side = args.resolution or model.config.resolution
-    images = [degrade_example(example_face(side, seed=i), seed=i) for i in range(max(args.batch))]
-    guidance = args.guidance if args.guidance is not None else model.config.defaults.guidance
-    env = environment(backend, precision)
-    peak = _matmul_peak_tflops(args.device, precision)
-    env["matmul_peak_tflops"] = f"{peak:.3f}"
-
-    records = []
+    records, baseline = [], None
+    env: dict[str, str] = {}
+    images: list = []
+    guidance = args.guidance
+    peak = None
     for compile_ in args.compile:
-        for graph in args.cuda_graph:
-            if graph and args.device != "cuda":
-                print("skipped cuda-graph=on: CUDA graphs need --device cuda", file=sys.stderr)
-                continue
-            if (graph or compile_) and backend != "torch":
-                print("skipped compile/cuda-graph: they apply to the torch backend", file=sys.stderr)
-                continue
+        for graph in args.cuda_graphs:
             restorer = make_restorer(compile_, graph)
+            if not images:  # the first configuration fixes what every configuration shares
+                config = restorer.config
+                if model is not None and model.config.digest() != config.digest():
+                    raise ValueError(f"--engines {args.engines}: exported from another model than --model {args.model}")
+                side = args.resolution or config.resolution
+                images = [degrade_example(example_face(side, seed=i), seed=i) for i in range(max(args.batch))]
+                guidance = args.guidance if args.guidance is not None else config.defaults.guidance
+                device = "cuda" if str(getattr(restorer.backend, "device", "cpu")).startswith("cuda") else "cpu"
+                precision = getattr(getattr(restorer.backend, "manifest", None), "precision", str(args.precision))
+                env = environment(restorer.backend.name, precision)
+                peak = _matmul_peak_tflops(device, precision)
+                env["matmul_peak_tflops"] = f"{peak:.3f}" if peak else "n/a (no torch)"
             for batch in args.batch:
                 for cache in args.cond_cache:
-                    config = BenchConfig(batch, cache, graph, compile_)
-                    result = run_config(restorer, images, config, steps=args.steps, warmup=args.warmup,
+                    config_ = BenchConfig(batch, cache, graph, compile_)
+                    result = run_config(restorer, images, config_, steps=args.steps, warmup=args.warmup,
                                         iters=args.iters, guidance=guidance)
-                    flops = _flops_per_image(model, cache, args.steps, guidance)
-                    records.append(result_record(with_flops(result, flops, peak), env, args.model, args.steps))
-                    print(f"done {config.label}: p50 {result.e2e_ms['p50']:.1f} ms", file=sys.stderr)
-    baseline = None
+                    flops = _flops_per_image(model, cache, args.steps, guidance) if model is not None else None
+                    records.append(result_record(with_flops(result, flops, peak), env, str(args.model), args.steps))
+                    print(f"done {config_.label}: p50 {result.e2e_ms['p50']:.1f} ms", file=sys.stderr)
+            restorer.close()
     if args.baseline:
-        baseline = time_baseline(model, images[: args.batch[0]], steps=args.steps, guidance=guidance,
-                                 warmup=args.warmup, iters=args.iters, device=args.device)
-        baseline = {**baseline, "batch": args.batch[0]}
+        baseline = time_baseline_record(model, images, args, guidance, device)
         for r in records:
             if r["config"]["batch"] == args.batch[0]:
                 r["speedup_vs_baseline"] = baseline["p50"] / r["e2e_ms"]["p50"]
@@ -136,6 +134,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.plot:
         report.plot(args.plot, records, baseline)
     return 0
+
+
+def time_baseline_record(model, images: list, args: argparse.Namespace, guidance: float, device: str) -> dict:
+    from ..bench.baseline import time_baseline
+
+    baseline = time_baseline(model, images[: args.batch[0]], steps=args.steps, guidance=guidance,
+                             warmup=args.warmup, iters=args.iters, device=device)
+    return {**baseline, "batch": args.batch[0]}
 
 
 def _flops_per_image(model, cache: bool, steps: int, guidance: float) -> float:
@@ -163,11 +169,14 @@ def _flops_per_image(model, cache: bool, steps: int, guidance: float) -> float:
     return float(total)
 
 
-def _matmul_peak_tflops(device: str, precision: str) -> float:
-    """Measured matrix-multiply throughput of this device in this run (the peak FLOP rates refer to)."""
+def _matmul_peak_tflops(device: str, precision: str) -> float | None:
+    """Measured matrix-multiply throughput of this device in this run (the peak FLOP rates refer to);
+    None without torch (an engine benchmarked with the light runtime)."""
+    if importlib.util.find_spec("torch") is None:
+        return None
     import torch
 
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    dtype = getattr(torch, Precision.parse(precision).dtype)
     if device == "cpu":
         dtype = torch.float32
     n = 8192 if device == "cuda" else 1024

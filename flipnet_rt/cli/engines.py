@@ -1,6 +1,8 @@
 """``flipnet-rt export``, ``build`` and ``verify``: engine directories from a model, and their checks.
 
 These need the ``export`` extra (torch, onnx); ``build`` also needs TensorRT. Imported lazily.
+Exit status: 0 done (verify: passed), 1 verify FAILED or the work failed, 2 a usage error (no or
+wrong model, a missing extra, an unusable engine directory).
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ import sys
 import time
 from pathlib import Path
 
+from ..precision import Precision
+
 
 def add_parsers(sub: argparse._SubParsersAction, model_arg) -> None:
     export = sub.add_parser("export", help="export every network to ONNX: an engine directory")
     model_arg(export)
     export.add_argument("-o", "--output", required=True, type=Path, metavar="ENGINE_DIR")
-    export.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
+    export.add_argument("--precision", type=Precision.parse, choices=(Precision.FP32, Precision.FP16),
+                        default=Precision.FP32,
                         help="fp16 halves memory and runs on tensor cores; about 1e-3 relative error")
     export.add_argument("--resolution", type=int, help="working resolution in pixels (default: the model's)")
     export.add_argument("--max-batch", type=int, default=4, help="largest image batch of the profiles")
@@ -28,22 +33,23 @@ def add_parsers(sub: argparse._SubParsersAction, model_arg) -> None:
 
     build = sub.add_parser("build", help="build TensorRT plans for an engine directory (needs TensorRT)")
     build.add_argument("engine_dir", type=Path, metavar="ENGINE_DIR")
-    build.add_argument("--precision", choices=("fp16", "bf16", "fp32"), default="fp16")
+    build.add_argument("--precision", type=Precision.parse, choices=list(Precision), default=Precision.FP16)
     build.add_argument("--batch", metavar="MIN:OPT:MAX", help="image batch range of the profiles")
     build.add_argument("--resolution", metavar="MIN:OPT:MAX", help="image side range in pixels")
     build.add_argument("--timing-cache", type=Path, metavar="PATH", help="reuse/save TensorRT tactic timings")
     build.add_argument("--refittable", action="store_true", help="plans whose weights can be swapped (refit)")
 
-    verify = sub.add_parser("verify", help="compare every available backend with PyTorch fp32")
+    verify = sub.add_parser("verify", help="compare every engine backend that can run here (ONNX Runtime CPU/CUDA, "
+                                           "TensorRT) with PyTorch fp32; the others are listed as skipped")
     verify.add_argument("engine_dir", type=Path, metavar="ENGINE_DIR")
     model_arg(verify)
     verify.add_argument("--steps", type=int, default=4, help="sampling steps of the end-to-end check")
     verify.add_argument("--seed", type=int, default=0)
 
 
-def _error(message: str) -> int:
+def _error(message: str, status: int = 1) -> int:
     print(f"error: {message}", file=sys.stderr)
-    return 1
+    return status
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,8 +60,12 @@ def run(args: argparse.Namespace) -> int:
             return _build(args)
         return _verify(args)
     except ImportError as exc:
-        return _error(f"{args.command} needs the export extra ({exc.name} missing): pip install 'flipnet-rt[export]'")
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        extra = "tensorrt" if args.command == "build" else "export"
+        return _error(f"{args.command} needs the {extra} extra ({exc.name} missing): "
+                      f"pip install 'flipnet-rt[{extra}]'", 2)
+    except ValueError as exc:  # EngineError, ConfigError, BackendUnavailable, bad options: usage
+        return _error(str(exc), 2)
+    except (OSError, KeyError, RuntimeError) as exc:
         return _error(str(exc))
 
 
@@ -64,16 +74,16 @@ def _export(args: argparse.Namespace) -> int:
     from flipnet_rt.models import load_model
 
     if not args.model:
-        return _error("no model: pass --model DIR or --model random:<config>")
+        return _error("no model: pass --model DIR or --model random:<config>", 2)
     start = time.perf_counter()
     networks = {}
     if args.networks:
         networks["networks"] = [n.strip() for n in args.networks.split(",") if n.strip()]
-    manifest = export_engine(load_model(args.model), args.output, precision=args.precision,
+    manifest = export_engine(load_model(args.model), args.output, precision=args.precision.value,
                              resolution=args.resolution, max_batch=args.max_batch,
                              fp16_storage=args.store_fp16, **networks)
     size = sum(f["bytes"] for f in manifest.files.values())
-    print(f"exported {len(manifest.networks)} networks ({args.precision}, {size / 2**20:.1f} MiB) to "
+    print(f"exported {len(manifest.networks)} networks ({args.precision.value}, {size / 2**20:.1f} MiB) to "
           f"{args.output} in {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -83,7 +93,7 @@ def _build(args: argparse.Namespace) -> int:
 
     batch = parse_range(args.batch, "batch") if args.batch else None
     resolution = parse_range(args.resolution, "resolution") if args.resolution else None
-    manifest = build(args.engine_dir, precision=args.precision, batch=batch, resolution=resolution,
+    manifest = build(args.engine_dir, precision=args.precision.value, batch=batch, resolution=resolution,
                      timing_cache=args.timing_cache, refittable=args.refittable)
     print(f"built {len(manifest.tensorrt.plans)} TensorRT plans for {manifest.tensorrt.gpu}")
     return 0
@@ -94,7 +104,7 @@ def _verify(args: argparse.Namespace) -> int:
     from flipnet_rt.examples import degrade_example, example_face
 
     if not args.model:
-        return _error("no model: pass --model DIR or --model random:<config> (the one the engine came from)")
+        return _error("no model: pass --model DIR or --model random:<config> (the one the engine came from)", 2)
     images = [degrade_example(example_face(256, seed=s), seed=s) for s in range(2)]
     report = verify(args.engine_dir, args.model, images=images, steps=args.steps, seed=args.seed)
     for line in report.lines():

@@ -48,7 +48,7 @@ def _crop(text: str | None) -> tuple[int, int, int, int] | None:
 def run(args: argparse.Namespace) -> int:
     try:
         from .. import evaluation
-        from .jobs import UsageError, _load_restorer
+        from .jobs import UsageError, load_restorer
 
         crop = _crop(args.crop)
         if not args.hq.is_dir():
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --hq {args.hq}: no images found", file=sys.stderr)
         return 1
     try:
-        restorer, options = _load_restorer(args)
+        restorer, options = load_restorer(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

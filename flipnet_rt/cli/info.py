@@ -47,7 +47,33 @@ def environment() -> dict[str, str]:
     return env
 
 
+def engine_summary(spec: str) -> dict[str, str]:
+    """An engine directory, read without torch: its model config, precision, networks and files."""
+    from ..engine.artifacts import open_engine
+
+    engine = open_engine(spec)
+    c, m = engine.config, engine.manifest
+    size = sum(int(f["bytes"]) for f in m.files.values())
+    plans = f"{len(m.tensorrt.plans)} for {m.tensorrt.gpu} (TensorRT {m.tensorrt.version})" if m.tensorrt else "none"
+    return {
+        "model": spec,
+        "engine": f"exported from {m.model_name} ({m.config_sha256[:16]}), {m.precision}, opset {m.opset}",
+        "config": c.name,
+        "resolution": f"{c.resolution}x{c.resolution} (latent {c.latent_channels}x{c.latent_size}x{c.latent_size})",
+        "networks": ", ".join(m.networks),
+        "files": f"{len(m.files)} ({size / 2**20:.1f} MiB)",
+        "tensorrt plans": plans,
+        "context": f"{c.text_tokens} text + {c.face.tokens} id tokens of width {c.text_width}",
+        "prediction": c.schedule.prediction_type,
+        "defaults": ", ".join(f"{k}={v}" for k, v in vars(c.defaults).items()),
+    }
+
+
 def model_summary(spec: str) -> dict[str, str]:
+    from ..engine.artifacts import is_engine_dir
+
+    if is_engine_dir(spec):
+        return engine_summary(spec)
     from ..models import load_model
 
     model = load_model(spec)
@@ -79,7 +105,7 @@ def run(spec: str | None) -> int:
             rows.update(model_summary(spec))
         except (OSError, ValueError, KeyError, ImportError) as exc:
             print(f"error: --model {spec}: {exc}", file=sys.stderr)
-            return 1
+            return 2
     width = max(len(k) for k in rows)
     for key, value in rows.items():
         print(f"{key:<{width}}  {value}")

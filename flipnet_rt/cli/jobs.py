@@ -23,7 +23,7 @@ class UsageError(RuntimeError):
     """A problem with the command as a whole (model, device): reported once, exit status 2."""
 
 
-def _load_restorer(args: argparse.Namespace):
+def load_restorer(args: argparse.Namespace):
     """The Restorer for --model on --backend (auto: the fastest that can run here)."""
     from ..restorer import Restorer
 
@@ -53,7 +53,7 @@ def run_jobs(args: argparse.Namespace, *, variants: int = 1) -> int:
         print("error: no input images to process", file=sys.stderr)
         return 1
     try:
-        restorer, options = _load_restorer(args)
+        restorer, options = load_restorer(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -149,6 +149,40 @@ class NetworkSpec:
                    tuple(TensorSpec.from_dict(t) for t in data["outputs"]))
 
 
+ShapeKey = tuple[str, tuple[tuple[int, ...], ...]]  # (network, each input's shape in spec order)
+
+
+def infer_env(spec: NetworkSpec, shapes: Mapping[str, Sequence[int]]) -> dict[str, int]:
+    """The symbols ``{B, h, w}`` of one call, solved from its input shapes and checked against all of them.
+
+    Raises ValueError naming the input whose shape does not fit the spec.
+    """
+    env: dict[str, int] = {}
+    for t in spec.inputs:
+        shape = tuple(int(d) for d in shapes[t.name])
+        if len(shape) != len(t.shape):
+            raise ValueError(f"{spec.name}: input {t.name} has shape {shape}; the spec is "
+                             f"[{', '.join(map(str, t.shape))}]")
+        for dim, size in zip(t.shape, shape):
+            if len(dim.symbols) == 1 and size * dim.divisor % dim.factor == 0:
+                env.setdefault(dim.symbols[0], size * dim.divisor // dim.factor)
+    for t in spec.inputs:
+        shape = tuple(int(d) for d in shapes[t.name])
+        try:
+            expected = t.concrete(env)
+        except (KeyError, ValueError):
+            expected = None
+        if expected != shape:
+            raise ValueError(f"{spec.name}: input {t.name} has shape {shape}; the spec is "
+                             f"[{', '.join(map(str, t.shape))}] with {env}")
+    return env
+
+
+def shape_key(spec: NetworkSpec, feeds: Mapping[str, Any]) -> ShapeKey:
+    """``(network, input shapes)``: the key of per-shape buffers, bindings and CUDA graphs."""
+    return spec.name, tuple(tuple(int(d) for d in feeds[n].shape) for n in spec.input_names)
+
+
 @dataclass(frozen=True)
 class KVSpec:
     """One BoostHub layer's K/V geometry: ``[B, h*w / 4**level, channels]``."""

@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 import torch
 
-from flipnet_rt.backends.tensorrt import (TensorRTBackend, TorchDeviceArrays, check_profile, infer_env, shape_key,
-                                          trt_check)
+from flipnet_rt.backends.cuda import TorchDeviceArrays
+from flipnet_rt.backends.tensorrt import TensorRTBackend, check_profile, trt_check
 from flipnet_rt.engine.manifest import EngineError, Manifest, NetworkEntry, TensorRTInfo
-from flipnet_rt.engine.spec import KVSpec, Profile, network_specs
+from flipnet_rt.engine.spec import KVSpec, Profile, infer_env, network_specs, shape_key
 from flipnet_rt.presets import tiny
 
 NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; none is visible")
@@ -304,23 +304,24 @@ def test_tensorrt_backend_checks_profiles_plans_and_return_codes(tmp_path, monke
 
 # ------------------------------------------------------------------ ONNX Runtime CUDA
 def test_onnxruntime_cuda_refuses_without_the_cuda_provider(tmp_path, monkeypatch):
-    from flipnet_rt.backends import select
+    from flipnet_rt.backends import registry
+    from flipnet_rt.backends.base import BackendUnavailable
     from flipnet_rt.backends.onnxruntime import OnnxRuntimeCudaBackend
 
-    monkeypatch.setattr(select, "ort_providers", lambda: ["AzureExecutionProvider", "CPUExecutionProvider"])
-    with pytest.raises(select.BackendUnavailable,
+    monkeypatch.setattr(registry, "ort_providers", lambda: ["AzureExecutionProvider", "CPUExecutionProvider"])
+    with pytest.raises(BackendUnavailable,
                        match=r"no CUDAExecutionProvider .*pip install 'flipnet-rt\[gpu\]', or use --device cpu"):
         OnnxRuntimeCudaBackend(tmp_path, tiny_manifest())
-    monkeypatch.setattr(select, "ort_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
-    with pytest.raises(select.BackendUnavailable, match="no TensorrtExecutionProvider"):
+    monkeypatch.setattr(registry, "ort_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    with pytest.raises(BackendUnavailable, match="no TensorrtExecutionProvider"):
         OnnxRuntimeCudaBackend(tmp_path, tiny_manifest(), tensorrt_provider=True)
 
 
 def test_onnxruntime_cuda_provider_options(tmp_path, monkeypatch):
-    from flipnet_rt.backends import select
+    from flipnet_rt.backends import registry
     from flipnet_rt.backends.onnxruntime import OnnxRuntimeCudaBackend, trt_profile_options
 
-    monkeypatch.setattr(select, "ort_providers", lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider"])
+    monkeypatch.setattr(registry, "ort_providers", lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider"])
     cuda = OnnxRuntimeCudaBackend(tmp_path, tiny_manifest(), device=1)  # touches no GPU
     assert cuda.provider_options("unet_cond", 99) == [
         ("CUDAExecutionProvider", {"device_id": "1", "user_compute_stream": "99"})]
@@ -341,10 +342,10 @@ def test_torch_compile_wraps_only_the_unet_networks(tiny_model):
     from flipnet_rt.backends.torch import TorchBackend
 
     backend = TorchBackend(tiny_model, compile=True)  # lazy: nothing compiles until a call
-    compiled = {n for n, f in backend._callables.items() if f is not backend.modules[n]}
-    assert compiled == {"unet", "unet_cond", "unet_input"}
     out = backend.run("vae_decoder", {"latent": torch.zeros(1, 4, 8, 8)})["image"]  # eager, unchanged
     assert out.shape == (1, 3, 64, 64)
+    compiled = {n for n, f in backend._callables.items() if isinstance(f, torch._dynamo.eval_frame.OptimizedModule)}
+    assert compiled == {"unet", "unet_cond", "unet_input"}
 
 
 def test_torch_cuda_graphs_need_a_cuda_device(tiny_model):
@@ -436,7 +437,7 @@ def test_torch_cuda_graphs_match_eager_on_gpu(tiny_model):
 @NEEDS_CUDA
 def test_onnxruntime_cuda_matches_cpu(tiny_engine):
     from flipnet_rt.backends.onnxruntime import OnnxRuntimeBackend, OnnxRuntimeCudaBackend
-    from flipnet_rt.backends.select import ort_providers
+    from flipnet_rt.backends.registry import ort_providers
 
     if "CUDAExecutionProvider" not in ort_providers():
         pytest.skip("needs onnxruntime-gpu's CUDAExecutionProvider; this onnxruntime has " + ", ".join(ort_providers()))

@@ -1,8 +1,8 @@
 """Backend selection: auto's order over what is installed and what the artifacts allow, one-line errors.
 
-What is "installed" and "visible" is monkeypatched (``select.tensorrt_installed``, ``cuda_visible``,
-``ort_providers``, ``torch_installed``); decisions are checked with construction stubbed out, and
-the backends that can be built on a CPU are then built for real.
+What is "installed" and "visible" is monkeypatched (``registry.tensorrt_installed``, ``cuda_visible``,
+``ort_providers``, ``torch_installed``); decisions are checked with each registry entry's ``open``
+stubbed out, and the backends that can be built on a CPU are then built for real.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flipnet_rt.backends import select
-from flipnet_rt.backends.select import BackendUnavailable, available_backends, select_backend, split_model_arg
+from flipnet_rt.backends import registry
+from flipnet_rt.backends.select import BackendUnavailable, available_backends, select_backend
+from flipnet_rt.engine.artifacts import EngineArtifacts, ModelArtifacts, open_artifacts
 from flipnet_rt.engine.manifest import EngineError, Manifest, NetworkEntry, TensorRTInfo, save_prompts
 from flipnet_rt.engine.spec import KVSpec, Profile, network_specs
 from flipnet_rt.presets import tiny
@@ -52,10 +53,10 @@ def machine(monkeypatch):
     """Sets what this 'machine' has: machine(trt=..., gpu=..., providers=..., torch=...)."""
 
     def configure(*, trt: bool = False, gpu: bool = False, providers=CPU_ORT, torch: bool = True) -> None:
-        monkeypatch.setattr(select, "tensorrt_installed", lambda: trt)
-        monkeypatch.setattr(select, "cuda_visible", lambda: gpu and torch)
-        monkeypatch.setattr(select, "ort_providers", lambda: list(providers))
-        monkeypatch.setattr(select, "torch_installed", lambda: torch)
+        monkeypatch.setattr(registry, "tensorrt_installed", lambda: trt)
+        monkeypatch.setattr(registry, "cuda_visible", lambda: gpu and torch)
+        monkeypatch.setattr(registry, "ort_providers", lambda: list(providers))
+        monkeypatch.setattr(registry, "torch_installed", lambda: torch)
 
     configure()
     return configure
@@ -63,8 +64,9 @@ def machine(monkeypatch):
 
 @pytest.fixture
 def chosen(monkeypatch):
-    """Stub out construction: select_backend returns the candidate it would build."""
-    monkeypatch.setattr(select, "_construct", lambda candidate, engine, model, options: candidate)
+    """Stub out opening: select_backend returns the name of the candidate it would open."""
+    for entry in registry.REGISTRY:
+        monkeypatch.setattr(entry, "open", lambda artifacts, options, name=entry.name: name)
 
 
 @pytest.fixture
@@ -81,17 +83,17 @@ def plans_dir(tmp_path):
 @pytest.mark.usefixtures("chosen")
 def test_auto_order_follows_what_is_installed_and_what_the_artifacts_allow(machine, engine_dir, plans_dir):
     machine(trt=True, gpu=True, providers=GPU_ORT)
-    assert select_backend("auto", engine_dir=plans_dir) == "tensorrt"
+    assert select_backend("auto", model=plans_dir) == "tensorrt"
     assert select_backend("auto", engine_dir=engine_dir) == "onnxruntime-cuda"  # no plans
     assert select_backend("auto", model="random:tiny") == "torch-cuda"
     assert select_backend("auto", engine_dir=plans_dir, device="cpu") == "onnxruntime-cpu"
     assert select_backend("auto", model="random:tiny", device="cpu") == "torch-cpu"
     machine(trt=False, gpu=True, providers=GPU_ORT)
-    assert select_backend("auto", engine_dir=plans_dir) == "onnxruntime-cuda"
+    assert select_backend("auto", model=plans_dir) == "onnxruntime-cuda"
     machine(trt=True, gpu=True, providers=CPU_ORT)
     assert select_backend("auto", engine_dir=engine_dir) == "onnxruntime-cpu"  # CPU-only onnxruntime
     machine(trt=True, gpu=False, providers=GPU_ORT)
-    assert select_backend("auto", engine_dir=plans_dir) == "onnxruntime-cpu"
+    assert select_backend("auto", model=plans_dir) == "onnxruntime-cpu"
     assert select_backend("auto", model="random:tiny") == "torch-cpu"
     # both artifacts: TensorRT > ORT CUDA > torch CUDA > ORT CPU
     machine(gpu=True, providers=CPU_ORT)
@@ -119,7 +121,7 @@ def test_auto_falls_back_when_plans_were_built_elsewhere(machine, plans_dir, mon
 
     monkeypatch.setattr(TensorRTBackend, "check_compatible", mismatch)
     machine(trt=True, gpu=True, providers=CPU_ORT)
-    chosen = select_backend("auto", engine_dir=plans_dir)
+    chosen = select_backend("auto", model=plans_dir)
     assert chosen.candidate == "onnxruntime-cpu"
     with pytest.raises(EngineError, match="built for GPU A100"):
         select_backend("tensorrt", engine_dir=plans_dir)
@@ -177,10 +179,12 @@ def test_available_backends(machine):
     assert available_backends() == ["onnxruntime-cpu"]
 
 
-def test_split_model_arg(engine_dir, tmp_path):
-    assert split_model_arg(engine_dir) == {"engine_dir": engine_dir}
-    assert split_model_arg("random:tiny") == {"model": "random:tiny"}
-    assert split_model_arg(tmp_path / "model") == {"model": str(tmp_path / "model")}
+def test_open_artifacts(engine_dir, tmp_path):
+    engine = open_artifacts(engine_dir)
+    assert isinstance(engine, EngineArtifacts) and engine.directory == engine_dir and engine.config == tiny()
+    assert open_artifacts(engine) is engine
+    assert isinstance(open_artifacts("random:tiny"), ModelArtifacts)  # not loaded: costs nothing yet
+    assert open_artifacts(tmp_path / "model").source == tmp_path / "model"
 
 
 # ------------------------------------------------------------------ built for real
@@ -212,7 +216,7 @@ def test_engine_directories_from_another_model_are_refused(engine_dir):
 
 
 def test_choosing_an_engine_directory_on_a_cpu_imports_no_torch(engine_dir):
-    if "CUDAExecutionProvider" in select.ort_providers():
+    if "CUDAExecutionProvider" in registry.ort_providers():
         pytest.skip("onnxruntime-gpu is installed: choosing asks torch whether a GPU is visible")
     code = (
         "import sys\nfrom flipnet_rt.backends.select import select_backend\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from flipnet_rt.cli.main import main
 from flipnet_rt.engine.manifest import EngineError, Manifest, TensorRTInfo
@@ -84,8 +86,7 @@ def test_restore_from_the_engine_matches_torch_and_the_joint_path(tiny_engine, t
     engine = Restorer.load(tiny_engine)
     options = engine.options(steps=3)
     cached = engine.generate_latents(images, options)
-    engine.cond_cache = False
-    joint = engine.generate_latents(images, options)
+    joint = engine.variant(cond_cache=False).generate_latents(images, options)
     reference = tiny_restorer.generate_latents(images, options)
     rel_cache = np.linalg.norm(cached - joint) / np.linalg.norm(joint)
     rel_torch = np.linalg.norm(cached - reference) / np.linalg.norm(reference)
@@ -134,14 +135,36 @@ def test_manifest_round_trip_and_refusals(tiny_engine, tmp_path, tiny_config):
             built.check_tensorrt(tiny_engine, **args)
 
 
-def test_a_truncated_file_is_refused(tiny_engine, tmp_path):
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: p.unlink(), r"vae_decoder.onnx: missing; re-export"),
+    (lambda p: p.rename(p.with_name("vae_decoder.old.onnx")), r"vae_decoder.onnx: missing; re-export"),
+    (_truncate, r"vae_decoder.onnx: \d+ bytes, the manifest says \d+; .*re-export"),
+], ids=["deleted", "renamed", "truncated"])
+def test_a_damaged_engine_file_is_refused_at_load(tiny_engine, tmp_path, capsys, damage, message):
+    """Both load paths and the command line refuse the directory before running anything, naming the
+    file and the fix (issue 19: without the check, ONNX Runtime fails later, mid-batch, or not at all)."""
+    from flipnet_rt.restorer import Restorer
+
     copy = tmp_path / "e"
     shutil.copytree(tiny_engine, copy)
-    data = (copy / "vae_decoder.onnx").read_bytes()
-    (copy / "vae_decoder.onnx").write_bytes(data[: len(data) // 2])
-    with pytest.raises(EngineError, match="vae_decoder.onnx: .* bytes, the manifest says"):
+    damage(copy / "vae_decoder.onnx")
+    with pytest.raises(EngineError, match=message):
         Manifest.load(copy).check_files(copy)
-    assert main(["restore", "x.png", "-o", str(tmp_path / "o"), "--model", str(copy)]) != 0
+    with pytest.raises(EngineError, match=message):
+        Restorer.load(copy)
+    with pytest.raises(EngineError, match=message):
+        Restorer.load(copy, backend="onnxruntime", device="cpu")
+    Image.fromarray(face_like(64)).save(tmp_path / "x.png")  # a real input: only the engine is wrong
+    capsys.readouterr()
+    assert main(["restore", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--model", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "error: --model" in err, err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
 def test_verify_refuses_another_model(tiny_engine, tmp_path, capsys):
@@ -262,11 +285,11 @@ def test_fp16_storage_is_lossless_and_halves_the_files(tmp_path, capsys):
     assert sorted(manifest.networks) == sorted(networks.split(",")) and manifest.extra["fp16_storage"] is True
 
     face = [face_like(64, seed) for seed in range(2)]
-    out = [Restorer.from_engine(tmp_path / name).restore(face) for name in ("plain", "stored")]
+    out = [Restorer.load(tmp_path / name).restore(face) for name in ("plain", "stored")]
     for a, b in zip(*out):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="no unet network.*drop --no-cond-cache"):
-        Restorer.from_engine(tmp_path / "stored", cond_cache=False)
+        Restorer.load(tmp_path / "stored", cond_cache=False)
 
 
 def test_store_fp16_keeps_what_fp16_cannot_hold(tmp_path):

@@ -1,0 +1,213 @@
+"""Every backend, declared once: its name, device, the artifact it runs, why it cannot run here, how to open it.
+
+========================  ====================================================================
+candidate                 needs
+========================  ====================================================================
+``tensorrt``              an engine directory with plans (``flipnet-rt build``), TensorRT, a GPU
+``onnxruntime-cuda``      an engine directory, onnxruntime-gpu's CUDA provider, torch with a GPU
+``torch-cuda``            a model directory or ``random:CONFIG``, torch with a GPU
+``onnxruntime-cpu``       an engine directory
+``torch-cpu``             a model directory or ``random:CONFIG``, torch
+========================  ====================================================================
+
+:data:`REGISTRY` lists them in ``auto``'s order (fastest first). ``probe`` imports nothing heavy
+that its answer does not need (an engine directory on a CPU-only ONNX Runtime is judged without
+importing torch: the light runtime, DESIGN §5); ``open`` imports the backend's module and
+constructs it, touching no GPU. The module-level ``*_installed``/``cuda_visible``/``ort_providers``
+functions are what "installed" and "visible" mean; tests monkeypatch them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from ..engine.artifacts import Artifacts, EngineArtifacts, ModelArtifacts
+from ..precision import Precision
+from . import fixes
+from .base import Backend
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------- probes
+def tensorrt_installed() -> bool:
+    return importlib.util.find_spec("tensorrt") is not None
+
+
+def torch_installed() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def cuda_visible() -> bool:
+    """A CUDA GPU visible to torch (imports torch; only asked when a GPU candidate needs it)."""
+    if not torch_installed():
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def ort_providers() -> list[str]:
+    if importlib.util.find_spec("onnxruntime") is None:
+        return []
+    import onnxruntime
+
+    return list(onnxruntime.get_available_providers())
+
+
+# ---------------------------------------------------------------------------------------- options
+@dataclass(frozen=True)
+class BackendOptions:
+    """What a backend is opened with; each backend reads the fields that apply to it.
+
+    Attributes:
+        device_index: the CUDA device (GPU backends).
+        precision: the torch backend's dtype (engines run at the precision they were exported/built in).
+        cuda_graphs: one CUDA graph per network and shape (tensorrt, torch on CUDA).
+        compile: ``torch.compile`` the UNet networks (torch; minutes per shape).
+        tensorrt_provider: ONNX Runtime on CUDA puts its TensorRT provider first.
+        threads: ONNX Runtime CPU intra-op threads (None: ONNX Runtime's default).
+        low_memory: ONNX Runtime CPU without pre-packed weight copies or a memory arena.
+    """
+
+    device_index: int = 0
+    precision: Precision = Precision.FP32
+    cuda_graphs: bool = False
+    compile: bool = False
+    tensorrt_provider: bool = False
+    threads: int | None = None
+    low_memory: bool = False
+
+
+@dataclass(frozen=True)
+class Opened:
+    """An opened backend and what a Restorer needs beside it."""
+
+    backend: Backend
+    config: object  # FlipnetConfig
+    prompts: dict  # the fixed prompts' embeddings, [77, D] float32 each
+    candidate: str
+
+
+# ---------------------------------------------------------------------------------------- types
+class BackendType(ABC):
+    """One registry entry: a backend class's declaration, without importing it."""
+
+    name: str  # the candidate name: "onnxruntime-cpu"
+    kind: str  # what --backend calls it: "onnxruntime"
+    device: str  # "cpu" | "cuda"
+    artifact: type  # EngineArtifacts or ModelArtifacts
+
+    def applies(self, artifacts: Artifacts) -> bool:
+        return isinstance(artifacts, self.artifact)
+
+    def probe(self, artifacts: Artifacts, options: BackendOptions) -> str | None:
+        """None when this backend can run ``artifacts`` here, else one line naming the fix."""
+        reason = self._probe(artifacts, options)
+        if reason is None and self.device == "cuda" and not cuda_visible():
+            return f"{self.name}: {fixes.NO_GPU}"
+        if reason is None and options.cuda_graphs and self.device != "cuda":
+            return fixes.NO_CUDA_GRAPHS
+        return reason
+
+    @abstractmethod
+    def _probe(self, artifacts: Artifacts, options: BackendOptions) -> str | None: ...
+
+    @abstractmethod
+    def open(self, artifacts: Artifacts, options: BackendOptions) -> Opened:
+        """Construct the backend (no GPU touched; a plan's GPU/TensorRT match is checked here)."""
+
+
+def _needs_torch(backend: BackendType) -> str | None:
+    if torch_installed():
+        return None
+    what = "the torch backend needs" if backend.kind == "torch" else f"{backend.name} keeps GPU tensors in"
+    return fixes.no_torch(what, backend.device == "cuda")
+
+
+class TensorRTType(BackendType):
+    name, kind, device, artifact = "tensorrt", "tensorrt", "cuda", EngineArtifacts
+
+    def _probe(self, artifacts: EngineArtifacts, options: BackendOptions) -> str | None:
+        missing = artifacts.missing_plans()
+        if missing:
+            what = "no TensorRT plans" if len(missing) == len(artifacts.manifest.networks) else \
+                f"no TensorRT plan for {', '.join(missing)}"
+            return fixes.build_plans(artifacts.directory, what)
+        if not tensorrt_installed():
+            return fixes.NO_TENSORRT
+        return _needs_torch(self)
+
+    def open(self, artifacts: EngineArtifacts, options: BackendOptions) -> Opened:
+        from .tensorrt import TensorRTBackend
+
+        backend = TensorRTBackend(artifacts.directory, artifacts.manifest, cuda_graph=options.cuda_graphs,
+                                  device=options.device_index)
+        backend.check_compatible()  # raises EngineError naming the rebuild
+        return Opened(backend, artifacts.config, artifacts.prompts, self.name)
+
+
+class OnnxRuntimeCudaType(BackendType):
+    name, kind, device, artifact = "onnxruntime-cuda", "onnxruntime", "cuda", EngineArtifacts
+
+    def _probe(self, artifacts: EngineArtifacts, options: BackendOptions) -> str | None:
+        providers = ort_providers()
+        wanted = "TensorrtExecutionProvider" if options.tensorrt_provider else "CUDAExecutionProvider"
+        if wanted not in providers:
+            return fixes.ort_provider(wanted, providers)
+        return _needs_torch(self)
+
+    def open(self, artifacts: EngineArtifacts, options: BackendOptions) -> Opened:
+        from .onnxruntime import OnnxRuntimeCudaBackend
+
+        if options.cuda_graphs:
+            log.warning("--cuda-graphs: ONNX Runtime runs without CUDA graphs here")
+        backend = OnnxRuntimeCudaBackend(artifacts.directory, artifacts.manifest, device=options.device_index,
+                                         tensorrt_provider=options.tensorrt_provider)
+        return Opened(backend, artifacts.config, artifacts.prompts, self.name)
+
+
+class OnnxRuntimeCpuType(BackendType):
+    name, kind, device, artifact = "onnxruntime-cpu", "onnxruntime", "cpu", EngineArtifacts
+
+    def _probe(self, artifacts: EngineArtifacts, options: BackendOptions) -> str | None:
+        return None if "CPUExecutionProvider" in ort_providers() else fixes.NO_ONNXRUNTIME
+
+    def open(self, artifacts: EngineArtifacts, options: BackendOptions) -> Opened:
+        from .onnxruntime import OnnxRuntimeBackend
+
+        backend = OnnxRuntimeBackend(artifacts.directory, artifacts.manifest, threads=options.threads,
+                                     low_memory=options.low_memory)
+        return Opened(backend, artifacts.config, artifacts.prompts, self.name)
+
+
+class TorchType(BackendType):
+    kind, artifact = "torch", ModelArtifacts
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.name = f"torch-{device}"
+
+    def _probe(self, artifacts: ModelArtifacts, options: BackendOptions) -> str | None:
+        return _needs_torch(self)
+
+    def open(self, artifacts: ModelArtifacts, options: BackendOptions) -> Opened:
+        from ..models import PROMPT_KINDS
+        from .torch import TorchBackend
+
+        model = artifacts.load()
+        prompts = {k: model.prompt(k).float().cpu().numpy() for k in PROMPT_KINDS}
+        device = f"cuda:{options.device_index}" if self.device == "cuda" else "cpu"
+        backend = TorchBackend(model, device=device, dtype=options.precision.dtype, compile=options.compile,
+                               cuda_graphs=options.cuda_graphs)
+        return Opened(backend, model.config, prompts, self.name)
+
+
+#: Every backend, in ``auto``'s order: the first that can run is chosen.
+REGISTRY: tuple[BackendType, ...] = (
+    TensorRTType(), OnnxRuntimeCudaType(), TorchType("cuda"), OnnxRuntimeCpuType(), TorchType("cpu"),
+)
+KINDS = ("auto", *dict.fromkeys(t.kind for t in REGISTRY))
