@@ -22,7 +22,7 @@ import numpy as np
 
 from ..engine.manifest import Manifest
 from ..engine.spec import NetworkSpec, ShapeKey, infer_env, shape_key
-from . import fixes
+from . import fixes, probes
 from .base import Array, Backend, BackendUnavailable
 from .cuda import DeviceStream, TorchDeviceArrays, torch_dtype
 
@@ -153,10 +153,8 @@ class OnnxRuntimeCudaBackend(TorchDeviceArrays, OnnxRuntimeBackend):
 
     def __init__(self, directory: Path, manifest: Manifest, *, device: int = 0, tensorrt_provider: bool = False,
                  fp16: bool = False, cache_dir: Path | None = None, threads: int | None = None) -> None:
-        from .registry import ort_providers
-
         self.provider = TENSORRT_PROVIDER if tensorrt_provider else CUDA_PROVIDER
-        available = ort_providers()
+        available = probes.ort_providers()
         if self.provider not in available or CUDA_PROVIDER not in available:
             raise BackendUnavailable(
                 fixes.ort_provider(self.provider if self.provider not in available else CUDA_PROVIDER, available))

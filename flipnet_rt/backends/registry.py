@@ -13,49 +13,21 @@ candidate                 needs
 :data:`REGISTRY` lists them in ``auto``'s order (fastest first). ``probe`` imports nothing heavy
 that its answer does not need (an engine directory on a CPU-only ONNX Runtime is judged without
 importing torch: the light runtime, DESIGN §5); ``open`` imports the backend's module and
-constructs it, touching no GPU. The module-level ``*_installed``/``cuda_visible``/``ort_providers``
-functions are what "installed" and "visible" mean; tests monkeypatch them.
+constructs it, touching no GPU. What "installed" and "visible" mean is :mod:`.probes`'s.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from ..engine.artifacts import Artifacts, EngineArtifacts, ModelArtifacts
 from ..precision import Precision
-from . import fixes
+from . import fixes, probes
 from .base import Backend
 
 log = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------------------------------- probes
-def tensorrt_installed() -> bool:
-    return importlib.util.find_spec("tensorrt") is not None
-
-
-def torch_installed() -> bool:
-    return importlib.util.find_spec("torch") is not None
-
-
-def cuda_visible() -> bool:
-    """A CUDA GPU visible to torch (imports torch; only asked when a GPU candidate needs it)."""
-    if not torch_installed():
-        return False
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def ort_providers() -> list[str]:
-    if importlib.util.find_spec("onnxruntime") is None:
-        return []
-    import onnxruntime
-
-    return list(onnxruntime.get_available_providers())
 
 
 # ---------------------------------------------------------------------------------------- options
@@ -107,7 +79,7 @@ class BackendType(ABC):
     def probe(self, artifacts: Artifacts, options: BackendOptions) -> str | None:
         """None when this backend can run ``artifacts`` here, else one line naming the fix."""
         reason = self._probe(artifacts, options)
-        if reason is None and self.device == "cuda" and not cuda_visible():
+        if reason is None and self.device == "cuda" and not probes.cuda_visible():
             return f"{self.name}: {fixes.NO_GPU}"
         if reason is None and options.cuda_graphs and self.device != "cuda":
             return fixes.NO_CUDA_GRAPHS
@@ -122,7 +94,7 @@ class BackendType(ABC):
 
 
 def _needs_torch(backend: BackendType) -> str | None:
-    if torch_installed():
+    if probes.torch_installed():
         return None
     what = "the torch backend needs" if backend.kind == "torch" else f"{backend.name} keeps GPU tensors in"
     return fixes.no_torch(what, backend.device == "cuda")
@@ -137,7 +109,7 @@ class TensorRTType(BackendType):
             what = "no TensorRT plans" if len(missing) == len(artifacts.manifest.networks) else \
                 f"no TensorRT plan for {', '.join(missing)}"
             return fixes.build_plans(artifacts.directory, what)
-        if not tensorrt_installed():
+        if not probes.tensorrt_installed():
             return fixes.NO_TENSORRT
         return _needs_torch(self)
 
@@ -154,7 +126,7 @@ class OnnxRuntimeCudaType(BackendType):
     name, kind, device, artifact = "onnxruntime-cuda", "onnxruntime", "cuda", EngineArtifacts
 
     def _probe(self, artifacts: EngineArtifacts, options: BackendOptions) -> str | None:
-        providers = ort_providers()
+        providers = probes.ort_providers()
         wanted = "TensorrtExecutionProvider" if options.tensorrt_provider else "CUDAExecutionProvider"
         if wanted not in providers:
             return fixes.ort_provider(wanted, providers)
@@ -174,7 +146,7 @@ class OnnxRuntimeCpuType(BackendType):
     name, kind, device, artifact = "onnxruntime-cpu", "onnxruntime", "cpu", EngineArtifacts
 
     def _probe(self, artifacts: EngineArtifacts, options: BackendOptions) -> str | None:
-        return None if "CPUExecutionProvider" in ort_providers() else fixes.NO_ONNXRUNTIME
+        return None if "CPUExecutionProvider" in probes.ort_providers() else fixes.NO_ONNXRUNTIME
 
     def open(self, artifacts: EngineArtifacts, options: BackendOptions) -> Opened:
         from .onnxruntime import OnnxRuntimeBackend

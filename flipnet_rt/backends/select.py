@@ -16,7 +16,7 @@ from typing import Any
 from ..engine.artifacts import EngineArtifacts, ModelArtifacts, open_artifacts, open_engine
 from ..engine.manifest import EngineError
 from ..precision import Precision
-from . import fixes, registry
+from . import fixes, probes
 from .base import BackendUnavailable
 from .registry import KINDS, REGISTRY, BackendOptions, Opened
 
@@ -27,14 +27,14 @@ __all__ = ["BackendUnavailable", "Opened", "available_backends", "select_backend
 
 def available_backends() -> list[str]:
     """The candidates this machine can run (given the artifacts they need), best first."""
-    providers = registry.ort_providers()
-    gpu = registry.cuda_visible()
+    providers = probes.ort_providers()
+    gpu = probes.cuda_visible()
     found = {
-        "tensorrt": registry.tensorrt_installed() and gpu,
+        "tensorrt": probes.tensorrt_installed() and gpu,
         "onnxruntime-cuda": "CUDAExecutionProvider" in providers and gpu,
         "torch-cuda": gpu,
         "onnxruntime-cpu": "CPUExecutionProvider" in providers,
-        "torch-cpu": registry.torch_installed(),
+        "torch-cpu": probes.torch_installed(),
     }
     return [t.name for t in REGISTRY if found[t.name]]
 

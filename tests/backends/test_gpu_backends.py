@@ -304,24 +304,24 @@ def test_tensorrt_backend_checks_profiles_plans_and_return_codes(tmp_path, monke
 
 # ------------------------------------------------------------------ ONNX Runtime CUDA
 def test_onnxruntime_cuda_refuses_without_the_cuda_provider(tmp_path, monkeypatch):
-    from flipnet_rt.backends import registry
+    from flipnet_rt.backends import probes
     from flipnet_rt.backends.base import BackendUnavailable
     from flipnet_rt.backends.onnxruntime import OnnxRuntimeCudaBackend
 
-    monkeypatch.setattr(registry, "ort_providers", lambda: ["AzureExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(probes, "ort_providers", lambda: ["AzureExecutionProvider", "CPUExecutionProvider"])
     with pytest.raises(BackendUnavailable,
                        match=r"no CUDAExecutionProvider .*pip install 'flipnet-rt\[gpu\]', or use --device cpu"):
         OnnxRuntimeCudaBackend(tmp_path, tiny_manifest())
-    monkeypatch.setattr(registry, "ort_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(probes, "ort_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     with pytest.raises(BackendUnavailable, match="no TensorrtExecutionProvider"):
         OnnxRuntimeCudaBackend(tmp_path, tiny_manifest(), tensorrt_provider=True)
 
 
 def test_onnxruntime_cuda_provider_options(tmp_path, monkeypatch):
-    from flipnet_rt.backends import registry
+    from flipnet_rt.backends import probes
     from flipnet_rt.backends.onnxruntime import OnnxRuntimeCudaBackend, trt_profile_options
 
-    monkeypatch.setattr(registry, "ort_providers", lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider"])
+    monkeypatch.setattr(probes, "ort_providers", lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider"])
     cuda = OnnxRuntimeCudaBackend(tmp_path, tiny_manifest(), device=1)  # touches no GPU
     assert cuda.provider_options("unet_cond", 99) == [
         ("CUDAExecutionProvider", {"device_id": "1", "user_compute_stream": "99"})]
@@ -437,7 +437,7 @@ def test_torch_cuda_graphs_match_eager_on_gpu(tiny_model):
 @NEEDS_CUDA
 def test_onnxruntime_cuda_matches_cpu(tiny_engine):
     from flipnet_rt.backends.onnxruntime import OnnxRuntimeBackend, OnnxRuntimeCudaBackend
-    from flipnet_rt.backends.registry import ort_providers
+    from flipnet_rt.backends.probes import ort_providers
 
     if "CUDAExecutionProvider" not in ort_providers():
         pytest.skip("needs onnxruntime-gpu's CUDAExecutionProvider; this onnxruntime has " + ", ".join(ort_providers()))

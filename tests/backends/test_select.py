@@ -1,6 +1,6 @@
 """Backend selection: auto's order over what is installed and what the artifacts allow, one-line errors.
 
-What is "installed" and "visible" is monkeypatched (``registry.tensorrt_installed``, ``cuda_visible``,
+What is "installed" and "visible" is monkeypatched (``probes.tensorrt_installed``, ``cuda_visible``,
 ``ort_providers``, ``torch_installed``); decisions are checked with each registry entry's ``open``
 stubbed out, and the backends that can be built on a CPU are then built for real.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flipnet_rt.backends import registry
+from flipnet_rt.backends import probes, registry
 from flipnet_rt.backends.select import BackendUnavailable, available_backends, select_backend
 from flipnet_rt.engine.artifacts import EngineArtifacts, ModelArtifacts, open_artifacts
 from flipnet_rt.engine.manifest import EngineError, Manifest, NetworkEntry, TensorRTInfo, save_prompts
@@ -53,10 +53,10 @@ def machine(monkeypatch):
     """Sets what this 'machine' has: machine(trt=..., gpu=..., providers=..., torch=...)."""
 
     def configure(*, trt: bool = False, gpu: bool = False, providers=CPU_ORT, torch: bool = True) -> None:
-        monkeypatch.setattr(registry, "tensorrt_installed", lambda: trt)
-        monkeypatch.setattr(registry, "cuda_visible", lambda: gpu and torch)
-        monkeypatch.setattr(registry, "ort_providers", lambda: list(providers))
-        monkeypatch.setattr(registry, "torch_installed", lambda: torch)
+        monkeypatch.setattr(probes, "tensorrt_installed", lambda: trt)
+        monkeypatch.setattr(probes, "cuda_visible", lambda: gpu and torch)
+        monkeypatch.setattr(probes, "ort_providers", lambda: list(providers))
+        monkeypatch.setattr(probes, "torch_installed", lambda: torch)
 
     configure()
     return configure
@@ -216,7 +216,7 @@ def test_engine_directories_from_another_model_are_refused(engine_dir):
 
 
 def test_choosing_an_engine_directory_on_a_cpu_imports_no_torch(engine_dir):
-    if "CUDAExecutionProvider" in registry.ort_providers():
+    if "CUDAExecutionProvider" in probes.ort_providers():
         pytest.skip("onnxruntime-gpu is installed: choosing asks torch whether a GPU is visible")
     code = (
         "import sys\nfrom flipnet_rt.backends.select import select_backend\n"
