@@ -142,7 +142,7 @@ def group_rows(rows: Sequence[Row]) -> list[list[Row]]:
 
 def run_batch(requests: Sequence[Mapping[str, np.ndarray]], run: Callable[..., list[np.ndarray]],
               defaults: Callable[..., SamplingOptions], mode: Mode, *,
-              max_pixels: int = DEFAULT_MAX_PIXELS) -> list[dict[str, np.ndarray]]:
+              max_pixels: int = DEFAULT_MAX_PIXELS) -> list[dict[str, np.ndarray] | RequestError]:
     """Answer the requests of one dynamic batch: one ``run`` call per group of equal options.
 
     Args:
@@ -152,24 +152,21 @@ def run_batch(requests: Sequence[Mapping[str, np.ndarray]], run: Callable[..., l
         mode: which model this is (names the output).
 
     Returns:
-        One ``{output: uint8 [b, H, W, 3]}`` per request, in order.
-
-    Raises:
-        RequestError: naming every refused request of the batch.
+        Per request, in order: ``{output: uint8 [b, H, W, 3]}``, or the :class:`RequestError`
+        that refused it (the other requests are still answered).
     """
-    rows, problems = [], []
+    parsed: list[list[Row] | RequestError] = []
     for r, inputs in enumerate(requests):
         try:
-            rows.append(parse_request(inputs, defaults, max_pixels=max_pixels, request=r))
+            parsed.append(parse_request(inputs, defaults, max_pixels=max_pixels, request=r))
         except RequestError as exc:
-            problems.append(str(exc) if len(requests) == 1 else f"request {r + 1} of {len(requests)} in this batch: {exc}")
-    if problems:
-        raise RequestError("; ".join(problems))
+            parsed.append(exc)
+    rows = [row for p in parsed if not isinstance(p, RequestError) for row in p]
     results: dict[tuple[int, int], np.ndarray] = {}
-    for group in group_rows([row for request_rows in rows for row in request_rows]):
+    for group in group_rows(rows):
         log.debug("%s: %d image(s) with %s", mode.value, len(group), group[0].options)
         outputs = run([row.image for row in group], group[0].options, [row.seed for row in group])
         results.update({(row.request, row.index): out for row, out in zip(group, outputs)})
     name = OUTPUT_NAMES[mode]
-    return [{name: np.stack([results[(r, i)] for i in range(len(request_rows))])}
-            for r, request_rows in enumerate(rows)]
+    return [p if isinstance(p, RequestError) else {name: np.stack([results[(r, i)] for i in range(len(p))])}
+            for r, p in enumerate(parsed)]

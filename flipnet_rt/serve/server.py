@@ -108,13 +108,19 @@ def infer_function(restorer: Any, mode: Mode, max_pixels: int) -> Callable[[list
 
     def infer(requests: list) -> list[dict[str, np.ndarray]]:
         try:
-            return run_batch([dict(r.data) for r in requests], run, restorer.options, mode, max_pixels=max_pixels)
-        except RequestError as exc:
-            log.info("%s: refused: %s", mode.value, exc)
-            raise
+            answers = run_batch([dict(r.data) for r in requests], run, restorer.options, mode, max_pixels=max_pixels)
         except Exception:
             log.exception("%s: inference failed", mode.value)
             raise
+        refused = [(i, a) for i, a in enumerate(answers) if isinstance(a, RequestError)]
+        if refused:
+            # PyTriton answers a batch as a whole (one error or every response): the valid requests
+            # of a batch holding a refused one fail with it. Triton batches only requests of equal
+            # input shapes, so an oversized image shares no batch with valid ones.
+            log.info("%s: refused: %s", mode.value, "; ".join(str(a) for _, a in refused))
+            raise RequestError(str(refused[0][1]) if len(requests) == 1 else "; ".join(
+                f"request {i + 1} of {len(requests)} in this batch: {a}" for i, a in refused))
+        return answers  # type: ignore[return-value]
 
     return infer
 
@@ -150,6 +156,8 @@ def serve(config: ServeConfig, *, on_ready: Callable[[], None] | None = None) ->
             triton.serve()  # returns on SIGINT (SIGTERM is turned into one) or when Triton dies
     finally:
         signal.signal(signal.SIGTERM, previous)
+        for restorer in restorers:
+            restorer.close()
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
