@@ -4,18 +4,26 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo demo-model test serve bench clean
+.PHONY: demo demo-model test serve bench native clean
+
+# The native part (CMakeLists.txt, native/): every install below builds the module
+# flipnet_rt._native with pip (scikit-build-core), CPU kernels only unless FLIPNET_CUDA=AUTO|ON
+# (`make test FLIPNET_CUDA=AUTO`: CUDA kernels too when nvcc is found, ~1 min more per install).
+# A change under native/ reinstalls.
+FLIPNET_CUDA ?= OFF
+export FLIPNET_CUDA
+NATIVE_SRC := CMakeLists.txt $(shell find native -type f 2> /dev/null)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # The demo runs the shipped engine (models/demo-onnx) on ONNX Runtime: no torch.
-$(VENV)/.demo: pyproject.toml | $(PY)
+$(VENV)/.demo: pyproject.toml $(NATIVE_SRC) | $(PY)
 	$(PIP) -e '.[demo]'
 	touch $@
 
 # Tests need everything installable on a CPU machine.
-$(VENV)/.dev: pyproject.toml | $(PY)
+$(VENV)/.dev: pyproject.toml $(NATIVE_SRC) | $(PY)
 	$(PIP) -e '.[dev]'
 	touch $@ $(VENV)/.demo
 
@@ -27,17 +35,24 @@ SERVE_PY   := $(SERVE_VENV)/bin/python
 $(SERVE_PY):
 	$(PYTHON) -m venv $(SERVE_VENV)
 
-$(SERVE_VENV)/.serve: pyproject.toml | $(SERVE_PY)
+$(SERVE_VENV)/.serve: pyproject.toml $(NATIVE_SRC) | $(SERVE_PY)
 	$(SERVE_PY) -m pip install --quiet --disable-pip-version-check -e '.[serve]' 'pytest>=8'
 	touch $@
 
 serve: $(SERVE_VENV)/.serve
 	@echo "ready: $(SERVE_VENV)/bin/flipnet-rt serve --model models/demo-onnx"
 
+# The C++ tests of the CPU kernels (ctest), with the cmake and ninja of the dev install.
+native: $(VENV)/.dev
+	$(VENV)/bin/cmake -S . -B build-tests -G Ninja -DCMAKE_MAKE_PROGRAM=$(CURDIR)/$(VENV)/bin/ninja \
+		-DFLIPNET_CUDA=OFF -DFLIPNET_PYTHON=OFF -DFLIPNET_TESTS=ON > /dev/null
+	$(VENV)/bin/cmake --build build-tests
+	$(VENV)/bin/ctest --test-dir build-tests --output-on-failure
+
 demo: $(VENV)/.demo
 	$(PY) -m flipnet_rt.demo
 
-test: $(VENV)/.dev $(SERVE_VENV)/.serve
+test: $(VENV)/.dev $(SERVE_VENV)/.serve native
 	$(PY) -m pytest -q --ignore=tests/serve
 	$(SERVE_PY) -m pytest -q tests/serve
 
@@ -50,4 +65,4 @@ bench: $(VENV)/.dev
 	$(PY) -m pytest -q benchmarks --benchmark-only
 
 clean:
-	rm -rf $(VENV) $(SERVE_VENV) outputs .pytest_cache .benchmarks
+	rm -rf $(VENV) $(SERVE_VENV) outputs .pytest_cache .benchmarks build-tests
