@@ -15,9 +15,13 @@ passes them by ascending area, then detector index, so the larger face wins an o
    (the sum in float64), at least 1; ``soft = GaussianBlur(erode(mask_e, ones(2w, 2w)),
    (2w + 1, 2w + 1), sigma=0)`` (OpenCV's default border ``BORDER_REFLECT_101`` for the blur,
    its erosion border leaves edges uneroded).
-4. ``out = soft · (mask_e · face_roi) + (1 − soft) · image_roi`` in float32, rounded half to even
-   (``np.rint``) and clipped to [0, 255], written **only where soft > 0**: every pixel outside
-   every face's soft mask is the input's, bit for bit.
+4. ``out = cv2.blendLinear(face_roi, image_roi, soft · mask_e, 1 − soft)``, i.e. per pixel and
+   channel ``saturate_cast<uint8>((w1 · F + w2 · B) / (w1 + w2 + 1e-5))`` (OpenCV rounds half to
+   even): facexlib's ``soft · (mask_e · F) + (1 − soft) · B`` within 1 grey level wherever ``mask_e``
+   is 1, at 1/10 of the numpy cost. On the rim where ``soft > 0`` and ``mask_e < 1`` (the warped face's
+   edge; wider where the frame cuts the face, as the blur reflects at the frame border) the weights
+   are normalised instead of blending facexlib's black in (up to 3 grey levels apart there). Where ``soft`` is 0 the
+   weights are ``(0, 1)``, so every pixel outside every face's soft mask is the input's, bit for bit.
 
 Computing inside the box gives facexlib's full-frame result (the mask is zero around the box, the
 box is clipped where the frame is): 1/20 of its cost for a 200-px face at 1080p.
@@ -103,10 +107,7 @@ def paste_faces(image: np.ndarray, faces: Sequence[np.ndarray], affines: Sequenc
         x0, y0, x1, y1 = box
         inv, mask_e, soft = soft_mask(affine, size, box)
         warped = cv2.warpAffine(np.ascontiguousarray(face), inv, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(np.float32)
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         roi = out[y0:y1, x0:x1]
-        s = soft[..., None]
-        blended = s * (mask_e[..., None] * warped) + (np.float32(1.0) - s) * roi.astype(np.float32)
-        where = soft > 0
-        roi[where] = np.clip(np.rint(blended[where]), 0, 255).astype(np.uint8)
+        roi[:] = cv2.blendLinear(warped, np.ascontiguousarray(roi), soft * mask_e, np.float32(1.0) - soft)
     return out

