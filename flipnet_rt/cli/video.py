@@ -127,7 +127,8 @@ def _restore(args: argparse.Namespace, encoder, options) -> int:
     video = VideoRestorer(faces, options)
     try:
         report = transcode(args.input, args.output, video, encoder=encoder, start=args.start,
-                           duration=args.duration, queue_depth=args.queue_depth, progress=None)
+                           duration=args.duration, queue_depth=args.queue_depth, progress=None,
+                           prepare=video.detect_ahead)  # detection in its own thread, ahead of restoration
     except VideoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -21,12 +21,14 @@ class Frame:
     index: position in the processed range (0 = first frame written).
     pts: presentation timestamp in ``time_base`` units, as in the input (None: the input had none).
     image: ``[H, W, 3]`` uint8 RGB.
+    faces: faces detected ahead, in another thread (``VideoRestorer.detect_ahead``); None: not yet.
     """
 
     index: int
     pts: int | None
     time_base: Fraction
     image: np.ndarray
+    faces: tuple | None = None
 
     @property
     def time(self) -> float | None:

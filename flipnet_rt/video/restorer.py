@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from fractions import Fraction
 from typing import Any, Iterable, Iterator
@@ -135,13 +135,26 @@ class VideoRestorer:
         image = frame.image
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"frame {self._count}: expected a uint8 [H, W, 3] RGB image, got {image.dtype} {image.shape}")
+        ahead = frame.faces
         frame = Frame(self._count, frame.pts, frame.time_base, image)  # our own index: the tracker's clock
         self._count += 1
         held = _Held(frame)
         self._held.append(held)
-        if frame.index % self.options.detect_every == 0:
+        if ahead is not None:
+            self._track(held, list(ahead))
+        elif frame.index % self.options.detect_every == 0:
             self._detect(held)
         return self._advance(final=False)
+
+    def detect_ahead(self, frame: Frame) -> Frame:
+        """Run the detector on ``frame`` if it is a detection frame (its ``index`` counts from 0 with
+        no gaps, as :func:`~.transcode.transcode` numbers them) and attach the faces. Meant for
+        another thread (``transcode(prepare=...)``), so detection overlaps restoration; the
+        detector must then be used by that thread only."""
+        if frame.index % self.options.detect_every:
+            return frame
+        with self._stage("detect"):
+            return replace(frame, faces=tuple(self.detector.detect(frame.image)))
 
     def flush(self) -> list[Frame]:
         """Finish every held frame (the end of the video) and return them, in order."""
@@ -187,6 +200,9 @@ class VideoRestorer:
     def _detect(self, held: _Held) -> None:
         with self._stage("detect"):
             found = self.detector.detect(held.frame.image)
+        self._track(held, found)
+
+    def _track(self, held: _Held, found: list) -> None:
         with self._stage("track"):
             ids = self.tracker.update(held.frame.index, found)
             for tid, face in zip(ids, found):

@@ -1,9 +1,10 @@
 """Decode → process → encode in three overlapping stages joined by bounded queues.
 
-    decoder thread ──[queue, depth D]──▶ caller's thread: FrameProcessor ──[queue, depth D]──▶ encoder thread
+    decoder thread ─[queue]─▶ (prepare thread ─[queue]─▶) caller's thread: FrameProcessor ─[queue]─▶ encoder thread
 
 The decoder thread demuxes and decodes (frames to RGB arrays) and passes copied-stream packets
-along in file order; the calling thread runs the processor (face detection, restoration); the
+along in file order; an optional prepare thread runs a per-frame function ahead (face detection:
+``VideoRestorer.detect_ahead``); the calling thread runs the processor (restoration); the
 encoder thread converts, encodes and muxes. Memory is bounded by the two queue depths plus the
 processor's own window, never by the video's length. Packets of the copied streams travel with
 the frames: one that was read after frame i is written after output frame i, so the muxer's
@@ -86,7 +87,7 @@ def transcode(
     source: str | os.PathLike, destination: str | os.PathLike, processor: FrameProcessor, *,
     encoder: EncoderOptions | None = None, start: float | None = None, duration: float | None = None,
     queue_depth: int = 8, timer: StageTimer | None = None, progress: bool | None = False,
-    on_frame: Callable[[int], None] | None = None,
+    on_frame: Callable[[int], None] | None = None, prepare: Callable[[Frame], Frame] | None = None,
 ) -> TranscodeReport:
     """Run ``processor`` over every frame of ``source`` and write ``destination``.
 
@@ -96,6 +97,8 @@ def transcode(
     timer: receives ``decode``/``encode`` busy time (the processor records its own stages).
     progress: a tqdm bar on stderr (frames/s, ETA); None = only when stderr is a terminal.
     on_frame: called with the count of frames written so far, after each (tests, memory probes).
+    prepare: run on every frame, in order, in a thread of its own before the processor (e.g.
+        ``VideoRestorer.detect_ahead``, so that detection overlaps restoration).
     Raises :class:`~.errors.VideoError` (bad input or output; nothing written) or whatever the
     processor raised.
     """
@@ -108,6 +111,7 @@ def transcode(
     stop = threading.Event()
     failures: list[BaseException] = []
     decoded, to_encode = _Channel(queue_depth, stop), _Channel(queue_depth, stop)
+    prepared = _Channel(queue_depth, stop) if prepare is not None else decoded
     began = time.perf_counter()
     try:
         sink = VideoSink(destination, src, encoder).open()
@@ -135,6 +139,11 @@ def transcode(
             if item is _END:
                 return
 
+    def prep() -> None:
+        while (item := decoded.get()) is not _END:
+            prepared.put(prepare(item) if isinstance(item, Frame) else item)
+        prepared.put(_END)
+
     def encode() -> None:
         while (item := to_encode.get()) is not _END:
             with stage("encode"):
@@ -149,6 +158,8 @@ def transcode(
 
     threads = [threading.Thread(target=guarded(decode), name="flipnet-decode", daemon=True),
                threading.Thread(target=guarded(encode), name="flipnet-encode", daemon=True)]
+    if prepare is not None:
+        threads.append(threading.Thread(target=guarded(prep), name="flipnet-prepare", daemon=True))
     from tqdm import tqdm
 
     bar = tqdm(total=src.info.frames, desc="video", unit="frame", disable=None if progress is None else not progress,
@@ -156,7 +167,7 @@ def transcode(
     try:
         for t in threads:
             t.start()
-        _process(decoded, to_encode, processor, bar)
+        _process(prepared, to_encode, processor, bar)
         while threads[1].is_alive():  # the encoder commits after the end marker
             threads[1].join(_POLL_S)
     except _Stopped:

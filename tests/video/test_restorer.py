@@ -99,8 +99,14 @@ def test_detect_every_k_interpolates_between_detections(demo_faces):
     restorer = VideoRestorer(counting, VideoOptions(detect_every=5, lookahead=5, batch_size=7), detector=Counting())
     out = list(restorer.restore_frames(frames))
     assert len(calls) == 3  # frames 0 and 5, and the last one (6) at the end
-    assert counting.batches == [7]  # the 5 frames between detections got interpolated faces
-    assert len(out) == 7
+    assert counting.batches == [7] and len(out) == 7  # the 5 frames between detections got interpolated faces
+    ahead = VideoRestorer(counting, VideoOptions(detect_every=5, lookahead=5, batch_size=7), detector=Counting())
+    annotated = [ahead.detect_ahead(Frame(i, i, None, image)) for i, image in enumerate(frames)]
+    assert [f.faces is not None for f in annotated] == [True, False, False, False, False, True, False]
+    again = list(ahead.restore_frames(annotated))
+    assert len(calls) == 6 and counting.batches == [7, 7]  # the same detections, made ahead
+    for a, b in zip(out, again):
+        np.testing.assert_array_equal(a.image, b.image)
 
 
 def test_bad_options():
@@ -116,7 +122,8 @@ def test_a_generated_clip_restored_by_the_demo_engine(demo_faces, tmp_path):
     src = write_clip(tmp_path / "in.mp4", cfr_pts(10), size=(192, 128), frame=lambda i: frames[i])
     out = tmp_path / "out.mp4"
     timer = StageTimer()
-    report = transcode(src, out, VideoRestorer(demo_faces, VideoOptions(batch_size=4), timer=timer), timer=timer)
+    video = VideoRestorer(demo_faces, VideoOptions(batch_size=4), timer=timer)
+    report = transcode(src, out, video, timer=timer, prepare=video.detect_ahead)  # detection in its own thread
     print(f"{report.frames} frames in {report.seconds:.1f} s ({report.fps:.1f} frames/s); busy seconds "
           + ", ".join(f"{k} {v:.2f}" for k, v in sorted(report.stages.items())))
     assert frame_times(out) == frame_times(src) and stream_packets(out) == stream_packets(src)

@@ -201,3 +201,38 @@ def test_mp4_to_matroska_keeps_timestamps(clips, tmp_path):
     transcode(clips["cfr"], out, IdentityProcessor())
     assert frame_times(out) == frame_times(clips["cfr"])
     assert stream_packets(out) == stream_packets(clips["cfr"])
+
+
+def test_prepare_runs_in_order_in_its_own_thread(clips, tmp_path):
+    import threading
+
+    seen, threads = [], set()
+
+    def prepare(frame: Frame) -> Frame:
+        seen.append(frame.index)
+        threads.add(threading.current_thread().name)
+        return frame.with_image(255 - frame.image)
+
+    class Check(IdentityProcessor):
+        def push(self, frame: Frame) -> list[Frame]:
+            assert threading.current_thread() is threading.main_thread()
+            return [frame]
+
+    out = tmp_path / "neg.mp4"
+    transcode(clips["vfr"], out, Check(), prepare=prepare)
+    assert seen == list(range(60)) and threads == {"flipnet-prepare"}
+    assert frame_times(out) == frame_times(clips["vfr"])
+    with av.open(str(clips["vfr"])) as a, av.open(str(out)) as b:
+        x, y = next(a.decode(video=0)).to_ndarray(format="rgb24"), next(b.decode(video=0)).to_ndarray(format="rgb24")
+    assert np.abs((255 - x.astype(int)) - y).mean() < 3  # the prepared (negated) frames were written
+
+
+def test_prepare_failure_stops_everything(clips, tmp_path):
+    def prepare(frame: Frame) -> Frame:
+        if frame.index == 20:
+            raise RuntimeError("detector failed")
+        return frame
+
+    with pytest.raises(RuntimeError, match="detector failed"):
+        transcode(clips["cfr"], tmp_path / "out.mp4", IdentityProcessor(), prepare=prepare)
+    assert os.listdir(tmp_path) == []
