@@ -19,7 +19,8 @@ def face_args(parser: argparse.ArgumentParser) -> None:
                    help="mtcnn: three ONNX networks on the restorer's device (default); dlib: HOG on the CPU")
     g.add_argument("--min-face-size", type=float, default=20.0, metavar="PX",
                    help="smallest face searched and restored (box side, px)")
-    g.add_argument("--max-faces", type=int, default=0, metavar="N", help="restore the N largest faces per frame (0: all)")
+    g.add_argument("--max-faces", type=int, default=0, metavar="N",
+                   help="restore the N largest faces per frame (0: all)")
     g.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the frame's centre")
     g.add_argument("--no-keep-detail", dest="keep_detail", action="store_false",
                    help="faces larger than the model's resolution come back at the model's detail only "

@@ -134,7 +134,8 @@ class VideoRestorer:
             frame = Frame(self._count, pts, Fraction(1), np.asarray(frame))
         image = frame.image
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"frame {self._count}: expected a uint8 [H, W, 3] RGB image, got {image.dtype} {image.shape}")
+            raise ValueError(f"frame {self._count}: expected a uint8 [H, W, 3] RGB image, "
+                             f"got {image.dtype} {image.shape}")
         ahead = frame.faces
         frame = Frame(self._count, frame.pts, frame.time_base, image)  # our own index: the tracker's clock
         self._count += 1
@@ -219,7 +220,8 @@ class VideoRestorer:
                 held.faces = self.smoother.faces_at(held.frame.index)
                 self.smoother.forget_before(held.frame.index + 1)
             self._batch.append(held)
-            if sum(len(h.faces) for h in self._batch) >= self.options.batch_size or len(self._batch) >= self._max_frames:
+            faces = sum(len(h.faces) for h in self._batch)
+            if faces >= self.options.batch_size or len(self._batch) >= self._max_frames:
                 out += self._run_batch()
         if final:
             out += self._run_batch()

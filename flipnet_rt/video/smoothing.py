@@ -70,7 +70,8 @@ class TrackSmoother:
             w = ((d == d[d < 0].max()) | (d == d[d > 0].min())).astype(np.float64)
         else:
             w = np.exp(-0.5 * (d / self.sigma) ** 2)
-        values = np.stack([np.concatenate([face.box, face.landmarks.reshape(-1)]) for _, face in obs]).astype(np.float64)
+        values = np.stack([np.concatenate([face.box, face.landmarks.reshape(-1)]) for _, face in obs])
+        values = values.astype(np.float64)
         fitted = _local_linear(d, w, values)
         return Face(box=fitted[:4], score=nearest.score, landmarks=fitted[4:].reshape(5, 2))
 

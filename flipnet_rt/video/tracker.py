@@ -4,8 +4,9 @@ for faces that move a few pixels between detections).
 Each detection is matched to the live track whose predicted box overlaps it most (greedy, highest
 IoU first, at least ``iou_threshold``); a detection with no such overlap may still join a track whose
 predicted landmarks are within ``landmark_threshold`` eye distances (fast small faces, where boxes
-stop overlapping; the allowance grows with the frames since the track was last seen). Predictions extrapolate each track's last velocity, so detecting every k frames
-still matches moving faces. Unmatched detections start new tracks; a track unseen for more than
+stop overlapping; the allowance grows with the frames since the track was last seen).
+Predictions extrapolate each track's last velocity, so detecting every k frames still matches
+moving faces. Unmatched detections start new tracks; a track unseen for more than
 ``max_age`` frames ends. Track ids count up from 0 and are never reused, so a track's noise seed
 (:func:`track_seed`) is fixed for its whole life.
 """

@@ -236,3 +236,38 @@ def test_prepare_failure_stops_everything(clips, tmp_path):
     with pytest.raises(RuntimeError, match="detector failed"):
         transcode(clips["cfr"], tmp_path / "out.mp4", IdentityProcessor(), prepare=prepare)
     assert os.listdir(tmp_path) == []
+
+
+def subtitled_clip(path: Path) -> Path:
+    """An MKV with H.264 video and a SubRip track of 3 cues (muxed as ready-made packets)."""
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        s = out.add_mux_stream("subrip")
+        s.time_base = Fraction(1, 1000)
+        for i in range(25):
+            f = av.VideoFrame.from_ndarray(gradient(64, 48, i), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 25)
+            for p in v.encode(f):
+                out.mux(p)
+            if i % 10 == 0:
+                cue = av.Packet(f"cue at frame {i}".encode())
+                cue.stream, cue.pts, cue.dts, cue.duration, cue.time_base = s, 40 * i, 40 * i, 300, Fraction(1, 1000)
+                out.mux(cue)
+        for p in v.encode(None):
+            out.mux(p)
+    return path
+
+
+def test_subtitles_are_copied_where_the_container_takes_them(tmp_path, caplog):
+    src = subtitled_clip(tmp_path / "sub.mkv")
+    cues = stream_packets(src, "subtitles")
+    assert [p for _, p in cues] == [b"cue at frame 0", b"cue at frame 10", b"cue at frame 20"]
+    transcode(src, tmp_path / "out.mkv", IdentityProcessor())
+    assert stream_packets(tmp_path / "out.mkv", "subtitles") == cues
+    with caplog.at_level("WARNING"):
+        transcode(src, tmp_path / "out.mp4", IdentityProcessor())  # MP4 takes no SubRip: dropped, said so
+    print(caplog.text)
+    assert "cannot go in a .mp4 file" in caplog.text and "use .mkv" in caplog.text
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        assert [s.type for s in c.streams] == ["video"]
