@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -271,3 +272,40 @@ def test_subtitles_are_copied_where_the_container_takes_them(tmp_path, caplog):
     assert "cannot go in a .mp4 file" in caplog.text and "use .mkv" in caplog.text
     with av.open(str(tmp_path / "out.mp4")) as c:
         assert [s.type for s in c.streams] == ["video"]
+
+
+SLOW_IDENTITY = """
+import sys, time
+from flipnet_rt.video.frames import IdentityProcessor
+from flipnet_rt.video.transcode import transcode
+
+class Slow(IdentityProcessor):
+    def push(self, frame):
+        time.sleep(0.01)
+        return [frame]
+
+try:
+    transcode(sys.argv[1], sys.argv[2], Slow())
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_sigint_midway_leaves_nothing(clips, tmp_path):
+    """A real Ctrl-C (SIGINT) to a process writing a video: no output, no partial file."""
+    import signal
+    import subprocess
+    import time
+
+    src = write_clip(tmp_path / "long.mp4", cfr_pts(600), size=(64, 48), audio=False)
+    out = tmp_path / "out" / "restored.mp4"
+    out.parent.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_IDENTITY, str(src), str(out)])
+    deadline = time.monotonic() + 60
+    while not leftovers(out.parent) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert leftovers(out.parent), "the partial file never appeared"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    assert os.listdir(out.parent) == []
