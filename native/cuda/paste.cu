@@ -126,7 +126,7 @@ __global__ void blur_rows(const float* in, float* out, int bw, int bh, const Fea
     out[static_cast<long>(y) * bw + x] = d;
 }
 
-// 7. Blur of the columns, then the blend into the frame where soft > 0.
+// 7. Blur of the columns, then cv2.blendLinear(face, frame, soft * mask_e, 1 - soft).
 __global__ void blur_cols_and_blend(const float* rows, const float* mask_e,
                                     const std::uint8_t* warped, int bw, int bh,
                                     const Feather* f, std::uint8_t* frame, long row_stride,
@@ -138,13 +138,14 @@ __global__ void blur_cols_and_blend(const float* rows, const float* mask_e,
         s = __fadd_rn(s, __fmul_rn(f->taps[j],
                                    __fadd_rn(rows[static_cast<long>(reflect101(y - j, bh)) * bw + x],
                                              rows[static_cast<long>(reflect101(y + j, bh)) * bw + x])));
-    if (!(s > 0.0f)) return;
     const long i = static_cast<long>(y) * bw + x;
-    const float keep = __fsub_rn(1.0f, s);
+    const float w1 = __fmul_rn(s, mask_e[i]), w2 = __fsub_rn(1.0f, s);
+    const float den = __fadd_rn(__fadd_rn(w1, w2), 1e-5f);
     std::uint8_t* px = frame + (y0 + y) * row_stride + (x0 + x) * 3;
     for (int c = 0; c < 3; ++c) {
-        const float face = __fmul_rn(mask_e[i], static_cast<float>(warped[3 * i + c]));
-        px[c] = detail::to_u8(__fadd_rn(__fmul_rn(s, face), __fmul_rn(keep, static_cast<float>(px[c]))));
+        const float num = __fadd_rn(__fmul_rn(static_cast<float>(warped[3 * i + c]), w1),
+                                    __fmul_rn(static_cast<float>(px[c]), w2));
+        px[c] = detail::to_u8(__fdiv_rn(num, den));
     }
 }
 

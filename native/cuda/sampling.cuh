@@ -40,17 +40,18 @@ __device__ inline std::uint8_t to_u8(float v) {
     return static_cast<std::uint8_t>(r < 0 ? 0 : (r > 255 ? 255 : r));
 }
 
-// cv::borderInterpolate; -1 for the constant border.
+// cv::borderInterpolate; -1 for the constant border (reflections by the pattern's period).
 __device__ inline int border_index(int p, int n, Border border) {
     if (static_cast<unsigned>(p) < static_cast<unsigned>(n)) return p;
     if (border == Border::Replicate) return p < 0 ? 0 : n - 1;
     if (border == Border::Reflect || border == Border::Reflect101) {
         if (n == 1) return 0;
-        const int delta = border == Border::Reflect101 ? 1 : 0;
-        do {
-            p = p < 0 ? -p - 1 + delta : n - 1 - (p - n) - delta;
-        } while (static_cast<unsigned>(p) >= static_cast<unsigned>(n));
-        return p;
+        const bool r101 = border == Border::Reflect101;
+        const long period = r101 ? 2L * n - 2 : 2L * n;
+        long q = p % period;
+        if (q < 0) q += period;
+        if (q >= n) q = (r101 ? 2L * n - 2 : 2L * n - 1) - q;
+        return static_cast<int>(q);
     }
     return -1;
 }

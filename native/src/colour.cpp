@@ -60,13 +60,16 @@ void low_plane(const float* in, float* out, int height, int width, int levels, f
 void wavelet_low(const float* in, float* out, int planes, int height, int width, int levels,
                  int threads) {
     const long n = static_cast<long>(height) * width;
-    detail::parallel_for(planes, threads, [&](long lo, long hi) {
-        std::vector<float> scratch(static_cast<size_t>(2 * n));
+    const int workers = detail::worker_count(threads, planes);
+    float* const area = detail::workspace(static_cast<size_t>(workers * 2 * n));
+    const long chunk = (planes + workers - 1) / workers;
+    detail::parallel_for(planes, workers, [&](long lo, long hi) {
+        float* scratch = area + (lo / chunk) * 2 * n;
         for (long p = lo; p < hi; ++p) {
             if (levels == 0)
                 std::copy(in + p * n, in + (p + 1) * n, out + p * n);
             else
-                low_plane(in + p * n, out + p * n, height, width, levels, scratch.data());
+                low_plane(in + p * n, out + p * n, height, width, levels, scratch);
         }
     });
 }
@@ -74,10 +77,13 @@ void wavelet_low(const float* in, float* out, int planes, int height, int width,
 void wavelet_color_fix(const float* image, const float* reference, float* out, int planes,
                        int height, int width, int levels, int threads) {
     const long n = static_cast<long>(height) * width;
-    detail::parallel_for(planes, threads, [&](long lo, long hi) {
-        std::vector<float> scratch(static_cast<size_t>(4 * n));
-        float* low_image = scratch.data() + 2 * n;
-        float* low_ref = scratch.data() + 3 * n;
+    const int workers = detail::worker_count(threads, planes);
+    float* const area = detail::workspace(static_cast<size_t>(workers * 4 * n));
+    const long chunk = (planes + workers - 1) / workers;
+    detail::parallel_for(planes, workers, [&](long lo, long hi) {
+        float* scratch = area + (lo / chunk) * 4 * n;  // this worker's 4 planes
+        float* low_image = scratch + 2 * n;
+        float* low_ref = scratch + 3 * n;
         for (long p = lo; p < hi; ++p) {
             const float* x = image + p * n;
             float* o = out + p * n;
@@ -85,8 +91,8 @@ void wavelet_color_fix(const float* image, const float* reference, float* out, i
                 if (o != x) std::copy(x, x + n, o);
                 continue;
             }
-            low_plane(x, low_image, height, width, levels, scratch.data());
-            low_plane(reference + p * n, low_ref, height, width, levels, scratch.data());
+            low_plane(x, low_image, height, width, levels, scratch);
+            low_plane(reference + p * n, low_ref, height, width, levels, scratch);
             // x - low(x) + low(ref), in the reference's order.
             for (long i = 0; i < n; ++i) o[i] = (x[i] - low_image[i]) + low_ref[i];
         }

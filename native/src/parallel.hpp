@@ -35,3 +35,15 @@ void parallel_for(long count, int threads, Fn&& fn) {
 }
 
 }  // namespace flipnet::detail
+
+namespace flipnet::detail {
+
+// A scratch area of at least `n` floats owned by the calling thread and reused by its later calls:
+// large per-call allocations would cost a page fault per 4 KB every call. Contents are undefined.
+inline float* workspace(size_t n) {
+    thread_local std::vector<float> area;
+    if (area.size() < n) area.resize(n);
+    return area.data();
+}
+
+}  // namespace flipnet::detail

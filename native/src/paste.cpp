@@ -4,8 +4,8 @@
 // box from the crop square's corners (+2 px, clipped); inverse warp of the face (uint8, constant 0
 // border) and of a ones mask (float32); 2x2 erosion; w = int(sqrt(sum)) // 20 (at least 1);
 // 2w x 2w erosion; Gaussian blur of size 2w + 1 (OpenCV's sigma for sigma = 0, REFLECT_101
-// border); blend soft * (mask_e * face) + (1 - soft) * frame, rounded half to even, written only
-// where soft > 0. Faces are pasted in order (a later face over an earlier one).
+// border); blend as cv2.blendLinear(face, frame, soft * mask_e, 1 - soft): (w1 * F + w2 * B) /
+// (w1 + w2 + 1e-5), rounded half to even. Faces are pasted in order (a later one over an earlier).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -116,19 +116,30 @@ void paste_one(std::uint8_t* frame, std::ptrdiff_t row_stride, const std::uint8_
     const Frame src{face, size, size, static_cast<std::ptrdiff_t>(size) * 3};
     const std::uint8_t zero[3] = {0, 0, 0};
 
-    std::vector<float> warped(static_cast<size_t>(3 * n)), mask(static_cast<size_t>(n));
+    // Seven planes from the calling thread's reused workspace (no page faults after the first call).
+    float* const area = detail::workspace(static_cast<size_t>(9 * n));
+    float* const warped = area;
+    float* const mask = area + 3 * n;
+    float* const mask_e = area + 4 * n;
+    float* const rowmin = area + 5 * n;
+    float* const center = area + 6 * n;
+    float* const blur_rows = area + 7 * n;
+    float* const soft = area + 8 * n;
     detail::parallel_for(bh, threads, [&](long lo, long hi) {
+        detail::RowBuffer buf;
+        buf.resize(bw);
         for (long y = lo; y < hi; ++y) {
-            float* wrow = warped.data() + y * bw * 3;
-            detail::warp_row(src, to_crop, static_cast<int>(y), bw, Border::Constant, zero,
-                             [wrow](int x, float r, float g, float b) {
-                                 wrow[3 * x] = detail::to_u8(r);
-                                 wrow[3 * x + 1] = detail::to_u8(g);
-                                 wrow[3 * x + 2] = detail::to_u8(b);
-                             });
+            detail::sample_row(src, to_crop, static_cast<int>(y), bw, Border::Constant, zero, buf);
+            float* wrow = warped + y * bw * 3;
+            const std::uint8_t* u = buf.u.data();
+            for (int x = 0; x < bw; ++x) {
+                wrow[3 * x] = u[x];
+                wrow[3 * x + 1] = u[bw + x];
+                wrow[3 * x + 2] = u[2 * bw + x];
+            }
             // The ones mask: the same taps over an all-ones S x S image, constant 0 border.
             const detail::RowStart row = detail::row_start(to_crop, static_cast<int>(y));
-            float* mrow = mask.data() + y * bw;
+            float* mrow = mask + y * bw;
             for (int x = 0; x < bw; ++x) {
                 const detail::Tap t = detail::tap(to_crop, row, x);
                 if (static_cast<unsigned>(t.ix) < static_cast<unsigned>(size - 1) &&
@@ -152,11 +163,10 @@ void paste_one(std::uint8_t* frame, std::ptrdiff_t row_stride, const std::uint8_
     });
 
     // mask_e = erode(mask, 2x2): the minimum over (y-1..y, x-1..x), outside ignored.
-    std::vector<float> mask_e(static_cast<size_t>(n));
     for (int y = 0; y < bh; ++y) {
-        const float* a = mask.data() + static_cast<long>(std::max(y - 1, 0)) * bw;
-        const float* b = mask.data() + static_cast<long>(y) * bw;
-        float* d = mask_e.data() + static_cast<long>(y) * bw;
+        const float* a = mask + static_cast<long>(std::max(y - 1, 0)) * bw;
+        const float* b = mask + static_cast<long>(y) * bw;
+        float* d = mask_e + static_cast<long>(y) * bw;
         d[0] = std::min(a[0], b[0]);
         for (int x = 1; x < bw; ++x) d[x] = std::min(std::min(a[x - 1], a[x]), std::min(b[x - 1], b[x]));
     }
@@ -165,28 +175,26 @@ void paste_one(std::uint8_t* frame, std::ptrdiff_t row_stride, const std::uint8_
     const int w = std::max(static_cast<int>(std::sqrt(total)) / 20, 1);
 
     // center = erode(mask_e, 2w x 2w), anchor (w, w): window [i - w, i + w - 1] on both axes.
-    std::vector<float> rowmin(static_cast<size_t>(n)), center(static_cast<size_t>(n));
     detail::parallel_for(bh, threads, [&](long lo, long hi) {
         std::vector<float> pad(static_cast<size_t>(3 * (bw + 2 * w)));
         for (long y = lo; y < hi; ++y)
-            min_filter(mask_e.data() + y * bw, 1, bw, w, w - 1, rowmin.data() + y * bw, 1, pad.data());
+            min_filter(mask_e + y * bw, 1, bw, w, w - 1, rowmin + y * bw, 1, pad.data());
     });
     detail::parallel_for(bw, threads, [&](long lo, long hi) {
         std::vector<float> pad(static_cast<size_t>(3 * (bh + 2 * w)));
         for (long x = lo; x < hi; ++x)
-            min_filter(rowmin.data() + x, bw, bh, w, w - 1, center.data() + x, bw, pad.data());
+            min_filter(rowmin + x, bw, bh, w, w - 1, center + x, bw, pad.data());
     });
 
     // soft = GaussianBlur(center, 2w + 1): rows, then columns, REFLECT_101 at the box's edges.
     const std::vector<float> k = gaussian_taps(2 * w + 1);
     const float* kc = k.data() + w;  // kc[j] = tap at offset j (symmetric)
-    std::vector<float> blur_rows(static_cast<size_t>(n)), soft(static_cast<size_t>(n));
     detail::parallel_for(bh, threads, [&](long lo, long hi) {
         std::vector<float> pad(static_cast<size_t>(bw + 2 * w));
         for (long y = lo; y < hi; ++y) {
-            const float* s = center.data() + y * bw;
+            const float* s = center + y * bw;
             for (int i = 0; i < bw + 2 * w; ++i) pad[i] = s[reflect101(i - w, bw)];
-            float* d = blur_rows.data() + y * bw;
+            float* d = blur_rows + y * bw;
             const float* p = pad.data() + w;
             for (int x = 0; x < bw; ++x) d[x] = kc[0] * p[x];
             for (int j = 1; j <= w; ++j)
@@ -195,31 +203,31 @@ void paste_one(std::uint8_t* frame, std::ptrdiff_t row_stride, const std::uint8_
     });
     detail::parallel_for(bh, threads, [&](long lo, long hi) {
         for (long y = lo; y < hi; ++y) {
-            float* d = soft.data() + y * bw;
-            const float* c = blur_rows.data() + y * bw;
+            float* d = soft + y * bw;
+            const float* c = blur_rows + y * bw;
             for (int x = 0; x < bw; ++x) d[x] = kc[0] * c[x];
             for (int j = 1; j <= w; ++j) {
-                const float* a = blur_rows.data() + static_cast<long>(reflect101(static_cast<int>(y) - j, bh)) * bw;
-                const float* b = blur_rows.data() + static_cast<long>(reflect101(static_cast<int>(y) + j, bh)) * bw;
+                const float* a = blur_rows + static_cast<long>(reflect101(static_cast<int>(y) - j, bh)) * bw;
+                const float* b = blur_rows + static_cast<long>(reflect101(static_cast<int>(y) + j, bh)) * bw;
                 for (int x = 0; x < bw; ++x) d[x] += kc[j] * (a[x] + b[x]);
             }
         }
     });
 
-    // Blend where soft > 0.
+    // Blend: cv2.blendLinear(face, frame, soft * mask_e, 1 - soft), everywhere in the box (where
+    // soft is 0 the weights (0, 1) give the frame's own value back).
     detail::parallel_for(bh, threads, [&](long lo, long hi) {
         for (long y = lo; y < hi; ++y) {
             std::uint8_t* f = frame + (box.y0 + y) * row_stride + box.x0 * 3;
-            const float* s = soft.data() + y * bw;
-            const float* me = mask_e.data() + y * bw;
-            const float* wv = warped.data() + y * bw * 3;
+            const float* s = soft + y * bw;
+            const float* me = mask_e + y * bw;
+            const float* wv = warped + y * bw * 3;
             for (int x = 0; x < bw; ++x) {
-                if (!(s[x] > 0.0f)) continue;
-                const float keep = 1.0f - s[x];
+                const float w1 = s[x] * me[x], w2 = 1.0f - s[x];
+                const float den = w1 + w2 + 1e-5f;
                 for (int c = 0; c < 3; ++c) {
-                    const float v = s[x] * (me[x] * wv[3 * x + c]) +
-                                    keep * static_cast<float>(f[3 * x + c]);
-                    f[3 * x + c] = detail::to_u8(v);
+                    const float num = wv[3 * x + c] * w1 + static_cast<float>(f[3 * x + c]) * w2;
+                    f[3 * x + c] = detail::to_u8(num / den);
                 }
             }
         }

@@ -11,8 +11,6 @@
 namespace flipnet {
 
 using detail::Inverse;
-using detail::to_u8;
-using detail::warp_row;
 
 bool valid_border(int code) {
     return code == 0 || code == 1 || code == 2 || code == 4;
@@ -36,15 +34,18 @@ void warp_u8(const Frame& frame, const double* matrices, int count, int out_h, i
     for (int i = 0; i < count; ++i) inv[i] = detail::float_inverse(matrices + 6 * i);
     const long rows = static_cast<long>(count) * out_h;
     detail::parallel_for(rows, threads, [&](long lo, long hi) {
+        detail::RowBuffer buf;
+        buf.resize(out_w);
         for (long r = lo; r < hi; ++r) {
             const int face = static_cast<int>(r / out_h), y = static_cast<int>(r % out_h);
+            detail::sample_row(frame, inv[face], y, out_w, border, border_value, buf);
             std::uint8_t* dst = out + r * out_w * 3;
-            warp_row(frame, inv[face], y, out_w, border, border_value,
-                     [dst](int x, float cr, float cg, float cb) {
-                         dst[3 * x] = to_u8(cr);
-                         dst[3 * x + 1] = to_u8(cg);
-                         dst[3 * x + 2] = to_u8(cb);
-                     });
+            const std::uint8_t* u = buf.u.data();
+            for (int x = 0; x < out_w; ++x) {
+                dst[3 * x] = u[x];
+                dst[3 * x + 1] = u[out_w + x];
+                dst[3 * x + 2] = u[2 * out_w + x];
+            }
         }
     });
 }
@@ -54,35 +55,30 @@ void warp_crop(const Frame& frame, const double* matrices, int count, int out_h,
                int threads) {
     std::vector<Inverse> inv(static_cast<size_t>(count));
     for (int i = 0; i < count; ++i) inv[i] = detail::float_inverse(matrices + 6 * i);
-    // v / 127.5 - 1 for every uint8 value, as to_float computes it in float32.
-    float table[256];
+    // v / 127.5 - 1 for every uint8 value in float16, as to_float(...).astype(float16).
     std::uint16_t half_table[256];
-    for (int v = 0; v < 256; ++v) {
-        table[v] = static_cast<float>(v) / 127.5f - 1.0f;
-        half_table[v] = detail::to_half(table[v]);
-    }
+    for (int v = 0; v < 256; ++v)
+        half_table[v] = detail::to_half(static_cast<float>(v) / 127.5f - 1.0f);
     const long plane = static_cast<long>(out_h) * out_w;
     const long rows = static_cast<long>(count) * out_h;
     detail::parallel_for(rows, threads, [&](long lo, long hi) {
+        detail::RowBuffer buf;
+        buf.resize(out_w);
         for (long r = lo; r < hi; ++r) {
             const int face = static_cast<int>(r / out_h), y = static_cast<int>(r % out_h);
+            detail::sample_row(frame, inv[face], y, out_w, border, border_value, buf);
             const long base = face * 3 * plane + static_cast<long>(y) * out_w;
-            if (dtype == DType::Float32) {
-                float* dst = static_cast<float*>(out) + base;
-                warp_row(frame, inv[face], y, out_w, border, border_value,
-                         [dst, plane, &table](int x, float cr, float cg, float cb) {
-                             dst[x] = table[to_u8(cr)];
-                             dst[plane + x] = table[to_u8(cg)];
-                             dst[2 * plane + x] = table[to_u8(cb)];
-                         });
-            } else {
-                std::uint16_t* dst = static_cast<std::uint16_t*>(out) + base;
-                warp_row(frame, inv[face], y, out_w, border, border_value,
-                         [dst, plane, &half_table](int x, float cr, float cg, float cb) {
-                             dst[x] = half_table[to_u8(cr)];
-                             dst[plane + x] = half_table[to_u8(cg)];
-                             dst[2 * plane + x] = half_table[to_u8(cb)];
-                         });
+            for (int c = 0; c < 3; ++c) {
+                const std::uint8_t* __restrict u = buf.u.data() + c * out_w;
+                if (dtype == DType::Float32) {
+                    // v / 127.5 - 1 in float32, as flipnet_rt.imaging.tensor.to_float.
+                    float* __restrict dst = static_cast<float*>(out) + base + c * plane;
+                    for (int x = 0; x < out_w; ++x)
+                        dst[x] = static_cast<float>(u[x]) / 127.5f - 1.0f;
+                } else {
+                    std::uint16_t* dst = static_cast<std::uint16_t*>(out) + base + c * plane;
+                    for (int x = 0; x < out_w; ++x) dst[x] = half_table[u[x]];
+                }
             }
         }
     });

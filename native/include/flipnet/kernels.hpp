@@ -56,7 +56,7 @@ void warp_u8(const Frame& frame, const double* matrices, int count, int out_h, i
 // (height x width x 3, rows `row_stride` bytes apart), in place and in order, through facexlib's
 // feathered mask computed inside each face's box only (flipnet_rt.faces.paste.paste_faces).
 // matrices: [count, 2, 3] frame -> crop, the ones the crops were warped with. Pixels outside every
-// face's feathered mask are not written.
+// face's feathered mask keep their values bit for bit.
 void paste_faces(std::uint8_t* frame, int height, int width, std::ptrdiff_t row_stride,
                  const std::uint8_t* faces, int count, int size, const double* matrices,
                  int threads);
