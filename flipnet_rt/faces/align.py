@@ -53,20 +53,30 @@ def estimate_affine(landmarks: np.ndarray, size: int) -> np.ndarray:
         ``float64 [2, 3]`` ``A`` with ``crop = A · (x, y, 1)``: rotation, uniform scale and
         translation only (``cv2.estimateAffinePartial2D``, LMEDS; OpenCV's LMEDS draws its subsets
         from a fixed-seed generator, so the result is deterministic). Falls back to the
-        least-squares fit over all 5 points when LMEDS finds no model (degenerate points).
+        least-squares fit over all 5 points when LMEDS finds no model. Raises ``ValueError`` when
+        the points all coincide (no scale or rotation can be fitted).
     """
     import cv2
 
     src = np.asarray(landmarks, np.float32).reshape(5, 2)
     if not np.all(np.isfinite(src)):
         raise ValueError("estimate_affine: landmarks contain NaN or infinity")
+    if float(np.ptp(src, axis=0).max()) < 1e-3:
+        raise ValueError("estimate_affine: the 5 landmarks are degenerate (all on one point); drop this face")
     dst = template(size)
     affine, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
     if affine is None:
-        affine, _ = cv2.estimateAffinePartial2D(src, dst, method=0)
-    if affine is None:
-        raise ValueError("estimate_affine: the 5 landmarks are degenerate (all on one point); drop this face")
+        affine = _least_squares_similarity(src, dst)
     return affine.astype(np.float64)
+
+
+def _least_squares_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """``[2, 3]`` similarity minimising the squared error over all points (``[[a, -b, tx], [b, a, ty]]``)."""
+    x, y = src[:, 0].astype(np.float64), src[:, 1].astype(np.float64)
+    one, zero = np.ones_like(x), np.zeros_like(x)
+    rows = np.concatenate([np.stack([x, -y, one, zero], 1), np.stack([y, x, zero, one], 1)])
+    a, b, tx, ty = np.linalg.lstsq(rows, np.concatenate([dst[:, 0], dst[:, 1]]).astype(np.float64), rcond=None)[0]
+    return np.array([[a, -b, tx], [b, a, ty]])
 
 
 def affine_scale(affine: np.ndarray) -> float:

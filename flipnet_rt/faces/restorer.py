@@ -174,7 +174,13 @@ class FaceRestorer:
             for j, (face, seed, reason) in enumerate(zip(fs, ss, reasons)):
                 result = FaceResult(face=face, index=j, seed=int(seed), restored=not reason, reason=reason)
                 if not reason:
-                    model_input = self._align(image, result)
+                    try:
+                        model_input = self._align(image, result)
+                    except ValueError as exc:  # degenerate landmarks: this face only
+                        log.warning("image %d face %d not restored: %s", i, j, exc)
+                        result.restored, result.reason, result.affine, result.aligned = False, str(exc), None, None
+                        per_image.append(result)
+                        continue
                     inputs.append(model_input)
                     input_seeds.append(int(seed))
                     owners.append(result)

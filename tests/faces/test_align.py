@@ -92,3 +92,11 @@ def test_realigning_aligned_real_lq_faces(real_lq, mtcnn):
                  "shift": max(worst["shift"], shift)}
     print(f"worst over {len(real_lq)}: {worst}")
     assert worst["scale"] <= 0.15 and worst["rotation"] <= 5.0 and worst["shift"] <= 10.0
+
+
+def test_least_squares_fallback_matches_lmeds_on_exact_points():
+    from flipnet_rt.faces.align import _least_squares_similarity
+
+    m = _similarity(10.0, 0.5, 40.0, 20.0)
+    points = (np.c_[template(64), np.ones(5)] @ m.T).astype(np.float32)
+    np.testing.assert_allclose(_least_squares_similarity(points, template(64)), estimate_affine(points, 64), atol=1e-4)

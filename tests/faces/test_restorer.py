@@ -121,3 +121,12 @@ def test_demo_picture(demo_restorer, mtcnn, tmp_path):
     assert result.restored.shape == result.degraded.shape == (360, 640, 3)
     assert all(p.is_file() for p in result.files)
     assert result.faces_found >= 1
+
+
+def test_degenerate_landmarks_skip_that_face_only():
+    image = np.random.default_rng(4).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    bad = Face(box=[10, 10, 50, 50], score=0.9, landmarks=np.full((5, 2), 30.0))
+    good = _face(120, 40, 100)
+    (out, results), = FaceRestorer(ShiftRestorer(64)).restore_faces([image], [[bad, good]], [[1, 2]])
+    assert [r.restored for r in results] == [False, True]
+    assert "degenerate" in results[0].reason and out.shape == image.shape
