@@ -219,11 +219,25 @@ class VideoRestorer:
             with self._stage("track"):
                 held.faces = self.smoother.faces_at(held.frame.index)
                 self.smoother.forget_before(held.frame.index + 1)
-            self._batch.append(held)
-            faces = sum(len(h.faces) for h in self._batch)
-            if faces >= self.options.batch_size or len(self._batch) >= self._max_frames:
-                out += self._run_batch()
+            out += self._batch_up(held)
         if final:
+            out += self._run_batch()
+        return out
+
+    def _batch_up(self, held: _Held) -> list[Frame]:
+        """Add a planned frame to the batch; run the batch when it is full. A batch never exceeds
+        ``batch_size`` faces (unless one frame alone has more), and a faceless frame with no faces
+        batched before it goes out at once, so every run of faces starts a batch of its own (the
+        engine then sees few distinct batch sizes: ONNX Runtime keeps memory per size)."""
+        size = self.options.batch_size
+        faces = sum(len(h.faces) for h in self._batch)
+        out = []
+        if self._batch and faces + len(held.faces) > size:
+            out += self._run_batch()
+            faces = 0
+        self._batch.append(held)
+        faces += len(held.faces)
+        if faces >= size or len(self._batch) >= self._max_frames or not faces:
             out += self._run_batch()
         return out
 
