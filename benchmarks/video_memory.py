@@ -8,6 +8,9 @@ runs), and a face-free scene otherwise; every frame is searched by MTCNN. RSS (r
 from /proc/self/statm) is sampled every 50 written frames; the report gives the RSS at
 ``--from-frame`` and the peak after it (issue 16 asks for a growth <= 20 MB from frame 1,000 to
 10,000). Linux only (``/proc``).
+
+ONNX Runtime's CPU arena grows on the first one or two calls of each batch size (hundreds of MB
+for the demo engine) and keeps it; ``--low-memory`` turns the arena off.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ def rss_mb() -> float:
 
 
 def measure(frames: int, size: tuple[int, int], face_period: int, face_frames: int, from_frame: int,
-            engine: Path, folder: Path, batch_size: int = 8, sample_every: int = 1000) -> dict:
+            engine: Path, folder: Path, batch_size: int = 8, sample_every: int = 1000,
+            low_memory: bool = False) -> dict:
     from flipnet_rt.faces.detectors import load_detector
     from flipnet_rt.faces.restorer import FaceRestorer
     from flipnet_rt.profiling import StageTimer
@@ -47,7 +51,8 @@ def measure(frames: int, size: tuple[int, int], face_period: int, face_frames: i
     rng = np.random.default_rng(0)
     src = write_clip(folder / "long.mp4", cfr_pts(frames), size=size,
                      frame=lambda i: noisy(with_face if i % face_period < face_frames else without, 3.0, rng))
-    faces = FaceRestorer(Restorer.load(engine, backend="onnxruntime", device="cpu"), load_detector("mtcnn"))
+    faces = FaceRestorer(Restorer.load(engine, backend="onnxruntime", device="cpu", low_memory=low_memory),
+                         load_detector("mtcnn"))
     samples: dict[int, float] = {}
     peak_at: dict[int, int] = {}
 
@@ -63,7 +68,8 @@ def measure(frames: int, size: tuple[int, int], face_period: int, face_frames: i
     report = transcode(src, folder / "out.mp4", video, timer=timer, on_frame=probe, progress=None)
     after = {k: v for k, v in samples.items() if k >= from_frame}
     return {
-        "frames": report.frames, "size": f"{size[0]}x{size[1]}", "seconds": round(time.perf_counter() - began, 1),
+        "frames": report.frames, "low_memory": low_memory, "size": f"{size[0]}x{size[1]}",
+        "seconds": round(time.perf_counter() - began, 1),
         "face_tracks": video.tracks_seen, "restored_frames_with_face": sum(
             1 for i in range(frames) if i % face_period < face_frames),
         "rss_mb_at_from_frame": round(samples[from_frame], 1), "from_frame": from_frame,
@@ -84,12 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from-frame", type=int, default=1000)
     p.add_argument("--engine", type=Path, default=ROOT / "models" / "demo-onnx")
     p.add_argument("--print-every", type=int, default=1000, help="RSS samples reported (frames)")
+    p.add_argument("--low-memory", action="store_true",
+                   help="ONNX Runtime without its CPU memory arena and pre-packed weights "
+                        "(Restorer.load(low_memory=True))")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         result = measure(args.frames, (width, height), args.face_period, args.face_frames, args.from_frame,
-                         args.engine, Path(tmp), sample_every=args.print_every)
+                         args.engine, Path(tmp), sample_every=args.print_every,
+                         low_memory=args.low_memory)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
