@@ -21,6 +21,6 @@ yy, xx = np.mgrid[0:96, 0:96] / 95
 img = np.stack([0.3 + 0.4 * xx, 0.3 + 0.3 * yy, 0.5 - 0.2 * xx], -1)
 Image.fromarray((img * 255).astype(np.uint8)).save(sys.argv[1])
 PY
-"$work/venv/bin/flipnet-rt" restore "$work/face.png" -o "$work/out" --model "$work/engine" --steps 2
+"$work/venv/bin/flipnet-rt" restore "$work/face.png" -o "$work/out" --model "$work/engine" --steps 2 --aligned
 test -s "$work/out/face.png"
 echo "light install: restored $work/face.png with the core install only (no torch)"

@@ -1,5 +1,8 @@
 """``restore`` and ``degrade`` over files and folders: load, run in batches, write atomically.
 
+``restore`` takes whole images by default: every face is detected, aligned, restored (all faces
+of a batch of images in one core call) and pasted back (:mod:`flipnet_rt.faces`); an image with no
+face is written unchanged with a warning. ``--aligned`` (and ``degrade``) take face crops.
 A bad input (missing, unreadable, corrupt, not an image, too large) costs one line on stderr
 and its own output only; the rest of the batch goes on and the exit status is 1 at the end.
 """
@@ -54,26 +57,28 @@ def run_jobs(args: argparse.Namespace, *, variants: int = 1) -> int:
         return 1
     try:
         restorer, options = load_restorer(args)
+        run = _runner(args, restorer, options)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    run = restorer.restore if args.command == "restore" else restorer.degrade
 
     with tqdm(total=len(jobs), desc=args.command, unit="img", disable=None, file=sys.stderr) as bar:
         for batch in batched(jobs, args.batch_size):
-            loaded = _load_batch(batch, report)
+            loaded = _load_batch(batch, report, run)
             if loaded:
                 ready, images = zip(*loaded)
                 seeds = [image_seed(options.seed, job.index) for job in ready]
                 try:
-                    outputs = run(list(images), options, seeds)
+                    outputs = run(list(images), seeds)
                 except (RuntimeError, ValueError) as exc:  # e.g. out of memory: these images fail, the rest go on
                     for job in ready:
                         _fail(report, f"{job.source}: inference failed ({exc})")
+                        run.failed(job, str(exc))
                 else:
-                    for job, image in zip(ready, outputs):
-                        _write(job, image, report)
+                    for job, image, seed, output in zip(ready, images, seeds, outputs):
+                        _write(job, run.finish(job, image, seed, output), report)
             bar.update(len(batch))
+    run.close(report)
 
     done = f"{args.command}: wrote {len(report.written)} image(s) to {args.output}"
     if report.errors:
@@ -82,13 +87,91 @@ def run_jobs(args: argparse.Namespace, *, variants: int = 1) -> int:
     return report.exit_code
 
 
-def _load_batch(batch: list[Job], report: BatchReport) -> list[tuple[Job, np.ndarray]]:
+def _runner(args: argparse.Namespace, restorer, options) -> "_Crops | _WholeImages":
+    if args.command == "degrade":
+        return _Crops(lambda images, seeds: restorer.degrade(images, options, seeds))
+    from .faces import build_face_restorer
+
+    try:
+        faces = build_face_restorer(args, restorer, options)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        raise UsageError(str(exc)) from None
+    if args.aligned:
+        return _Crops(lambda images, seeds: faces.restore_crops(images, seeds, options))
+    return _WholeImages(faces, args)
+
+
+class _Crops:
+    """Face crops in, the same size out (``degrade``, ``restore --aligned``)."""
+
+    def __init__(self, run) -> None:
+        self._run = run
+
+    def __call__(self, images: list[np.ndarray], seeds: list[int]) -> list:
+        return self._run(images, seeds)
+
+    def finish(self, job: Job, image: np.ndarray, seed: int, output: np.ndarray) -> np.ndarray:
+        return output
+
+    def failed(self, job: Job, error: str) -> None:
+        pass
+
+    def close(self, report: BatchReport) -> None:
+        pass
+
+
+class _WholeImages:
+    """Whole images: every face restored and pasted back; ``--report`` and ``--save-faces`` kept."""
+
+    def __init__(self, faces, args: argparse.Namespace) -> None:
+        self.faces = faces
+        self.args = args
+        self.entries: list[dict] = []
+
+    def __call__(self, images: list[np.ndarray], seeds: list[int]) -> list:
+        return self.faces.restore_images(images, seeds)
+
+    def finish(self, job: Job, image: np.ndarray, seed: int, output: tuple) -> np.ndarray:
+        from ..faces.report import image_entry, save_faces
+
+        restored, results = output
+        if not any(r.restored for r in results):
+            why = "no face found" if not results else "no face selected (see --max-faces, --min-face-size)"
+            tqdm_warn(f"warning: {job.source}: {why}; written unchanged")
+        self.entries.append(image_entry(str(job.source), image.shape, results, seed=seed, output=str(job.output)))
+        if self.args.save_faces:
+            stem = job.output.relative_to(self.args.output).with_suffix("").as_posix().replace("/", "__")
+            save_faces(self.args.save_faces, stem, results)
+        return restored
+
+    def failed(self, job: Job, error: str) -> None:
+        from ..faces.report import image_entry
+
+        self.entries.append(image_entry(str(job.source), (), [], error=error))
+
+    def close(self, report: BatchReport) -> None:
+        if self.args.report:
+            from ..faces.report import write_report
+
+            meta = {"model": str(self.args.model), "seed": self.args.seed, "detector": self.args.detector,
+                    "errors": list(report.errors)}
+            write_report(self.args.report, self.entries, meta)
+
+
+def tqdm_warn(line: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+
+
+def _load_batch(batch: list[Job], report: BatchReport, run) -> list[tuple[Job, np.ndarray]]:
     loaded = []
     for job in batch:
         try:
             loaded.append((job, load_image(job.source)))
         except ImageError as exc:
             _fail(report, str(exc))
+            run.failed(job, str(exc))
     return loaded
 
 
@@ -102,7 +185,5 @@ def _write(job: Job, image: np.ndarray, report: BatchReport) -> None:
 
 
 def _fail(report: BatchReport, line: str) -> None:
-    from tqdm import tqdm
-
     report.errors.append(line)
-    tqdm.write(f"error: {line}", file=sys.stderr)  # keeps the progress bar intact
+    tqdm_warn(f"error: {line}")  # keeps the progress bar intact

@@ -1,13 +1,17 @@
 """The ``flipnet-rt`` command line: a thin layer over the library.
 
-    flipnet-rt restore INPUT... -o OUTDIR [--model DIR|random:CONFIG] [sampler options]
+    flipnet-rt restore INPUT... -o OUTDIR [--model DIR|random:CONFIG] [sampler options] [face options]
+                       [--aligned] [--save-faces DIR] [--report F.json]
     flipnet-rt degrade INPUT... -o OUTDIR --variants K [--model ...] [sampler options]
-    flipnet-rt info [--model DIR|random:CONFIG]
+    flipnet-rt video IN -o OUT [--model ...] [sampler, face, temporal and encoder options]
+    flipnet-rt info [--model ENGINE_DIR|MODEL_DIR|random:CONFIG]
     flipnet-rt export --model DIR|random:CONFIG -o ENGINE_DIR [--precision fp32|fp16] ...
     flipnet-rt build ENGINE_DIR [--precision fp16|bf16|fp32] [--batch MIN:OPT:MAX] ...
     flipnet-rt verify ENGINE_DIR --model DIR|random:CONFIG
     flipnet-rt eval --hq DIR --model ... [--crop L,T,R,B] [--limit N] [--json F] [--out DIR]
     flipnet-rt bench --model ... [matrix options]
+    flipnet-rt serve --model ENGINE_DIR [--host 127.0.0.1] [--http-port P] [--grpc-port P] ... (.venv-serve)
+    flipnet-rt export-triton ENGINE_DIR -o REPO [--platform onnxruntime|tensorrt]
 
 Exit status: 0 when every image was written, 1 when any input failed (the others are still
 written), 2 for a usage error.
@@ -26,6 +30,7 @@ from .. import __version__
 from ..backends.registry import KINDS
 from . import bench, engines, evaluate, serve, video
 from . import info as info_cmd
+from .faces import face_args
 from .jobs import run_jobs
 
 log = logging.getLogger("flipnet_rt.cli")
@@ -94,8 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    restore = sub.add_parser("restore", help="restore degraded face images")
+    restore = sub.add_parser("restore", help="restore every face of whole images (or aligned face crops: --aligned)")
     _job_args(restore)
+    w = restore.add_argument_group("whole images")
+    w.add_argument("--aligned", action="store_true",
+                   help="the inputs are face crops already aligned to the model's layout (no detection, "
+                        "no paste-back): each is restored as a whole")
+    w.add_argument("--save-faces", type=Path, metavar="DIR",
+                   help="also write each restored face: DIR/cropped_faces (aligned input), "
+                        "DIR/restored_faces, DIR/cmp (side by side)")
+    w.add_argument("--report", type=Path, metavar="F.json",
+                   help="write every image's faces (box, score, landmarks, seed, restored or why not)")
+    face_args(restore)
 
     degrade = sub.add_parser("degrade", help="synthesise real-world-like degraded versions of HQ faces (Sec. 5.1)")
     _job_args(degrade)

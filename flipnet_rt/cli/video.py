@@ -11,20 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-
-def face_args(parser: argparse.ArgumentParser) -> None:
-    """--detector and the face selection options (whole-image face restoration)."""
-    g = parser.add_argument_group("faces")
-    g.add_argument("--detector", choices=("mtcnn", "dlib"), default="mtcnn",
-                   help="mtcnn: three ONNX networks on the restorer's device (default); dlib: HOG on the CPU")
-    g.add_argument("--min-face-size", type=float, default=20.0, metavar="PX",
-                   help="smallest face searched and restored (box side, px)")
-    g.add_argument("--max-faces", type=int, default=0, metavar="N",
-                   help="restore the N largest faces per frame (0: all)")
-    g.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the frame's centre")
-    g.add_argument("--no-keep-detail", dest="keep_detail", action="store_false",
-                   help="faces larger than the model's resolution come back at the model's detail only "
-                        "(default: the input's finer detail is kept; it also keeps the input's noise)")
+from .faces import build_face_restorer, face_args
 
 
 def add_parser(sub: argparse._SubParsersAction, run_args) -> None:
@@ -108,9 +95,6 @@ def _options(args: argparse.Namespace, EncoderOptions, VideoOptions):
 
 
 def _restore(args: argparse.Namespace, encoder, options) -> int:
-    from ..faces.detectors import load_detector
-    from ..faces.onnx_session import providers_like
-    from ..faces.restorer import FaceOptions, FaceRestorer
     from ..video.errors import VideoError
     from ..video.restorer import VideoRestorer
     from ..video.transcode import transcode
@@ -118,10 +102,7 @@ def _restore(args: argparse.Namespace, encoder, options) -> int:
 
     try:
         restorer, sampling = load_restorer(args)
-        detector = load_detector(args.detector, min_face_size=args.min_face_size, providers=providers_like(restorer))
-        faces = FaceRestorer(restorer, detector, FaceOptions(
-            max_faces=args.max_faces, min_face_size=args.min_face_size, only_center_face=args.only_center_face,
-            keep_detail=args.keep_detail), sampling=sampling)
+        faces = build_face_restorer(args, restorer, sampling)
     except (UsageError, ValueError, FileNotFoundError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

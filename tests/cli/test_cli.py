@@ -15,6 +15,7 @@ from flipnet_rt.cli.main import main
 from helpers import face_like
 
 FAST = ["--model", "random:tiny", "--steps", "2"]
+ALIGNED = [*FAST, "--aligned"]  # restore: the inputs are face crops (whole images are tests/faces' and below)
 
 
 @pytest.fixture()
@@ -36,7 +37,7 @@ def outputs(root: Path) -> list[str]:
 
 def test_restore_folder_with_corrupt_files(inputs, tmp_path, capsys):
     before = {p: p.read_bytes() for p in inputs.rglob("*") if p.is_file()}
-    code = main(["restore", str(inputs), "-o", str(tmp_path / "out"), *FAST, "--batch-size", "2"])
+    code = main(["restore", str(inputs), "-o", str(tmp_path / "out"), *ALIGNED, "--batch-size", "2"])
     err = capsys.readouterr().err
     assert code == 1
     assert outputs(tmp_path / "out") == ["a.png", "c.png", "sub/b.png"]
@@ -50,7 +51,7 @@ def test_restore_folder_with_corrupt_files(inputs, tmp_path, capsys):
 
 
 def test_restore_is_seeded(inputs, tmp_path):
-    args = [str(inputs / "a.png"), *FAST, "--seed", "3"]
+    args = [str(inputs / "a.png"), *ALIGNED, "--seed", "3"]
     assert main(["restore", *args, "-o", str(tmp_path / "1")]) == 0
     assert main(["restore", *args, "-o", str(tmp_path / "2")]) == 0
     one, two = (np.asarray(Image.open(tmp_path / d / "a.png")) for d in ("1", "2"))
@@ -59,8 +60,8 @@ def test_restore_is_seeded(inputs, tmp_path):
 
 def test_batch_size_does_not_change_results(inputs, tmp_path):
     files = [str(inputs / "a.png"), str(inputs / "c.jpg")]
-    assert main(["restore", *files, "-o", str(tmp_path / "b1"), *FAST, "--batch-size", "1"]) == 0
-    assert main(["restore", *files, "-o", str(tmp_path / "b2"), *FAST, "--batch-size", "2"]) == 0
+    assert main(["restore", *files, "-o", str(tmp_path / "b1"), *ALIGNED, "--batch-size", "1"]) == 0
+    assert main(["restore", *files, "-o", str(tmp_path / "b2"), *ALIGNED, "--batch-size", "2"]) == 0
     for name in ("a.png", "c.png"):
         a, b = (np.asarray(Image.open(tmp_path / d / name)).astype(int) for d in ("b1", "b2"))
         assert np.abs(a - b).max() <= 1
@@ -69,7 +70,7 @@ def test_batch_size_does_not_change_results(inputs, tmp_path):
 def test_output_into_the_input_folder_never_overwrites(tmp_path):
     Image.fromarray(face_like(64)).save(tmp_path / "x.png")
     original = (tmp_path / "x.png").read_bytes()
-    code = main(["restore", str(tmp_path / "x.png"), "-o", str(tmp_path), *FAST])
+    code = main(["restore", str(tmp_path / "x.png"), "-o", str(tmp_path), *ALIGNED])
     assert code == 1
     assert (tmp_path / "x.png").read_bytes() == original
 
@@ -84,7 +85,7 @@ def test_degrade_variants(inputs, tmp_path):
 
 
 def test_missing_input_and_bad_model(tmp_path, capsys):
-    assert main(["restore", str(tmp_path / "ghost.png"), "-o", str(tmp_path / "o"), *FAST]) == 1
+    assert main(["restore", str(tmp_path / "ghost.png"), "-o", str(tmp_path / "o"), *ALIGNED]) == 1
     assert "ghost.png" in capsys.readouterr().err
     Image.fromarray(face_like(64)).save(tmp_path / "x.png")
     assert main(["restore", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--model", str(tmp_path / "nomodel")]) == 2
@@ -119,7 +120,7 @@ def test_console_entry_point(tmp_path):
     exe = Path(sys.executable).with_name("flipnet-rt")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "flipnet_rt"]
     done = subprocess.run(
-        [*cmd, "restore", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), *FAST],
+        [*cmd, "restore", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), *ALIGNED],
         capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=300,
     )
     assert done.returncode == 0, done.stderr
@@ -128,17 +129,106 @@ def test_console_entry_point(tmp_path):
 
 
 def test_ddim_with_eta_from_the_command_line(inputs, tmp_path):
-    args = [str(inputs / "a.png"), "-o", str(tmp_path / "o"), *FAST, "--sampler", "ddim", "--eta", "1", "--spacing", "trailing"]
+    args = [str(inputs / "a.png"), "-o", str(tmp_path / "o"), *ALIGNED, "--sampler", "ddim", "--eta", "1", "--spacing", "trailing"]
     assert main(["restore", *args]) == 0
 
 
 def test_color_fix_from_the_command_line(inputs, tmp_path, capsys):
     plain, fixed = tmp_path / "plain", tmp_path / "fixed"
-    assert main(["restore", str(inputs / "a.png"), "-o", str(plain), *FAST]) == 0
-    assert main(["restore", str(inputs / "a.png"), "-o", str(fixed), *FAST, "--color-fix", "3"]) == 0
+    assert main(["restore", str(inputs / "a.png"), "-o", str(plain), *ALIGNED]) == 0
+    assert main(["restore", str(inputs / "a.png"), "-o", str(fixed), *ALIGNED, "--color-fix", "3"]) == 0
     a, b = (np.asarray(Image.open(d / "a.png")) for d in (plain, fixed))
     assert not np.array_equal(a, b)
     capsys.readouterr()
-    assert main(["restore", str(inputs / "a.png"), "-o", str(tmp_path / "bad"), *FAST, "--color-fix", "-1"]) == 2
+    assert main(["restore", str(inputs / "a.png"), "-o", str(tmp_path / "bad"), *ALIGNED, "--color-fix", "-1"]) == 2
     err = capsys.readouterr().err
     assert "color_fix: -1 levels is outside [0, 10]" in err and len(err.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- option plumbing (issue 19)
+
+
+class RestoreSpy:
+    """Records what every ``Restorer.restore``/``degrade`` call receives, then runs it for real."""
+
+    def __init__(self, monkeypatch):
+        from flipnet_rt.restorer import Restorer
+
+        self.calls: list[dict] = []
+        for method in ("restore", "degrade"):
+            original = getattr(Restorer, method)
+
+            def spy(restorer, images, options=None, seeds=None, _original=original, _method=method):
+                self.calls.append({"method": _method, "options": options, "seeds": list(seeds),
+                                   "cond_cache": restorer.cond_cache, "restorer": restorer})
+                return _original(restorer, images, options, seeds)
+
+            monkeypatch.setattr(Restorer, method, spy)
+
+
+SAMPLING_FLAGS = ["--strength", "0.5", "--phi", "0.25", "--guidance", "2.75", "--cond-t", "40", "--no-cond-cache",
+                  "--sampler", "ddim", "--spacing", "trailing", "--steps", "4", "--seed", "9"]
+
+
+@pytest.mark.parametrize("command", ["restore", "degrade"])
+def test_sampling_flags_reach_the_restorer(inputs, tmp_path, monkeypatch, command):
+    """Every sampling flag arrives in the options of the Restorer call, and the written image is
+    the library's for those options: ``Restorer.load(..., cond_cache=False).restore(img, opts, seeds)``."""
+    spy = RestoreSpy(monkeypatch)
+    out = tmp_path / "o"
+    crops = ["--aligned"] if command == "restore" else []  # face crops: the Restorer runs on them directly
+    assert main([command, str(inputs / "a.png"), "-o", str(out), "--model", "random:tiny", *crops, *SAMPLING_FLAGS]) == 0
+    (call,) = spy.calls
+    options = call["options"]
+    assert call["method"] == command and call["cond_cache"] is False
+    assert (options.strength, options.phi, options.guidance, options.t_cond, options.steps, options.seed) == \
+        (0.5, 0.25, 2.75, 40, 4, 9)
+    assert (options.sampler.value, options.spacing.value) == ("ddim", "trailing")
+    from flipnet_rt.options import image_seed
+
+    assert call["seeds"] == [image_seed(9, 0)]
+
+    from flipnet_rt.options import SamplingOptions
+    from flipnet_rt.restorer import Restorer
+
+    spy.calls.clear()
+    library = Restorer.load("random:tiny", cond_cache=False)
+    want = SamplingOptions(sampler="ddim", steps=4, spacing="trailing", guidance=2.75, phi=0.25, t_cond=40,
+                           strength=0.5, seed=9)
+    image = np.asarray(Image.open(inputs / "a.png").convert("RGB"))
+    expected = getattr(library, command)([image], want, [image_seed(9, 0)])[0]
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "a.png")), expected)
+
+
+def test_defaults_apply_when_no_flag_is_given(inputs, tmp_path, monkeypatch):
+    spy = RestoreSpy(monkeypatch)
+    assert main(["restore", str(inputs / "a.png"), "-o", str(tmp_path / "o"), "--model", "random:tiny", "--aligned"]) == 0
+    (call,) = spy.calls
+    restorer = call["restorer"]
+    assert call["cond_cache"] is True
+    assert call["options"] == restorer.options()  # the model's flipnet.json defaults, seed 0
+
+
+@pytest.mark.parametrize("flag, value, field", [
+    ("--strength", "0.5", "strength"), ("--phi", "1.5", "phi"), ("--guidance", "1.0", "guidance"),
+    ("--cond-t", "100", "t_cond"), ("--eta", "0.5", "eta"),
+])
+def test_each_sampling_flag_changes_the_image(inputs, tmp_path, flag, value, field):
+    """Each flag on its own changes the restored image against the defaults (it is not dropped)."""
+    base, changed = tmp_path / "base", tmp_path / "changed"
+    extra = ["--aligned", *(["--sampler", "ddim"] if flag == "--eta" else [])]
+    assert main(["restore", str(inputs / "a.png"), "-o", str(base), *ALIGNED, *extra]) == 0
+    assert main(["restore", str(inputs / "a.png"), "-o", str(changed), *ALIGNED, *extra, flag, value]) == 0
+    a, b = (np.asarray(Image.open(d / "a.png")).astype(int) for d in (base, changed))
+    print(f"{flag} {value}: max |diff| {np.abs(a - b).max()} grey levels")
+    assert np.abs(a - b).max() > 1
+
+
+def test_no_cond_cache_gives_the_same_image_through_the_joint_graph(inputs, tmp_path, monkeypatch):
+    spy = RestoreSpy(monkeypatch)
+    cached, joint = tmp_path / "cached", tmp_path / "joint"
+    assert main(["restore", str(inputs / "a.png"), "-o", str(cached), *ALIGNED]) == 0
+    assert main(["restore", str(inputs / "a.png"), "-o", str(joint), *ALIGNED, "--no-cond-cache"]) == 0
+    assert [c["cond_cache"] for c in spy.calls] == [True, False]
+    a, b = (np.asarray(Image.open(d / "a.png")).astype(int) for d in (cached, joint))
+    assert np.abs(a - b).max() <= 1  # float32 reassociation only (tests/test_restorer.py: rel 1e-5)

@@ -334,7 +334,7 @@ def test_merge_output_loads_and_restores(tmp_path, restoration_result):
     inputs = tmp_path / "in"
     inputs.mkdir()
     Image.fromarray(face_like(R, seed=7)).save(inputs / "face.png")
-    code = rt_main(["restore", str(inputs), "-o", str(tmp_path / "out"), "--model", str(out), "--steps", "2"])
+    code = rt_main(["restore", str(inputs), "-o", str(tmp_path / "out"), "--model", str(out), "--steps", "2", "--aligned"])
     assert code == 0 and (tmp_path / "out" / "face.png").is_file()
 
 

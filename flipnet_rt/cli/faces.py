@@ -1,0 +1,51 @@
+"""The face options shared by ``restore`` (whole images) and ``video``, and the FaceRestorer they build."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def _thresholds(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("give at least one threshold")
+    return values
+
+
+def face_args(parser: argparse.ArgumentParser) -> None:
+    """--detector and the face selection options (whole-image face restoration)."""
+    g = parser.add_argument_group("faces (whole images and video)")
+    g.add_argument("--detector", choices=("mtcnn", "dlib"), default="mtcnn",
+                   help="mtcnn: three ONNX networks on the restorer's device (default); dlib: HOG on the CPU "
+                        "(the eval extra)")
+    g.add_argument("--detect-thresholds", type=_thresholds, metavar="P,R,O",
+                   help="MTCNN's three stage thresholds (default 0.6,0.7,0.7; higher: fewer false faces, "
+                        "more missed ones); dlib: one SVM margin (default 0)")
+    g.add_argument("--min-face-size", type=float, default=20.0, metavar="PX",
+                   help="smallest face searched and restored (box side, px)")
+    g.add_argument("--max-faces", type=int, default=0, metavar="N",
+                   help="restore the N largest faces per image (0: all)")
+    g.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the image's centre")
+    g.add_argument("--no-keep-detail", dest="keep_detail", action="store_false",
+                   help="faces larger than the model's resolution come back at the model's detail only "
+                        "(default: the input's finer detail is kept; it also keeps the input's noise)")
+
+
+def build_face_restorer(args: argparse.Namespace, restorer: Any, sampling: Any) -> Any:
+    """The FaceRestorer for these options over ``restorer`` (the detector on the restorer's device).
+
+    Raises ValueError / FileNotFoundError / ImportError naming the fix (a usage error).
+    """
+    from ..faces.detectors import load_detector
+    from ..faces.onnx_session import providers_like
+    from ..faces.restorer import FaceOptions, FaceRestorer
+
+    detector = load_detector(args.detector, min_face_size=args.min_face_size, thresholds=args.detect_thresholds,
+                             providers=providers_like(restorer))
+    options = FaceOptions(max_faces=args.max_faces, min_face_size=args.min_face_size,
+                          only_center_face=args.only_center_face, keep_detail=args.keep_detail)
+    return FaceRestorer(restorer, detector, options, sampling=sampling)

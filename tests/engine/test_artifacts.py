@@ -1,0 +1,53 @@
+"""Opening what --model names (flipnet_rt.engine.artifacts): once, checked, for every caller."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from flipnet_rt.config import ConfigError
+from flipnet_rt.engine.artifacts import EngineArtifacts, ModelArtifacts, is_engine_dir, open_artifacts, open_engine
+from flipnet_rt.engine.manifest import EngineError
+
+
+def test_an_engine_directory_is_opened_and_checked(tiny_engine, tiny_config):
+    engine = open_engine(tiny_engine)
+    assert engine.config == tiny_config
+    assert set(engine.prompts) == {"restore", "negative", "degrade"}
+    assert engine.prompts["restore"].shape == (77, tiny_config.text_width)
+    assert engine.missing_plans() == sorted(engine.manifest.networks, key=list(engine.manifest.networks).index)
+    assert is_engine_dir(tiny_engine) and not is_engine_dir("random:tiny") and not is_engine_dir(tiny_engine / "x")
+
+
+@pytest.mark.parametrize("damage, error, message", [
+    (lambda d: (d / "prompts.npz").unlink(), EngineError, r"prompts.npz: missing; re-export"),
+    # same size, so the manifest's file check passes and the config's own parse must refuse it
+    (lambda d: (d / "flipnet.json").write_text("{" + " " * (len((d / "flipnet.json").read_text()) - 1)),
+     ConfigError, r"flipnet.json: not valid JSON"),
+    (lambda d: (d / "manifest.json").write_text(json.dumps({"format_version": 99})), EngineError,
+     r"format_version 99 is not 1; re-export"),
+], ids=["prompts", "config", "manifest"])
+def test_every_part_is_checked_with_a_fix(tiny_engine, tmp_path, damage, error, message):
+    copy = tmp_path / "engine"
+    shutil.copytree(tiny_engine, copy)
+    damage(copy)
+    with pytest.raises(error, match=message):
+        open_artifacts(copy)
+
+
+def test_a_model_is_not_loaded_until_used():
+    code = ("import sys\nfrom flipnet_rt.engine.artifacts import open_artifacts\n"
+            "m = open_artifacts('random:tiny')\nprint(type(m).__name__, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["ModelArtifacts", "False"], done.stderr[-400:]
+
+
+def test_a_loaded_model_is_loaded_once(tiny_model):
+    artifacts = ModelArtifacts(tiny_model)
+    assert artifacts.load() is tiny_model and artifacts.load() is tiny_model
+    assert isinstance(open_artifacts(artifacts), ModelArtifacts) and open_artifacts(artifacts) is artifacts
+    assert not isinstance(artifacts, EngineArtifacts)
