@@ -4,6 +4,7 @@ by the 64-px demo engine with ``reflect`` and with facexlib's grey ``constant``;
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from faces.support import load_rgb
 from flipnet_rt.evaluation import psnr, ssim, synthesise_lq
@@ -16,6 +17,7 @@ TIGHT = (50, 45, 200, 195)  # the LFW face box: the FFHQ crop of these faces (~1
 COUNT = 24
 
 
+@pytest.mark.slow
 def test_reflect_border_restores_better_than_grey(demo_restorer, lfw_val):
     x0, y0, x1, y1 = TIGHT
     hqs = [load_rgb(p)[y0:y1, x0:x1].copy() for p in lfw_val[:COUNT]]

@@ -34,6 +34,7 @@ def hq_150(lfw_val):
     return [prepare_square(load_rgb(p), 150, LFW_BOX) for p in lfw_val[:COUNT]]
 
 
+@pytest.mark.slow
 def test_keep_detail_on_lfw_val_at_150(demo_restorer, hq_150):
     lqs = [mild(hq, image_seed(0, i, 1)) for i, hq in enumerate(hq_150)]
     seeds = [image_seed(0, i) for i in range(len(lqs))]
