@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo demo-model test serve bench native clean
+.PHONY: demo demo-model test serve bench mutants native clean
 
 # The native part (CMakeLists.txt, native/): every install below builds the module
 # flipnet_rt._native with pip (scikit-build-core), CPU kernels only unless FLIPNET_CUDA=AUTO|ON
@@ -63,6 +63,13 @@ demo-model: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(PY) -m pytest -q benchmarks --benchmark-only
+
+# Mutation testing of the core (issue 19; slow, not part of `make test`): mutmut with the
+# [tool.mutmut] settings of pyproject.toml, one child process at the lowest priority, then
+# tests/MUTANTS.md. MUTANTS='flipnet_rt.sampling.*' restricts the run to those mutant names.
+mutants: $(VENV)/.dev
+	@start=$$(date +%s); nice -n 19 $(VENV)/bin/mutmut run --max-children 1 $(MUTANTS); \
+	$(PY) tests/mutation_summary.py --seconds $$(( $$(date +%s) - start ))
 
 clean:
 	rm -rf $(VENV) $(SERVE_VENV) outputs .pytest_cache .benchmarks build-tests

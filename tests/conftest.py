@@ -7,6 +7,31 @@ from pathlib import Path
 import pytest
 
 
+def _import_mutated_copies() -> None:
+    """Under ``make mutants`` mutmut runs the tests from ./mutants, whose flipnet_rt/ and export/ hold
+    the mutated sources; the editable install's redirecting finder (scikit-build-core) would hand
+    out the originals instead. Put the mutated copies first (the compiled _native module still
+    comes from the install)."""
+    import importlib.machinery
+    import sys
+
+    root = Path.cwd()
+    if root.name != "mutants" or not (root / "flipnet_rt").is_dir():
+        return
+
+    class MutantsFirst:
+        @staticmethod
+        def find_spec(fullname, path=None, target=None):
+            if fullname.partition(".")[0] not in ("flipnet_rt", "export") or fullname == "flipnet_rt._native":
+                return None
+            return importlib.machinery.PathFinder.find_spec(fullname, path or [str(root)])
+
+    sys.meta_path.insert(0, MutantsFirst)
+
+
+_import_mutated_copies()
+
+
 @pytest.fixture(scope="session")
 def tiny_config():
     from flipnet_rt.presets import tiny

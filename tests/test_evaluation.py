@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -76,3 +77,62 @@ def test_eval_usage_errors(tmp_path, capsys, argv, message):
     args = ["eval", "--hq", str(hq), "--model", "random:tiny", *argv]
     assert main(args) == 2
     assert message in capsys.readouterr().err
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse))
+
+
+def test_eval_scores_are_those_of_the_images_it_writes(tmp_path, capsys):
+    """PSNR recomputed (numpy, from its definition) from the ``--out`` images, LQ and restored
+    against the HQ panel, equals the JSON's per-image scores and the summary's means, each under
+    its own name (issue 19: a summary with input and restored swapped passed before)."""
+    hq = tmp_path / "hq"
+    hq.mkdir()
+    for i in range(3):
+        Image.fromarray(face_like(64, 20 + i)).save(hq / f"f{i}.png")
+    out, report = tmp_path / "images", tmp_path / "eval.json"
+    code = main(["eval", "--hq", str(hq), "--model", "random:tiny", "--steps", "2", "--identity", "off",
+                 "--json", str(report), "--out", str(out), "--batch-size", "2"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    data = json.loads(report.read_text())
+    psnr_in, psnr_out = [], []
+    for scores in data["images"]:
+        name = scores["name"]
+        lq, restored = (np.asarray(Image.open(out / kind / name)) for kind in ("lq", "restored"))
+        side = np.asarray(Image.open(out / "side_by_side" / name))
+        np.testing.assert_array_equal(side[:, :64], lq)
+        np.testing.assert_array_equal(side[:, 64:128], restored)
+        reference = side[:, 128:]
+        np.testing.assert_array_equal(reference, np.asarray(Image.open(hq / name)))  # 64 px: no resize
+        psnr_in.append(_psnr(lq, reference))
+        psnr_out.append(_psnr(restored, reference))
+        assert scores["psnr_lq"] == pytest.approx(psnr_in[-1], abs=1e-9)
+        assert scores["psnr"] == pytest.approx(psnr_out[-1], abs=1e-9)
+        assert scores["ssim_lq"] == pytest.approx(evaluation.ssim(lq, reference), abs=1e-12)
+        assert scores["ssim"] == pytest.approx(evaluation.ssim(restored, reference), abs=1e-12)
+    print(f"recomputed PSNR input {np.mean(psnr_in):.3f} dB, restored {np.mean(psnr_out):.3f} dB")
+    assert abs(np.mean(psnr_in) - np.mean(psnr_out)) > 0.1, "the two must differ for the check to mean anything"
+    summary = data["summary"]["psnr"]
+    assert summary["input"] == pytest.approx(np.mean(psnr_in), abs=1e-9)
+    assert summary["restored"] == pytest.approx(np.mean(psnr_out), abs=1e-9)
+    assert data["improved"]["psnr"] is bool(np.mean(psnr_out) > np.mean(psnr_in))
+    ssim = data["summary"]["ssim"]
+    assert ssim["input"] == pytest.approx(np.mean([s["ssim_lq"] for s in data["images"]]), abs=1e-12)
+    assert ssim["restored"] == pytest.approx(np.mean([s["ssim"] for s in data["images"]]), abs=1e-12)
+    # the printed table: the PSNR row reads input then restored, to 2 decimals
+    row = next(line for line in printed.splitlines() if "PSNR" in line)
+    numbers = [float(v) for v in re.findall(r"-?\d+\.\d+", row)]
+    assert numbers == [round(np.mean(psnr_in), 2), round(np.mean(psnr_out), 2)], row
+
+
+def test_report_summary_and_improvement_by_hand():
+    scores = [evaluation.ImageScores("a", psnr_lq=20.0, psnr=22.0, ssim_lq=0.5, ssim=0.4, identity_lq=0.3, identity=0.5),
+              evaluation.ImageScores("b", psnr_lq=24.0, psnr=25.0, ssim_lq=0.7, ssim=0.6, identity_lq=0.5, identity=0.2)]
+    report = evaluation.EvalReport(images=scores)
+    assert report.summary() == {"psnr": {"input": 22.0, "restored": 23.5}, "ssim": {"input": 0.6, "restored": 0.5},
+                                "identity": {"input": 0.4, "restored": 0.35}}
+    assert report.improved() == {"psnr": True, "ssim": False, "identity": True}  # identity: lower is better
+    assert evaluation.EvalReport().improved() == {"psnr": None, "ssim": None, "identity": None}

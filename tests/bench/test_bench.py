@@ -43,9 +43,11 @@ def test_json_has_every_stage_and_the_environment(bench_json):
 
 def test_stages_add_up_to_the_end_to_end_time(bench_json):
     for r in json.loads((bench_json / "b.json").read_text())["results"]:
-        # per iteration: e2e - (every stage) = overhead (noise draws, q_sample, context building)
+        # per iteration: e2e - (every stage) = overhead (noise draws, q_sample, context building).
+        # Every stage runs inside the iteration, so the difference is never negative; how small it
+        # is is a speed claim and belongs to benchmarks/, not here (issue 19: no timed assertions).
         print(f"{r['config']['label']}: e2e {r['e2e_ms']['p50']:.1f} ms, overhead {r['overhead_ms']:.2f} ms")
-        assert 0.0 <= r["overhead_ms"] < 0.25 * r["e2e_ms"]["p50"]
+        assert r["overhead_ms"] >= 0.0
 
 
 def test_csv_and_plot_are_written(bench_json):
@@ -54,20 +56,35 @@ def test_csv_and_plot_are_written(bench_json):
     assert (bench_json / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_sd21_unet_flops_are_counted_from_the_model():
-    """804 GFLOP per sample at 64x64 (77 text tokens): SD 2.1-base's UNet, counted, not typed in."""
-    from diffusers import UNet2DConditionModel
+@pytest.mark.parametrize("network", ["unet", "unet_cond", "vae_decoder", "face_encoder"])
+def test_count_flops_matches_an_independent_count(tiny_model, network):
+    """``flipnet_rt.bench.flops.count_flops`` (meta device, no memory) against FlopCounterMode on a
+    real CPU run with attention forced to the math kernel (its matmuls counted one by one): the
+    same count. (The SD 2.1-base figure quoted in flops.py is no longer asserted here: issue 19.)"""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    from flipnet_rt.presets import SD21_BASE_UNET
+    from flipnet_rt.bench.flops import count_flops
+    from flipnet_rt.models.networks import NETWORKS
 
-    with torch.device("meta"):
-        unet = UNet2DConditionModel(**SD21_BASE_UNET)
-        x, t, ctx = torch.zeros(1, 4, 64, 64), torch.zeros(1), torch.zeros(1, 77, 1024)
+    c = tiny_model.config
+    g = torch.Generator().manual_seed(0)
+    ctx = (c.context_tokens, c.text_width)
+    feeds = {
+        "unet": {"sample": torch.randn(4, 4, 8, 8, generator=g), "timestep": torch.tensor([500.0, 500, 0, 0]),
+                 "context": torch.randn(4, *ctx, generator=g), "phi": torch.ones(1)},
+        "unet_cond": {"sample": torch.randn(2, 4, 8, 8, generator=g), "timestep": torch.zeros(2),
+                      "context": torch.randn(2, *ctx, generator=g)},
+        "vae_decoder": {"latent": torch.randn(2, 4, 8, 8, generator=g)},
+        "face_encoder": {"image": torch.randn(2, 3, c.resolution, c.resolution, generator=g)},
+    }[network]
+    counted = count_flops(tiny_model, network, feeds)
+    module = NETWORKS[network](tiny_model)
     counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        unet(x, t, encoder_hidden_states=ctx)
-    assert abs(counter.get_total_flops() / 1e9 - 804.26) < 0.5
+    with sdpa_kernel([SDPBackend.MATH]), counter, torch.inference_mode():
+        module(*feeds.values())
+    print(f"{network}: count_flops {counted / 1e6:.3f} MFLOP, math-kernel CPU run {counter.get_total_flops() / 1e6:.3f}")
+    assert counted == counter.get_total_flops() > 0
 
 
 def test_cpu_attention_is_counted():

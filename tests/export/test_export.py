@@ -250,11 +250,6 @@ def test_tensorrt_profiles_without_tensorrt(tiny_engine):
     assert shapes["sample"] == ((2, 4, 8, 8), (8, 4, 8, 8), (16, 4, 16, 16))
 
 
-def test_tensorrt_build():
-    pytest.importorskip("tensorrt", reason="TensorRT cannot be installed on CPU-only machines (NVIDIA's index only)")
-    pytest.skip("a TensorRT build needs an NVIDIA GPU; none is visible here")
-
-
 def test_fp16_storage_is_lossless_and_halves_the_files(tmp_path, capsys):
     """A model saved in fp16, exported fp32 with and without --store-fp16: the same outputs, bit
     for bit, from files about half the size; only the networks asked for are written."""
