@@ -17,7 +17,7 @@ import numpy as np
 from .backends.base import Backend
 from .config import FlipnetConfig
 from .core import DiffusionCore
-from .imaging.colour import wavelet_color_fix
+from .native import wavelet_color_fix  # the C++ kernel where built (10.9x), else imaging.colour
 from .imaging.geometry import fit, unfit
 from .imaging.tensor import to_float, to_uint8
 from .options import Mode, SamplingOptions, image_seed
