@@ -4,7 +4,8 @@
 generated background with the public-domain astronaut face 3 times, eye distances scaled with the
 frame (1080p: 40, 70, 110 px). Every benchmark stores ``ms_per_face`` (mean round time / faces) in
 ``extra_info``. ``paste`` is the box-bounded paste (:func:`flipnet_rt.faces.paste.paste_faces`);
-``paste_full_frame`` is facexlib's full-frame algorithm on the same faces, the baseline of its ratio.
+``paste_full_frame`` is facexlib's full-frame algorithm on the same faces, the baseline of its ratio;
+both also store ``cpu_ms_per_face_1_thread`` (process CPU time with one OpenCV thread).
 ``restore`` is the 64-px demo engine on ONNX Runtime CPU (one batch of the 3 faces; the model's
 cost does not depend on the frame). MTCNN runs with its default minimum face size (20 px).
 """
@@ -116,7 +117,29 @@ def test_paste(benchmark, frame, restorer, how):
         benchmark.pedantic(_paste_full_frame, args=(image, outputs, affines), rounds=3 if name == "4K" else 5,
                            warmup_rounds=1)
     benchmark.extra_info["crop_sizes"] = [r.crop_size for r in results]
+    benchmark.extra_info["cpu_ms_per_face_1_thread"] = _cpu_ms_per_face(
+        (lambda: paste_faces(image, outputs, affines)) if how == "box" else (lambda: _paste_full_frame(image, outputs, affines)),
+        len(faces), rounds=10 if how == "box" else 2)
     _per_face(benchmark, len(faces), name)
+
+
+def _cpu_ms_per_face(run, faces: int, rounds: int) -> float:
+    """Process CPU time per face with one OpenCV thread: what a paste costs on one core, much less
+    sensitive than wall time to other processes sharing the machine."""
+    import time
+
+    import cv2
+
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        run()
+        start = time.process_time()
+        for _ in range(rounds):
+            run()
+        return (time.process_time() - start) * 1e3 / rounds / faces
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def _paste_full_frame(image: np.ndarray, faces, affines) -> np.ndarray:
