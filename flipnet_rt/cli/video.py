@@ -31,6 +31,9 @@ def add_parser(sub: argparse._SubParsersAction, run_args) -> None:
                    help="frames seen ahead before a frame's landmarks are smoothed (>= K; memory: N frames)")
     t.add_argument("--smoothing", type=float, default=2.0, metavar="SIGMA",
                    help="landmark smoothing width in frames (0: off)")
+    t.add_argument("--detect-thread", action="store_true",
+                   help="run the detector in its own thread, overlapping restoration (helps where cores are "
+                        "spare or the restorer is on a GPU; on 2 shared CPU cores it measured slower)")
     t.add_argument("--seed-mode", choices=("track", "frame"), default="track",
                    help="track: one noise seed per face track (no flicker; default); frame: a new seed "
                         "every frame, as restoring frames one by one would (flickers)")
@@ -110,7 +113,7 @@ def _restore(args: argparse.Namespace, encoder, options) -> int:
     try:
         report = transcode(args.input, args.output, video, encoder=encoder, start=args.start,
                            duration=args.duration, queue_depth=args.queue_depth, progress=None,
-                           prepare=video.detect_ahead)  # detection in its own thread, ahead of restoration
+                           prepare=video.detect_ahead if args.detect_thread else None)
     except VideoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

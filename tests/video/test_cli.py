@@ -23,7 +23,7 @@ def test_restores_a_clip(tmp_path, capsys):
     src = write_clip(tmp_path / "in.mp4", cfr_pts(6), size=(160, 96), frame=lambda i: frames[i])
     out = tmp_path / "out.mkv"
     code = main(["video", str(src), "-o", str(out), "--model", str(ENGINE), "--backend", "onnxruntime",
-                 "--device", "cpu", "--batch-size", "4", "--preset", "ultrafast"])
+                 "--device", "cpu", "--batch-size", "4", "--preset", "ultrafast", "--detect-thread"])
     err = capsys.readouterr().err
     print(err)
     assert code == 0 and "1 face tracks" in err
