@@ -53,6 +53,8 @@ class FaceOptions:
         border: how alignment fills outside the image (``reflect`` measured better than
             facexlib's grey ``constant`` on the demo engine; see tests/faces/test_border.py).
         max_crop: cap on S (px), bounding the memory of huge faces.
+        max_batch: most faces per core call (0: all faces of a call in one batch). Results do not
+            depend on it (every face has its own seed); it bounds memory when many images come at once.
     """
 
     max_faces: int = 0
@@ -62,6 +64,7 @@ class FaceOptions:
     keep_detail_ratio: float = KEEP_DETAIL_RATIO
     border: BorderMode = BorderMode.REFLECT
     max_crop: int = 2048
+    max_batch: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "border", BorderMode(self.border))
@@ -71,6 +74,8 @@ class FaceOptions:
             raise ValueError(f"min_face_size: {self.min_face_size}; use 0 or a size in pixels")
         if self.keep_detail_ratio < 1.0:
             raise ValueError(f"keep_detail_ratio: {self.keep_detail_ratio} must be >= 1")
+        if self.max_batch < 0:
+            raise ValueError(f"max_batch: {self.max_batch}; use 0 (one batch) or a positive size")
         if self.max_crop < 16:
             raise ValueError(f"max_crop: {self.max_crop} px is too small")
 
@@ -186,7 +191,7 @@ class FaceRestorer:
                     owners.append(result)
                 per_image.append(result)
             results.append(per_image)
-        restored = self.restorer.restore(inputs, self.sampling, input_seeds) if inputs else []
+        restored = self._core(inputs, input_seeds, self.sampling)
         for result, model_input, out in zip(owners, inputs, restored):
             result.output = self._back(result, model_input, out)
         return [(self._paste(image, rs), rs) for image, rs in zip(images, results)]
@@ -215,11 +220,19 @@ class FaceRestorer:
             jobs.append((square, placement))
             inputs.append(downsample(square, self.resolution))
         sampling = sampling if sampling is not None else self.sampling
-        restored = self.restorer.restore(inputs, sampling, list(seeds)) if inputs else []
+        restored = self._core(inputs, list(seeds), sampling)
         return [out if job is None else unfit(keep_detail(job[0], out, model_input), job[1])
                 for job, model_input, out in zip(jobs, inputs, restored)]
 
     # ------------------------------------------------------------------ steps
+    def _core(self, inputs: list[np.ndarray], seeds: list[int], sampling: Any) -> list[np.ndarray]:
+        """The core's restore over all ``inputs``: one call, or calls of ``max_batch`` faces."""
+        step = self.options.max_batch or len(inputs)
+        out: list[np.ndarray] = []
+        for k in range(0, len(inputs), max(step, 1)):
+            out.extend(self.restorer.restore(inputs[k:k + step], sampling, seeds[k:k + step]))
+        return out
+
     def _align(self, image: np.ndarray, result: FaceResult) -> np.ndarray:
         res = self.resolution
         affine = estimate_affine(result.face.landmarks, res)

@@ -94,6 +94,11 @@ def test_skipped_faces_are_reported_and_untouched():
     (out, results), = FaceRestorer(restorer, options=FaceOptions(max_faces=1)).restore_faces([image], [faces], [[5, 6]])
     assert [r.restored for r in results] == [False, True] and restorer.calls == [1]
     assert results[0].to_dict()["reason"].startswith("over max_faces")
+    chunked = ShiftRestorer(64, offset=30)
+    fr = FaceRestorer(chunked, options=FaceOptions(max_batch=2))
+    pairs = fr.restore_faces([image, image], [faces, faces[::-1]], [[5, 6], [6, 5]])
+    assert chunked.calls == [2, 2]  # 4 faces in calls of at most 2
+    np.testing.assert_array_equal(pairs[0][0], pairs[1][0])
     np.testing.assert_array_equal(out[:60, :60], image[:60, :60])
 
 
