@@ -25,14 +25,14 @@ import numpy as np
 #: ========  ===========================  ===========================
 #: S (S/R)   mild (blur 1.2, noise 3, q70)  training degradation (Eq. 9)
 #: ========  ===========================  ===========================
-#: 80 (1.25)  24.39/0.7377 vs 24.18/0.7271  see the closing note
+#: 80 (1.25)  24.39/0.7377 vs 24.18/0.7271  21.69/0.5948 vs 21.71/0.5991
 #: 96 (1.50)  24.39/0.7160 vs 24.16/0.7032  21.52/0.5693 vs 21.55/0.5753
 #: 150 (2.34) 24.59/0.7044 vs 24.14/0.6745  21.03/0.5466 vs 21.08/0.5599
 #: ========  ===========================  ===========================
 #:
 #: On mild inputs (large faces in real photos usually are) keeping the input's detail wins at every
 #: ratio measured, and more the larger the face; on the training degradation's heavy noise and JPEG
-#: it costs 0.03-0.05 dB (the input's top band is then noise). Below ~1.25 the kept band is thin and
+#: it costs 0.02-0.05 dB (the input's top band is then noise). Below ~1.25 the kept band is thin and
 #: the two differ little, so the default starts there; ``--no-keep-detail`` turns it off.
 KEEP_DETAIL_RATIO = 1.25
 
