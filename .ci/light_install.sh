@@ -8,7 +8,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 .venv/bin/flipnet-rt export --model random:tiny -o "$work/engine" --max-batch 1 > /dev/null
 python3 -m venv "$work/venv"
-"$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check .
+FLIPNET_CUDA=OFF "$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check .
 if "$work/venv/bin/python" -c "import torch" 2> /dev/null; then
     echo "light install: torch is installed, but the core install must not pull it" >&2
     exit 1
@@ -23,4 +23,7 @@ Image.fromarray((img * 255).astype(np.uint8)).save(sys.argv[1])
 PY
 "$work/venv/bin/flipnet-rt" restore "$work/face.png" -o "$work/out" --model "$work/engine" --steps 2 --aligned
 test -s "$work/out/face.png"
+# whole images (the default): MTCNN's shipped weights and OpenCV come with the core install
+"$work/venv/bin/flipnet-rt" restore "$work/face.png" -o "$work/whole" --model "$work/engine" --steps 2
+test -s "$work/whole/face.png"
 echo "light install: restored $work/face.png with the core install only (no torch)"

