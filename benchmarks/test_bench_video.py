@@ -5,12 +5,12 @@ head at the demo model's scale, fresh sensor noise every frame, a sine AAC track
 
 - by a **naive sequential loop**: decode → detect → align → restore → paste → encode, one frame at
   a time in one thread, every stage timed (the share of each stage is the naive loop's);
-- by the **pipeline** (:func:`flipnet_rt.video.transcode.transcode` + ``VideoRestorer``): decode,
-  detection and encode in their own threads, faces of several frames in one engine call (batch
-  8), with detection on every frame; then detecting every 5th frame (tracking in between); then
-  with detection inline in the restoring thread (what the detection thread is worth);
+- by the **pipeline** (:func:`flipnet_rt.video.transcode.transcode` + ``VideoRestorer``, the CLI's
+  defaults): decode and encode in their own threads, faces of several frames in one engine call
+  (batch 8), detection on every frame; then with detection in its own thread too
+  (``--detect-thread``); then detecting every 5th frame only (``--detect-every 5``);
 
-in the same run, so the speedups are ratios on the same machine at the same moment. Both use
+in the same run, interleaved, so the speedups are ratios on the same machine at the same time. Both use
 the same decoder, encoder settings (libx264 medium, crf 18) and seeds. The frames/s of both and
 the ratios are in each benchmark's ``extra_info`` (``--benchmark-json``) and printed (``-s``).
 """
@@ -27,7 +27,7 @@ av = pytest.importorskip("av", reason="needs the video extra (PyAV)")
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE = ROOT / "models" / "demo-onnx"
-FRAMES = 16
+FRAMES = 12
 STAGES = ("decode", "detect", "align", "restore", "paste", "encode")
 
 
@@ -113,7 +113,7 @@ def naive(src: Path, out: Path, faces, detector, timer) -> float:
     return time.perf_counter() - began
 
 
-def pipeline(src: Path, out: Path, faces, detector, timer, detect_every: int, detect_thread: bool = True) -> float:
+def pipeline(src: Path, out: Path, faces, detector, timer, detect_every: int, detect_thread: bool) -> float:
     from flipnet_rt.video.restorer import VideoOptions, VideoRestorer
     from flipnet_rt.video.transcode import transcode
 
@@ -124,41 +124,54 @@ def pipeline(src: Path, out: Path, faces, detector, timer, detect_every: int, de
     return report.seconds
 
 
+VARIANTS = ("naive", "pipeline", "pipeline_detect_thread", "pipeline_detect_every_5")
+ROUNDS = 2
+
+
 @pytest.mark.parametrize("faces_per_frame", [1, 3])
 @pytest.mark.parametrize("size", [(640, 360), (1280, 720)], ids=["360p", "720p"])
 def test_video_throughput(benchmark, parts, tmp_path, size, faces_per_frame):
+    """Each variant runs ROUNDS times, interleaved (the second round in reverse order), and keeps
+    its fastest round: this machine's other load comes and goes, and the minimum is the run it
+    disturbed least. The stage shares are the naive loop's, from its fastest round."""
     from flipnet_rt.profiling import StageTimer
 
     restorer, detector = parts
     src = make_clip(tmp_path, size, faces_per_frame)
-    warm = StageTimer()  # first calls allocate ONNX Runtime arenas: not charged to either side
-    pipeline(src, tmp_path / "warm.mp4", timed_faces(restorer, detector, warm), detector, warm, 1)
+    warm = StageTimer()  # first calls allocate ONNX Runtime arenas: not charged to any variant
+    pipeline(src, tmp_path / "warm.mp4", timed_faces(restorer, detector, warm), detector, warm, 1, False)
 
-    naive_timer = StageTimer()
-    naive_s = naive(src, tmp_path / "naive.mp4", timed_faces(restorer, detector, naive_timer), detector, naive_timer)
-    results = {}
+    def run(variant: str) -> tuple[float, dict[str, float]]:
+        timer = StageTimer()
+        faces = timed_faces(restorer, detector, timer)
+        out = tmp_path / f"{variant}.mp4"
+        if variant == "naive":
+            seconds = naive(src, out, faces, detector, timer)
+        else:
+            seconds = pipeline(src, out, faces, detector, timer, 5 if variant.endswith("every_5") else 1,
+                               variant.endswith("thread"))
+        return seconds, timer.totals()
 
-    def run_pipelines():
-        for key, k, thread in (("k1", 1, True), ("k5", 5, True), ("k1_inline", 1, False)):
-            timer = StageTimer()
-            results[key] = (pipeline(src, tmp_path / f"{key}.mp4", timed_faces(restorer, detector, timer),
-                                     detector, timer, k, thread), timer.totals())
+    best: dict[str, tuple[float, dict[str, float]]] = {}
 
-    benchmark.pedantic(run_pipelines, rounds=1, iterations=1)
-    totals = naive_timer.totals()
+    def rounds():
+        for r in range(ROUNDS):
+            for variant in (VARIANTS if r % 2 == 0 else VARIANTS[::-1]):
+                got = run(variant)
+                if variant not in best or got[0] < best[variant][0]:
+                    best[variant] = got
+
+    benchmark.pedantic(rounds, rounds=1, iterations=1)
+    naive_s, totals = best["naive"]
     busy = sum(totals.get(s, 0.0) for s in STAGES)
     info = {
         "size": f"{size[0]}x{size[1]}", "faces_per_frame": faces_per_frame, "frames": FRAMES,
-        "naive_fps": round(FRAMES / naive_s, 3),
-        "pipeline_fps": round(FRAMES / results["k1"][0], 3),
-        "pipeline_detect_every_5_fps": round(FRAMES / results["k5"][0], 3),
-        "speedup": round(naive_s / results["k1"][0], 2),
-        "speedup_detect_every_5": round(naive_s / results["k5"][0], 2),
-        "speedup_detect_inline": round(naive_s / results["k1_inline"][0], 2),
+        **{f"{v}_fps": round(FRAMES / best[v][0], 3) for v in VARIANTS},
+        **{f"speedup_{v}": round(naive_s / best[v][0], 2) for v in VARIANTS[1:]},
         "naive_stage_share": {s: round(totals.get(s, 0.0) / busy, 3) for s in STAGES},
         "naive_stage_ms_per_frame": {s: round(1000 * totals.get(s, 0.0) / FRAMES, 1) for s in STAGES},
-        "pipeline_busy_s": {k: round(v, 2) for k, v in sorted(results["k1"][1].items())},
+        "pipeline_busy_s": {k: round(v, 2) for k, v in sorted(best["pipeline"][1].items())},
     }
     benchmark.extra_info.update(info)
     print("\n" + " ".join(f"{k}={v}" for k, v in info.items()))
-    assert all(r[0] > 0 for r in results.values()) and naive_s > 0
+    assert all(seconds > 0 for seconds, _ in best.values())
