@@ -13,11 +13,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-TIME_BASE = Fraction(1, 90000)
+from ..faces.synthetic import ASTRONAUT_LANDMARKS
 
-#: The astronaut's 5 points in skimage.data.astronaut() (512x512).
-ASTRONAUT_LANDMARKS = np.array([[203.5, 101.4], [246.5, 103.7], [224.6, 128.2], [201.4, 139.4], [245.5, 141.5]],
-                               np.float32)
+TIME_BASE = Fraction(1, 90000)
 
 
 def gradient(width: int, height: int, i: int) -> np.ndarray:
