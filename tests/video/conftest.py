@@ -23,8 +23,7 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def demo_faces():
-    """A FaceRestorer on the shipped demo engine (64 px, ONNX Runtime CPU) with MTCNN."""
-
+    """A FaceRestorer on the shipped demo engine (64 px, ONNX Runtime CPU) with MTCNN (shipped weights)."""
     from video.clips import require
 
     engine = Path(__file__).resolve().parents[2] / "models" / "demo-onnx"
