@@ -1,26 +1,87 @@
 """``flipnet-rt build``: TensorRT plans from an engine directory's ONNX graphs, with Polygraphy.
 
-NOT RUN in this project's CI or on its development machines: TensorRT cannot be installed there
-(PyPI's ``tensorrt`` only fetches from NVIDIA's index). The code follows Polygraphy's documented
-API (``network_from_onnx_path``, ``CreateConfig(profiles=..., load_timing_cache=...)``,
-``engine_from_network(..., save_timing_cache=...)``, ``save_engine``); tests that need TensorRT
-skip with that reason. Everything that does not need TensorRT (profiles, the manifest record,
-the compatibility check) is tested.
+Supported: TensorRT 10.x and 11.x (``pyproject.toml``'s ``tensorrt`` extra pins ``>=10.0,<12``),
+decided by the installed version (:func:`build_mode`):
+
+- **10.x, weakly typed** (as before): an fp32 graph becomes an fp16/bf16 plan through the builder
+  flags ``FP16``/``BF16`` (``--precision``); TensorRT picks each layer's precision.
+- **11.x, strongly typed**: TensorRT 11 removed every weak-typing API (``BuilderFlag.FP16/BF16``;
+  NVIDIA's 10.x->11.x migration guide), so a plan has the precision of its ONNX graph: an fp16 plan
+  is built from an fp16 export (``flipnet-rt export --precision fp16``). ``--precision`` other than
+  the graphs' is refused with that fix.
+
+TF32: **on** for every plan where the version has ``BuilderFlag.TF32`` (Polygraphy's ``CreateConfig``
+defaults it off, TensorRT's own builder on). fp32 layers then run their matrix multiplies and
+convolutions on tensor cores with 10-bit mantissas (PyTorch's ``allow_tf32`` trade-off: ~1e-3
+relative error, several times faster); in fp16 plans it touches only layers kept in fp32, whose
+inputs are fp16 values anyway. ``tf32=False`` builds exact-fp32 plans. The choice is recorded in
+the manifest's ``tensorrt`` record (``tf32``, ``strongly_typed``).
+
+Every build failure is one line (the network, the TensorRT version, the reason, the fix); a
+machine without TensorRT gets :class:`~flipnet_rt.backends.base.BackendUnavailable` (a usage
+error: exit status 2).
+
+NOT RUN against a real TensorRT in this project (its machines have none; the lent GPU machine
+has none either). The version branching and Polygraphy's ``CreateConfig`` are tested against
+stand-in ``tensorrt`` modules whose builder flags follow each version's API
+(tests/export/test_tensorrt_build.py). Everything that does not need TensorRT (profiles, the
+manifest record, the compatibility check) is tested.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from flipnet_rt.backends.base import BackendUnavailable
 from flipnet_rt.engine.manifest import Manifest, TensorRTInfo
 from flipnet_rt.engine.spec import Profile
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "bf16")
+SUPPORTED_MAJORS = (10, 11)  # keep in step with pyproject.toml's tensorrt extra (tensorrt>=10.0,<12)
+
+
+@dataclass(frozen=True)
+class BuildMode:
+    """How the installed TensorRT builds a plan: the network flag and the builder flags to set."""
+
+    version: str
+    strongly_typed: bool
+    fp16: bool
+    bf16: bool
+    tf32: bool
+
+
+def build_mode(version: str, precision: str, graph_precision: str, *, tf32: bool = True,
+               has_tf32_flag: bool = True) -> BuildMode:
+    """TensorRT ``version``'s way to build a ``precision`` plan from ``graph_precision`` ONNX graphs.
+
+    Raises:
+        ValueError: a version outside 10.x-11.x, or a precision 11.x cannot build from these graphs;
+            one line naming the fix.
+    """
+    try:
+        major = int(str(version).split(".")[0])
+    except ValueError:
+        raise ValueError(f"TensorRT version {version!r} is not MAJOR.MINOR...; reinstall TensorRT") from None
+    if major not in SUPPORTED_MAJORS:
+        raise ValueError(f"TensorRT {version} is not supported (10.x and 11.x are): "
+                         f"pip install 'tensorrt>=10.0,<12' (NVIDIA's index), or use --backend onnxruntime")
+    tf32 = tf32 and has_tf32_flag
+    if major >= 11:
+        if precision != graph_precision:
+            raise ValueError(
+                f"--precision {precision}: TensorRT {version} builds plans at their ONNX graphs' precision "
+                f"({graph_precision} here; 11.x has no FP16/BF16 builder flags); build with --precision "
+                f"{graph_precision}, or export {precision} graphs first: flipnet-rt export --model MODEL "
+                f"--precision {precision} -o ENGINE_DIR")
+        return BuildMode(version, strongly_typed=True, fp16=False, bf16=False, tf32=tf32)
+    return BuildMode(version, strongly_typed=False, fp16=precision == "fp16", bf16=precision == "bf16", tf32=tf32)
 
 
 def parse_range(text: str, name: str) -> tuple[int, int, int]:
@@ -80,8 +141,14 @@ def cuda_check(result: tuple, what: str):
 
 def build(directory: Path, *, precision: str = "fp16", batch: tuple[int, int, int] | None = None,
           resolution: tuple[int, int, int] | None = None, timing_cache: Path | None = None,
-          refittable: bool = False, networks: Sequence[str] | None = None) -> Manifest:
-    """Build ``<network>.plan`` for every network and record the build in the manifest."""
+          refittable: bool = False, networks: Sequence[str] | None = None, tf32: bool = True) -> Manifest:
+    """Build ``<network>.plan`` for every network and record the build in the manifest.
+
+    Raises:
+        BackendUnavailable: TensorRT (or Polygraphy) is not installed (a usage error, exit 2).
+        ValueError: a precision or range this TensorRT cannot build (see :func:`build_mode`).
+        RuntimeError: TensorRT failed to build a network; one line with its reason.
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"--precision: {precision!r}; use one of {', '.join(PRECISIONS)}")
     try:
@@ -89,16 +156,17 @@ def build(directory: Path, *, precision: str = "fp16", batch: tuple[int, int, in
         from polygraphy.backend.trt import CreateConfig, engine_from_network, network_from_onnx_path, save_engine
         from polygraphy.backend.trt import Profile as TrtProfile
     except ImportError as exc:
-        raise RuntimeError(
-            f"TensorRT is not installed ({exc.name}): pip install 'flipnet-rt[tensorrt]' from NVIDIA's index "
-            f"on a machine with an NVIDIA GPU"
-        ) from None
+        missing = "TensorRT" if exc.name == "tensorrt" else f"{exc.name} (TensorRT's builder tools)"
+        raise BackendUnavailable(f"flipnet-rt build: {missing} is not installed: pip install 'flipnet-rt[tensorrt]' "
+                                 f"(NVIDIA's index, on a machine with an NVIDIA GPU)") from None
     from flipnet_rt.config import FlipnetConfig
 
     directory = Path(directory)
     manifest = Manifest.load(directory)
     manifest.check_files(directory)
     config = FlipnetConfig.load(directory)
+    mode = build_mode(trt.__version__, precision, manifest.precision, tf32=tf32,
+                      has_tf32_flag=hasattr(trt.BuilderFlag, "TF32"))
     profiles = build_profiles(manifest, batch, resolution, config.vae_factor)
     gpu, capability = gpu_identity()
     plans, recorded = {}, {}
@@ -108,21 +176,40 @@ def build(directory: Path, *, precision: str = "fp16", batch: tuple[int, int, in
         for tensor, (lo, opt, hi) in entry.spec.profile_shapes(profiles[name]).items():
             trt_profile.add(tensor, min=lo, opt=opt, max=hi)
         create = CreateConfig(
-            fp16=precision == "fp16", bf16=precision == "bf16", profiles=[trt_profile],
+            **create_config_flags(mode), profiles=[trt_profile],
             load_timing_cache=str(timing_cache) if timing_cache and timing_cache.exists() else None,
             refittable=refittable,
         )
-        log.info("building %s (%s) for %s", name, precision, gpu)
-        engine = engine_from_network(
-            network_from_onnx_path(str(directory / entry.onnx)), config=create,
-            save_timing_cache=str(timing_cache) if timing_cache else None,
-        )
-        plan = f"{name}.plan"
-        save_engine(engine, path=str(directory / plan))
-        plans[name] = plan
+        log.info("building %s (%s, TensorRT %s, %s typed, TF32 %s) for %s", name, precision, mode.version,
+                 "strongly" if mode.strongly_typed else "weakly", "on" if mode.tf32 else "off", gpu)
+        try:
+            engine = engine_from_network(
+                network_from_onnx_path(str(directory / entry.onnx), strongly_typed=mode.strongly_typed),
+                config=create, save_timing_cache=str(timing_cache) if timing_cache else None,
+            )
+            save_engine(engine, path=str(directory / f"{name}.plan"))
+        except Exception as exc:  # Polygraphy raises PolygraphyException, TensorRT RuntimeError/TypeError
+            raise RuntimeError(f"{name}: TensorRT {mode.version} could not build {entry.onnx}: {_one_line(exc)} "
+                               f"(run with -v for TensorRT's log)") from None
+        plans[name] = f"{name}.plan"
         recorded[name] = profiles[name].to_dict()
     info = TensorRTInfo(version=trt.__version__, gpu=gpu, compute_capability=capability, precision=precision,
-                        plans=plans, profiles=recorded)
+                        plans=plans, profiles=recorded, strongly_typed=mode.strongly_typed, tf32=mode.tf32)
     updated = dataclasses.replace(manifest, tensorrt=info)
     updated.save(directory)
     return updated
+
+
+def create_config_flags(mode: BuildMode) -> dict[str, bool]:
+    """Polygraphy ``CreateConfig``'s precision keywords for ``mode``: none that the version lacks
+    (11.x: no fp16/bf16 at all, so Polygraphy never reaches for ``BuilderFlag.FP16``)."""
+    flags = {"tf32": mode.tf32}
+    if not mode.strongly_typed:
+        flags.update(fp16=mode.fp16, bf16=mode.bf16)
+    return flags
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's first non-empty line (Polygraphy's and TensorRT's messages lead with the reason)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:300] if lines else type(exc).__name__

@@ -48,6 +48,8 @@ class TensorRTInfo:
     precision: str
     plans: dict[str, str]
     profiles: dict[str, dict[str, list[int]]]
+    strongly_typed: bool = False  # TensorRT 11.x: the plans have their ONNX graphs' precision
+    tf32: bool = False  # fp32 layers may use TF32 tensor cores (export/tensorrt_build.py)
 
 
 @dataclass(frozen=True)
