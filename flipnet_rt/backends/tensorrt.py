@@ -8,10 +8,20 @@ and the pattern of TensorRT's ``demo/Diffusion`` engine wrapper; everything else
 buffer bookkeeping, profile and manifest checks, errors) is tested on a CPU against a stand-in.
 
 Pattern (demo/Diffusion): device memory is torch CUDA tensors. Per network and concrete input
-shapes, the input and output buffers are allocated once, their addresses are given to the
-execution context once, and each call copies the feeds into the input buffers and enqueues the
-plan on the backend's one stream; with ``cuda_graph=True`` the enqueue is captured as a CUDA
-graph after one warm-up run and replayed from then on.
+shapes there is **one execution context**, whose input shapes and buffer addresses are set once
+when the shape is first seen and never change: a CUDA graph captured from it (``cuda_graph=True``,
+after one warm-up run) replays against exactly the bindings it was captured with, whatever shapes
+ran in between (bench batch 1 then 8, a job's short last batch). The contexts of one plan share
+one activation (scratch) buffer (``USER_MANAGED`` allocation, as demo/Diffusion shares it): they
+run one at a time on the backend's one stream, so a context per shape costs no device memory
+beyond its I/O buffers. (TensorRT 10 lets several contexts use one optimisation profile; they
+must not run concurrently, and here they never do.)
+
+Each call copies the feeds into the context's input buffers and enqueues the plan (or replays
+its graph). An input fed with an output buffer of this backend (``unet_input``'s K/V are
+``unet_cond``'s outputs, DESIGN §3) is not copied: its address is bound directly. Should a later
+call feed that input something else, the input gets a buffer of its own and the graph is
+recaptured.
 
 **Outputs are reused buffers**: a network's outputs for a given input shape are the same tensors
 at every call, overwritten by the next call of that network with that shape. Copy one
@@ -70,20 +80,25 @@ def check_profile(spec: NetworkSpec, env: Mapping[str, int], profile: Profile, d
 # ---------------------------------------------------------------------------------------- backend
 @dataclass
 class _Plan:
-    """One deserialised plan and its execution context."""
+    """One deserialised plan and the activation memory its contexts share (None: each context owns its own)."""
 
     engine: Any
-    context: Any
-    active: ShapeKey | None = None  # the shape key whose shapes/addresses the context holds
+    scratch: Any = None  # torch uint8 CUDA tensor of engine.device_memory_size_v2 bytes
 
 
 @dataclass
 class _Bound:
-    """One (network, input shapes): buffers allocated once, optionally a captured CUDA graph."""
+    """One (network, input shapes): its own execution context, buffers bound once, optionally a CUDA graph.
+
+    ``inputs`` are the tensors whose addresses the context reads: buffers of its own, or, for the
+    names in ``aliased``, another network's output buffers bound directly (no copy).
+    """
 
     key: ShapeKey
+    context: Any
     inputs: dict[str, Any]
     outputs: dict[str, Any]
+    aliased: set[str] = field(default_factory=set)
     graph: Any = None
     calls: int = field(default=0)
 
@@ -120,6 +135,7 @@ class TensorRTBackend(TorchDeviceArrays, Backend):
         self.device = f"cuda:{self.device_index}"
         self._plans: dict[str, _Plan] = {}
         self._bound: dict[ShapeKey, _Bound] = {}
+        self._own_outputs: dict[int, Any] = {}  # id -> every bound output buffer (stable for the backend's life)
         self._stream: Any = None
         self._runtime: Any = None
         self._logger: Any = None
@@ -172,10 +188,27 @@ class TensorRTBackend(TorchDeviceArrays, Backend):
         engine = trt_check(self._runtime.deserialize_cuda_engine(path.read_bytes()),
                            f"deserialize_cuda_engine({path.name})", self._logger)
         self._check_io(trt, network, engine)
-        context = trt_check(engine.create_execution_context(), f"{network}: create_execution_context", self._logger)
-        plan = self._plans[network] = _Plan(engine, context)
+        plan = self._plans[network] = _Plan(engine)
         log.debug("loaded %s", path)
         return plan
+
+    def _new_context(self, plan: _Plan, network: str) -> Any:
+        """A fresh execution context of ``plan``; with TensorRT >= 10.1 its activations live in the
+        plan's one scratch buffer (allocated on first use, sized for the plan's largest profile)."""
+        import torch
+
+        trt = self._tensorrt()
+        strategy = getattr(trt, "ExecutionContextAllocationStrategy", None)
+        if strategy is None or not hasattr(plan.engine, "device_memory_size_v2"):
+            return trt_check(plan.engine.create_execution_context(), f"{network}: create_execution_context",
+                             self._logger)
+        context = trt_check(plan.engine.create_execution_context(strategy.USER_MANAGED),
+                            f"{network}: create_execution_context(USER_MANAGED)", self._logger)
+        if plan.scratch is None:
+            size = max(int(plan.engine.device_memory_size_v2), 1)
+            plan.scratch = torch.empty(size, dtype=torch.uint8, device=self.device)
+        context.set_device_memory(plan.scratch.data_ptr(), plan.scratch.numel())
+        return context
 
     def _check_io(self, trt: Any, network: str, engine: Any) -> None:
         """The plan's I/O names, directions and dtypes are the manifest spec's."""
@@ -198,65 +231,85 @@ class TensorRTBackend(TorchDeviceArrays, Backend):
         if self._stream is None:
             self._stream = self._new_stream()
         with self._stream:
-            bound = self._bound.get(key) or self._bind(plan, spec, key)
+            bound = self._bound.get(key) or self._bind(plan, spec, key, feeds)
             for name, buffer in bound.inputs.items():
-                buffer.copy_(feeds[name])  # onto the stream; casts to the spec's dtype
+                feed = feeds[name]
+                if name in bound.aliased:
+                    if feed is buffer:
+                        continue  # bound directly: nothing to copy
+                    buffer = self._own_input(bound, spec, name)
+                buffer.copy_(feed)  # onto the stream; casts to the spec's dtype
             if bound.graph is not None:
                 bound.graph.replay()
             else:
-                self._activate(plan, bound)
-                trt_check(plan.context.execute_async_v3(self._stream.handle), f"{spec.name}: execute_async_v3",
+                trt_check(bound.context.execute_async_v3(self._stream.handle), f"{spec.name}: execute_async_v3",
                           self._logger)
                 if self.cuda_graph:  # that run was the warm-up; its outputs are this call's result
-                    bound.graph = self._capture(plan, bound)
+                    bound.graph = self._capture(bound)
             bound.calls += 1
         return dict(bound.outputs)
 
-    def _bind(self, plan: _Plan, spec: NetworkSpec, key: ShapeKey) -> _Bound:
-        """Allocate one shape's buffers (once) and check the plan agrees on the output shapes."""
-        import torch
-
+    def _bind(self, plan: _Plan, spec: NetworkSpec, key: ShapeKey, feeds: Mapping[str, Array]) -> _Bound:
+        """This shape's context and buffers (once): inputs fed with this backend's own output buffers
+        are bound to them directly; the plan must agree with the spec on the output shapes."""
         shapes = dict(zip(spec.input_names, key[1]))
         env = infer_env(spec, shapes)
         recorded = self.manifest.tensorrt.profiles.get(spec.name)
         if recorded:
             check_profile(spec, env, Profile.from_dict(recorded), self.directory)
-
-        def empty(t):
-            return torch.empty(t.concrete(env), dtype=torch_dtype(t.dtype), device=self.device)
-
-        bound = _Bound(key, {t.name: empty(t) for t in spec.inputs}, {t.name: empty(t) for t in spec.outputs})
-        self._activate(plan, bound)
-        for name, tensor in bound.outputs.items():
-            theirs = tuple(plan.context.get_tensor_shape(name))
+        inputs, aliased = {}, set()
+        for t in spec.inputs:
+            if self._own_outputs.get(id(feeds[t.name])) is feeds[t.name] and \
+                    feeds[t.name].dtype == torch_dtype(t.dtype):
+                inputs[t.name] = feeds[t.name]
+                aliased.add(t.name)
+            else:
+                inputs[t.name] = self._empty(t.concrete(env), t.dtype)
+        outputs = {t.name: self._empty(t.concrete(env), t.dtype) for t in spec.outputs}
+        bound = _Bound(key, self._new_context(plan, spec.name), inputs, outputs, aliased)
+        for name, tensor in inputs.items():
+            trt_check(bound.context.set_input_shape(name, tuple(tensor.shape)),
+                      f"{spec.name}: set_input_shape({name}, {tuple(tensor.shape)})", self._logger)
+        for name, tensor in (*inputs.items(), *outputs.items()):
+            self._set_address(bound, name, tensor)
+        for name, tensor in outputs.items():
+            theirs = tuple(bound.context.get_tensor_shape(name))
             if theirs != tuple(tensor.shape):
                 raise EngineError(f"{spec.name}: the plan computes {name} {theirs}, the manifest spec says "
                                   f"{tuple(tensor.shape)}; rebuild: `flipnet-rt build {self.directory}`")
         self._bound[key] = bound
-        log.debug("%s: buffers for %s", spec.name, shapes)
+        self._own_outputs.update((id(t), t) for t in outputs.values())
+        log.debug("%s: context and buffers for %s (bound directly: %s)", spec.name, shapes, sorted(aliased) or "none")
         return bound
 
-    def _activate(self, plan: _Plan, bound: _Bound) -> None:
-        """Give the context this shape's input shapes and buffer addresses (only when they change)."""
-        if plan.active == bound.key:
-            return
-        network = bound.key[0]
-        for name, tensor in bound.inputs.items():
-            trt_check(plan.context.set_input_shape(name, tuple(tensor.shape)),
-                      f"{network}: set_input_shape({name}, {tuple(tensor.shape)})", self._logger)
-        for name, tensor in (*bound.inputs.items(), *bound.outputs.items()):
-            trt_check(plan.context.set_tensor_address(name, tensor.data_ptr()),
-                      f"{network}: set_tensor_address({name})", self._logger)
-        plan.active = bound.key
+    def _own_input(self, bound: _Bound, spec: NetworkSpec, name: str) -> Any:
+        """An input that was bound to another network's output now gets something else: give it a
+        buffer of its own, re-point the context, and drop the graph captured with the old address."""
+        tensor = self._empty(tuple(bound.inputs[name].shape), spec.input(name).dtype)
+        bound.inputs[name] = tensor
+        bound.aliased.discard(name)
+        self._set_address(bound, name, tensor)
+        bound.graph = None
+        log.debug("%s: %s now has a buffer of its own", spec.name, name)
+        return tensor
 
-    def _capture(self, plan: _Plan, bound: _Bound) -> Any:
-        """Capture one enqueue of this shape as a CUDA graph (replay launches it on the stream)."""
+    def _set_address(self, bound: _Bound, name: str, tensor: Any) -> None:
+        trt_check(bound.context.set_tensor_address(name, tensor.data_ptr()),
+                  f"{bound.key[0]}: set_tensor_address({name})", self._logger)
+
+    def _empty(self, shape: tuple[int, ...], dtype: str) -> Any:
+        import torch
+
+        return torch.empty(shape, dtype=torch_dtype(dtype), device=self.device)
+
+    def _capture(self, bound: _Bound) -> Any:
+        """Capture one enqueue of this shape's context as a CUDA graph (replay launches it on the stream)."""
         import torch
 
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph, stream=self._stream.stream):
-                trt_check(plan.context.execute_async_v3(self._stream.handle),
+                trt_check(bound.context.execute_async_v3(self._stream.handle),
                           f"{bound.key[0]}: execute_async_v3 (CUDA graph capture)", self._logger)
         except RuntimeError as exc:
             raise RuntimeError(f"{bound.key[0]}: CUDA graph capture failed ({exc}); run without CUDA graphs") from exc
@@ -268,9 +321,10 @@ class TensorRTBackend(TorchDeviceArrays, Backend):
             self._stream.synchronize()
 
     def close(self) -> None:
-        """Free every shape's buffers and graphs, the execution contexts and the plans."""
+        """Free every shape's buffers, graphs and execution contexts, then the plans and their scratch."""
         self.synchronize()
         self._bound.clear()
+        self._own_outputs.clear()
         self._plans.clear()
 
 

@@ -117,9 +117,13 @@ class FakeContext:
     """IExecutionContext's documented surface. execute_async_v3 reads every input at its bound
     address and fills every output with the sum of all inputs' elements (+ the output's index)."""
 
-    def __init__(self, engine: "FakeEngine") -> None:
+    def __init__(self, engine: "FakeEngine", strategy=None) -> None:
         self.engine, self.shapes, self.addresses, self.calls = engine, {}, {}, []
         self.fail_execute = False
+        self.strategy, self.device_memory = strategy, None
+
+    def set_device_memory(self, address, size):
+        self.device_memory = (address, size)
 
     def set_input_shape(self, name, shape):
         self.calls.append(("set_input_shape", name))
@@ -169,16 +173,20 @@ class FakeEngine:
     def get_tensor_dtype(self, name):
         return _Enum({"float32": "FLOAT", "float16": "HALF"}[self.dtypes[name]])
 
-    def create_execution_context(self):
-        self.contexts.append(FakeContext(self))
+    def create_execution_context(self, strategy=None):
+        self.contexts.append(FakeContext(self, strategy))
         return self.contexts[-1]
 
 
-def fake_tensorrt(version: str = "10.0.fake") -> types.ModuleType:
+def fake_tensorrt(version: str = "10.0.fake", user_managed: bool = False) -> types.ModuleType:
+    """``user_managed``: TensorRT >= 10.1's surface for contexts sharing one scratch buffer
+    (``ExecutionContextAllocationStrategy``, ``device_memory_size_v2``, ``set_device_memory``)."""
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
     trt.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
     trt.engines = []
+    if user_managed:
+        trt.ExecutionContextAllocationStrategy = types.SimpleNamespace(STATIC=0, ON_PROFILE_CHANGE=1, USER_MANAGED=2)
 
     class ILogger:
         Severity = types.SimpleNamespace(INTERNAL_ERROR=0, ERROR=1, WARNING=2, INFO=3, VERBOSE=4)
@@ -191,7 +199,10 @@ def fake_tensorrt(version: str = "10.0.fake") -> types.ModuleType:
             self.logger = logger
 
         def deserialize_cuda_engine(self, data: bytes):
-            trt.engines.append(FakeEngine(json.loads(data), self.logger))
+            engine = FakeEngine(json.loads(data), self.logger)
+            if user_managed:
+                engine.device_memory_size_v2 = 4096
+            trt.engines.append(engine)
             return trt.engines[-1]
 
     trt.ILogger, trt.Runtime = ILogger, Runtime
@@ -211,18 +222,34 @@ class NullStream:
         pass
 
 
+class ReplayContext:
+    """Stands in for a captured CUDA graph: replay re-runs the enqueue of the context it was
+    captured from, with the shapes and addresses that context holds (what a graph fixes)."""
+
+    def __init__(self, context) -> None:
+        self.context = context
+
+    def replay(self):
+        assert self.context.execute_async_v3(NullStream.handle)
+
+
 class CpuTensorRTBackend(TensorRTBackend):
-    """The TensorRT backend with CPU tensors and a stand-in stream and GPU identity."""
+    """The TensorRT backend with CPU tensors and a stand-in stream, GPU identity and graph capture."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.device = "cpu"
+        self.captures = 0
 
     def _gpu_identity(self):
         return "Fake GPU", "9.0"
 
     def _new_stream(self):
         return NullStream()
+
+    def _capture(self, bound):
+        self.captures += 1
+        return ReplayContext(bound.context)
 
 
 def _unet_input_feeds(batch: int, size: int = 8) -> dict[str, torch.Tensor]:
@@ -254,35 +281,97 @@ def test_tensorrt_backend_refuses_plans_for_another_version(tmp_path, monkeypatc
         backend.run("vae_decoder", {"latent": torch.zeros(1, 4, 8, 8)})
 
 
-def test_tensorrt_backend_binds_buffers_once_per_shape(tmp_path, monkeypatch):
+def _expected(feeds) -> float:
+    """What the stand-in plan computes: the sum of every input element."""
+    return sum(float(v.sum()) for v in feeds.values())
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True], ids=["enqueue", "graph"])
+def test_tensorrt_backend_has_one_context_per_shape(tmp_path, monkeypatch, cuda_graph):
+    """Shapes A, B, A: each shape keeps its own context, shapes and addresses, so a graph captured for
+    A replays against A's bindings after B ran (one shared context would replay against B's)."""
     trt = fake_tensorrt()
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    backend = CpuTensorRTBackend(tmp_path, tiny_manifest(tmp_path))
+    backend = CpuTensorRTBackend(tmp_path, tiny_manifest(tmp_path), cuda_graph=cuda_graph)
     assert trt.engines == []  # plans load lazily
 
-    feeds = _unet_input_feeds(2)
-    out = backend.run("unet_input", feeds)
+    feeds_a = _unet_input_feeds(2)
+    out = backend.run("unet_input", feeds_a)
     assert [e.spec.name for e in trt.engines] == ["unet_input"]  # only the network that ran
-    context = trt.engines[0].contexts[0]
+    engine = trt.engines[0]
+    context_a = engine.contexts[0]
     assert out["noise_pred"].shape == (2, 4, 8, 8)
     # outputs computed from the bound input addresses, written at the bound output address
-    total = sum(float(v.sum()) for v in feeds.values())
-    assert torch.allclose(out["noise_pred"], torch.full_like(out["noise_pred"], total))
-    assert context.addresses["noise_pred"] == out["noise_pred"].data_ptr()
-    assert ("execute_async_v3", NullStream.handle) in context.calls
+    assert torch.allclose(out["noise_pred"], torch.full_like(out["noise_pred"], _expected(feeds_a)))
+    assert context_a.addresses["noise_pred"] == out["noise_pred"].data_ptr()
+    assert ("execute_async_v3", NullStream.handle) in context_a.calls
 
-    context.calls.clear()
-    again = backend.run("unet_input", _unet_input_feeds(2, 8) | {"phi": torch.ones(1)})
-    assert again["noise_pred"] is out["noise_pred"]  # a reused buffer, refreshed
-    assert [c[0] for c in context.calls] == ["execute_async_v3"]  # shapes and addresses already set
+    feeds_b = _unet_input_feeds(1, 16)
+    other = backend.run("unet_input", feeds_b)["noise_pred"]
+    assert other.shape == (1, 4, 16, 16) and other is not out["noise_pred"]
+    assert len(engine.contexts) == 2 and len(backend._bound) == 2
+    assert torch.allclose(other, torch.full_like(other, _expected(feeds_b)))
 
-    other = backend.run("unet_input", _unet_input_feeds(1, 16))
-    assert other["noise_pred"].shape == (1, 4, 16, 16) and other["noise_pred"] is not out["noise_pred"]
-    assert len(backend._bound) == 2
-    context.calls.clear()
-    backend.run("unet_input", _unet_input_feeds(2))  # back to the first shape: re-point the context
-    assert {c[0] for c in context.calls} == {"set_input_shape", "set_tensor_address", "execute_async_v3"}
-    assert context.addresses["noise_pred"] == out["noise_pred"].data_ptr()
+    context_a.calls.clear()
+    feeds_a2 = _unet_input_feeds(2, 8) | {"phi": torch.full((1,), 3.0)}  # A again, new values
+    again = backend.run("unet_input", feeds_a2)["noise_pred"]
+    assert again is out["noise_pred"]  # a reused buffer, refreshed
+    assert len(engine.contexts) == 2  # no new context, and A's was never re-pointed
+    assert [c[0] for c in context_a.calls] == ["execute_async_v3"]
+    assert {k: v for k, v in context_a.shapes.items()} == {k: tuple(v.shape) for k, v in feeds_a.items()}
+    assert torch.allclose(again, torch.full_like(again, _expected(feeds_a2)))
+    assert backend.captures == (2 if cuda_graph else 0)  # one graph per shape, replayed from then on
+
+
+def test_tensorrt_contexts_of_a_plan_share_one_scratch_buffer(tmp_path, monkeypatch):
+    trt = fake_tensorrt("10.9.fake", user_managed=True)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    manifest = tiny_manifest(tmp_path, trt_version="10.9.fake")
+    backend = CpuTensorRTBackend(tmp_path, manifest)
+    backend.run("unet_input", _unet_input_feeds(2))
+    backend.run("unet_input", _unet_input_feeds(1, 16))
+    a, b = trt.engines[0].contexts
+    assert a.strategy == b.strategy == trt.ExecutionContextAllocationStrategy.USER_MANAGED
+    assert a.device_memory == b.device_memory == (backend._plans["unet_input"].scratch.data_ptr(), 4096)
+
+
+def _cond_then_input(backend, batch: int = 2):
+    spec = backend.specs["unet_cond"]
+    g = torch.Generator().manual_seed(7)
+    env = {"B": batch, "h": 8, "w": 8}
+    cond_feeds = {t.name: torch.randn(t.concrete(env), generator=g) for t in spec.inputs}
+    kv = backend.run("unet_cond", cond_feeds)
+    feeds = {k: v for k, v in _unet_input_feeds(batch).items() if not k.startswith(("k_", "v_"))}
+    return kv, feeds
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True], ids=["enqueue", "graph"])
+def test_tensorrt_binds_the_condition_cache_without_copies(tmp_path, monkeypatch, cuda_graph):
+    """unet_input's K/V inputs are unet_cond's output buffers, bound by address: no copy per step."""
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt())
+    backend = CpuTensorRTBackend(tmp_path, tiny_manifest(tmp_path), cuda_graph=cuda_graph)
+    kv, feeds = _cond_then_input(backend)
+    copies = []
+    real_copy = torch.Tensor.copy_
+    monkeypatch.setattr(torch.Tensor, "copy_", lambda self, src, *a, **k: copies.append(src) or real_copy(self, src))
+    for _ in range(3):  # three steps
+        out = backend.run("unet_input", {**feeds, **kv})["noise_pred"]
+    bound = backend._bound[next(k for k in backend._bound if k[0] == "unet_input")]
+    context = bound.context
+    for name, tensor in kv.items():
+        assert bound.inputs[name] is tensor and context.addresses[name] == tensor.data_ptr(), name
+    assert not any(src is t for src in copies for t in kv.values())  # no K/V copied, any step
+    assert len(copies) == 3 * len(feeds)  # only sample, timestep, context, phi
+    assert torch.allclose(out, torch.full_like(out, _expected({**feeds, **kv})))
+
+    # Something else fed as k_00: it gets a buffer of its own; unet_cond's output is not overwritten.
+    k00 = kv["k_00"].clone()
+    other = torch.ones_like(kv["k_00"])
+    out = backend.run("unet_input", {**feeds, **kv, "k_00": other})["noise_pred"]
+    assert bound.inputs["k_00"] is not kv["k_00"] and torch.equal(kv["k_00"], k00)
+    assert context.addresses["k_00"] == bound.inputs["k_00"].data_ptr()
+    assert torch.allclose(out, torch.full_like(out, _expected({**feeds, **kv, "k_00": other})))
+    assert backend.captures == (2 + 1 if cuda_graph else 0)  # unet_cond, unet_input, then unet_input again
 
 
 def test_tensorrt_backend_checks_profiles_plans_and_return_codes(tmp_path, monkeypatch):
@@ -310,7 +399,7 @@ def test_onnxruntime_cuda_refuses_without_the_cuda_provider(tmp_path, monkeypatc
 
     monkeypatch.setattr(probes, "ort_providers", lambda: ["AzureExecutionProvider", "CPUExecutionProvider"])
     with pytest.raises(BackendUnavailable,
-                       match=r"no CUDAExecutionProvider .*pip install 'flipnet-rt\[gpu\]', or use --device cpu"):
+                       match=r"no CUDAExecutionProvider .*pip install onnxruntime-gpu, or use --device cpu"):
         OnnxRuntimeCudaBackend(tmp_path, tiny_manifest())
     monkeypatch.setattr(probes, "ort_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     with pytest.raises(BackendUnavailable, match="no TensorrtExecutionProvider"):
@@ -435,30 +524,33 @@ def test_torch_cuda_graphs_match_eager_on_gpu(tiny_model):
 
 @pytest.mark.gpu
 @NEEDS_CUDA
-def test_onnxruntime_cuda_matches_cpu(tiny_engine):
+def test_onnxruntime_cuda_matches_cpu(request):
     from flipnet_rt.backends.onnxruntime import OnnxRuntimeBackend, OnnxRuntimeCudaBackend
     from flipnet_rt.backends.probes import ort_providers
 
     if "CUDAExecutionProvider" not in ort_providers():
         pytest.skip("needs onnxruntime-gpu's CUDAExecutionProvider; this onnxruntime has " + ", ".join(ort_providers()))
+    tiny_engine = request.getfixturevalue("tiny_engine")  # exported only when the test can run
     manifest = Manifest.load(tiny_engine)
     cpu, gpu = OnnxRuntimeBackend(tiny_engine, manifest), OnnxRuntimeCudaBackend(tiny_engine, manifest)
     feeds = {k: v.numpy() for k, v in _cond_feeds().items()}
     want = cpu.run("unet_cond", feeds)
     got = gpu.run("unet_cond", {k: gpu.from_numpy(v) for k, v in feeds.items()})
     assert all(v.is_cuda for v in got.values())
-    # relative L2; 1e-2 leaves room for TF32, which ONNX Runtime's CUDA provider may use for fp32 graphs
     err = max(float(np.linalg.norm(gpu.to_numpy(got[k]) - want[k]) / np.linalg.norm(want[k])) for k in want)
     print(f"onnxruntime cuda vs cpu unet_cond: relative L2 {err:.2e}")
-    assert err < 1e-2
+    # The README's fp32 bar (relative L2 < 1e-4). UNMEASURED: no GPU has run this test yet (issue 19).
+    # If it fails, measure first: TF32 in ONNX Runtime's CUDA provider (use_tf32) would explain ~1e-3.
+    assert err < 1e-4
 
 
 @pytest.mark.gpu
 @pytest.mark.tensorrt
 @pytest.mark.slow
 @NEEDS_CUDA
-def test_tensorrt_restores_like_onnxruntime(tiny_engine, tmp_path):
+def test_tensorrt_restores_like_onnxruntime(request, tmp_path):
     pytest.importorskip("tensorrt", reason="TensorRT cannot be installed on CPU-only machines")
+    tiny_engine = request.getfixturevalue("tiny_engine")  # exported only when the test can run
     import shutil
 
     from export.tensorrt_build import build
@@ -468,7 +560,7 @@ def test_tensorrt_restores_like_onnxruntime(tiny_engine, tmp_path):
 
     engine = tmp_path / "engine"
     shutil.copytree(tiny_engine, engine)
-    build(engine, precision="fp32")
+    build(engine, precision="fp32", tf32=False)  # exact fp32 plans: the 1e-4 bar below
     restorers = {}
     for kind in ("tensorrt", "onnxruntime"):
         chosen = select_backend(kind, engine_dir=engine, device="cuda" if kind == "tensorrt" else "cpu")
@@ -477,4 +569,6 @@ def test_tensorrt_restores_like_onnxruntime(tiny_engine, tmp_path):
     want, got = (restorers[k].generate_latents([face_like(64)], options) for k in ("onnxruntime", "tensorrt"))
     rel = float(np.linalg.norm(got - want) / np.linalg.norm(want))
     print(f"tensorrt vs onnxruntime latents: relative L2 {rel:.2e}")
-    assert rel < 1e-2  # fp32 plans; TensorRT may pick TF32 kernels
+    # The README's fp32 bar (relative L2 < 1e-4). UNMEASURED: no GPU has run this test yet (issue 19).
+    # Built with tf32=False; TF32 tactics (the build default) would explain ~1e-3.
+    assert rel < 1e-4
