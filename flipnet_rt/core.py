@@ -135,25 +135,28 @@ class DiffusionCore:
         n = branches * batch
         condition = be.repeat(y_t, branches)
         phi = be.from_numpy(np.array([options.phi], np.float32), be.dtype)
+        grid = make_grid(self.schedule, options.sampler, options.steps, options.spacing, options.strength)
 
         if self.cond_cache:  # DESIGN §3: the condition's K/V once, then the input half only
             kv = self._run_network(
                 "unet_cond", {"sample": condition, "timestep": be.full(n, options.t_cond), "context": context})
+            # kv goes to unet_input as it came out of unet_cond: the backends bind those very buffers
+            timesteps = device_timesteps(grid.timesteps, lambda t: be.full(n, t))
 
             def call(x: Array, t: int) -> Array:
-                feeds = {"sample": be.repeat(x, branches), "timestep": be.full(n, t), "context": context, "phi": phi}
+                feeds = {"sample": be.repeat(x, branches), "timestep": timesteps[t], "context": context, "phi": phi}
                 return self._run_network("unet_input", {**feeds, **kv})["noise_pred"]
         else:
             both = be.concat([context, context])
+            t_cond = be.full(n, options.t_cond)
+            timesteps = device_timesteps(grid.timesteps, lambda t: be.concat([be.full(n, t), t_cond]))
 
             def call(x: Array, t: int) -> Array:
-                timestep = be.concat([be.full(n, t), be.full(n, options.t_cond)])
                 joint = be.concat([be.repeat(x, branches), condition])
-                feeds = {"sample": joint, "timestep": timestep, "context": both, "phi": phi}
+                feeds = {"sample": joint, "timestep": timesteps[t], "context": both, "phi": phi}
                 return self._run_network("unet", feeds)["noise_pred"][:n]
 
         network = guided_call(call, options.guidance, batch) if guided else call
-        grid = make_grid(self.schedule, options.sampler, options.steps, options.spacing, options.strength)
         x = noise_x if options.strength >= 1.0 else q_sample(y0, noise_x, float(grid.alpha_bar[0]))
         denoiser = parameterized(network, self.alphas_cumprod, self.schedule.prediction_type)
         noise_like = (lambda ref: self._noise(rngs, ref)) if options.eta > 0 else None
@@ -181,6 +184,22 @@ class DiffusionCore:
         shape = tuple(like.shape[1:])
         host = np.stack([rng.standard_normal(shape, dtype=np.float32) for rng in rngs])
         return self.backend.from_numpy(host)
+
+
+def device_timesteps(timesteps: Sequence[int], make: Callable[[int], Array]) -> dict[int, Array]:
+    """Every step's timestep tensor, made on the backend's device once per run (``[n]`` or ``[2n]``
+    float32 each), so the loop makes no host-to-device transfer (a blocking one from pageable memory
+    on a GPU) per step. A timestep the grid did not list (no sampler asks for one) is made on use."""
+
+    class Timesteps(dict):
+        def __missing__(self, t: int) -> Array:
+            self[t] = make(t)
+            return self[t]
+
+    table = Timesteps()
+    for t in dict.fromkeys(int(t) for t in timesteps):
+        table[t] = make(t)
+    return table
 
 
 def guided_call(call: Callable[[Array, int], Array], scale: float, batch: int) -> Callable[[Array, int], Array]:

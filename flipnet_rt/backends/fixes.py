@@ -19,11 +19,40 @@ def build_plans(directory: Path | str, what: str = "no TensorRT plans") -> str:
     return f"{directory} has {what}; build them: flipnet-rt build {directory}"
 
 
-def ort_provider(missing: str, available: list[str]) -> str:
-    """onnxruntime lacks an execution provider (the CPU wheel, or onnxruntime-gpu that failed to load)."""
-    extra = " with TensorRT installed" if missing == "TensorrtExecutionProvider" else ""
-    return (f"onnxruntime has no {missing} (it has {', '.join(available) or 'nothing'}): pip uninstall "
-            f"onnxruntime && pip install 'flipnet-rt[gpu]'{extra}, or use --device cpu")
+#: ONNX Runtime's advice for a CPU onnxruntime beside (or instead of) onnxruntime-gpu: both
+#: distributions install one package directory, so remove both, then install the GPU one alone.
+ORT_GPU_INSTALL = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu"
+
+
+def ort_provider(missing: str, available: list[str], distributions: list[str] | None = None) -> str:
+    """onnxruntime lacks an execution provider: the CPU wheel, both wheels at once, or a GPU wheel
+    whose provider did not load."""
+    distributions = list(distributions or [])
+    has = f"it has {', '.join(available) or 'nothing'}"
+    if "onnxruntime" in distributions and "onnxruntime-gpu" in distributions:
+        return (f"onnxruntime has no {missing} ({has}): onnxruntime and onnxruntime-gpu are both installed and "
+                f"overwrite each other's files; {ORT_GPU_INSTALL}, or use --device cpu")
+    if missing == "TensorrtExecutionProvider" and "onnxruntime-gpu" in distributions:
+        return (f"onnxruntime-gpu has no {missing} ({has}): install TensorRT beside it "
+                f"(pip install 'flipnet-rt[tensorrt]'), or drop the TensorRT provider")
+    if "onnxruntime-gpu" in distributions:
+        return cuda_libraries(missing, available)
+    return f"onnxruntime has no {missing} ({has}): {ORT_GPU_INSTALL}, or use --device cpu"
+
+
+def cuda_libraries(missing: str, running: list[str]) -> str:
+    """onnxruntime-gpu is installed but a session could not start ``missing``."""
+    return (f"onnxruntime-gpu could not start {missing} (a session runs on {', '.join(running) or 'nothing'}): "
+            f"the CUDA/cuDNN libraries it was built for are missing or do not match (ONNX Runtime's log above "
+            f"names the library); install those, or use --device cpu")
+
+
+def trt_provider_too_large(network: str, size: int) -> str:
+    """ONNX Runtime's TensorRT provider re-serialises a graph into one protobuf (2 GB at most)."""
+    return (f"ONNX Runtime's TensorRT provider cannot take {network} ({size / 2**30:.1f} GiB with its weights; it "
+            f"re-serialises graphs into one protobuf of at most 2 GB): build native plans and use them "
+            f"(flipnet-rt build ENGINE_DIR, then --backend tensorrt), export --precision fp16, or drop the "
+            f"TensorRT provider")
 
 
 def no_torch(for_what: str, gpu: bool) -> str:

@@ -2,7 +2,13 @@
 
 :class:`OnnxRuntimeBackend` runs on the CPU with numpy arrays (no torch), through IO binding: each
 network's outputs are numpy buffers allocated once per input shapes and written in place by every
-later call with those shapes, so a restore loop allocates no output memory after its first step.
+later call with those shapes, so a restore loop allocates no output memory after its first step;
+inputs are bound by address (``unet_input`` reads ``unet_cond``'s K/V buffers where they are: no
+copy). Thread pools do not spin (``session.intra_op.allow_spinning = 0``): the five networks run
+one after another, each session has its own pool, and a pool that spins after its network ran
+takes the cores from the next network's pool. Measured on 2 shared cores (benchmarks/RESULTS.md),
+no spinning makes every network faster than spinning per-session pools or one global pool;
+``spinning=True`` brings spinning back (a dedicated machine running one network back to back).
 :class:`OnnxRuntimeCudaBackend`
 runs the same graphs with the CUDA (optionally TensorRT) execution provider and IO binding: inputs
 and outputs are torch CUDA tensors bound by address, so nothing makes a round trip through the host.
@@ -40,13 +46,14 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, directory: Path, manifest: Manifest, providers: Sequence[str] = ("CPUExecutionProvider",),
-                 threads: int | None = None, low_memory: bool = False) -> None:
+                 threads: int | None = None, low_memory: bool = False, spinning: bool = False) -> None:
         super().__init__({name: entry.spec for name, entry in manifest.networks.items()})
         self.directory = Path(directory)
         self.manifest = manifest
         self.providers = list(providers)
         self.threads = threads
         self.low_memory = low_memory
+        self.spinning = spinning
         self._sessions: dict[str, object] = {}
         self._outputs: dict[ShapeKey, dict[str, Array]] = {}
         self._lock = threading.Lock()
@@ -56,17 +63,25 @@ class OnnxRuntimeBackend(Backend):
             if network not in self._sessions:
                 import onnxruntime as ort
 
-                options = ort.SessionOptions()
-                if self.threads:
-                    options.intra_op_num_threads = self.threads
-                if self.low_memory:  # no second, pre-packed copy of the weights; no memory arena
-                    options.add_session_config_entry("session.disable_prepacking", "1")
-                    options.enable_cpu_mem_arena = False
+                options = self.session_options(ort)
                 path = self.directory / self.manifest.networks[network].onnx
                 providers = self._providers_for(network)
                 self._sessions[network] = ort.InferenceSession(str(path), options, providers=providers)
                 log.debug("loaded %s with %s", path, providers)
             return self._sessions[network]
+
+    def session_options(self, ort) -> object:
+        """``SessionOptions`` of every session: threads, spinning, memory (see the module docstring)."""
+        options = ort.SessionOptions()
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        if not self.spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        if self.low_memory:  # no second, pre-packed copy of the weights; no memory arena
+            options.add_session_config_entry("session.disable_prepacking", "1")
+            options.enable_cpu_mem_arena = False
+        return options
 
     def release(self, network: str) -> None:
         """Drop one network's session (and its weights) until it is used again: bounds peak memory
@@ -98,10 +113,12 @@ class OnnxRuntimeBackend(Backend):
     def _run(self, spec: NetworkSpec, feeds: Mapping[str, Array]) -> dict[str, Array]:
         session = self.session(spec.name)
         outputs = self.output_buffers(spec, feeds)
-        inputs = {t.name: np.ascontiguousarray(feeds[t.name], dtype=t.dtype) for t in spec.inputs}  # alive to run
+        # Bound by address: an array already contiguous in the graph's dtype (every output of this
+        # backend, so unet_cond's K/V for unet_input) is read where it is; others are converted once.
+        inputs = {t.name: _host_array(feeds[t.name], t.dtype) for t in spec.inputs}  # kept alive for the run
         binding = session.io_binding()
         for name, array in inputs.items():
-            binding.bind_cpu_input(name, array)
+            binding.bind_input(name, "cpu", 0, array.dtype, array.shape, array.ctypes.data)
         for name, array in outputs.items():
             binding.bind_output(name, "cpu", 0, array.dtype, array.shape, array.ctypes.data)
         session.run_with_iobinding(binding)
@@ -118,6 +135,13 @@ class OnnxRuntimeBackend(Backend):
 
     def concat(self, arrays: Sequence[np.ndarray], axis: int = 0) -> np.ndarray:
         return np.concatenate(arrays, axis=axis)
+
+
+def _host_array(array: Array, dtype: str) -> np.ndarray:
+    """``array`` itself when it is a C-contiguous numpy array of ``dtype`` (no copy), else a converted copy."""
+    if isinstance(array, np.ndarray) and array.dtype == dtype and array.flags.c_contiguous:
+        return array
+    return np.ascontiguousarray(array, dtype=dtype)
 
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -156,14 +180,27 @@ class OnnxRuntimeCudaBackend(TorchDeviceArrays, OnnxRuntimeBackend):
         self.provider = TENSORRT_PROVIDER if tensorrt_provider else CUDA_PROVIDER
         available = probes.ort_providers()
         if self.provider not in available or CUDA_PROVIDER not in available:
-            raise BackendUnavailable(
-                fixes.ort_provider(self.provider if self.provider not in available else CUDA_PROVIDER, available))
+            raise BackendUnavailable(fixes.ort_provider(self.provider if self.provider not in available else
+                                                        CUDA_PROVIDER, available, probes.ort_distributions()))
         super().__init__(directory, manifest, providers=(), threads=threads)
         self.device_index = int(device)
         self.device = f"cuda:{self.device_index}"
         self.fp16 = fp16
         self.cache_dir = Path(cache_dir) if cache_dir else self.directory / "ort-trt-cache"
         self._stream: DeviceStream | None = None
+        self._run_options = None
+
+    def run_options(self):
+        """``RunOptions`` of every run: ONNX Runtime does not synchronise the device after a run
+        (``disable_synchronize_execution_providers``). The work is ordered on the backend's stream and
+        the host waits once per image batch, when it reads the images (``to_numpy``) or calls
+        ``synchronize()``."""
+        if self._run_options is None:
+            import onnxruntime as ort
+
+            self._run_options = ort.RunOptions()
+            self._run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
+        return self._run_options
 
     def provider_options(self, network: str, stream_handle: int) -> list[tuple[str, dict[str, str]]]:
         """The ``providers`` argument of ``network``'s session: (name, options) pairs, best first."""
@@ -188,11 +225,7 @@ class OnnxRuntimeCudaBackend(TorchDeviceArrays, OnnxRuntimeBackend):
         session = super().session(network)
         if fresh and self.provider not in session.get_providers():  # ORT falls back to the CPU silently
             self._sessions.pop(network, None)
-            raise RuntimeError(
-                f"{network}: ONNX Runtime could not start {self.provider} (it runs on {session.get_providers()}); "
-                f"its CUDA/cuDNN{'/TensorRT' if self.provider == TENSORRT_PROVIDER else ''} libraries are missing "
-                f"or do not match onnxruntime-gpu (see ONNX Runtime's log above), or use --device cpu"
-            )
+            raise RuntimeError(f"{network}: {fixes.cuda_libraries(self.provider, session.get_providers())}")
         return session
 
     def synchronize(self) -> None:
@@ -215,7 +248,7 @@ class OnnxRuntimeCudaBackend(TorchDeviceArrays, OnnxRuntimeBackend):
             for t in spec.outputs:
                 y = outputs[t.name]
                 binding.bind_output(t.name, "cuda", self.device_index, np.dtype(t.dtype), tuple(y.shape), y.data_ptr())
-            session.run_with_iobinding(binding)
+            session.run_with_iobinding(binding, self.run_options())
         return dict(outputs)
 
     def _empty(self, shape: tuple[int, ...], dtype: str) -> Array:

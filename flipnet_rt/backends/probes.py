@@ -5,7 +5,13 @@ Module functions, so that tests can monkeypatch what "installed" and "visible" m
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import importlib.util
+from pathlib import Path
+
+#: Distributions that all install the one ``onnxruntime`` package directory.
+ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino")
 
 
 def tensorrt_installed() -> bool:
@@ -31,3 +37,30 @@ def ort_providers() -> list[str]:
     import onnxruntime
 
     return list(onnxruntime.get_available_providers())
+
+
+def ort_distributions() -> list[str]:
+    """The ONNX Runtime distributions installed. More than one share (and overwrite) one package
+    directory: with ``onnxruntime`` and ``onnxruntime-gpu`` both, whichever came last is what runs."""
+    found = []
+    for name in ORT_DISTRIBUTIONS:
+        try:
+            importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        found.append(name)
+    return found
+
+
+@functools.cache
+def ort_session_providers(graph: Path, providers: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]) -> list[str]:
+    """The providers a session on ``graph`` really runs with, asked once per graph and providers.
+
+    ``get_available_providers()`` lists CUDA whenever onnxruntime-gpu is installed, also when its
+    CUDA or cuDNN libraries fail to load; a created session then runs on the CPU (ONNX Runtime logs
+    why). ``providers``: ``((name, ((option, value), ...)), ...)`` (hashable).
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(graph), providers=[(name, dict(options)) for name, options in providers])
+    return list(session.get_providers())

@@ -122,15 +122,41 @@ class TensorRTType(BackendType):
         return Opened(backend, artifacts.config, artifacts.prompts, self.name)
 
 
+#: Protobuf's limit on one serialised message; ONNX Runtime's TensorRT provider hits it on larger
+#: graphs even with external data (microsoft/onnxruntime#15349, pykeio/ort#507).
+PROTOBUF_LIMIT = 2**31 - 1
+
+
 class OnnxRuntimeCudaType(BackendType):
+    """Ready only when a created session really runs on CUDA: ``get_available_providers()`` lists
+    CUDA whenever onnxruntime-gpu is installed, also when its CUDA/cuDNN libraries cannot load."""
+
     name, kind, device, artifact = "onnxruntime-cuda", "onnxruntime", "cuda", EngineArtifacts
 
     def _probe(self, artifacts: EngineArtifacts, options: BackendOptions) -> str | None:
         providers = probes.ort_providers()
+        distributions = probes.ort_distributions()
         wanted = "TensorrtExecutionProvider" if options.tensorrt_provider else "CUDAExecutionProvider"
-        if wanted not in providers:
-            return fixes.ort_provider(wanted, providers)
-        return _needs_torch(self)
+        if wanted not in providers or "CUDAExecutionProvider" not in providers:
+            return fixes.ort_provider(wanted if wanted not in providers else "CUDAExecutionProvider", providers,
+                                      distributions)
+        if options.tensorrt_provider:
+            too_large = max(((graph_bytes(artifacts, n), n) for n in artifacts.manifest.networks), default=(0, ""))
+            if too_large[0] > PROTOBUF_LIMIT:
+                return fixes.trt_provider_too_large(too_large[1], too_large[0])
+        reason = _needs_torch(self)
+        if reason is not None or not probes.cuda_visible():
+            return reason  # the base class names the missing GPU
+        cuda = (("CUDAExecutionProvider", (("device_id", str(options.device_index)),)),)
+        running = probes.ort_session_providers(smallest_graph(artifacts), cuda)
+        if "CUDAExecutionProvider" not in running:
+            reason = fixes.cuda_libraries("CUDAExecutionProvider", running)
+            log.warning("%s: %s", self.name, reason)
+            return reason
+        if "onnxruntime" in distributions and "onnxruntime-gpu" in distributions:
+            log.warning("onnxruntime and onnxruntime-gpu are both installed and overwrite each other's files "
+                        "(onnxruntime-gpu's happen to be there now); %s", fixes.ORT_GPU_INSTALL)
+        return None
 
     def open(self, artifacts: EngineArtifacts, options: BackendOptions) -> Opened:
         from .onnxruntime import OnnxRuntimeCudaBackend
@@ -140,6 +166,22 @@ class OnnxRuntimeCudaType(BackendType):
         backend = OnnxRuntimeCudaBackend(artifacts.directory, artifacts.manifest, device=options.device_index,
                                          tensorrt_provider=options.tensorrt_provider)
         return Opened(backend, artifacts.config, artifacts.prompts, self.name)
+
+
+def graph_bytes(artifacts: EngineArtifacts, network: str) -> int:
+    """One network's ONNX graph with its external weights (``<name>.onnx`` and ``<name>.onnx.data``)."""
+    onnx = artifacts.manifest.networks[network].onnx
+    files = artifacts.manifest.files
+    recorded = [int(info["bytes"]) for name, info in files.items() if name == onnx or name.startswith(onnx + ".")]
+    if recorded:
+        return sum(recorded)
+    return sum(p.stat().st_size for p in artifacts.directory.glob(onnx + "*") if p.is_file())
+
+
+def smallest_graph(artifacts: EngineArtifacts):
+    """The engine directory's cheapest graph to open (the CUDA readiness probe's session)."""
+    network = min(artifacts.manifest.networks, key=lambda n: graph_bytes(artifacts, n))
+    return artifacts.directory / artifacts.manifest.networks[network].onnx
 
 
 class OnnxRuntimeCpuType(BackendType):

@@ -14,6 +14,9 @@ Two speed options, both off by default (then the backend is plain eager PyTorch)
   per new shape, and **outputs are reused buffers**: a network's outputs for a given input shape
   are the same tensors at every call, overwritten by the next call of that network with that
   shape (``tensor.clone()`` keeps one). The restore loop reads each output before that happens.
+  An input fed with another graph's output (``unet_input``'s K/V are ``unet_cond``'s, DESIGN §3)
+  is captured reading that output where it is: no copy per call. Should a later call feed that
+  input something else, the graph is captured again with a buffer of its own.
 
 fp16/bf16 on a GPU come from ``dtype``.
 """
@@ -81,6 +84,7 @@ class TorchBackend(Backend):
         self.cuda_graphs = cuda_graphs
         self._callables: dict[str, Callable[..., Any]] = {}  # filled by the first call (_open)
         self._graphs: dict[GraphKey, _Graphed] = {}
+        self._graph_outputs: dict[int, torch.Tensor] = {}  # id -> every captured graph's static outputs
 
     def _open(self) -> None:
         """Move the model to the device and wrap the networks (once; again after ``close``).
@@ -106,13 +110,22 @@ class TorchBackend(Backend):
     def _replay(self, network: str, args: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         key: GraphKey = (network, tuple((tuple(a.shape), a.dtype) for a in args))
         graphed = self._graphs.get(key)
+        if graphed is not None and any(static is not arg and self._is_graph_output(static)
+                                       for static, arg in zip(graphed.inputs, args)):
+            graphed = None  # an input read from another graph's output now gets something else
         if graphed is None:
-            graphed = self._graphs[key] = self._capture(network, [a.clone() for a in args])
+            inputs = [a if self._is_graph_output(a) else a.clone() for a in args]  # outputs: read in place
+            graphed = self._graphs[key] = self._capture(network, inputs)
+            self._graph_outputs.update((id(t), t) for t in graphed.outputs)
             log.debug("%s: captured a CUDA graph for %s", network, [s for s, _ in key[1]])
         for static, arg in zip(graphed.inputs, args):
-            static.copy_(arg)
+            if static is not arg:
+                static.copy_(arg)
         graphed.graph.replay()
         return graphed.outputs
+
+    def _is_graph_output(self, tensor: torch.Tensor) -> bool:
+        return self._graph_outputs.get(id(tensor)) is tensor
 
     def _capture(self, network: str, inputs: list[torch.Tensor]) -> _Graphed:
         """Warm up on a side stream (compiles, autotunes, allocates), then capture one call."""
@@ -137,6 +150,7 @@ class TorchBackend(Backend):
         weights go back to the host, so the device memory is free. The next call reopens."""
         self.synchronize()
         self._graphs.clear()
+        self._graph_outputs.clear()
         self._callables = {}
         if self.device.type == "cuda":
             self.model.to("cpu")

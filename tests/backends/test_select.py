@@ -52,11 +52,17 @@ def write_engine_dir(directory: Path, *, plans: bool = False) -> Path:
 def machine(monkeypatch):
     """Sets what this 'machine' has: machine(trt=..., gpu=..., providers=..., torch=...)."""
 
-    def configure(*, trt: bool = False, gpu: bool = False, providers=CPU_ORT, torch: bool = True) -> None:
+    def configure(*, trt: bool = False, gpu: bool = False, providers=CPU_ORT, torch: bool = True,
+                  session_providers=None, distributions=("onnxruntime",)) -> None:
+        """``session_providers``: what a created session runs on (default: CUDA when listed)."""
         monkeypatch.setattr(probes, "tensorrt_installed", lambda: trt)
         monkeypatch.setattr(probes, "cuda_visible", lambda: gpu and torch)
         monkeypatch.setattr(probes, "ort_providers", lambda: list(providers))
         monkeypatch.setattr(probes, "torch_installed", lambda: torch)
+        monkeypatch.setattr(probes, "ort_distributions", lambda: list(distributions))
+        running = session_providers if session_providers is not None else \
+            [p for p in providers if p in ("CUDAExecutionProvider", "CPUExecutionProvider")]
+        monkeypatch.setattr(probes, "ort_session_providers", lambda graph, wanted: list(running))
 
     configure()
     return configure
@@ -113,6 +119,68 @@ def test_named_backends_take_their_own_candidates(machine, engine_dir, plans_dir
     assert select_backend("onnxruntime", engine_dir=engine_dir) == "onnxruntime-cpu"
 
 
+# ------------------------------------------------------------------ ONNX Runtime CUDA: judged by a session
+@pytest.mark.usefixtures("chosen")
+def test_onnxruntime_cuda_is_judged_by_a_created_session(machine, engine_dir, caplog):
+    """CUDA listed by get_available_providers() but not loaded by a session (missing cuDNN, say):
+    auto falls back to the CPU with the reason logged; --backend onnxruntime --device cuda says it."""
+    machine(gpu=True, providers=GPU_ORT, session_providers=["CPUExecutionProvider"],
+            distributions=["onnxruntime-gpu"])
+    with caplog.at_level("WARNING", logger="flipnet_rt.backends.registry"):
+        assert select_backend("auto", engine_dir=engine_dir) == "onnxruntime-cpu"
+    assert "onnxruntime-gpu could not start CUDAExecutionProvider (a session runs on CPUExecutionProvider)" \
+        in caplog.text
+    with pytest.raises(BackendUnavailable, match=r"could not start CUDAExecutionProvider .*or use --device cpu$"):
+        select_backend("onnxruntime", engine_dir=engine_dir, device="cuda")
+    machine(gpu=True, providers=GPU_ORT, distributions=["onnxruntime-gpu"])  # the session runs on CUDA
+    assert select_backend("auto", engine_dir=engine_dir) == "onnxruntime-cuda"
+
+
+def test_the_session_probe_opens_the_smallest_graph_once(machine, engine_dir, monkeypatch, chosen):
+    opened = []
+    machine(gpu=True, providers=GPU_ORT, distributions=["onnxruntime-gpu"])
+    monkeypatch.setattr(probes, "ort_session_providers", lambda graph, wanted: opened.append((graph, wanted)) or
+                        ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    for network in ("face_encoder", "unet"):  # sizes as the manifest records them
+        manifest = Manifest.load(engine_dir)
+        files = {n.onnx: {"bytes": 10 if name == network else 1000, "sha256": ""}
+                 for name, n in manifest.networks.items()}
+        dataclasses.replace(manifest, files=files).save(engine_dir)
+        for name in files:
+            (engine_dir / name).write_bytes(b"x" * files[name]["bytes"])
+        opened.clear()
+        assert select_backend("onnxruntime", engine_dir=engine_dir, device="cuda:1") == "onnxruntime-cuda"
+        assert opened == [(engine_dir / f"{network}.onnx", (("CUDAExecutionProvider", (("device_id", "1"),)),))]
+
+
+@pytest.mark.usefixtures("chosen")
+def test_onnxruntime_beside_onnxruntime_gpu_is_refused_with_the_fix(machine, engine_dir, caplog):
+    machine(gpu=True, providers=CPU_ORT, distributions=["onnxruntime", "onnxruntime-gpu"])
+    with pytest.raises(BackendUnavailable, match=r"onnxruntime and onnxruntime-gpu are both installed and overwrite "
+                                                 r"each other's files; pip uninstall -y onnxruntime onnxruntime-gpu "
+                                                 r"&& pip install onnxruntime-gpu, or use --device cpu$"):
+        select_backend("onnxruntime", engine_dir=engine_dir, device="cuda")
+    machine(gpu=True, providers=GPU_ORT, distributions=["onnxruntime", "onnxruntime-gpu"])  # GPU files won: warn
+    with caplog.at_level("WARNING", logger="flipnet_rt.backends.registry"):
+        assert select_backend("onnxruntime", engine_dir=engine_dir, device="cuda") == "onnxruntime-cuda"
+    assert "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu" in caplog.text
+
+
+@pytest.mark.usefixtures("chosen")
+def test_tensorrt_provider_refuses_graphs_over_2_gb(machine, engine_dir, monkeypatch):
+    machine(trt=True, gpu=True, providers=GPU_ORT, distributions=["onnxruntime-gpu"])
+    engine = open_artifacts(engine_dir)
+    manifest = dataclasses.replace(engine.manifest, files={"unet.onnx": {"bytes": 900_000},
+                                                           "unet.onnx.data": {"bytes": 3_400_000_000}})
+    assert registry.graph_bytes(dataclasses.replace(engine, manifest=manifest), "unet") == 3_400_900_000
+    sizes = {"unet": 3_400_900_000}  # sd21-base's fp32 UNet is 3.5 GB
+    monkeypatch.setattr(registry, "graph_bytes", lambda artifacts, network: sizes.get(network, 1000))
+    with pytest.raises(BackendUnavailable, match=r"TensorRT provider cannot take unet \(3.2 GiB .* 2 GB\): build "
+                                                 r"native plans .*flipnet-rt build ENGINE_DIR, then --backend tensorrt"):
+        select_backend("onnxruntime", engine_dir=engine_dir, device="cuda", tensorrt_provider=True)
+    assert select_backend("onnxruntime", engine_dir=engine_dir, device="cuda") == "onnxruntime-cuda"  # CUDA takes it
+
+
 def test_auto_falls_back_when_plans_were_built_elsewhere(machine, plans_dir, monkeypatch):
     from flipnet_rt.backends.tensorrt import TensorRTBackend
 
@@ -155,7 +223,7 @@ def test_unavailable_backends_say_how_to_fix_it(machine, chosen, tmp_path, kind,
 @pytest.mark.usefixtures("chosen")
 def test_device_and_option_errors(machine, engine_dir):
     no_cuda = (r"onnxruntime has no CUDAExecutionProvider \(it has AzureExecutionProvider, CPUExecutionProvider\): "
-               r"pip uninstall onnxruntime && pip install 'flipnet-rt\[gpu\]', or use --device cpu")
+               r"pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu, or use --device cpu")
     with pytest.raises(BackendUnavailable, match=no_cuda):
         select_backend("onnxruntime", engine_dir=engine_dir, device="cuda")
     with pytest.raises(BackendUnavailable, match="--backend tensorrt runs on a CUDA GPU only; drop --device cpu"):
