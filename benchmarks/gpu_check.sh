@@ -1,28 +1,56 @@
 #!/usr/bin/env bash
-# The GPU check of `flipnet-rt bench` (one H100/H200, < 8 minutes, nothing from the network).
-# Runs from the source tree: PYTHONPATH=. ; the lent machine has torch (CUDA), Triton and nvcc, but
-# not diffusers: carry its wheel (and huggingface_hub if missing) in .whl/ as the device tool's README says.
-#   bench on random:sd21-base, fp16, 512x512, 20 steps of DPM-Solver++, guidance 1.5, torch backend:
-#   eager vs torch.compile vs CUDA graphs, condition cache on and off, batch 1 and 8, plus the naive baseline.
-# Results (JSON, CSV, PNG, log) go to $OUT (or ./gpu_check_out). Record card, date and commit with them.
-set -euo pipefail
+# The GPU check: the one script a session with a lent GPU runs (one H100/H200, under 10 minutes,
+# nothing from the network). benchmarks/RESULTS.md says what to record from it.
+#
+# Runs from the source tree (PYTHONPATH=.) on a machine with PyTorch (CUDA), Triton, CuPy and nvcc,
+# but without diffusers, TensorRT or onnxruntime-gpu. diffusers travels as a wheel in .whl/ (gitignored):
+#   python3 -m pip download --no-deps --only-binary=:all: diffusers==0.42.1 -d .whl
+# and the device tool's call names .whl in `carry` (see /work/.library/device/README.md).
+#
+# Steps, each under its own time limit; a step that fails or times out is recorded and the next runs:
+#   (a) the GPU-marked tests (torch CUDA graphs vs eager, ONNX Runtime CUDA and TensorRT skip: not installed)
+#   (b) the TensorRT backend against a test double of TensorRT that runs the torch networks on the
+#       backend's stream: buffers, streams, shapes A,B,A, K/V binding, CUDA-graph capture/replay vs eager
+#   (c) random:sd21-base fp16 at 512 px: eager vs CUDA graphs, cache on/off, 4 steps: rel L2 and NaN;
+#       and the fp16 exports' attention upcast (issue 14 item 12): time and NaN with and without
+#   (d) a reduced bench with --baseline (batch 1, 20 steps, cache on/off, CUDA graphs off/on)
+# Every result is written as it comes, into $OUT (default ./gpu_check_out):
+#   summary.txt (card, driver, date, commit; each step's exit status and seconds), log.txt (all output),
+#   gpu_tests.xml, parity.json, bench.json, bench.csv.
+set -uo pipefail  # no -e: every step runs and records, whatever the one before it did
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_check_out}
 mkdir -p "$OUT"
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH=$PYTHONPATH:/tmp/site
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=$PYTHONPATH:/tmp/site
 fi
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
-git rev-parse --short HEAD 2>/dev/null | tee "$OUT/commit.txt" || true
-date -u | tee -a "$OUT/gpu.txt"
 
-common=(--model random:sd21-base --device cuda --precision fp16 --steps 20 --guidance 1.5 --warmup 2 --iters 5)
-# 1) eager and CUDA graphs, cache on/off, batch 1 and 8, with the naive baseline (batch 1)
-timeout 330 python3 -m flipnet_rt bench "${common[@]}" --batch 1,8 --cond-cache on,off --cuda-graph off,on \
-  --baseline --json "$OUT/eager_graphs.json" --csv "$OUT/eager_graphs.csv" --plot "$OUT/eager_graphs.png" \
-  2>&1 | tee "$OUT/eager_graphs.log"
-# 2) torch.compile (compilation is minutes: batch 1 only, cache on/off)
-timeout 150 python3 -m flipnet_rt bench "${common[@]}" --batch 1 --cond-cache on,off --compile on \
-  --json "$OUT/compile.json" --csv "$OUT/compile.csv" 2>&1 | tee "$OUT/compile.log" || echo "compile run timed out or failed" | tee -a "$OUT/compile.log"
+{
+  echo "card, driver, memory: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1)"
+  echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (+ local changes)')"
+  echo "torch: $(python3 -c 'import torch; print(torch.__version__, torch.version.cuda)' 2>&1)"
+  echo "diffusers: $(python3 -c 'import diffusers; print(diffusers.__version__)' 2>&1 | tail -1)"
+} | tee "$OUT/summary.txt"
+
+step() {  # step NAME SECONDS COMMAND...: run under a limit, log, record status and time
+  local name=$1 limit=$2 start=$SECONDS
+  shift 2
+  echo "== $name ($(date -u +%H:%M:%S), limit ${limit}s): $*" | tee -a "$OUT/log.txt"
+  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$OUT/log.txt"
+  local status=${PIPESTATUS[0]}
+  echo "$name: exit $status in $((SECONDS - start)) s$([ "$status" = 124 ] && echo ' (timed out)')" | tee -a "$OUT/summary.txt"
+}
+
+# (a) + (b): the GPU-marked tests; the TensorRT double is tests/backends/test_tensorrt_double_gpu.py
+step gpu_tests 150 python3 -m pytest -q -rs -s -m gpu -p no:cacheprovider --junitxml="$OUT/gpu_tests.xml" \
+  tests/backends tests/bench
+# (c) parity and NaN at 512 px, and the attention upcast
+step parity 170 python3 benchmarks/gpu_parity.py --json "$OUT/parity.json"
+# (d) the reduced bench (each configuration's record is written as it finishes)
+step bench 200 python3 -m flipnet_rt bench --model random:sd21-base --device cuda --backend torch --precision fp16 \
+  --steps 20 --guidance 1.5 --batch 1 --cond-cache on,off --cuda-graphs off,on --warmup 1 --iters 3 --baseline \
+  --json "$OUT/bench.json" --csv "$OUT/bench.csv"
+echo "total: $SECONDS s" | tee -a "$OUT/summary.txt"

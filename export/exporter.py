@@ -170,11 +170,20 @@ def export_engine(
     max_batch: int = 4,
     networks: Sequence[str] = ALL_NETWORKS,
     fp16_storage: bool = False,
+    attention_fp32: bool | None = None,
 ) -> Manifest:
     """Write ONNX graphs, prompts, flipnet.json and manifest.json into ``out``.
 
     ``fp16_storage``: store the weights fp16 holds exactly in fp16 (:func:`store_fp16`), fp32
     graphs only.
+
+    ``attention_fp32``: compute every attention's scores and softmax in fp32 (Q/K/V cast up, the
+    result cast back). Default (None): **on for fp16 graphs**, because unfused fp16 attention
+    overflows on Stable Diffusion 2.1 (NaN images on ONNX Runtime); fp32 graphs need no casts.
+    Cost: the casts around every attention, which may keep TensorRT from matching its fused
+    attention kernel (which accumulates in fp32 by itself); not measured yet: the GPU check
+    (benchmarks/gpu_check.sh) times torch's attention with and without the upcast at 512 px, and
+    a TensorRT machine compares ``build`` of both exports. Recorded in the manifest's ``extra``.
 
     Files are written into a temporary folder beside ``out`` and moved in when all succeeded, so
     a failed export never leaves a half-written engine directory.
@@ -193,9 +202,9 @@ def export_engine(
         raise ValueError(f"resolution: {resolution} must be a multiple of {m} for this model")
     torch_dtype, np_dtype = DTYPES[precision]
     model = model.to(torch_dtype).eval().requires_grad_(False)
-    # fp16 graphs compute attention in fp32 (scores and softmax): unfused fp16 attention overflows
-    # on Stable Diffusion 2.1; TensorRT's fused MHA accumulates in fp32 the same way.
-    attention_fp32 = precision == "fp16"
+    # fp16 graphs compute attention in fp32 (scores and softmax) unless told otherwise: unfused fp16
+    # attention overflows on Stable Diffusion 2.1; TensorRT's fused MHA accumulates in fp32 the same way.
+    attention_fp32 = precision == "fp16" if attention_fp32 is None else bool(attention_fp32)
     set_attention_upcast(model.unet.unet, attention_fp32)
     kv = [KVSpec(level=layer.level, channels=layer.channels) for layer in kv_layout(model)]
     specs = network_specs(config, kv, np_dtype)

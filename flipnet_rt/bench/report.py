@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -50,25 +53,42 @@ def table(records: Sequence[dict[str, Any]], baseline: dict[str, float] | None) 
 
 
 def write_json(path: Path, records: Sequence[dict[str, Any]], baseline: dict[str, Any] | None) -> None:
-    Path(path).write_text(json.dumps({"results": list(records), "baseline": baseline}, indent=2) + "\n")
+    """The records so far, written whole and atomically (the bench rewrites it after every configuration)."""
+    _atomic_write(path, json.dumps({"results": list(records), "baseline": baseline}, indent=2) + "\n")
 
 
 def write_csv(path: Path, records: Sequence[dict[str, Any]]) -> None:
+    """One row per configuration, written whole and atomically, like :func:`write_json`."""
+    env_keys = list(dict.fromkeys(k for r in records for k in r["environment"]))
     fields = ["label", "batch", "cond_cache", "cuda_graph", *(f"{s}_ms" for s in STAGES), "p50_ms", "p90_ms",
               "p99_ms", "images_per_s", "peak_host_mib", "peak_gpu_mib", "tflops", "speedup_vs_baseline",
-              "model", "steps", *(f"env_{k}" for k in records[0]["environment"])] if records else []
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for r in records:
-            row = {"label": r["config"]["label"], "batch": r["config"]["batch"], "cond_cache": r["config"]["cond_cache"],
-                   "cuda_graph": r["config"]["cuda_graph"], "images_per_s": r["images_per_s"],
-                   "peak_host_mib": r["peak_host_mib"], "peak_gpu_mib": r["peak_gpu_mib"], "tflops": r["tflops"],
-                   "speedup_vs_baseline": r["speedup_vs_baseline"], "model": r["model"], "steps": r["steps"]}
-            row.update({f"{s}_ms": r["stages_ms"][s] for s in STAGES})
-            row.update({f"{q}_ms": r["e2e_ms"][q] for q in ("p50", "p90", "p99")})
-            row.update({f"env_{k}": v for k, v in r["environment"].items()})
-            writer.writerow(row)
+              "model", "steps", *(f"env_{k}" for k in env_keys)] if records else []
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=fields)
+    writer.writeheader()
+    for r in records:
+        row = {"label": r["config"]["label"], "batch": r["config"]["batch"], "cond_cache": r["config"]["cond_cache"],
+               "cuda_graph": r["config"]["cuda_graph"], "images_per_s": r["images_per_s"],
+               "peak_host_mib": r["peak_host_mib"], "peak_gpu_mib": r["peak_gpu_mib"], "tflops": r["tflops"],
+               "speedup_vs_baseline": r["speedup_vs_baseline"], "model": r["model"], "steps": r["steps"]}
+        row.update({f"{s}_ms": r["stages_ms"][s] for s in STAGES})
+        row.update({f"{q}_ms": r["e2e_ms"][q] for q in ("p50", "p90", "p99")})
+        row.update({f"env_{k}": v for k, v in r["environment"].items()})
+        writer.writerow(row)
+    _atomic_write(path, text.getvalue())
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write beside ``path`` and rename over it: a reader (or a kill) never sees half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def plot(path: Path, records: Sequence[dict[str, Any]], baseline: dict[str, float] | None) -> None:

@@ -33,11 +33,13 @@ class BenchConfig:
     cond_cache: bool
     cuda_graph: bool = False
     compile: bool = False
+    backend: str = ""  # named in the label when one run measures several backends
 
     @property
     def label(self) -> str:
-        return (f"b{self.batch} cache={'on' if self.cond_cache else 'off'}" + (" compile" if self.compile else "")
-                + (" graph" if self.cuda_graph else ""))
+        cache = "on" if self.cond_cache else "off"
+        return ((f"{self.backend} " if self.backend else "") + f"b{self.batch} cache={cache}"
+                + (" compile" if self.compile else "") + (" graph" if self.cuda_graph else ""))
 
 
 @dataclass

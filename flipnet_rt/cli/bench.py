@@ -21,6 +21,12 @@ def _csv_list(kind):
     return parse
 
 
+def _backend(text: str) -> str:
+    if text not in KINDS:
+        raise ValueError(text)
+    return text
+
+
 def _on_off(text: str) -> bool:
     if text not in ("on", "off"):
         raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
@@ -33,8 +39,9 @@ def add_parser(sub: argparse._SubParsersAction, model_arg) -> None:
     p.add_argument("--engines", type=Path, metavar="DIR",
                    help="an engine directory beside a --model MODEL_DIR|random:CONFIG (the model gives FLOP "
                         "counts and the baseline; the engines run)")
-    p.add_argument("--backend", choices=KINDS, default="auto",
-                   help="auto: the fastest backend that can run the artifacts here (as restore)")
+    p.add_argument("--backend", type=_csv_list(_backend), default=["auto"], metavar="{" + ",".join(KINDS) + "}[,...]",
+                   help="auto: the fastest backend that can run the artifacts here (as restore); several, "
+                        "e.g. onnxruntime,torch, are measured one after another in this run")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: a CUDA GPU when the backend can use one, else the CPU")
     p.add_argument("--precision", type=Precision.parse, choices=list(Precision), default=Precision.FP32,
@@ -52,8 +59,8 @@ def add_parser(sub: argparse._SubParsersAction, model_arg) -> None:
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--baseline", action="store_true",
                    help="also time the naive loop (eager PyTorch; needs a model) and report speedups")
-    p.add_argument("--json", type=Path, metavar="F")
-    p.add_argument("--csv", type=Path, metavar="F")
+    p.add_argument("--json", type=Path, metavar="F", help="rewritten as each configuration finishes")
+    p.add_argument("--csv", type=Path, metavar="F", help="rewritten as each configuration finishes")
     p.add_argument("--plot", type=Path, metavar="F.png")
 
 
@@ -87,53 +94,72 @@ def _run(args: argparse.Namespace) -> int:
     if args.baseline and model is None:
         raise ValueError("--baseline runs the naive PyTorch loop: pass --model MODEL_DIR|random:CONFIG "
                          "(and the engines with --engines DIR)")
+    flops = _model_flops(model)  # counted once, before any backend moves the model
 
-    def make_restorer(compile_: bool, graph: bool) -> Restorer:
-        return Restorer.load(artifacts, engine_dir=args.engines, backend=args.backend, device=args.device,
+    def make_restorer(backend: str, compile_: bool, graph: bool) -> Restorer:
+        return Restorer.load(artifacts, engine_dir=args.engines, backend=backend, device=args.device,
                              precision=args.precision, cuda_graphs=graph, compile=compile_)
 
-    records, baseline = [], None
-    env: dict[str, str] = {}
+    records: list[dict] = []
+    baseline = None
     images: list = []
     guidance = args.guidance
-    peak = None
-    for compile_ in args.compile:
-        for graph in args.cuda_graphs:
-            restorer = make_restorer(compile_, graph)
-            if not images:  # the first configuration fixes what every configuration shares
+    device = "cpu"
+
+    def save() -> None:  # after every configuration: a run stopped early keeps what it measured
+        if args.json:
+            report.write_json(args.json, records, baseline)
+        if args.csv:
+            report.write_csv(args.csv, records)
+
+    for backend in args.backend:
+        for compile_ in args.compile:
+            for graph in args.cuda_graphs:
+                restorer = make_restorer(backend, compile_, graph)
                 config = restorer.config
-                if model is not None and model.config.digest() != config.digest():
-                    raise ValueError(f"--engines {args.engines}: exported from another model than --model {args.model}")
-                side = args.resolution or config.resolution
-                images = [degrade_example(example_face(side, seed=i), seed=i) for i in range(max(args.batch))]
-                guidance = args.guidance if args.guidance is not None else config.defaults.guidance
+                if not images:  # the first configuration fixes what every configuration shares
+                    if model is not None and model.config.digest() != config.digest():
+                        raise ValueError(f"--engines {args.engines}: exported from another model than --model "
+                                         f"{args.model}")
+                    side = args.resolution or config.resolution
+                    images = [degrade_example(example_face(side, seed=i), seed=i) for i in range(max(args.batch))]
+                    guidance = args.guidance if args.guidance is not None else config.defaults.guidance
                 device = "cuda" if str(getattr(restorer.backend, "device", "cpu")).startswith("cuda") else "cpu"
                 precision = getattr(getattr(restorer.backend, "manifest", None), "precision", str(args.precision))
                 env = environment(restorer.backend.name, precision)
                 peak = _matmul_peak_tflops(device, precision)
                 env["matmul_peak_tflops"] = f"{peak:.3f}" if peak else "n/a (no torch)"
-            for batch in args.batch:
-                for cache in args.cond_cache:
-                    config_ = BenchConfig(batch, cache, graph, compile_)
-                    result = run_config(restorer, images, config_, steps=args.steps, warmup=args.warmup,
-                                        iters=args.iters, guidance=guidance)
-                    flops = _flops_per_image(model, cache, args.steps, guidance) if model is not None else None
-                    records.append(result_record(with_flops(result, flops, peak), env, str(args.model), args.steps))
-                    print(f"done {config_.label}: p50 {result.e2e_ms['p50']:.1f} ms", file=sys.stderr)
-            restorer.close()
+                for batch in args.batch:
+                    for cache in args.cond_cache:
+                        config_ = BenchConfig(batch, cache, graph, compile_,
+                                              backend=restorer.backend.name if len(args.backend) > 1 else "")
+                        result = run_config(restorer, images, config_, steps=args.steps, warmup=args.warmup,
+                                            iters=args.iters, guidance=guidance)
+                        per_image = flops.per_image(cache, args.steps, 2 if guidance != 1.0 else 1) if flops else None
+                        records.append(result_record(with_flops(result, per_image, peak), env, str(args.model),
+                                                     args.steps))
+                        save()
+                        print(f"done {config_.label}: p50 {result.e2e_ms['p50']:.1f} ms", file=sys.stderr)
+                restorer.close()
     if args.baseline:
         baseline = time_baseline_record(model, images, args, guidance, device)
         for r in records:
             if r["config"]["batch"] == args.batch[0]:
                 r["speedup_vs_baseline"] = baseline["p50"] / r["e2e_ms"]["p50"]
+        save()
     report.table(records, baseline)
-    if args.json:
-        report.write_json(args.json, records, baseline)
-    if args.csv:
-        report.write_csv(args.csv, records)
     if args.plot:
         report.plot(args.plot, records, baseline)
     return 0
+
+
+def _model_flops(model):
+    """Per-network FLOP counts of ``model`` (one meta-device copy), or None for an engine alone."""
+    if model is None:
+        return None
+    from ..bench.flops import ModelFlops
+
+    return ModelFlops.count(model)
 
 
 def time_baseline_record(model, images: list, args: argparse.Namespace, guidance: float, device: str) -> dict:
@@ -142,31 +168,6 @@ def time_baseline_record(model, images: list, args: argparse.Namespace, guidance
     baseline = time_baseline(model, images[: args.batch[0]], steps=args.steps, guidance=guidance,
                              warmup=args.warmup, iters=args.iters, device=device)
     return {**baseline, "batch": args.batch[0]}
-
-
-def _flops_per_image(model, cache: bool, steps: int, guidance: float) -> float:
-    """FLOPs one image costs in this configuration, from counts taken on the model (meta device)."""
-    import torch
-
-    from ..bench.flops import count_flops
-
-    c = model.config
-    h = c.latent_size
-    branches = 2 if guidance != 1.0 else 1
-    ctx = torch.zeros(1, c.context_tokens, c.text_width)
-    one = {"sample": torch.zeros(1, c.latent_channels, h, h), "timestep": torch.zeros(1), "context": ctx}
-    total = count_flops(model, "vae_encoder", {"image": torch.zeros(1, 3, c.resolution, c.resolution)})
-    total += count_flops(model, "face_encoder", {"image": torch.zeros(1, 3, c.resolution, c.resolution)})
-    total += count_flops(model, "vae_decoder", {"latent": torch.zeros(1, c.latent_channels, h, h)})
-    if cache:
-        cond = count_flops(model, "unet_cond", one)
-        joint = count_flops(model, "unet", {**{k: torch.cat([v, v]) for k, v in one.items()}, "phi": torch.ones(1)})
-        per_step = joint - cond  # the input half of the joint graph (BoostHub included)
-        total += branches * (cond + steps * per_step)
-    else:
-        joint = count_flops(model, "unet", {**{k: torch.cat([v, v]) for k, v in one.items()}, "phi": torch.ones(1)})
-        total += branches * steps * joint
-    return float(total)
 
 
 def _matmul_peak_tflops(device: str, precision: str) -> float | None:
