@@ -20,11 +20,9 @@ import pytest
 from flipnet_rt.faces.align import estimate_affine, warp_faces
 from flipnet_rt.faces.paste import paste_faces
 from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer
-from flipnet_rt.faces.synthetic import background, place_face
+from flipnet_rt.faces.synthetic import ASTRONAUT_LANDMARKS, background, place_face
 from flipnet_rt.faces.types import Face
 
-ASTRONAUT_LANDMARKS = np.array([[203.5, 101.4], [246.5, 103.7], [224.6, 128.2], [201.4, 139.4], [245.5, 141.5]],
-                               np.float32)
 SIZES = {"720p": (720, 1280), "1080p": (1080, 1920), "4K": (2160, 3840)}
 EYES_1080 = (40.0, 70.0, 110.0)
 DEMO_ENGINE = Path(__file__).resolve().parents[1] / "models" / "demo-onnx"

@@ -5,7 +5,8 @@ the training degradation (Eq. 9, :mod:`flipnet_rt.degradations`, ranges scaled t
 drawn from a fixed per-image seed, so every run and every model sees the same LQ. The LQ input and
 the restored face are both scored against the HQ:
 
-* PSNR and SSIM: scikit-image, RGB, data range 255, at the model's resolution;
+* PSNR and SSIM: scikit-image, RGB, data range 255, at the model's resolution (``flipnet-rt eval
+  --size``: at the faces' own size, restored through keep-detail);
 * identity distance: the Euclidean distance between dlib's 128-d ResNet face descriptors of the
   face and of the HQ (``dlib-bin`` + ``face-recognition-models`` from PyPI; no download at run
   time). dlib's own same-person threshold is 0.6. The descriptor is computed on the whole

@@ -23,6 +23,11 @@ def add_parser(sub: argparse._SubParsersAction, run_args) -> None:
     p.add_argument("--crop", metavar="L,T,R,B",
                    help="crop box applied to every HQ image before squaring and resizing "
                         "(LFW deep-funneled faces: 50,45,200,195)")
+    p.add_argument("--size", type=int, default=0, metavar="PX",
+                   help="score at this face size (0: the model's resolution). Larger faces are restored at the "
+                        "model's size and brought back with the input's detail above it (keep-detail)")
+    p.add_argument("--no-keep-detail", dest="keep_detail", action="store_false",
+                   help="with --size above the model's: the restoration only resized back (no input detail)")
     p.add_argument("--limit", type=int, default=0, metavar="N", help="the first N images in name order (0: all)")
     p.add_argument("--identity", choices=("auto", "dlib", "off"), default="auto",
                    help="identity distance with dlib's face descriptor (auto: when dlib-bin and "
@@ -79,7 +84,15 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    resolution = restorer.config.resolution
+    if args.size < 0:
+        print(f"error: --size {args.size}: give a size in pixels, or 0 for the model's", file=sys.stderr)
+        return 2
+    resolution = args.size or restorer.config.resolution
+    scorer = restorer
+    if resolution != restorer.config.resolution:  # the faces at their own size, as whole images get them
+        from ..faces.restorer import CropRestorer, FaceOptions, FaceRestorer
+
+        scorer = CropRestorer(FaceRestorer(restorer, options=FaceOptions(keep_detail=args.keep_detail)))
     faces, errors = [], []
     for path in files:
         try:
@@ -87,11 +100,12 @@ def run(args: argparse.Namespace) -> int:
         except ImageError as exc:
             errors.append(str(exc))
             print(f"error: {exc}", file=sys.stderr)
-    report = evaluation.evaluate(restorer, faces, options=options, seed=args.seed, batch_size=args.batch_size,
+    report = evaluation.evaluate(scorer, faces, options=options, seed=args.seed, batch_size=args.batch_size,
                                  identity=identity, out_dir=args.out, progress=sys.stderr.isatty())
     report.errors = errors
     report.meta.update(model=str(args.model), hq=str(args.hq), crop=list(crop) if crop else None,
-                       backend=restorer.backend.name)
+                       backend=restorer.backend.name, size=resolution,
+                       keep_detail=args.keep_detail if resolution != restorer.config.resolution else None)
     _print_table(report)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

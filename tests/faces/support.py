@@ -9,14 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from flipnet_rt.faces.synthetic import ASTRONAUT_LANDMARKS  # noqa: F401 (tests import it from here)
+
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
 DEMO_ENGINE = ROOT / "models" / "demo-onnx"
 
-#: The astronaut's 5 points (skimage.data.astronaut(), 512x512): the mean of MTCNN's and dlib's
-#: 68->5 points on it (they agree within 1.5 px).
-ASTRONAUT_LANDMARKS = np.array([[203.5, 101.4], [246.5, 103.7], [224.6, 128.2], [201.4, 139.4], [245.5, 141.5]],
-                               np.float32)
 
 def require(ok: bool, what: str) -> None:
     """Skip when ``what`` is missing on a developer machine; fail under CI=true (CI must have it)."""

@@ -113,21 +113,6 @@ def test_restore_crops_keeps_size_and_detail():
     assert float(np.abs(off.astype(np.int16) - large).mean()) > 5  # without it, a 64 px blur
 
 
-def test_demo_picture(demo_restorer, mtcnn, tmp_path):
-    """The whole-picture demo runs end to end without torch and writes its before/after PNG."""
-    from skimage import data
-
-    from faces.support import ASTRONAUT_LANDMARKS
-    from flipnet_rt.faces.demo import run_demo, summary
-
-    result = run_demo(FaceRestorer(demo_restorer, detector=mtcnn), [data.astronaut()] * 4, seed=0,
-                      out_dir=tmp_path, landmarks=ASTRONAUT_LANDMARKS)
-    print(f"demo picture (astronaut x4 at ~64-px crops): {summary(result)}")
-    assert result.restored.shape == result.degraded.shape == (360, 640, 3)
-    assert all(p.is_file() for p in result.files)
-    assert result.faces_found >= 1
-
-
 def test_degenerate_landmarks_skip_that_face_only():
     image = np.random.default_rng(4).integers(0, 256, (200, 300, 3), dtype=np.uint8)
     bad = Face(box=[10, 10, 50, 50], score=0.9, landmarks=np.full((5, 2), 30.0))
