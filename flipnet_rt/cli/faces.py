@@ -47,5 +47,6 @@ def build_face_restorer(args: argparse.Namespace, restorer: Any, sampling: Any) 
     detector = load_detector(args.detector, min_face_size=args.min_face_size, thresholds=args.detect_thresholds,
                              providers=providers_like(restorer))
     options = FaceOptions(max_faces=args.max_faces, min_face_size=args.min_face_size,
-                          only_center_face=args.only_center_face, keep_detail=args.keep_detail)
+                          only_center_face=args.only_center_face, keep_detail=args.keep_detail,
+                          max_batch=args.batch_size)  # faces per engine call: bounds memory on crowded pictures
     return FaceRestorer(restorer, detector, options, sampling=sampling)

@@ -32,7 +32,7 @@ def load_restorer(args: argparse.Namespace):
 
     try:
         restorer = Restorer.load(args.model, backend=args.backend, device=args.device, cond_cache=args.cond_cache,
-                                 cuda_graphs=args.cuda_graphs, compile=args.compile)
+                                 cuda_graphs=args.cuda_graphs, compile=args.compile, low_memory=args.low_memory)
         options = restorer.options(
             sampler=args.sampler, steps=args.steps, spacing=args.spacing, guidance=args.guidance,
             phi=args.phi, t_cond=args.t_cond, strength=args.strength, eta=args.eta, seed=args.seed,
