@@ -77,7 +77,8 @@ class SamplingOptions:
 
 def image_seed(seed: int, index: int, variant: int = 0) -> int:
     """The seed of one image of a job: independent streams for each (seed, index, variant)."""
-    return int(np.random.SeedSequence([seed, index, variant]).generate_state(1, np.uint64)[0] >> 1)
+    # int first: numpy 1.x cannot shift a uint64 by a Python int (no safe common type)
+    return int(np.random.SeedSequence([seed, index, variant]).generate_state(1, np.uint64)[0]) >> 1
 
 
 def schedule_config(config: FlipnetConfig) -> ScheduleConfig:

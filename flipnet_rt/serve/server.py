@@ -35,6 +35,9 @@ from .protocol import DEFAULT_MAX_PIXELS, IMAGE_INPUT, OPTION_INPUTS, OUTPUT_NAM
 log = logging.getLogger(__name__)
 
 MODELS = {"restore": Mode.RESTORE, "degrade": Mode.DEGRADE}
+#: Whole images (any size, any number of faces): detect, align, restore every face, paste back
+#: (:class:`flipnet_rt.faces.restorer.FaceRestorer`); output ``restored`` of the input's size.
+WHOLE_IMAGE_MODEL = "restore_image"
 #: Triton APIs that need PyTriton's access token (its defaults less ``statistics``).
 RESTRICTED_ENDPOINTS = ("shared-memory", "model-repository", "trace", "logging")
 
@@ -102,9 +105,24 @@ def model_config(config: ServeConfig) -> Any:
     return ModelConfig(max_batch_size=config.max_batch, batcher=batcher)
 
 
-def infer_function(restorer: Any, mode: Mode, max_pixels: int) -> Callable[[list], list[dict[str, np.ndarray]]]:
-    """The PyTriton inference callable of one model instance: a batch of requests -> responses."""
-    run = restorer.restore if mode is Mode.RESTORE else restorer.degrade
+def whole_image_runner(restorer: Any, detector: Any) -> Callable[..., list[np.ndarray]]:
+    """``(images, options, seeds) -> images``: every face of each whole image restored and pasted back,
+    the same bytes as ``FaceRestorer(restorer, detector, sampling=options).restore_image(image, seed)``."""
+    from ..faces.restorer import FaceRestorer
+
+    def run(images: list[np.ndarray], options: Any, seeds: list[int]) -> list[np.ndarray]:
+        faces = FaceRestorer(restorer, detector, sampling=options)  # cheap: the detector is shared
+        return [image for image, _ in faces.restore_images(images, seeds)]
+
+    return run
+
+
+def infer_function(restorer: Any, mode: Mode, max_pixels: int,
+                   run: Callable[..., list[np.ndarray]] | None = None) -> Callable[[list], list[dict[str, np.ndarray]]]:
+    """The PyTriton inference callable of one model instance: a batch of requests -> responses.
+    ``run``: what answers a group of images (default: the Restorer's ``restore``/``degrade``)."""
+    if run is None:
+        run = restorer.restore if mode is Mode.RESTORE else restorer.degrade
 
     def infer(requests: list) -> list[dict[str, np.ndarray]]:
         try:
@@ -135,6 +153,10 @@ def serve(config: ServeConfig, *, on_ready: Callable[[], None] | None = None) ->
     os.environ.update(python_libdir_env())
     restorers = [Restorer.load(config.model, backend=config.backend, device=config.device)
                  for _ in range(config.instances)]
+    from ..faces.detectors import load_detector
+    from ..faces.onnx_session import providers_like
+
+    detectors = [load_detector("mtcnn", providers=providers_like(r)) for r in restorers]
     log.info("loaded %s on %s (%d instance(s))", config.model, restorers[0].backend.name, config.instances)
     triton_config = TritonConfig(
         http_address=config.host, http_port=config.http_port, grpc_address=config.host, grpc_port=config.grpc_port,
@@ -150,6 +172,11 @@ def serve(config: ServeConfig, *, on_ready: Callable[[], None] | None = None) ->
                 inputs, outputs = triton_tensors(mode)
                 triton.bind(model_name=name, infer_func=[infer_function(r, mode, config.max_pixels) for r in restorers],
                             inputs=inputs, outputs=outputs, config=model_config(config), strict=True)
+            inputs, outputs = triton_tensors(Mode.RESTORE)
+            whole = [infer_function(r, Mode.RESTORE, config.max_pixels, whole_image_runner(r, detector))
+                     for r, detector in zip(restorers, detectors)]
+            triton.bind(model_name=WHOLE_IMAGE_MODEL, infer_func=whole, inputs=inputs, outputs=outputs,
+                        config=model_config(config), strict=True)
             if on_ready is not None:
                 triton.run()  # start and connect, then report readiness before blocking
                 on_ready()

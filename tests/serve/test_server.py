@@ -77,7 +77,7 @@ def server(demo_engine, tmp_path_factory):
         if proc.poll() is not None:
             pytest.fail(f"the server exited with {proc.returncode} while starting:\n{srv.log_tail()}")
         try:
-            if client.is_server_ready() and client.is_model_ready("restore") and client.is_model_ready("degrade"):
+            if client.is_server_ready() and client.is_model_ready("restore") and client.is_model_ready("degrade") and client.is_model_ready("restore_image"):
                 break
         except Exception:  # not listening yet
             pass
@@ -183,6 +183,32 @@ def test_grpc_concurrent_requests_are_byte_identical(server, cases):
         diff = np.abs(done[i][0].astype(int) - expected.astype(int)).max()
         assert diff == 0, f"gRPC seed {seed} options {opts}: max uint8 difference {diff}"
     client.close()
+
+
+def test_whole_images_match_the_face_restorer(server, reference):
+    """``restore_image``: a whole picture with two faces (lfw/val photos composited), every face
+    detected, restored and pasted back: the same bytes as FaceRestorer.restore_image in-process."""
+    import tritonclient.http as httpclient
+    from PIL import Image
+
+    from flipnet_rt.faces.restorer import FaceRestorer
+    from flipnet_rt.faces.synthetic import group_picture
+
+    data = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "lfw" / "val"
+    photos = sorted(data.glob("*.jpg"))[:2]
+    if len(photos) < 2:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{data}: the lfw/val faces are missing (CI must have ../shared/data)")
+        pytest.skip(f"{data}: the lfw/val faces are missing")
+    picture, _ = group_picture([np.asarray(Image.open(p).convert("RGB")) for p in photos],
+                               np.random.default_rng(0), height=180, width=320, eye_distance=(16.0, 20.0),
+                               max_angle=10.0)
+    got = httpclient.InferenceServerClient(server.http).infer(
+        "restore_image", _inputs(httpclient, picture, 9)).as_numpy("restored")[0]
+    expected, results = FaceRestorer(reference, sampling=reference.options()).restore_image(picture, 9)
+    assert sum(r.restored for r in results) == 2
+    assert got.shape == picture.shape and np.array_equal(got, expected)
+    assert not np.array_equal(got, picture)
 
 
 def test_degrade_matches_restorer(server, reference):
