@@ -12,6 +12,11 @@ NO_TENSORRT = ("TensorRT is not installed: pip install 'flipnet-rt[tensorrt]' (N
                "with an NVIDIA GPU), or use --backend onnxruntime")
 NO_ONNXRUNTIME = "onnxruntime is not installed: pip install onnxruntime"
 NO_GPU = "no CUDA GPU is visible to torch; use --device cpu"
+
+
+def no_gpu(library: str = "torch") -> str:
+    """No CUDA GPU is visible to ``library`` (the one asked: torch, or CuPy where torch is absent)."""
+    return NO_GPU.replace("torch", library)
 NO_CUDA_GRAPHS = "CUDA graphs need a CUDA GPU; drop --cuda-graphs or use --device cuda"
 
 
@@ -60,6 +65,20 @@ def no_torch(for_what: str, gpu: bool) -> str:
     tail = (" (a CUDA build), or use --device cpu" if gpu else
             ", or export an engine directory and use --backend onnxruntime")
     return f"{for_what} PyTorch, which is not installed: pip install 'flipnet-rt[torch]'{tail}"
+
+
+def no_gpu_arrays(library: str = "auto", other_installed: bool = False) -> str:
+    """Neither CuPy nor torch (or not the one asked for) holds the GPU backends' device arrays."""
+    if library == "torch":
+        return ("the GPU backends' arrays were asked to be torch tensors (FLIPNET_GPU_ARRAYS=torch), but PyTorch "
+                "does not import: pip install 'flipnet-rt[torch]' (a CUDA build), or unset FLIPNET_GPU_ARRAYS")
+    if library == "cupy":
+        return ("the GPU backends' arrays were asked to be CuPy arrays (FLIPNET_GPU_ARRAYS=cupy), but CuPy does "
+                "not import: pip install 'flipnet-rt[gpu]' (or cupy-cuda13x for a CUDA 13 stack), or unset "
+                "FLIPNET_GPU_ARRAYS")
+    broken = " (one is installed but does not import)" if other_installed else ""
+    return (f"the GPU backends keep device arrays in CuPy or PyTorch, and neither is installed{broken}: "
+            f"pip install 'flipnet-rt[gpu]', or use --device cpu")
 
 
 def wrong_artifact(kind: str, engine_dir: object, model: object) -> str:

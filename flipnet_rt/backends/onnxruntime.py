@@ -11,7 +11,8 @@ no spinning makes every network faster than spinning per-session pools or one gl
 ``spinning=True`` brings spinning back (a dedicated machine running one network back to back).
 :class:`OnnxRuntimeCudaBackend`
 runs the same graphs with the CUDA (optionally TensorRT) execution provider and IO binding: inputs
-and outputs are torch CUDA tensors bound by address, so nothing makes a round trip through the host.
+and outputs are device arrays (CuPy, or torch CUDA tensors without CuPy: :mod:`.cuda`) bound by
+address, so nothing makes a round trip through the host.
 The CUDA class is NOT RUN in this project (no GPU, and onnxruntime-gpu cannot be installed beside
 the CPU onnxruntime); it follows ONNX Runtime's documented ``io_binding()`` / ``bind_input`` /
 ``bind_output`` / ``run_with_iobinding`` API and is tested on a CPU only for what needs no GPU.
@@ -29,13 +30,13 @@ import numpy as np
 from ..engine.manifest import Manifest
 from ..engine.spec import NetworkSpec, ShapeKey, infer_env, shape_key
 from . import fixes, probes
-from .base import Array, Backend, BackendUnavailable
-from .cuda import DeviceStream, TorchDeviceArrays, torch_dtype
+from .base import Array, Backend, HostArrays, BackendUnavailable
+from .cuda import DeviceStream, OnDevice
 
 log = logging.getLogger(__name__)
 
 
-class OnnxRuntimeBackend(Backend):
+class OnnxRuntimeBackend(HostArrays, Backend):
     """Sessions over an engine directory's ``*.onnx``, created on first use of each network.
 
     **Outputs are reused buffers**: per network and input shapes they are allocated once and
@@ -124,17 +125,6 @@ class OnnxRuntimeBackend(Backend):
         session.run_with_iobinding(binding)
         return dict(outputs)
 
-    def from_numpy(self, array: np.ndarray, dtype: str | None = None) -> np.ndarray:
-        # Host arithmetic (the sampler) stays float32; feeds are cast to the graph's dtype in _run.
-        if array.dtype.kind == "f":
-            return array.astype(dtype or np.float32, copy=False)
-        return array
-
-    def to_numpy(self, array: np.ndarray) -> np.ndarray:
-        return np.asarray(array)
-
-    def concat(self, arrays: Sequence[np.ndarray], axis: int = 0) -> np.ndarray:
-        return np.concatenate(arrays, axis=axis)
 
 
 def _host_array(array: Array, dtype: str) -> np.ndarray:
@@ -148,16 +138,17 @@ CUDA_PROVIDER = "CUDAExecutionProvider"
 TENSORRT_PROVIDER = "TensorrtExecutionProvider"
 
 
-class OnnxRuntimeCudaBackend(TorchDeviceArrays, OnnxRuntimeBackend):
+class OnnxRuntimeCudaBackend(OnDevice, OnnxRuntimeBackend):
     """The engine directory's graphs on ONNX Runtime's CUDA (optionally TensorRT) execution provider.
 
-    Arrays are torch CUDA tensors. ``run`` binds each input's device address and a preallocated
-    output tensor per output with IO binding, and runs on the backend's one CUDA stream (given to
-    ONNX Runtime as ``user_compute_stream``), so tensors never make a round trip through the host.
+    Arrays are CuPy arrays (torch CUDA tensors where CuPy is not installed). ``run`` binds each
+    input's device address and a preallocated output array per output with IO binding, and runs on
+    the backend's one CUDA stream (given to ONNX Runtime as ``user_compute_stream``), so arrays never
+    make a round trip through the host.
 
     **Outputs are reused buffers**: per network and input shapes the outputs are allocated once
-    and overwritten by the next call of that network with those shapes (``tensor.clone()`` keeps
-    one). Construction checks that the provider is installed and touches no GPU; sessions are
+    and overwritten by the next call of that network with those shapes (``.copy()`` / ``.clone()``
+    keeps one). Construction checks that the provider is installed and touches no GPU; sessions are
     created on each network's first use.
 
     Args:
@@ -171,12 +162,14 @@ class OnnxRuntimeCudaBackend(TorchDeviceArrays, OnnxRuntimeBackend):
         fp16: let the TensorRT provider run an fp32 graph in fp16 (faster, less accurate; graphs
             exported in fp16 run in fp16 regardless).
         cache_dir: the TensorRT provider's engine cache (default ``<directory>/ort-trt-cache``).
+        arrays: the device arrays' library: "auto" (CuPy when installed, else torch), "cupy" or "torch".
     """
 
     name = "onnxruntime-cuda"
 
     def __init__(self, directory: Path, manifest: Manifest, *, device: int = 0, tensorrt_provider: bool = False,
-                 fp16: bool = False, cache_dir: Path | None = None, threads: int | None = None) -> None:
+                 fp16: bool = False, cache_dir: Path | None = None, threads: int | None = None,
+                 arrays: str = "auto") -> None:
         self.provider = TENSORRT_PROVIDER if tensorrt_provider else CUDA_PROVIDER
         available = probes.ort_providers()
         if self.provider not in available or CUDA_PROVIDER not in available:
@@ -185,6 +178,7 @@ class OnnxRuntimeCudaBackend(TorchDeviceArrays, OnnxRuntimeBackend):
         super().__init__(directory, manifest, providers=(), threads=threads)
         self.device_index = int(device)
         self.device = f"cuda:{self.device_index}"
+        self.array_library = arrays
         self.fp16 = fp16
         self.cache_dir = Path(cache_dir) if cache_dir else self.directory / "ort-trt-cache"
         self._stream: DeviceStream | None = None
@@ -220,7 +214,7 @@ class OnnxRuntimeCudaBackend(TorchDeviceArrays, OnnxRuntimeBackend):
 
     def session(self, network: str):
         if self._stream is None:
-            self._stream = DeviceStream(self.device)
+            self._stream = self.arrays.new_stream()
         fresh = network not in self._sessions
         session = super().session(network)
         if fresh and self.provider not in session.get_providers():  # ORT falls back to the CPU silently
@@ -239,29 +233,22 @@ class OnnxRuntimeCudaBackend(TorchDeviceArrays, OnnxRuntimeBackend):
     def _run(self, spec: NetworkSpec, feeds: Mapping[str, Array]) -> dict[str, Array]:
         session = self.session(spec.name)
         outputs = self.output_buffers(spec, feeds)
-        binding = session.io_binding()
+        binding, arrays = session.io_binding(), self.arrays
         with self._stream:
-            inputs = {t.name: self._device_input(feeds[t.name], t.dtype) for t in spec.inputs}  # kept alive to run
+            inputs = {t.name: arrays.as_input(feeds[t.name], t.dtype) for t in spec.inputs}  # kept alive to run
             for t in spec.inputs:
                 x = inputs[t.name]
-                binding.bind_input(t.name, "cuda", self.device_index, np.dtype(t.dtype), tuple(x.shape), x.data_ptr())
+                binding.bind_input(t.name, "cuda", self.device_index, np.dtype(t.dtype), tuple(x.shape),
+                                   arrays.pointer(x))
             for t in spec.outputs:
                 y = outputs[t.name]
-                binding.bind_output(t.name, "cuda", self.device_index, np.dtype(t.dtype), tuple(y.shape), y.data_ptr())
+                binding.bind_output(t.name, "cuda", self.device_index, np.dtype(t.dtype), tuple(y.shape),
+                                    arrays.pointer(y))
             session.run_with_iobinding(binding, self.run_options())
         return dict(outputs)
 
     def _empty(self, shape: tuple[int, ...], dtype: str) -> Array:
-        import torch
-
-        return torch.empty(shape, dtype=torch_dtype(dtype), device=self.device)
-
-    def _device_input(self, array: Array, dtype: str):
-        """A contiguous tensor on this device in the graph's dtype (no copy when it already is one)."""
-        import torch
-
-        tensor = array if isinstance(array, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(array))
-        return tensor.to(device=self.device, dtype=torch_dtype(dtype)).contiguous()
+        return self.arrays.empty(shape, dtype)
 
 
 def trt_profile_options(manifest: Manifest, network: str) -> dict[str, str]:

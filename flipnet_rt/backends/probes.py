@@ -22,13 +22,33 @@ def torch_installed() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def cuda_visible() -> bool:
-    """A CUDA GPU visible to torch (imports torch; only asked when a GPU candidate needs it)."""
-    if not torch_installed():
-        return False
-    import torch
+def cupy_installed() -> bool:
+    return importlib.util.find_spec("cupy") is not None
 
-    return torch.cuda.is_available()
+
+def gpu_arrays_installed() -> bool:
+    """A library for the GPU backends' device arrays: CuPy (``flipnet-rt[gpu]``) or torch."""
+    return cupy_installed() or torch_installed()
+
+
+def cuda_visible() -> bool:
+    """A CUDA GPU visible to torch, or else to CuPy (imports whichever is installed; only asked
+    when a GPU candidate needs it). Torch first: the torch backend runs where torch sees a GPU.
+    (A CPU-only torch beside CuPy on a GPU machine answers yes through CuPy; the torch backend
+    then fails at its first call with torch's own message.)"""
+    if torch_installed():
+        import torch
+
+        if torch.cuda.is_available():
+            return True
+    if cupy_installed():
+        try:
+            import cupy
+
+            return cupy.cuda.runtime.getDeviceCount() > 0
+        except Exception:  # CUDARuntimeError: no driver, no device; ImportError: a broken install
+            return False
+    return False
 
 
 def ort_providers() -> list[str]:

@@ -3,8 +3,9 @@
 ========================  ====================================================================
 candidate                 needs
 ========================  ====================================================================
-``tensorrt``              an engine directory with plans (``flipnet-rt build``), TensorRT, a GPU
-``onnxruntime-cuda``      an engine directory, onnxruntime-gpu's CUDA provider, torch with a GPU
+``tensorrt``              an engine directory with plans (``flipnet-rt build``), TensorRT, CuPy or torch,
+                          a GPU
+``onnxruntime-cuda``      an engine directory, onnxruntime-gpu's CUDA provider, CuPy or torch, a GPU
 ``torch-cuda``            a model directory or ``random:CONFIG``, torch with a GPU
 ``onnxruntime-cpu``       an engine directory
 ``torch-cpu``             a model directory or ``random:CONFIG``, torch
@@ -12,8 +13,9 @@ candidate                 needs
 
 :data:`REGISTRY` lists them in ``auto``'s order (fastest first). ``probe`` imports nothing heavy
 that its answer does not need (an engine directory on a CPU-only ONNX Runtime is judged without
-importing torch: the light runtime, DESIGN §5); ``open`` imports the backend's module and
-constructs it, touching no GPU. What "installed" and "visible" mean is :mod:`.probes`'s.
+importing torch: the light runtime, DESIGN §5; the GPU backends keep their device arrays in CuPy
+when it is installed, so a GPU install without torch chooses them without importing torch);
+``open`` imports the backend's module and constructs it, touching no GPU. What "installed" and "visible" mean is :mod:`.probes`'s.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ class BackendType(ABC):
         """None when this backend can run ``artifacts`` here, else one line naming the fix."""
         reason = self._probe(artifacts, options)
         if reason is None and self.device == "cuda" and not probes.cuda_visible():
-            return f"{self.name}: {fixes.NO_GPU}"
+            return f"{self.name}: {fixes.no_gpu('torch' if self.kind == 'torch' or probes.torch_installed() else 'CuPy')}"
         if reason is None and options.cuda_graphs and self.device != "cuda":
             return fixes.NO_CUDA_GRAPHS
         return reason
@@ -96,8 +98,12 @@ class BackendType(ABC):
 def _needs_torch(backend: BackendType) -> str | None:
     if probes.torch_installed():
         return None
-    what = "the torch backend needs" if backend.kind == "torch" else f"{backend.name} keeps GPU tensors in"
-    return fixes.no_torch(what, backend.device == "cuda")
+    return fixes.no_torch("the torch backend needs", backend.device == "cuda")
+
+
+def _needs_gpu_arrays(backend: BackendType) -> str | None:
+    """The GPU backends' device arrays: CuPy (``flipnet-rt[gpu]``) or torch."""
+    return None if probes.gpu_arrays_installed() else f"{backend.name}: {fixes.no_gpu_arrays()}"
 
 
 class TensorRTType(BackendType):
@@ -111,7 +117,7 @@ class TensorRTType(BackendType):
             return fixes.build_plans(artifacts.directory, what)
         if not probes.tensorrt_installed():
             return fixes.NO_TENSORRT
-        return _needs_torch(self)
+        return _needs_gpu_arrays(self)
 
     def open(self, artifacts: EngineArtifacts, options: BackendOptions) -> Opened:
         from .tensorrt import TensorRTBackend
@@ -144,7 +150,7 @@ class OnnxRuntimeCudaType(BackendType):
             too_large = max(((graph_bytes(artifacts, n), n) for n in artifacts.manifest.networks), default=(0, ""))
             if too_large[0] > PROTOBUF_LIMIT:
                 return fixes.trt_provider_too_large(too_large[1], too_large[0])
-        reason = _needs_torch(self)
+        reason = _needs_gpu_arrays(self)
         if reason is not None or not probes.cuda_visible():
             return reason  # the base class names the missing GPU
         cuda = (("CUDAExecutionProvider", (("device_id", str(options.device_index)),)),)

@@ -7,7 +7,8 @@ has a GPU. The GPU path follows TensorRT's documented Python API (``Runtime.dese
 and the pattern of TensorRT's ``demo/Diffusion`` engine wrapper; everything else (shape keys,
 buffer bookkeeping, profile and manifest checks, errors) is tested on a CPU against a stand-in.
 
-Pattern (demo/Diffusion): device memory is torch CUDA tensors. Per network and concrete input
+Pattern (demo/Diffusion): device memory is CuPy arrays, or torch CUDA tensors where CuPy is not
+installed (:mod:`.cuda` chooses once per backend and holds every difference). Per network and concrete input
 shapes there is **one execution context**, whose input shapes and buffer addresses are set once
 when the shape is first seen and never change: a CUDA graph captured from it (``cuda_graph=True``,
 after one warm-up run) replays against exactly the bindings it was captured with, whatever shapes
@@ -25,7 +26,7 @@ recaptured.
 
 **Outputs are reused buffers**: a network's outputs for a given input shape are the same tensors
 at every call, overwritten by the next call of that network with that shape. Copy one
-(``tensor.clone()``) to keep it past that. The restore loop only reads an output before the next
+(``array.copy()``, ``tensor.clone()``) to keep it past that. The restore loop only reads an output before the next
 call of the same network, so it never copies.
 """
 
@@ -36,12 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-
 from ..engine.manifest import EngineError, Manifest
 from ..engine.spec import NetworkSpec, Profile, ShapeKey, infer_env, shape_key
 from . import fixes
 from .base import Array, Backend
-from .cuda import DeviceStream, TorchDeviceArrays, torch_dtype
+from .cuda import OnDevice
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def trt_check(result: Any, what: str, logger: "Any | None" = None) -> Any:
     TensorRT's Python API reports failure by returning ``False`` (``set_input_shape``,
     ``set_tensor_address``, ``execute_async_v3``) or ``None`` (``deserialize_cuda_engine``,
     ``create_execution_context``); the reason goes to its logger, whose last error is quoted.
-    CUDA calls go through torch, which raises on its own.
+    CUDA calls go through CuPy or torch, which raise on their own.
     """
     if result is None or result is False:
         detail = getattr(logger, "last_error", None)
@@ -83,7 +83,7 @@ class _Plan:
     """One deserialised plan and the activation memory its contexts share (None: each context owns its own)."""
 
     engine: Any
-    scratch: Any = None  # torch uint8 CUDA tensor of engine.device_memory_size_v2 bytes
+    scratch: Any = None  # uint8 device array of engine.device_memory_size_v2 bytes
 
 
 @dataclass
@@ -103,7 +103,7 @@ class _Bound:
     calls: int = field(default=0)
 
 
-class TensorRTBackend(TorchDeviceArrays, Backend):
+class TensorRTBackend(OnDevice, Backend):
     """Runs ``<network>.plan`` from an engine directory on CUDA device ``device``.
 
     Construction reads nothing but the manifest and touches no GPU; the plans' compatibility
@@ -118,13 +118,15 @@ class TensorRTBackend(TorchDeviceArrays, Backend):
             costs one graph (and its private memory pool) per shape, and fails for plans with
             data-dependent control flow, in which case run without it.
         device: CUDA device index.
+        arrays: the device arrays' library: "auto" (CuPy when installed, else torch), "cupy" or "torch".
 
     Not thread-safe: the Restorer serialises calls. Every network runs on one stream.
     """
 
     name = "tensorrt"
 
-    def __init__(self, directory: Path | str, manifest: Manifest, *, cuda_graph: bool = False, device: int = 0) -> None:
+    def __init__(self, directory: Path | str, manifest: Manifest, *, cuda_graph: bool = False, device: int = 0,
+                 arrays: str = "auto") -> None:
         if manifest.tensorrt is None:
             raise EngineError(f"{directory}: has no TensorRT plans; build them: `flipnet-rt build {directory}`")
         super().__init__({name: entry.spec for name, entry in manifest.networks.items()})
@@ -133,6 +135,7 @@ class TensorRTBackend(TorchDeviceArrays, Backend):
         self.cuda_graph = cuda_graph
         self.device_index = int(device)
         self.device = f"cuda:{self.device_index}"
+        self.array_library = arrays
         self._plans: dict[str, _Plan] = {}
         self._bound: dict[ShapeKey, _Bound] = {}
         self._own_outputs: dict[int, Any] = {}  # id -> every bound output buffer (stable for the backend's life)
@@ -152,13 +155,10 @@ class TensorRTBackend(TorchDeviceArrays, Backend):
 
     def _gpu_identity(self) -> tuple[str, str]:
         """(name, "major.minor") of the device: the values `flipnet-rt build` records (cudaDeviceProp)."""
-        import torch
-
-        props = torch.cuda.get_device_properties(self.device_index)
-        return props.name, f"{props.major}.{props.minor}"
+        return self.arrays.gpu_identity()
 
     def _new_stream(self) -> Any:
-        return DeviceStream(self.device)
+        return self.arrays.new_stream()
 
     def check_compatible(self) -> None:
         """Refuse plans built for another TensorRT version or GPU (EngineError naming the rebuild)."""
@@ -195,8 +195,6 @@ class TensorRTBackend(TorchDeviceArrays, Backend):
     def _new_context(self, plan: _Plan, network: str) -> Any:
         """A fresh execution context of ``plan``; with TensorRT >= 10.1 its activations live in the
         plan's one scratch buffer (allocated on first use, sized for the plan's largest profile)."""
-        import torch
-
         trt = self._tensorrt()
         strategy = getattr(trt, "ExecutionContextAllocationStrategy", None)
         if strategy is None or not hasattr(plan.engine, "device_memory_size_v2"):
@@ -206,8 +204,8 @@ class TensorRTBackend(TorchDeviceArrays, Backend):
                             f"{network}: create_execution_context(USER_MANAGED)", self._logger)
         if plan.scratch is None:
             size = max(int(plan.engine.device_memory_size_v2), 1)
-            plan.scratch = torch.empty(size, dtype=torch.uint8, device=self.device)
-        context.set_device_memory(plan.scratch.data_ptr(), plan.scratch.numel())
+            plan.scratch = self.arrays.empty((size,), "uint8")
+        context.set_device_memory(self.arrays.pointer(plan.scratch), self.arrays.nbytes(plan.scratch))
         return context
 
     def _check_io(self, trt: Any, network: str, engine: Any) -> None:
@@ -238,7 +236,7 @@ class TensorRTBackend(TorchDeviceArrays, Backend):
                     if feed is buffer:
                         continue  # bound directly: nothing to copy
                     buffer = self._own_input(bound, spec, name)
-                buffer.copy_(feed)  # onto the stream; casts to the spec's dtype
+                self.arrays.copy_into(buffer, feed)  # onto the stream; casts to the spec's dtype
             if bound.graph is not None:
                 bound.graph.replay()
             else:
@@ -260,7 +258,7 @@ class TensorRTBackend(TorchDeviceArrays, Backend):
         inputs, aliased = {}, set()
         for t in spec.inputs:
             if self._own_outputs.get(id(feeds[t.name])) is feeds[t.name] and \
-                    feeds[t.name].dtype == torch_dtype(t.dtype):
+                    self.arrays.has_dtype(feeds[t.name], t.dtype):
                 inputs[t.name] = feeds[t.name]
                 aliased.add(t.name)
             else:
@@ -294,23 +292,20 @@ class TensorRTBackend(TorchDeviceArrays, Backend):
         return tensor
 
     def _set_address(self, bound: _Bound, name: str, tensor: Any) -> None:
-        trt_check(bound.context.set_tensor_address(name, tensor.data_ptr()),
+        trt_check(bound.context.set_tensor_address(name, self.arrays.pointer(tensor)),
                   f"{bound.key[0]}: set_tensor_address({name})", self._logger)
 
     def _empty(self, shape: tuple[int, ...], dtype: str) -> Any:
-        import torch
-
-        return torch.empty(shape, dtype=torch_dtype(dtype), device=self.device)
+        return self.arrays.empty(shape, dtype)
 
     def _capture(self, bound: _Bound) -> Any:
         """Capture one enqueue of this shape's context as a CUDA graph (replay launches it on the stream)."""
-        import torch
+        def enqueue() -> None:
+            trt_check(bound.context.execute_async_v3(self._stream.handle),
+                      f"{bound.key[0]}: execute_async_v3 (CUDA graph capture)", self._logger)
 
-        graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph, stream=self._stream.stream):
-                trt_check(bound.context.execute_async_v3(self._stream.handle),
-                          f"{bound.key[0]}: execute_async_v3 (CUDA graph capture)", self._logger)
+            graph = self._stream.capture(enqueue)
         except RuntimeError as exc:
             raise RuntimeError(f"{bound.key[0]}: CUDA graph capture failed ({exc}); run without CUDA graphs") from exc
         log.debug("%s: captured a CUDA graph for %s", *bound.key)
