@@ -14,9 +14,10 @@
 #   (c) random:sd21-base fp16 at 512 px: eager vs CUDA graphs, cache on/off, 4 steps: rel L2 and NaN;
 #       and the fp16 exports' attention upcast (issue 14 item 12): time and NaN with and without
 #   (d) a reduced bench with --baseline (batch 1, 20 steps, cache on/off, CUDA graphs off/on)
+#   (e) the native CUDA kernels' parity tests; (f) the frame-to-frame device pipeline on CuPy (issue 17)
 # Every result is written as it comes, into $OUT (default ./gpu_check_out):
 #   summary.txt (card, driver, date, commit; each step's exit status and seconds), log.txt (all output),
-#   gpu_tests.xml, parity.json, bench.json, bench.csv.
+#   gpu_tests.xml, parity.json, bench.json, bench.csv, device_pipeline.json.
 set -uo pipefail  # no -e: every step runs and records, whatever the one before it did
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_check_out}
@@ -53,4 +54,24 @@ step parity 170 python3 benchmarks/gpu_parity.py --json "$OUT/parity.json"
 step bench 200 python3 -m flipnet_rt bench --model random:sd21-base --device cuda --backend torch --precision fp16 \
   --steps 20 --guidance 1.5 --batch 1 --cond-cache on,off --cuda-graphs off,on --warmup 1 --iters 3 --baseline \
   --json "$OUT/bench.json" --csv "$OUT/bench.csv"
+
+# ---- issue 17: the native CUDA kernels and the GPU runtime on CuPy ---------------------------------
+# (a) above already runs tests/backends/test_cupy_gpu.py: CuPy helpers and the sampler on CuPy arrays,
+#     CupyStream graph replay, the TensorRT backend on CuPy *and* torch arrays over the TensorRT double.
+# (e) build flipnet_rt._native with CUDA kernels (sm_90 only, to save time) into a copy of the package
+#     under /tmp/flipnet-cuda (the tree is untouched), then the CUDA kernels' parity tests
+#     (tests/native/test_cuda_kernels.py: warp-crop and paste within 1 grey level, colour fix 1e-6).
+# (f) frame-to-frame on the device: host decode, then warp-crop -> engine -> paste on the GPU with CuPy
+#     arrays (engine: the TensorRT backend on CuPy arrays over the torch TensorRT double), vs the host
+#     pipeline within 1 grey level, ms per frame for both: device_pipeline.json.
+NATIVE_CUDA=/tmp/flipnet-cuda
+step native_cuda_build 150 bash -c "cmake -S . -B /tmp/build-cuda -G Ninja -DFLIPNET_CUDA=ON -DFLIPNET_PYTHON=ON \
+  -DFLIPNET_TESTS=OFF -DCMAKE_CUDA_ARCHITECTURES=90 -DPython_EXECUTABLE=\$(command -v python3) > /dev/null \
+  && cmake --build /tmp/build-cuda && rm -rf $NATIVE_CUDA && mkdir -p $NATIVE_CUDA && cp -r flipnet_rt $NATIVE_CUDA/ \
+  && cp /tmp/build-cuda/native/python/_native*.so $NATIVE_CUDA/flipnet_rt/ \
+  && PYTHONPATH=$NATIVE_CUDA python3 -c 'import flipnet_rt._native as n; print(\"CUDA kernels:\", n.cuda, n.cuda_architectures)'"
+PYTHONPATH=$NATIVE_CUDA:$PYTHONPATH step native_cuda_tests 60 python3 -m pytest -q -rs -s -m gpu -p no:cacheprovider \
+  tests/native/test_cuda_kernels.py
+PYTHONPATH=$NATIVE_CUDA:$PYTHONPATH step device_pipeline 90 python3 benchmarks/gpu_device_pipeline.py --frames 20 \
+  --json "$OUT/device_pipeline.json"
 echo "total: $SECONDS s" | tee -a "$OUT/summary.txt"
