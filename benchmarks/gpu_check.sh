@@ -58,20 +58,22 @@ step bench 200 python3 -m flipnet_rt bench --model random:sd21-base --device cud
 # ---- issue 17: the native CUDA kernels and the GPU runtime on CuPy ---------------------------------
 # (a) above already runs tests/backends/test_cupy_gpu.py: CuPy helpers and the sampler on CuPy arrays,
 #     CupyStream graph replay, the TensorRT backend on CuPy *and* torch arrays over the TensorRT double.
-# (e) build flipnet_rt._native with CUDA kernels (sm_90 only, to save time) into a copy of the package
-#     under /tmp/flipnet-cuda (the tree is untouched), then the CUDA kernels' parity tests
-#     (tests/native/test_cuda_kernels.py: warp-crop and paste within 1 grey level, colour fix 1e-6).
+# (e) build flipnet_rt._native with CUDA kernels (sm_90 only, to save time) and put it into the source
+#     package for this run (PYTHONPATH=. imports ./flipnet_rt first; removed on exit), then the CUDA
+#     kernels' parity tests (tests/native/test_cuda_kernels.py: warp-crop and paste within 1 grey level,
+#     colour fix 1e-6).
 # (f) frame-to-frame on the device: host decode, then warp-crop -> engine -> paste on the GPU with CuPy
 #     arrays (engine: the TensorRT backend on CuPy arrays over the torch TensorRT double), vs the host
 #     pipeline within 1 grey level, ms per frame for both: device_pipeline.json.
-NATIVE_CUDA=/tmp/flipnet-cuda
+NATIVE_SO=""
+if ! ls flipnet_rt/_native*.so > /dev/null 2>&1; then  # never replace a module someone built here
+  NATIVE_SO=flipnet_rt/_native.$(python3 -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX")[1:])')
+  trap 'rm -f "$NATIVE_SO"' EXIT
+fi
 step native_cuda_build 150 bash -c "cmake -S . -B /tmp/build-cuda -G Ninja -DFLIPNET_CUDA=ON -DFLIPNET_PYTHON=ON \
   -DFLIPNET_TESTS=OFF -DCMAKE_CUDA_ARCHITECTURES=90 -DPython_EXECUTABLE=\$(command -v python3) > /dev/null \
-  && cmake --build /tmp/build-cuda && rm -rf $NATIVE_CUDA && mkdir -p $NATIVE_CUDA && cp -r flipnet_rt $NATIVE_CUDA/ \
-  && cp /tmp/build-cuda/native/python/_native*.so $NATIVE_CUDA/flipnet_rt/ \
-  && PYTHONPATH=$NATIVE_CUDA python3 -c 'import flipnet_rt._native as n; print(\"CUDA kernels:\", n.cuda, n.cuda_architectures)'"
-PYTHONPATH=$NATIVE_CUDA:$PYTHONPATH step native_cuda_tests 60 python3 -m pytest -q -rs -s -m gpu -p no:cacheprovider \
-  tests/native/test_cuda_kernels.py
-PYTHONPATH=$NATIVE_CUDA:$PYTHONPATH step device_pipeline 90 python3 benchmarks/gpu_device_pipeline.py --frames 20 \
-  --json "$OUT/device_pipeline.json"
+  && cmake --build /tmp/build-cuda && ${NATIVE_SO:+cp /tmp/build-cuda/native/python/_native*.so $NATIVE_SO &&} \
+  python3 -c 'import flipnet_rt._native as n; print(\"CUDA kernels:\", n.cuda, n.cuda_architectures, n.__file__)'"
+step native_cuda_tests 60 python3 -m pytest -q -rs -s -m gpu -p no:cacheprovider tests/native/test_cuda_kernels.py
+step device_pipeline 90 python3 benchmarks/gpu_device_pipeline.py --frames 20 --json "$OUT/device_pipeline.json"
 echo "total: $SECONDS s" | tee -a "$OUT/summary.txt"
