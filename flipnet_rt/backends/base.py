@@ -87,3 +87,22 @@ class Backend(ABC):
 
     def full(self, n: int, value: float, dtype: str = "float32") -> Array:
         return self.from_numpy(np.full((n,), value, dtype=dtype), dtype)
+
+
+class HostArrays:
+    """Array helpers over numpy arrays in host memory (ONNX Runtime on the CPU, Triton's BLS calls).
+
+    Host arithmetic (the sampler) stays float32; each network's feeds are cast to its spec's dtype
+    when they are handed to the network.
+    """
+
+    def from_numpy(self, array: np.ndarray, dtype: str | None = None) -> np.ndarray:
+        if array.dtype.kind == "f":
+            return array.astype(dtype or np.float32, copy=False)
+        return array
+
+    def to_numpy(self, array: np.ndarray) -> np.ndarray:
+        return np.asarray(array)
+
+    def concat(self, arrays: Sequence[np.ndarray], axis: int = 0) -> np.ndarray:
+        return np.concatenate(arrays, axis=axis)

@@ -14,13 +14,13 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..backends.base import Array, Backend
+from ..backends.base import Array, Backend, HostArrays
 from ..engine.spec import NetworkSpec
 
 Execute = Callable[[str, Mapping[str, np.ndarray], Sequence[str]], Mapping[str, np.ndarray]]
 
 
-class BLSBackend(Backend):
+class BLSBackend(HostArrays, Backend):
     """Run each network through ``execute`` (one Triton model per network, named as the network)."""
 
     name = "triton-bls"
@@ -41,14 +41,3 @@ class BLSBackend(Backend):
     def close(self) -> None:
         """Nothing to free: the network models belong to Triton."""
 
-    def from_numpy(self, array: np.ndarray, dtype: str | None = None) -> np.ndarray:
-        # as the ONNX Runtime backend: host arithmetic stays float32, feeds are cast in _run
-        if array.dtype.kind == "f":
-            return array.astype(dtype or np.float32, copy=False)
-        return array
-
-    def to_numpy(self, array: np.ndarray) -> np.ndarray:
-        return np.asarray(array)
-
-    def concat(self, arrays: Sequence[np.ndarray], axis: int = 0) -> np.ndarray:
-        return np.concatenate(arrays, axis=axis)
