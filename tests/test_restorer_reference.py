@@ -105,6 +105,9 @@ class KnownBackend(Backend):
         self.calls.append((spec.name, {k: np.array(v) for k, v in feeds.items()}, out))
         return out
 
+    def close(self) -> None:
+        """Nothing to free: the networks are formulas."""
+
     def from_numpy(self, array: np.ndarray, dtype: str | None = None) -> np.ndarray:
         array = np.asarray(array)
         if dtype is not None or np.issubdtype(array.dtype, np.floating):

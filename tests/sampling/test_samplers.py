@@ -173,6 +173,8 @@ def test_keeps_array_type_and_dtype(kind, eta):
 def test_sampling_package_imports_no_torch():
     """flipnet_rt/sampling must run on numpy alone: no torch import, not even a lazy one."""
     allowed = {"numpy", "__future__", "math", "dataclasses", "enum", "typing"}
+    if Path(sampling.__file__).parents[2].name == "mutants":  # make mutants: its trampolines import mutmut
+        allowed |= {"mutmut", "inspect"}
     for path in Path(sampling.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
