@@ -31,6 +31,7 @@ import torch
 
 from flipnet_rt.backends.base import BackendUnavailable
 from flipnet_rt.backends.registry import REGISTRY
+from flipnet_rt.backends.select import select_backend
 from flipnet_rt.engine.artifacts import EngineArtifacts, ModelArtifacts, open_engine
 from flipnet_rt.engine.spec import NetworkSpec
 from flipnet_rt.restorer import Restorer
@@ -137,25 +138,24 @@ def verify(engine_dir: Path, model_spec: str, *, images: Sequence[np.ndarray], s
 
     # Phase 2, each engine backend that can run here: one network at a time.
     for backend_type in (t for t in REGISTRY if t.applies(engine)):
-        try:
-            restorer = Restorer.load(engine, backend=backend_type.kind, device=backend_type.device, low_memory=True)
+        try:  # the same choice Restorer.load makes; the networks are checked one by one, even a subset
+            opened = select_backend(backend_type.kind, model=engine, device=backend_type.device, low_memory=True)
         except BackendUnavailable as exc:
             report.skipped.append(f"{backend_type.name}: {exc}")
             continue
-        with restorer:
-            _check_backend(report, backend_type.name, restorer, engine, names, cases, limits)
+        with opened.backend as backend:
+            _check_backend(report, backend_type.name, backend, engine, names, cases, limits)
             if not end_to_end:
                 report.skipped.append(f"{backend_type.name} end-to-end PSNR: the engine directory lacks some networks")
                 continue
-            got = restorer.restore(images, options)
+            got = Restorer(backend, engine.config, engine.prompts).restore(images, options)
             report.psnr_db[backend_type.name] = min(psnr(a, b) for a, b in zip(got, expected))
     return report
 
 
-def _check_backend(report: Report, name: str, restorer: Restorer, engine: EngineArtifacts, names: Sequence[str],
+def _check_backend(report: Report, name: str, backend, engine: EngineArtifacts, names: Sequence[str],
                    cases: dict, limits: dict) -> None:
     """Each network of one backend against the PyTorch reference, closing it after each network."""
-    backend = restorer.backend
     for network in names:
         feeds, ref_np = cases[network]
         ours = backend.run(network, {k: backend.from_numpy(v, "float32" if k == "timestep" else None)
