@@ -49,15 +49,20 @@ def tiny_clip_folder(root: Path, seed: int = 5):
     return text
 
 
-def require_data(path: Path, what: str) -> None:
-    """Skip when ``path`` (real data under ../shared) is missing on a developer machine; fail under
-    CI (the env var ``CI`` set to anything but ""/0/false), where the data must be present."""
+def require(ok: bool, what: str) -> None:
+    """Skip when ``what`` is missing on a developer machine; fail under CI (the env var ``CI`` set to
+    anything but ""/0/false), where everything a test needs must be present."""
     import os
 
     import pytest
 
-    if path.exists():
+    if ok:
         return
     if os.environ.get("CI", "").strip().lower() not in ("", "0", "false"):
-        pytest.fail(f"{path}: {what} is missing and CI is set; CI must provide ../shared/data")
-    pytest.skip(f"{path}: {what} absent (../shared/data beside the project)")
+        pytest.fail(f"{what} is missing and CI is set: CI must provide it")
+    pytest.skip(f"{what} is missing")
+
+
+def require_data(path: Path, what: str) -> None:
+    """``require`` for real data under ../shared (beside the project)."""
+    require(path.exists(), f"{path}: {what} (../shared/data beside the project)")

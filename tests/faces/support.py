@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pytest
+from helpers import require  # noqa: F401 (the tests import it from here)
 
 from flipnet_rt.faces.synthetic import ASTRONAUT_LANDMARKS  # noqa: F401 (tests import it from here)
 
@@ -16,13 +15,6 @@ DATA = ROOT.parent / "shared" / "data"
 DEMO_ENGINE = ROOT / "models" / "demo-onnx"
 
 
-def require(ok: bool, what: str) -> None:
-    """Skip when ``what`` is missing on a developer machine; fail under CI=true (CI must have it)."""
-    if ok:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{what} is missing and CI=true: CI must provide it")
-    pytest.skip(f"{what} is missing")
 
 def load_rgb(path: Path) -> np.ndarray:
     from PIL import Image

@@ -5,15 +5,21 @@ The clips themselves come from :mod:`flipnet_rt.video.synthetic` (shared with th
 
 from __future__ import annotations
 
-import os
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
-import pytest
+from helpers import require  # noqa: F401 (the tests import it from here)
 
-from flipnet_rt.video.synthetic import cfr_pts, face_scene, gradient, noisy, vfr_pts, write_clip
+from flipnet_rt.video.synthetic import (
+    cfr_pts,
+    face_scene,
+    gradient,
+    noisy,
+    vfr_pts,
+    write_clip,
+)
 
 __all__ = ["cfr_pts", "flicker", "frame_times", "gradient", "require", "static_face_frames", "stream_packets",
            "vfr_pts", "write_clip"]
@@ -33,13 +39,6 @@ def stream_packets(path: Path, kind: str = "audio") -> list[tuple[Fraction | Non
         return [(None if p.pts is None else p.pts * p.time_base, bytes(p)) for p in c.demux(s) if p.size]
 
 
-def require(ok: bool, what: str) -> None:
-    """Skip when ``what`` is missing on a developer machine; fail under CI=true (CI must have it)."""
-    if ok:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{what} is missing and CI=true: CI must provide it")
-    pytest.skip(f"{what} is missing")
 
 
 def static_face_frames(n: int, *, size: tuple[int, int] = (256, 192), eye_distance: float = 24.0,
