@@ -100,8 +100,10 @@ def test_fp16_graphs_run_in_onnxruntime(tiny_engine_fp16, tiny_model):
     report = verify(tiny_engine_fp16, "random:tiny", images=[face_like(64)])
     for line in report.lines():
         print(line)
-    # fp16 has a 2^-11 (about 5e-4) unit roundoff; measured about 1e-3 through these graphs.
-    assert all(c.rel_l2 < 2e-2 for c in report.checks), report.lines()
+    # fp16 has a 2^-11 (about 5e-4) unit roundoff. Measured through these graphs (2026-12-01):
+    # unet 8.2e-4, vae_decoder 8.4e-4, face_encoder 5.2e-4 relative L2. 3e-3 is ~3.5x the worst;
+    # verify's own fp16 limit (2e-2) keeps a margin for the deep full-size networks.
+    assert all(c.rel_l2 < 3e-3 for c in report.checks), report.lines()
     assert Manifest.load(tiny_engine_fp16).networks["unet"].spec.inputs[0].dtype == "float16"
 
 
