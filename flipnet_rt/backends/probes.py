@@ -8,22 +8,31 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import importlib.util
+import sys
 from pathlib import Path
 
 #: Distributions that all install the one ``onnxruntime`` package directory.
 ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino")
 
 
+def installed(name: str) -> bool:
+    """Whether ``import name`` can work, without importing it: an already imported module counts (even
+    one without ``__spec__``), a ``None`` in ``sys.modules`` (an import blocked on purpose) does not."""
+    if name in sys.modules:
+        return sys.modules[name] is not None
+    return importlib.util.find_spec(name) is not None
+
+
 def tensorrt_installed() -> bool:
-    return importlib.util.find_spec("tensorrt") is not None
+    return installed("tensorrt")
 
 
 def torch_installed() -> bool:
-    return importlib.util.find_spec("torch") is not None
+    return installed("torch")
 
 
 def cupy_installed() -> bool:
-    return importlib.util.find_spec("cupy") is not None
+    return installed("cupy")
 
 
 def gpu_arrays_installed() -> bool:
