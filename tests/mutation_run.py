@@ -1,0 +1,160 @@
+"""Run mutmut on the core, one group of modules at a time, each with the fast tests that exercise it.
+
+    python tests/mutation_run.py [GROUP...] [--fresh] [--list]
+
+``make mutants`` runs it (``make mutants MUTANTS="imaging engine"`` runs only those groups), then
+tests/mutation_summary.py writes tests/MUTANTS.md from every group's results.
+
+Why groups: mutmut 3 first runs the whole test selection once under tracing ("stats") to learn which
+tests reach which mutated function, and any change to the selection resets every result. One wide
+selection over the whole core took hours on 2 cores (most of it in tests that reach only one
+module). So each group below mutates a few modules and runs only the tests that exercise them; its
+``only_mutate`` and test selection replace those of ``[tool.mutmut]`` (pyproject.toml) in a copy of
+the working tree under build-mutants/<group>/ (the other keys, such as the pytest arguments and the
+timeout, are kept). A group's copy is reused on the next run: mutmut re-checks only the mutants of
+changed functions and mutants reached by new tests; ``--fresh`` deletes it first.
+
+Every run is at ``nice -n 19`` with one child (the machine is shared). The wall time of each group's
+run is appended to build-mutants/<group>/runs.json for the summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ROOT / "build-mutants"
+FAST = ["-m", "not slow and not gpu and not tensorrt"]
+
+# group -> (modules mutated, tests run on each mutant). Keep the test lists to tests that run in
+# seconds: mutmut runs every test that reaches a mutated function once per mutant.
+GROUPS: dict[str, tuple[list[str], list[str]]] = {
+    "sampling": (
+        ["flipnet_rt/sampling/*", "flipnet_rt/options.py"],
+        ["tests/sampling", "tests/test_restorer_reference.py", "tests/test_config.py",
+         "tests/test_options.py"],
+    ),
+    "imaging": (
+        ["flipnet_rt/imaging/*"],
+        ["tests/imaging"],
+    ),
+    "engine": (
+        ["flipnet_rt/engine/*"],
+        ["tests/engine", "tests/backends/test_select.py", "tests/backends/test_bindings.py"],
+    ),
+    "restorer": (
+        ["flipnet_rt/restorer.py", "flipnet_rt/core.py"],
+        ["tests/test_restorer.py", "tests/test_restorer_reference.py"],
+    ),
+    "batchio": (
+        ["flipnet_rt/batchio.py"],
+        ["tests/test_batchio.py"],
+    ),
+    "evaluation": (
+        ["flipnet_rt/evaluation.py"],
+        ["tests/test_evaluation.py"],
+    ),
+    "verify": (
+        ["export/verify.py"],
+        ["tests/export/test_verify.py"],
+    ),
+    "cli": (
+        ["flipnet_rt/cli/jobs.py", "flipnet_rt/cli/main.py"],
+        ["tests/cli/test_cli.py"],
+    ),
+}
+
+
+def toml_list(values: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(v) for v in values) + "]"
+
+
+def group_pyproject(text: str, modules: list[str], tests: list[str]) -> str:
+    """pyproject.toml with [tool.mutmut]'s only_mutate and test selection replaced."""
+    start = text.index("[tool.mutmut]\n") + len("[tool.mutmut]\n")
+    end = re.search(r"(?m)^\[", text[start:])
+    end = start + end.start() if end else len(text)
+    body = text[start:end]
+    for key in ("only_mutate", "pytest_add_cli_args_test_selection"):
+        body = re.sub(rf"(?ms)^{key} = \[.*?\]\n", "", body)  # no "]" inside the values
+    body = (f"only_mutate = {toml_list(modules)}\n"
+            f"pytest_add_cli_args_test_selection = {toml_list(FAST + tests)}\n" + body)
+    return text[:start] + body + text[end:]
+
+
+def sync(dest: Path) -> None:
+    """Copy the working tree's tracked and untracked-but-not-ignored files into dest."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, capture_output=True, check=True).stdout
+    for name in files.decode().split("\0"):
+        src, dst = ROOT / name, dest / name
+        if not name or not src.is_file() or src.is_symlink():
+            continue
+        if not dst.is_file() or dst.read_bytes() != src.read_bytes():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    venv = dest / ".venv"
+    if not venv.exists():
+        venv.symlink_to(ROOT / ".venv")
+
+
+def run_group(name: str, fresh: bool, names: list[str], build: Path = BUILD) -> int:
+    modules, tests = GROUPS[name]
+    dest = build / name
+    if fresh and dest.exists():
+        shutil.rmtree(dest)
+    sync(dest)
+    pyproject = dest / "pyproject.toml"
+    pyproject.write_text(group_pyproject((ROOT / "pyproject.toml").read_text(), modules, tests))
+    mutmut = str(Path(sys.executable).with_name("mutmut"))
+    print(f"== {name}: mutating {' '.join(modules)}; tests {' '.join(tests)}", flush=True)
+    start = time.time()
+    code = subprocess.run(["nice", "-n", "19", mutmut, "run", "--max-children", "1", *names],
+                          cwd=dest).returncode
+    seconds = time.time() - start
+    log = dest / "runs.json"
+    runs = json.loads(log.read_text()) if log.is_file() else []
+    runs.append({"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                 "seconds": round(seconds), "exit_code": code, "mutants": names or "all",
+                 "modules": modules, "tests": FAST + tests,
+                 "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                                          capture_output=True, text=True).stdout.strip()})
+    log.write_text(json.dumps(runs, indent=1) + "\n")
+    print(f"== {name}: mutmut exit {code} after {seconds / 60:.1f} min", flush=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("groups", nargs="*", help=f"groups to run (default all: {', '.join(GROUPS)})")
+    parser.add_argument("--fresh", action="store_true", help="delete each group's copy first")
+    parser.add_argument("--dir", type=Path, default=BUILD, help="where the copies go (build-mutants/)")
+    parser.add_argument("--list", action="store_true", help="print the groups and exit")
+    parser.add_argument("--mutant", action="append", default=[],
+                        help="re-run only these mutant names (mutmut patterns); needs one group")
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, (modules, tests) in GROUPS.items():
+            print(f"{name}: {' '.join(modules)} <- {' '.join(tests)}")
+        return 0
+    unknown = [g for g in args.groups if g not in GROUPS]
+    if unknown:
+        parser.error(f"unknown group(s) {', '.join(unknown)}; groups: {', '.join(GROUPS)}")
+    if args.mutant and len(args.groups) != 1:
+        parser.error("--mutant needs exactly one group")
+    failed = [g for g in args.groups or list(GROUPS) if run_group(g, args.fresh, args.mutant, args.dir)]
+    if failed:
+        print(f"mutmut failed in: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
