@@ -5,10 +5,13 @@ head at the demo model's scale, fresh sensor noise every frame, a sine AAC track
 
 - by a **naive sequential loop**: decode → detect → align → restore → paste → encode, one frame at
   a time in one thread, every stage timed (the share of each stage is the naive loop's);
-- by the **pipeline** (:func:`flipnet_rt.video.transcode.transcode` + ``VideoRestorer``, the CLI's
-  defaults): decode and encode in their own threads, faces of several frames in one engine call
-  (batch 8), detection on every frame; then with detection in its own thread too
-  (``--detect-thread``); then detecting every 5th frame only (``--detect-every 5``);
+- by the **pipeline** (:func:`flipnet_rt.video.transcode.transcode` + ``VideoRestorer``) with the
+  CLI's defaults: decode and encode in their own threads, faces of several frames in one engine
+  call (batch 8), two single-threaded engine workers restoring batches concurrently (``--workers``
+  automatic on 2 cores), the whole frame searched every 10th frame and each tracked face detected
+  again near its predicted place in the frames between (``--tracking region``);
+- by the pipeline with one engine worker (``--workers 1``, ONNX Runtime's default threads);
+- by the pipeline searching the whole of every frame (``--detect-every 1``);
 
 in the same run, interleaved, so the speedups are ratios on the same machine at the same time. Both use
 the same decoder, encoder settings (libx264 medium, crf 18) and seeds. The frames/s of both and
@@ -17,6 +20,7 @@ the ratios are in each benchmark's ``extra_info`` (``--benchmark-json``) and pri
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -27,19 +31,25 @@ av = pytest.importorskip("av", reason="needs the video extra (PyAV)")
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE = ROOT / "models" / "demo-onnx"
-FRAMES = 12
+FRAMES = 30  # three full-frame searches at the default --detect-every 10
 STAGES = ("decode", "detect", "align", "restore", "paste", "encode")
+
+
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+WORKERS = 2 if CORES >= 2 else 1  # what `flipnet-rt video --workers 0` (the default) picks here
 
 
 @pytest.fixture(scope="module")
 def parts():
-    """(Restorer, MTCNN) loaded once."""
+    """(Restorer with ONNX Runtime's default threads, MTCNN, the CLI's default engine workers) loaded once."""
     from flipnet_rt.faces.detectors import load_detector
     from flipnet_rt.restorer import Restorer
 
     if not (ENGINE / "manifest.json").is_file():
         pytest.fail(f"{ENGINE}: the shipped demo engine is missing")
-    return Restorer.load(ENGINE, backend="onnxruntime", device="cpu"), load_detector("mtcnn")
+    workers = [Restorer.load(ENGINE, backend="onnxruntime", device="cpu", threads=max(1, CORES // WORKERS))
+               for _ in range(WORKERS)]
+    return Restorer.load(ENGINE, backend="onnxruntime", device="cpu"), load_detector("mtcnn"), workers
 
 
 def timed_faces(restorer, detector, timer):
@@ -113,18 +123,23 @@ def naive(src: Path, out: Path, faces, detector, timer) -> float:
     return time.perf_counter() - began
 
 
-def pipeline(src: Path, out: Path, faces, detector, timer, detect_every: int, detect_thread: bool) -> float:
+def pipeline(src: Path, out: Path, faces, detector, timer, **options) -> float:
+    """``faces``: one FaceRestorer per engine worker."""
     from flipnet_rt.video.restorer import VideoOptions, VideoRestorer
     from flipnet_rt.video.transcode import transcode
 
-    video = VideoRestorer(faces, VideoOptions(batch_size=8, detect_every=detect_every, lookahead=max(10, detect_every)),
-                          detector=detector, timer=timer)
-    report = transcode(src, out, video, timer=timer, prepare=video.detect_ahead if detect_thread else None)
+    video = VideoRestorer(faces, VideoOptions(batch_size=8, **options), detector=detector, timer=timer)
+    report = transcode(src, out, video, timer=timer)
     assert report.frames == FRAMES
     return report.seconds
 
 
-VARIANTS = ("naive", "pipeline", "pipeline_detect_thread", "pipeline_detect_every_5")
+VARIANTS = {  # (engine workers, VideoOptions) of each pipeline variant (the defaults are the CLI's)
+    "naive": None,
+    "pipeline": (WORKERS, {}),
+    "pipeline_one_worker": (1, {}),
+    "pipeline_detect_every_1": (WORKERS, {"detect_every": 1}),
+}
 ROUNDS = 2
 
 
@@ -136,27 +151,28 @@ def test_video_throughput(benchmark, parts, tmp_path, size, faces_per_frame):
     disturbed least. The stage shares are the naive loop's, from its fastest round."""
     from flipnet_rt.profiling import StageTimer
 
-    restorer, detector = parts
+    restorer, detector, workers = parts
     src = make_clip(tmp_path, size, faces_per_frame)
     warm = StageTimer()  # first calls allocate ONNX Runtime arenas: not charged to any variant
-    pipeline(src, tmp_path / "warm.mp4", timed_faces(restorer, detector, warm), detector, warm, 1, False)
+    for r in (restorer, *workers):
+        pipeline(src, tmp_path / "warm.mp4", [timed_faces(r, detector, warm)], detector, warm)
 
     def run(variant: str) -> tuple[float, dict[str, float]]:
         timer = StageTimer()
-        faces = timed_faces(restorer, detector, timer)
         out = tmp_path / f"{variant}.mp4"
-        if variant == "naive":
-            seconds = naive(src, out, faces, detector, timer)
+        if VARIANTS[variant] is None:
+            seconds = naive(src, out, timed_faces(restorer, detector, timer), detector, timer)
         else:
-            seconds = pipeline(src, out, faces, detector, timer, 5 if variant.endswith("every_5") else 1,
-                               variant.endswith("thread"))
+            count, options = VARIANTS[variant]
+            faces = [timed_faces(r, detector, timer) for r in (workers if count > 1 else [restorer])]
+            seconds = pipeline(src, out, faces, detector, timer, **options)
         return seconds, timer.totals()
 
     best: dict[str, tuple[float, dict[str, float]]] = {}
 
     def rounds():
         for r in range(ROUNDS):
-            for variant in (VARIANTS if r % 2 == 0 else VARIANTS[::-1]):
+            for variant in (list(VARIANTS) if r % 2 == 0 else list(VARIANTS)[::-1]):
                 got = run(variant)
                 if variant not in best or got[0] < best[variant][0]:
                     best[variant] = got
@@ -167,7 +183,7 @@ def test_video_throughput(benchmark, parts, tmp_path, size, faces_per_frame):
     info = {
         "size": f"{size[0]}x{size[1]}", "faces_per_frame": faces_per_frame, "frames": FRAMES,
         **{f"{v}_fps": round(FRAMES / best[v][0], 3) for v in VARIANTS},
-        **{f"speedup_{v}": round(naive_s / best[v][0], 2) for v in VARIANTS[1:]},
+        **{f"speedup_{v}": round(naive_s / best[v][0], 2) for v in VARIANTS if v != "naive"},
         "naive_stage_share": {s: round(totals.get(s, 0.0) / busy, 3) for s in STAGES},
         "naive_stage_ms_per_frame": {s: round(1000 * totals.get(s, 0.0) / FRAMES, 1) for s in STAGES},
         "pipeline_busy_s": {k: round(v, 2) for k, v in sorted(best["pipeline"][1].items())},

@@ -26,13 +26,15 @@ class UsageError(RuntimeError):
     """A problem with the command as a whole (model, device): reported once, exit status 2."""
 
 
-def load_restorer(args: argparse.Namespace):
-    """The Restorer for --model on --backend (auto: the fastest that can run here)."""
+def load_restorer(args: argparse.Namespace, threads: int | None = None):
+    """The Restorer for --model on --backend (auto: the fastest that can run here); ``threads``:
+    ONNX Runtime CPU intra-op threads (None: its default)."""
     from ..restorer import Restorer
 
     try:
         restorer = Restorer.load(args.model, backend=args.backend, device=args.device, cond_cache=args.cond_cache,
-                                 cuda_graphs=args.cuda_graphs, compile=args.compile, low_memory=args.low_memory)
+                                 cuda_graphs=args.cuda_graphs, compile=args.compile, low_memory=args.low_memory,
+                                 threads=threads)
         options = restorer.options(
             sampler=args.sampler, steps=args.steps, spacing=args.spacing, guidance=args.guidance,
             phi=args.phi, t_cond=args.t_cond, strength=args.strength, eta=args.eta, seed=args.seed,

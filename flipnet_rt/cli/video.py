@@ -8,6 +8,7 @@ input could not be restored (one line on stderr, nothing written), 2 a usage err
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -24,13 +25,21 @@ def add_parser(sub: argparse._SubParsersAction, run_args) -> None:
     p.set_defaults(batch_size=8)
     face_args(p)
     t = p.add_argument_group("temporal consistency")
-    t.add_argument("--detect-every", type=int, default=1, metavar="K",
-                   help="detect faces every K frames and interpolate between (faster; a face visible for "
-                        "less than K frames can be missed)")
+    t.add_argument("--detect-every", type=int, default=10, metavar="K",
+                   help="search the whole frame for faces every K frames (default 10; 1: every frame); "
+                        "between, faces are followed as --tracking says. A face visible for less than K "
+                        "frames can be missed")
+    t.add_argument("--tracking", choices=("region", "interpolate"), default="region",
+                   help="between full-frame searches: region: detect each tracked face again in a window "
+                        "around it, every frame (default); interpolate: interpolate its landmarks "
+                        "(cheapest; needs --lookahead >= K)")
     t.add_argument("--lookahead", type=int, default=10, metavar="N",
-                   help="frames seen ahead before a frame's landmarks are smoothed (>= K; memory: N frames)")
+                   help="frames seen ahead before a frame's landmarks are smoothed (memory: N frames)")
     t.add_argument("--smoothing", type=float, default=2.0, metavar="SIGMA",
                    help="landmark smoothing width in frames (0: off)")
+    t.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="engine workers restoring batches concurrently, each with its own copy of the model "
+                        "(0, the default: two single-threaded ones on ONNX Runtime CPU with 2+ cores, else one)")
     t.add_argument("--detect-thread", action="store_true",
                    help="run the detector in its own thread, overlapping restoration (helps where cores are "
                         "spare or the restorer is on a GPU; on 2 shared CPU cores it measured slower)")
@@ -86,13 +95,16 @@ def _options(args: argparse.Namespace, EncoderOptions, VideoOptions):
         raise ValueError(f"-o {out}: no folder {out.parent}; create it first")
     if not out.suffix:
         raise ValueError(f"-o {out}: give an extension (.mp4, .mkv, .mov) so the container is known")
+    if args.workers < 0:
+        raise ValueError(f"--workers {args.workers}: must be 0 (automatic) or more")
     if args.queue_depth < 1:
         raise ValueError(f"--queue-depth {args.queue_depth}: must be 1 or more")
     if args.start is not None and args.start < 0 or args.duration is not None and args.duration <= 0:
         raise ValueError("--start must be >= 0 and --duration > 0 seconds")
     encoder = EncoderOptions(codec=args.codec, crf=args.crf, preset=args.preset or None, pix_fmt=args.pix_fmt,
                              threads=args.encoder_threads).validate()
-    options = VideoOptions(batch_size=args.batch_size, detect_every=args.detect_every, lookahead=args.lookahead,
+    options = VideoOptions(batch_size=args.batch_size, detect_every=args.detect_every, tracking=args.tracking,
+                           lookahead=args.lookahead,
                            smoothing=args.smoothing, seed=args.seed, seed_mode=args.seed_mode)
     return encoder, options
 
@@ -104,12 +116,11 @@ def _restore(args: argparse.Namespace, encoder, options) -> int:
     from .jobs import UsageError, load_restorer
 
     try:
-        restorer, sampling = load_restorer(args)
-        faces = build_face_restorer(args, restorer, sampling)
+        workers = _workers(args, *load_restorer(args))
     except (UsageError, ValueError, FileNotFoundError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    video = VideoRestorer(faces, options)
+    video = VideoRestorer(workers, options)
     try:
         report = transcode(args.input, args.output, video, encoder=encoder, start=args.start,
                            duration=args.duration, queue_depth=args.queue_depth, progress=None,
@@ -120,6 +131,25 @@ def _restore(args: argparse.Namespace, encoder, options) -> int:
     except KeyboardInterrupt:
         print(f"interrupted; {args.output} was not written", file=sys.stderr)
         return 130
+    finally:
+        for faces in workers:
+            faces.restorer.close()
     print(f"video: wrote {args.output} ({report.frames} frames, {report.packets} copied packets, "
           f"{video.tracks_seen} face tracks, {report.fps:.2f} frames/s)", file=sys.stderr)
     return 0
+
+
+def _workers(args: argparse.Namespace, restorer, sampling) -> list:
+    """One face restorer per engine worker (``--workers``). Automatic: two on ONNX Runtime CPU with
+    two or more cores, each with half the cores' threads (one call barely uses a second thread
+    there), else one."""
+    from .jobs import load_restorer
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cpu = restorer.backend.name == "onnxruntime"
+    count = args.workers or (2 if cpu and cores >= 2 else 1)
+    if count == 1:
+        return [build_face_restorer(args, restorer, sampling)]
+    restorer.close()  # reloaded with the threads of a worker (ONNX Runtime opens sessions on first use)
+    threads = max(1, cores // count) if cpu else None
+    return [build_face_restorer(args, *load_restorer(args, threads=threads)) for _ in range(count)]

@@ -90,6 +90,36 @@ class MtcnnDetector:
             boxes = self._stage2(image, boxes)
         if not len(boxes):
             return []
+        return self._faces(image, boxes)
+
+    def detect_near(self, image: np.ndarray, boxes: Sequence[np.ndarray]) -> list[Face]:
+        """Faces near ``boxes`` (``x0, y0, x1, y1``: where tracked faces are predicted to be) found by
+        the last two stages alone, instead of PNet over the whole pyramid: each box and copies of it
+        shifted by a tenth of its side or scaled by +-10 % are RNet's candidates; the best of each
+        box's candidates, regressed, goes to ONet (two small network calls for all the boxes)."""
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"detect_near: expected a uint8 [H, W, 3] RGB image, got {image.dtype} {image.shape}")
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        if not len(boxes):
+            return []
+        side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])[:, None]
+        cx, cy = (boxes[:, 0:1] + boxes[:, 2:3]) / 2 + 0.5, (boxes[:, 1:2] + boxes[:, 3:4]) / 2 + 0.5  # 1-based
+        dx, dy, grow = (np.array(v)[None] for v in zip(*_NEAR))
+        half = side * grow / 2
+        x, y = cx + dx * side, cy + dy * side
+        candidates = np.fix(np.stack([x - half, y - half, x + half, y + half], axis=-1)).reshape(-1, 4)
+        reg, prob = self.rnet(_crops(image, candidates, 24))
+        score = prob[:, 1].reshape(len(boxes), len(_NEAR))
+        best = score.argmax(axis=1)
+        pick = np.arange(len(boxes)) * len(_NEAR) + best
+        keep = score[np.arange(len(boxes)), best] > self.config.thresholds[1]
+        if not keep.any():
+            return []
+        pick = pick[keep]
+        chosen = np.concatenate([candidates[pick], prob[pick, 1:2]], axis=1)
+        return self._faces(image, _square(_regress(chosen, reg[pick])))
+
+    def _faces(self, image: np.ndarray, boxes: np.ndarray) -> list[Face]:
         boxes, points = self._stage3(image, boxes)
         faces = [
             Face(box=np.array([b[0] - 1, b[1] - 1, b[2], b[3]], np.float32), score=float(b[4]),
@@ -156,6 +186,10 @@ class MtcnnDetector:
         boxes = _regress(boxes, reg)
         pick = nms(boxes, 0.7, "min")
         return boxes[pick], points[pick]
+
+
+# RNet's candidates around a predicted box: (shift x, shift y) in box sides, and scale.
+_NEAR = ((0, 0, 1.0), (-0.1, 0, 1.0), (0.1, 0, 1.0), (0, -0.1, 1.0), (0, 0.1, 1.0), (0, 0, 0.9), (0, 0, 1.1))
 
 
 # ---------------------------------------------------------------------- helpers (pure numpy)

@@ -3,16 +3,24 @@
 :class:`VideoRestorer` is a :class:`~.frames.FrameProcessor`: frames go in in order and come out
 in order, restored, after a bounded delay.
 
-1. detect faces every ``detect_every`` frames (and on the last frame);
+1. detect faces in the whole frame every ``detect_every`` frames (and on the last frame); in the
+   frames between, find each tracked face again in a window around where its track predicts it
+   (:mod:`.regions`, ``tracking="region"``, the default: a few percent of a full detection's cost)
+   or interpolate its landmarks (``tracking="interpolate"``); a face first found by a full detection
+   is looked for backwards, through the held frames since the previous one, so it does not pop in
+   late;
 2. track them (:class:`~.tracker.FaceTracker`): every track keeps one seed for its life
    (:func:`~.tracker.track_seed`), so a still face is sampled from the same noise in every frame
    and does not flicker;
 3. once ``lookahead`` newer frames have been seen, smooth each track's landmarks around the frame
    and fill short misses (:class:`~.smoothing.TrackSmoother`);
 4. gather frames until their faces fill ``batch_size``, restore all those faces in one core
-   batch and paste them back (:meth:`flipnet_rt.faces.restorer.FaceRestorer.restore_faces`).
+   batch and paste them back (:meth:`flipnet_rt.faces.restorer.FaceRestorer.restore_faces`);
+   given several face restorers (engine workers), batches are restored concurrently, one per
+   worker, and still come out in order.
 
-Frames held at once: at most ``lookahead + 1`` waiting for look-ahead plus one batch, never more.
+Frames held at once: at most ``lookahead + 1`` waiting for look-ahead plus one batch per worker
+and one filling, never more.
 Three ways to use it: as a processor for :func:`~.transcode.transcode`; ``push``/``flush``;
 or ``feed``/``pull`` (and ``restore_frames``, a generator), with ``close()`` or a ``with`` block.
 """
@@ -20,22 +28,32 @@ or ``feed``/``pull`` (and ``restore_frames``, a generator), with ``close()`` or 
 from __future__ import annotations
 
 import logging
+import queue
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from enum import Enum
 from fractions import Fraction
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from ..options import image_seed
 from ..profiling import StageTimer
 from .frames import Frame
+from .regions import best_match, detect_near, refine
 from .smoothing import TrackSmoother
 from .tracker import FaceTracker, track_seed
 
 log = logging.getLogger(__name__)
+
+
+class Tracking(str, Enum):
+    """How faces are followed between two full-frame detections."""
+
+    REGION = "region"  # the detector, in a window around each tracked face (the default)
+    INTERPOLATE = "interpolate"  # no detector: landmarks interpolated between the detections
 
 
 class SeedMode(str, Enum):
@@ -51,10 +69,15 @@ class VideoOptions:
 
     batch_size: faces per engine call, gathered from consecutive frames (more: faster per face on
         a GPU and on the CPU up to ~4-8, at the cost of ``batch_size`` frames of latency and memory).
-    detect_every: run the detector on every k-th frame only; faces in between are interpolated from
-        the detections around them (k-1 fewer detector runs; a face that appears and leaves
-        between two detections is missed, and fast motion is followed less closely).
-    lookahead: frames seen past a frame before its faces are smoothed (>= detect_every).
+    detect_every: run the detector on the whole of every k-th frame only (the costly search for
+        new faces); in between, faces are followed as ``tracking`` says. A face that appears and
+        leaves between two full detections is missed.
+    tracking: :class:`Tracking`: ``region`` detects each tracked face again near its predicted
+        place in every frame between; ``interpolate`` interpolates landmarks between full
+        detections (cheapest; fast motion is followed less closely).
+    lookahead: frames seen past a frame before its faces are smoothed (>= detect_every with
+        ``interpolate``; with ``region``, a face first found by a full detection is followed back
+        through at most this many frames).
     smoothing: Gaussian width, in frames, of the landmark smoothing (0: off).
     max_gap: longest run of frames without a detection filled by interpolation (misses, and the
         frames between detections when detect_every > 1).
@@ -62,7 +85,8 @@ class VideoOptions:
     """
 
     batch_size: int = 8
-    detect_every: int = 1
+    detect_every: int = 10
+    tracking: Tracking = Tracking.REGION
     lookahead: int = 10
     smoothing: float = 2.0
     max_gap: int = 3
@@ -70,14 +94,20 @@ class VideoOptions:
     seed_mode: SeedMode = SeedMode.TRACK
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "seed_mode", SeedMode(self.seed_mode))
+        for name, kind in (("seed_mode", SeedMode), ("tracking", Tracking)):
+            try:
+                object.__setattr__(self, name, kind(getattr(self, name)))
+            except ValueError:
+                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: not one of "
+                                 f"{', '.join(k.value for k in kind)}") from None
         if self.batch_size < 1:
             raise ValueError(f"--batch-size {self.batch_size}: must be 1 or more")
         if self.detect_every < 1:
             raise ValueError(f"--detect-every {self.detect_every}: must be 1 or more")
-        if self.lookahead < self.detect_every:
+        if self.lookahead < self.detect_every and self.tracking is Tracking.INTERPOLATE:
             raise ValueError(f"--lookahead {self.lookahead}: must be at least --detect-every "
-                             f"{self.detect_every}, so the next detection is seen before a frame is finished")
+                             f"{self.detect_every} with --tracking interpolate, so the next detection is "
+                             f"seen before a frame is finished")
         if self.smoothing < 0:
             raise ValueError(f"--smoothing {self.smoothing}: must be 0 (off) or more frames")
 
@@ -99,7 +129,10 @@ class VideoRestorer:
 
     Args:
         faces: a :class:`flipnet_rt.faces.restorer.FaceRestorer` (its options, e.g.
-            ``min_face_size`` or ``max_faces``, apply to every frame).
+            ``min_face_size`` or ``max_faces``, apply to every frame), or several alike, each on
+            its own backend (a backend runs one call at a time): engine workers that restore
+            batches concurrently (on the CPU, two single-threaded workers restore ~1.8x the faces
+            per second of one two-threaded one; on a GPU one worker with larger batches is better).
         options: :class:`VideoOptions`.
         detector: a :class:`~flipnet_rt.faces.types.FaceDetector` (default: ``faces.detector``).
         timer: records busy time of ``detect``, ``track`` and ``faces`` (align + restore + paste).
@@ -107,9 +140,12 @@ class VideoRestorer:
 
     def __init__(self, faces: Any, options: VideoOptions | None = None, *, detector: Any | None = None,
                  timer: StageTimer | None = None) -> None:
-        self.faces = faces
+        self.workers = list(faces) if isinstance(faces, Sequence) else [faces]
+        if not self.workers:
+            raise ValueError("faces: give at least one face restorer")
+        self.faces = self.workers[0]
         self.options = options or VideoOptions()
-        self.detector = detector if detector is not None else faces.detector
+        self.detector = detector if detector is not None else self.faces.detector
         self.timer = timer
         o = self.options
         self.tracker = FaceTracker(max_age=max(o.lookahead, 2 * o.detect_every))
@@ -117,6 +153,9 @@ class VideoRestorer:
         self._held: deque[_Held] = deque()  # decoded, waiting for look-ahead
         self._batch: list[_Held] = []  # planned, waiting for the batch to fill
         self._ready: deque[Frame] = deque()  # restored, for pull()
+        self._running: deque[tuple[list[_Held], Future]] = deque()  # batches on the workers, in order
+        self._pool: ThreadPoolExecutor | None = None
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()
         self._count = 0
         self._closed = False
         self.tracks_seen = 0
@@ -142,16 +181,19 @@ class VideoRestorer:
         held = _Held(frame)
         self._held.append(held)
         if ahead is not None:
-            self._track(held, list(ahead))
+            self._track(held, list(ahead), full=True)
         elif frame.index % self.options.detect_every == 0:
             self._detect(held)
+        elif self.options.tracking is Tracking.REGION:
+            self._detect_near(held)
         return self._advance(final=False)
 
     def detect_ahead(self, frame: Frame) -> Frame:
         """Run the detector on ``frame`` if it is a detection frame (its ``index`` counts from 0 with
         no gaps, as :func:`~.transcode.transcode` numbers them) and attach the faces. Meant for
-        another thread (``transcode(prepare=...)``), so detection overlaps restoration; the
-        detector must then be used by that thread only."""
+        another thread (``transcode(prepare=...)``), so detection overlaps restoration. With
+        ``tracking="region"`` the caller's thread calls the detector too, so it must be safe to call
+        from two threads (MTCNN is: ONNX Runtime sessions are)."""
         if frame.index % self.options.detect_every:
             return frame
         with self._stage("detect"):
@@ -195,21 +237,51 @@ class VideoRestorer:
         else:  # an error: drop what is held rather than restore it
             self._held.clear()
             self._batch.clear()
+            self._shutdown(cancel=True)
             self._closed = True
 
     # ------------------------------------------------------------------ steps
     def _detect(self, held: _Held) -> None:
         with self._stage("detect"):
             found = self.detector.detect(held.frame.image)
+        self._track(held, found, full=True)
+
+    def _detect_near(self, held: _Held) -> None:
+        predicted = self.tracker.predicted(held.frame.index, within=self.options.gap + 1)
+        found = []
+        if predicted:
+            with self._stage("detect"):
+                found = detect_near(self.detector, held.frame.image, [box for _, box in predicted])
         self._track(held, found)
 
-    def _track(self, held: _Held, found: list) -> None:
+    def _track(self, held: _Held, found: list, full: bool = False) -> None:
+        first_new = self.tracker.next_id
+        if full and found and self.options.tracking is Tracking.REGION:
+            with self._stage("detect"):
+                found = refine(self.detector, held.frame.image, found)
         with self._stage("track"):
             ids = self.tracker.update(held.frame.index, found)
             for tid, face in zip(ids, found):
                 self.smoother.observe(tid, held.frame.index, face)
             self.tracks_seen = self.tracker.next_id
         held.detected = True
+        if full and self.options.tracking is Tracking.REGION:
+            for tid, face in zip(ids, found):
+                if tid >= first_new:
+                    self._look_back(tid, face)
+
+    def _look_back(self, track_id: int, face) -> None:
+        """Follow a face found by a full detection backwards through the frames held since the
+        previous full detection (all still held: ``lookahead >= detect_every``), until it is lost."""
+        earlier = list(self._held)[-self.options.detect_every:-1]
+        box = face.box
+        for held in reversed(earlier):
+            with self._stage("detect"):
+                match = best_match(detect_near(self.detector, held.frame.image, [box]), box)
+            if match is None:
+                return
+            self.smoother.observe(track_id, held.frame.index, match)
+            box = match.box
 
     def _advance(self, final: bool) -> list[Frame]:
         out: list[Frame] = []
@@ -222,6 +294,8 @@ class VideoRestorer:
             out += self._batch_up(held)
         if final:
             out += self._run_batch()
+            out += self._finished(wait_all=True)
+            self._shutdown()
         return out
 
     def _batch_up(self, held: _Held) -> list[Frame]:
@@ -253,11 +327,44 @@ class VideoRestorer:
         return [image_seed(o.seed, held.frame.index, 2 + j) for j in range(len(held.faces))]
 
     def _run_batch(self) -> list[Frame]:
+        """Restore the gathered batch: here with one worker; else on a free worker's thread, and
+        return the batches finished by then, in order (waiting for the oldest when every worker
+        is busy, which bounds the frames in flight)."""
         batch, self._batch = self._batch, []
+        if len(self.workers) == 1:
+            return self._restore(self.faces, batch)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(len(self.workers), thread_name_prefix="flipnet-restore")
+            for worker in self.workers:
+                self._idle.put(worker)
+        self._running.append((batch, self._pool.submit(self._on_worker, batch)))
+        return self._finished(wait_all=False)
+
+    def _on_worker(self, batch: list[_Held]) -> list[Frame]:
+        worker = self._idle.get()  # one is free: the pool has one thread per worker
+        try:
+            return self._restore(worker, batch)
+        finally:
+            self._idle.put(worker)
+
+    def _finished(self, wait_all: bool) -> list[Frame]:
+        out: list[Frame] = []
+        while self._running and (wait_all or len(self._running) > len(self.workers) or self._running[0][1].done()):
+            out += self._running.popleft()[1].result()
+        return out
+
+    def _shutdown(self, cancel: bool = False) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=cancel)
+            self._pool = None
+            self._idle = queue.SimpleQueue()
+        self._running.clear()
+
+    def _restore(self, faces: Any, batch: list[_Held]) -> list[Frame]:
         with_faces = [h for h in batch if h.faces]
         if with_faces:
             with self._stage("faces"):
-                results = self.faces.restore_faces(
+                results = faces.restore_faces(
                     [h.frame.image for h in with_faces], [[f for _, f in h.faces] for h in with_faces],
                     [self._seeds(h) for h in with_faces])
             restored = {id(h): image for h, (image, _) in zip(with_faces, results)}

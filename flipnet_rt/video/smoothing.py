@@ -37,8 +37,16 @@ class TrackSmoother:
         self._obs: dict[int, deque[tuple[int, Face]]] = defaultdict(deque)
 
     def observe(self, track_id: int, frame: int, face: Face) -> None:
-        """Record a detection (frames increase per track)."""
-        self._obs[track_id].append((frame, face))
+        """Record a detection; an earlier frame than the track's last (a face found backwards from
+        where it was first detected) goes in its place."""
+        q = self._obs[track_id]
+        if q and frame <= q[-1][0]:
+            frames = [f for f, _ in q]
+            if frame in frames:
+                raise ValueError(f"track {track_id}: frame {frame} observed twice")
+            q.insert(int(np.searchsorted(frames, frame)), (frame, face))
+        else:
+            q.append((frame, face))
 
     def faces_at(self, frame: int) -> list[tuple[int, Face]]:
         """``(track id, face)`` of every track present at ``frame``, in track id order."""

@@ -99,6 +99,10 @@ class FaceTracker:
                 ids[i] = track.id
         return ids
 
+    def predicted(self, frame: int, within: int) -> list[tuple[int, np.ndarray]]:
+        """``(track id, predicted box)`` at ``frame`` of every track last seen 1 to ``within`` frames before."""
+        return [(t.id, t.predict(frame)[0]) for t in self.tracks if 0 < frame - t.frame <= within]
+
     @staticmethod
     def _continue(track: _Track, frame: int, face: Face) -> int:
         centre = face.landmarks.mean(axis=0)

@@ -44,9 +44,10 @@ def test_not_a_video_is_exit_1_with_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("extra, message", [
     (["--codec", "nope"], "no such encoder"),
     (["--crf", "99"], "--crf"),
-    (["--detect-every", "20"], "--lookahead"),
+    (["--detect-every", "20", "--tracking", "interpolate"], "--lookahead"),
     (["--batch-size", "0"], "--batch-size"),
     (["--duration", "0"], "--duration"),
+    (["--workers", "-1"], "--workers -1"),
 ])
 def test_usage_errors_are_exit_2(clips, tmp_path, capsys, extra, message):
     code = main(["video", str(clips["cfr"]), "-o", str(tmp_path / "out.mp4"), "--model", str(ENGINE), *extra])

@@ -96,11 +96,11 @@ def test_detect_every_k_interpolates_between_detections(demo_faces):
             return demo_faces.detect(image)
 
     counting = CountingFaces(demo_faces)
-    restorer = VideoRestorer(counting, VideoOptions(detect_every=5, lookahead=5, batch_size=7), detector=Counting())
+    restorer = VideoRestorer(counting, VideoOptions(detect_every=5, lookahead=5, batch_size=7, tracking="interpolate"), detector=Counting())
     out = list(restorer.restore_frames(frames))
     assert len(calls) == 3  # frames 0 and 5, and the last one (6) at the end
     assert counting.batches == [7] and len(out) == 7  # the 5 frames between detections got interpolated faces
-    ahead = VideoRestorer(counting, VideoOptions(detect_every=5, lookahead=5, batch_size=7), detector=Counting())
+    ahead = VideoRestorer(counting, VideoOptions(detect_every=5, lookahead=5, batch_size=7, tracking="interpolate"), detector=Counting())
     annotated = [ahead.detect_ahead(Frame(i, i, None, image)) for i, image in enumerate(frames)]
     assert [f.faces is not None for f in annotated] == [True, False, False, False, False, True, False]
     again = list(ahead.restore_frames(annotated))
@@ -111,7 +111,9 @@ def test_detect_every_k_interpolates_between_detections(demo_faces):
 
 def test_bad_options():
     for kwargs, match in [({"batch_size": 0}, "batch-size"), ({"detect_every": 0}, "detect-every"),
-                          ({"detect_every": 12, "lookahead": 10}, "lookahead"), ({"smoothing": -1}, "smoothing")]:
+                          ({"detect_every": 12, "lookahead": 10, "tracking": "interpolate"}, "lookahead"),
+                          ({"smoothing": -1}, "smoothing"), ({"tracking": "kalman"}, "--tracking 'kalman'"),
+                          ({"seed_mode": "scene"}, "--seed-mode 'scene'")]:
         with pytest.raises(ValueError, match=match):
             VideoOptions(**kwargs)
 

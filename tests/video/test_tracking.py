@@ -109,3 +109,31 @@ def test_smoother_forgets_old_detections():
 def test_max_gap_beyond_the_window_is_refused():
     with pytest.raises(ValueError, match="raise the window"):
         TrackSmoother(window=2, max_gap=5)
+
+
+def test_smoother_takes_a_track_followed_backwards():
+    """Faces found backwards from a track's first detection (region tracking's look-back) arrive in
+    decreasing frame order; the fit is the same as when they arrive in order."""
+    forwards, backwards = TrackSmoother(window=5, sigma=1.0), TrackSmoother(window=5, sigma=1.0)
+    faces = {t: face_at(10 + 2.0 * t, 20) for t in range(3, 9)}
+    for t in sorted(faces):
+        forwards.observe(0, t, faces[t])
+    for t in (5, 6, 7, 8, 4, 3):  # detected at 5, then followed on, and back to 4 and 3
+        backwards.observe(0, t, faces[t])
+    for t in range(3, 9):
+        (_, a), = forwards.faces_at(t)
+        (_, b), = backwards.faces_at(t)
+        np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-9)
+    with pytest.raises(ValueError, match="frame 4 observed twice"):
+        backwards.observe(0, 4, faces[4])
+
+
+def test_predicted_boxes_of_recently_seen_tracks():
+    tracker = FaceTracker(max_age=10)
+    tracker.update(0, [face_at(0, 0), face_at(200, 0)])
+    tracker.update(1, [face_at(4, 0)])  # the second face is not seen in frame 1
+    got = dict(tracker.predicted(2, within=1))
+    assert list(got) == [0]  # track 1 was last seen 2 frames before frame 2
+    np.testing.assert_allclose(got[0], face_at(8, 0).box)  # moving 4 px/frame
+    assert sorted(dict(tracker.predicted(2, within=2))) == [0, 1]
+    assert [tid for tid, _ in tracker.predicted(1, within=5)] == [1]  # not a track seen in that frame itself
