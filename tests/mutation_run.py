@@ -56,7 +56,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "batchio": (
         ["flipnet_rt/batchio.py"],
-        ["tests/test_batchio.py"],
+        ["tests/test_batchio.py", "tests/test_batchio_contracts.py"],
     ),
     "evaluation": (
         ["flipnet_rt/evaluation.py"],
@@ -64,7 +64,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "verify": (
         ["export/verify.py"],
-        ["tests/export/test_verify.py"],
+        ["tests/export/test_verify.py", "tests/export/test_verify_helpers.py"],
     ),
     "cli": (
         ["flipnet_rt/cli/jobs.py", "flipnet_rt/cli/main.py"],

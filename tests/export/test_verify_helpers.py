@@ -1,0 +1,80 @@
+"""export/verify.py's fast parts: the report it prints, its error measures and its seeded inputs
+(issue 19). ``verify()`` itself needs an exported engine: tests/export/test_verify.py's slow tests."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from export.verify import Check, Report, _compare, _inputs, psnr  # noqa: E402
+from flipnet_rt.engine.spec import Dim, NetworkSpec, TensorSpec  # noqa: E402
+
+
+def test_report_lines_are_the_table_verify_prints():
+    report = Report(
+        checks=[Check("onnxruntime", "unet_input", 1.5e-6, 2.25e-7, 1e-4, True),
+                Check("tensorrt", "vae_decoder", 0.125, 3e-3, 2e-2, True),
+                Check("tensorrt", "unet_cond", 2.0, 0.5, 2e-2, False)],
+        psnr_db={"onnxruntime": 52.3456, "tensorrt": 24.5}, psnr_limit=25.0,
+        skipped=["onnxruntime-cuda: no GPU"],
+    )
+    assert report.lines() == [
+        "backend          network          max abs     rel L2    limit  result",
+        "onnxruntime      unet_input      1.50e-06   2.25e-07    1e-04  ok",
+        "tensorrt         vae_decoder     1.25e-01   3.00e-03    2e-02  ok",
+        "tensorrt         unet_cond       2.00e+00   5.00e-01    2e-02  FAIL",
+        "onnxruntime      end-to-end PSNR vs torch fp32: 52.35 dB (limit 25 dB)  ok",
+        "tensorrt         end-to-end PSNR vs torch fp32: 24.50 dB (limit 25 dB)  FAIL",
+        "skipped: onnxruntime-cuda: no GPU",
+    ]
+    assert Report(psnr_db={"x": 25.0}, psnr_limit=25.0).lines()[-1].endswith("(limit 25 dB)  ok")  # inclusive
+
+
+def test_compare_is_max_abs_and_relative_l2():
+    ref = np.array([[3.0, 4.0]], np.float32)
+    ours = np.array([[3.0, 4.5]], np.float16)
+    max_abs, rel = _compare(ours, ref)
+    assert max_abs == 0.5 and rel == pytest.approx(0.5 / 5.0, rel=1e-15)
+    # a zero reference: the norm's floor keeps it finite instead of dividing by zero
+    assert _compare(np.array([1e-31]), np.zeros(1)) == (1e-31, pytest.approx(0.1, rel=1e-12))
+    # float64 arithmetic: float32 inputs whose difference float32 would round away
+    a, b = np.array([1.0 + 2**-23], np.float32), np.array([1.0], np.float32)
+    assert _compare(a, b) == (2**-23, 2**-23)
+
+
+def test_psnr_of_uint8_images():
+    a = np.zeros((2, 2, 3), np.uint8)
+    b = a.copy()
+    assert psnr(a, b) == math.inf
+    b[0, 0, 0] = 255  # mse = 255^2 / 12 -> 10 log10(12)
+    assert psnr(a, b) == pytest.approx(10 * math.log10(12), rel=1e-12)
+    c = np.full((1, 1, 3), 250, np.uint8)  # uint8 arithmetic would wrap 0 - 250 to 6
+    assert psnr(np.zeros_like(c), c) == pytest.approx(20 * math.log10(255 / 250), rel=1e-12)
+
+
+def test_inputs_are_seeded_draws_by_name():
+    spec = NetworkSpec(
+        "unet_input",
+        inputs=(TensorSpec("sample", "float32", (Dim.parse("2*B"), Dim(4), Dim.parse("h"), Dim.parse("w"))),
+                TensorSpec("timestep", "float32", (Dim.parse("B"),)),
+                TensorSpec("phi", "float32", (Dim(1),)),
+                TensorSpec("kv", "float16", (Dim.parse("B"), Dim(3)))),
+        outputs=(TensorSpec("out", "float32", (Dim.parse("B"),)),),
+    )
+    feeds = _inputs(spec, {"B": 2, "h": 3, "w": 5}, seed=7)
+    rng = np.random.default_rng(7)
+    sample = rng.standard_normal((4, 4, 3, 5), dtype=np.float32)
+    timestep = rng.integers(0, 1000, (2,)).astype(np.float32)
+    kv = rng.standard_normal((2, 3), dtype=np.float32)
+    assert list(feeds) == ["sample", "timestep", "phi", "kv"]
+    np.testing.assert_array_equal(feeds["sample"], sample)
+    np.testing.assert_array_equal(feeds["timestep"], timestep)
+    np.testing.assert_array_equal(feeds["phi"], np.ones(1, np.float32))
+    np.testing.assert_array_equal(feeds["kv"], kv)
+    assert {k: v.dtype for k, v in feeds.items()} == dict.fromkeys(feeds, np.float32)
+    big = _inputs(spec, {"B": 4000, "h": 1, "w": 1}, seed=0)["timestep"]
+    assert big.min() >= 0 and big.max() <= 999 and big.max() >= 990  # [0, 1000): every training step
