@@ -1,18 +1,20 @@
-"""Write tests/MUTANTS.md from mutmut's results under mutants/ (``make mutants`` runs it).
+"""Write tests/MUTANTS.md from the per-group mutmut results of tests/mutation_run.py.
 
-    python tests/mutation_summary.py [--seconds N] [--out tests/MUTANTS.md]
+    python tests/mutation_summary.py [--dir build-mutants] [--out tests/MUTANTS.md]
 
-Reads every ``mutants/<source>.meta`` (mutmut 3's per-file results), counts each status per source
-file, and lists every surviving mutant with its diff (``mutmut show``'s). Survivors named in
-tests/mutants_equivalent.txt (``<mutant name>  # <one-line reason>``) count as equivalent: they
-leave the score's denominator. The score is ``killed / (killed + survived)``, timeouts counted as
-killed (the mutant hung where the original finished), as mutmut's badge does; "no tests" (no test
-of the selection reaches the function) are reported separately, not as kills.
+Reads ``<dir>/<group>/mutants/**/*.py.meta`` (mutmut 3's per-file results) for every group of
+tests/mutation_run.py that has run, counting only the modules that group mutates, and
+``<dir>/<group>/runs.json`` (when, how long, which tests, which commit). Every mutant that no test
+killed is listed with its diff (``mutmut show``'s) unless tests/mutants_equivalent.txt lists it
+(``<mutant name>  # <one-line reason>``): those leave the score. Score = killed / (killed +
+survived + no tests): a mutant that no test of the group's selection reaches counts as not killed.
+Timeouts count as killed (the mutant hung where the original finished), as in mutmut.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import subprocess
 import sys
@@ -20,10 +22,14 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mutation_run import BUILD, GROUPS  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 EQUIVALENT = ROOT / "tests" / "mutants_equivalent.txt"
 KILLED = {1, 3, 36, 24, -24, 152, 255, 37}  # killed, pytest internal error, timeouts, type check
 STATUS = {0: "survived", None: "not checked", 5: "no tests", 33: "no tests", 34: "skipped"}
+COLUMNS = ("killed", "survived", "no tests", "equivalent", "not checked", "skipped", "suspicious")
 
 
 def status(code: int | None) -> str:
@@ -42,76 +48,107 @@ def equivalents() -> dict[str, str]:
     return out
 
 
-def diff(name: str) -> str:
-    done = subprocess.run([str(Path(sys.executable).with_name("mutmut")), "show", name], cwd=ROOT,
+def diff(name: str, cwd: Path) -> str:
+    done = subprocess.run([str(Path(sys.executable).with_name("mutmut")), "show", name], cwd=cwd,
                           capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines()[1:] if line.startswith(("+", "-")) and
              not line.startswith(("+++", "---"))]
     return "\n".join(lines) or done.stdout.strip()
 
 
+def score(c: Counter) -> str:
+    tested = c["killed"] + c["survived"] + c["no tests"]
+    return f"{100 * c['killed'] / tested:.1f} %" if tested else "n/a"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, help="wall time of the mutmut run")
+    parser.add_argument("--dir", type=Path, default=BUILD, help="where tests/mutation_run.py put the groups")
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "MUTANTS.md")
-    parser.add_argument("--note", default="", help="a line on what this run covered")
+    parser.add_argument("--no-diffs", action="store_true", help="list survivors without their diffs (fast)")
     args = parser.parse_args(argv)
 
-    metas = sorted((ROOT / "mutants").rglob("*.py.meta"))
-    if not metas:
-        print("no mutants/*.meta: run `make mutants` first", file=sys.stderr)
-        return 1
     equivalent = equivalents()
-    rows, survivors, totals = [], [], Counter()
-    for meta in metas:
-        source = str(meta.relative_to(ROOT / "mutants")).removesuffix(".meta")
-        codes = json.loads(meta.read_text())["exit_code_by_key"]
-        counts = Counter()
-        for name, code in codes.items():
-            s = status(code)
-            if s == "survived" and name in equivalent:
-                s = "equivalent"
-            elif s == "survived":
-                survivors.append((source, name))
-            counts[s] += 1
-        if counts.keys() <= {"not checked"}:
-            continue  # not part of this run
-        totals.update(counts)
-        rows.append((source, counts))
+    rows, survivors, totals, runs, not_run, used_equivalents = [], [], Counter(), {}, [], set()
+    for group, (modules, _tests) in GROUPS.items():
+        folder = args.dir / group
+        metas = sorted((folder / "mutants").rglob("*.py.meta"))
+        if not metas:
+            not_run.append(group)
+            continue
+        log = folder / "runs.json"
+        runs[group] = json.loads(log.read_text()) if log.is_file() else []
+        for meta in metas:
+            source = str(meta.relative_to(folder / "mutants")).removesuffix(".meta")
+            if not any(fnmatch.fnmatch(source, pattern) for pattern in modules):
+                continue
+            codes = json.loads(meta.read_text())["exit_code_by_key"]
+            if not codes:
+                continue
+            counts = Counter()
+            for name, code in sorted(codes.items(), key=lambda kv: (kv[0].rsplit("_", 1)[0],
+                                                                    int(kv[0].rsplit("_", 1)[1]))):
+                s = status(code)
+                if s in ("survived", "no tests") and name in equivalent:
+                    s = "equivalent"
+                    used_equivalents.add(name)
+                elif s in ("survived", "no tests"):
+                    survivors.append((group, folder, name, s))
+                counts[s] += 1
+            totals.update(counts)
+            rows.append((group, source, counts))
 
-    def score(c: Counter) -> str:
-        tested = c["killed"] + c["survived"]
-        return f"{100 * c['killed'] / tested:.1f} %" if tested else "n/a"
-
-    columns = ("killed", "survived", "equivalent", "no tests", "not checked", "skipped", "suspicious")
     lines = [
         "# Mutation testing results (mutmut)",
         "",
-        "Written by `tests/mutation_summary.py` after `make mutants` (configuration: `[tool.mutmut]` in",
-        "pyproject.toml). Score = killed / (killed + survived); equivalent mutants (listed with a reason in",
-        "tests/mutants_equivalent.txt) are left out; \"no tests\" = no test of the selection reaches that",
-        "function; \"not checked\" = not run in this (partial) run.",
+        "Written by `tests/mutation_summary.py` from the runs of `make mutants` (tests/mutation_run.py:",
+        "mutmut 3 at `nice -n 19 ... --max-children 1`, one group of core modules at a time, each with the",
+        "fast tests that exercise it, in a copy of the working tree). Score = killed / (killed + survived",
+        "+ no tests); \"no tests\" = no test of the group's selection reaches that function, counted as not",
+        "killed; \"equivalent\" = listed in tests/mutants_equivalent.txt with the reason it cannot change",
+        "behaviour, left out of the score.",
         "",
-        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- run time: {args.seconds / 60:.1f} min" if args.seconds else "- run time: not recorded",
-        f"- score: **{score(totals)}** ({totals['killed']} killed, {totals['survived']} survived, "
-        f"{totals['equivalent']} equivalent)",
+        f"- written: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- score over the groups run: **{score(totals)}** ({totals['killed']} killed, {totals['survived']} "
+        f"survived, {totals['no tests']} no tests, {totals['equivalent']} equivalent)",
     ]
-    if args.note:
-        lines.append(f"- covered: {args.note}")
-    lines += ["", "| source | score | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
-    for source, c in rows:
-        lines.append(f"| {source} | {score(c)} | " + " | ".join(str(c[k]) for k in columns) + " |")
-    lines += ["", "## Surviving mutants", ""]
+    if not_run:
+        lines.append(f"- groups not run: {', '.join(not_run)}")
+    lines += ["", "## Runs", "", "| group | modules | tests (`-m \"not slow and not gpu and not tensorrt\"`) | "
+              "runs: date, commit, minutes, mutants |", "|---|---|---|---|"]
+    for group, group_runs in runs.items():
+        modules, tests = GROUPS[group]
+        done = "; ".join(f"{r['date']}, {r['commit']}, {r['seconds'] / 60:.1f} min, "
+                         f"{r['mutants'] if isinstance(r['mutants'], str) else len(r['mutants'])}"
+                         for r in group_runs)
+        lines.append(f"| {group} | {', '.join(modules)} | {', '.join(tests)} | {done} |")
+    total_minutes = sum(r["seconds"] for rs in runs.values() for r in rs) / 60
+    lines += ["", f"Run time, all runs above together: {total_minutes:.1f} min.", "",
+              "## Score per module", "",
+              "| group | source | score | " + " | ".join(COLUMNS) + " |", "|---|---|---|" + "---|" * len(COLUMNS)]
+    for group, source, c in rows:
+        lines.append(f"| {group} | {source} | {score(c)} | " + " | ".join(str(c[k]) for k in COLUMNS) + " |")
+    lines.append(f"| **all** | | **{score(totals)}** | " + " | ".join(str(totals[k]) for k in COLUMNS) + " |")
+    lines += ["", "## Mutants not killed", ""]
     if not survivors:
         lines.append("None.")
-    for source, name in survivors:
-        lines += [f"### `{name}`", "", "```diff", diff(name), "```", ""]
-    lines += ["", "## Equivalent mutants", ""]
+    for group, folder, name, s in survivors:
+        if args.no_diffs:
+            lines.append(f"- `{name}` ({s})")
+        else:
+            lines += [f"### `{name}` ({s})", "", "```diff", diff(name, folder), "```", ""]
+    lines += ["", "## Equivalent mutants", "", "Each cannot change behaviour, for the reason given "
+              "(tests/mutants_equivalent.txt).", ""]
     for name, reason in sorted(equivalent.items()):
-        lines.append(f"- `{name}`: {reason}")
+        if name in used_equivalents:
+            lines.append(f"- `{name}`: {reason}")
+    stale = sorted(set(equivalent) - used_equivalents)
+    if stale:
+        lines += ["", "Listed as equivalent but not a surviving mutant of the runs above (killed, or its "
+                  "group not run): " + ", ".join(f"`{n}`" for n in stale)]
     args.out.write_text("\n".join(lines).rstrip() + "\n")
-    print(f"wrote {args.out}: score {score(totals)}, {len(survivors)} survivor(s)")
+    print(f"wrote {args.out}: score {score(totals)}, {len(survivors)} not killed, "
+          f"{len(used_equivalents)} equivalent")
     return 0
 
 

@@ -1,0 +1,116 @@
+"""flipnet_rt.evaluation.evaluate without a network: a stand-in restorer records what it is asked
+and answers with a known image, so every score, seed, batch and written file is checked against
+scikit-image and the documented LQ synthesis in well under a second (issue 19: the end-to-end eval
+tests take ~40 s each, too slow to run once per mutant)."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flipnet_rt import evaluation
+from flipnet_rt.options import SamplingOptions, image_seed
+from helpers import face_like
+
+skimage_metrics = pytest.importorskip("skimage.metrics")
+
+
+class StandIn:
+    """Restores by brightening the LQ by 10 grey levels (clipped); records each call."""
+
+    def __init__(self, resolution: int = 32) -> None:
+        self.config = SimpleNamespace(resolution=resolution)
+        self.calls = []
+
+    def options(self, seed=0):
+        return SamplingOptions(seed=seed, steps=3)
+
+    def restore(self, lqs, options, seeds):
+        self.calls.append(([lq.copy() for lq in lqs], options, list(seeds)))
+        return [np.clip(lq.astype(np.int16) + 10, 0, 255).astype(np.uint8) for lq in lqs]
+
+
+class Identity:
+    """A stand-in descriptor: the mean colour, so distances are easy to compute by hand."""
+
+    def descriptor(self, face):
+        return face.reshape(-1, 3).mean(axis=0)
+
+
+def _faces(n=5, size=32):
+    return [(f"dir/face{i}.jpg", face_like(size, i)) for i in range(n)]
+
+
+def test_evaluate_batches_seeds_and_scores(tmp_path):
+    faces = _faces()
+    restorer = StandIn()
+    report = evaluation.evaluate(restorer, faces, seed=7, batch_size=2, out_dir=tmp_path)
+    # batches of at most 2, in order, each LQ the documented per-image synthesis
+    assert [len(lqs) for lqs, _, _ in restorer.calls] == [2, 2, 1]
+    lqs = [lq for call_lqs, _, _ in restorer.calls for lq in call_lqs]
+    for i, ((_, hq), lq) in enumerate(zip(faces, lqs)):
+        np.testing.assert_array_equal(lq, evaluation.synthesise_lq(hq, 7, i))
+    assert [s for _, _, seeds in restorer.calls for s in seeds] == [image_seed(7, i) for i in range(5)]
+    assert all(options == SamplingOptions(seed=7, steps=3) for _, options, _ in restorer.calls)
+    # scores: scikit-image's PSNR and SSIM of the LQ and of the restored image against the HQ
+    assert [s.name for s in report.images] == [name for name, _ in faces]
+    for (_, hq), lq, s in zip(faces, lqs, report.images):
+        out = np.clip(lq.astype(np.int16) + 10, 0, 255).astype(np.uint8)
+        assert s.psnr_lq == skimage_metrics.peak_signal_noise_ratio(hq, lq, data_range=255)
+        assert s.psnr == skimage_metrics.peak_signal_noise_ratio(hq, out, data_range=255)
+        assert s.ssim_lq == pytest.approx(skimage_metrics.structural_similarity(hq, lq, channel_axis=2, data_range=255))
+        assert s.ssim == pytest.approx(skimage_metrics.structural_similarity(hq, out, channel_axis=2, data_range=255))
+        assert s.identity is None and s.identity_lq is None
+    assert report.meta == {"seed": 7, "resolution": 32,
+                           "options": {k: getattr(v, "value", v)
+                                       for k, v in dataclasses.asdict(SamplingOptions(seed=7, steps=3)).items()}}
+    assert report.meta["options"]["sampler"] == "dpmpp-2m" and report.errors == []
+    # the written images: LQ, restored, and LQ | restored | HQ side by side, named NAME.png
+    lq2 = np.asarray(Image.open(tmp_path / "lq" / "dir" / "face2.png"))
+    np.testing.assert_array_equal(lq2, lqs[2])
+    restored2 = np.asarray(Image.open(tmp_path / "restored" / "dir" / "face2.png"))
+    np.testing.assert_array_equal(restored2, np.clip(lqs[2].astype(np.int16) + 10, 0, 255))
+    side = np.asarray(Image.open(tmp_path / "side_by_side" / "dir" / "face2.png"))
+    np.testing.assert_array_equal(side, np.concatenate([lqs[2], restored2, faces[2][1]], axis=1))
+
+
+def test_evaluate_defaults_and_identity():
+    faces = _faces(n=9)
+    restorer = StandIn()
+    options = SamplingOptions(seed=3, steps=1)
+    report = evaluation.evaluate(restorer, faces, options=options, identity=Identity())
+    assert [len(lqs) for lqs, _, _ in restorer.calls] == [8, 1]  # batch_size defaults to 8
+    assert all(o is options for _, o, _ in restorer.calls)
+    assert [s for _, _, seeds in restorer.calls for s in seeds] == [image_seed(3, i) for i in range(9)]
+    for i, (_, hq) in enumerate(faces):  # seed defaults to 0 for the LQs
+        np.testing.assert_array_equal(restorer.calls[i // 8][0][i % 8], evaluation.synthesise_lq(hq, 0, i))
+    s = report.images[0]
+    hq, lq = faces[0][1], restorer.calls[0][0][0]
+    out = np.clip(lq.astype(np.int16) + 10, 0, 255).astype(np.uint8)
+    mean = lambda a: a.reshape(-1, 3).mean(axis=0)  # noqa: E731
+    assert s.identity_lq == pytest.approx(float(np.linalg.norm(mean(lq) - mean(hq))), rel=1e-12)
+    assert s.identity == pytest.approx(float(np.linalg.norm(mean(out) - mean(hq))), rel=1e-12)
+    assert report.meta["seed"] == 0
+
+
+def test_report_dict_means_and_formatting():
+    scores = [evaluation.ImageScores("a", 20.0, 22.0, 0.5, 0.4, None, None),
+              evaluation.ImageScores("b", 24.0, 25.0, 0.7, 0.6, 0.5, 0.2)]
+    report = evaluation.EvalReport(images=scores, errors=["x: bad"], meta={"seed": 1})
+    assert report.mean("identity") == 0.2 and report.mean("psnr_lq") == 22.0  # None values skipped
+    assert report.to_dict() == {
+        "meta": {"seed": 1}, "count": 2,
+        "summary": {"psnr": {"input": 22.0, "restored": 23.5}, "ssim": {"input": 0.6, "restored": 0.5},
+                    "identity": {"input": 0.5, "restored": 0.2}},
+        "improved": {"psnr": True, "ssim": False, "identity": True},
+        "errors": ["x: bad"], "images": [dataclasses.asdict(s) for s in scores],
+    }
+    equal = evaluation.EvalReport(images=[evaluation.ImageScores("c", 20.0, 20.0, 0.5, 0.5, 0.3, 0.3)])
+    assert equal.improved() == {"psnr": False, "ssim": False, "identity": False}  # ties are not improvements
+    assert [evaluation.format_value(v, k) for v, k in ((21.456, "psnr"), (0.123456, "ssim"), (None, "psnr"),
+                                                        (float("nan"), "ssim"), (0.5, "identity"))] == [
+        "21.46", "0.1235", "n/a", "n/a", "0.5000"]
