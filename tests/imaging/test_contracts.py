@@ -404,3 +404,19 @@ def test_to_uint8_computes_half_precision_input_in_float32() -> None:
     out = to_uint8(x)
     assert out.dtype == np.uint8
     np.testing.assert_array_equal(out, to_uint8(x.astype(np.float32)))
+
+
+def test_a_failed_cleanup_does_not_hide_the_encoder_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """save_image removes its temporary file on any error; when even that fails (the file is
+    already gone), the caller still gets the original error, not the cleanup's."""
+
+    def failing_save(self, *args, **kwargs):
+        raise RuntimeError("encoder exploded")
+
+    def failing_unlink(path, *args, **kwargs):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(path))
+
+    monkeypatch.setattr(Image.Image, "save", failing_save)
+    monkeypatch.setattr(image_io.os, "unlink", failing_unlink)
+    with pytest.raises(RuntimeError, match="encoder exploded"):
+        save_image(_image(2, 2), tmp_path / "x.png")
