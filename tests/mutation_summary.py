@@ -27,9 +27,10 @@ from mutation_run import BUILD, GROUPS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EQUIVALENT = ROOT / "tests" / "mutants_equivalent.txt"
+BY_HAND = ROOT / "tests" / "mutants_killed_by_hand.txt"
 KILLED = {1, 3, 36, 24, -24, 152, 255, 37}  # killed, pytest internal error, timeouts, type check
 STATUS = {0: "survived", None: "not checked", 5: "no tests", 33: "no tests", 34: "skipped"}
-COLUMNS = ("killed", "survived", "no tests", "equivalent", "not checked", "skipped", "suspicious")
+COLUMNS = ("killed", "by hand", "survived", "no tests", "equivalent", "not checked", "skipped", "suspicious")
 
 
 def status(code: int | None) -> str:
@@ -38,10 +39,10 @@ def status(code: int | None) -> str:
     return STATUS.get(code, "suspicious")
 
 
-def equivalents() -> dict[str, str]:
+def equivalents(path: Path = EQUIVALENT) -> dict[str, str]:
     out = {}
-    if EQUIVALENT.is_file():
-        for line in EQUIVALENT.read_text().splitlines():
+    if path.is_file():
+        for line in path.read_text().splitlines():
             name, _, reason = line.partition("#")
             if name.strip():
                 out[name.strip()] = reason.strip()
@@ -57,8 +58,9 @@ def diff(name: str, cwd: Path) -> str:
 
 
 def score(c: Counter) -> str:
-    tested = c["killed"] + c["survived"] + c["no tests"]
-    return f"{100 * c['killed'] / tested:.1f} %" if tested else "n/a"
+    killed = c["killed"] + c["by hand"]
+    tested = killed + c["survived"] + c["no tests"]
+    return f"{100 * killed / tested:.1f} %" if tested else "n/a"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-diffs", action="store_true", help="list survivors without their diffs (fast)")
     args = parser.parse_args(argv)
 
-    equivalent = equivalents()
+    equivalent, by_hand = equivalents(), equivalents(BY_HAND)
     rows, survivors, totals, runs, not_run, used_equivalents = [], [], Counter(), {}, [], set()
     for group, (modules, _tests) in GROUPS.items():
         folder = args.dir / group
@@ -89,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
             for name, code in sorted(codes.items(), key=lambda kv: (kv[0].rsplit("_", 1)[0],
                                                                     int(kv[0].rsplit("_", 1)[1]))):
                 s = status(code)
-                if s in ("survived", "no tests") and name in equivalent:
+                if s in ("survived", "no tests") and name in by_hand:
+                    s = "by hand"
+                elif s in ("survived", "no tests") and name in equivalent:
                     s = "equivalent"
                     used_equivalents.add(name)
                 elif s in ("survived", "no tests"):
@@ -106,10 +110,13 @@ def main(argv: list[str] | None = None) -> int:
         "fast tests that exercise it, in a copy of the working tree). Score = killed / (killed + survived",
         "+ no tests); \"no tests\" = no test of the group's selection reaches that function, counted as not",
         "killed; \"equivalent\" = listed in tests/mutants_equivalent.txt with the reason it cannot change",
-        "behaviour, left out of the score.",
+        "behaviour, left out of the score; \"by hand\" = a mutant mutmut cannot switch on (its function runs",
+        "at import, before mutmut activates the mutant) that was applied to the source text instead, where",
+        "the named tests fail (tests/mutants_killed_by_hand.txt): counted as killed.",
         "",
         f"- written: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- score over the groups run: **{score(totals)}** ({totals['killed']} killed, {totals['survived']} "
+        f"- score over the groups run: **{score(totals)}** ({totals['killed']} killed, {totals['by hand']} killed "
+        f"by hand, {totals['survived']} "
         f"survived, {totals['no tests']} no tests, {totals['equivalent']} equivalent)",
     ]
     if not_run:
@@ -120,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         modules, tests = GROUPS[group]
         done = "; ".join(f"{r['date']}, {r['commit']}, {r['seconds'] / 60:.1f} min, "
                          f"{r['mutants'] if isinstance(r['mutants'], str) else len(r['mutants'])}"
+                         + (f" (stopped, exit {r['exit_code']}; results reset by the next run)" if r["exit_code"] else "")
                          for r in group_runs)
         lines.append(f"| {group} | {', '.join(modules)} | {', '.join(tests)} | {done} |")
     total_minutes = sum(r["seconds"] for rs in runs.values() for r in rs) / 60
@@ -146,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     if stale:
         lines += ["", "Listed as equivalent but not a surviving mutant of the runs above (killed, or its "
                   "group not run): " + ", ".join(f"`{n}`" for n in stale)]
+    lines += ["", "## Killed by hand", ""]
+    lines += [f"- `{name}`: {how}" for name, how in sorted(by_hand.items())] or ["None."]
     args.out.write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {args.out}: score {score(totals)}, {len(survivors)} not killed, "
           f"{len(used_equivalents)} equivalent")
