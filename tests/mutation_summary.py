@@ -125,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
               "runs: date, commit, minutes, mutants |", "|---|---|---|---|"]
     for group, group_runs in runs.items():
         modules, tests = GROUPS[group]
+        if group_runs:
+            tests = [t for t in group_runs[-1]["tests"][2:]]  # what the last run used, less the -m filter
         done = "; ".join(f"{r['date']}, {r['commit']}, {r['seconds'] / 60:.1f} min, "
                          f"{r['mutants'] if isinstance(r['mutants'], str) else len(r['mutants'])}"
                          + (f" (stopped, exit {r['exit_code']}; results reset by the next run)" if r["exit_code"] else "")
