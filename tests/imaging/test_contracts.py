@@ -420,3 +420,20 @@ def test_a_failed_cleanup_does_not_hide_the_encoder_error(tmp_path: Path, monkey
     monkeypatch.setattr(image_io.os, "unlink", failing_unlink)
     with pytest.raises(RuntimeError, match="encoder exploded"):
         save_image(_image(2, 2), tmp_path / "x.png")
+
+
+def test_float_image_scaling_is_exactly_rounded(tmp_path: Path) -> None:
+    """v * 255 rounded half to even, exactly (fractions): float32 arithmetic would round the product
+    first and get values such as (k + 0.5) / 255 wrong by one grey level."""
+    from fractions import Fraction
+
+    k = np.arange(256)
+    near_halves = ((k + 0.5) / 255).astype(np.float32)
+    values = np.concatenate([np.nextafter(near_halves, np.float32(0)), near_halves,
+                             np.nextafter(near_halves, np.float32(1))]).reshape(3, 256)
+    values = np.clip(values, 0, 1).astype(np.float32)
+    path = tmp_path / "f.tif"
+    Image.fromarray(values, "F").save(path)
+    out = load_image(path)[..., 0]
+    expected = [[round(Fraction(float(v)) * 255) for v in row] for row in values]
+    assert out.tolist() == expected
