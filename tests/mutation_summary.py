@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             tests = [t for t in group_runs[-1]["tests"][2:]]  # what the last run used, less the -m filter
         done = "; ".join(f"{r['date']}, {r['commit']}, {r['seconds'] / 60:.1f} min, "
                          f"{r['mutants'] if isinstance(r['mutants'], str) else len(r['mutants'])}"
-                         + (f" (stopped, exit {r['exit_code']}; results reset by the next run)" if r["exit_code"] else "")
+                         + (f" (stopped, exit {r['exit_code']})" if r["exit_code"] else "")
                          for r in group_runs)
         lines.append(f"| {group} | {', '.join(modules)} | {', '.join(tests)} | {done} |")
     total_minutes = sum(r["seconds"] for rs in runs.values() for r in rs) / 60
