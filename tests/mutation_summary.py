@@ -28,6 +28,7 @@ from mutation_run import BUILD, GROUPS  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 EQUIVALENT = ROOT / "tests" / "mutants_equivalent.txt"
 BY_HAND = ROOT / "tests" / "mutants_killed_by_hand.txt"
+NOTES = ROOT / "tests" / "mutants_notes.md"  # hand-written notes on the runs, copied in when present
 KILLED = {1, 3, 36, 24, -24, 152, 255, 37}  # killed, pytest internal error, timeouts, type check
 STATUS = {0: "survived", None: "not checked", 5: "no tests", 33: "no tests", 34: "skipped"}
 COLUMNS = ("killed", "by hand", "survived", "no tests", "equivalent", "not checked", "skipped", "suspicious")
@@ -121,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if not_run:
         lines.append(f"- groups not run: {', '.join(not_run)}")
+    if NOTES.is_file():
+        lines += ["", NOTES.read_text().strip()]
     lines += ["", "## Runs", "", "| group | modules | tests (`-m \"not slow and not gpu and not tensorrt\"`) | "
               "runs: date, commit, minutes, mutants |", "|---|---|---|---|"]
     for group, group_runs in runs.items():

@@ -218,17 +218,24 @@ def test_unsupported_pixel_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 # ------------------------------------------------------------------ pixel conversions at their edges
 
 
-def test_rgb_is_returned_unconverted_and_writable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rgb_is_returned_as_a_writable_copy(tmp_path: Path) -> None:
     path = _png(tmp_path)
-    expected = np.asarray(Image.open(path))
-
-    def no_convert(self, *args, **kwargs):
-        raise AssertionError("an RGB image was converted")
-
-    monkeypatch.setattr(Image.Image, "convert", no_convert)
     out = load_image(path)
-    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(out, np.asarray(Image.open(path)))
     assert out.dtype == np.uint8 and out.flags.writeable
+
+
+def test_a_transparent_colour_key_outside_palettes_is_ignored(tmp_path: Path) -> None:
+    """Only alpha channels and palette transparency are composited (module docstring): an RGB or
+    grayscale PNG's tRNS colour key keeps its colour."""
+    rgb = np.array([[[10, 20, 30], [200, 100, 50]]], np.uint8)
+    path = tmp_path / "key.png"
+    Image.fromarray(rgb).save(path, transparency=(10, 20, 30))
+    assert "transparency" in Image.open(path).info
+    np.testing.assert_array_equal(load_image(path), rgb)
+    gray = tmp_path / "gkey.png"
+    Image.fromarray(np.array([[7, 90]], np.uint8)).save(gray, transparency=7)
+    assert load_image(gray)[0, :, 0].tolist() == [7, 90]
 
 
 def test_opaque_palette_keeps_its_colours(tmp_path: Path) -> None:
@@ -264,7 +271,7 @@ def test_sixteen_bit_rounding_and_clipping(tmp_path: Path) -> None:
 
 
 def test_thirty_two_bit_values_are_clipped_to_sixteen_bit(tmp_path: Path) -> None:
-    values = np.array([[-5, 0, 65535, 70000]], np.int32)
+    values = np.array([[-1000, 0, 65535, 70000]], np.int32)
     path = tmp_path / "i.tif"
     Image.fromarray(values, "I").save(path)
     assert load_image(path)[0, :, 0].tolist() == [0, 0, 255, 255]
