@@ -346,6 +346,7 @@ def test_prepare_square_center_crops_at_the_resolution() -> None:
     # crop box (left, top, right, bottom) 8 x 6: its centered 6 x 6 square
     np.testing.assert_array_equal(prepare_square(image, 6, (1, 2, 9, 8)), image[2:8, 2:8])
     np.testing.assert_array_equal(prepare_square(image, 3, (5, 4, 8, 9)), image[5:8, 5:8])
+    np.testing.assert_array_equal(prepare_square(image, 6, (0, 0, 6, 10)), image[2:8, 0:6])  # a box at the edge
     # clipped to the image; an empty or inverted box means the whole image
     for box in ((-3, -2, 20, 30), (20, 20, 30, 30), (9, 8, 1, 2), (3, 3, 3, 9), (3, 3, 9, 3)):
         np.testing.assert_array_equal(prepare_square(image, 10, box), image[0:10, 2:12])
