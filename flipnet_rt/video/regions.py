@@ -7,8 +7,10 @@ predicted box only (``margin`` box sides on each side), scaled so the face is at
 ``face_px`` pixels. The faces come from the real detector on every frame, with fresh landmarks, for
 a few percent of the cost; new faces are left to the next full-frame detection.
 
-Per window the face that overlaps the prediction most is kept (a neighbour's face cut by the window's
-edge is not), and faces found twice by overlapping windows are kept once.
+Per predicted box the face that overlaps it most is kept (a neighbour's face cut by a window's edge
+is not), and a face found near two boxes is kept once. The caller knows which track each box
+came from, so the face continues that track even when it moved too far for the tracker's own
+matching (fast motion right after a face was first found, before its velocity is known).
 """
 
 from __future__ import annotations
@@ -39,40 +41,51 @@ def window(box: np.ndarray, shape: tuple[int, ...], margin: float = MARGIN) -> t
     return x0, y0, x1, y1
 
 
-def detect_near(detector: FaceDetector, image: np.ndarray, boxes: Sequence[np.ndarray], *,
-                margin: float = MARGIN, face_px: float = FACE_PX, min_iou: float = MIN_IOU) -> list[Face]:
-    """Faces found by ``detector`` near each of ``boxes`` (predicted ``x0, y0, x1, y1``), in
-    ``image``'s coordinates; at most one per box, duplicates removed, score descending. A detector
-    with a ``detect_near(image, boxes)`` method of its own (MTCNN: its last two stages on candidates
-    around the boxes) is asked directly; any other runs on a window around each box."""
+def find_near(detector: FaceDetector, image: np.ndarray, boxes: Sequence[np.ndarray], *,
+              margin: float = MARGIN, face_px: float = FACE_PX, min_iou: float = MIN_IOU) -> list[Face | None]:
+    """For each of ``boxes`` (predicted ``x0, y0, x1, y1``) the face found near it that overlaps it
+    most, in ``image``'s coordinates, or None; a face near two boxes goes to the one it overlaps
+    more. A detector with a ``detect_near(image, boxes)`` method of its own (MTCNN: its last two
+    stages on candidates around the boxes) is asked directly; any other runs on a window around
+    each box."""
+    boxes = [np.asarray(box, np.float32) for box in boxes]
+    if hasattr(detector, "detect_near"):
+        faces = detector.detect_near(image, boxes) if boxes else []
+        found = [best_match(faces, box, min_iou) for box in boxes]
+    else:
+        found = [best_match(_in_window(detector, image, box, margin, face_px), box, min_iou) for box in boxes]
+    overlap = [float(iou(f.box[None], b[None])[0, 0]) if f is not None else 0.0 for f, b in zip(found, boxes)]
+    for i in range(len(found)):
+        for j in range(i + 1, len(found)):
+            a, b = found[i], found[j]
+            if a is not None and b is not None and iou(a.box[None], b.box[None])[0, 0] > 0.5:
+                found[j if overlap[j] < overlap[i] else i] = None
+    return found
+
+
+def detect_near(detector: FaceDetector, image: np.ndarray, boxes: Sequence[np.ndarray], **options) -> list[Face]:
+    """The faces :func:`find_near` finds, score descending."""
+    return sort_faces([f for f in find_near(detector, image, boxes, **options) if f is not None])
+
+
+def _in_window(detector: FaceDetector, image: np.ndarray, box: np.ndarray, margin: float, face_px: float) -> list[Face]:
+    """``detector.detect`` on the window around ``box``, scaled so its face is at most ``face_px``."""
     import cv2
 
-    found: list[Face] = []
-    if hasattr(detector, "detect_near"):
-        faces = detector.detect_near(image, boxes)
-        for box in boxes:
-            match = best_match(faces, box, min_iou)
-            if match is not None:
-                found.append(match)
-        return _unique(sort_faces(found))
-    for box in boxes:
-        region = window(np.asarray(box, np.float32), image.shape, margin)
-        if region is None:
-            continue
-        x0, y0, x1, y1 = region
-        crop = image[y0:y1, x0:x1]
-        side = float(max(box[2] - box[0], box[3] - box[1]))
-        scale = min(1.0, face_px / max(side, 1.0))
-        if scale < 1.0:
-            size = (max(round((x1 - x0) * scale), 12), max(round((y1 - y0) * scale), 12))
-            crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
-            sx, sy = (x1 - x0) / size[0], (y1 - y0) / size[1]
-        else:
-            crop, sx, sy = np.ascontiguousarray(crop), 1.0, 1.0
-        match = best_match([_moved(f, sx, sy, x0, y0) for f in detector.detect(crop)], box, min_iou)
-        if match is not None:
-            found.append(match)
-    return _unique(sort_faces(found))
+    region = window(box, image.shape, margin)
+    if region is None:
+        return []
+    x0, y0, x1, y1 = region
+    crop = image[y0:y1, x0:x1]
+    side = float(max(box[2] - box[0], box[3] - box[1]))
+    scale = min(1.0, face_px / max(side, 1.0))
+    if scale < 1.0:
+        size = (max(round((x1 - x0) * scale), 12), max(round((y1 - y0) * scale), 12))
+        crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+        sx, sy = (x1 - x0) / size[0], (y1 - y0) / size[1]
+    else:
+        crop, sx, sy = np.ascontiguousarray(crop), 1.0, 1.0
+    return [_moved(f, sx, sy, x0, y0) for f in detector.detect(crop)]
 
 
 def refine(detector: FaceDetector, image: np.ndarray, faces: Sequence[Face]) -> list[Face]:
@@ -99,10 +112,3 @@ def _moved(face: Face, sx: float, sy: float, x0: int, y0: int) -> Face:
     return Face(box=box.reshape(4), score=face.score, landmarks=face.landmarks * scale + offset)
 
 
-def _unique(faces: list[Face], threshold: float = 0.5) -> list[Face]:
-    """Greedy suppression in score order: a face overlapping a kept one by more than ``threshold`` goes."""
-    kept: list[Face] = []
-    for face in faces:
-        if not kept or iou(face.box[None], np.stack([k.box for k in kept])).max() <= threshold:
-            kept.append(face)
-    return kept

@@ -42,7 +42,7 @@ import numpy as np
 from ..options import image_seed
 from ..profiling import StageTimer
 from .frames import Frame
-from .regions import best_match, detect_near, refine
+from .regions import find_near, refine
 from .smoothing import TrackSmoother
 from .tracker import FaceTracker, track_seed
 
@@ -247,20 +247,23 @@ class VideoRestorer:
         self._track(held, found, full=True)
 
     def _detect_near(self, held: _Held) -> None:
+        """Each recently seen track's face, looked for near its predicted box; a face found there
+        continues that track."""
         predicted = self.tracker.predicted(held.frame.index, within=self.options.gap + 1)
-        found = []
+        pairs = []
         if predicted:
             with self._stage("detect"):
-                found = detect_near(self.detector, held.frame.image, [box for _, box in predicted])
-        self._track(held, found)
+                found = find_near(self.detector, held.frame.image, [box for _, box in predicted])
+            pairs = [(tid, face) for (tid, _), face in zip(predicted, found) if face is not None]
+        self._track(held, [face for _, face in pairs], known=[tid for tid, _ in pairs])
 
-    def _track(self, held: _Held, found: list, full: bool = False) -> None:
+    def _track(self, held: _Held, found: list, full: bool = False, known: list | None = None) -> None:
         first_new = self.tracker.next_id
         if full and found and self.options.tracking is Tracking.REGION:
             with self._stage("detect"):
                 found = refine(self.detector, held.frame.image, found)
         with self._stage("track"):
-            ids = self.tracker.update(held.frame.index, found)
+            ids = self.tracker.update(held.frame.index, found, known)
             for tid, face in zip(ids, found):
                 self.smoother.observe(tid, held.frame.index, face)
             self.tracks_seen = self.tracker.next_id
@@ -277,7 +280,7 @@ class VideoRestorer:
         box = face.box
         for held in reversed(earlier):
             with self._stage("detect"):
-                match = best_match(detect_near(self.detector, held.frame.image, [box]), box)
+                match, = find_near(self.detector, held.frame.image, [box])
             if match is None:
                 return
             self.smoother.observe(track_id, held.frame.index, match)

@@ -70,12 +70,19 @@ class FaceTracker:
         self.tracks: list[_Track] = []
         self.next_id = 0
 
-    def update(self, frame: int, faces: list[Face]) -> list[int]:
-        """Match ``faces`` detected in frame ``frame`` (increasing) -> one track id per face."""
+    def update(self, frame: int, faces: list[Face], known: list[int | None] | None = None) -> list[int]:
+        """Match ``faces`` detected in frame ``frame`` (increasing) -> one track id per face.
+        ``known``: per face, the live track it was found for (a search near that track's predicted
+        box), which it continues without matching; None: matched as usual."""
         self.tracks = [t for t in self.tracks if frame - t.frame <= self.max_age]
         ids = [-1] * len(faces)
-        if faces and self.tracks:
-            predicted = [t.predict(frame) for t in self.tracks]
+        live = {t.id: t for t in self.tracks}
+        for i, tid in enumerate(known or []):
+            if tid is not None and tid in live:
+                ids[i] = self._continue(live.pop(tid), frame, faces[i])
+        open_tracks = list(live.values())
+        if faces and open_tracks:
+            predicted = [t.predict(frame) for t in open_tracks]
             boxes = np.stack([p[0] for p in predicted])
             overlap = iou(np.stack([f.box for f in faces]), boxes)  # [faces, tracks]
             score = np.where(overlap >= self.iou_threshold, overlap, -1.0)
@@ -84,11 +91,12 @@ class FaceTracker:
                 for j, (_, marks) in enumerate(predicted):
                     if score[i, j] < 0:
                         d = float(np.linalg.norm(face.landmarks - marks, axis=1).mean()) / eye
-                        if d <= self.landmark_threshold * max(frame - self.tracks[j].frame, 1):
+                        if d <= self.landmark_threshold * max(frame - open_tracks[j].frame, 1):
                             score[i, j] = 0.0  # below every IoU match, above no match
+            score[[i for i in range(len(faces)) if ids[i] >= 0]] = -1.0  # continued by ``known``
             while score.size and score.max() >= 0:
                 i, j = np.unravel_index(int(np.argmax(score)), score.shape)
-                ids[i] = self._continue(self.tracks[j], frame, faces[i])
+                ids[i] = self._continue(open_tracks[j], frame, faces[i])
                 score[i, :] = -1.0
                 score[:, j] = -1.0
         for i, face in enumerate(faces):

@@ -137,3 +137,13 @@ def test_predicted_boxes_of_recently_seen_tracks():
     np.testing.assert_allclose(got[0], face_at(8, 0).box)  # moving 4 px/frame
     assert sorted(dict(tracker.predicted(2, within=2))) == [0, 1]
     assert [tid for tid, _ in tracker.predicted(1, within=5)] == [1]  # not a track seen in that frame itself
+
+
+def test_a_face_found_near_a_track_continues_it_whatever_the_distance():
+    tracker = FaceTracker(max_age=5)
+    assert tracker.update(0, [face_at(0, 0)]) == [0]
+    far = face_at(100, 0)  # no overlap, 100 px: the tracker alone would start a new track
+    assert tracker.update(1, [far], known=[0]) == [0]
+    np.testing.assert_allclose(tracker.tracks[0].velocity, [100, 0])
+    # an unknown or ended track id: matched as usual (here: overlaps track 0's prediction at 200)
+    assert tracker.update(2, [face_at(200, 0), face_at(400, 300)], known=[None, 7]) == [0, 1]
