@@ -54,6 +54,11 @@ def test_psnr_of_uint8_images():
     assert psnr(a, b) == pytest.approx(10 * math.log10(12), rel=1e-12)
     c = np.full((1, 1, 3), 250, np.uint8)  # uint8 arithmetic would wrap 0 - 250 to 6
     assert psnr(np.zeros_like(c), c) == pytest.approx(20 * math.log10(255 / 250), rel=1e-12)
+    d = np.full((2, 2, 3), 100, np.uint8)  # a difference, not a sum: 100 vs 101 and 102
+    e = d.copy()
+    e[0] += 2
+    assert psnr(d, e) == pytest.approx(10 * math.log10(255**2 / 2), rel=1e-12)
+    assert psnr(d, d + 1) == pytest.approx(20 * math.log10(255), rel=1e-12)  # mse 1 is finite
 
 
 def test_inputs_are_seeded_draws_by_name():
