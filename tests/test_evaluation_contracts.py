@@ -69,6 +69,9 @@ def test_evaluate_batches_seeds_and_scores(tmp_path):
                            "options": {k: getattr(v, "value", v)
                                        for k, v in dataclasses.asdict(SamplingOptions(seed=7, steps=3)).items()}}
     assert report.meta["options"]["sampler"] == "dpmpp-2m" and report.errors == []
+    # plain values, as the --json file holds them (no enums, whose str() is "SamplerKind.DPMPP_2M")
+    assert {type(v) for v in report.meta["options"].values()} <= {str, int, float}
+    assert str(report.meta["options"]["spacing"]) == "leading"
     # the written images: LQ, restored, and LQ | restored | HQ side by side, named NAME.png
     lq2 = np.asarray(Image.open(tmp_path / "lq" / "dir" / "face2.png"))
     np.testing.assert_array_equal(lq2, lqs[2])
@@ -114,3 +117,64 @@ def test_report_dict_means_and_formatting():
     assert [evaluation.format_value(v, k) for v, k in ((21.456, "psnr"), (0.123456, "ssim"), (None, "psnr"),
                                                         (float("nan"), "ssim"), (0.5, "identity"))] == [
         "21.46", "0.1235", "n/a", "n/a", "0.5000"]
+
+
+def test_lq_is_the_scaled_training_degradation_on_its_own_stream():
+    """The module doc: the training degradation, ranges scaled to the resolution, drawn from the
+    image's seed on stream DEGRADATION_STREAM (1; 0 draws the sampling noise)."""
+    from flipnet_rt.degradations import DegradationConfig, RandomDegradation
+
+    assert evaluation.DEGRADATION_STREAM == 1
+    hq = face_like(48, 3)
+    expected, _ = RandomDegradation(DegradationConfig().scaled_to(48))(hq, image_seed(5, 2, 1))
+    np.testing.assert_array_equal(evaluation.synthesise_lq(hq, 5, 2), expected)
+
+
+def test_progress_bar_only_when_asked(capsys):
+    evaluation.evaluate(StandIn(), _faces(n=3), batch_size=2)
+    assert capsys.readouterr().err == ""
+    evaluation.evaluate(StandIn(), _faces(n=3), batch_size=2, progress=True)
+    err = capsys.readouterr().err
+    assert "eval: 100%" in err and "2/2" in err and "batch/s" in err
+
+
+def test_improvement_is_unknown_when_either_mean_is_missing():
+    half = evaluation.EvalReport(images=[evaluation.ImageScores("a", 20.0, 22.0, 0.5, 0.4, None, 0.3)])
+    assert half.improved()["identity"] is None
+    half = evaluation.EvalReport(images=[evaluation.ImageScores("a", 20.0, 22.0, 0.5, 0.4, 0.3, None)])
+    assert half.improved()["identity"] is None
+
+
+def test_identity_model_availability_and_weights(monkeypatch, tmp_path):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    for missing, available in ((set(), True), ({"dlib"}, False), ({"face_recognition_models"}, False)):
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in missing else object())
+        assert evaluation.IdentityModel.available() is available
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(ImportError) as info:
+        evaluation._dlib_model_path()
+    assert info.value.name == "face_recognition_models" and str(info.value) == "face_recognition_models"
+    folder = tmp_path / "frm"
+    (folder / "models").mkdir(parents=True)
+    spec = SimpleNamespace(submodule_search_locations=[str(folder)])
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: spec)
+    with pytest.raises(FileNotFoundError) as info:
+        evaluation._dlib_model_path()
+    weights = folder / "models" / "dlib_face_recognition_resnet_model_v1.dat"
+    assert str(info.value) == f"{weights}: missing from face-recognition-models; reinstall it"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: SimpleNamespace(submodule_search_locations=[]))
+    with pytest.raises(ImportError):
+        evaluation._dlib_model_path()
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    if not evaluation.IdentityModel.available():
+        pytest.skip("dlib-bin / face-recognition-models not installed")
+    import shutil
+
+    copy = tmp_path / "weights.dat"
+    shutil.copy(evaluation._dlib_model_path(), copy)
+    model = evaluation.IdentityModel(copy)
+    assert model.weights == copy
+    descriptor = model.descriptor(face_like(64, 0))
+    assert descriptor.dtype == np.float64 and descriptor.shape == (128,)
