@@ -1,0 +1,197 @@
+"""export.verify.verify's bookkeeping with stand-ins for the engine, PyTorch and the backends: which
+networks are compared on which inputs, the K/V hand-over, thresholds by precision, skipped backends
+and the end-to-end PSNR (issue 19). The real comparison (an exported random:tiny on ONNX Runtime)
+is tests/export/test_verify.py's slow tests."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+import export.verify as verify_module  # noqa: E402
+from flipnet_rt.backends.base import BackendUnavailable  # noqa: E402
+from flipnet_rt.engine.spec import KVSpec, Profile, network_specs  # noqa: E402
+from flipnet_rt.presets import tiny  # noqa: E402
+
+CONFIG = tiny()
+PROFILE = Profile(B=(1, 2, 2), h=(2, 4, 4), w=(2, 4, 4))
+SPECS = network_specs(CONFIG, [KVSpec(0, 3)])
+
+
+def _outputs(name, feeds):
+    """A deterministic stand-in network: every output filled with the sum of every input."""
+    total = float(sum(np.sum(v, dtype=np.float64) for v in feeds.values()))
+    env = PROFILE.env(0)
+    return {t.name: np.full(t.concrete(env), total, np.float32) for t in SPECS[name].outputs}
+
+
+class Reference:
+    def __init__(self, log):
+        self.log = log
+
+    def run(self, name, feeds):
+        self.log.append((name, {k: v.copy() for k, v in feeds.items()}))
+        return _outputs(name, feeds)
+
+    def from_numpy(self, array, dtype=None):
+        assert dtype in (None, "float32")
+        return array
+
+    def to_numpy(self, array):
+        return array
+
+
+class TorchRestorer:
+    """Restorer.load(model, backend="torch", device="cpu") and Restorer(backend, config, prompts)."""
+
+    calls = []
+
+    def __init__(self, backend, config=None, prompts=None):
+        self.backend = backend
+        self.closed = False
+
+    @classmethod
+    def load(cls, model, *, backend, device):
+        TorchRestorer.calls.append(("load", model.spec, backend, device))
+        restorer = cls(Reference(TorchRestorer.reference_log))
+        TorchRestorer.torch = restorer
+        return restorer
+
+    def options(self, **kwargs):
+        return kwargs
+
+    def restore(self, images, options):
+        TorchRestorer.calls.append(("restore", type(self.backend).__name__, options, len(images)))
+        shift = getattr(self.backend, "shift", 0)
+        return [np.clip(img.astype(np.int16) + shift, 0, 255).astype(np.uint8) for img in images]
+
+    def close(self):
+        self.closed = True
+
+
+class EngineBackend:
+    """An engine backend whose outputs are the reference times (1 + error); ``shift`` grey levels
+    end to end."""
+
+    def __init__(self, error, shift):
+        self.error, self.shift, self.closes, self.runs = error, shift, 0, []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.exited = True
+
+    def run(self, name, feeds):
+        self.runs.append(name)
+        return {k: v * np.float32(1 + self.error) for k, v in _outputs(name, feeds).items()}
+
+    def from_numpy(self, array, dtype=None):
+        return array
+
+    def to_numpy(self, array):
+        return array
+
+    def close(self):
+        self.closes += 1
+
+
+def _setup(monkeypatch, *, precision="fp32", networks=tuple(SPECS), backends=()):
+    entries = {n: SimpleNamespace(spec=SPECS[n], profile=PROFILE) for n in networks}
+    checked = []
+    manifest = SimpleNamespace(precision=precision, networks=entries,
+                               check_model=lambda config, directory: checked.append((config, directory)))
+    engine = SimpleNamespace(manifest=manifest, config=CONFIG, prompts={"p": 1})
+    monkeypatch.setattr(verify_module, "open_engine", lambda d: engine if d == "E" else None)
+
+    class Model:
+        def __init__(self, spec):
+            self.spec = spec
+
+        def load(self):
+            return SimpleNamespace(config=CONFIG)
+
+    monkeypatch.setattr(verify_module, "ModelArtifacts", Model)
+    TorchRestorer.calls, TorchRestorer.reference_log = [], []
+    monkeypatch.setattr(verify_module, "Restorer", TorchRestorer)
+    types, opened = [], {}
+    for name, applies, outcome in backends:
+        types.append(SimpleNamespace(name=name, kind=name, device="cpu", applies=lambda e, a=applies: a))
+        opened[name] = outcome
+    monkeypatch.setattr(verify_module, "REGISTRY", types)
+
+    def select_backend(kind, *, model, device, low_memory):
+        assert model is engine and device == "cpu" and low_memory is True
+        outcome = opened[kind]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return SimpleNamespace(backend=outcome)
+
+    monkeypatch.setattr(verify_module, "select_backend", select_backend)
+    return engine, checked
+
+
+IMAGES = [np.full((8, 8, 3), 100, np.uint8), np.full((8, 8, 3), 50, np.uint8)]
+
+
+def test_every_network_is_compared_on_the_reference_inputs(monkeypatch):
+    good, bad = EngineBackend(0.0, 0), EngineBackend(2e-4, 3)
+    engine, checked = _setup(monkeypatch, backends=[("onnxruntime-cpu", True, good), ("tensorrt", True, bad),
+                                                    ("never", False, None)])
+    report = verify_module.verify("E", "random:tiny", images=IMAGES, steps=3, seed=5)
+    assert checked == [(CONFIG, "E")]
+    log = TorchRestorer.reference_log
+    names = [name for name, _ in log]
+    assert names[0] == "unet_cond" and sorted(names) == sorted(SPECS)  # unet_cond first
+    for name, feeds in log:  # the seeded inputs at the profile's min shape
+        expected = verify_module._inputs(SPECS[name], PROFILE.env(0), 5)
+        if name == "unet_input":  # but the K/V computed by unet_cond
+            kv = _outputs("unet_cond", dict(log)["unet_cond"])
+            expected.update(kv)
+        assert feeds.keys() == expected.keys()
+        for k in feeds:
+            np.testing.assert_array_equal(feeds[k], expected[k])
+    # the torch restorer made the expected images and was closed before the backends ran
+    assert TorchRestorer.calls[0] == ("load", "random:tiny", "torch", "cpu")
+    assert ("restore", "Reference", {"steps": 3, "seed": 5}, 2) in TorchRestorer.calls
+    assert TorchRestorer.torch.closed
+    # one check per backend and network, in that order, each network's session closed after it
+    order = [n for n in names]
+    assert [(c.backend, c.network) for c in report.checks] == (
+        [("onnxruntime-cpu", n) for n in order] + [("tensorrt", n) for n in order])
+    assert good.runs == order and good.closes == len(order) and bad.closes == len(order)
+    for c in report.checks:
+        assert c.limit == 1e-4
+        if c.backend == "onnxruntime-cpu":
+            assert (c.max_abs, c.rel_l2, c.passed) == (0.0, 0.0, True)
+        else:
+            ref = _outputs(c.network, dict(log)[c.network])
+            worst = max(verify_module._compare(v * np.float32(1 + 2e-4), v) for v in ref.values())
+            assert (c.max_abs, c.rel_l2) == worst and c.passed is False
+    # end to end: the worst image's PSNR per backend (inf: identical; 3 grey levels everywhere)
+    assert report.psnr_db == {"onnxruntime-cpu": float("inf"), "tensorrt": pytest.approx(20 * np.log10(255 / 3))}
+    assert report.psnr_limit == 40.0 and report.skipped == [] and not report.passed
+
+
+def test_fp16_limits_subsets_and_skips(monkeypatch):
+    backend = EngineBackend(1e-2, 0)
+    _setup(monkeypatch, precision="fp16", networks=("unet_input", "vae_decoder", "unet_cond"),
+           backends=[("onnxruntime-cuda", True, BackendUnavailable("no GPU here")),
+                     ("onnxruntime-cpu", True, backend)])
+    report = verify_module.verify("E", "m", images=IMAGES, networks=["vae_decoder", "unet_input"])
+    assert [name for name, _ in TorchRestorer.reference_log] == ["unet_input", "vae_decoder"]  # manifest order
+    assert all(c.limit == 2e-2 and c.passed for c in report.checks)
+    assert report.psnr_limit == 25.0 and report.psnr_db == {}
+    assert report.skipped == ["onnxruntime-cuda: no GPU here",
+                              "onnxruntime-cpu end-to-end PSNR: the engine directory lacks some networks"]
+    assert not any(call[0] == "restore" for call in TorchRestorer.calls)  # no end-to-end without the networks
+    # the default seed 0 and the four steps, when every network is there
+    _setup(monkeypatch, backends=[("onnxruntime-cpu", True, EngineBackend(0.0, 0))])
+    verify_module.verify("E", "m", images=IMAGES)
+    assert ("restore", "Reference", {"steps": 4, "seed": 0}, 2) in TorchRestorer.calls
+    first = TorchRestorer.reference_log[0]
+    np.testing.assert_array_equal(first[1]["sample"], verify_module._inputs(SPECS["unet_cond"], PROFILE.env(0), 0)["sample"])
