@@ -71,7 +71,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "verify": (
         ["export/verify.py"],
-        ["tests/export/test_verify.py", "tests/export/test_verify_helpers.py", "tests/export/test_verify_flow.py"],
+        ["tests/export/test_verify.py", "tests/export/test_verify_helpers.py",
+         "tests/export/test_verify_flow.py"],
     ),
     "cli": (
         ["flipnet_rt/cli/jobs.py", "flipnet_rt/cli/main.py"],
