@@ -26,19 +26,19 @@ def _outputs(name, feeds):
     """A deterministic stand-in network: every output filled with the sum of every input."""
     total = float(sum(np.sum(v, dtype=np.float64) for v in feeds.values()))
     env = PROFILE.env(0)
-    return {t.name: np.full(t.concrete(env), total, np.float32) for t in SPECS[name].outputs}
+    return {t.name: np.full(t.concrete(env), total * (j + 1), np.float32) for j, t in enumerate(SPECS[name].outputs)}
 
 
 class Reference:
     def __init__(self, log):
-        self.log = log
+        self.log, self.dtypes = log, []
 
     def run(self, name, feeds):
         self.log.append((name, {k: v.copy() for k, v in feeds.items()}))
         return _outputs(name, feeds)
 
     def from_numpy(self, array, dtype=None):
-        assert dtype in (None, "float32")
+        self.dtypes.append(dtype)
         return array
 
     def to_numpy(self, array):
@@ -53,6 +53,7 @@ class TorchRestorer:
     def __init__(self, backend, config=None, prompts=None):
         self.backend = backend
         self.closed = False
+        TorchRestorer.calls.append(("init", backend, config, prompts))
 
     @classmethod
     def load(cls, model, *, backend, device):
@@ -78,7 +79,7 @@ class EngineBackend:
     end to end."""
 
     def __init__(self, error, shift):
-        self.error, self.shift, self.closes, self.runs = error, shift, 0, []
+        self.error, self.shift, self.closes, self.runs, self.dtypes = error, shift, 0, [], []
 
     def __enter__(self):
         return self
@@ -87,10 +88,14 @@ class EngineBackend:
         self.exited = True
 
     def run(self, name, feeds):
+        """Output j is off by error * (2, 1.5, 1.5, ...): the first has the largest relative error,
+        a later one (twice as large) the largest absolute error."""
         self.runs.append(name)
-        return {k: v * np.float32(1 + self.error) for k, v in _outputs(name, feeds).items()}
+        return {k: v * np.float32(1 + self.error * (2 if j == 0 else 1.5))
+                for j, (k, v) in enumerate(_outputs(name, feeds).items())}
 
     def from_numpy(self, array, dtype=None):
+        self.dtypes.append(dtype)
         return array
 
     def to_numpy(self, array):
@@ -120,7 +125,8 @@ def _setup(monkeypatch, *, precision="fp32", networks=tuple(SPECS), backends=())
     monkeypatch.setattr(verify_module, "Restorer", TorchRestorer)
     types, opened = [], {}
     for name, applies, outcome in backends:
-        types.append(SimpleNamespace(name=name, kind=name, device="cpu", applies=lambda e, a=applies: a))
+        types.append(SimpleNamespace(name=name, kind=name, device="cpu",
+                                     applies=lambda e, a=applies: a and e is engine))
         opened[name] = outcome
     monkeypatch.setattr(verify_module, "REGISTRY", types)
 
@@ -170,8 +176,24 @@ def test_every_network_is_compared_on_the_reference_inputs(monkeypatch):
             assert (c.max_abs, c.rel_l2, c.passed) == (0.0, 0.0, True)
         else:
             ref = _outputs(c.network, dict(log)[c.network])
-            worst = max(verify_module._compare(v * np.float32(1 + 2e-4), v) for v in ref.values())
+            errors = [verify_module._compare(v * np.float32(1 + 2e-4 * (2 if j == 0 else 1.5)), v)
+                      for j, v in enumerate(ref.values())]
+            worst = max(errors, key=lambda e: e[1])  # the largest relative error decides
             assert (c.max_abs, c.rel_l2) == worst and c.passed is False
+            if len(errors) > 1:
+                assert worst != max(errors)  # not the largest absolute error
+    # timesteps go in as float32, every other input in the network's own dtype
+    timesteps = [t.name == "timestep" for n in names for t in SPECS[n].inputs]
+    expected_dtypes = ["float32" if is_t else None for is_t in timesteps]
+    assert TorchRestorer.torch.backend.dtypes == expected_dtypes
+    assert good.dtypes == bad.dtypes == expected_dtypes
+    # each backend restores the same images through a Restorer of its own, with the torch options
+    inits = [c for c in TorchRestorer.calls if c[0] == "init"][1:]
+    assert inits == [("init", good, CONFIG, {"p": 1}), ("init", bad, CONFIG, {"p": 1})]
+    restores = [c for c in TorchRestorer.calls if c[0] == "restore"]
+    assert restores == [("restore", "Reference", {"steps": 3, "seed": 5}, 2),
+                        ("restore", "EngineBackend", {"steps": 3, "seed": 5}, 2),
+                        ("restore", "EngineBackend", {"steps": 3, "seed": 5}, 2)]
     # end to end: the worst image's PSNR per backend (inf: identical; 3 grey levels everywhere)
     assert report.psnr_db == {"onnxruntime-cpu": float("inf"), "tensorrt": pytest.approx(20 * np.log10(255 / 3))}
     assert report.psnr_limit == 40.0 and report.skipped == [] and not report.passed
@@ -182,16 +204,30 @@ def test_fp16_limits_subsets_and_skips(monkeypatch):
     _setup(monkeypatch, precision="fp16", networks=("unet_input", "vae_decoder", "unet_cond"),
            backends=[("onnxruntime-cuda", True, BackendUnavailable("no GPU here")),
                      ("onnxruntime-cpu", True, backend)])
+    later = EngineBackend(0.0, 0)
+    _setup(monkeypatch, precision="fp16", networks=("unet_input", "vae_decoder", "unet_cond"),
+           backends=[("onnxruntime-cuda", True, BackendUnavailable("no GPU here")),
+                     ("onnxruntime-cpu", True, backend), ("torch", True, later)])
     report = verify_module.verify("E", "m", images=IMAGES, networks=["vae_decoder", "unet_input"])
+    assert later.runs == ["unet_input", "vae_decoder"]  # the backends after a skip still run
     assert [name for name, _ in TorchRestorer.reference_log] == ["unet_input", "vae_decoder"]  # manifest order
     assert all(c.limit == 2e-2 and c.passed for c in report.checks)
     assert report.psnr_limit == 25.0 and report.psnr_db == {}
     assert report.skipped == ["onnxruntime-cuda: no GPU here",
-                              "onnxruntime-cpu end-to-end PSNR: the engine directory lacks some networks"]
+                              "onnxruntime-cpu end-to-end PSNR: the engine directory lacks some networks",
+                              "torch end-to-end PSNR: the engine directory lacks some networks"]
     assert not any(call[0] == "restore" for call in TorchRestorer.calls)  # no end-to-end without the networks
-    # the default seed 0 and the four steps, when every network is there
-    _setup(monkeypatch, backends=[("onnxruntime-cpu", True, EngineBackend(0.0, 0))])
-    verify_module.verify("E", "m", images=IMAGES)
+    # the default seed 0 and the four steps, when the five networks of a restore are there (no "unet")
+    _setup(monkeypatch, networks=("vae_encoder", "vae_decoder", "face_encoder", "unet_cond", "unet_input"),
+           backends=[("onnxruntime-cpu", True, EngineBackend(0.0, 0))])
+    assert verify_module.verify("E", "m", images=IMAGES).psnr_db == {"onnxruntime-cpu": float("inf")}
     assert ("restore", "Reference", {"steps": 4, "seed": 0}, 2) in TorchRestorer.calls
     first = TorchRestorer.reference_log[0]
     np.testing.assert_array_equal(first[1]["sample"], verify_module._inputs(SPECS["unet_cond"], PROFILE.env(0), 0)["sample"])
+
+
+def test_a_check_exactly_at_its_limit_passes(monkeypatch):
+    _setup(monkeypatch, networks=("vae_decoder",), backends=[("onnxruntime-cpu", True, EngineBackend(0.0, 0))])
+    monkeypatch.setattr(verify_module, "_compare", lambda ours, ref: (0.5, 1e-4))
+    report = verify_module.verify("E", "m", images=IMAGES)
+    assert [(c.rel_l2, c.limit, c.passed) for c in report.checks] == [(1e-4, 1e-4, True)]
