@@ -8,6 +8,7 @@ asynchronous launches are charged to the stage that issued them.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -15,9 +16,15 @@ from typing import Callable, Iterator
 
 
 class StageTimer:
-    def __init__(self, sync: Callable[[], None] | None = None) -> None:
+    """``sync``: the device barrier. ``keep``: record every call (percentiles for ``bench``); False
+    keeps one running total per stage instead, so a timer on a long stream (a video's frames, from
+    several threads) stays the same size."""
+
+    def __init__(self, sync: Callable[[], None] | None = None, keep: bool = True) -> None:
         self.sync = sync or (lambda: None)
+        self.keep = keep
         self.records: dict[str, list[float]] = defaultdict(list)
+        self._lock = threading.Lock()
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -27,7 +34,13 @@ class StageTimer:
             yield
         finally:
             self.sync()
-            self.records[name].append(time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            with self._lock:
+                record = self.records[name]
+                if self.keep or not record:
+                    record.append(elapsed)
+                else:
+                    record[0] += elapsed
 
     def reset(self) -> None:
         self.records.clear()

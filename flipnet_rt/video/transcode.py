@@ -94,7 +94,8 @@ def transcode(
     encoder: how the video is encoded (default: libx264, crf 18, yuv420p, the input's colours).
     start, duration: seconds; only that range is written, its timestamps shifted to begin at 0.
     queue_depth: frames held between stages (memory ~ 2 x depth frames + the processor's window).
-    timer: receives ``decode``/``encode`` busy time (the processor records its own stages).
+    timer: receives ``decode``/``encode`` busy time (the processor records its own stages); for a
+        long video give ``StageTimer(keep=False)`` (totals only, constant size).
     progress: a tqdm bar on stderr (frames/s, ETA); None = only when stderr is a terminal.
     on_frame: called with the count of frames written so far, after each (tests, memory probes).
     prepare: run on every frame, in order, in a thread of its own before the processor (e.g.

@@ -47,7 +47,8 @@ def test_io_memory_is_flat_over_2000_frames(tmp_path):
 @pytest.mark.slow
 def test_restorer_memory_is_flat(demo_faces, tmp_path):
     """800 frames, the face shown for 8 frames every 200 (4 tracks, 32 faces restored; MTCNN
-    runs on every frame). ONNX Runtime grows its arena on the first calls of each batch shape,
+    searches every 10th frame whole and follows the face between; one engine worker, the
+    10,000-frame benchmark runs two). ONNX Runtime grows its arena on the first calls of each batch shape,
     so the measurement starts after two face segments (frame 450), as the 10,000-frame run
     starts at frame 1,000."""
     from flipnet_rt.video.restorer import VideoOptions, VideoRestorer
