@@ -211,7 +211,9 @@ class VideoRestorer:
         self._ready.extend(self.push(image, pts))
 
     def pull(self) -> Iterator[Frame]:
-        """The restored frames available now, oldest first (all of them after :meth:`close`)."""
+        """The restored frames available now, oldest first (all of them after :meth:`close`);
+        with several workers, batches finished since the last call are collected here too."""
+        self._ready.extend(self._finished(wait_all=False))
         while self._ready:
             yield self._ready.popleft()
 

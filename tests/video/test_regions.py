@@ -189,3 +189,29 @@ def test_engine_workers_restore_the_same_frames_in_order(demo_faces):
         with VideoRestorer([workers[0], Broken()], VideoOptions(batch_size=1, lookahead=1)) as video:
             for image in frames:
                 video.feed(image)
+
+
+def test_pull_collects_batches_that_finished_on_the_workers(mtcnn):
+    """feed/pull with two workers: batches that finish after the last feed are pulled without
+    another feed. The workers wait for the test's signal, so nothing depends on timing."""
+    import threading
+
+    go = threading.Event()
+
+    class Waiting:
+        detector = mtcnn
+
+        def restore_faces(self, images, faces, seeds):
+            go.wait(timeout=60)
+            return [(image, []) for image in images]
+
+    video = VideoRestorer([Waiting(), Waiting()], VideoOptions(batch_size=1, lookahead=1))
+    for image in moving_face_frames(3, step=2.0):
+        video.feed(image)  # frames 0 and 1 leave the look-ahead: one batch each, both on the workers
+    assert list(video.pull()) == []  # still running
+    go.set()
+    for _, future in list(video._running):
+        future.result(timeout=60)
+    assert [int(f.image[0, 0, 0]) for f in video.pull()] == [0, 1]
+    video.close()
+    assert [int(f.image[0, 0, 0]) for f in video.pull()] == [2]
