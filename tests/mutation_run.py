@@ -55,7 +55,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "restorer": (
         ["flipnet_rt/restorer.py", "flipnet_rt/core.py"],
-        ["tests/test_restorer.py", "tests/test_restorer_reference.py"],
+        ["tests/test_restorer.py", "tests/test_restorer_reference.py", "tests/test_restorer_contracts.py"],
     ),
     "batchio": (
         ["flipnet_rt/batchio.py"],

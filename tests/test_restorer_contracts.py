@@ -1,0 +1,96 @@
+"""Restorer and DiffusionCore at their edges: exact errors that name the fix, empty batches, seeds,
+variants and closing (issue 19: the restorer group's fast tests)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from flipnet_rt.core import DiffusionCore
+from flipnet_rt.options import Mode, SamplingOptions, image_seed
+from helpers import face_like
+
+
+def _backend(*names):
+    return SimpleNamespace(name="stand-in", specs=dict.fromkeys(names))
+
+
+def _error(call) -> str:
+    with pytest.raises(ValueError) as info:
+        call()
+    return str(info.value)
+
+
+def test_a_backend_without_the_networks_is_refused_naming_them(tiny_config):
+    assert _error(lambda: DiffusionCore(_backend("unet", "vae_encoder"), tiny_config, {})) == (
+        "the stand-in backend has no unet_cond, unet_input, vae_decoder network; export them with "
+        "`flipnet-rt export` (it has unet, vae_encoder)")
+    assert _error(lambda: DiffusionCore(_backend("unet_cond", "unet_input", "vae_encoder", "vae_decoder"),
+                                        tiny_config, {}, cond_cache=False)) == (
+        "the stand-in backend has no unet network (drop --no-cond-cache); export them with `flipnet-rt export` "
+        "(it has unet_cond, unet_input, vae_encoder, vae_decoder)")
+    assert _error(lambda: DiffusionCore(_backend("unet", "vae_decoder"), tiny_config, {}, cond_cache=False)) == (
+        "the stand-in backend has no vae_encoder network; export them with `flipnet-rt export` "
+        "(it has unet, vae_decoder)")
+
+
+def test_core_input_errors(tiny_restorer, tiny_config):
+    core, r = tiny_restorer.core, tiny_config.resolution
+    options = SamplingOptions.from_config(tiny_config, steps=1)
+    bad = np.zeros((1, 3, r // 2, r // 2), np.float32)
+    assert _error(lambda: core.run(bad, Mode.RESTORE, options, [0])) == (
+        f"pixels: expected float [B, 3, {r}, {r}], got float32 (1, 3, {r // 2}, {r // 2})")
+    assert _error(lambda: core.run(np.zeros((3, r, r), np.float32), Mode.RESTORE, options, [0])).startswith(
+        f"pixels: expected float [B, 3, {r}, {r}], got float32 (3, {r}, {r})")
+    good = np.zeros((2, 3, r, r), np.float32)
+    assert _error(lambda: core.run(good, Mode.RESTORE, options, [0])) == "seeds: 1 given for 2 images"
+    assert _error(lambda: core.latents(good, Mode.RESTORE, SamplingOptions(steps=0), [0, 1])) == (
+        "steps: 0; use 1 or more")  # options are validated against the model first
+
+
+def test_restorer_seeds_and_empty_batches(tiny_restorer, tiny_config):
+    options = SamplingOptions.from_config(tiny_config, steps=1, seed=9)
+    assert tiny_restorer.restore([], options) == [] and tiny_restorer.degrade([]) == []
+    faces = [face_like(tiny_config.resolution, i) for i in range(2)]
+    assert _error(lambda: tiny_restorer.restore(faces, options, seeds=[1])) == "seeds: 1 given for 2 images"
+    # the default seeds are image_seed(options.seed, i): giving them explicitly changes nothing
+    default = tiny_restorer.restore(faces, options)
+    explicit = tiny_restorer.restore(faces, options, seeds=[image_seed(9, i) for i in range(2)])
+    for a, b in zip(default, explicit):
+        np.testing.assert_array_equal(a, b)
+    latents = tiny_restorer.generate_latents(faces, options)
+    again = tiny_restorer.generate_latents(faces, options, seeds=[image_seed(9, 0), image_seed(9, 1)])
+    np.testing.assert_array_equal(latents, again)
+    assert latents.dtype == np.float32 and latents.shape[:2] == (2, tiny_config.latent_channels)
+
+
+def test_options_default_to_the_model_and_take_overrides(tiny_restorer, tiny_config):
+    assert tiny_restorer.options() == SamplingOptions.from_config(tiny_config)
+    assert tiny_restorer.options(steps=3, seed=4) == SamplingOptions.from_config(tiny_config, steps=3, seed=4)
+
+
+def test_variants_share_the_backend(tiny_restorer):
+    assert tiny_restorer.cond_cache is True
+    joint = tiny_restorer.variant(cond_cache=False)
+    assert joint.backend is tiny_restorer.backend and joint.config is tiny_restorer.config
+    assert joint.cond_cache is False and joint.core.prompts.keys() == tiny_restorer.core.prompts.keys()
+    assert tiny_restorer.variant().cond_cache is True and joint.variant().cond_cache is False
+    timer = SimpleNamespace(stage=lambda name: None)
+    assert tiny_restorer.variant(timer=timer).core.timer is timer
+
+
+def test_closing_closes_the_backend(tiny_config):
+    closed = []
+    backend = SimpleNamespace(name="stand-in", specs=dict.fromkeys(("unet_cond", "unet_input", "vae_encoder",
+                                                                     "vae_decoder")),
+                              from_numpy=lambda a, dtype=None: a, close=lambda: closed.append(1))
+    from flipnet_rt.restorer import Restorer
+
+    with Restorer(backend, tiny_config, {"restore": np.zeros((2, 3))}) as restorer:
+        assert restorer.core.prompts["restore"].dtype == np.float32
+    assert closed == [1]
+    with DiffusionCore(backend, tiny_config, {}) as core:
+        assert core.cond_cache is True
+    assert closed == [1, 1]
