@@ -163,3 +163,26 @@ def test_prompts_round_trip_as_float32(tmp_path: Path):
     (tmp_path / "prompts.npz").write_bytes(b"not a zip")
     assert _message(load_prompts, tmp_path).startswith(f"{tmp_path / 'prompts.npz'}: unreadable (")
     assert _message(load_prompts, tmp_path).endswith("); re-export the engine directory")
+
+
+def test_models_load_once_through_load_model(monkeypatch, tmp_path: Path):
+    import flipnet_rt.models as models
+    from flipnet_rt.engine.artifacts import ModelArtifacts
+
+    calls = []
+    monkeypatch.setattr(models, "load_model", lambda source: calls.append(source) or f"model of {source}")
+    artifacts = ModelArtifacts(tmp_path / "m")
+    assert artifacts.load() == f"model of {tmp_path / 'm'}" and artifacts.load() == f"model of {tmp_path / 'm'}"
+    assert calls == [str(tmp_path / "m")]
+
+
+def test_a_model_spec_is_never_an_engine_directory(monkeypatch, tmp_path: Path):
+    """``random:CONFIG`` names a model even where a folder of that name holds a manifest."""
+    from flipnet_rt.engine.artifacts import is_engine_dir
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("random:tiny", "engine"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text("{}")
+    assert not is_engine_dir("random:tiny") and is_engine_dir("engine") and is_engine_dir(tmp_path / "engine")
+    assert not is_engine_dir(tmp_path)

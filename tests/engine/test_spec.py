@@ -140,3 +140,8 @@ def test_every_network_spec_matches_the_pytorch_network(tiny_model):
     assert specs["unet"].input("timestep").dtype == "float32" and specs["unet"].input("phi").dtype == "float16"
     assert specs["unet_input"].input_names == ["sample", "timestep", "context", "phi", *kv_names(2)]
     assert specs["face_encoder"].shapes({"B": 1})["image"] == (1, 3, config.resolution, config.resolution)
+
+
+def test_infer_env_solves_dimensions_with_a_divisor():
+    spec = NetworkSpec("n", (_t("x", "3*h/2", "w"),), ())
+    assert infer_env(spec, {"x": (9, 5)}) == {"h": 6, "w": 5}
