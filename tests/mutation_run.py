@@ -115,11 +115,12 @@ def sync(dest: Path) -> None:
 
 
 def not_killed(dest: Path) -> list[str]:
-    """Names of the mutants of an earlier run that survived or that no test reached."""
+    """Names of the mutants of an earlier run that survived, that no test reached, or that are
+    still unchecked (a stopped run, or verdicts a configuration change reset)."""
     names = []
     for meta in sorted((dest / "mutants").rglob("*.py.meta")):
         codes = json.loads(meta.read_text())["exit_code_by_key"]
-        names += [key for key, code in codes.items() if code in (0, 5, 33)]
+        names += [key for key, code in codes.items() if code in (0, 5, 33, None)]
     return names
 
 
