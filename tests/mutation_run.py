@@ -115,12 +115,12 @@ def sync(dest: Path) -> None:
 
 
 def not_killed(dest: Path) -> list[str]:
-    """Names of the mutants of an earlier run that survived, that no test reached, or that are
-    still unchecked (a stopped run, or verdicts a configuration change reset)."""
+    """Names of the mutants of an earlier run that survived, that no test reached, that timed out
+    (re-judged: a timeout may be a starved run), or that are still unchecked (a stopped run)."""
     names = []
     for meta in sorted((dest / "mutants").rglob("*.py.meta")):
         codes = json.loads(meta.read_text())["exit_code_by_key"]
-        names += [key for key, code in codes.items() if code in (0, 5, 33, None)]
+        names += [key for key, code in codes.items() if code in (0, 5, 33, None, 36, 24, -24, 152, 255)]
     return names
 
 
