@@ -186,3 +186,32 @@ def test_a_model_spec_is_never_an_engine_directory(monkeypatch, tmp_path: Path):
         (tmp_path / name / "manifest.json").write_text("{}")
     assert not is_engine_dir("random:tiny") and is_engine_dir("engine") and is_engine_dir(tmp_path / "engine")
     assert not is_engine_dir(tmp_path)
+
+
+def test_the_manifest_is_written_atomically(monkeypatch, tmp_path: Path):
+    """Written to a hidden ``.manifest.json.*.tmp`` beside it and renamed over it (a rename is atomic
+    only within one folder); when the rename fails the temporary file is removed."""
+    import os
+
+    import flipnet_rt.engine.manifest as manifest_module
+
+    real_replace, moves = os.replace, []
+
+    def replace(src, dst):
+        moves.append((Path(src), Path(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(manifest_module.os, "replace", replace)
+    _manifest().save(tmp_path)
+    (src, dst), = moves
+    assert dst == tmp_path / "manifest.json" and src.parent == tmp_path
+    assert src.name.startswith(".manifest.json.") and src.name.endswith(".tmp")
+
+    def failing(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(manifest_module.os, "replace", failing)
+    with pytest.raises(OSError, match="No space left"):
+        _manifest(opset=18).save(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+    assert Manifest.load(tmp_path).opset == 17  # the previous manifest is intact
