@@ -145,3 +145,10 @@ def test_every_network_spec_matches_the_pytorch_network(tiny_model):
 def test_infer_env_solves_dimensions_with_a_divisor():
     spec = NetworkSpec("n", (_t("x", "3*h/2", "w"),), ())
     assert infer_env(spec, {"x": (9, 5)}) == {"h": 6, "w": 5}
+
+
+def test_network_specs_default_to_float32():
+    from flipnet_rt.presets import tiny
+
+    specs = network_specs(tiny(), [KVSpec(0, 8)])
+    assert {t.dtype for s in specs.values() for t in (*s.inputs, *s.outputs)} == {"float32"}
