@@ -215,3 +215,41 @@ def test_the_manifest_is_written_atomically(monkeypatch, tmp_path: Path):
         _manifest(opset=18).save(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
     assert Manifest.load(tmp_path).opset == 17  # the previous manifest is intact
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_shipped_engine_matches_the_specs_and_names_its_directory(tmp_path: Path):
+    """models/demo-onnx, exported by an earlier commit: its manifest's network specs are what
+    network_specs makes today for its config and K/V layout; a manifest from another config is
+    refused naming the directory."""
+    import json
+    import shutil
+
+    from flipnet_rt.config import FlipnetConfig
+    from flipnet_rt.engine.artifacts import open_engine
+    from flipnet_rt.engine.spec import KVSpec, network_specs
+
+    shipped = REPO / "models" / "demo-onnx"
+    manifest, config = Manifest.load(shipped), FlipnetConfig.load(shipped)
+    levels = {"h*w": 0, "h*w/4": 1, "h*w/16": 2, "h*w/64": 3}  # K/V of h*w / 4**level tokens
+    kv = [KVSpec(level=levels[str(t.shape[1])], channels=int(str(t.shape[2])))
+          for t in manifest.networks["unet_cond"].spec.outputs[::2]]
+    specs = network_specs(config, kv, "float32")
+    for name, entry in manifest.networks.items():
+        assert entry.spec.to_dict() == specs[name].to_dict(), name
+    # the joint UNet (not in this export): the feeds DiffusionCore gives it without the condition cache
+    assert specs["unet"].input_names == ["sample", "timestep", "context", "phi"]
+    assert specs["unet"].output_names == ["noise_pred"]
+    assert [str(d) for d in specs["unet"].input("context").shape] == [
+        "2*B", str(config.context_tokens), str(config.text_width)]
+    copy = tmp_path / "engine"
+    shutil.copytree(shipped, copy)
+    data = json.loads((copy / "manifest.json").read_text())
+    data["model"]["config_sha256"] = "0" * 64
+    (copy / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(EngineError) as info:
+        open_engine(copy)
+    assert str(info.value).startswith(f"{copy}: exported from model config ")
+    assert str(info.value).endswith(f"re-export it with `flipnet-rt export --model <model> -o {copy}`")
