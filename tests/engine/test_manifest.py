@@ -242,6 +242,7 @@ def test_the_shipped_engine_matches_the_specs_and_names_its_directory(tmp_path: 
     # the joint UNet (not in this export): the feeds DiffusionCore gives it without the condition cache
     assert specs["unet"].input_names == ["sample", "timestep", "context", "phi"]
     assert specs["unet"].output_names == ["noise_pred"]
+    assert [str(d) for d in specs["unet"].input("phi").shape] == ["1"]  # np.array([phi]), one value
     assert [str(d) for d in specs["unet"].input("context").shape] == [
         "2*B", str(config.context_tokens), str(config.text_width)]
     copy = tmp_path / "engine"
