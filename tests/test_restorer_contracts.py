@@ -94,3 +94,41 @@ def test_closing_closes_the_backend(tiny_config):
     with DiffusionCore(backend, tiny_config, {}) as core:
         assert core.cond_cache is True
     assert closed == [1, 1]
+
+
+def test_degrade_is_its_own_mode_and_takes_the_seeds_given(tiny_restorer, tiny_config):
+    """Degrading uses the degrade prompt and no identity tokens: not the same as restoring without
+    guidance; and the seeds given are the seeds used."""
+    faces = [face_like(tiny_config.resolution, 3)]
+    options = SamplingOptions.from_config(tiny_config, steps=2, guidance=1.0, color_fix=0)
+    degraded = tiny_restorer.degrade(faces, options)[0]
+    assert not np.array_equal(degraded, tiny_restorer.restore(faces, options)[0])
+    seeded = tiny_restorer.degrade(faces, options, seeds=[12345])[0]
+    assert not np.array_equal(seeded, degraded)
+    np.testing.assert_array_equal(seeded, tiny_restorer.degrade(faces, options, seeds=[12345])[0])
+
+
+def test_load_hands_every_setting_to_the_backend_choice(monkeypatch, tiny_config):
+    import flipnet_rt.backends.select as select
+    from flipnet_rt.restorer import Restorer
+
+    seen = {}
+    backend = SimpleNamespace(name="stand-in", specs=dict.fromkeys(("unet", "unet_cond", "unet_input", "vae_encoder", "vae_decoder")),
+                              from_numpy=lambda a, dtype=None: a)
+
+    def select_backend(kind, **kwargs):
+        seen.update(kind=kind, **kwargs)
+        return SimpleNamespace(backend=backend, config=tiny_config, prompts={"restore": np.zeros((2, 3))})
+
+    monkeypatch.setattr(select, "select_backend", select_backend)
+    timer = SimpleNamespace(stage=lambda name: None)
+    restorer = Restorer.load("random:tiny", backend="onnxruntime", device="cpu", precision="fp16",
+                             cond_cache=False, cuda_graphs=True, compile=True, threads=3, low_memory=True,
+                             engine_dir="E", timer=timer)
+    assert seen == dict(kind="onnxruntime", model="random:tiny", engine_dir="E", device="cpu", precision="fp16",
+                        cuda_graphs=True, compile=True, threads=3, low_memory=True)
+    assert restorer.backend is backend and restorer.config is tiny_config and restorer.cond_cache is False
+    assert restorer.core.timer is timer and set(restorer.core.prompts) == {"restore"}
+    Restorer.load("m")
+    assert seen == dict(kind="auto", model="m", engine_dir=None, device=None, precision="fp32",
+                        cuda_graphs=False, compile=False, threads=None, low_memory=False)
