@@ -4,7 +4,7 @@
 in order, restored, after a bounded delay.
 
 1. detect faces in the whole frame every ``detect_every`` frames (and on the last frame); in the
-   frames between, find each tracked face again in a window around where its track predicts it
+   frames between, find each tracked face again near where its track predicts it
    (:mod:`.regions`, ``tracking="region"``, the default: a few percent of a full detection's cost)
    or interpolate its landmarks (``tracking="interpolate"``); a face first found by a full detection
    is looked for backwards, through the held frames since the previous one, so it does not pop in
@@ -131,8 +131,8 @@ class VideoRestorer:
         faces: a :class:`flipnet_rt.faces.restorer.FaceRestorer` (its options, e.g.
             ``min_face_size`` or ``max_faces``, apply to every frame), or several alike, each on
             its own backend (a backend runs one call at a time): engine workers that restore
-            batches concurrently (on the CPU, two single-threaded workers restore ~1.8x the faces
-            per second of one two-threaded one; on a GPU one worker with larger batches is better).
+            batches concurrently (on the CPU, two single-threaded workers restored 1.6-1.8x the
+            faces per second of one two-threaded one; on a GPU one worker with larger batches is better).
         options: :class:`VideoOptions`.
         detector: a :class:`~flipnet_rt.faces.types.FaceDetector` (default: ``faces.detector``).
         timer: records busy time of ``detect``, ``track`` and ``faces`` (align + restore + paste).
