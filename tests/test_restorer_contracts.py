@@ -3,6 +3,7 @@ variants and closing (issue 19: the restorer group's fast tests)."""
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -129,6 +130,76 @@ def test_load_hands_every_setting_to_the_backend_choice(monkeypatch, tiny_config
                         cuda_graphs=True, compile=True, threads=3, low_memory=True)
     assert restorer.backend is backend and restorer.config is tiny_config and restorer.cond_cache is False
     assert restorer.core.timer is timer and set(restorer.core.prompts) == {"restore"}
-    Restorer.load("m")
+    assert Restorer.load("m").cond_cache is True  # the condition cache is on unless turned off
     assert seen == dict(kind="auto", model="m", engine_dir=None, device=None, precision="fp32",
                         cuda_graphs=False, compile=False, threads=None, low_memory=False)
+
+
+def test_every_stage_is_timed_under_the_names_bench_reads(tiny_restorer, tiny_config):
+    """`flipnet-rt bench` splits a restore by these stage names (bench/runner.py STAGES): each stage
+    is timed under its name, as many times as it runs, and the UNet steps inside "sampling"."""
+    from flipnet_rt.profiling import StageTimer
+
+    timer = StageTimer()
+    timed = tiny_restorer.variant(timer=timer)
+    options = SamplingOptions.from_config(tiny_config, sampler="ddim", steps=3, guidance=2.0, color_fix=2)
+    timed.restore([face_like(tiny_config.resolution, 0)], options)
+    counts = {name: len(values) for name, values in timer.records.items()}
+    # preprocessing and postprocessing twice: the restorer's fit / colour fix, the core's upload / download
+    assert counts == {"preprocessing": 2, "vae_encoder": 1, "face_encoder": 1, "unet_cond": 1, "unet_input": 3,
+                      "sampling": 1, "vae_decoder": 1, "postprocessing": 2}
+    assert sum(timer.records["unet_input"]) <= timer.records["sampling"][0]
+
+    timer.reset()
+    joint = tiny_restorer.variant(cond_cache=False, timer=timer)
+    joint.degrade([face_like(tiny_config.resolution, 0)], options)  # no face encoder, no guidance
+    assert {name: len(values) for name, values in timer.records.items()} == {
+        "preprocessing": 2, "vae_encoder": 1, "unet": 3, "sampling": 1, "vae_decoder": 1, "postprocessing": 2}
+    assert tiny_restorer.core.timer is None  # the variant's timer is its own
+
+
+def test_eta_reaches_the_sampler(tiny_restorer, tiny_config):
+    """DDIM's eta > 0 draws fresh noise every step from each image's generator: a different image
+    from eta 0, the same image for the same seed."""
+    faces = [face_like(tiny_config.resolution, 1)]
+    base = SamplingOptions.from_config(tiny_config, sampler="ddim", steps=3, color_fix=0)
+    deterministic = tiny_restorer.generate_latents(faces, base, seeds=[5])
+    noisy = tiny_restorer.generate_latents(faces, dataclasses.replace(base, eta=1.0), seeds=[5])
+    assert np.abs(noisy - deterministic).max() > 1e-3
+    np.testing.assert_array_equal(noisy, tiny_restorer.generate_latents(faces, dataclasses.replace(base, eta=1.0), seeds=[5]))
+
+
+def test_device_timesteps_are_made_once_and_on_demand():
+    from flipnet_rt.core import device_timesteps
+
+    made = []
+
+    def make(t):
+        made.append(t)
+        return np.full(2, t, np.float32)
+
+    table = device_timesteps([999, 500, 500, 1], make)
+    assert made == [999, 500, 1]  # each listed timestep once, in order
+    np.testing.assert_array_equal(table[500], [500, 500])
+    np.testing.assert_array_equal(table[250], [250, 250])  # not listed: made on first use, then kept
+    assert table[250] is table[250] and made == [999, 500, 1, 250]
+
+
+def test_core_returns_float32_images_that_the_next_run_does_not_overwrite():
+    """ONNX Runtime's backend binds outputs to buffers it reuses for every call of the same shape
+    (OnnxRuntimeBackend.output_buffers): the core must hand back a copy, or a caller holding the first
+    batch's images would see them overwritten by the second's."""
+    from pathlib import Path
+
+    from flipnet_rt.restorer import Restorer
+
+    engine = Path(__file__).resolve().parents[1] / "models" / "demo-onnx"
+    with Restorer.load(str(engine), backend="onnxruntime", device="cpu") as restorer:
+        r, options = restorer.config.resolution, restorer.options(steps=1)
+        first_pixels = np.zeros((1, 3, r, r), np.float32)
+        first = restorer.core.run(first_pixels, Mode.RESTORE, options, [0])
+        kept = first.copy()
+        second = restorer.core.run(np.full_like(first_pixels, 0.5), Mode.RESTORE, options, [0])
+    assert first.dtype == np.float32 and second.dtype == np.float32
+    assert np.abs(second - kept).max() > 1e-3  # the two runs differ, so an alias would show
+    np.testing.assert_array_equal(first, kept)

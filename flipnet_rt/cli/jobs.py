@@ -35,13 +35,17 @@ def load_restorer(args: argparse.Namespace, threads: int | None = None):
         restorer = Restorer.load(args.model, backend=args.backend, device=args.device, cond_cache=args.cond_cache,
                                  cuda_graphs=args.cuda_graphs, compile=args.compile, low_memory=args.low_memory,
                                  threads=threads)
+    except (OSError, ValueError, KeyError) as exc:  # BackendUnavailable and EngineError are ValueErrors
+        raise UsageError(f"--model {args.model}: {exc}") from None
+    try:
         options = restorer.options(
             sampler=args.sampler, steps=args.steps, spacing=args.spacing, guidance=args.guidance,
             phi=args.phi, t_cond=args.t_cond, strength=args.strength, eta=args.eta, seed=args.seed,
             color_fix=args.color_fix,
         )
-    except (OSError, ValueError, KeyError) as exc:  # BackendUnavailable and EngineError are ValueErrors
-        raise UsageError(f"--model {args.model}: {exc}") from None
+    except ValueError as exc:  # the option's own message names it ("steps: 0; use 1 or more")
+        restorer.close()
+        raise UsageError(str(exc)) from None
     return restorer, options
 
 
