@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,19 @@ def _import_mutated_copies() -> None:
 _import_mutated_copies()
 
 
+@functools.cache
+def _random_tiny():
+    from flipnet_rt.models import random_model
+
+    return random_model("tiny")
+
+
+if Path.cwd().name == "mutants":
+    # mutmut imports this file once in its fork server and forks every mutant's test run from it:
+    # build random:tiny (and import torch) there, once, instead of in each of hundreds of runs
+    _random_tiny()
+
+
 @pytest.fixture(scope="session")
 def tiny_config():
     from flipnet_rt.presets import tiny
@@ -42,9 +56,7 @@ def tiny_config():
 @pytest.fixture(scope="session")
 def tiny_model():
     """``random:tiny``: seeded random weights, BoostHub W_O drawn (not zero). Do not mutate."""
-    from flipnet_rt.models import random_model
-
-    return random_model("tiny")
+    return _random_tiny()
 
 
 @pytest.fixture(scope="session")

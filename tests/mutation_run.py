@@ -22,6 +22,8 @@ run is appended to build-mutants/<group>/runs.json for the summary.
 from __future__ import annotations
 
 import argparse
+import ast
+import copy
 import json
 import re
 import shutil
@@ -83,6 +85,36 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
 }
 
 
+TEXT_ARGUMENTS = ("help", "description", "metavar")  # argparse arguments that only change what --help prints
+
+
+def _without_text(function: ast.AST) -> str:
+    """The function's syntax tree without its name and without any help/description/metavar argument
+    (so a mutant that changes or drops one of them compares equal to the original)."""
+    function = copy.deepcopy(function)
+    function.name = "f"
+    for node in ast.walk(function):
+        if isinstance(node, ast.Call):
+            node.keywords = [k for k in node.keywords if k.arg not in TEXT_ARGUMENTS]
+            if isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument_group":
+                node.args = []  # a group's title and description are only printed by --help
+    return ast.dump(function)
+
+
+def help_text_mutants(mutated_file: Path, module: str) -> set[str]:
+    """Names of the mutants of ``mutated_file`` (mutmut's copy, holding every mutant function beside
+    its ``__mutmut_orig``) that differ from the original only in help text."""
+    functions = {node.name: node for node in ast.walk(ast.parse(mutated_file.read_text()))
+                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "__mutmut_" in node.name}
+    found = set()
+    for name, function in functions.items():
+        base, _, index = name.rpartition("__mutmut_")
+        original = functions.get(f"{base}__mutmut_orig")
+        if index.isdigit() and original is not None and _without_text(function) == _without_text(original):
+            found.add(f"{module}.{name}")
+    return found
+
+
 def toml_list(values: list[str]) -> str:
     return "[" + ", ".join(json.dumps(v) for v in values) + "]"
 
@@ -117,12 +149,15 @@ def sync(dest: Path) -> None:
 
 
 def not_killed(dest: Path) -> list[str]:
-    """Names of the mutants of an earlier run that survived, that no test reached, that timed out
-    (re-judged: a timeout may be a starved run), or that are still unchecked (a stopped run)."""
+    """Names of the mutants of an earlier run that survived (but for help text), that no test reached,
+    that timed out (re-judged: a timeout may be a starved run), or that are still unchecked (a stopped run)."""
     names = []
     for meta in sorted((dest / "mutants").rglob("*.py.meta")):
         codes = json.loads(meta.read_text())["exit_code_by_key"]
-        names += [key for key, code in codes.items() if code in (0, 5, 33, None, 36, 24, -24, 152, 255)]
+        module = str(meta.relative_to(dest / "mutants")).removesuffix(".py.meta").replace("/", ".")
+        text = help_text_mutants(meta.with_suffix(""), module)  # what --help prints: no test is meant to pin it
+        names += [key for key, code in codes.items()
+                  if code in (0, 5, 33, None, 36, 24, -24, 152, 255) and not (code == 0 and key in text)]
     return names
 
 

@@ -9,6 +9,11 @@ killed is listed with its diff (``mutmut show``'s) unless tests/mutants_equivale
 (``<mutant name>  # <one-line reason>``): those leave the score. Score = killed / (killed +
 survived + no tests): a mutant that no test of the group's selection reaches counts as not killed.
 Timeouts count as killed (the mutant hung where the original finished), as in mutmut.
+
+A mutant that survives with its only change inside a ``help=``, ``description=`` or ``metavar=``
+argument or an argument group's title (what ``--help`` prints; found by comparing the mutated
+function's syntax tree with the original's once those are dropped) is counted as "help text": left
+out of the score like an equivalent one, and counted rather than listed.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mutation_run import BUILD, GROUPS  # noqa: E402
+from mutation_run import BUILD, GROUPS, help_text_mutants  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EQUIVALENT = ROOT / "tests" / "mutants_equivalent.txt"
@@ -31,7 +36,8 @@ BY_HAND = ROOT / "tests" / "mutants_killed_by_hand.txt"
 NOTES = ROOT / "tests" / "mutants_notes.md"  # hand-written notes on the runs, copied in when present
 KILLED = {1, 3, 36, 24, -24, 152, 255, 37}  # killed, pytest internal error, timeouts, type check
 STATUS = {0: "survived", None: "not checked", 5: "no tests", 33: "no tests", 34: "skipped"}
-COLUMNS = ("killed", "by hand", "survived", "no tests", "equivalent", "not checked", "skipped", "suspicious")
+COLUMNS = ("killed", "by hand", "survived", "no tests", "equivalent", "help text", "not checked", "skipped",
+           "suspicious")
 
 
 def status(code: int | None) -> str:
@@ -88,12 +94,15 @@ def main(argv: list[str] | None = None) -> int:
             codes = json.loads(meta.read_text())["exit_code_by_key"]
             if not codes:
                 continue
+            help_text = help_text_mutants(meta.with_suffix(""), source.removesuffix(".py").replace("/", "."))
             counts = Counter()
             for name, code in sorted(codes.items(), key=lambda kv: (kv[0].rsplit("_", 1)[0],
                                                                     int(kv[0].rsplit("_", 1)[1]))):
                 s = status(code)
                 if s in ("survived", "no tests") and name in by_hand:
                     s = "by hand"
+                elif s == "survived" and name in help_text:
+                    s = "help text"
                 elif s in ("survived", "no tests") and name in equivalent:
                     s = "equivalent"
                     used_equivalents.add(name)
@@ -111,14 +120,17 @@ def main(argv: list[str] | None = None) -> int:
         "fast tests that exercise it, in a copy of the working tree). Score = killed / (killed + survived",
         "+ no tests); \"no tests\" = no test of the group's selection reaches that function, counted as not",
         "killed; \"equivalent\" = listed in tests/mutants_equivalent.txt with the reason it cannot change",
-        "behaviour, left out of the score; \"by hand\" = a mutant mutmut cannot switch on (its function runs",
+        "behaviour, left out of the score (as is \"help text\": a survivor whose only change is inside an argparse",
+        "help=, description= or metavar= argument or a group's title, i.e. what --help prints, found by comparing",
+        "syntax trees without them); \"by hand\" = a mutant mutmut cannot switch on (its function runs",
         "at import, before mutmut activates the mutant) that was applied to the source text instead, where",
         "the named tests fail (tests/mutants_killed_by_hand.txt): counted as killed.",
         "",
         f"- written: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- score over the groups run: **{score(totals)}** ({totals['killed']} killed, {totals['by hand']} killed "
         f"by hand, {totals['survived']} "
-        f"survived, {totals['no tests']} no tests, {totals['equivalent']} equivalent)",
+        f"survived, {totals['no tests']} no tests, {totals['equivalent']} equivalent"
+        + (f", {totals['help text']} help text" if totals["help text"] else "") + ")",
     ]
     if not_run:
         lines.append(f"- groups not run: {', '.join(not_run)}")

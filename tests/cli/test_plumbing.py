@@ -479,3 +479,56 @@ def test_runner_kinds(tiny_restorer):
     image = face_like(tiny_restorer.config.resolution, 4)
     np.testing.assert_array_equal(degrade([image], [8])[0], tiny_restorer.degrade([image], options, [8])[0])
     assert degrade.finish(None, image, 8, image) is image
+
+
+def test_the_progress_bar_counts_images_on_stderr_and_hides_off_a_terminal(pictures, tmp_path, monkeypatch,
+                                                                           tiny_load, capsys):
+    import sys
+
+    import tqdm
+
+    bars = []
+
+    class Bar(tqdm.tqdm):
+        def __init__(self, *args, **kwargs):
+            bars.append(self)
+            self.kwargs, self.counted = kwargs, []
+            super().__init__(*args, **kwargs)
+
+        def update(self, n=1):
+            self.counted.append(n)
+            return super().update(n)
+
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    names = [str(pictures / n) for n in ("a.png", "c.png", "sub/b.png")]
+    assert main(["degrade", *names, "-o", str(tmp_path / "o"), "--model", "tiny", "--steps", "1",
+                 "--batch-size", "2"]) == 0
+    (bar,) = bars
+    assert bar.kwargs == dict(total=3, desc="degrade", unit="img", disable=None, file=sys.stderr)
+    assert bar.counted == [2, 1]  # images per batch
+    err = capsys.readouterr().err
+    assert "img/s" not in err and "\r" not in err  # disable=None: no bar when stderr is not a terminal
+
+
+def test_run_jobs_makes_one_output_per_image_by_default(pictures, tmp_path, tiny_load):
+    args = build_parser().parse_args(["degrade", str(pictures / "a.png"), "-o", str(tmp_path / "o"), "--model",
+                                      "tiny", "--steps", "1"])
+    assert jobs.run_jobs(args) == 0
+    assert files(tmp_path / "o") == ["a.png"]
+
+
+def test_an_inference_failure_is_in_the_report(tmp_path, monkeypatch, tiny_load, capsys):
+    import flipnet_rt.cli.faces as faces_cli
+
+    class Failing:
+        def restore_images(self, images, seeds):
+            raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(faces_cli, "build_face_restorer", lambda args, restorer, options: Failing())
+    Image.fromarray(face_like(32)).save(tmp_path / "x.png")
+    report = tmp_path / "r.json"
+    assert main(["restore", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--model", "tiny",
+                 "--report", str(report)]) == 1
+    (entry,) = json.loads(report.read_text())["images"]
+    assert (entry["image"], entry["error"], entry["faces"]) == (str(tmp_path / "x.png"), "out of memory", [])
+    assert lines(capsys.readouterr().err, "error: ") == [f"error: {tmp_path / 'x.png'}: inference failed (out of memory)"]
