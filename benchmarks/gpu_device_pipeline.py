@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         options = SamplingOptions.from_config(model.config, steps=args.steps)
         jpeg, mats = scene(args.faces, size)
         seeds = list(range(args.faces))
-        code, value = native._border("reflect")
+        code, value = native.border_args("reflect")
         stream = backend.arrays.new_stream()  # the pipeline's own stream, ordered with the backend's by events
 
         def device_frame() -> tuple[np.ndarray, np.ndarray]:

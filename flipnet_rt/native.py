@@ -62,7 +62,8 @@ def uses_native(kernel: str) -> bool:
     return kernel in NATIVE_CPU and module() is not None
 
 
-def _border(border: object) -> tuple[int, tuple[int, int, int]]:
+def border_args(border: object) -> tuple[int, tuple[int, int, int]]:
+    """The kernels' border arguments of a :class:`~flipnet_rt.faces.types.BorderMode`: (cv2 code, fill colour)."""
     from .faces.align import CONSTANT_BORDER
     from .faces.types import BorderMode
 
@@ -70,7 +71,8 @@ def _border(border: object) -> tuple[int, tuple[int, int, int]]:
     return _CV2_BORDER[mode.value], (CONSTANT_BORDER if mode is BorderMode.CONSTANT else (0, 0, 0))
 
 
-def _matrices(affines: Sequence[np.ndarray]) -> np.ndarray:
+def affine_matrices(affines: Sequence[np.ndarray]) -> np.ndarray:
+    """``[N, 2, 3]`` affines as the kernels take them: C-contiguous float64, finite."""
     m = np.ascontiguousarray(np.asarray(affines, np.float64).reshape(-1, 2, 3))
     if not np.all(np.isfinite(m)):
         raise ValueError("affines: contain NaN or infinity; estimate them again from finite landmarks")
@@ -95,7 +97,7 @@ def warp_crop(image: np.ndarray, affines: Sequence[np.ndarray], size: int, borde
     if out_dtype not in (np.float32, np.float16):
         raise ValueError(f"warp_crop: dtype must be float32 or float16, got {out_dtype}")
     _check_image(image, "warp_crop")
-    mats = _matrices(affines)
+    mats = affine_matrices(affines)
     nat = module() if "warp_crop" in NATIVE_CPU else None
     if nat is None or len(mats) == 0:
         from .faces.align import warp_faces as reference
@@ -104,7 +106,7 @@ def warp_crop(image: np.ndarray, affines: Sequence[np.ndarray], size: int, borde
         if len(mats) == 0:
             return np.empty((0, 3, size, size), out_dtype)
         return to_float(np.stack(reference(image, list(mats), size, border))).astype(out_dtype, copy=False)
-    code, value = _border(border)
+    code, value = border_args(border)
     out = np.empty((len(mats), 3, size, size), out_dtype)
     nat.warp_crop(np.ascontiguousarray(image), mats, out, code, value)
     return out
@@ -119,8 +121,8 @@ def warp_faces(image: np.ndarray, affines: Sequence[np.ndarray], size: int | Seq
     if nat is None or image.dtype != np.uint8 or not isinstance(size, (int, np.integer)) or len(affines) == 0:
         return reference(image, affines, size, border)
     _check_image(image, "warp_faces")
-    mats = _matrices(affines)
-    code, value = _border(border)
+    mats = affine_matrices(affines)
+    code, value = border_args(border)
     out = np.empty((len(mats), int(size), int(size), 3), np.uint8)
     nat.warp_u8(np.ascontiguousarray(image), mats, out, code, value)
     return list(out)
@@ -140,7 +142,7 @@ def paste_faces(image: np.ndarray, faces: Sequence[np.ndarray], affines: Sequenc
     if not image.flags.c_contiguous and inplace:
         return reference(image, faces, affines, inplace=inplace)
     out = image if inplace else np.ascontiguousarray(image).copy()
-    mats = _matrices(affines) if len(affines) else np.empty((0, 2, 3))
+    mats = affine_matrices(affines) if len(affines) else np.empty((0, 2, 3))
     start = 0
     while start < len(faces):  # runs of one crop size, in paste order
         size = faces[start].shape[0]

@@ -35,8 +35,9 @@ def face_args(parser: argparse.ArgumentParser) -> None:
                         "(default: the input's finer detail is kept; it also keeps the input's noise)")
 
 
-def build_face_restorer(args: argparse.Namespace, restorer: Any, sampling: Any) -> Any:
-    """The FaceRestorer for these options over ``restorer`` (the detector on the restorer's device).
+def build_face_restorer(args: argparse.Namespace, restorer: Any, sampling: Any, frame_path: str = "host") -> Any:
+    """The FaceRestorer for these options over ``restorer`` (the detector on the restorer's device;
+    ``frame_path``: :class:`~flipnet_rt.faces.types.FramePath`, ``video --frame-path``).
 
     Raises ValueError / FileNotFoundError / ImportError naming the fix (a usage error).
     """
@@ -49,4 +50,4 @@ def build_face_restorer(args: argparse.Namespace, restorer: Any, sampling: Any) 
     options = FaceOptions(max_faces=args.max_faces, min_face_size=args.min_face_size,
                           only_center_face=args.only_center_face, keep_detail=args.keep_detail,
                           max_batch=args.batch_size)  # faces per engine call: bounds memory on crowded pictures
-    return FaceRestorer(restorer, detector, options, sampling=sampling)
+    return FaceRestorer(restorer, detector, options, sampling=sampling, frame_path=frame_path)

@@ -40,6 +40,11 @@ def add_parser(sub: argparse._SubParsersAction, run_args) -> None:
     t.add_argument("--workers", type=int, default=0, metavar="N",
                    help="engine workers restoring batches concurrently, each with its own copy of the model "
                         "(0, the default: two single-threaded ones on ONNX Runtime CPU with 2+ cores, else one)")
+    t.add_argument("--frame-path", choices=("auto", "host", "device"), default="auto",
+                   help="where the warp, colour fix and paste run: device: on the engine's device, each frame "
+                        "uploaded once and downloaded once (GPU backends with the native CUDA kernels; faces "
+                        "larger than the model's resolution still go the host way); host: on the CPU; auto "
+                        "(default): device on a GPU backend where it can run, else host")
     t.add_argument("--detect-thread", action="store_true",
                    help="run the detector in its own thread, overlapping restoration (helps where cores are "
                         "spare or the restorer is on a GPU; on 2 shared CPU cores it measured slower)")
@@ -149,7 +154,7 @@ def _workers(args: argparse.Namespace, restorer, sampling) -> list:
     cpu = restorer.backend.name == "onnxruntime"
     count = args.workers or (2 if cpu and cores >= 2 else 1)
     if count == 1:
-        return [build_face_restorer(args, restorer, sampling)]
+        return [build_face_restorer(args, restorer, sampling, args.frame_path)]
     restorer.close()  # reloaded with the threads of a worker (ONNX Runtime opens sessions on first use)
     threads = max(1, cores // count) if cpu else None
-    return [build_face_restorer(args, *load_restorer(args, threads=threads)) for _ in range(count)]
+    return [build_face_restorer(args, *load_restorer(args, threads=threads), args.frame_path) for _ in range(count)]

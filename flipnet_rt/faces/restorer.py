@@ -15,6 +15,10 @@ seeds)``). Per face:
    restoration resized (:func:`~.detail.upsample_restored`);
 5. pasted (:func:`~.paste.paste_faces`) by ascending box area, then index: the larger face wins
    an overlap. Pixels outside every face's mask are untouched.
+
+With ``frame_path`` device (:mod:`.device`), a call whose faces all have ``S = R`` runs steps 1-5 on
+the engine's device instead: each image uploaded once, warped, restored, colour-fixed and pasted
+there, downloaded once; other calls take the host path above.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from ..options import image_seed
 from .align import estimate_affine, face_extent, rescale_affine, warp_faces
 from .detail import KEEP_DETAIL_RATIO, downsample, keep_detail, upsample_restored
 from .paste import paste_faces
-from .types import BorderMode, Face, FaceDetector, FaceResult
+from .types import BorderMode, Face, FaceDetector, FaceResult, FramePath
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +111,11 @@ def _area(face: Face) -> float:
     return float((face.box[2] - face.box[0]) * (face.box[3] - face.box[1]))
 
 
+def _paste_order(results: Sequence[FaceResult]) -> list[FaceResult]:
+    """The restored faces by ascending box area, then index: the larger face is pasted last and wins."""
+    return sorted((r for r in results if r.restored), key=lambda r: (_area(r.face), r.index))
+
+
 class FaceRestorer:
     """Whole images in, whole images out: every face restored by ``restorer`` and pasted back.
 
@@ -116,15 +125,36 @@ class FaceRestorer:
             first use.
         options: :class:`FaceOptions`.
         sampling: the core's ``SamplingOptions`` (None: ``restorer.options()``).
+        frame_path: :class:`~.types.FramePath`, chosen here once: ``host`` (default); ``device``
+            (needs a :class:`~flipnet_rt.restorer.Restorer` on ONNX Runtime CPU, or on a GPU backend
+            with the native CUDA kernels; its results have no ``aligned``/``output`` crops);
+            ``auto``: device on a GPU backend where it can run, else host.
     """
 
     def __init__(self, restorer: Any, detector: FaceDetector | None = None, options: FaceOptions | None = None,
-                 sampling: Any | None = None) -> None:
+                 sampling: Any | None = None, frame_path: FramePath | str = FramePath.HOST) -> None:
         self.restorer = restorer
         self.resolution = int(restorer.config.resolution)
         self._detector = detector
         self.options = options or FaceOptions()
         self.sampling = sampling if sampling is not None else restorer.options()
+        self.device_frames = self._device_frames(FramePath(frame_path))
+
+    def _device_frames(self, path: FramePath) -> Any:
+        """The :class:`~.device.DeviceFrames` of ``path`` over the restorer's backend, or None (host)."""
+        if path is FramePath.HOST:
+            return None
+        from .device import DeviceFrames, HostKernels, frame_kernels
+
+        core = getattr(self.restorer, "core", None)
+        kernels = frame_kernels(core.backend) if core is not None else None
+        if path is FramePath.AUTO and (kernels is None or isinstance(kernels, HostKernels)):
+            return None
+        if kernels is None:
+            raise ValueError("frame path device: needs a Restorer on ONNX Runtime CPU, or on a GPU backend with "
+                             "flipnet_rt._native built with CUDA kernels (FLIPNET_CUDA=ON pip install .); "
+                             "use --frame-path host")
+        return DeviceFrames(self.restorer, kernels, self.options.border, self.options.max_batch)
 
     @property
     def detector(self) -> FaceDetector:
@@ -171,7 +201,7 @@ class FaceRestorer:
         if not (len(images) == len(faces) == len(seeds)):
             raise ValueError(f"restore_faces: {len(images)} images, {len(faces)} face lists, {len(seeds)} seed lists")
         results: list[list[FaceResult]] = []
-        inputs, input_seeds, owners = [], [], []
+        inputs, input_seeds, owners = [], [], []  # owners: (image index, result) of faces to restore
         for i, (image, fs, ss) in enumerate(zip(images, faces, seeds)):
             _check_image(image, i)
             if len(fs) != len(ss):
@@ -182,21 +212,31 @@ class FaceRestorer:
                 result = FaceResult(face=face, index=j, seed=int(seed), restored=not reason, reason=reason)
                 if not reason:
                     try:
-                        model_input = self._align(image, result)
+                        self._plan(result)
                     except ValueError as exc:  # degenerate landmarks: this face only
                         log.warning("image %d face %d not restored: %s", i, j, exc)
-                        result.restored, result.reason, result.affine, result.aligned = False, str(exc), None, None
+                        result.restored, result.reason, result.affine = False, str(exc), None
                         per_image.append(result)
                         continue
-                    inputs.append(model_input)
-                    input_seeds.append(int(seed))
-                    owners.append(result)
+                    owners.append((i, result))
                 per_image.append(result)
             results.append(per_image)
+        if self.device_frames is not None and owners and all(r.crop_size == self.resolution for _, r in owners):
+            return self._on_device(images, results)
+        for i, result in owners:
+            inputs.append(self._align(images[i], result))
+            input_seeds.append(result.seed)
         restored = self._core(inputs, input_seeds, self.sampling)
-        for result, model_input, out in zip(owners, inputs, restored):
+        for (_, result), model_input, out in zip(owners, inputs, restored):
             result.output = self._back(result, model_input, out)
         return [(self._paste(image, rs), rs) for image, rs in zip(images, results)]
+
+    def _on_device(self, images: Sequence[np.ndarray], results: list[list[FaceResult]]) -> list:
+        """Every image's faces (all ``S = R``) restored and pasted on the engine's device, in paste order."""
+        done = [_paste_order(rs) for rs in results]
+        out = self.device_frames.restore(images, [[r.affine for r in d] for d in done],
+                                         [[r.seed for r in d] for d in done], self.sampling)
+        return list(zip(out, results))
 
     def restore_crops(self, crops: Sequence[np.ndarray], seeds: Sequence[int], sampling: Any | None = None) -> list[np.ndarray]:
         """Already-aligned face crops (``--aligned``), any size; the output has each input's size.
@@ -235,7 +275,8 @@ class FaceRestorer:
             out.extend(self.restorer.restore(inputs[k:k + step], sampling, seeds[k:k + step]))
         return out
 
-    def _align(self, image: np.ndarray, result: FaceResult) -> np.ndarray:
+    def _plan(self, result: FaceResult) -> None:
+        """The face's affine, crop side S and keep-detail choice (steps 1-2, without the warp)."""
         res = self.resolution
         affine = estimate_affine(result.face.landmarks, res)
         extent = face_extent(affine, res)
@@ -243,8 +284,11 @@ class FaceRestorer:
         result.affine = rescale_affine(affine, size / res)
         result.crop_size = size
         result.keep_detail = self.options.keep_detail and size / res >= self.options.keep_detail_ratio
-        result.aligned = warp_faces(image, [result.affine], size, self.options.border)[0]
-        return downsample(result.aligned, res)
+
+    def _align(self, image: np.ndarray, result: FaceResult) -> np.ndarray:
+        """The planned face's aligned crop (kept in the result) and the model's input."""
+        result.aligned = warp_faces(image, [result.affine], result.crop_size, self.options.border)[0]
+        return downsample(result.aligned, self.resolution)
 
     def _back(self, result: FaceResult, model_input: np.ndarray, restored: np.ndarray) -> np.ndarray:
         if result.keep_detail:
@@ -252,7 +296,7 @@ class FaceRestorer:
         return upsample_restored(restored, result.crop_size)
 
     def _paste(self, image: np.ndarray, results: list[FaceResult]) -> np.ndarray:
-        done = sorted((r for r in results if r.restored), key=lambda r: (_area(r.face), r.index))
+        done = _paste_order(results)
         if not done:
             return image.copy()
         return paste_faces(image, [r.output for r in done], [r.affine for r in done])

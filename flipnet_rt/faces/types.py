@@ -82,6 +82,14 @@ class BorderMode(str, Enum):
     CONSTANT = "constant"  # facexlib's grey (135, 133, 132)
 
 
+class FramePath(str, Enum):
+    """Where the per-frame work around the engine (warp, colour fix, paste) runs."""
+
+    HOST = "host"  # on the CPU with OpenCV/numpy; crops go to the engine and back (the default)
+    DEVICE = "device"  # on the engine's device: the frame uploaded once, downloaded once (faces/device.py)
+    AUTO = "auto"  # device on a GPU backend with the native CUDA kernels, else host
+
+
 @dataclass
 class FaceResult:
     """One face of a restored image.
@@ -96,8 +104,9 @@ class FaceResult:
         crop_size: side of the aligned crop in pixels (the model's resolution, or larger when
             keep-detail worked at the face's own size).
         keep_detail: whether the Laplacian residual of the input was kept.
-        aligned: ``uint8 [S, S, 3]`` the aligned input crop (None if skipped).
-        output: ``uint8 [S, S, 3]`` the face pasted back (None if skipped).
+        aligned: ``uint8 [S, S, 3]`` the aligned input crop (None if skipped, and on the device
+            frame path, where crops never leave the device).
+        output: ``uint8 [S, S, 3]`` the face pasted back (None if skipped, and on the device frame path).
         reason: why a face was not restored.
     """
 

@@ -51,7 +51,7 @@ def scene():
 def test_warp_crop_cuda_matches_cpu(scene, dtype, border):
     nat, cp = _needs_cuda()
     frame, mats = scene
-    code, value = native._border(border)
+    code, value = native.border_args(border)
     want = native.warp_crop(frame, list(mats), 128, border, dtype)
     stream = cp.cuda.Stream(non_blocking=True)
     out = cp.empty((len(mats), 3, 128, 128), dtype)

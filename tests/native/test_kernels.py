@@ -62,7 +62,7 @@ def test_warp_crop_matches_to_float_of_warp_faces(border, dtype):
     got = native.warp_crop(frame, affines, size, border, dtype)
     assert native.uses_native("warp_crop") or "warp_crop" not in native.NATIVE_CPU
     out = np.empty(got.shape, got.dtype)
-    code, value = native._border(border)
+    code, value = native.border_args(border)
     NAT.warp_crop(frame, np.ascontiguousarray(np.stack(affines)), out, code, value)  # the kernel itself
     err = float(np.abs(out.astype(np.float32) - want.astype(np.float32)).max())
     print(f"warp_crop {border} {np.dtype(dtype).name}: max |native - reference| = {err / GREY:.3f} grey levels")

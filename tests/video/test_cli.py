@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 import pytest
 
 from flipnet_rt.cli.main import main
@@ -62,3 +64,39 @@ def test_existing_output_needs_overwrite_and_the_input_is_never_the_output(clips
     assert "--overwrite" in capsys.readouterr().err and out.read_bytes() == b"keep me"
     assert main(["video", str(clips["cfr"]), "-o", str(clips["cfr"]), "--model", str(ENGINE), "--overwrite"]) == 2
     assert "is the input" in capsys.readouterr().err
+
+
+def _frames(path: Path) -> list:
+    import av
+
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def test_frame_path_device_writes_the_frames_of_the_host_path(tmp_path, capsys):
+    """On ONNX Runtime CPU the device frame path runs the host kernels in its own flow
+    (tests/faces/test_device.py): the restored frames, hence the encoded video, are the host path's."""
+    require((ENGINE / "manifest.json").is_file(), f"{ENGINE} (the shipped demo engine)")
+    frames, _ = static_face_frames(6, eye_distance=15.0, size=(160, 96))
+    src = write_clip(tmp_path / "in.mp4", cfr_pts(6), size=(160, 96), frame=lambda i: frames[i])
+    outs = {}
+    for path in ("host", "device"):
+        outs[path] = tmp_path / f"{path}.mp4"
+        code = main(["video", str(src), "-o", str(outs[path]), "--model", str(ENGINE), "--backend", "onnxruntime",
+                     "--device", "cpu", "--batch-size", "4", "--preset", "ultrafast", "--encoder-threads", "1",
+                     "--frame-path", path])
+        assert code == 0, capsys.readouterr().err
+    host, device = _frames(outs["host"]), _frames(outs["device"])
+    diff = max(int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(host, device))
+    print(f"frame path device vs host: {len(device)} frames, max error {diff}")
+    assert len(host) == len(device) == 6 and diff == 0
+    assert any((a != b).any() for a, b in zip(_frames(src), host))  # faces were restored
+
+
+def test_frame_path_device_without_device_kernels_is_exit_2(clips, tmp_path, capsys):
+    code = main(["video", str(clips["cfr"]), "-o", str(tmp_path / "out.mp4"), "--model", "random:tiny",
+                 "--backend", "torch", "--device", "cpu", "--frame-path", "device"])
+    err = capsys.readouterr().err.strip().splitlines()
+    print(err)
+    assert code == 2 and err == [err[0]] and err[0].startswith("error: frame path device: needs a Restorer")
+    assert files(tmp_path) == []

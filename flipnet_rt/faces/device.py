@@ -1,0 +1,287 @@
+"""Whole frames on the engine's device: upload once, warp, restore, colour-fix, paste, download once.
+
+The host path of :class:`~.restorer.FaceRestorer` warps each face out of the frame on the CPU,
+sends the aligned crops to the engine, brings each restoration back and pastes it on the CPU. On
+a GPU backend :class:`DeviceFrames` instead uploads each frame once; the native CUDA kernels
+(``flipnet_rt._native``, issue 17) warp the crops out of it into the engine's input, colour-fix the
+restorations against those crops and paste them back, all on the device; the restored frame
+comes back in one download (issue 16: the frame stays on the device between decode and encode).
+
+Kernels are queued on the array library's *current* stream (CuPy's or torch's): the GPU backends
+order their own stream after it on entry and it after theirs on exit (:mod:`flipnet_rt.backends.cuda`),
+so no host synchronisation happens until the download.
+
+Only faces whose crop side S equals the model's resolution R take this path (no resize, no
+keep-detail); :class:`~.restorer.FaceRestorer` sends a call holding a larger face the host way.
+
+One interface, :class:`FrameKernels`, three implementations chosen once per backend
+(:func:`frame_kernels`): :class:`HostKernels` (numpy, :mod:`flipnet_rt.native`'s host kernels; how
+the flow is tested without a GPU, and what ``frame_path="device"`` means on a CPU backend),
+:class:`TorchKernels` and :class:`CupyKernels` (device arrays, the CUDA kernels).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Sequence
+
+import numpy as np
+
+from .. import native
+from ..options import Mode
+from .types import BorderMode
+
+Array = Any  # numpy.ndarray | torch.Tensor | cupy.ndarray
+
+
+class FrameKernels(ABC):
+    """The per-frame work around the engine on one kind of array.
+
+    Frames are ``uint8 [H, W, 3]``; crops and restorations ``float32 [N, 3, R, R]`` in [-1, 1];
+    faces ``uint8 [N, R, R, 3]``; affines ``[N, 2, 3]`` frame -> crop, on the host.
+    """
+
+    @abstractmethod
+    def upload(self, frame: np.ndarray) -> Array:
+        """A host frame -> a frame this path may paste into (never the caller's array)."""
+
+    @abstractmethod
+    def download(self, frame: Array) -> np.ndarray:
+        """The frame on the host (waits for the queued work)."""
+
+    @abstractmethod
+    def crops(self, frame: Array, affines: np.ndarray, size: int, border: BorderMode) -> Array:
+        """The aligned crops, ``float32 [N, 3, size, size]``: ``to_float(warp_faces(...))``."""
+
+    @abstractmethod
+    def cast(self, images: Array, like: Array) -> Array:
+        """``images`` in ``like``'s floating dtype (the engine's feeds: float16 on a float16 torch backend)."""
+
+    @abstractmethod
+    def float32(self, images: Array) -> Array:
+        """The engine's output as ``float32`` (a float16 engine's output is cast)."""
+
+    @abstractmethod
+    def color_fix(self, images: Array, reference: Array, levels: int) -> Array:
+        """The wavelet colour fix (:func:`flipnet_rt.imaging.colour.wavelet_color_fix`), float32."""
+
+    @abstractmethod
+    def to_faces(self, images: Array) -> Array:
+        """``float32 [N, 3, R, R]`` -> ``uint8 [N, R, R, 3]`` as :func:`flipnet_rt.imaging.tensor.to_uint8`
+        (clip, ``(x + 1) * 127.5``, round half to even); NaN is an error."""
+
+    @abstractmethod
+    def paste(self, frame: Array, faces: Array, affines: np.ndarray) -> None:
+        """Paste ``faces`` into ``frame`` in place, in order (the later face wins an overlap)."""
+
+
+class HostKernels(FrameKernels):
+    """numpy arrays in host memory: :mod:`flipnet_rt.native`'s functions (each the faster of the
+    C++ kernel and its OpenCV/numpy reference on the CPU)."""
+
+    def upload(self, frame: np.ndarray) -> np.ndarray:
+        return np.array(frame, np.uint8, order="C", copy=True)
+
+    def download(self, frame: np.ndarray) -> np.ndarray:
+        return frame
+
+    def crops(self, frame: np.ndarray, affines: np.ndarray, size: int, border: BorderMode) -> np.ndarray:
+        return native.warp_crop(frame, list(affines), size, border)
+
+    def cast(self, images: np.ndarray, like: np.ndarray) -> np.ndarray:
+        return images.astype(like.dtype, copy=False)
+
+    def float32(self, images: Any) -> np.ndarray:
+        return np.asarray(images, np.float32)
+
+    def color_fix(self, images: np.ndarray, reference: np.ndarray, levels: int) -> np.ndarray:
+        return native.wavelet_color_fix(images, reference, levels)
+
+    def to_faces(self, images: np.ndarray) -> np.ndarray:
+        from ..imaging.tensor import to_uint8
+
+        return to_uint8(images)
+
+    def paste(self, frame: np.ndarray, faces: np.ndarray, affines: np.ndarray) -> None:
+        native.paste_faces(frame, list(faces), list(affines), inplace=True)
+
+
+class _CudaKernels(FrameKernels):
+    """Device arrays and the native CUDA kernels, on the library's current stream."""
+
+    def __init__(self, kernels: Any) -> None:
+        self.nat = kernels  # flipnet_rt._native built with CUDA
+
+    @abstractmethod
+    def _stream(self, like: Array) -> int:
+        """The library's current ``cudaStream_t`` on ``like``'s device."""
+
+    @abstractmethod
+    def _empty(self, like: Array, shape: tuple[int, ...], dtype: str) -> Array: ...
+
+    def crops(self, frame: Array, affines: np.ndarray, size: int, border: BorderMode) -> Array:
+        code, value = native.border_args(border)
+        out = self._empty(frame, (len(affines), 3, size, size), "float32")
+        self.nat.warp_crop_cuda(frame, native.affine_matrices(affines), out, code, value, self._stream(frame))
+        return out
+
+    def color_fix(self, images: Array, reference: Array, levels: int) -> Array:
+        out = self._empty(images, tuple(images.shape), "float32")
+        self.nat.wavelet_color_fix_cuda(images, reference, out, int(levels), self._stream(images))
+        return out
+
+    def paste(self, frame: Array, faces: Array, affines: np.ndarray) -> None:
+        self.nat.paste_faces_cuda(frame, faces, native.affine_matrices(affines), self._stream(frame))
+
+
+class TorchKernels(_CudaKernels):
+    """torch CUDA tensors (the torch backend; the GPU backends without CuPy)."""
+
+    def __init__(self, kernels: Any, device: Any) -> None:
+        import torch
+
+        super().__init__(kernels)
+        self.torch, self.device = torch, torch.device(device)
+
+    def upload(self, frame: np.ndarray) -> Array:
+        return self.torch.from_numpy(np.ascontiguousarray(frame, np.uint8)).to(self.device, copy=True)
+
+    def download(self, frame: Array) -> np.ndarray:
+        return frame.cpu().numpy()
+
+    def cast(self, images: Array, like: Array) -> Array:
+        return images.to(like.dtype)
+
+    def float32(self, images: Array) -> Array:
+        return images.float().contiguous()
+
+    def to_faces(self, images: Array) -> Array:
+        if bool(self.torch.isnan(images).any()):
+            raise ValueError("to_uint8: the model's output contains NaN (a numerically broken engine: "
+                             "rebuild it, or run in fp32)")
+        scaled = ((images.clamp(-1, 1) + 1) * 127.5).round()  # torch.round: half to even, as np.rint
+        return scaled.to(self.torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+    def _stream(self, like: Array) -> int:
+        return int(self.torch.cuda.current_stream(like.device).cuda_stream)
+
+    def _empty(self, like: Array, shape: tuple[int, ...], dtype: str) -> Array:
+        return self.torch.empty(shape, dtype=getattr(self.torch, dtype), device=like.device)
+
+
+class CupyKernels(_CudaKernels):
+    """CuPy arrays (TensorRT and ONNX Runtime CUDA with CuPy installed)."""
+
+    def __init__(self, kernels: Any, device_index: int) -> None:
+        import cupy
+
+        super().__init__(kernels)
+        self.cupy, self.device_index = cupy, device_index
+
+    def upload(self, frame: np.ndarray) -> Array:
+        with self.cupy.cuda.Device(self.device_index):
+            return self.cupy.asarray(np.ascontiguousarray(frame, np.uint8))
+
+    def download(self, frame: Array) -> np.ndarray:
+        return self.cupy.asnumpy(frame)
+
+    def cast(self, images: Array, like: Array) -> Array:
+        return images.astype(like.dtype, copy=False)
+
+    def float32(self, images: Array) -> Array:
+        return self.cupy.ascontiguousarray(images, self.cupy.float32)
+
+    def to_faces(self, images: Array) -> Array:
+        cp = self.cupy
+        with cp.cuda.Device(images.device.id):
+            if bool(cp.isnan(images).any()):
+                raise ValueError("to_uint8: the model's output contains NaN (a numerically broken engine: "
+                                 "rebuild it, or run in fp32)")
+            scaled = cp.rint((cp.clip(images, -1, 1) + 1) * cp.float32(127.5))
+            return cp.ascontiguousarray(scaled.astype(cp.uint8).transpose(0, 2, 3, 1))
+
+    def _stream(self, like: Array) -> int:
+        with self.cupy.cuda.Device(like.device.id):
+            return int(self.cupy.cuda.get_current_stream().ptr)
+
+    def _empty(self, like: Array, shape: tuple[int, ...], dtype: str) -> Array:
+        with self.cupy.cuda.Device(like.device.id):
+            return self.cupy.empty(shape, dtype=dtype)
+
+
+def frame_kernels(backend: Any) -> FrameKernels | None:
+    """The kernels for ``backend``'s arrays: :class:`HostKernels` for numpy arrays (ONNX Runtime on
+    the CPU), :class:`TorchKernels`/:class:`CupyKernels` for CUDA arrays when ``flipnet_rt._native``
+    has CUDA kernels, else None (torch on the CPU; no CUDA kernels: build the native module with
+    ``FLIPNET_CUDA=ON``)."""
+    probe = backend.from_numpy(np.zeros((1,), np.uint8))
+    library = type(probe).__module__.split(".")[0]
+    if library == "numpy":
+        return HostKernels()
+    nat = native.module()
+    if nat is None or not getattr(nat, "cuda", False):
+        return None
+    if library == "torch" and probe.device.type == "cuda":
+        return TorchKernels(nat, probe.device)
+    if library == "cupy":
+        return CupyKernels(nat, int(probe.device.id))
+    return None
+
+
+class DeviceFrames:
+    """Restores whole frames on one restorer's device (see the module's docstring).
+
+    Args:
+        restorer: a :class:`flipnet_rt.restorer.Restorer` (its core and backend are used directly).
+        kernels: :func:`frame_kernels` of its backend.
+        border: how the warp fills outside the frame.
+        max_batch: most faces per core call (0: all).
+    """
+
+    def __init__(self, restorer: Any, kernels: FrameKernels, border: BorderMode, max_batch: int = 0) -> None:
+        self.core = restorer.core
+        self.resolution = int(restorer.config.resolution)
+        self.kernels = kernels
+        self.border = BorderMode(border)
+        self.max_batch = max_batch
+        self._feed = self.core.backend.from_numpy(np.zeros((1,), np.float32))  # the engine's float dtype
+
+    def restore(self, images: Sequence[np.ndarray], affines: Sequence[np.ndarray], seeds: Sequence[Sequence[int]],
+                sampling: Any) -> list[np.ndarray]:
+        """Restore faces of whole frames.
+
+        Args:
+            images: ``uint8 [H, W, 3]`` frames.
+            affines: per frame, ``[n_i, 2, 3]`` frame -> crop affines at the model's resolution, in
+                paste order (a later face wins an overlap); ``n_i`` may be 0.
+            seeds: per frame, one seed per face.
+            sampling: the core's ``SamplingOptions``.
+
+        Returns:
+            The restored frames (new arrays; pixels outside every paste mask are the input's).
+        """
+        k, core, r = self.kernels, self.core, self.resolution
+        frames = [k.upload(image) for image in images]
+        affines = [np.asarray(a, np.float64).reshape(-1, 2, 3) for a in affines]
+        crops = [k.crops(frame, a, r, self.border) for frame, a in zip(frames, affines) if len(a)]
+        flat_seeds = [int(s) for per in seeds for s in per]
+        if not crops:
+            return [k.download(frame) for frame in frames]
+        be = core.backend
+        pixels = crops[0] if len(crops) == 1 else be.concat(crops)
+        faces = []
+        step = self.max_batch or len(flat_seeds)
+        for start in range(0, len(flat_seeds), step):
+            batch = pixels[start:start + step]
+            feed = k.cast(batch, self._feed)
+            out = k.float32(core.run_arrays(feed, Mode.RESTORE, sampling, flat_seeds[start:start + step]))
+            if sampling.color_fix:
+                out = k.color_fix(out, batch, sampling.color_fix)
+            faces.append(k.to_faces(out))  # a new array: the backend may reuse its output buffer
+        faces = faces[0] if len(faces) == 1 else be.concat(faces)
+        start = 0
+        for frame, a in zip(frames, affines):
+            if len(a):  # faces are in the frames' order, each frame's in paste order
+                k.paste(frame, faces[start:start + len(a)], a)
+                start += len(a)
+        return [k.download(frame) for frame in frames]

@@ -1,0 +1,148 @@
+"""The device frame path (flipnet_rt/faces/device.py) on the CPU: the same flow as on a GPU, with
+the host kernels, against the host path of FaceRestorer on the shipped demo engine.
+
+On ONNX Runtime CPU the device path runs the same functions as the host path in another order
+(one upload and download per frame, crops straight into the engine's float input, colour fix and
+paste per batch), so the frames must be equal bit for bit: any difference is a bug in the flow
+(an affine, seed, paste order or batch split gone wrong). The CUDA kernels' side is
+tests/faces/test_device_gpu.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from faces.support import DEMO_ENGINE, require
+
+
+@pytest.fixture(scope="module")
+def frames(mtcnn):
+    """Four 320x180 frames with 3, 0, 1 and 2 astronaut heads at the demo model's scale (S = R), the
+    detected faces of each, and a seed per face."""
+    from flipnet_rt.video.synthetic import face_scene, noisy
+
+    rng = np.random.default_rng(0)
+    images, faces = [], []
+    for count in (3, 0, 1, 2):
+        if count:
+            scene, _ = face_scene((320, 180), eye_distance=15.0, faces=count)
+        image = noisy(scene if count else np.full((180, 320, 3), 100.0, np.float32), 3.0, rng)
+        images.append(image)
+        faces.append(mtcnn.detect(image) if count else [])
+    assert [len(f) for f in faces] == [3, 0, 1, 2]
+    seeds = [[100 * i + j for j in range(len(f))] for i, f in enumerate(faces)]
+    return images, faces, seeds
+
+
+def _restorers(demo_restorer, mtcnn, **options):
+    from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer
+
+    opts = FaceOptions(**options)
+    return (FaceRestorer(demo_restorer, mtcnn, opts, frame_path="host"),
+            FaceRestorer(demo_restorer, mtcnn, opts, frame_path="device"))
+
+
+@pytest.mark.parametrize("max_batch", [0, 2])
+@pytest.mark.parametrize("color_fix", [0, 3])
+def test_device_path_equals_the_host_path(demo_restorer, mtcnn, frames, max_batch, color_fix):
+    images, faces, seeds = frames
+    host, device = _restorers(demo_restorer, mtcnn, max_batch=max_batch)
+    for f in (host, device):
+        f.sampling = demo_restorer.options(color_fix=color_fix)
+    assert type(device.device_frames.kernels).__name__ == "HostKernels"
+    want = host.restore_faces(images, faces, seeds)
+    got = device.restore_faces(images, faces, seeds)
+    for k, ((a, ra), (b, rb), image) in enumerate(zip(want, got, images)):
+        err = int(np.abs(a.astype(int) - b.astype(int)).max())
+        print(f"frame {k} ({len(ra)} faces, max_batch {max_batch}, color_fix {color_fix}): max error {err}")
+        assert err == 0
+        assert b is not image and b.shape == image.shape
+        if ra:
+            assert (a != image).any()  # faces were restored, not copied
+        for x, y in zip(ra, rb):
+            assert y.restored and np.array_equal(x.affine, y.affine) and x.seed == y.seed and y.crop_size == 64
+            assert y.aligned is None and y.output is None  # crops stay on the device
+    np.testing.assert_array_equal(images[1], got[1][0])  # a faceless frame comes back as it was
+
+
+def test_the_inputs_are_not_changed(demo_restorer, mtcnn, frames):
+    images, faces, seeds = frames
+    before = [image.copy() for image in images]
+    _restorers(demo_restorer, mtcnn)[1].restore_faces(images, faces, seeds)
+    for a, b in zip(before, images):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_call_with_a_larger_face_goes_the_host_path(demo_restorer, mtcnn, frames):
+    """A face whose crop side S exceeds R (keep-detail or resize) needs the host: the whole call goes there."""
+    from flipnet_rt.video.synthetic import face_scene, noisy
+
+    images, faces, seeds = frames
+    scene, _ = face_scene((320, 180), eye_distance=30.0, faces=1)
+    big = noisy(scene, 3.0, np.random.default_rng(1))
+    big_faces = mtcnn.detect(big)
+    host, device = _restorers(demo_restorer, mtcnn)
+    got = device.restore_faces([images[0], big], [faces[0], big_faces], [seeds[0], [7]])
+    want = host.restore_faces([images[0], big], [faces[0], big_faces], [seeds[0], [7]])
+    assert got[1][1][0].crop_size > 64
+    assert got[1][1][0].aligned is not None  # the host path's results
+    for (a, _), (b, _) in zip(want, got):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_frame_path_is_chosen_once(demo_restorer, mtcnn, tiny_restorer):
+    from flipnet_rt.faces.restorer import FaceRestorer
+    from faces.support import ShiftRestorer
+
+    assert FaceRestorer(demo_restorer, mtcnn).device_frames is None  # host by default
+    assert FaceRestorer(demo_restorer, mtcnn, frame_path="auto").device_frames is None  # CPU: host
+    with pytest.raises(ValueError, match="frame path device: needs a Restorer .*use --frame-path host"):
+        FaceRestorer(ShiftRestorer(64), mtcnn, frame_path="device")
+    with pytest.raises(ValueError, match="frame path device"):  # torch on the CPU: host arrays that are not numpy
+        FaceRestorer(tiny_restorer, mtcnn, frame_path="device")
+    assert FaceRestorer(tiny_restorer, mtcnn, frame_path="auto").device_frames is None
+    with pytest.raises(ValueError):
+        FaceRestorer(demo_restorer, mtcnn, frame_path="gpu")
+
+
+def test_run_arrays_is_run_on_the_backends_arrays(demo_restorer):
+    from flipnet_rt.options import Mode
+
+    core = demo_restorer.core
+    rng = np.random.default_rng(0)
+    pixels = rng.uniform(-1, 1, (2, 3, 64, 64)).astype(np.float32)
+    options = demo_restorer.options()
+    want = core.run(pixels, Mode.RESTORE, options, [3, 4])
+    got = np.array(core.run_arrays(pixels, Mode.RESTORE, options, [3, 4]), np.float32)
+    err = float(np.abs(want - got).max())
+    print(f"run_arrays vs run: max error {err:.2e}")
+    assert err == 0.0
+    with pytest.raises(ValueError, match=r"pixels: expected \[B, 3, 64, 64\], got \(2, 3, 32, 32\)"):
+        core.run_arrays(pixels[:, :, :32, :32], Mode.RESTORE, options, [3, 4])
+    with pytest.raises(ValueError, match="seeds: 1 given for 2 images"):
+        core.run_arrays(pixels, Mode.RESTORE, options, [3])
+
+
+def test_host_kernels_keep_the_contract(frames):
+    """The host side of the kernel contract that tests/faces/test_device_gpu.py runs on CUDA arrays."""
+    from flipnet_rt.faces.align import estimate_affine, warp_faces
+    from flipnet_rt.faces.device import HostKernels
+    from flipnet_rt.faces.paste import paste_faces
+    from flipnet_rt.imaging.tensor import to_float, to_uint8
+
+    images, faces, _ = frames
+    k = HostKernels()
+    frame = k.upload(images[0])
+    assert frame is not images[0] and np.array_equal(frame, images[0])
+    affines = np.stack([estimate_affine(f.landmarks, 64) for f in faces[0]])
+    crops = k.crops(frame, affines, 64, "reflect")
+    want = to_float(np.stack(warp_faces(images[0], list(affines), 64, "reflect")))
+    print(f"host crops vs warp_faces: max error {np.abs(crops - want).max() * 127.5:.3f} grey levels")
+    assert crops.dtype == np.float32 and np.abs(crops - want).max() * 127.5 <= 1.0
+    faces_u8 = k.to_faces(crops)
+    np.testing.assert_array_equal(faces_u8, to_uint8(crops))
+    with pytest.raises(ValueError, match="NaN"):
+        k.to_faces(np.full((1, 3, 4, 4), np.nan, np.float32))
+    k.paste(frame, faces_u8[::-1].copy(), affines[::-1].copy())
+    np.testing.assert_array_equal(frame, paste_faces(images[0], list(faces_u8[::-1]), list(affines[::-1])))
