@@ -14,10 +14,11 @@
 #   (c) random:sd21-base fp16 at 512 px: eager vs CUDA graphs, cache on/off, 4 steps: rel L2 and NaN;
 #       and the fp16 exports' attention upcast (issue 14 item 12): time and NaN with and without
 #   (d) a reduced bench with --baseline (batch 1, 20 steps, cache on/off, CUDA graphs off/on)
-#   (e) the native CUDA kernels' parity tests; (f) the frame-to-frame device pipeline on CuPy (issue 17)
+#   (e) the native CUDA kernels' parity tests and the device frame path's kernel contract (issue 16);
+#   (f) the frame-to-frame device pipeline on CuPy (issue 17); (g) video: host vs device frame path
 # Every result is written as it comes, into $OUT (default ./gpu_check_out):
 #   summary.txt (card, driver, date, commit; each step's exit status and seconds), log.txt (all output),
-#   gpu_tests.xml, parity.json, bench.json, bench.csv, device_pipeline.json.
+#   gpu_tests.xml, parity.json, bench.json, bench.csv, device_pipeline.json, gpu_video.json.
 set -uo pipefail  # no -e: every step runs and records, whatever the one before it did
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_check_out}
@@ -74,6 +75,10 @@ step native_cuda_build 150 bash -c "cmake -S . -B /tmp/build-cuda -G Ninja -DFLI
   -DFLIPNET_TESTS=OFF -DCMAKE_CUDA_ARCHITECTURES=90 -DPython_EXECUTABLE=\$(command -v python3) > /dev/null \
   && cmake --build /tmp/build-cuda && ${NATIVE_SO:+cp /tmp/build-cuda/native/python/_native*.so $NATIVE_SO &&} \
   python3 -c 'import flipnet_rt._native as n; print(\"CUDA kernels:\", n.cuda, n.cuda_architectures, n.__file__)'"
-step native_cuda_tests 60 python3 -m pytest -q -rs -s -m gpu -p no:cacheprovider tests/native/test_cuda_kernels.py
+step native_cuda_tests 60 python3 -m pytest -q -rs -s -m gpu -p no:cacheprovider tests/native/test_cuda_kernels.py \
+  tests/faces/test_device_gpu.py
 step device_pipeline 90 python3 benchmarks/gpu_device_pipeline.py --frames 20 --json "$OUT/device_pipeline.json"
+# (g) issue 16: the video path's frame path on the GPU: VideoRestorer with --frame-path host vs device
+#     (demo model on torch CUDA, 720p, 3 faces): frames/s of each, their difference: gpu_video.json
+step gpu_video 90 python3 benchmarks/gpu_video.py --frames 60 --json "$OUT/gpu_video.json"
 echo "total: $SECONDS s" | tee -a "$OUT/summary.txt"
