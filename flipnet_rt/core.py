@@ -99,8 +99,7 @@ class DiffusionCore:
     def run_arrays(self, pixels: Array, mode: Mode, options: SamplingOptions, seeds: Sequence[int]) -> Array:
         """:meth:`run` on the backend's own arrays, nothing through the host: condition images
         ``[B, 3, R, R]`` on the backend's device (in its float dtype) -> generated images ``[B, 3, R, R]``
-        there (float16 from a float16 engine). The result may be a buffer the backend reuses: read
-        it before the next call (:mod:`flipnet_rt.faces.device`)."""
+        there (float16 from a float16 engine), the caller's own (:mod:`flipnet_rt.faces.device`)."""
         r = self.config.resolution
         if len(pixels.shape) != 4 or tuple(pixels.shape[1:]) != (3, r, r):
             raise ValueError(f"pixels: expected [B, 3, {r}, {r}], got {tuple(pixels.shape)}")
@@ -109,7 +108,9 @@ class DiffusionCore:
         options.validate(self.config)
         with self._lock:
             latents = self.generate(pixels, mode, options, seeds)
-            return self._run_network("vae_decoder", {"latent": latents})["image"]
+            image = self._run_network("vae_decoder", {"latent": latents})["image"]
+            # a copy, made before the lock is released: backends reuse their output buffers per shape
+            return self.backend.concat([image])
 
     def latents(self, pixels: np.ndarray, mode: Mode, options: SamplingOptions, seeds: Sequence[int]) -> np.ndarray:
         """The sampled latents ``float32 [B, 4, h, w]`` before decoding (for parity checks)."""

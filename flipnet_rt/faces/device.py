@@ -277,7 +277,7 @@ class DeviceFrames:
             out = k.float32(core.run_arrays(feed, Mode.RESTORE, sampling, flat_seeds[start:start + step]))
             if sampling.color_fix:
                 out = k.color_fix(out, batch, sampling.color_fix)
-            faces.append(k.to_faces(out))  # a new array: the backend may reuse its output buffer
+            faces.append(k.to_faces(out))
         faces = faces[0] if len(faces) == 1 else be.concat(faces)
         start = 0
         for frame, a in zip(frames, affines):

@@ -146,3 +146,18 @@ def test_host_kernels_keep_the_contract(frames):
         k.to_faces(np.full((1, 3, 4, 4), np.nan, np.float32))
     k.paste(frame, faces_u8[::-1].copy(), affines[::-1].copy())
     np.testing.assert_array_equal(frame, paste_faces(images[0], list(faces_u8[::-1]), list(affines[::-1])))
+
+
+def test_run_arrays_returns_the_callers_own_array(demo_restorer):
+    """ONNX Runtime's backend reuses its output buffers per shape: the next call must not change
+    what run_arrays returned (a worker thread reads it after the core's lock is released)."""
+    from flipnet_rt.options import Mode
+
+    core = demo_restorer.core
+    rng = np.random.default_rng(1)
+    a, b = (rng.uniform(-1, 1, (2, 3, 64, 64)).astype(np.float32) for _ in range(2))
+    options = demo_restorer.options()
+    first = core.run_arrays(a, Mode.RESTORE, options, [1, 2])
+    kept = np.array(first, copy=True)
+    core.run_arrays(b, Mode.RESTORE, options, [1, 2])
+    np.testing.assert_array_equal(first, kept)
