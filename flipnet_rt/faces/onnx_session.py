@@ -55,6 +55,10 @@ class OnnxNet:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # no spinning, as the engine's pools (backends/onnxruntime.py): between detector calls the
+        # cores belong to the engine (video: spinning detector pools took ~25 ms of CPU a frame)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.path = path
         self.session = ort.InferenceSession(str(path), options, providers=usable)
         inputs = self.session.get_inputs()

@@ -85,3 +85,13 @@ def test_five_points_from_68():
     parts[42:48] = [30, 20]
     parts[30], parts[48], parts[54] = [20, 30], [12, 40], [28, 40]
     np.testing.assert_allclose(five_points(parts), [[10, 20], [30, 20], [20, 30], [12, 40], [28, 40]])
+
+
+def test_mtcnn_thread_pools_do_not_spin(mtcnn):
+    """The detector's ONNX Runtime pools must not spin between calls, as the engine's do not
+    (flipnet_rt/backends/onnxruntime.py): in the video pipeline the engine workers keep both cores
+    busy, and spinning detector threads took ~25 ms of CPU a frame from them (benchmarks/video_cpu.py)."""
+    for net in (mtcnn.pnet, mtcnn.rnet, mtcnn.onet):
+        options = net.session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0", net.path
+        assert options.get_session_config_entry("session.inter_op.allow_spinning") == "0", net.path
