@@ -59,6 +59,10 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
         ["flipnet_rt/restorer.py", "flipnet_rt/core.py"],
         ["tests/test_restorer.py", "tests/test_restorer_reference.py", "tests/test_restorer_contracts.py"],
     ),
+    "device": (  # the device frame path's flow and host kernels; the CUDA classes need a GPU: not run
+        ["flipnet_rt/faces/device.py"],
+        ["tests/faces/test_device.py"],
+    ),
     "batchio": (
         ["flipnet_rt/batchio.py"],
         ["tests/test_batchio.py", "tests/test_batchio_contracts.py"],

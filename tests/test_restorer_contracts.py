@@ -203,3 +203,58 @@ def test_core_returns_float32_images_that_the_next_run_does_not_overwrite():
     assert first.dtype == np.float32 and second.dtype == np.float32
     assert np.abs(second - kept).max() > 1e-3  # the two runs differ, so an alias would show
     np.testing.assert_array_equal(first, kept)
+
+
+@pytest.fixture(scope="module")
+def demo_core():
+    """The shipped demo engine's core on ONNX Runtime CPU (its backend reuses output buffers)."""
+    from pathlib import Path
+
+    from flipnet_rt.restorer import Restorer
+
+    engine = Path(__file__).resolve().parents[1] / "models" / "demo-onnx"
+    with Restorer.load(str(engine), backend="onnxruntime", device="cpu") as restorer:
+        yield restorer.core, restorer.options()
+
+
+def test_run_arrays_is_run_on_the_backends_arrays(demo_core):
+    core, options = demo_core
+    rng = np.random.default_rng(0)
+    pixels = rng.uniform(-1, 1, (2, 3, 64, 64)).astype(np.float32)
+    want = core.run(pixels, Mode.RESTORE, options, [3, 4])
+    got = np.array(core.run_arrays(pixels, Mode.RESTORE, options, [3, 4]), np.float32)
+    err = float(np.abs(want - got).max())
+    print(f"run_arrays vs run: max error {err:.2e}")
+    assert err == 0.0
+    assert not np.array_equal(got, core.run_arrays(pixels, Mode.RESTORE, options, [3, 5])[:2])  # seeds reach it
+    with pytest.raises(ValueError, match=r"^pixels: expected \[B, 3, 64, 64\], got \(2, 3, 32, 32\)$"):
+        core.run_arrays(pixels[:, :, :32, :32], Mode.RESTORE, options, [3, 4])
+    with pytest.raises(ValueError, match=r"^pixels: expected \[B, 3, 64, 64\], got \(3, 64, 64\)$"):
+        core.run_arrays(pixels[0], Mode.RESTORE, options, [3])
+    with pytest.raises(ValueError, match="^seeds: 1 given for 2 images$"):
+        core.run_arrays(pixels, Mode.RESTORE, options, [3])
+    with pytest.raises(ValueError, match="steps"):  # the options are validated
+        core.run_arrays(pixels, Mode.RESTORE, dataclasses.replace(options, steps=0), [3, 4])
+
+
+def test_run_arrays_returns_the_callers_own_array(demo_core):
+    """The next call must not change what run_arrays returned (a worker thread of the device frame
+    path reads it after the core's lock is released)."""
+    core, options = demo_core
+    rng = np.random.default_rng(1)
+    a, b = (rng.uniform(-1, 1, (2, 3, 64, 64)).astype(np.float32) for _ in range(2))
+    first = core.run_arrays(a, Mode.RESTORE, options, [1, 2])
+    kept = np.array(first, copy=True)
+    core.run_arrays(b, Mode.RESTORE, options, [1, 2])
+    np.testing.assert_array_equal(first, kept)
+
+
+def test_run_arrays_times_the_stages_bench_reads(demo_core):
+    """run_arrays runs the same networks as run, each under its name (bench reads them)."""
+    from flipnet_rt.profiling import StageTimer
+
+    core, options = demo_core
+    timer = StageTimer()
+    timed = DiffusionCore(core.backend, core.config, core.prompts, timer=timer)
+    timed.run_arrays(np.zeros((1, 3, 64, 64), np.float32), Mode.RESTORE, options, [0])
+    assert {"vae_encoder", "face_encoder", "unet_cond", "unet_input", "vae_decoder", "sampling"} <= set(timer.totals())

@@ -106,24 +106,6 @@ def test_the_frame_path_is_chosen_once(demo_restorer, mtcnn, tiny_restorer):
         FaceRestorer(demo_restorer, mtcnn, frame_path="gpu")
 
 
-def test_run_arrays_is_run_on_the_backends_arrays(demo_restorer):
-    from flipnet_rt.options import Mode
-
-    core = demo_restorer.core
-    rng = np.random.default_rng(0)
-    pixels = rng.uniform(-1, 1, (2, 3, 64, 64)).astype(np.float32)
-    options = demo_restorer.options()
-    want = core.run(pixels, Mode.RESTORE, options, [3, 4])
-    got = np.array(core.run_arrays(pixels, Mode.RESTORE, options, [3, 4]), np.float32)
-    err = float(np.abs(want - got).max())
-    print(f"run_arrays vs run: max error {err:.2e}")
-    assert err == 0.0
-    with pytest.raises(ValueError, match=r"pixels: expected \[B, 3, 64, 64\], got \(2, 3, 32, 32\)"):
-        core.run_arrays(pixels[:, :, :32, :32], Mode.RESTORE, options, [3, 4])
-    with pytest.raises(ValueError, match="seeds: 1 given for 2 images"):
-        core.run_arrays(pixels, Mode.RESTORE, options, [3])
-
-
 def test_host_kernels_keep_the_contract(frames):
     """The host side of the kernel contract that tests/faces/test_device_gpu.py runs on CUDA arrays."""
     from flipnet_rt.faces.align import estimate_affine, warp_faces
@@ -147,17 +129,3 @@ def test_host_kernels_keep_the_contract(frames):
     k.paste(frame, faces_u8[::-1].copy(), affines[::-1].copy())
     np.testing.assert_array_equal(frame, paste_faces(images[0], list(faces_u8[::-1]), list(affines[::-1])))
 
-
-def test_run_arrays_returns_the_callers_own_array(demo_restorer):
-    """ONNX Runtime's backend reuses its output buffers per shape: the next call must not change
-    what run_arrays returned (a worker thread reads it after the core's lock is released)."""
-    from flipnet_rt.options import Mode
-
-    core = demo_restorer.core
-    rng = np.random.default_rng(1)
-    a, b = (rng.uniform(-1, 1, (2, 3, 64, 64)).astype(np.float32) for _ in range(2))
-    options = demo_restorer.options()
-    first = core.run_arrays(a, Mode.RESTORE, options, [1, 2])
-    kept = np.array(first, copy=True)
-    core.run_arrays(b, Mode.RESTORE, options, [1, 2])
-    np.testing.assert_array_equal(first, kept)
