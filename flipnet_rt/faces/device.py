@@ -80,7 +80,7 @@ class HostKernels(FrameKernels):
     C++ kernel and its OpenCV/numpy reference on the CPU)."""
 
     def upload(self, frame: np.ndarray) -> np.ndarray:
-        return np.array(frame, np.uint8, order="C", copy=True)
+        return frame.copy()  # C-contiguous, as the native kernels want
 
     def download(self, frame: np.ndarray) -> np.ndarray:
         return frame
@@ -209,21 +209,30 @@ class CupyKernels(_CudaKernels):
             return self.cupy.empty(shape, dtype=dtype)
 
 
+def kernels_for(library: str, device: str, cuda_kernels: bool) -> str | None:
+    """Which kernels run arrays of ``library`` ("numpy", "torch", "cupy") on ``device`` ("cpu",
+    "cuda"): "host", "torch", "cupy", or None (torch on the CPU; CUDA arrays without CUDA kernels)."""
+    if library == "numpy":
+        return "host"
+    if device != "cuda" or not cuda_kernels:
+        return None
+    return library if library in ("torch", "cupy") else None
+
+
 def frame_kernels(backend: Any) -> FrameKernels | None:
-    """The kernels for ``backend``'s arrays: :class:`HostKernels` for numpy arrays (ONNX Runtime on
-    the CPU), :class:`TorchKernels`/:class:`CupyKernels` for CUDA arrays when ``flipnet_rt._native``
-    has CUDA kernels, else None (torch on the CPU; no CUDA kernels: build the native module with
-    ``FLIPNET_CUDA=ON``)."""
+    """The kernels for ``backend``'s arrays (:func:`kernels_for`): :class:`HostKernels` for numpy
+    arrays (ONNX Runtime on the CPU), :class:`TorchKernels`/:class:`CupyKernels` for CUDA arrays when
+    ``flipnet_rt._native`` has CUDA kernels (build it with ``FLIPNET_CUDA=ON``), else None."""
     probe = backend.from_numpy(np.zeros((1,), np.uint8))
     library = type(probe).__module__.split(".")[0]
-    if library == "numpy":
-        return HostKernels()
+    device = "cpu" if library == "numpy" else getattr(probe.device, "type", "cuda")  # CuPy: always CUDA
     nat = native.module()
-    if nat is None or not getattr(nat, "cuda", False):
-        return None
-    if library == "torch" and probe.device.type == "cuda":
+    kind = kernels_for(library, device, nat is not None and bool(getattr(nat, "cuda", False)))
+    if kind == "host":
+        return HostKernels()
+    if kind == "torch":  # GPU only from here: tests/faces/test_device_gpu.py
         return TorchKernels(nat, probe.device)
-    if library == "cupy":
+    if kind == "cupy":
         return CupyKernels(nat, int(probe.device.id))
     return None
 
@@ -238,7 +247,7 @@ class DeviceFrames:
         max_batch: most faces per core call (0: all).
     """
 
-    def __init__(self, restorer: Any, kernels: FrameKernels, border: BorderMode, max_batch: int = 0) -> None:
+    def __init__(self, restorer: Any, kernels: FrameKernels, border: BorderMode, max_batch: int) -> None:
         self.core = restorer.core
         self.resolution = int(restorer.config.resolution)
         self.kernels = kernels

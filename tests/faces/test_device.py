@@ -35,27 +35,42 @@ def frames(mtcnn):
     return images, faces, seeds
 
 
-def _restorers(demo_restorer, mtcnn, **options):
+def _restorers(restorer, mtcnn, **options):
     from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer
 
     opts = FaceOptions(**options)
-    return (FaceRestorer(demo_restorer, mtcnn, opts, frame_path="host"),
-            FaceRestorer(demo_restorer, mtcnn, opts, frame_path="device"))
+    return (FaceRestorer(restorer, mtcnn, opts, frame_path="host"),
+            FaceRestorer(restorer, mtcnn, opts, frame_path="device"))
 
 
-@pytest.mark.parametrize("max_batch", [0, 2])
-@pytest.mark.parametrize("color_fix", [0, 3])
-def test_device_path_equals_the_host_path(demo_restorer, mtcnn, frames, max_batch, color_fix):
-    images, faces, seeds = frames
-    host, device = _restorers(demo_restorer, mtcnn, max_batch=max_batch)
+CASES = {  # name: (frames used, FaceOptions, sampling overrides)
+    "four frames": ([0, 1, 2, 3], {}, {"color_fix": 0}),
+    "batches of 2, colour fix, constant border": ([0, 1, 2, 3], {"max_batch": 2, "border": "constant"},
+                                                  {"color_fix": 3}),
+    "batches of 4 (two calls), guidance 2": ([0, 1, 2, 3], {"max_batch": 4}, {"guidance": 2.0}),
+    "one frame": ([0], {}, {}),
+    "two frames": ([3, 2], {}, {}),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_device_path_equals_the_host_path(demo_restorer, mtcnn, frames, case):
+    from flipnet_rt.profiling import StageTimer
+
+    which, options, sampling = CASES[case]
+    images, faces, seeds = ([x[k] for k in which] for x in frames)
+    timer = StageTimer()
+    host, device = _restorers(demo_restorer.variant(timer=timer), mtcnn, **options)
     for f in (host, device):
-        f.sampling = demo_restorer.options(color_fix=color_fix)
+        f.sampling = demo_restorer.options(**sampling)
     assert type(device.device_frames.kernels).__name__ == "HostKernels"
     want = host.restore_faces(images, faces, seeds)
+    calls = len(timer.records["vae_decoder"])
     got = device.restore_faces(images, faces, seeds)
+    assert len(timer.records["vae_decoder"]) == 2 * calls  # the same engine calls: max_batch holds
     for k, ((a, ra), (b, rb), image) in enumerate(zip(want, got, images)):
         err = int(np.abs(a.astype(int) - b.astype(int)).max())
-        print(f"frame {k} ({len(ra)} faces, max_batch {max_batch}, color_fix {color_fix}): max error {err}")
+        print(f"{case}, frame {k} ({len(ra)} faces): max error {err}")
         assert err == 0
         assert b is not image and b.shape == image.shape
         if ra:
@@ -63,7 +78,19 @@ def test_device_path_equals_the_host_path(demo_restorer, mtcnn, frames, max_batc
         for x, y in zip(ra, rb):
             assert y.restored and np.array_equal(x.affine, y.affine) and x.seed == y.seed and y.crop_size == 64
             assert y.aligned is None and y.output is None  # crops stay on the device
-    np.testing.assert_array_equal(images[1], got[1][0])  # a faceless frame comes back as it was
+        if not ra:
+            np.testing.assert_array_equal(image, b)  # a faceless frame comes back as it was
+
+
+def test_frames_without_faces_come_back_as_copies(demo_restorer):
+    from flipnet_rt.faces.device import DeviceFrames, HostKernels
+
+    frames = [np.full((20, 30, 3), v, np.uint8) for v in (10, 200)]
+    out = DeviceFrames(demo_restorer, HostKernels(), "reflect", 0).restore(
+        frames, [np.empty((0, 2, 3)), []], [[], []], demo_restorer.options())
+    for a, b in zip(frames, out):
+        assert b is not a
+        np.testing.assert_array_equal(a, b)
 
 
 def test_the_inputs_are_not_changed(demo_restorer, mtcnn, frames):
@@ -89,6 +116,15 @@ def test_a_call_with_a_larger_face_goes_the_host_path(demo_restorer, mtcnn, fram
     assert got[1][1][0].aligned is not None  # the host path's results
     for (a, _), (b, _) in zip(want, got):
         np.testing.assert_array_equal(a, b)
+
+
+def test_which_kernels_run_which_arrays():
+    from flipnet_rt.faces.device import kernels_for
+
+    assert kernels_for("numpy", "cpu", False) == kernels_for("numpy", "cpu", True) == "host"
+    assert kernels_for("torch", "cuda", True) == "torch" and kernels_for("cupy", "cuda", True) == "cupy"
+    for args in (("torch", "cpu", True), ("torch", "cuda", False), ("cupy", "cuda", False), ("jax", "cuda", True)):
+        assert kernels_for(*args) is None, args
 
 
 def test_the_frame_path_is_chosen_once(demo_restorer, mtcnn, tiny_restorer):
@@ -122,6 +158,8 @@ def test_host_kernels_keep_the_contract(frames):
     want = to_float(np.stack(warp_faces(images[0], list(affines), 64, "reflect")))
     print(f"host crops vs warp_faces: max error {np.abs(crops - want).max() * 127.5:.3f} grey levels")
     assert crops.dtype == np.float32 and np.abs(crops - want).max() * 127.5 <= 1.0
+    half = np.zeros((1, 3, 4, 4), np.float16)
+    assert k.cast(crops, half).dtype == np.float16 and k.float32(half).dtype == np.float32
     faces_u8 = k.to_faces(crops)
     np.testing.assert_array_equal(faces_u8, to_uint8(crops))
     with pytest.raises(ValueError, match="NaN"):
