@@ -59,7 +59,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
         ["flipnet_rt/restorer.py", "flipnet_rt/core.py"],
         ["tests/test_restorer.py", "tests/test_restorer_reference.py", "tests/test_restorer_contracts.py"],
     ),
-    "device": (  # the device frame path's flow and host kernels; the CUDA classes need a GPU: not run
+    "device": (  # the device frame path's flow and host kernels; its CUDA classes: GPU_ONLY
         ["flipnet_rt/faces/device.py"],
         ["tests/faces/test_device.py"],
     ),
@@ -88,6 +88,11 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     ),
 }
 
+
+# mutants of code that only runs on a GPU (tests/faces/test_device_gpu.py): no test here can reach them;
+# tests/mutation_summary.py counts those it finds untested in a "GPU only" column, out of the score
+GPU_ONLY = ["flipnet_rt.faces.device.xǁ_CudaKernelsǁ*", "flipnet_rt.faces.device.xǁTorchKernelsǁ*",
+            "flipnet_rt.faces.device.xǁCupyKernelsǁ*"]
 
 TEXT_ARGUMENTS = ("help", "description", "metavar")  # argparse arguments that only change what --help prints
 

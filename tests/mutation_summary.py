@@ -13,7 +13,8 @@ Timeouts count as killed (the mutant hung where the original finished), as in mu
 A mutant that survives with its only change inside a ``help=``, ``description=`` or ``metavar=``
 argument or an argument group's title (what ``--help`` prints; found by comparing the mutated
 function's syntax tree with the original's once those are dropped) is counted as "help text": left
-out of the score like an equivalent one, and counted rather than listed.
+out of the score like an equivalent one, and counted rather than listed. So is "GPU only": a mutant of
+code that runs only on a GPU (``mutation_run.GPU_ONLY``) that no test here reaches.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mutation_run import BUILD, GROUPS, help_text_mutants  # noqa: E402
+from mutation_run import BUILD, GPU_ONLY, GROUPS, help_text_mutants  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EQUIVALENT = ROOT / "tests" / "mutants_equivalent.txt"
@@ -36,8 +37,8 @@ BY_HAND = ROOT / "tests" / "mutants_killed_by_hand.txt"
 NOTES = ROOT / "tests" / "mutants_notes.md"  # hand-written notes on the runs, copied in when present
 KILLED = {1, 3, 36, 24, -24, 152, 255, 37}  # killed, pytest internal error, timeouts, type check
 STATUS = {0: "survived", None: "not checked", 5: "no tests", 33: "no tests", 34: "skipped"}
-COLUMNS = ("killed", "by hand", "survived", "no tests", "equivalent", "help text", "not checked", "skipped",
-           "suspicious")
+COLUMNS = ("killed", "by hand", "survived", "no tests", "equivalent", "help text", "GPU only", "not checked",
+           "skipped", "suspicious")
 
 
 def status(code: int | None) -> str:
@@ -99,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
             for name, code in sorted(codes.items(), key=lambda kv: (kv[0].rsplit("_", 1)[0],
                                                                     int(kv[0].rsplit("_", 1)[1]))):
                 s = status(code)
-                if s in ("survived", "no tests") and name in by_hand:
+                if s in ("no tests", "not checked") and any(fnmatch.fnmatch(name, p) for p in GPU_ONLY):
+                    s = "GPU only"
+                elif s in ("survived", "no tests") and name in by_hand:
                     s = "by hand"
                 elif s == "survived" and name in help_text:
                     s = "help text"
@@ -124,13 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         "help=, description= or metavar= argument or a group's title, i.e. what --help prints, found by comparing",
         "syntax trees without them); \"by hand\" = a mutant mutmut cannot switch on (its function runs",
         "at import, before mutmut activates the mutant) that was applied to the source text instead, where",
-        "the named tests fail (tests/mutants_killed_by_hand.txt): counted as killed.",
+        "the named tests fail (tests/mutants_killed_by_hand.txt): counted as killed; \"GPU only\" = a mutant",
+        "of code that runs only on a GPU (tests/mutation_run.py GPU_ONLY) that no test here reaches, left out.",
         "",
         f"- written: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- score over the groups run: **{score(totals)}** ({totals['killed']} killed, {totals['by hand']} killed "
         f"by hand, {totals['survived']} "
         f"survived, {totals['no tests']} no tests, {totals['equivalent']} equivalent"
-        + (f", {totals['help text']} help text" if totals["help text"] else "") + ")",
+        + (f", {totals['help text']} help text" if totals["help text"] else "")
+        + (f", {totals['GPU only']} GPU only" if totals["GPU only"] else "") + ")",
     ]
     if not_run:
         lines.append(f"- groups not run: {', '.join(not_run)}")
