@@ -14,7 +14,7 @@ A mutant that survives with its only change inside a ``help=``, ``description=``
 argument or an argument group's title (what ``--help`` prints; found by comparing the mutated
 function's syntax tree with the original's once those are dropped) is counted as "help text": left
 out of the score like an equivalent one, and counted rather than listed. So is "GPU only": a mutant of
-code that runs only on a GPU (``mutation_run.GPU_ONLY``) that no test here reaches.
+code whose effect shows only on a GPU (``mutation_run.GPU_ONLY``) that no test here kills.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, code in sorted(codes.items(), key=lambda kv: (kv[0].rsplit("_", 1)[0],
                                                                     int(kv[0].rsplit("_", 1)[1]))):
                 s = status(code)
-                if s in ("no tests", "not checked") and any(fnmatch.fnmatch(name, p) for p in GPU_ONLY):
+                if s in ("survived", "no tests", "not checked") and any(fnmatch.fnmatch(name, p) for p in GPU_ONLY):
                     s = "GPU only"
                 elif s in ("survived", "no tests") and name in by_hand:
                     s = "by hand"
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         "syntax trees without them); \"by hand\" = a mutant mutmut cannot switch on (its function runs",
         "at import, before mutmut activates the mutant) that was applied to the source text instead, where",
         "the named tests fail (tests/mutants_killed_by_hand.txt): counted as killed; \"GPU only\" = a mutant",
-        "of code that runs only on a GPU (tests/mutation_run.py GPU_ONLY) that no test here reaches, left out.",
+        "of code whose effect shows only on a GPU (tests/mutation_run.py GPU_ONLY) not killed here, left out.",
         "",
         f"- written: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- score over the groups run: **{score(totals)}** ({totals['killed']} killed, {totals['by hand']} killed "

@@ -225,12 +225,15 @@ def frame_kernels(backend: Any) -> FrameKernels | None:
     ``flipnet_rt._native`` has CUDA kernels (build it with ``FLIPNET_CUDA=ON``), else None."""
     probe = backend.from_numpy(np.zeros((1,), np.uint8))
     library = type(probe).__module__.split(".")[0]
-    device = "cpu" if library == "numpy" else getattr(probe.device, "type", "cuda")  # CuPy: always CUDA
+    return HostKernels() if kernels_for(library, "cpu", False) == "host" else _cuda_kernels(library, probe)
+
+
+def _cuda_kernels(library: str, probe: Array) -> FrameKernels | None:
+    """:func:`frame_kernels` for arrays that are not numpy (GPU only: tests/faces/test_device_gpu.py)."""
     nat = native.module()
+    device = getattr(probe.device, "type", "cuda")  # a torch tensor's; CuPy arrays are always on a GPU
     kind = kernels_for(library, device, nat is not None and bool(getattr(nat, "cuda", False)))
-    if kind == "host":
-        return HostKernels()
-    if kind == "torch":  # GPU only from here: tests/faces/test_device_gpu.py
+    if kind == "torch":
         return TorchKernels(nat, probe.device)
     if kind == "cupy":
         return CupyKernels(nat, int(probe.device.id))

@@ -2,7 +2,8 @@
 
 :func:`standin_cupy` builds a module with the part of CuPy's surface that
 ``flipnet_rt.backends.cuda.CupyDeviceArrays`` / ``CupyStream`` use (``asarray``, ``asnumpy``,
-``concatenate``, ``empty``, ``copyto``, ``ascontiguousarray``, ``ndarray`` with ``.data.ptr``,
+``concatenate``, ``empty``, ``copyto``, ``ascontiguousarray``, ``clip``, ``rint``, ``isnan``, the dtypes,
+``ndarray`` with ``.data.ptr`` and ``.device.id``,
 ``cuda.Device``, ``cuda.Stream`` with ``ptr`` / ``record`` / ``wait_event`` / ``begin_capture`` /
 ``end_capture``, ``cuda.get_current_stream``, ``cuda.runtime.getDeviceProperties``), backed by
 numpy. It checks the helpers' bookkeeping (shapes, dtype decisions, pointers, stream ordering
@@ -24,6 +25,10 @@ class ndarray(np.ndarray):  # noqa: N801 (CuPy's name)
     @property
     def data(self):  # type: ignore[override]
         return types.SimpleNamespace(ptr=self.ctypes.data)
+
+    @property
+    def device(self):  # every stand-in array is on "GPU" 0
+        return types.SimpleNamespace(id=0)
 
 
 def _wrap(array: np.ndarray) -> ndarray:
@@ -47,7 +52,9 @@ def standin_cupy(device_name: str = "Fake GPU", capability: tuple[int, int] = (9
     cupy.asnumpy = lambda a: np.array(np.asarray(a), copy=True)
     cupy.concatenate = lambda arrays, axis=0: _wrap(np.concatenate([np.asarray(a) for a in arrays], axis=axis))
     cupy.empty = lambda shape, dtype=np.float32: _wrap(np.empty(shape, dtype))
-    cupy.ascontiguousarray = lambda a: _wrap(np.ascontiguousarray(a))
+    cupy.ascontiguousarray = lambda a, dtype=None: _wrap(np.ascontiguousarray(a, dtype))
+    for name in ("clip", "rint", "isnan", "float32", "float16", "uint8"):  # elementwise: numpy's, same semantics
+        setattr(cupy, name, getattr(np, name))
 
     def copyto(dst, src, casting="same_kind"):
         assert isinstance(src, ndarray), "CuPy copies from device arrays (or scalars) only"

@@ -1,0 +1,161 @@
+"""The device frame path's CUDA-side Python (TorchKernels, CupyKernels) on the CPU, over STAND-INS.
+
+Device arrays are torch CPU tensors (the stream handle from a replaced ``torch.cuda.current_stream``)
+or the stand-in CuPy's (tests/backends/cupy_standin.py); ``flipnet_rt._native``'s CUDA functions
+are stood in for by :class:`StandinCudaKernels`, which checks each call's arguments as the nanobind
+signatures in native/python/module.cpp would (dtype, dimensions, C-contiguity, matrices on the host,
+the stream handle) and runs the host kernels (what HostKernels runs) on the same memory. So this
+checks the bookkeeping: argument order, shapes, dtypes, in-place writes, the current stream reaching
+every kernel. It says nothing about CUDA, which only a GPU shows (tests/faces/test_device_gpu.py).
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flipnet_rt import native
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backends"))
+from cupy_standin import standin_cupy  # noqa: E402
+
+STREAM = 0x5150
+
+
+class StandinCudaKernels:
+    """``flipnet_rt._native`` built with CUDA, as far as its Python signatures go; host kernels inside."""
+
+    cuda = True
+
+    def __init__(self) -> None:
+        self.streams: list[tuple[str, int]] = []
+
+    @staticmethod
+    def _host(array, dtype, ndim: int, what: str) -> np.ndarray:
+        host = array.numpy() if hasattr(array, "numpy") else np.asarray(array)  # the same memory
+        assert host.dtype == dtype and host.ndim == ndim, f"{what}: {host.dtype} {host.shape}"
+        assert host.flags.c_contiguous, f"{what}: not C-contiguous"
+        return host
+
+    @staticmethod
+    def _matrices(m) -> np.ndarray:
+        assert isinstance(m, np.ndarray) and m.dtype == np.float64 and m.shape[1:] == (2, 3), m
+        return m
+
+    def warp_crop_cuda(self, frame, matrices, out, border, border_value, stream=0):
+        self.streams.append(("warp", stream))
+        host = self._host(out, np.float32, 4, "out")
+        mode = {4: "reflect", 0: "constant"}[border]
+        assert tuple(border_value) == native.border_args(mode)[1]
+        host[...] = native.warp_crop(self._host(frame, np.uint8, 3, "frame"), list(self._matrices(matrices)),
+                                     host.shape[2], mode)
+
+    def paste_faces_cuda(self, frame, faces, matrices, stream=0):
+        self.streams.append(("paste", stream))
+        native.paste_faces(self._host(frame, np.uint8, 3, "frame"), list(self._host(faces, np.uint8, 4, "faces")),
+                           list(self._matrices(matrices)), inplace=True)
+
+    def wavelet_color_fix_cuda(self, image, reference, out, levels, stream=0):
+        self.streams.append(("colour", stream))
+        host = self._host(out, np.float32, 4, "out")
+        host[...] = native.wavelet_color_fix(self._host(image, np.float32, 4, "image"),
+                                             self._host(reference, np.float32, 4, "reference"), levels)
+
+
+@pytest.fixture
+def torch_kernels(monkeypatch):
+    import torch
+
+    from flipnet_rt.faces.device import TorchKernels
+
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: types.SimpleNamespace(cuda_stream=STREAM))
+    return TorchKernels(StandinCudaKernels(), "cpu"), torch.from_numpy
+
+
+@pytest.fixture
+def cupy_kernels(monkeypatch):
+    from flipnet_rt.faces.device import CupyKernels
+
+    cupy = standin_cupy()
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    kernels = CupyKernels(StandinCudaKernels(), 0)
+    with cupy.cuda.Stream() as stream:  # the kernels must take the current stream's handle
+        kernels.expected_stream = stream.ptr
+        yield kernels, cupy.asarray
+
+
+@pytest.fixture(scope="module")
+def scene():
+    from flipnet_rt.video.synthetic import face_scene, noisy
+
+    image = noisy(face_scene((200, 120), eye_distance=15.0, faces=2)[0], 3.0, np.random.default_rng(0))
+    affines = np.stack([[[1.0, 0.05, -30.0], [-0.05, 1.0, -25.0]], [[0.9, 0.0, -110.0], [0.0, 0.9, -20.0]]])
+    return image, affines
+
+
+@pytest.mark.parametrize("which", ["torch_kernels", "cupy_kernels"])
+def test_cuda_kernels_python_side_keeps_the_host_contract(request, scene, which):
+    from flipnet_rt.faces.device import HostKernels
+
+    kernels, to_device = request.getfixturevalue(which)
+    stream = getattr(kernels, "expected_stream", STREAM)
+    host = HostKernels()
+    image, affines = scene
+    frame = kernels.upload(image)
+    assert not np.shares_memory(np.asarray(kernels.download(frame)), image)
+    np.testing.assert_array_equal(kernels.download(frame), image)
+    for border in ("reflect", "constant"):
+        crops = kernels.crops(frame, affines, 64, border)
+        np.testing.assert_array_equal(np.asarray(crops), host.crops(image, affines, 64, border))
+    crops = kernels.crops(frame, affines, 64, "reflect")
+    rng = np.random.default_rng(1)
+    out = rng.uniform(-1.2, 1.2, (2, 3, 64, 64)).astype(np.float32)
+    half = kernels.float32(to_device(out.astype(np.float16)))
+    assert np.asarray(half).dtype == np.float32 and np.asarray(kernels.cast(crops, to_device(out[:1].astype(np.float16)))).dtype == np.float16
+    fixed = kernels.color_fix(to_device(out), crops, 3)
+    np.testing.assert_array_equal(np.asarray(fixed), host.color_fix(out, host.crops(image, affines, 64, "reflect"), 3))
+    faces = kernels.to_faces(to_device(out))
+    np.testing.assert_array_equal(np.asarray(faces), host.to_faces(out))
+    with pytest.raises(ValueError, match="NaN"):
+        kernels.to_faces(to_device(np.full((1, 3, 4, 4), np.nan, np.float32)))
+    kernels.paste(frame, faces, affines)
+    want = host.upload(image)
+    host.paste(want, host.to_faces(out), affines)
+    np.testing.assert_array_equal(kernels.download(frame), want)
+    assert kernels.nat.streams and {s for _, s in kernels.nat.streams} == {stream}
+    assert [k for k, _ in kernels.nat.streams] == ["warp"] * 3 + ["colour", "paste"]
+
+
+def test_whole_frames_on_torch_tensors_equal_the_host_path(torch_kernels, tiny_restorer):
+    """DeviceFrames over TorchKernels on the torch backend's (CPU) tensors: the same frames as the
+    host path of FaceRestorer, bit for bit (the stand-in runs the host path's kernels)."""
+    from flipnet_rt.faces.align import template
+    from flipnet_rt.faces.device import DeviceFrames
+    from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer
+    from flipnet_rt.faces.types import Face
+
+    kernels, _ = torch_kernels
+    r = tiny_restorer.config.resolution
+    rng = np.random.default_rng(2)
+    frames, faces, seeds = [], [], []
+    for count in (2, 0, 1):
+        frames.append(rng.integers(0, 256, (3 * r, 5 * r, 3), dtype=np.uint8))
+        points = [0.9 * template(r) + (r * (1 + 2 * j) + 0.3, r + 0.6) for j in range(count)]  # S = R
+        faces.append([Face(np.r_[p.min(0) - 4, p.max(0) + 4], 1.0, p) for p in points])
+        seeds.append([10 * count + j for j in range(count)])
+    options = FaceOptions(max_batch=2)  # the same batches on both paths: torch's CPU kernels vary with the batch
+    host = FaceRestorer(tiny_restorer, options=options, frame_path="host")
+    device = FaceRestorer(tiny_restorer, options=options, frame_path="host")
+    device.device_frames = DeviceFrames(tiny_restorer, kernels, "reflect", 2)  # what frame_path chooses on a GPU
+    for sampling in (tiny_restorer.options(color_fix=0), tiny_restorer.options(color_fix=2)):
+        host.sampling = device.sampling = sampling
+        want = host.restore_faces(frames, faces, seeds)
+        got = device.restore_faces(frames, faces, seeds)
+        for (a, ra), (b, rb), image in zip(want, got, frames):
+            np.testing.assert_array_equal(a, b)
+            assert all(x.crop_size == r and x.output is None for x in rb)
+            assert (a != image).any() == bool(ra)
