@@ -210,22 +210,20 @@ class CupyKernels(_CudaKernels):
 
 
 def kernels_for(library: str, device: str, cuda_kernels: bool) -> str | None:
-    """Which kernels run arrays of ``library`` ("numpy", "torch", "cupy") on ``device`` ("cpu",
-    "cuda"): "host", "torch", "cupy", or None (torch on the CPU; CUDA arrays without CUDA kernels)."""
-    if library == "numpy":
-        return "host"
+    """Which CUDA kernels run device arrays of ``library`` ("torch", "cupy") on ``device`` ("cpu",
+    "cuda"): "torch", "cupy", or None (torch on the CPU; no CUDA kernels built)."""
     if device != "cuda" or not cuda_kernels:
         return None
     return library if library in ("torch", "cupy") else None
 
 
 def frame_kernels(backend: Any) -> FrameKernels | None:
-    """The kernels for ``backend``'s arrays (:func:`kernels_for`): :class:`HostKernels` for numpy
-    arrays (ONNX Runtime on the CPU), :class:`TorchKernels`/:class:`CupyKernels` for CUDA arrays when
-    ``flipnet_rt._native`` has CUDA kernels (build it with ``FLIPNET_CUDA=ON``), else None."""
+    """The kernels for ``backend``'s arrays: :class:`HostKernels` for numpy arrays (ONNX Runtime on
+    the CPU), :class:`TorchKernels`/:class:`CupyKernels` for CUDA arrays when ``flipnet_rt._native``
+    has CUDA kernels (build it with ``FLIPNET_CUDA=ON``; :func:`kernels_for`), else None."""
     probe = backend.from_numpy(np.zeros((1,), np.uint8))
     library = type(probe).__module__.split(".")[0]
-    return HostKernels() if kernels_for(library, "cpu", False) == "host" else _cuda_kernels(library, probe)
+    return HostKernels() if library == "numpy" else _cuda_kernels(library, probe)
 
 
 def _cuda_kernels(library: str, probe: Array) -> FrameKernels | None:

@@ -51,7 +51,7 @@ def standin_cupy(device_name: str = "Fake GPU", capability: tuple[int, int] = (9
     cupy.asarray = asarray
     cupy.asnumpy = lambda a: np.array(np.asarray(a), copy=True)
     cupy.concatenate = lambda arrays, axis=0: _wrap(np.concatenate([np.asarray(a) for a in arrays], axis=axis))
-    cupy.empty = lambda shape, dtype=np.float32: _wrap(np.empty(shape, dtype))
+    cupy.empty = lambda shape, dtype=float: _wrap(np.empty(shape, dtype))  # CuPy's default: float64
     cupy.ascontiguousarray = lambda a, dtype=None: _wrap(np.ascontiguousarray(a, dtype))
     for name in ("clip", "rint", "isnan", "float32", "float16", "uint8"):  # elementwise: numpy's, same semantics
         setattr(cupy, name, getattr(np, name))

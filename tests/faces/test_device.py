@@ -121,9 +121,9 @@ def test_a_call_with_a_larger_face_goes_the_host_path(demo_restorer, mtcnn, fram
 def test_which_kernels_run_which_arrays():
     from flipnet_rt.faces.device import kernels_for
 
-    assert kernels_for("numpy", "cpu", False) == kernels_for("numpy", "cpu", True) == "host"
     assert kernels_for("torch", "cuda", True) == "torch" and kernels_for("cupy", "cuda", True) == "cupy"
-    for args in (("torch", "cpu", True), ("torch", "cuda", False), ("cupy", "cuda", False), ("jax", "cuda", True)):
+    for args in (("torch", "cpu", True), ("torch", "cuda", False), ("cupy", "cuda", False), ("jax", "cuda", True),
+                 ("numpy", "cuda", True)):
         assert kernels_for(*args) is None, args
 
 
@@ -160,6 +160,11 @@ def test_host_kernels_keep_the_contract(frames):
     assert crops.dtype == np.float32 and np.abs(crops - want).max() * 127.5 <= 1.0
     half = np.zeros((1, 3, 4, 4), np.float16)
     assert k.cast(crops, half).dtype == np.float16 and k.float32(half).dtype == np.float32
+    edge = affines.copy()
+    edge[:, :, 2] += (40.0, 30.0)  # the crops reach past the frame's top left corner: the border shows
+    for border in ("reflect", "constant"):
+        want = to_float(np.stack(warp_faces(images[0], list(edge), 64, border)))
+        np.testing.assert_array_equal(k.crops(frame, edge, 64, border), want)
     faces_u8 = k.to_faces(crops)
     np.testing.assert_array_equal(faces_u8, to_uint8(crops))
     with pytest.raises(ValueError, match="NaN"):

@@ -114,13 +114,16 @@ def test_cuda_kernels_python_side_keeps_the_host_contract(request, scene, which)
     crops = kernels.crops(frame, affines, 64, "reflect")
     rng = np.random.default_rng(1)
     out = rng.uniform(-1.2, 1.2, (2, 3, 64, 64)).astype(np.float32)
-    half = kernels.float32(to_device(out.astype(np.float16)))
-    assert np.asarray(half).dtype == np.float32 and np.asarray(kernels.cast(crops, to_device(out[:1].astype(np.float16)))).dtype == np.float16
+    half = np.asarray(kernels.float32(to_device(out.astype(np.float16))))
+    np.testing.assert_array_equal(half, out.astype(np.float16).astype(np.float32))
+    cast = np.asarray(kernels.cast(crops, to_device(out[:1].astype(np.float16))))
+    np.testing.assert_array_equal(cast, np.asarray(crops).astype(np.float16))
     fixed = kernels.color_fix(to_device(out), crops, 3)
     np.testing.assert_array_equal(np.asarray(fixed), host.color_fix(out, host.crops(image, affines, 64, "reflect"), 3))
     faces = kernels.to_faces(to_device(out))
     np.testing.assert_array_equal(np.asarray(faces), host.to_faces(out))
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match=r"^to_uint8: the model's output contains NaN \(a numerically broken "
+                                         r"engine: rebuild it, or run in fp32\)$"):
         kernels.to_faces(to_device(np.full((1, 3, 4, 4), np.nan, np.float32)))
     kernels.paste(frame, faces, affines)
     want = host.upload(image)
@@ -128,6 +131,9 @@ def test_cuda_kernels_python_side_keeps_the_host_contract(request, scene, which)
     np.testing.assert_array_equal(kernels.download(frame), want)
     assert kernels.nat.streams and {s for _, s in kernels.nat.streams} == {stream}
     assert [k for k, _ in kernels.nat.streams] == ["warp"] * 3 + ["colour", "paste"]
+    if which == "cupy_kernels":  # every CuPy call inside the arrays' device (0 here), not "the current one"
+        devices = [entry[1] for entry in sys.modules["cupy"].log if entry[0] == "device"]
+        assert devices and set(devices) == {0}
 
 
 def test_whole_frames_on_torch_tensors_equal_the_host_path(torch_kernels, tiny_restorer):
