@@ -159,10 +159,10 @@ def paste_faces(image: np.ndarray, faces: Sequence[np.ndarray], affines: Sequenc
 
 def wavelet_color_fix(image: np.ndarray, reference: np.ndarray, levels: int) -> np.ndarray:
     """:func:`flipnet_rt.imaging.colour.wavelet_color_fix` (same arguments and result, bit for bit)."""
-    from .imaging.colour import wavelet_color_fix as python_fix
+    from .imaging.colour import MAX_LEVELS, wavelet_color_fix as python_fix
 
     nat = module() if "wavelet_color_fix" in NATIVE_CPU else None
-    if nat is None or image.shape != reference.shape or image.ndim != 4 or levels < 0:
+    if nat is None or image.shape != reference.shape or image.ndim != 4 or not 0 <= levels <= MAX_LEVELS:
         return python_fix(image, reference, levels)  # also raises its errors on bad input
     x = np.ascontiguousarray(image, np.float32)
     out = np.empty_like(x)

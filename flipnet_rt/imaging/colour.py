@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 
+#: the most levels (the native kernels' dilation 1 << level must fit an int): far past any image
+MAX_LEVELS = 30
+
+
 def wavelet_color_fix(image: np.ndarray, reference: np.ndarray, levels: int) -> np.ndarray:
     """The restored image's detail over the LQ input's colours (StableSR's wavelet color fix).
 
@@ -27,8 +31,8 @@ def wavelet_color_fix(image: np.ndarray, reference: np.ndarray, levels: int) -> 
     if image.shape != reference.shape or image.ndim != 4:
         raise ValueError(f"wavelet_color_fix: expected two [B, C, H, W] arrays of one shape, got "
                          f"{image.shape} and {reference.shape}")
-    if levels < 0:
-        raise ValueError(f"wavelet_color_fix: levels must be >= 0, got {levels}")
+    if not 0 <= levels <= MAX_LEVELS:
+        raise ValueError(f"wavelet_color_fix: levels must be in [0, {MAX_LEVELS}], got {levels}")
     x = image.astype(np.float32)
     if levels == 0:
         return x
@@ -36,9 +40,11 @@ def wavelet_color_fix(image: np.ndarray, reference: np.ndarray, levels: int) -> 
 
 
 def _wavelet_low(x: np.ndarray, levels: int) -> np.ndarray:
-    """The low band of ``levels`` à trous levels over the last two axes."""
+    """The low band of ``levels`` à trous levels over the last two axes. A dilation past the image
+    reads only its edges, so it is capped at the image's size (the same values, without padding
+    2**level pixels a side)."""
     for level in range(levels):
-        r = 2**level
+        r = min(2**level, max(x.shape[-2:]))
         p = np.pad(x, ((0, 0), (0, 0), (r, r), (r, r)), mode="edge")
         h = 0.25 * p[..., : -2 * r] + 0.5 * p[..., r:-r] + 0.25 * p[..., 2 * r :]
         x = 0.25 * h[..., : -2 * r, :] + 0.5 * h[..., r:-r, :] + 0.25 * h[..., 2 * r :, :]

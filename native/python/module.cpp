@@ -35,6 +35,12 @@ using CpuU8Out = nb::ndarray<std::uint8_t, nb::ndim<4>, nb::c_contig, nb::device
     throw nb::value_error(what.c_str());
 }
 
+// The colour fix's dilation is 1 << level: past 30 it leaves an int (flipnet_rt.imaging.colour.MAX_LEVELS).
+void check_levels(int levels) {
+    if (levels < 0 || levels > 30)
+        fail("levels: must be in [0, 30], got " + std::to_string(levels));
+}
+
 std::string shape_str(size_t ndim, const int64_t* shape) {
     std::string s = "(";
     for (size_t i = 0; i < ndim; ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
@@ -127,7 +133,7 @@ void wavelet_color_fix(const CpuConstF32& image, const CpuConstF32& reference, C
                  "shape, got " + shape_str(4, image.shape_ptr()) + ", " +
                  shape_str(4, reference.shape_ptr()) + " and " + shape_str(4, out.shape_ptr()));
     }
-    if (levels < 0) fail("levels: must be >= 0, got " + std::to_string(levels));
+    check_levels(levels);
     const int planes = static_cast<int>(image.shape(0) * image.shape(1));
     nb::gil_scoped_release release;
     flipnet::wavelet_color_fix(image.data(), reference.data(), out.data(), planes,
@@ -199,7 +205,7 @@ void wavelet_color_fix_cuda(const CudaConstF32& image, const CudaConstF32& refer
             fail("wavelet_color_fix_cuda: image, reference and out must share one [B, C, H, W] "
                  "shape");
     }
-    if (levels < 0) fail("levels: must be >= 0, got " + std::to_string(levels));
+    check_levels(levels);
     cuda_same_device(image.device_id(), out.device_id(), "wavelet_color_fix_cuda");
     cuda_same_device(reference.device_id(), out.device_id(), "wavelet_color_fix_cuda");
     const int planes = static_cast<int>(image.shape(0) * image.shape(1));

@@ -64,5 +64,27 @@ def test_color_fix_rejects_mismatched_inputs() -> None:
     x = np.zeros((1, 3, 8, 8), np.float32)
     with pytest.raises(ValueError, match="one shape"):
         wavelet_color_fix(x, x[:, :, :4], 2)
-    with pytest.raises(ValueError, match="levels must be >= 0"):
-        wavelet_color_fix(x, x, -1)
+    for levels in (-1, 31):
+        with pytest.raises(ValueError, match=rf"levels must be in \[0, 30\], got {levels}"):
+            wavelet_color_fix(x, x, levels)
+
+
+def test_color_fix_levels_wider_than_the_image_stay_cheap() -> None:
+    """A dilation past the image's size reads only its edges: padded to the image's size, not 2**level
+    (30 levels padded 2**29 pixels a side, a memory error); the result is the same."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 0.5, (1, 3, 6, 5)).astype(np.float32)
+    y = rng.normal(0, 0.5, x.shape).astype(np.float32)
+    out = wavelet_color_fix(x, y, 30)
+    assert out.shape == x.shape and np.isfinite(out).all()
+
+    def low(a, levels):  # StableSR's formula as written: padded 2**level pixels a side
+        for level in range(levels):
+            r = 2**level
+            p = np.pad(a, ((0, 0), (0, 0), (r, r), (r, r)), mode="edge")
+            h = 0.25 * p[..., : -2 * r] + 0.5 * p[..., r:-r] + 0.25 * p[..., 2 * r :]
+            a = 0.25 * h[..., : -2 * r, :] + 0.5 * h[..., r:-r, :] + 0.25 * h[..., 2 * r :, :]
+        return a
+
+    for levels in (3, 6):  # dilations up to 4 (inside the image) and up to 32 (past it)
+        np.testing.assert_array_equal(wavelet_color_fix(x, y, levels), x - low(x, levels) + low(y, levels))

@@ -208,3 +208,23 @@ def test_flipnet_native_0_forces_the_references():
 def test_module_reports_its_build():
     print(f"cuda kernels: {NAT.cuda} ({NAT.cuda_architectures or 'none'})")
     assert isinstance(NAT.cuda, bool)
+
+
+def test_colour_fix_levels_are_bounded():
+    """Levels past 30 used to shift 1 << level past an int and read outside the plane (a segfault,
+    found by a mutant passing a stream handle as the level count); now a ValueError. Levels whose
+    dilation passes the image give the reference's result (every tap clamps to the edge)."""
+    from flipnet_rt.imaging.colour import wavelet_color_fix
+
+    rng = np.random.default_rng(3)
+    image = rng.normal(0, 0.5, (1, 3, 9, 12)).astype(np.float32)
+    reference = rng.normal(0, 0.5, image.shape).astype(np.float32)
+    out = np.empty_like(image)
+    for levels in (31, 20816):
+        with pytest.raises(ValueError, match=r"levels: must be in \[0, 30\], got " + str(levels)):
+            NAT.wavelet_color_fix(image, reference, out, levels)
+    for levels in (6, 30):
+        NAT.wavelet_color_fix(image, reference, out, levels)
+        err = float(np.abs(out - wavelet_color_fix(image, reference, levels)).max())
+        print(f"colour fix, {levels} levels on 9x12: max |native - reference| = {err:.3g}")
+        assert err <= 1e-6
