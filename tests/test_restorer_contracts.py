@@ -221,11 +221,13 @@ def test_run_arrays_is_run_on_the_backends_arrays(demo_core):
     core, options = demo_core
     rng = np.random.default_rng(0)
     pixels = rng.uniform(-1, 1, (2, 3, 64, 64)).astype(np.float32)
-    want = core.run(pixels, Mode.RESTORE, options, [3, 4])
-    got = np.array(core.run_arrays(pixels, Mode.RESTORE, options, [3, 4]), np.float32)
-    err = float(np.abs(want - got).max())
-    print(f"run_arrays vs run: max error {err:.2e}")
-    assert err == 0.0
+    guided = dataclasses.replace(options, guidance=2.0)  # the mode reaches the core: guidance is restore's
+    for mode, opts in ((Mode.RESTORE, options), (Mode.RESTORE, guided), (Mode.DEGRADE, options)):
+        want = core.run(pixels, mode, opts, [3, 4])
+        got = np.array(core.run_arrays(pixels, mode, opts, [3, 4]), np.float32)
+        err = float(np.abs(want - got).max())
+        print(f"run_arrays vs run, {mode.value}, guidance {opts.guidance}: max error {err:.2e}")
+        assert err == 0.0
     assert not np.array_equal(got, core.run_arrays(pixels, Mode.RESTORE, options, [3, 5])[:2])  # seeds reach it
     with pytest.raises(ValueError, match=r"^pixels: expected \[B, 3, 64, 64\], got \(2, 3, 32, 32\)$"):
         core.run_arrays(pixels[:, :, :32, :32], Mode.RESTORE, options, [3, 4])
