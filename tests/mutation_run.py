@@ -194,6 +194,13 @@ def run_group(name: str, fresh: bool, names: list[str], build: Path = BUILD, aga
     start = time.time()
     code = subprocess.run(["nice", "-n", "19", mutmut, "run", "--max-children", "1", *names],
                           cwd=dest).returncode
+    if again and code == 0:  # mutants of functions changed since the last run were made by that run, unchecked
+        new = [n for n in not_killed(dest) if n not in names]
+        if new:
+            print(f"== {name}: {len(new)} mutants of changed functions, not checked yet", flush=True)
+            code = subprocess.run(["nice", "-n", "19", mutmut, "run", "--max-children", "1", *new],
+                                  cwd=dest).returncode
+            names = names + new
     seconds = time.time() - start
     log = dest / "runs.json"
     runs = json.loads(log.read_text()) if log.is_file() else []

@@ -211,7 +211,7 @@ class CupyKernels(_CudaKernels):
 
 def kernels_for(library: str, device: str, cuda_kernels: bool) -> str | None:
     """Which CUDA kernels run device arrays of ``library`` ("torch", "cupy") on ``device`` ("cpu",
-    "cuda"): "torch", "cupy", or None (torch on the CPU; no CUDA kernels built)."""
+    "cuda"): "torch", "cupy", or None (torch on the CPU, an unknown library, no CUDA kernels built)."""
     if device != "cuda" or not cuda_kernels:
         return None
     return library if library in ("torch", "cupy") else None
