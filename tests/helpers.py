@@ -66,3 +66,28 @@ def require(ok: bool, what: str) -> None:
 def require_data(path: Path, what: str) -> None:
     """``require`` for real data under ../shared (beside the project)."""
     require(path.exists(), f"{path}: {what} (../shared/data beside the project)")
+
+
+def cupy_on_a_gpu():
+    """CuPy with a visible CUDA GPU, else the test skips with the reason (GPU tests only)."""
+    import pytest
+
+    cupy = pytest.importorskip("cupy", reason="CuPy is not installed (pip install 'flipnet-rt[gpu]')")
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("no CUDA GPU")
+    except cupy.cuda.runtime.CUDARuntimeError as exc:
+        pytest.skip(f"no CUDA GPU ({exc})")
+    return cupy
+
+
+def native_cuda_kernels():
+    """``flipnet_rt._native`` built with CUDA kernels, else the test skips with the reason."""
+    import pytest
+
+    from flipnet_rt import native
+
+    nat = native.module()
+    if nat is None or not nat.cuda:
+        pytest.skip("flipnet_rt._native was built without CUDA kernels (FLIPNET_CUDA=ON pip install .)")
+    return nat

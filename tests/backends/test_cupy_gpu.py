@@ -16,19 +16,14 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import cupy_on_a_gpu
 
 pytestmark = pytest.mark.gpu
 
 
 @pytest.fixture(scope="module")
 def cp():
-    cupy = pytest.importorskip("cupy", reason="CuPy is not installed (pip install 'flipnet-rt[gpu]')")
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            pytest.skip("no CUDA GPU")
-    except cupy.cuda.runtime.CUDARuntimeError as exc:
-        pytest.skip(f"no CUDA GPU ({exc})")
-    return cupy
+    return cupy_on_a_gpu()
 
 
 def test_cupy_arrays_and_the_sampler_match_numpy(cp):

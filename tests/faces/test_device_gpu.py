@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import cupy_on_a_gpu, native_cuda_kernels
 
 from flipnet_rt import native
 
@@ -19,19 +20,11 @@ pytestmark = pytest.mark.gpu
 
 
 def _kernels(library: str):
-    nat = native.module()
-    if nat is None or not nat.cuda:
-        pytest.skip("flipnet_rt._native was built without CUDA kernels (FLIPNET_CUDA=ON pip install .)")
+    nat = native_cuda_kernels()
     from flipnet_rt.faces.device import CupyKernels, TorchKernels
 
     if library == "cupy":
-        cp = pytest.importorskip("cupy", reason="CuPy is not installed (pip install cupy-cuda12x)")
-        try:
-            if cp.cuda.runtime.getDeviceCount() < 1:
-                pytest.skip("no CUDA GPU")
-        except cp.cuda.runtime.CUDARuntimeError as exc:
-            pytest.skip(f"no CUDA GPU ({exc})")
-        return CupyKernels(nat, 0), cp.asarray
+        return CupyKernels(nat, 0), cupy_on_a_gpu().asarray
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU for torch")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import cupy_on_a_gpu, native_cuda_kernels
 
 from flipnet_rt import native
 
@@ -18,16 +19,7 @@ pytestmark = pytest.mark.gpu
 
 
 def _needs_cuda():
-    nat = native.module()
-    if nat is None or not nat.cuda:
-        pytest.skip("flipnet_rt._native was built without CUDA kernels (FLIPNET_CUDA=ON pip install .)")
-    cp = pytest.importorskip("cupy", reason="CuPy is not installed (pip install cupy-cuda12x or cupy-cuda13x)")
-    try:
-        if cp.cuda.runtime.getDeviceCount() < 1:
-            pytest.skip("no CUDA GPU")
-    except cp.cuda.runtime.CUDARuntimeError as exc:
-        pytest.skip(f"no CUDA GPU ({exc})")
-    return nat, cp
+    return native_cuda_kernels(), cupy_on_a_gpu()
 
 
 @pytest.fixture(scope="module")
