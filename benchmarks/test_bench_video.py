@@ -74,9 +74,14 @@ def timed_faces(restorer, detector, timer):
 
     class TimedCore:
         config = restorer.config
+        has_fidelity = restorer.has_fidelity
 
         def options(self, **kw):
             return restorer.options(**kw)
+
+        def fidelity(self, inputs, restored):
+            with timer.stage("fidelity"):
+                return restorer.fidelity(inputs, restored)
 
         def restore(self, images, options=None, seeds=None):
             with timer.stage("restore"):

@@ -26,7 +26,7 @@ from flipnet_rt.engine.manifest import Manifest, NetworkEntry, save_prompts
 from flipnet_rt.engine.spec import KVSpec, NetworkSpec, Profile, network_specs
 from flipnet_rt.models import PROMPT_KINDS, FlipNet
 from flipnet_rt.models.boosthub import set_attention_upcast
-from flipnet_rt.models.networks import NETWORKS, kv_layout
+from flipnet_rt.models.networks import NETWORKS, kv_layout, model_networks
 
 log = logging.getLogger(__name__)
 
@@ -168,11 +168,14 @@ def export_engine(
     precision: str = "fp32",
     resolution: int | None = None,
     max_batch: int = 4,
-    networks: Sequence[str] = ALL_NETWORKS,
+    networks: Sequence[str] | None = None,
     fp16_storage: bool = False,
     attention_fp32: bool | None = None,
 ) -> Manifest:
     """Write ONNX graphs, prompts, flipnet.json and manifest.json into ``out``.
+
+    ``networks``: None exports every network the model has (:func:`model_networks`: the fidelity
+    estimator where the model directory has one).
 
     ``fp16_storage``: store the weights fp16 holds exactly in fp16 (:func:`store_fp16`), fp32
     graphs only.
@@ -192,9 +195,13 @@ def export_engine(
         raise ValueError(f"precision: {precision!r}; use fp32 or fp16")
     if fp16_storage and precision != "fp32":
         raise ValueError("fp16 storage applies to fp32 graphs; an fp16 export stores fp16 already")
+    networks = model_networks(model) if networks is None else list(networks)
     unknown = sorted(set(networks) - set(ALL_NETWORKS))
     if unknown:
         raise ValueError(f"networks: unknown {unknown}; known: {', '.join(ALL_NETWORKS)}")
+    if "fidelity" in networks and model.fidelity is None:
+        raise ValueError("networks: fidelity, but the model has no fidelity estimator (fidelity.safetensors); "
+                         "train one with `flipnet-train fidelity` or leave it out")
     config = model.config
     resolution = resolution or config.resolution
     m = latent_multiple(model) * config.vae_factor
@@ -207,7 +214,7 @@ def export_engine(
     attention_fp32 = precision == "fp16" if attention_fp32 is None else bool(attention_fp32)
     set_attention_upcast(model.unet.unet, attention_fp32)
     kv = [KVSpec(level=layer.level, channels=layer.channels) for layer in kv_layout(model)]
-    specs = network_specs(config, kv, np_dtype)
+    specs = network_specs(config, kv, np_dtype, fidelity=model.fidelity is not None)
     latent = resolution // config.vae_factor
 
     out = Path(out)

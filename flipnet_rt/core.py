@@ -112,6 +112,29 @@ class DiffusionCore:
             # a copy, made before the lock is released: backends reuse their output buffers per shape
             return self.backend.concat([image])
 
+    @property
+    def has_fidelity(self) -> bool:
+        """Whether the engine carries the fidelity estimator (``fidelity`` network)."""
+        return "fidelity" in self.backend.specs
+
+    def fidelity(self, pixels: np.ndarray, restored: np.ndarray) -> np.ndarray:
+        """The fidelity estimator: model inputs and their restorations, ``float32 [B, 3, R, R]`` in
+        [-1, 1] -> ``float32 [B]`` weights in [0, 1] (1: keep the input; :mod:`flipnet_rt.faces.fidelity`)."""
+        if pixels.shape != restored.shape:
+            raise ValueError(f"fidelity: inputs {pixels.shape} and restorations {restored.shape} differ")
+        with self._lock:
+            be = self.backend
+            feeds = {"image": be.from_numpy(np.ascontiguousarray(pixels, np.float32)),
+                     "restored": be.from_numpy(np.ascontiguousarray(restored, np.float32))}
+            weight = self._run_network("fidelity", feeds)["weight"]
+            return be.to_numpy(weight).astype(np.float32, copy=True)
+
+    def fidelity_arrays(self, pixels: Array, restored: Array) -> Array:
+        """:meth:`fidelity` on the backend's own arrays (in its float dtype): ``[B]`` weights there, a copy."""
+        with self._lock:
+            weight = self._run_network("fidelity", {"image": pixels, "restored": restored})["weight"]
+            return self.backend.concat([weight])
+
     def latents(self, pixels: np.ndarray, mode: Mode, options: SamplingOptions, seeds: Sequence[int]) -> np.ndarray:
         """The sampled latents ``float32 [B, 4, h, w]`` before decoding (for parity checks)."""
         with self._lock:

@@ -40,7 +40,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -117,6 +117,8 @@ class DegradationConfig:
             Gaussian truncated closer than 3 sigma (faster, slightly less blur).
         base_resolution: the image side the spatial ranges (sigma, scale) are meant
             for; :meth:`scaled_to` rescales from it.
+        passes: 2 (the paper's high-order scheme) or 1 (pass 1 only: Eq. 9 once, the milder
+            named levels of :mod:`flipnet_rt.levels`).
     """
 
     first: PassConfig = field(default_factory=PassConfig)
@@ -124,6 +126,7 @@ class DegradationConfig:
     interpolations: tuple[Interp, ...] = (Interp.AREA, Interp.BILINEAR, Interp.BICUBIC)
     max_kernel_size: int = MAX_KERNEL_SIZE
     base_resolution: int = 512
+    passes: int = 2
 
     def __post_init__(self) -> None:
         for name in ("first", "second"):
@@ -149,6 +152,8 @@ class DegradationConfig:
         r = self.base_resolution
         if isinstance(r, bool) or not isinstance(r, int) or r < 1:
             raise ValueError(f"DegradationConfig.base_resolution: must be an integer >= 1, got {r!r}")
+        if self.passes not in (1, 2) or isinstance(self.passes, bool):
+            raise ValueError(f"DegradationConfig.passes: {self.passes!r}; use 1 (pass 1 only) or 2")
 
     def scaled_to(self, resolution: int) -> DegradationConfig:
         """The config for ``resolution`` x ``resolution`` training images.
@@ -304,19 +309,21 @@ class PassParams:
 
 @dataclass(frozen=True)
 class DegradationParams:
-    """The recorded random choices of one degraded image: both passes."""
+    """The recorded random choices of one degraded image: both passes (``second`` None: one pass)."""
 
     first: PassParams
-    second: PassParams
+    second: PassParams | None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict ``{"first": {...}, "second": {...}}`` (plain floats, ints, strings)."""
-        return {"first": self.first.to_dict(), "second": self.second.to_dict()}
+        """JSON-ready dict ``{"first": {...}, "second": {...} | None}`` (plain floats, ints, strings)."""
+        return {"first": self.first.to_dict(), "second": None if self.second is None else self.second.to_dict()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DegradationParams:
         """Inverse of :meth:`to_dict` (extra keys such as ``"seed"`` are ignored)."""
-        return cls(first=PassParams.from_dict(data["first"]), second=PassParams.from_dict(data["second"]))
+        second = data.get("second")
+        return cls(first=PassParams.from_dict(data["first"]),
+                   second=None if second is None else PassParams.from_dict(second))
 
 
 def kernel_size_for(sigma: float, max_kernel_size: int = MAX_KERNEL_SIZE) -> int:
@@ -330,11 +337,12 @@ def sample_params(rng: np.random.Generator, cfg: DegradationConfig) -> Degradati
     Continuous values are uniform in their ranges, qualities uniform integers (both
     ends included), interpolations uniform among ``cfg.interpolations``, and pass 2's
     order a uniform permutation of the four steps. The draws happen in a fixed order,
-    so the same generator state gives the same params.
+    so the same generator state gives the same params. With ``cfg.passes == 1`` pass 2
+    is still drawn (the draws stay those of two passes) and recorded as None.
     """
     first = _sample_pass(rng, cfg, cfg.first, shuffle=False)
     second = _sample_pass(rng, cfg, cfg.second, shuffle=True)
-    return DegradationParams(first=first, second=second)
+    return DegradationParams(first=first, second=second if cfg.passes == 2 else None)
 
 
 def _sample_pass(rng: np.random.Generator, cfg: DegradationConfig, p: PassConfig, *, shuffle: bool) -> PassParams:
@@ -383,7 +391,8 @@ def apply(image: np.ndarray, params: DegradationParams) -> np.ndarray:
     size = image.shape[:2]
     x = image.astype(np.float32)
     x = _run_pass(x, params.first, size)
-    x = _run_pass(x, params.second, size)
+    if params.second is not None:
+        x = _run_pass(x, params.second, size)
     return _quantise(x)
 
 
@@ -453,6 +462,13 @@ def _quantise(x: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- callable
+
+
+class MakesLQ(Protocol):
+    """What a dataset needs of its degradation: ``(uint8 [H, W, 3], seed) -> (lq, recorded params)``
+    (:class:`RandomDegradation`, :class:`flipnet_rt.levels.LevelMix`); the params have ``to_dict()``."""
+
+    def __call__(self, image: np.ndarray, seed: int) -> tuple[np.ndarray, Any]: ...
 
 
 class RandomDegradation:

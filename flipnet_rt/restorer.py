@@ -101,6 +101,29 @@ class Restorer:
         """Synthesise a real-world-like LQ version of each HQ face (degradation mode, Sec. 4.2)."""
         return self._run(images, Mode.DEGRADE, options or self.options(), seeds)
 
+    @property
+    def has_fidelity(self) -> bool:
+        """Whether the model carries the fidelity estimator (``--fidelity auto`` uses it)."""
+        return self.core.has_fidelity
+
+    def fidelity(self, inputs: Sequence[np.ndarray], restored: Sequence[np.ndarray]) -> np.ndarray:
+        """The fidelity estimator's weight per face, ``float32 [B]`` in [0, 1] (1: keep the input).
+
+        ``inputs``: the model's inputs, ``uint8 [R, R, 3]`` each; ``restored``: their restorations
+        (after the colour fix), the same shapes.
+        """
+        if not inputs:
+            return np.zeros(0, np.float32)
+        if len(inputs) != len(restored):
+            raise ValueError(f"fidelity: {len(inputs)} inputs and {len(restored)} restorations")
+        r = self.config.resolution
+        shapes = {tuple(a.shape) for a in (*inputs, *restored)}
+        if shapes != {(r, r, 3)}:
+            raise ValueError(f"fidelity: expected uint8 [{r}, {r}, 3] faces, got shapes {sorted(shapes)}")
+        with self.core.stage("preprocessing"):
+            pixels, outs = to_float(np.stack(inputs)), to_float(np.stack(restored))
+        return self.core.fidelity(pixels, outs)
+
     def generate_latents(self, images: Sequence[np.ndarray], options: SamplingOptions | None = None,
                          seeds: Sequence[int] | None = None, mode: Mode = Mode.RESTORE) -> np.ndarray:
         """The sampled latents ``[B, 4, h, w]`` float32 before decoding (for parity checks)."""

@@ -5,6 +5,7 @@
     flipnet-train restoration  [--train-config FILE] --ae-checkpoint CKPT [--sd-dir DIR | --vae-checkpoint CKPT]
     flipnet-train degradation  [--train-config FILE] [--sd-dir DIR | --vae-checkpoint CKPT]
     flipnet-train merge        --checkpoint CKPT -o MODEL_DIR [--fp16]
+    flipnet-train fidelity     --model MODEL_DIR --hq-dir DIR [--engine ENGINE_DIR]   the fidelity estimator
 
 Values come from the dataclass defaults (train/config.py), then the TOML file, then the flags
 below, then ``--set section.key=value`` (any key). The same command runs on one CPU, one GPU or
@@ -120,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--checkpoint", type=Path, required=True, metavar="CKPT", help="restoration/degradation checkpoint")
     merge.add_argument("-o", "--output", type=Path, required=True, metavar="MODEL_DIR")
     merge.add_argument("--fp16", action="store_true", help="write float16 weights (half the size)")
+    from .fidelity import add_parser as add_fidelity
+
+    add_fidelity(sub)
     return parser
 
 
@@ -145,6 +149,10 @@ def run(args: argparse.Namespace) -> int:
         path = merge(args.checkpoint, args.output, fp16=args.fp16)
         print(path)
         return 0
+    if args.command == "fidelity":
+        from .fidelity import main as train_fidelity
+
+        return train_fidelity(args)
     config = check(load_config(args.command, args.train_config, overrides(args)))
     progress = not args.quiet
     if args.command == "ae":

@@ -132,6 +132,9 @@ class DataSection:
     paired: tuple[PairedSource, ...] = ()  # degradation mode's real-world pairs
     degradation: Mapping[str, Any] = field(default_factory=dict)  # fields of flipnet_rt.degradations.DegradationConfig
     scale_degradation: bool = True  # scale the 512-px ranges of Eq. (9) to the resolution
+    # {level: weight} of flipnet_rt.levels (none, mild, moderate, heavy, train): each LQ draws its level,
+    # then that level's degradation scaled to the resolution; replaces `degradation` when set
+    degradation_levels: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

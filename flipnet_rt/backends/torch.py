@@ -79,7 +79,7 @@ class TorchBackend(Backend):
         self.model = model
         kv = [KVSpec(layer.level, layer.channels) for layer in kv_layout(model)]
         spec_dtype = "float16" if dtype == "bfloat16" else dtype  # specs speak numpy; bf16 has no numpy name
-        super().__init__(network_specs(model.config, kv, spec_dtype))
+        super().__init__(network_specs(model.config, kv, spec_dtype, fidelity=model.fidelity is not None))
         self.compile = compile
         self.cuda_graphs = cuda_graphs
         self._callables: dict[str, Callable[..., Any]] = {}  # filled by the first call (_open)
@@ -90,7 +90,7 @@ class TorchBackend(Backend):
         """Move the model to the device and wrap the networks (once; again after ``close``).
         torch.compile is lazy, so nothing compiles before a network's first call."""
         self.model.to(device=self.device, dtype=self.torch_dtype).eval().requires_grad_(False)
-        modules = {name: cls(self.model) for name, cls in NETWORKS.items()}  # eager, as exported
+        modules = {name: NETWORKS[name](self.model) for name in self.specs}  # eager, as exported
         self._callables = {name: torch.compile(module) if self.compile and name in UNET_NETWORKS else module
                            for name, module in modules.items()}
 

@@ -33,6 +33,15 @@ def face_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-keep-detail", dest="keep_detail", action="store_false",
                    help="faces larger than the model's resolution come back at the model's detail only "
                         "(default: the input's finer detail is kept; it also keeps the input's noise)")
+    fidelity_arg(g)
+
+
+def fidelity_arg(group: argparse._ActionsContainer) -> None:
+    """``--fidelity W|auto`` (restore, video, eval): checked where the face options are built."""
+    group.add_argument("--fidelity", default="auto", metavar="W|auto",
+                       help="how much of each input face the output keeps: a weight in [0, 1] (0: the model's "
+                            "output, 1: the input face), or auto (default): the model's fidelity estimator "
+                            "decides per face, so no face comes back worse than it went in")
 
 
 def build_face_restorer(args: argparse.Namespace, restorer: Any, sampling: Any, frame_path: str = "host") -> Any:
@@ -49,5 +58,5 @@ def build_face_restorer(args: argparse.Namespace, restorer: Any, sampling: Any, 
                              providers=providers_like(restorer))
     options = FaceOptions(max_faces=args.max_faces, min_face_size=args.min_face_size,
                           only_center_face=args.only_center_face, keep_detail=args.keep_detail,
-                          max_batch=args.batch_size)  # faces per engine call: bounds memory on crowded pictures
+                          max_batch=args.batch_size, fidelity=args.fidelity)  # faces per engine call: bounds memory on crowded pictures
     return FaceRestorer(restorer, detector, options, sampling=sampling, frame_path=frame_path)

@@ -200,8 +200,10 @@ def kv_names(count: int) -> list[str]:
     return [f"{kind}_{i:02d}" for i in range(count) for kind in ("k", "v")]
 
 
-def network_specs(config: FlipnetConfig, kv: Iterable[KVSpec], dtype: str = "float32") -> dict[str, NetworkSpec]:
-    """The I/O spec of every network of DESIGN §4 for a model config and its BoostHub layout."""
+def network_specs(config: FlipnetConfig, kv: Iterable[KVSpec], dtype: str = "float32", *,
+                  fidelity: bool = False) -> dict[str, NetworkSpec]:
+    """The I/O spec of every network of DESIGN §4 for a model config and its BoostHub layout; with
+    ``fidelity`` also the fidelity estimator's (:mod:`flipnet_rt.models.fidelity`)."""
     kv = list(kv)
     c, f = config.latent_channels, config.vae_factor
     ctx = (config.context_tokens, config.text_width)
@@ -211,7 +213,7 @@ def network_specs(config: FlipnetConfig, kv: Iterable[KVSpec], dtype: str = "flo
         _t(name, dtype, "B", "h*w" + (f"/{4 ** layer.level}" if layer.level else ""), layer.channels)
         for name, layer in zip(kv_names(len(kv)), (layer for layer in kv for _ in range(2)))
     ]
-    return {
+    specs = {
         "unet": NetworkSpec("unet", (
             _t("sample", dtype, "2*B", c, "h", "w"), _t("timestep", "float32", "2*B"),
             _t("context", dtype, "2*B", *ctx), _t("phi", dtype, 1),
@@ -228,3 +230,7 @@ def network_specs(config: FlipnetConfig, kv: Iterable[KVSpec], dtype: str = "flo
         "face_encoder": NetworkSpec("face_encoder", (_t("image", dtype, *face_image),),
                                     (_t("id_tokens", dtype, "B", config.face.tokens, config.text_width),)),
     }
+    if fidelity:
+        specs["fidelity"] = NetworkSpec("fidelity", (_t("image", dtype, *face_image), _t("restored", dtype, *face_image)),
+                                        (_t("weight", dtype, "B"),))
+    return specs

@@ -5,7 +5,7 @@ Report (JSON, one document per run)::
     {"meta": {...}, "images": [{"image": "a.jpg", "output": "out/a.png", "width": W, "height": H,
       "seed": s, "faces": [{"index": 0, "box": [x0, y0, x1, y1], "score": 0.99,
       "landmarks": {"left_eye": [x, y], ...}, "seed": 123, "restored": true, "crop_size": 64,
-      "keep_detail": false}, ...], "restored": n, "error": null}]}
+      "keep_detail": false, "fidelity": 0.31, "fidelity_source": "estimator"}, ...], "restored": n, "error": null}]}
 
 Saved faces (GFPGAN's layout, PNG): ``DIR/cropped_faces/<stem>_<index>.png`` (the aligned input,
 at the crop size S), ``DIR/restored_faces/<stem>_<index>.png`` (the face as pasted, at S) and

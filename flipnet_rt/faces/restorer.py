@@ -12,7 +12,9 @@ seeds)``). Per face:
    (:func:`face_seed`); the core's wavelet colour fix (``color_fix`` in the sampling options) works
    per face against its aligned input;
 4. back at S: keep-detail (:func:`~.detail.keep_detail`) when ``S / R >= keep_detail_ratio``, else the
-   restoration resized (:func:`~.detail.upsample_restored`);
+   restoration resized (:func:`~.detail.upsample_restored`), then blended with the aligned input by
+   the face's fidelity weight W (:mod:`.fidelity`: ``--fidelity W|auto``; auto asks the model's
+   estimator, batched like the faces);
 5. pasted (:func:`~.paste.paste_faces`) by ascending box area, then index: the larger face wins
    an overlap. Pixels outside every face's mask are untouched.
 
@@ -33,6 +35,7 @@ import numpy as np
 from ..options import image_seed
 from .align import estimate_affine, face_extent, rescale_affine, warp_faces
 from .detail import KEEP_DETAIL_RATIO, downsample, keep_detail, upsample_restored
+from .fidelity import AUTO, FidelityChooser, Weights, blend, parse_fidelity
 from .paste import paste_faces
 from .types import BorderMode, Face, FaceDetector, FaceResult, FramePath
 
@@ -61,6 +64,8 @@ class FaceOptions:
         max_crop: cap on S (px), bounding the memory of huge faces.
         max_batch: most faces per core call (0: all faces of a call in one batch). Results do not
             depend on it (every face has its own seed); it bounds memory when many images come at once.
+        fidelity: how much of each input face the output keeps (:mod:`.fidelity`): a weight in [0, 1]
+            (0: the restoration, 1: the input) or ``"auto"``, the model's estimator per face.
     """
 
     max_faces: int = 0
@@ -71,9 +76,11 @@ class FaceOptions:
     border: BorderMode = BorderMode.REFLECT
     max_crop: int = 2048
     max_batch: int = 0
+    fidelity: float | str = AUTO
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "border", BorderMode(self.border))
+        object.__setattr__(self, "fidelity", parse_fidelity(self.fidelity))
         if self.max_faces < 0:
             raise ValueError(f"max_faces: {self.max_faces}; use 0 (all) or a positive cap")
         if self.min_face_size < 0:
@@ -138,6 +145,7 @@ class FaceRestorer:
         self._detector = detector
         self.options = options or FaceOptions()
         self.sampling = sampling if sampling is not None else restorer.options()
+        self.fidelity = FidelityChooser(restorer, self.options.fidelity)
         self.device_frames = self._device_frames(FramePath(frame_path))
 
     def _device_frames(self, path: FramePath) -> Any:
@@ -227,8 +235,10 @@ class FaceRestorer:
             inputs.append(self._align(images[i], result))
             input_seeds.append(result.seed)
         restored = self._core(inputs, input_seeds, self.sampling)
-        for (_, result), model_input, out in zip(owners, inputs, restored):
-            result.output = self._back(result, model_input, out)
+        weights = self._weights(inputs, restored)
+        for (_, result), model_input, out, w in zip(owners, inputs, restored, weights.values):
+            result.fidelity, result.fidelity_source = w, weights.source
+            result.output = blend(result.aligned, self._back(result, model_input, out), w)
         return [(self._paste(image, rs), rs) for image, rs in zip(images, results)]
 
     def _on_device(self, images: Sequence[np.ndarray], results: list[list[FaceResult]]) -> list:
@@ -241,11 +251,12 @@ class FaceRestorer:
     def restore_crops(self, crops: Sequence[np.ndarray], seeds: Sequence[int], sampling: Any | None = None) -> list[np.ndarray]:
         """Already-aligned face crops (``--aligned``), any size; the output has each input's size.
 
-        A crop whose longer side S is below ``keep_detail_ratio · R`` (or with keep-detail off) goes
-        to the core as it is (today's ``Restorer.restore``: mirrored to a square, Lanczos to R and
-        back). A larger one is mirrored to a square (:func:`flipnet_rt.imaging.geometry.fit`),
-        shrunk to R for the model (``INTER_AREA``), brought back with :func:`~.detail.keep_detail`
-        and cropped to its size. ``sampling``: the core's options for this call (None: the restorer's).
+        Each crop is mirrored to a square (:func:`flipnet_rt.imaging.geometry.fit`). A crop whose
+        longer side S is below ``keep_detail_ratio · R`` (or with keep-detail off) is resized to R
+        (Lanczos, as ``Restorer.restore`` does) and its restoration back; a larger one is shrunk to R
+        for the model (``INTER_AREA``) and brought back with :func:`~.detail.keep_detail`. Then each
+        output is blended with its crop by the face's fidelity weight (:mod:`.fidelity`).
+        ``sampling``: the core's options for this call (None: the restorer's).
         """
         from ..imaging.geometry import fit, unfit
 
@@ -254,8 +265,9 @@ class FaceRestorer:
             _check_image(crop, i)
             side = max(crop.shape[:2])
             if not self.options.keep_detail or side < self.options.keep_detail_ratio * self.resolution:
-                jobs.append(None)
-                inputs.append(crop)
+                square, placement = fit(crop, self.resolution)
+                jobs.append((None, placement))
+                inputs.append(square)
                 continue
             square, placement = fit(crop, side)
             square = downsample(square, min(side, self.options.max_crop))
@@ -263,8 +275,12 @@ class FaceRestorer:
             inputs.append(downsample(square, self.resolution))
         sampling = sampling if sampling is not None else self.sampling
         restored = self._core(inputs, list(seeds), sampling)
-        return [out if job is None else unfit(keep_detail(job[0], out, model_input), job[1])
-                for job, model_input, out in zip(jobs, inputs, restored)]
+        weights = self._weights(inputs, restored)
+        outputs = []
+        for crop, (square, placement), model_input, out, w in zip(crops, jobs, inputs, restored, weights.values):
+            back = out if square is None else keep_detail(square, out, model_input)
+            outputs.append(blend(crop, unfit(back, placement), w))
+        return outputs
 
     # ------------------------------------------------------------------ steps
     def _core(self, inputs: list[np.ndarray], seeds: list[int], sampling: Any) -> list[np.ndarray]:
@@ -274,6 +290,16 @@ class FaceRestorer:
         for k in range(0, len(inputs), max(step, 1)):
             out.extend(self.restorer.restore(inputs[k:k + step], sampling, seeds[k:k + step]))
         return out
+
+    def _weights(self, inputs: list[np.ndarray], restored: list[np.ndarray]) -> Weights:
+        """Each face's fidelity weight; the estimator runs in calls of ``max_batch`` faces, as the core."""
+        if not self.fidelity.estimates:
+            return self.fidelity.weights(inputs, restored)
+        step = max(self.options.max_batch or len(inputs), 1)
+        values: list[float] = []
+        for k in range(0, len(inputs), step):
+            values.extend(self.fidelity.weights(inputs[k:k + step], restored[k:k + step]).values)
+        return Weights(values, "estimator")
 
     def _plan(self, result: FaceResult) -> None:
         """The face's affine, crop side S and keep-detail choice (steps 1-2, without the warp)."""

@@ -108,6 +108,8 @@ class FaceResult:
             frame path, where crops never leave the device).
         output: ``uint8 [S, S, 3]`` the face pasted back (None if skipped, and on the device frame path).
         reason: why a face was not restored.
+        fidelity: the weight W of the input in the face pasted back (:mod:`.fidelity`; None if skipped).
+        fidelity_source: where W came from: ``fixed``, ``estimator`` or ``none`` (auto without one).
     """
 
     face: Face
@@ -120,6 +122,8 @@ class FaceResult:
     aligned: np.ndarray | None = field(default=None, repr=False)
     output: np.ndarray | None = field(default=None, repr=False)
     reason: str = ""
+    fidelity: float | None = None
+    fidelity_source: str = ""
 
     def to_dict(self) -> dict:
         """The ``--report`` entry: box, score, landmarks, seed, restored (and why not)."""
@@ -127,6 +131,8 @@ class FaceResult:
         if self.restored:
             out["crop_size"] = self.crop_size
             out["keep_detail"] = self.keep_detail
+            out["fidelity"] = None if self.fidelity is None else round(float(self.fidelity), 4)
+            out["fidelity_source"] = self.fidelity_source
         else:
             out["reason"] = self.reason
         return out

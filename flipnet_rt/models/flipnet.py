@@ -9,6 +9,7 @@ from torch import nn
 from ..config import FlipnetConfig
 from ..options import Mode
 from .face import FaceEmbedder
+from .fidelity import FidelityNet
 from .unet import FlipNetUNet, build_unet
 
 PROMPT_KINDS = ("restore", "negative", "degrade")
@@ -39,6 +40,8 @@ class FlipNet(nn.Module):
         self.unet = FlipNetUNet(unet if unet is not None else build_unet(config.unet))
         self.vae = vae if vae is not None else AutoencoderKL(**dict(config.vae))
         self.face = FaceEmbedder(config.face, config.text_width)
+        # the optional fidelity estimator (models/fidelity.py), trained after the rest on its outputs
+        self.fidelity: FidelityNet | None = None
         shape = (config.text_tokens, config.text_width)
         for kind in PROMPT_KINDS:
             self.register_buffer(f"prompt_{kind}", torch.zeros(shape))

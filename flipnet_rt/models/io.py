@@ -6,6 +6,7 @@ A model directory is ``flipnet.json`` plus one safetensors file per network:
     vae.safetensors            AutoencoderKL
     face_encoder.safetensors   LQ face encoder + adapter tau
     prompt_embeds.safetensors  the fixed prompts' embeddings, [77, D] each
+    fidelity.safetensors       optional: the fidelity estimator (models/fidelity.py)
 
 safetensors only: no pickle is ever loaded, and nothing is downloaded.
 """
@@ -39,11 +40,23 @@ WEIGHT_FILES = {
     "vae": "vae.safetensors",
     "face": "face_encoder.safetensors",
     "prompts": "prompt_embeds.safetensors",
+    "fidelity": "fidelity.safetensors",
 }
 
 
 def _parts(model: FlipNet) -> dict[str, nn.Module]:
-    return {"unet": model.unet.unet, "vae": model.vae, "face": model.face}
+    parts = {"unet": model.unet.unet, "vae": model.vae, "face": model.face}
+    if model.fidelity is not None:
+        parts["fidelity"] = model.fidelity
+    return parts
+
+
+def save_fidelity(estimator: nn.Module, directory: Path) -> Path:
+    """Write (or replace) a model directory's ``fidelity.safetensors`` alone, in fp32
+    (:class:`~.fidelity.FidelityNet`, from ``flipnet-train fidelity``)."""
+    path = Path(directory) / WEIGHT_FILES["fidelity"]
+    _write_safetensors(_cast(estimator.state_dict(), torch.float32), path)
+    return path
 
 
 def save_model_dir(model: FlipNet, directory: Path, *, dtype: torch.dtype | None = None) -> Path:
@@ -94,6 +107,10 @@ def load_model_dir(directory: Path, *, dtype: torch.dtype = torch.float32) -> Fl
         )
     config = FlipnetConfig.load(directory)
     model = FlipNet(config)
+    if (directory / WEIGHT_FILES["fidelity"]).is_file():
+        from .fidelity import FidelityNet
+
+        model.fidelity = FidelityNet()
     for part, module in _parts(model).items():
         _load_into(module, directory / WEIGHT_FILES[part])
     prompts = _read_safetensors(directory / WEIGHT_FILES["prompts"])

@@ -140,6 +140,20 @@ class FaceEncoder(nn.Module):
         return self.face(image)
 
 
+class Fidelity(nn.Module):
+    """``fidelity`` (optional): ``image``, ``restored`` ``[B, 3, R, R]`` -> ``weight [B]``, how much of
+    the input to keep (:mod:`.fidelity`)."""
+
+    def __init__(self, model: FlipNet) -> None:
+        super().__init__()
+        if model.fidelity is None:
+            raise ValueError("the model has no fidelity estimator; train one with `flipnet-train fidelity`")
+        self.fidelity = model.fidelity
+
+    def forward(self, image: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
+        return self.fidelity(image, restored)
+
+
 NETWORKS: dict[str, type[nn.Module]] = {
     "unet": JointUNet,
     "unet_cond": ConditionUNet,
@@ -147,4 +161,10 @@ NETWORKS: dict[str, type[nn.Module]] = {
     "vae_encoder": VaeEncoder,
     "vae_decoder": VaeDecoder,
     "face_encoder": FaceEncoder,
+    "fidelity": Fidelity,
 }
+
+
+def model_networks(model: FlipNet) -> list[str]:
+    """The networks ``model`` can run: all of :data:`NETWORKS`, ``fidelity`` only with an estimator."""
+    return [name for name in NETWORKS if name != "fidelity" or model.fidelity is not None]

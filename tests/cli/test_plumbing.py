@@ -35,7 +35,7 @@ DEFAULTS = dict(
     low_memory=False, compile=False, cond_cache=True, verbose=False,
 )
 FACE_DEFAULTS = dict(detector="mtcnn", detect_thresholds=None, min_face_size=20.0, max_faces=0,
-                     only_center_face=False, keep_detail=True)
+                     only_center_face=False, keep_detail=True, fidelity="auto")
 
 
 @pytest.fixture(autouse=True)

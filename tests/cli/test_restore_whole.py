@@ -72,3 +72,26 @@ def test_face_options_select_and_results_do_not_depend_on_the_batch(pictures, tm
     faces = json.loads(report.read_text())["images"][0]["faces"]
     assert sum(f["restored"] for f in faces) == 1 and any(f["reason"].startswith("over max_faces") for f in faces
                                                           if not f["restored"])
+
+
+def test_fidelity_lands_in_the_report_and_a_bad_one_is_one_line(pictures, tmp_path, capsys):
+    group = str(pictures / "group.png")
+    report = tmp_path / "report.json"
+    base = ["--model", str(ENGINE), "--seed", "5"]
+    assert main(["restore", group, "-o", str(tmp_path / "w"), *base, "--fidelity", "0.3", "--report", str(report)]) == 0
+    faces = json.loads(report.read_text())["images"][0]["faces"]
+    assert len(faces) == 3 and all(f["fidelity"] == 0.3 and f["fidelity_source"] == "fixed" for f in faces)
+    assert main(["restore", group, "-o", str(tmp_path / "one"), *base, "--fidelity", "1"]) == 0
+    assert main(["restore", group, "-o", str(tmp_path / "zero"), *base, "--fidelity", "0"]) == 0
+    one, zero = (np.asarray(Image.open(tmp_path / d / "group.png")) for d in ("one", "zero"))
+    source = np.asarray(Image.open(group))
+    # W = 1 pastes the input crops back: within a grey level or two of the picture (warp there and back)
+    print(f"W = 1: mean |out - in| {np.abs(one.astype(int) - source).mean():.3f}; "
+          f"W = 0: {np.abs(zero.astype(int) - source).mean():.3f}")
+    assert np.abs(one.astype(int) - source).mean() < np.abs(zero.astype(int) - source).mean()
+    capsys.readouterr()
+    for bad in ("1.5", "most"):
+        code = main(["restore", group, "-o", str(tmp_path / "bad"), *base, "--fidelity", bad])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err.count("\n") == 0 and err.startswith("error: fidelity: ") and "auto" in err
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())

@@ -29,6 +29,8 @@ class ShiftRestorer:
     """The issue's identity restorer (``offset`` 0): the restored face is its aligned input, plus
     ``offset`` grey levels for the seam test. Same call shape as ``Restorer.restore``."""
 
+    has_fidelity = False  # no estimator: --fidelity auto keeps the restoration
+
     def __init__(self, resolution: int = 64, offset: int = 0) -> None:
         self.config = _Config(resolution)
         self.offset = offset

@@ -32,13 +32,21 @@ def face_dataset(data: DataSection, resolution: int, seed: int) -> Sequence:
         raise ConfigError(f"data.degradation: {exc}") from None
     if data.scale_degradation:
         degradation = degradation.scaled_to(resolution)
+    make_lq = RandomDegradation(degradation)
+    if data.degradation_levels:
+        from flipnet_rt.levels import LevelMix
+
+        try:
+            make_lq = LevelMix(data.degradation_levels, resolution)
+        except ValueError as exc:
+            raise ConfigError(f"data.{exc}") from None
     captions = None
     if data.captions:
         if not Path(data.captions).is_file():
             raise ConfigError(f"--captions {data.captions}: no such file; set data.captions to a JSON or CSV file")
         captions = load_captions(data.captions)
     faces = HQFaceFolder(
-        data.hq_dir, resolution, RandomDegradation(degradation), seed=seed,
+        data.hq_dir, resolution, make_lq, seed=seed,
         crop_box=tuple(data.crop_box) if data.crop_box else None,
         limit=data.limit or None, captions=captions,
     )
