@@ -48,7 +48,8 @@ def synthesise_lq(hq: np.ndarray, seed: int, index: int) -> np.ndarray:
 def psnr(image: np.ndarray, reference: np.ndarray) -> float:
     from skimage.metrics import peak_signal_noise_ratio
 
-    return float(peak_signal_noise_ratio(reference, image, data_range=255))
+    with np.errstate(divide="ignore"):  # identical images: infinity, not a warning
+        return float(peak_signal_noise_ratio(reference, image, data_range=255))
 
 
 def ssim(image: np.ndarray, reference: np.ndarray) -> float:
@@ -184,3 +185,112 @@ def format_value(value: float | None, key: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return f"{value:.2f}" if key == "psnr" else f"{value:.4f}"
+
+
+# --------------------------------------------------------------------------- per level (issue 25)
+
+#: What ``eval --levels`` scores for each face: the LQ input, the model's output (fidelity 0), and the
+#: output as delivered (``--fidelity``: auto by default).
+VARIANTS = ("input", "restored", "fidelity")
+
+
+def detail(image: np.ndarray) -> float:
+    """High-frequency energy: the variance of the Laplacian of the grey image (OpenCV, float32)."""
+    import cv2
+
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return float(cv2.Laplacian(grey, cv2.CV_32F).var())
+
+
+@dataclass
+class LevelScores:
+    """One face at one level: per variant its PSNR, SSIM, identity distance, detail ratio (to the
+    input's), and the fidelity weight used."""
+
+    name: str
+    level: str
+    weight: float
+    psnr: dict[str, float] = field(default_factory=dict)
+    ssim: dict[str, float] = field(default_factory=dict)
+    identity: dict[str, float | None] = field(default_factory=dict)
+    detail: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class LevelsReport:
+    """``eval --levels``: every face at every level, and the means per level and variant."""
+
+    faces: list[LevelScores] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    METRICS = ("psnr", "ssim", "identity", "detail")
+
+    def levels(self) -> list[str]:
+        return list(dict.fromkeys(s.level for s in self.faces))
+
+    def summary(self) -> dict[str, dict]:
+        """``{level: {metric: {variant: mean}, "weight": mean W, "count": n}}``; PSNR means are taken
+        over faces whose PSNR is finite (an undegraded input scores infinity) and report how many were."""
+        out: dict[str, dict] = {}
+        for level in self.levels():
+            rows = [s for s in self.faces if s.level == level]
+            entry: dict = {"count": len(rows), "weight": float(np.mean([s.weight for s in rows]))}
+            for metric in self.METRICS:
+                entry[metric] = {}
+                for variant in VARIANTS:
+                    values = [getattr(s, metric).get(variant) for s in rows]
+                    values = [v for v in values if v is not None and math.isfinite(v)]
+                    entry[metric][variant] = float(np.mean(values)) if values else None
+            entry["psnr_infinite"] = {v: sum(1 for s in rows if not math.isfinite(s.psnr[v])) for v in VARIANTS}
+            out[level] = entry
+        return out
+
+    def to_dict(self) -> dict:
+        return {"meta": self.meta, "summary": self.summary(), "faces": [asdict(s) for s in self.faces]}
+
+
+def evaluate_levels(faces_restorer, faces: Sequence[tuple[str, np.ndarray]], levels: Sequence, *, options=None,
+                    seed: int = 0, batch_size: int = 8, identity: IdentityModel | None = None,
+                    progress: bool = False) -> LevelsReport:
+    """Score a :class:`~flipnet_rt.faces.restorer.FaceRestorer` (aligned crops, its fidelity setting) at
+    each of ``levels`` (:class:`~flipnet_rt.levels.Level`) on HQ ``faces`` (``(name, uint8 [S, S, 3])``).
+
+    Face ``i``'s LQ at every level is drawn from the same seed (``image_seed(seed, i, 1)``) and its
+    sampling noise from ``image_seed(options.seed, i)``; one restoration per face and level gives
+    both the model's output (fidelity 0) and the blend by the restorer's weights.
+    """
+    from .faces.fidelity import blend
+    from .levels import LevelDegradation
+
+    options = options or faces_restorer.restorer.options(seed=seed)
+    report = LevelsReport(meta={"seed": seed, "levels": [getattr(lv, "value", lv) for lv in levels],
+                                "fidelity": faces_restorer.options.fidelity,
+                                "options": {k: getattr(v, "value", v) for k, v in asdict(options).items()}})
+    work = [(lv, start) for lv in levels for start in range(0, len(faces), batch_size)]
+    if progress:
+        from tqdm import tqdm
+
+        work = tqdm(work, desc="eval", unit="batch")
+    references = {}
+    for level, start in work:
+        chunk = faces[start:start + batch_size]
+        degrade = LevelDegradation(level)
+        lqs = [degrade(hq, image_seed(seed, start + i, DEGRADATION_STREAM))[0] for i, (_, hq) in enumerate(chunk)]
+        seeds = [image_seed(options.seed, start + i) for i in range(len(chunk))]
+        outs, weights = faces_restorer.restore_crops_weighted(lqs, seeds, options)
+        for k, ((name, hq), lq, out, w) in enumerate(zip(chunk, lqs, outs, weights.values)):
+            images = {"input": lq, "restored": out, "fidelity": blend(lq, out, w)}
+            scores = LevelScores(name, degrade.level.value, float(w))
+            base = detail(lq)
+            for variant, image in images.items():
+                scores.psnr[variant] = psnr(image, hq)
+                scores.ssim[variant] = ssim(image, hq)
+                scores.detail[variant] = detail(image) / base if base > 0 else float("nan")
+                if identity is not None:
+                    if start + k not in references:
+                        references[start + k] = identity.descriptor(hq)
+                    scores.identity[variant] = float(np.linalg.norm(identity.descriptor(image) - references[start + k]))
+                else:
+                    scores.identity[variant] = None
+            report.faces.append(scores)
+    return report

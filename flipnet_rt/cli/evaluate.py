@@ -15,6 +15,7 @@ from pathlib import Path
 from ..batchio import is_image_path
 from ..imaging.geometry import prepare_square
 from ..imaging.io import ImageError, format_path, load_image
+from .faces import fidelity_arg
 
 
 def add_parser(sub: argparse._SubParsersAction, run_args) -> None:
@@ -32,6 +33,11 @@ def add_parser(sub: argparse._SubParsersAction, run_args) -> None:
     p.add_argument("--identity", choices=("auto", "dlib", "off"), default="auto",
                    help="identity distance with dlib's face descriptor (auto: when dlib-bin and "
                         "face-recognition-models are installed)")
+    p.add_argument("--levels", metavar="L1,L2,...",
+                   help="score at these degradation levels instead of the training degradation: none, mild, "
+                        "moderate, heavy, train (flipnet_rt/levels.py); per level the input, the model's output "
+                        "(fidelity 0) and the output as delivered (--fidelity), with a no-reference detail ratio")
+    fidelity_arg(p)
     p.add_argument("--json", type=Path, metavar="FILE", help="write per-image scores and the means")
     p.add_argument("--out", type=Path, metavar="DIR", help="also write the LQ, restored and side-by-side images")
     run_args(p)
@@ -56,6 +62,14 @@ def run(args: argparse.Namespace) -> int:
         from .jobs import UsageError, load_restorer
 
         crop = _crop(args.crop)
+        levels = None
+        if args.levels is not None:
+            from ..levels import parse_levels
+
+            levels = parse_levels(args.levels)
+        from ..faces.fidelity import parse_fidelity
+
+        parse_fidelity(args.fidelity)
         if not args.hq.is_dir():
             raise ValueError(f"--hq {args.hq}: no such folder")
         if not args.model:
@@ -88,11 +102,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --size {args.size}: give a size in pixels, or 0 for the model's", file=sys.stderr)
         return 2
     resolution = args.size or restorer.config.resolution
-    scorer = restorer
-    if resolution != restorer.config.resolution:  # the faces at their own size, as whole images get them
-        from ..faces.restorer import CropRestorer, FaceOptions, FaceRestorer
+    from ..faces.restorer import CropRestorer, FaceOptions, FaceRestorer
 
-        scorer = CropRestorer(FaceRestorer(restorer, options=FaceOptions(keep_detail=args.keep_detail)))
+    # the faces at their own size, as whole images get them (keep-detail above the model's), blended by --fidelity
+    faces_restorer = FaceRestorer(restorer, options=FaceOptions(keep_detail=args.keep_detail, fidelity=args.fidelity),
+                                  sampling=options)
     faces, errors = [], []
     for path in files:
         try:
@@ -100,13 +114,22 @@ def run(args: argparse.Namespace) -> int:
         except ImageError as exc:
             errors.append(str(exc))
             print(f"error: {exc}", file=sys.stderr)
-    report = evaluation.evaluate(scorer, faces, options=options, seed=args.seed, batch_size=args.batch_size,
-                                 identity=identity, out_dir=args.out, progress=sys.stderr.isatty())
-    report.errors = errors
-    report.meta.update(model=str(args.model), hq=str(args.hq), crop=list(crop) if crop else None,
-                       backend=restorer.backend.name, size=resolution,
-                       keep_detail=args.keep_detail if resolution != restorer.config.resolution else None)
-    _print_table(report)
+    meta = dict(model=str(args.model), hq=str(args.hq), crop=list(crop) if crop else None,
+                backend=restorer.backend.name, size=resolution,
+                keep_detail=args.keep_detail if resolution != restorer.config.resolution else None)
+    if levels is not None:
+        report = evaluation.evaluate_levels(faces_restorer, faces, levels, options=options, seed=args.seed,
+                                            batch_size=args.batch_size, identity=identity,
+                                            progress=sys.stderr.isatty())
+        report.meta.update(meta, errors=errors)
+        _print_levels(report)
+    else:
+        report = evaluation.evaluate(CropRestorer(faces_restorer), faces, options=options, seed=args.seed,
+                                     batch_size=args.batch_size, identity=identity, out_dir=args.out,
+                                     progress=sys.stderr.isatty())
+        report.errors = errors
+        report.meta.update(meta, fidelity=args.fidelity)
+        _print_table(report)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.json.with_name(args.json.name + ".tmp")
@@ -114,6 +137,24 @@ def run(args: argparse.Namespace) -> int:
         tmp.replace(args.json)
         print(f"wrote {format_path(args.json)}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def _print_levels(report) -> None:
+    """One line per level and metric: input, the model's output (fidelity 0), as delivered, mean W."""
+    from ..evaluation import VARIANTS, format_value
+
+    summary = report.summary()
+    fidelity = report.meta.get("fidelity")
+    print(f"{len(report.faces) // max(len(summary), 1)} faces, seed {report.meta.get('seed')}; "
+          f"columns: input | fidelity 0 (the model) | fidelity {fidelity}")
+    for level, entry in summary.items():
+        cells = []
+        for metric in report.METRICS:
+            values = " / ".join("inf" if metric == "psnr" and entry[metric][v] is None and entry["psnr_infinite"][v]
+                                else format_value(entry[metric][v], "psnr" if metric == "psnr" else "x")
+                                for v in VARIANTS)
+            cells.append(f"{metric} {values}")
+        print(f"{level:<9} " + "; ".join(cells) + f"; mean W {entry['weight']:.2f}")
 
 
 def _print_table(report) -> None:

@@ -71,6 +71,15 @@ class FrameKernels(ABC):
         (clip, ``(x + 1) * 127.5``, round half to even); NaN is an error."""
 
     @abstractmethod
+    def to_pixels(self, faces: Array) -> Array:
+        """``uint8 [N, R, R, 3]`` -> ``float32 [N, 3, R, R]`` as :func:`flipnet_rt.imaging.tensor.to_float`."""
+
+    @abstractmethod
+    def blend(self, crops: Array, faces: Array, weights: Any) -> Array:
+        """``uint8 [N, R, R, 3]``: each face blended with its input crop by its fidelity weight, as
+        :func:`flipnet_rt.faces.fidelity.blend` (``weights``: ``[N]``, host or device, any float dtype)."""
+
+    @abstractmethod
     def paste(self, frame: Array, faces: Array, affines: np.ndarray) -> None:
         """Paste ``faces`` into ``frame`` in place, in order (the later face wins an overlap)."""
 
@@ -101,6 +110,16 @@ class HostKernels(FrameKernels):
         from ..imaging.tensor import to_uint8
 
         return to_uint8(images)
+
+    def to_pixels(self, faces: np.ndarray) -> np.ndarray:
+        from ..imaging.tensor import to_float
+
+        return to_float(faces)
+
+    def blend(self, crops: np.ndarray, faces: np.ndarray, weights: Any) -> np.ndarray:
+        from .fidelity import blend
+
+        return np.stack([blend(c, f, float(w)) for c, f, w in zip(crops, faces, np.asarray(weights, np.float32))])
 
     def paste(self, frame: np.ndarray, faces: np.ndarray, affines: np.ndarray) -> None:
         native.paste_faces(frame, list(faces), list(affines), inplace=True)
@@ -162,6 +181,16 @@ class TorchKernels(_CudaKernels):
         scaled = ((images.clamp(-1, 1) + 1) * 127.5).round()  # torch.round: half to even, as np.rint
         return scaled.to(self.torch.uint8).permute(0, 2, 3, 1).contiguous()
 
+    def to_pixels(self, faces: Array) -> Array:
+        return (faces.permute(0, 3, 1, 2).float() / 127.5 - 1.0).contiguous()
+
+    def blend(self, crops: Array, faces: Array, weights: Any) -> Array:
+        torch = self.torch
+        w = weights if torch.is_tensor(weights) else torch.from_numpy(np.asarray(weights, np.float32))
+        w = w.to(faces.device, torch.float32).view(-1, 1, 1, 1)
+        mixed = w * crops.float() + (1.0 - w) * faces.float()  # as fidelity.blend, in float32
+        return mixed.round().clamp(0, 255).to(torch.uint8).contiguous()
+
     def _stream(self, like: Array) -> int:
         return int(self.torch.cuda.current_stream(like.device).cuda_stream)
 
@@ -199,6 +228,19 @@ class CupyKernels(_CudaKernels):
                                  "rebuild it, or run in fp32)")
             scaled = cp.rint((cp.clip(images, -1, 1) + 1) * cp.float32(127.5))
             return cp.ascontiguousarray(scaled.astype(cp.uint8).transpose(0, 2, 3, 1))
+
+    def to_pixels(self, faces: Array) -> Array:
+        cp = self.cupy
+        with cp.cuda.Device(faces.device.id):
+            return cp.ascontiguousarray(faces.transpose(0, 3, 1, 2).astype(cp.float32) / cp.float32(127.5)
+                                        - cp.float32(1.0))
+
+    def blend(self, crops: Array, faces: Array, weights: Any) -> Array:
+        cp = self.cupy
+        with cp.cuda.Device(faces.device.id):
+            w = cp.asarray(weights).astype(cp.float32).reshape(-1, 1, 1, 1)
+            mixed = w * crops.astype(cp.float32) + (cp.float32(1.0) - w) * faces.astype(cp.float32)
+            return cp.ascontiguousarray(cp.clip(cp.rint(mixed), 0, 255).astype(cp.uint8))
 
     def _stream(self, like: Array) -> int:
         with self.cupy.cuda.Device(like.device.id):
@@ -246,10 +288,13 @@ class DeviceFrames:
         kernels: :func:`frame_kernels` of its backend.
         border: how the warp fills outside the frame.
         max_batch: most faces per core call (0: all).
+        fidelity: each face's weight of its input (:class:`~.fidelity.FidelityChooser`; None: none).
     """
 
-    def __init__(self, restorer: Any, kernels: FrameKernels, border: BorderMode, max_batch: int) -> None:
+    def __init__(self, restorer: Any, kernels: FrameKernels, border: BorderMode, max_batch: int,
+                 fidelity: Any | None = None) -> None:
         self.core = restorer.core
+        self.fidelity = fidelity if fidelity is not None and fidelity.blends else None
         self.resolution = int(restorer.config.resolution)
         self.kernels = kernels
         self.border = BorderMode(border)
@@ -257,7 +302,7 @@ class DeviceFrames:
         self._feed = self.core.backend.from_numpy(np.zeros((1,), np.float32))  # the engine's float dtype
 
     def restore(self, images: Sequence[np.ndarray], affines: Sequence[np.ndarray], seeds: Sequence[Sequence[int]],
-                sampling: Any) -> list[np.ndarray]:
+                sampling: Any) -> tuple[list[np.ndarray], np.ndarray | None]:
         """Restore faces of whole frames.
 
         Args:
@@ -268,7 +313,9 @@ class DeviceFrames:
             sampling: the core's ``SamplingOptions``.
 
         Returns:
-            The restored frames (new arrays; pixels outside every paste mask are the input's).
+            The restored frames (new arrays; pixels outside every paste mask are the input's) and each
+            face's fidelity weight, ``float32 [sum n_i]`` in the faces' order (None when nothing is
+            blended); the weights come to the host with the frames.
         """
         k, core, r = self.kernels, self.core, self.resolution
         frames = [k.upload(image) for image in images]
@@ -276,10 +323,10 @@ class DeviceFrames:
         crops = [k.crops(frame, a, r, self.border) for frame, a in zip(frames, affines) if len(a)]
         flat_seeds = [int(s) for per in seeds for s in per]
         if not crops:
-            return [k.download(frame) for frame in frames]
+            return [k.download(frame) for frame in frames], None
         be = core.backend
         pixels = crops[0] if len(crops) == 1 else be.concat(crops)
-        faces = []
+        faces, weights = [], []
         step = self.max_batch or len(flat_seeds)
         for start in range(0, len(flat_seeds), step):
             batch = pixels[start:start + step]
@@ -287,11 +334,23 @@ class DeviceFrames:
             out = k.float32(core.run_arrays(feed, Mode.RESTORE, sampling, flat_seeds[start:start + step]))
             if sampling.color_fix:
                 out = k.color_fix(out, batch, sampling.color_fix)
-            faces.append(k.to_faces(out))
+            restored = k.to_faces(out)
+            if self.fidelity is not None:  # fidelity.py: the blend with the input crop, before the paste
+                if self.fidelity.estimates:
+                    w = core.fidelity_arrays(feed, k.cast(k.to_pixels(restored), self._feed))
+                else:
+                    w = np.full(len(restored), self.fidelity.fidelity, np.float32)
+                restored = k.blend(k.to_faces(batch), restored, w)
+                weights.append(w)
+            faces.append(restored)
         faces = faces[0] if len(faces) == 1 else be.concat(faces)
         start = 0
         for frame, a in zip(frames, affines):
             if len(a):  # faces are in the frames' order, each frame's in paste order
                 k.paste(frame, faces[start:start + len(a)], a)
                 start += len(a)
-        return [k.download(frame) for frame in frames]
+        out = [k.download(frame) for frame in frames]
+        if not weights:
+            return out, None
+        return out, np.concatenate([np.asarray(be.to_numpy(w) if not isinstance(w, np.ndarray) else w, np.float32)
+                                    .reshape(-1) for w in weights])

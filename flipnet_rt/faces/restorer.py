@@ -162,7 +162,7 @@ class FaceRestorer:
             raise ValueError("frame path device: needs a Restorer on ONNX Runtime CPU, or on a GPU backend with "
                              "flipnet_rt._native built with CUDA kernels (FLIPNET_CUDA=ON pip install .); "
                              "use --frame-path host")
-        return DeviceFrames(self.restorer, kernels, self.options.border, self.options.max_batch)
+        return DeviceFrames(self.restorer, kernels, self.options.border, self.options.max_batch, self.fidelity)
 
     @property
     def detector(self) -> FaceDetector:
@@ -244,8 +244,15 @@ class FaceRestorer:
     def _on_device(self, images: Sequence[np.ndarray], results: list[list[FaceResult]]) -> list:
         """Every image's faces (all ``S = R``) restored and pasted on the engine's device, in paste order."""
         done = [_paste_order(rs) for rs in results]
-        out = self.device_frames.restore(images, [[r.affine for r in d] for d in done],
-                                         [[r.seed for r in d] for d in done], self.sampling)
+        out, weights = self.device_frames.restore(images, [[r.affine for r in d] for d in done],
+                                                  [[r.seed for r in d] for d in done], self.sampling)
+        flat = [r for d in done for r in d]
+        chooser = self.fidelity
+        source = "estimator" if chooser.estimates else "none" if chooser.fidelity == AUTO else "fixed"
+        fixed = 0.0 if chooser.fidelity == AUTO else float(chooser.fidelity)  # auto without an estimator: 0
+        values = weights if chooser.estimates else [fixed] * len(flat)
+        for r, w in zip(flat, values):
+            r.fidelity, r.fidelity_source = float(w), source
         return list(zip(out, results))
 
     def restore_crops(self, crops: Sequence[np.ndarray], seeds: Sequence[int], sampling: Any | None = None) -> list[np.ndarray]:
@@ -258,6 +265,13 @@ class FaceRestorer:
         output is blended with its crop by the face's fidelity weight (:mod:`.fidelity`).
         ``sampling``: the core's options for this call (None: the restorer's).
         """
+        outputs, weights = self.restore_crops_weighted(crops, seeds, sampling)
+        return [blend(crop, out, w) for crop, out, w in zip(crops, outputs, weights.values)]
+
+    def restore_crops_weighted(self, crops: Sequence[np.ndarray], seeds: Sequence[int],
+                               sampling: Any | None = None) -> tuple[list[np.ndarray], Weights]:
+        """:meth:`restore_crops` before the blend: each crop's restoration at its own size (fidelity 0)
+        and the weights the blend would use (``flipnet-rt eval --levels`` scores both from one run)."""
         from ..imaging.geometry import fit, unfit
 
         jobs, inputs = [], []
@@ -275,12 +289,9 @@ class FaceRestorer:
             inputs.append(downsample(square, self.resolution))
         sampling = sampling if sampling is not None else self.sampling
         restored = self._core(inputs, list(seeds), sampling)
-        weights = self._weights(inputs, restored)
-        outputs = []
-        for crop, (square, placement), model_input, out, w in zip(crops, jobs, inputs, restored, weights.values):
-            back = out if square is None else keep_detail(square, out, model_input)
-            outputs.append(blend(crop, unfit(back, placement), w))
-        return outputs
+        outputs = [unfit(out if square is None else keep_detail(square, out, model_input), placement)
+                   for (square, placement), model_input, out in zip(jobs, inputs, restored)]
+        return outputs, self._weights(inputs, restored)
 
     # ------------------------------------------------------------------ steps
     def _core(self, inputs: list[np.ndarray], seeds: list[int], sampling: Any) -> list[np.ndarray]:

@@ -17,7 +17,8 @@ value, others as -1). A network whose every tensor starts with the batch symbol 
 ``max_batch_size`` and dynamic batching (concurrent BLS calls from several instances merge);
 ``unet`` (``2*B``) and ``unet_input`` (a ``phi`` of shape [1]) get ``max_batch_size: 0`` and
 full shapes. The restore/degrade models take the inputs of ``flipnet-rt serve``
-(:mod:`.protocol`), so a client works against either.
+(:mod:`.protocol`: ``image``, then every optional ``[b, 1]`` input of ``OPTION_INPUTS``, the
+restore model's ``fidelity`` included), so a client works against either.
 
 **Unrun here**: no machine this was written on can run NVIDIA's container. Tested: the configs
 parse with Triton's protobuf schema (tritonclient) and agree with the manifest; the copied ONNX

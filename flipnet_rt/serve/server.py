@@ -3,11 +3,13 @@
 Triton (the ``tritonserver`` binary PyTriton bundles) speaks the KServe v2 protocol over HTTP and
 gRPC, serves health (``/v2/health/ready``) and Prometheus metrics (``/metrics``), queues requests
 and forms dynamic batches; PyTriton hands each batch to :func:`~.protocol.run_batch`, which makes
-one Restorer call per group of equal options. Two models:
+one Restorer call per group of equal options and fidelity. Three models:
 
-* ``restore``: ``image`` ``uint8 [b, H, W, 3]`` (+ optional ``seed``, sampling options) ->
-  ``restored`` ``uint8 [b, H, W, 3]``;
-* ``degrade``: the same inputs -> ``degraded``.
+* ``restore``: ``image`` ``uint8 [b, H, W, 3]`` aligned face crops (+ optional ``seed``, sampling
+  options, ``fidelity`` ``float32 [b, 1]`` in [0, 1], absent: auto) -> ``restored``
+  ``uint8 [b, H, W, 3]``;
+* ``degrade``: the same inputs less ``fidelity`` (refused) -> ``degraded``;
+* ``restore_image``: whole images, the inputs of ``restore`` -> ``restored`` (every face).
 
 Triton batches only requests whose inputs have equal shapes, so crops of one size batch together.
 Queue limit: a request arriving when ``max_queue_size`` requests already wait is rejected at once
@@ -20,6 +22,7 @@ PyTriton needs numpy<2: install it in its own environment (``make serve``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -29,8 +32,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..faces.fidelity import AUTO
 from ..options import Mode
-from .protocol import DEFAULT_MAX_PIXELS, IMAGE_INPUT, OPTION_INPUTS, OUTPUT_NAMES, RequestError, run_batch
+from .protocol import (DEFAULT_MAX_PIXELS, FACE_RESTORER_CACHE, IMAGE_INPUT, OPTION_INPUTS, OUTPUT_NAMES, Fidelity,
+                       RequestError, Run, model_runner, run_batch)
 
 log = logging.getLogger(__name__)
 
@@ -105,24 +110,31 @@ def model_config(config: ServeConfig) -> Any:
     return ModelConfig(max_batch_size=config.max_batch, batcher=batcher)
 
 
-def whole_image_runner(restorer: Any, detector: Any) -> Callable[..., list[np.ndarray]]:
-    """``(images, options, seeds) -> images``: every face of each whole image restored and pasted back,
-    the same bytes as ``FaceRestorer(restorer, detector, sampling=options).restore_image(image, seed)``."""
-    from ..faces.restorer import FaceRestorer
+def whole_image_runner(restorer: Any, detector: Any) -> Run:
+    """``(images, options, seeds, fidelity) -> images``: every face of each whole image
+    (``uint8 [H, W, 3]``, any size) restored and pasted back, the same bytes as
+    ``FaceRestorer(restorer, detector, FaceOptions(fidelity=fidelity), sampling=options).restore_image(image, seed)``.
+    One FaceRestorer per distinct (options, fidelity), the last ``FACE_RESTORER_CACHE`` kept
+    (the detector is shared)."""
+    from ..faces.restorer import FaceOptions, FaceRestorer
 
-    def run(images: list[np.ndarray], options: Any, seeds: list[int]) -> list[np.ndarray]:
-        faces = FaceRestorer(restorer, detector, sampling=options)  # cheap: the detector is shared
-        return [image for image, _ in faces.restore_images(images, seeds)]
+    @functools.lru_cache(maxsize=FACE_RESTORER_CACHE)
+    def faces(options: Any, fidelity: Fidelity) -> FaceRestorer:
+        return FaceRestorer(restorer, detector, FaceOptions(fidelity=fidelity), sampling=options)
+
+    def run(images: list[np.ndarray], options: Any, seeds: list[int], fidelity: Fidelity = AUTO) -> list[np.ndarray]:
+        return [image for image, _ in faces(options, fidelity).restore_images(images, seeds)]
 
     return run
 
 
 def infer_function(restorer: Any, mode: Mode, max_pixels: int,
-                   run: Callable[..., list[np.ndarray]] | None = None) -> Callable[[list], list[dict[str, np.ndarray]]]:
+                   run: Run | None = None) -> Callable[[list], list[dict[str, np.ndarray]]]:
     """The PyTriton inference callable of one model instance: a batch of requests -> responses.
-    ``run``: what answers a group of images (default: the Restorer's ``restore``/``degrade``)."""
+    ``run``: what answers a group of images (default: :func:`~.protocol.model_runner`, aligned crops
+    with their fidelity for restore, the Restorer's ``degrade`` for degrade)."""
     if run is None:
-        run = restorer.restore if mode is Mode.RESTORE else restorer.degrade
+        run = model_runner(restorer, mode)
 
     def infer(requests: list) -> list[dict[str, np.ndarray]]:
         try:

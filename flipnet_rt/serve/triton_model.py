@@ -4,8 +4,9 @@ Triton's Python backend loads ``<model>/1/model.py``, which :mod:`.repository` w
 line importing :class:`TritonPythonModel` from here (so the container needs ``pip install
 flipnet-rt``, the light runtime: numpy, onnxruntime, Pillow). The Restorer's own sampling loop
 runs on a :class:`~.bls.BLSBackend` whose every network call is a BLS request to that network's
-model; requests are parsed and grouped by :mod:`.protocol`, as ``flipnet-rt serve`` does, and a
-refused request gets its own error while the rest of its batch is answered.
+model; requests are parsed and grouped by :mod:`.protocol` (by options and ``fidelity``) and
+answered by :func:`~.protocol.model_runner`, as ``flipnet-rt serve`` does, and a refused request
+gets its own error while the rest of its batch is answered.
 
 **Unrun**: NVIDIA's Triton container cannot run on the machines this was written on;
 ``triton_python_backend_utils`` exists only inside it. What is tested here is everything around
@@ -23,7 +24,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..options import Mode
-from .protocol import IMAGE_INPUT, OPTION_INPUTS, RequestError, run_batch
+from .protocol import IMAGE_INPUT, OPTION_INPUTS, RequestError, model_runner, run_batch
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class TritonPythonModel:
         self.output = config["output"][0]["name"]
         here = Path(args["model_repository"]) / str(args["model_version"]) / ENGINE_FILES_DIR
         self.restorer = load_restorer(here, self._bls)
+        self.run = model_runner(self.restorer, self.mode)  # keeps one FaceRestorer per fidelity
 
     def _bls(self, network: str, feeds: Mapping[str, np.ndarray], outputs: Sequence[str]) -> dict[str, np.ndarray]:
         pb = self._pb
@@ -77,8 +79,7 @@ class TritonPythonModel:
         for request in requests:
             tensors = {name: pb.get_input_tensor_by_name(request, name) for name in names}
             batch.append({name: t.as_numpy() for name, t in tensors.items() if t is not None})
-        run = self.restorer.restore if self.mode is Mode.RESTORE else self.restorer.degrade
-        answers = run_batch(batch, run, self.restorer.options, self.mode, max_pixels=self.max_pixels)
+        answers = run_batch(batch, self.run, self.restorer.options, self.mode, max_pixels=self.max_pixels)
         responses = []
         for answer in answers:
             if isinstance(answer, RequestError):
@@ -89,4 +90,4 @@ class TritonPythonModel:
         return responses
 
     def finalize(self) -> None:
-        self.restorer = None
+        self.restorer = self.run = None

@@ -153,15 +153,19 @@ def test_whole_frames_on_torch_tensors_equal_the_host_path(torch_kernels, tiny_r
         points = [0.9 * template(r) + (r * (1 + 2 * j) + 0.3, r + 0.6) for j in range(count)]  # S = R
         faces.append([Face(np.r_[p.min(0) - 4, p.max(0) + 4], 1.0, p) for p in points])
         seeds.append([10 * count + j for j in range(count)])
-    options = FaceOptions(max_batch=2)  # the same batches on both paths: torch's CPU kernels vary with the batch
-    host = FaceRestorer(tiny_restorer, options=options, frame_path="host")
-    device = FaceRestorer(tiny_restorer, options=options, frame_path="host")
-    device.device_frames = DeviceFrames(tiny_restorer, kernels, "reflect", 2)  # what frame_path chooses on a GPU
-    for sampling in (tiny_restorer.options(color_fix=0), tiny_restorer.options(color_fix=2)):
-        host.sampling = device.sampling = sampling
-        want = host.restore_faces(frames, faces, seeds)
-        got = device.restore_faces(frames, faces, seeds)
-        for (a, ra), (b, rb), image in zip(want, got, frames):
-            np.testing.assert_array_equal(a, b)
-            assert all(x.crop_size == r and x.output is None for x in rb)
-            assert (a != image).any() == bool(ra)
+    for fidelity in ("auto", 0.4):  # auto: random:tiny has no estimator (W = 0); 0.4: the blend on the device
+        options = FaceOptions(max_batch=2, fidelity=fidelity)  # the same batches on both paths: torch's CPU
+        host = FaceRestorer(tiny_restorer, options=options, frame_path="host")  # kernels vary with the batch
+        device = FaceRestorer(tiny_restorer, options=options, frame_path="host")
+        # what frame_path chooses on a GPU
+        device.device_frames = DeviceFrames(tiny_restorer, kernels, "reflect", 2, device.fidelity)
+        for sampling in (tiny_restorer.options(color_fix=0), tiny_restorer.options(color_fix=2)):
+            host.sampling = device.sampling = sampling
+            want = host.restore_faces(frames, faces, seeds)
+            got = device.restore_faces(frames, faces, seeds)
+            for (a, ra), (b, rb), image in zip(want, got, frames):
+                np.testing.assert_array_equal(a, b)
+                assert all(x.crop_size == r and x.output is None for x in rb)
+                assert [x.fidelity for x in ra] == [x.fidelity for x in rb]
+                assert [x.fidelity_source for x in ra] == [x.fidelity_source for x in rb]
+                assert (a != image).any() == bool(ra)

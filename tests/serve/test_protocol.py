@@ -7,7 +7,7 @@ import pytest
 
 from helpers import face_like
 from flipnet_rt.options import Mode
-from flipnet_rt.serve.protocol import RequestError, parse_request, run_batch
+from flipnet_rt.serve.protocol import RequestError, model_runner, parse_request, run_batch
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +35,17 @@ def _request(seed: int, image_seed: int = 0, **options) -> dict[str, np.ndarray]
     ({"image": np.zeros((1, 8, 8, 3), np.uint8), "sampler": np.array([["ddim"]], np.object_)}, ""),
     ({"image": np.zeros((1, 8, 8, 3), np.uint8), "sampler": np.array([[b"fast"]], np.object_)}, "sampler: 'fast'"),
     ({"image": np.zeros((1, 8, 8, 3), np.uint8), "colour": np.array([[1]], np.int32)}, "unknown inputs ['colour']"),
+    ({"image": np.zeros((1, 8, 8, 3), np.uint8), "fidelity": np.array([[b"auto"]], np.object_)},
+     "input 'fidelity': object; send float32"),
+    ({"image": np.zeros((1, 8, 8, 3), np.uint8), "fidelity": np.array([[0.5]], np.float32)}, ""),
 ])
 def test_parse_refuses_with_the_input_named(restorer, inputs, message):
-    if not message:  # a str (not bytes) sampler is accepted
-        assert parse_request(inputs, restorer.options, max_pixels=32 * 32)[0].options.sampler.value == "ddim"
+    if not message:  # a str (not bytes) sampler is accepted; a fidelity in [0, 1] too
+        row = parse_request(inputs, restorer.options, max_pixels=32 * 32)[0]
+        if "fidelity" in inputs:
+            assert row.fidelity == 0.5 and row.options == restorer.options()
+        else:
+            assert row.options.sampler.value == "ddim" and row.fidelity == "auto"
         return
     with pytest.raises(RequestError) as info:
         parse_request(inputs, restorer.options, max_pixels=32 * 32)
@@ -47,10 +54,12 @@ def test_parse_refuses_with_the_input_named(restorer, inputs, message):
 
 def test_one_restorer_call_per_group_of_equal_options(restorer):
     calls = []
+    restore = model_runner(restorer, Mode.RESTORE)
 
-    def run(images, options, seeds):
+    def run(images, options, seeds, fidelity):
         calls.append((len(images), options.steps))
-        return restorer.restore(images, options, seeds)
+        assert fidelity == "auto"  # no fidelity input: the model's estimator (none here: W = 0)
+        return restore(images, options, seeds, fidelity)
 
     requests = [_request(1, 1), _request(2, 2, steps=2), _request(3, 3), _request(4, 4, steps=2),
                 _request(5, 5, steps=0)]

@@ -69,6 +69,8 @@ def test_logic_configs_take_the_serve_inputs(repo):
         assert config.backend == "python" and config.max_batch_size == 4
         assert [t.name for t in config.input] == ["image", *(o.name for o in OPTION_INPUTS)]
         assert all(t.optional for t in config.input[1:]) and not config.input[0].optional
+        fidelity = {t.name: t for t in config.input}["fidelity"]  # restore's; degrade refuses it itself
+        assert model_config_pb2.DataType.Name(fidelity.data_type) == "TYPE_FP32" and list(fidelity.dims) == [1]
         assert list(config.input[0].dims) == [-1, -1, 3]
         assert model_config_pb2.DataType.Name(config.input[0].data_type) == "TYPE_UINT8"
         assert [t.name for t in config.output] == [OUTPUT_NAMES[mode]]
@@ -84,7 +86,7 @@ def test_sampling_loop_over_the_repository_files_gives_the_restorer_bytes(repo, 
     import onnxruntime as ort
 
     from flipnet_rt.restorer import Restorer
-    from flipnet_rt.serve.protocol import RequestError, run_batch
+    from flipnet_rt.serve.protocol import RequestError, model_runner, run_batch
     from flipnet_rt.serve.triton_model import load_restorer
 
     sessions: dict[str, ort.InferenceSession] = {}
@@ -100,10 +102,11 @@ def test_sampling_loop_over_the_repository_files_gives_the_restorer_bytes(repo, 
     bls = load_restorer(repo / "restore" / "1" / "engine", execute)
     reference = Restorer.load(demo_engine, backend="onnxruntime")
     images = [face_like(64, 60), face_like(64, 61)]
-    requests = [{"image": images[0][None], "seed": np.array([[9]], np.int64)},
+    requests = [{"image": images[0][None], "seed": np.array([[9]], np.int64),
+                 "fidelity": np.array([[0.0]], np.float32)},  # W = 0: the restoration itself
                 {"image": images[1][None], "seed": np.array([[10]], np.int64), "steps": np.array([[2]], np.int32)},
                 {"image": images[1][None], "steps": np.array([[0]], np.int32)}]
-    answers = run_batch(requests, bls.restore, bls.options, Mode.RESTORE)
+    answers = run_batch(requests, model_runner(bls, Mode.RESTORE), bls.options, Mode.RESTORE)
     assert {"vae_encoder", "face_encoder", "unet_cond", "unet_input", "vae_decoder"} <= set(calls)
     expected = [reference.restore([images[0]], reference.options(), [9])[0],
                 reference.restore([images[1]], reference.options(steps=2), [10])[0]]

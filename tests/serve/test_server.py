@@ -4,8 +4,9 @@ Requests go through tritonclient over HTTP and gRPC. Checked: every result is by
 ``Restorer.restore([image], options, [seed])`` whatever it was batched with (mixed options in one
 batch included); Triton formed batches of 4 or more from 16 concurrent requests; an overload
 beyond the queue limit is rejected (before the accepted requests finish) and the server still
-serves; malformed requests get clear errors; nothing listens outside loopback; SIGTERM stops it
-within 30 s. The shutdown test is last in this module: it stops the shared server.
+serves; the optional ``fidelity`` input works per row; malformed requests get clear errors;
+nothing listens outside loopback; SIGTERM stops it within 30 s. The shutdown test is last in this
+module: it stops the shared server.
 """
 
 from __future__ import annotations
@@ -236,6 +237,37 @@ def test_absent_seed_is_seed_zero_and_rows_are_independent(server, reference):
         assert np.array_equal(got[i], reference.restore([images[i]], reference.options(), [int(seeds[i, 0])])[0])
     alone = client.infer("restore", _inputs(httpclient, images[0])).as_numpy("restored")
     assert np.array_equal(alone[0], reference.restore([images[0]], reference.options(), [0])[0])
+
+
+def test_fidelity_input_per_row_and_its_refusals(server, reference, cases):
+    """``fidelity`` [b, 1] FP32: row 0 at 0 is Restorer.restore's bytes, row 1 at 1 the input back;
+    NaN on restore, and any fidelity on degrade, get clear errors (see test_fidelity_input.py)."""
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    client = httpclient.InferenceServerClient(server.http)
+    (a, seed_a, _, expected_a), (b, seed_b, _, _) = cases[0], cases[2]  # cases[0]: the model's defaults
+    images = np.stack([a, b])
+    tensors = [("image", images, "UINT8"), ("seed", np.array([[seed_a], [seed_b]], np.int64), "INT64"),
+               ("fidelity", np.array([[0.0], [1.0]], np.float32), "FP32")]
+    inputs = []
+    for name, array, dtype in tensors:
+        inputs.append(httpclient.InferInput(name, list(array.shape), dtype))
+        inputs[-1].set_data_from_numpy(array)
+    got = client.infer("restore", inputs).as_numpy("restored")
+    diffs = [int(np.abs(got[0].astype(int) - expected_a.astype(int)).max()),
+             int(np.abs(got[1].astype(int) - b.astype(int)).max())]
+    print(f"fidelity 0: max uint8 difference {diffs[0]} from Restorer.restore; fidelity 1: {diffs[1]} from the input")
+    assert diffs == [0, 0]
+    for model, value, expected in (("restore", float("nan"), "row 0: fidelity: nan is outside [0, 1]"),
+                                   ("degrade", 0.5, "'fidelity': applies to restore only")):
+        fidelity = httpclient.InferInput("fidelity", [1, 1], "FP32")
+        fidelity.set_data_from_numpy(np.array([[value]], np.float32))
+        with pytest.raises(InferenceServerException) as info:
+            client.infer(model, [*_inputs(httpclient, a, seed_a), fidelity])
+        print(f"{model}, fidelity {value}: {str(info.value).splitlines()[0][:300]}")
+        assert expected in str(info.value)
+    assert server.proc.poll() is None
 
 
 @pytest.mark.parametrize("case, expected", [
