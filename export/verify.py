@@ -88,6 +88,17 @@ def _inputs(spec: NetworkSpec, env: dict[str, int], seed: int) -> dict[str, np.n
     return feeds
 
 
+def _fidelity_inputs(restorer: Restorer, image: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """The fidelity estimator's feeds as the runtime makes them: one face at the model's resolution
+    and its restoration (2 steps), ``float32 [1, 3, R, R]`` each."""
+    from flipnet_rt.imaging.geometry import fit
+    from flipnet_rt.imaging.tensor import to_float
+
+    face = fit(image, restorer.config.resolution)[0]
+    restored = restorer.restore([face], restorer.options(steps=2, seed=seed))[0]
+    return {"image": to_float(face[None]), "restored": to_float(restored[None])}
+
+
 def _compare(ours: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     ours, ref = ours.astype(np.float64), ref.astype(np.float64)
     return float(np.abs(ours - ref).max()), float(np.linalg.norm(ours - ref) / max(np.linalg.norm(ref), 1e-30))
@@ -119,6 +130,8 @@ def verify(engine_dir: Path, model_spec: str, *, images: Sequence[np.ndarray], s
     for name in names:
         entry = manifest.networks[name]
         feeds = _inputs(entry.spec, entry.profile.env(0), seed)  # the smallest profile shape bounds memory
+        if name == "fidelity" and images:  # a face and its restoration: noise saturates the estimator at 0
+            feeds = _fidelity_inputs(torch_restorer, images[0], seed)
         if name == "unet_input" and kv_cache:
             feeds.update({k: v for k, v in kv_cache.items() if k in feeds})
         with torch.inference_mode():

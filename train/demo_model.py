@@ -6,11 +6,14 @@ Stages, each the documented command with a config from ``train/configs/demo_*.to
 
 1. ``flipnet-train vae`` (demo_vae.toml), 2. ``flipnet-train ae`` reconstruction (demo_ae.toml),
 3. ``flipnet-train ae`` association (demo_ae_association.toml), 4. ``flipnet-train restoration``
-(demo_restoration.toml), 5. ``flipnet-train merge --fp16`` into the model directory, 6. the sampler
-defaults: a few settings scored on 64 *training* faces (the val faces stay unseen), the best PSNR
-written into the model's ``flipnet.json``, 7. ``flipnet-rt export`` into the engine directory with
-fp16-stored weights (ONNX Runtime CPU runs it in fp32, bit-identical to the fp16 model directory),
-8. ``flipnet-rt eval`` on ``lfw/val`` and the model card (``<model>/README.md``).
+(demo_restoration.toml: since issue 25 on a mix of degradation levels, :mod:`flipnet_rt.levels`),
+5. ``flipnet-train merge --fp16`` into the model directory, 6. the sampler defaults: a few settings
+scored on 64 *training* faces (the val faces stay unseen), the best PSNR written into the model's
+``flipnet.json``, 7. ``flipnet-train fidelity``: the fidelity estimator (``--fidelity auto``) on 3000
+training faces at every level, 8. ``flipnet-rt export`` into the engine directory with fp16-stored
+weights (ONNX Runtime CPU runs it in fp32, bit-identical to the fp16 model directory), 9. ``flipnet-rt
+eval`` on ``lfw/val`` (the training degradation, and ``--levels`` at 64 and 150 px) and the model
+card (``<model>/README.md``).
 
 A stage whose final checkpoint exists is skipped, so an interrupted run continues where it stopped
 (each training command also resumes from its latest checkpoint). Wall times per stage go to
@@ -90,20 +93,92 @@ def main(argv: list[str] | None = None) -> int:
     sweep = choose_defaults(args.model, DATA / "lfw" / "train")
     timings["defaults"] = round(time.perf_counter() - start, 1)
     (args.runs / "defaults_sweep.json").write_text(json.dumps(sweep, indent=2) + "\n")
+    _run("fidelity", [*train, "fidelity", "--model", str(args.model), "--hq-dir", hq,
+                      "--cache", str(args.runs / "fidelity_faces.npz"),
+                      "--report", str(args.model / "fidelity_train.json")], timings, timings_path)
     # The joint `unet` is left out: the condition cache (the default) never runs it, and it would add
     # a third copy of the UNet's weights to the repository.
     _run("export", [*runtime, "export", "--model", str(args.model), "-o", str(args.engine), "--store-fp16",
-                    "--max-batch", "8", "--networks", "unet_cond,unet_input,vae_encoder,vae_decoder,face_encoder"],
-         timings, timings_path)
+                    "--max-batch", "8", "--networks",
+                    "unet_cond,unet_input,vae_encoder,vae_decoder,face_encoder,fidelity"], timings, timings_path)
     evaluation = [*runtime, "eval", "--hq", str(DATA / "lfw" / "val"), "--model", str(args.engine),
                   "--crop", "50,45,200,195", "--json", str(args.model / "eval_lfw_val.json")]
     if args.eval_limit:
         evaluation += ["--limit", str(args.eval_limit)]
     _run("eval", evaluation, timings, timings_path)
+    for size in LEVEL_SIZES:  # issue 25: input / the model / fidelity auto per degradation level
+        levels = [*runtime, "eval", "--hq", str(DATA / "lfw" / "val"), "--model", str(args.engine),
+                  "--crop", "50,45,200,195", "--levels", ",".join(LEVELS), "--size", str(size),
+                  "--json", str(args.model / f"eval_levels_{size}.json")]
+        _run(f"eval levels {size}", levels + (["--limit", str(args.eval_limit)] if args.eval_limit else []),
+             timings, timings_path)
     card = write_model_card(args.model, args.engine, args.runs, timings, sweep, [(n, c) for n, c, _ in stages])
     training = sum(timings[name] for name, _, _ in stages if name in timings)
     print(f"wrote {card}; training wall time {training / 60:.1f} min (stages: {timings})")
     return 0
+
+
+#: ``eval --levels`` of the model card: the levels, and the face sizes (px) they are scored at.
+LEVELS = ("none", "mild", "moderate", "heavy", "train")
+LEVEL_SIZES = (64, 150)
+
+
+def levels_table(path: Path, previous: Path | None = None) -> list[str]:
+    """Markdown rows of an ``eval --levels`` JSON: per level PSNR / SSIM / detail ratio of the input,
+    the model's output (fidelity 0) and fidelity auto, with the mean weight; ``previous``: another
+    model's JSON, its fidelity-0 and auto PSNR beside (the old model's numbers stay in the card)."""
+    summary = json.loads(path.read_text())["summary"]
+    before = json.loads(previous.read_text())["summary"] if previous is not None and previous.is_file() else None
+
+    def db(entry: dict, variant: str) -> str:
+        value = entry["psnr"][variant]
+        return "inf" if value is None and entry["psnr_infinite"][variant] else f"{value:.2f}"
+
+    head = "| level | PSNR input / model / auto (dB) | SSIM input / model / auto | detail model / auto | mean W |"
+    rule = "|---|---|---|---|---|"
+    if before:
+        head, rule = head + " previous model: PSNR model / auto |", rule + "---|"
+    rows = [head, rule]
+    for level, e in summary.items():
+        ssim = " / ".join(f"{e['ssim'][v]:.4f}" for v in ("input", "restored", "fidelity"))
+        row = (f"| {level} | {db(e, 'input')} / {db(e, 'restored')} / {db(e, 'fidelity')} | {ssim} | "
+               f"{e['detail']['restored']:.2f} / {e['detail']['fidelity']:.2f} | {e['weight']:.2f} |")
+        if before and level in before:
+            row += f" {db(before[level], 'restored')} / {db(before[level], 'fidelity')} |"
+        rows.append(row)
+    return rows
+
+
+def fidelity_lines(model: Path, previous: Path | None = None) -> list[str]:
+    """The model card's fidelity section: the estimator's held-out table (``fidelity_train.json``) and
+    the ``eval --levels`` tables at each of :data:`LEVEL_SIZES` (``previous``: the folder of the
+    previous model's JSONs, shown beside)."""
+    lines = ["## Fidelity (`--fidelity auto`) and degradation levels (issue 25)", ""]
+    report = model / "fidelity_train.json"
+    if report.is_file():
+        data = json.loads(report.read_text())
+        lines += [
+            f"The fidelity estimator (`fidelity.safetensors`, `flipnet_rt/models/fidelity.py`) decides per face how",
+            f"much of the input to keep. Trained by `flipnet-train fidelity` on {data['faces']} training faces",
+            "(every level of `flipnet_rt/levels.py`, degraded at 1-3x the model's size), restored by this model;",
+            f"held-out PSNR (dB, {data['held_out']} faces, capped at 60 dB) of the input, the model's output, the",
+            "estimator's blend and the oracle blend (the best weight per face, known only with the HQ):",
+            "",
+            "| level | input | model | estimator | oracle | mean W |",
+            "|---|---|---|---|---|---|",
+        ]
+        for level, r in data["levels"].items():
+            lines.append(f"| {level} | {r['input']:.2f} | {r['restored']:.2f} | {r['estimator']:.2f} | "
+                         f"{r['oracle']:.2f} | {r['weight']:.2f} |")
+        lines.append("")
+    for size in LEVEL_SIZES:
+        path = model / f"eval_levels_{size}.json"
+        if not path.is_file():
+            continue
+        before = previous / path.name if previous is not None else None
+        lines += [f"`flipnet-rt eval --levels {','.join(LEVELS)} --size {size}` on the 300 lfw/val faces at "
+                  f"{size} px (detail: Laplacian variance over the input's):", "", *levels_table(path, before), ""]
+    return lines
 
 
 #: Sampler settings tried for the defaults: (label, overrides of SamplingOptions).
@@ -290,6 +365,7 @@ def write_model_card(model: Path, engine: Path, runs: Path, timings: dict, sweep
         f"| input (LQ) | {summary['psnr']['input']:.2f} | {summary['ssim']['input']:.4f} | {_fmt(ident_in)} |",
         f"| restored | {summary['psnr']['restored']:.2f} | {summary['ssim']['restored']:.4f} | {_fmt(ident_out)} |",
         "",
+        *fidelity_lines(model, model / "previous" if (model / "previous").is_dir() else None),
         "## Limits",
         "",
         "- The estimate is smooth (a posterior mean), not detailed. On faces unlike LFW its colours drift",

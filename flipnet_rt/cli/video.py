@@ -51,6 +51,10 @@ def add_parser(sub: argparse._SubParsersAction, run_args) -> None:
     t.add_argument("--seed-mode", choices=("track", "frame"), default="track",
                    help="track: one noise seed per face track (no flicker; default); frame: a new seed "
                         "every frame, as restoring frames one by one would (flickers)")
+    t.add_argument("--no-stabilise", dest="stabilise", action="store_false",
+                   help="take each frame's own face crop as the input of the fidelity blend and keep-detail "
+                        "(default: the crops filtered along each face track, so the input's per-frame noise "
+                        "does not come back; host frame path)")
     e = p.add_argument_group("output encoding (other streams are copied, never re-encoded)")
     e.add_argument("--codec", default="libx264", help="video encoder: libx264, libx265, libvpx-vp9, libaom-av1, "
                                                        "h264_nvenc... (default libx264)")
@@ -110,7 +114,8 @@ def _options(args: argparse.Namespace, EncoderOptions, VideoOptions):
                              threads=args.encoder_threads).validate()
     options = VideoOptions(batch_size=args.batch_size, detect_every=args.detect_every, tracking=args.tracking,
                            lookahead=args.lookahead,
-                           smoothing=args.smoothing, seed=args.seed, seed_mode=args.seed_mode)
+                           smoothing=args.smoothing, seed=args.seed, seed_mode=args.seed_mode,
+                           stabilise=args.stabilise)
     return encoder, options
 
 

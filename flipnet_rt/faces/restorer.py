@@ -193,14 +193,29 @@ class FaceRestorer:
         face_seeds = [[face_seed(int(s), j) for j in range(len(fs))] for s, fs in zip(seeds, faces)]
         return self.restore_faces(images, faces, face_seeds)
 
+    def aligned_crop(self, image: np.ndarray, face: Face) -> np.ndarray | None:
+        """The aligned input crop ``uint8 [S, S, 3]`` that :meth:`restore_faces` would warp for
+        ``face`` (None for degenerate landmarks): what video filters along a track
+        (:mod:`flipnet_rt.video.stabilise`) and hands back as ``aligned``."""
+        result = FaceResult(face=face, index=0, seed=0, restored=True)
+        try:
+            self._plan(result)
+        except ValueError:
+            return None
+        return warp_faces(image, [result.affine], result.crop_size, self.options.border)[0]
+
     def restore_faces(self, images: Sequence[np.ndarray], faces: Sequence[Sequence[Face]],
-                      seeds: Sequence[Sequence[int]]) -> list[tuple[np.ndarray, list[FaceResult]]]:
+                      seeds: Sequence[Sequence[int]],
+                      aligned: Sequence[Sequence[np.ndarray | None]] | None = None) -> list[tuple[np.ndarray, list[FaceResult]]]:
         """Restore the given faces (e.g. tracked and smoothed ones) with the given per-face seeds.
 
         Args:
             images: ``uint8 [H, W, 3]`` each.
             faces: per image, its faces (their order is their index).
             seeds: per image, one seed per face.
+            aligned: per image, per face, the crop to use as that face's input instead of warping
+                one (:meth:`aligned_crop`'s size; e.g. filtered along a video track), or None.
+                Given crops take the host path.
 
         Returns:
             Per image: the new image (same size; pixels outside every paste mask are the input's)
@@ -229,10 +244,15 @@ class FaceRestorer:
                     owners.append((i, result))
                 per_image.append(result)
             results.append(per_image)
-        if self.device_frames is not None and owners and all(r.crop_size == self.resolution for _, r in owners):
+        if (self.device_frames is not None and aligned is None and owners
+                and all(r.crop_size == self.resolution for _, r in owners)):
             return self._on_device(images, results)
         for i, result in owners:
-            inputs.append(self._align(images[i], result))
+            given = aligned[i][result.index] if aligned is not None else None
+            if given is not None and given.shape[:2] != (result.crop_size, result.crop_size):
+                raise ValueError(f"aligned: image {i} face {result.index} is {given.shape[1]}x{given.shape[0]}, "
+                                 f"its crop is {result.crop_size} px; use aligned_crop()")
+            inputs.append(self._align(images[i], result, given))
             input_seeds.append(result.seed)
         restored = self._core(inputs, input_seeds, self.sampling)
         weights = self._weights(inputs, restored)
@@ -322,9 +342,11 @@ class FaceRestorer:
         result.crop_size = size
         result.keep_detail = self.options.keep_detail and size / res >= self.options.keep_detail_ratio
 
-    def _align(self, image: np.ndarray, result: FaceResult) -> np.ndarray:
-        """The planned face's aligned crop (kept in the result) and the model's input."""
-        result.aligned = warp_faces(image, [result.affine], result.crop_size, self.options.border)[0]
+    def _align(self, image: np.ndarray, result: FaceResult, given: np.ndarray | None = None) -> np.ndarray:
+        """The planned face's aligned crop (``given``, or warped; kept in the result) and the model's input."""
+        if given is None:
+            given = warp_faces(image, [result.affine], result.crop_size, self.options.border)[0]
+        result.aligned = given
         return downsample(result.aligned, self.resolution)
 
     def _back(self, result: FaceResult, model_input: np.ndarray, restored: np.ndarray) -> np.ndarray:

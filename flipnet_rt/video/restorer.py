@@ -44,6 +44,7 @@ from ..profiling import StageTimer
 from .frames import Frame
 from .regions import find_near, refine
 from .smoothing import TrackSmoother
+from .stabilise import CropStabiliser
 from .tracker import FaceTracker, track_seed
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,9 @@ class VideoOptions:
     max_gap: longest run of frames without a detection filled by interpolation (misses, and the
         frames between detections when detect_every > 1).
     seed: base seed; seed_mode: :class:`SeedMode`.
+    stabilise: filter what the output takes from the input (the fidelity blend, keep-detail's band)
+        along each track (:mod:`.stabilise`): the faces' input crops, not their per-frame noise
+        (on the host frame path; the device path's crops never leave the GPU).
     """
 
     batch_size: int = 8
@@ -92,6 +96,7 @@ class VideoOptions:
     max_gap: int = 3
     seed: int = 0
     seed_mode: SeedMode = SeedMode.TRACK
+    stabilise: bool = True
 
     def __post_init__(self) -> None:
         for name, kind in (("seed_mode", SeedMode), ("tracking", Tracking)):
@@ -122,6 +127,7 @@ class _Held:
     frame: Frame
     faces: list = None  # [(track id, Face)] once planned
     detected: bool = False
+    aligned: list | None = None  # each face's input crop filtered along its track (stabilise), once planned
 
 
 class VideoRestorer:
@@ -150,6 +156,9 @@ class VideoRestorer:
         o = self.options
         self.tracker = FaceTracker(max_age=max(o.lookahead, 2 * o.detect_every))
         self.smoother = TrackSmoother(window=o.lookahead, sigma=o.smoothing, max_gap=o.gap)
+        # the host frame path only: the device path never brings a crop to the host
+        self.stabiliser = (CropStabiliser(max_age=self.tracker.max_age)
+                           if o.stabilise and self.faces.device_frames is None else None)
         self._held: deque[_Held] = deque()  # decoded, waiting for look-ahead
         self._batch: list[_Held] = []  # planned, waiting for the batch to fill
         self._ready: deque[Frame] = deque()  # restored, for pull()
@@ -296,12 +305,19 @@ class VideoRestorer:
             with self._stage("track"):
                 held.faces = self.smoother.faces_at(held.frame.index)
                 self.smoother.forget_before(held.frame.index + 1)
+            if self.stabiliser is not None and held.faces:  # in frame order, on this thread
+                with self._stage("stabilise"):
+                    held.aligned = [self._stable_crop(held, tid, face) for tid, face in held.faces]
             out += self._batch_up(held)
         if final:
             out += self._run_batch()
             out += self._finished(wait_all=True)
             self._shutdown()
         return out
+
+    def _stable_crop(self, held: _Held, track: int, face: Any) -> np.ndarray | None:
+        crop = self.faces.aligned_crop(held.frame.image, face)
+        return None if crop is None else self.stabiliser(track, crop, held.frame.index)
 
     def _batch_up(self, held: _Held) -> list[Frame]:
         """Add a planned frame to the batch; run the batch when it is full. A batch never exceeds
@@ -369,9 +385,10 @@ class VideoRestorer:
         with_faces = [h for h in batch if h.faces]
         if with_faces:
             with self._stage("faces"):
+                aligned = [h.aligned for h in with_faces] if self.stabiliser is not None else None
                 results = faces.restore_faces(
                     [h.frame.image for h in with_faces], [[f for _, f in h.faces] for h in with_faces],
-                    [self._seeds(h) for h in with_faces])
+                    [self._seeds(h) for h in with_faces], aligned=aligned)
             restored = {id(h): image for h, (image, _) in zip(with_faces, results)}
         else:
             restored = {}

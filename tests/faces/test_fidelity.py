@@ -137,3 +137,16 @@ def test_aligned_crops_blend_at_their_own_size(size):
     assert np.array_equal(zero, restorer.restore([crop])[0])  # the core's own size policy, untouched
     half = FaceRestorer(restorer, options=FaceOptions(fidelity=0.5)).restore_crops([crop], [1])[0]
     assert half.shape == crop.shape
+
+
+def test_given_crops_must_have_the_planned_size(astronaut_group):
+    """``restore_faces(aligned=...)``: video hands in crops filtered along each track."""
+    image, faces = astronaut_group
+    fr = FaceRestorer(ShiftRestorer(64))
+    crops = [fr.aligned_crop(image, f) for f in faces]
+    (out, results), = fr.restore_faces([image], [faces], [[1, 2, 3]], aligned=[crops])
+    (plain, _), = fr.restore_faces([image], [faces], [[1, 2, 3]])
+    assert np.array_equal(out, plain)  # the crops it would have warped itself
+    with pytest.raises(ValueError, match="aligned: image 0 face 0 is 10x10"):
+        fr.restore_faces([image], [faces], [[1, 2, 3]],
+                         aligned=[[np.zeros((10, 10, 3), np.uint8)] + crops[1:]])

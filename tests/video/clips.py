@@ -21,7 +21,7 @@ from flipnet_rt.video.synthetic import (
     write_clip,
 )
 
-__all__ = ["cfr_pts", "flicker", "frame_times", "gradient", "require", "static_face_frames", "stream_packets",
+__all__ = ["StandInFaces", "cfr_pts", "flicker", "frame_times", "gradient", "require", "static_face_frames", "stream_packets",
            "vfr_pts", "write_clip"]
 
 
@@ -55,3 +55,13 @@ def flicker(frames: list[np.ndarray], box: np.ndarray) -> float:
     x0, y0, x1, y1 = (int(v) for v in box)
     crops = np.stack([f[y0:y1, x0:x1].astype(np.float32) for f in frames])
     return float(np.abs(np.diff(crops, axis=0)).mean())
+
+
+class StandInFaces:
+    """The parts of a FaceRestorer that VideoRestorer uses besides ``restore_faces`` (host frame path;
+    no crop to stabilise: the face restorer warps its own)."""
+
+    device_frames = None
+
+    def aligned_crop(self, image, face):
+        return None

@@ -9,7 +9,7 @@ import pytest
 from flipnet_rt.video.regions import detect_near
 from flipnet_rt.video.restorer import VideoOptions, VideoRestorer
 from flipnet_rt.video.synthetic import astronaut_face, noisy
-from video.clips import static_face_frames
+from video.clips import StandInFaces, static_face_frames
 
 EYES = 15.0  # px between the eyes: the demo model's own scale, as in the other video tests
 
@@ -47,14 +47,14 @@ class Counting:
         return self.inner.detect_near(image, boxes)
 
 
-class Recording:
+class Recording(StandInFaces):
     """Stands in for the face restorer (the tracking is what is tested): records the faces each
     frame would be restored with and returns the frames unchanged."""
 
     def __init__(self, detector) -> None:
         self.detector, self.faces = detector, {}
 
-    def restore_faces(self, images, faces, seeds):
+    def restore_faces(self, images, faces, seeds, aligned=None):
         for image, found in zip(images, faces):
             self.faces[int(image[0, 0, 0])] = found  # frames carry their index in pixel (0, 0)
         return [(image, []) for image in images]
@@ -179,10 +179,10 @@ def test_engine_workers_restore_the_same_frames_in_order(demo_faces):
         np.testing.assert_array_equal(a.image, b.image)
     assert max(np.abs(a.image.astype(int) - f.astype(int)).max() for a, f in zip(one, frames)) > 0
 
-    class Broken:
+    class Broken(StandInFaces):
         detector = demo_faces.detector
 
-        def restore_faces(self, images, faces, seeds):
+        def restore_faces(self, images, faces, seeds, aligned=None):
             raise RuntimeError("engine worker failed")
 
     with pytest.raises(RuntimeError, match="engine worker failed"):
@@ -198,10 +198,10 @@ def test_pull_collects_batches_that_finished_on_the_workers(mtcnn):
 
     go = threading.Event()
 
-    class Waiting:
+    class Waiting(StandInFaces):
         detector = mtcnn
 
-        def restore_faces(self, images, faces, seeds):
+        def restore_faces(self, images, faces, seeds, aligned=None):
             go.wait(timeout=60)
             return [(image, []) for image in images]
 

@@ -18,11 +18,11 @@ class CountingFaces:
 
     def __init__(self, faces) -> None:
         self.inner, self.batches = faces, []
-        self.detector = faces.detector
+        self.detector, self.device_frames, self.aligned_crop = faces.detector, faces.device_frames, faces.aligned_crop
 
-    def restore_faces(self, images, faces, seeds):
+    def restore_faces(self, images, faces, seeds, aligned=None):
         self.batches.append(sum(len(f) for f in faces))
-        return self.inner.restore_faces(images, faces, seeds)
+        return self.inner.restore_faces(images, faces, seeds, aligned)
 
 
 def inner_box(face_box: np.ndarray, fraction: float = 0.7) -> np.ndarray:
@@ -31,25 +31,37 @@ def inner_box(face_box: np.ndarray, fraction: float = 0.7) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_one_seed_per_track_does_not_flicker(demo_faces):
-    """A still face (eyes 15 px apart: the demo model's own 64 px scale) under fresh sensor noise
-    (sigma 4) in each of 12 frames. Measured in the middle 70 % of the detected box."""
-    frames, _ = static_face_frames(12, eye_distance=15.0, noise=4.0)
+@pytest.mark.parametrize("eye_distance", [15.0, 30.0])
+def test_one_seed_per_track_does_not_flicker(demo_faces, eye_distance):
+    """A still face under fresh sensor noise (sigma 4) in each of 12 frames, at the demo model's own
+    64 px scale (eyes 15 px apart) and at twice it (keep-detail). Measured in the middle 70 % of the
+    detected box. With the defaults (one seed per track, fidelity auto, what is taken from the
+    input filtered along the track) the face flickers at most 0.3x a seed per frame and 0.5x the
+    input (issue 25)."""
+    frames, _ = static_face_frames(12, size=(320, 256), eye_distance=eye_distance, noise=4.0)
     box = inner_box(demo_faces.detect(frames[0])[0].box)
+    runs = {"default": VideoOptions(batch_size=8),
+            "track, unfiltered": VideoOptions(batch_size=8, stabilise=False),
+            "seed per frame, unfiltered": VideoOptions(batch_size=8, seed_mode=SeedMode.FRAME, stabilise=False)}
+    from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer
+
+    plain = FaceRestorer(demo_faces.restorer, demo_faces.detector, FaceOptions(fidelity=0.0))
+    runs["seed per frame, fidelity 0 (before issue 25)"] = runs["seed per frame, unfiltered"]
     results = {}
-    for mode in SeedMode:
-        timer = StageTimer()
-        restorer = VideoRestorer(demo_faces, VideoOptions(seed_mode=mode, batch_size=8), timer=timer)
+    for name, options in runs.items():
+        faces = plain if "fidelity 0" in name else demo_faces
+        restorer = VideoRestorer(faces, options, timer=StageTimer())
         out = [f.image for f in restorer.restore_frames(frames)]
         assert len(out) == 12
-        results[mode] = flicker(out, box)
+        results[name] = flicker(out, box)
         assert restorer.tracks_seen == 1  # one face, one track, whatever the seeds
     source = flicker(frames, box)
-    track, frame = results[SeedMode.TRACK], results[SeedMode.FRAME]
-    print(f"mean frame-to-frame |difference| in the face: input {source:.2f}, one seed per track {track:.2f}, "
-          f"a seed per frame {frame:.2f} (ratio {track / frame:.2f})")
-    assert track <= source
-    assert track <= 0.3 * frame
+    default, frame = results["default"], results["seed per frame, unfiltered"]
+    print(f"eyes {eye_distance:g} px: mean frame-to-frame |difference| in the face: input {source:.2f}, "
+          + ", ".join(f"{k} {v:.2f}" for k, v in results.items())
+          + f"; default / seed per frame {default / frame:.2f}, default / input {default / source:.2f}")
+    assert default <= 0.3 * frame and default <= 0.3 * results["seed per frame, fidelity 0 (before issue 25)"]
+    assert default <= 0.5 * source
 
 
 def test_frames_come_back_in_order_with_their_timestamps_and_batched(demo_faces):
@@ -140,4 +152,6 @@ def test_a_generated_clip_restored_by_the_demo_engine(demo_faces, tmp_path):
     face = np.mean([np.abs(x - y)[y0 + 20:y1 - 20, x0 + 20:x1 - 20].mean() for x, y in pairs])
     corner = np.mean([np.abs(x - y)[:20, :20].mean() for x, y in pairs])
     print(f"mean |restored - identity transcode|: face {face:.2f}, background corner {corner:.2f}")
-    assert face > 2.0 and corner < 0.5 * face / 4  # the face was restored, the background was not
+    # the face was restored (fidelity auto keeps much of this mildly noisy input); the background only
+    # carries the encoder's difference between two encodes (crf 18: about a grey level)
+    assert face > 2.0 and corner < 1.5 and corner < face / 4
