@@ -77,7 +77,7 @@ def group_picture(seed: int) -> tuple[np.ndarray, list]:
 def group_demo(restorer, out: Path, seed: int) -> list[str]:
     """Degrade the group picture, restore every face in it, write the PNGs; the summary lines."""
     from .degradations import DegradationConfig, RandomDegradation
-    from .evaluation import psnr, ssim
+    from .evaluation import detail, psnr, ssim
     from .faces.restorer import FaceRestorer
     from .imaging.io import save_image
 
@@ -96,8 +96,12 @@ def group_demo(restorer, out: Path, seed: int) -> list[str]:
 
     lines = [f"group picture {hq.shape[1]}x{hq.shape[0]}: {len(boxes)} of {len(placed)} faces found and restored"]
     if boxes:
+        kept = [detail(restored[y0:y1, x0:x1]) / detail(lq[y0:y1, x0:x1]) for x0, y0, x1, y1 in boxes]
         lines += [f"  faces, input:     PSNR {in_boxes(psnr, lq):6.2f} dB   SSIM {in_boxes(ssim, lq):.4f}",
-                  f"  faces, restored:  PSNR {in_boxes(psnr, restored):6.2f} dB   SSIM {in_boxes(ssim, restored):.4f}"]
+                  f"  faces, restored:  PSNR {in_boxes(psnr, restored):6.2f} dB   SSIM {in_boxes(ssim, restored):.4f}",
+                  "  fidelity (weight of the input, --fidelity auto): "
+                  + ", ".join(f"{r.fidelity:.2f}" for r in results if r.restored),
+                  "  detail kept (Laplacian variance, restored / input): " + ", ".join(f"{k:.2f}" for k in kept)]
     unchanged = np.ones(hq.shape[:2], bool)
     for r in results:
         if r.restored:

@@ -91,3 +91,13 @@ def native_cuda_kernels():
     if nat is None or not nat.cuda:
         pytest.skip("flipnet_rt._native was built without CUDA kernels (FLIPNET_CUDA=ON pip install .)")
     return nat
+
+
+def served(restorer, image, options, seed: int, fidelity="auto"):
+    """What the served ``restore`` model answers for one row (``flipnet_rt/serve/protocol.py``'s
+    contract): ``FaceRestorer(restorer, FaceOptions(keep_detail=False, fidelity=...))`` on the crop.
+    With fidelity 0 that is ``Restorer.restore([image], options, [seed])[0]``."""
+    from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer
+
+    faces = FaceRestorer(restorer, options=FaceOptions(keep_detail=False, fidelity=fidelity))
+    return faces.restore_crops([image], [seed], options)[0]

@@ -236,7 +236,7 @@ def test_the_shipped_engine_matches_the_specs_and_names_its_directory(tmp_path: 
     levels = {"h*w": 0, "h*w/4": 1, "h*w/16": 2, "h*w/64": 3}  # K/V of h*w / 4**level tokens
     kv = [KVSpec(level=levels[str(t.shape[1])], channels=int(str(t.shape[2])))
           for t in manifest.networks["unet_cond"].spec.outputs[::2]]
-    specs = network_specs(config, kv, "float32")
+    specs = network_specs(config, kv, "float32", fidelity="fidelity" in manifest.networks)
     for name, entry in manifest.networks.items():
         assert entry.spec.to_dict() == specs[name].to_dict(), name
     # the joint UNet (not in this export): the feeds DiffusionCore gives it without the condition cache

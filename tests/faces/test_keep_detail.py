@@ -40,7 +40,7 @@ def test_keep_detail_on_lfw_val_at_150(demo_restorer, hq_150):
     seeds = [image_seed(0, i) for i in range(len(lqs))]
     scores = {}
     for keep in (True, False):
-        out = FaceRestorer(demo_restorer, options=FaceOptions(keep_detail=keep)).restore_crops(lqs, seeds)
+        out = FaceRestorer(demo_restorer, options=FaceOptions(keep_detail=keep, fidelity=0.0)).restore_crops(lqs, seeds)
         assert all(o.shape == (150, 150, 3) for o in out)
         scores[keep] = (np.mean([psnr(o, h) for o, h in zip(out, hq_150)]), np.mean([ssim(o, h) for o, h in zip(out, hq_150)]))
     lq = (np.mean([psnr(x, h) for x, h in zip(lqs, hq_150)]), np.mean([ssim(x, h) for x, h in zip(lqs, hq_150)]))
@@ -51,7 +51,7 @@ def test_keep_detail_on_lfw_val_at_150(demo_restorer, hq_150):
 
 def test_evaluate_scores_at_the_inputs_size(demo_restorer, hq_150):
     """flipnet_rt.evaluation.evaluate on 150-px faces through CropRestorer: scored at 150 px."""
-    view = CropRestorer(FaceRestorer(demo_restorer))
+    view = CropRestorer(FaceRestorer(demo_restorer, options=FaceOptions(fidelity=0.0)))
     faces = [(f"{i}.png", hq) for i, hq in enumerate(hq_150[:8])]
     report = evaluate(view, faces, seed=0, batch_size=8)
     summary = report.summary()

@@ -36,10 +36,19 @@ def test_whole_picture_with_the_demo_engine(demo_faces, astronaut_group, tmp_pat
     assert [r.seed for r in results] == [face_seed(7, j) for j in range(3)]
     outside = _outside(image.shape, results)
     np.testing.assert_array_equal(out[outside], image[outside])
-    changed = [float(np.abs(r.output.astype(np.int16) - r.aligned).mean()) for r in results]
+    from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer
+
+    model_only = FaceRestorer(demo_faces.restorer, demo_faces.detector, FaceOptions(fidelity=0.0))
+    _, plain = model_only.restore_image(image, seed=7)
+    changed = [float(np.abs(r.output.astype(np.int16) - r.aligned).mean()) for r in plain]
+    kept = [float(np.abs(r.output.astype(np.int16) - r.aligned).mean()) for r in results]
     print(f"demo engine: crops {[r.crop_size for r in results]} (model 64 px), keep-detail "
-          f"{[r.keep_detail for r in results]}, mean |restored - aligned| per face {[f'{c:.2f}' for c in changed]}")
+          f"{[r.keep_detail for r in results]}, mean |restored - aligned| per face {[f'{c:.2f}' for c in changed]} "
+          f"with fidelity 0, {[f'{c:.2f}' for c in kept]} with auto (weights {[round(r.fidelity, 2) for r in results]})")
     assert all(c > 0.5 for c in changed)  # the model did change every face
+    # this clean picture: the estimator keeps most of each input face
+    assert all(r.fidelity_source == "estimator" and r.fidelity > 0.5 for r in results)
+    assert all(k < c for k, c in zip(kept, changed))
 
     again, _ = demo_faces.restore_image(image, seed=7)
     np.testing.assert_array_equal(again, out)  # same seed, same picture

@@ -67,8 +67,11 @@ def test_warp_crop_matches_to_float_of_warp_faces(border, dtype):
     err = float(np.abs(out.astype(np.float32) - want.astype(np.float32)).max())
     print(f"warp_crop {border} {np.dtype(dtype).name}: max |native - reference| = {err / GREY:.3f} grey levels")
     assert got.shape == want.shape == (12, 3, size, size) and got.dtype == dtype
-    # 1 grey level (fp16 adds its own rounding of the same float32 value on both sides: identical).
-    assert err <= GREY + 1e-6
+    # 1 grey level: the kernel interpolates in float, OpenCV in fixed point with SIMD paths that differ
+    # between Intel and AMD CPUs. fp16 then rounds the two (possibly different) float32 values on its
+    # own: up to half an fp16 ulp each, 2**-10 at |x| in [0.5, 1) (measured 1.027 grey levels on AMD).
+    rounding = 2.0**-10 if dtype == np.float16 else 1e-6
+    assert err <= GREY + rounding
 
 
 @pytest.mark.parametrize("border", [cv2.BORDER_CONSTANT, cv2.BORDER_REPLICATE, cv2.BORDER_REFLECT,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import face_like
+from helpers import face_like, served
 from flipnet_rt.options import Mode
 from flipnet_rt.serve.protocol import RequestError, model_runner, parse_request, run_batch
 
@@ -58,7 +58,7 @@ def test_one_restorer_call_per_group_of_equal_options(restorer):
 
     def run(images, options, seeds, fidelity):
         calls.append((len(images), options.steps))
-        assert fidelity == "auto"  # no fidelity input: the model's estimator (none here: W = 0)
+        assert fidelity == "auto"  # no fidelity input: the model's estimator
         return restore(images, options, seeds, fidelity)
 
     requests = [_request(1, 1), _request(2, 2, steps=2), _request(3, 3), _request(4, 4, steps=2),
@@ -68,5 +68,5 @@ def test_one_restorer_call_per_group_of_equal_options(restorer):
     assert isinstance(answers[4], RequestError) and "request" not in str(answers[4])
     for request, answer in zip(requests[:4], answers[:4]):
         steps = int(request["steps"][0, 0]) if "steps" in request else None
-        alone = restorer.restore([request["image"][0]], restorer.options(steps=steps), [int(request["seed"][0, 0])])
-        assert np.array_equal(answer["restored"][0], alone[0])
+        alone = served(restorer, request["image"][0], restorer.options(steps=steps), int(request["seed"][0, 0]))
+        assert np.array_equal(answer["restored"][0], alone)

@@ -1,7 +1,8 @@
 """`flipnet-rt serve` end to end: one server on loopback (the demo engine) for the whole module.
 
 Requests go through tritonclient over HTTP and gRPC. Checked: every result is byte-identical to
-``Restorer.restore([image], options, [seed])`` whatever it was batched with (mixed options in one
+the bytes of the served contract (``tests/helpers.served``: ``Restorer.restore([image], options, [seed])``
+blended by the model's fidelity estimator) whatever it was batched with (mixed options in one
 batch included); Triton formed batches of 4 or more from 16 concurrent requests; an overload
 beyond the queue limit is rejected (before the accepted requests finish) and the server still
 serves; the optional ``fidelity`` input works per row; malformed requests get clear errors;
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import face_like
+from helpers import face_like, served
 
 MAX_BATCH = 8
 QUEUE = 16
@@ -103,12 +104,12 @@ def reference(demo_engine):
 @pytest.fixture(scope="module")
 def cases(reference):
     """16 requests (image [64, 64, 3], seed, options alternating between the model's defaults and
-    OTHER) and the bytes `Restorer.restore([image], options, [seed])` gives for each alone."""
+    OTHER) and the bytes `served(...)` (Restorer.restore + the fidelity blend) gives for each alone."""
     defaults = reference.options()
     default = {"steps": defaults.steps, "sampler": defaults.sampler.value, "guidance": float(defaults.guidance)}
     out = []
     for image, seed, opts in [(face_like(64, i), 1000 + i, default if i % 2 == 0 else OTHER) for i in range(16)]:
-        expected = reference.restore([image], reference.options(**opts), [seed])[0]
+        expected = served(reference, image, reference.options(**opts), seed)
         out.append((image, seed, opts, expected))
     return out
 
@@ -222,7 +223,7 @@ def test_degrade_matches_restorer(server, reference):
 
 
 def test_absent_seed_is_seed_zero_and_rows_are_independent(server, reference):
-    """A request of two rows: row i is Restorer.restore([image_i], defaults, [seed_i]); no seed = 0."""
+    """A request of two rows: row i is served(image_i, defaults, seed_i) (fidelity auto); no seed = 0."""
     import tritonclient.http as httpclient
 
     client = httpclient.InferenceServerClient(server.http)
@@ -234,9 +235,9 @@ def test_absent_seed_is_seed_zero_and_rows_are_independent(server, reference):
     seed_in.set_data_from_numpy(seeds)
     got = client.infer("restore", [image_in, seed_in]).as_numpy("restored")
     for i in range(2):
-        assert np.array_equal(got[i], reference.restore([images[i]], reference.options(), [int(seeds[i, 0])])[0])
+        assert np.array_equal(got[i], served(reference, images[i], reference.options(), int(seeds[i, 0])))
     alone = client.infer("restore", _inputs(httpclient, images[0])).as_numpy("restored")
-    assert np.array_equal(alone[0], reference.restore([images[0]], reference.options(), [0])[0])
+    assert np.array_equal(alone[0], served(reference, images[0], reference.options(), 0))
 
 
 def test_fidelity_input_per_row_and_its_refusals(server, reference, cases):
@@ -246,7 +247,8 @@ def test_fidelity_input_per_row_and_its_refusals(server, reference, cases):
     from tritonclient.utils import InferenceServerException
 
     client = httpclient.InferenceServerClient(server.http)
-    (a, seed_a, _, expected_a), (b, seed_b, _, _) = cases[0], cases[2]  # cases[0]: the model's defaults
+    (a, seed_a, _, _), (b, seed_b, _, _) = cases[0], cases[2]  # cases[0]: the model's defaults
+    expected_a = reference.restore([a], reference.options(), [seed_a])[0]  # fidelity 0: the restoration
     images = np.stack([a, b])
     tensors = [("image", images, "UINT8"), ("seed", np.array([[seed_a], [seed_b]], np.int64), "INT64"),
                ("fidelity", np.array([[0.0], [1.0]], np.float32), "FP32")]
