@@ -107,11 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         evaluation += ["--limit", str(args.eval_limit)]
     _run("eval", evaluation, timings, timings_path)
     for size in LEVEL_SIZES:  # issue 25: input / the model / fidelity auto per degradation level
+        scores = args.runs / f"eval_levels_{size}.json"  # every face's scores stay with the run
         levels = [*runtime, "eval", "--hq", str(DATA / "lfw" / "val"), "--model", str(args.engine),
-                  "--crop", "50,45,200,195", "--levels", ",".join(LEVELS), "--size", str(size),
-                  "--json", str(args.model / f"eval_levels_{size}.json")]
+                  "--crop", "50,45,200,195", "--levels", ",".join(LEVELS), "--size", str(size), "--json", str(scores)]
         _run(f"eval levels {size}", levels + (["--limit", str(args.eval_limit)] if args.eval_limit else []),
              timings, timings_path)
+        data = json.loads(scores.read_text())
+        (args.model / scores.name).write_text(json.dumps({k: data[k] for k in ("meta", "summary")}, indent=2) + "\n")
     card = write_model_card(args.model, args.engine, args.runs, timings, sweep, [(n, c) for n, c, _ in stages])
     training = sum(timings[name] for name, _, _ in stages if name in timings)
     print(f"wrote {card}; training wall time {training / 60:.1f} min (stages: {timings})")
@@ -131,8 +133,10 @@ def levels_table(path: Path, previous: Path | None = None) -> list[str]:
     before = json.loads(previous.read_text())["summary"] if previous is not None and previous.is_file() else None
 
     def db(entry: dict, variant: str) -> str:
-        value = entry["psnr"][variant]
-        return "inf" if value is None and entry["psnr_infinite"][variant] else f"{value:.2f}"
+        value, infinite = entry["psnr"][variant], entry["psnr_infinite"][variant]
+        if value is None:
+            return "inf" if infinite else "n/a"
+        return f"{value:.2f}" + (f" ({infinite} faces inf)" if infinite else "")
 
     head = "| level | PSNR input / model / auto (dB) | SSIM input / model / auto | detail model / auto | mean W |"
     rule = "|---|---|---|---|---|"
