@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo demo-model test serve bench mutants native clean
+.PHONY: demo demo-model test serve bench mutants native clean gpu-wheels
 
 # The native part (CMakeLists.txt, native/): every install below builds the module
 # flipnet_rt._native with pip (scikit-build-core), CPU kernels only unless FLIPNET_CUDA=AUTO|ON
@@ -73,6 +73,21 @@ bench: $(VENV)/.dev
 mutants: $(VENV)/.dev
 	@status=0; $(PY) tests/mutation_run.py $(MUTANT_FLAGS) $(MUTANTS) || status=$$?; \
 	$(PY) tests/mutation_summary.py; exit $$status
+
+# The GPU check (benchmarks/gpu_check.sh) on a lent GPU machine: the wheels its image lacks, into the
+# gitignored .whl/ that the device tool's run carries (carry: [".whl"]). diffusers and the pure-Python
+# packages it needs beyond that image's (importlib_metadata and its lazy-importer and zipp; filelock,
+# huggingface-hub, numpy, Pillow, regex, requests and safetensors are there), for its Python 3.12,
+# without dependencies; older copies of these are removed (two versions stop the whole install).
+GPU_WHEELS := diffusers==0.42.1 importlib_metadata==10.2.0 lazy-importer==0.1.0 zipp==4.1.2
+WHL_DIR    ?= .whl
+gpu-wheels:
+	mkdir -p $(WHL_DIR)
+	rm -f $(WHL_DIR)/diffusers-*.whl $(WHL_DIR)/importlib_metadata-*.whl $(WHL_DIR)/lazy_importer-*.whl \
+		$(WHL_DIR)/zipp-*.whl
+	$(PYTHON) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+		--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 -d $(WHL_DIR) $(GPU_WHEELS)
+	@ls $(WHL_DIR)
 
 clean:
 	rm -rf $(VENV) $(SERVE_VENV) outputs .pytest_cache .benchmarks build-tests

@@ -98,8 +98,10 @@ class DiffusionCore:
 
     def run_arrays(self, pixels: Array, mode: Mode, options: SamplingOptions, seeds: Sequence[int]) -> Array:
         """:meth:`run` on the backend's own arrays, nothing through the host: condition images
-        ``[B, 3, R, R]`` on the backend's device (in its float dtype) -> generated images ``[B, 3, R, R]``
-        there (float16 from a float16 engine), the caller's own (:mod:`flipnet_rt.faces.device`)."""
+        ``[B, 3, R, R]`` on the backend's device (float32, or the engine's float dtype) -> generated
+        images ``[B, 3, R, R]`` there, the caller's own (:mod:`flipnet_rt.faces.device`): in the
+        engine's dtype from a TensorRT/ONNX Runtime engine (float16 from a float16 one), float32 from
+        the torch backend (its networks' outputs come back float32 at any compute dtype)."""
         r = self.config.resolution
         if len(pixels.shape) != 4 or tuple(pixels.shape[1:]) != (3, r, r):
             raise ValueError(f"pixels: expected [B, 3, {r}, {r}], got {tuple(pixels.shape)}")

@@ -13,12 +13,19 @@ Two speed options, both off by default (then the backend is plain eager PyTorch)
   one private memory pool per graph (activations are held, not freed between calls), a capture
   per new shape, and **outputs are reused buffers**: a network's outputs for a given input shape
   are the same tensors at every call, overwritten by the next call of that network with that
-  shape (``tensor.clone()`` keeps one). The restore loop reads each output before that happens.
+  shape (``tensor.clone()`` keeps one; a half-precision backend's outputs are float32 copies, its
+  K/V excepted). The restore loop reads each output before that happens.
   An input fed with another graph's output (``unet_input``'s K/V are ``unet_cond``'s, DESIGN §3)
   is captured reading that output where it is: no copy per call. Should a later call feed that
   input something else, the graph is captured again with a buffer of its own.
 
-fp16/bf16 on a GPU come from ``dtype``.
+fp16/bf16 on a GPU come from ``dtype``. Dtypes as the GPU engines' arrays (:mod:`.cuda`): floating
+host arrays become **float32** tensors (``from_numpy``), so the sampler's state, the guidance
+``u + s (c - u)`` and every update stay float32 whatever ``dtype`` is; ``dtype`` is the networks'
+compute dtype only. Each network's floating feeds are cast to its dtype where they enter it (the
+timesteps stay float32, as the specs say) and its outputs come back float32, except the condition's
+K/V (``unet_cond``'s outputs), which only ever feed ``unet_input`` and stay in the compute dtype
+(no cast per step, and a CUDA graph reads them in place).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 UNET_NETWORKS = ("unet", "unet_cond", "unet_input")
+KV_NETWORKS = ("unet_cond",)  # outputs only ever fed to another network: left in the compute dtype
 GRAPH_WARMUP = 2  # eager (or compiling) runs on a side stream before a capture, as torch's docs advise
 
 GraphKey = tuple[str, tuple[tuple[tuple[int, ...], torch.dtype], ...]]
@@ -60,7 +68,8 @@ class TorchBackend(Backend):
         model: the FlipNet (moved to ``device`` and ``dtype``, set to eval and frozen at the first
             call: constructing the backend touches no device).
         device: "cpu", "cuda" or "cuda:N".
-        dtype: "float32", "float16" or "bfloat16" (fp16/bf16 are for GPUs).
+        dtype: the networks' compute dtype, "float32", "float16" or "bfloat16" (fp16/bf16 are for
+            GPUs); the arrays the backend hands out are float32 (see the module docstring).
         compile: ``torch.compile`` the UNet networks; see the module docstring for the cost.
         cuda_graphs: one CUDA graph per network and input shapes (CUDA only); outputs are reused
             buffers, see the module docstring.
@@ -98,13 +107,24 @@ class TorchBackend(Backend):
     def _run(self, spec: NetworkSpec, feeds: Mapping[str, Array]) -> dict[str, Array]:
         if not self._callables:
             self._open()
-        args = [feeds[name] for name in spec.input_names]
+        args = [self._feed(feeds[t.name], t.dtype) for t in spec.inputs]
         if self.cuda_graphs:
             out = self._replay(spec.name, args)
         else:
             out = self._callables[spec.name](*args)
         out = out if isinstance(out, tuple) else (out,)
+        if spec.name not in KV_NETWORKS:  # K/V stay in the compute dtype: unet_input's feeds as they are
+            out = tuple(o.float() if o.is_floating_point() else o for o in out)
         return dict(zip(spec.output_names, out))
+
+    def _feed(self, array: Array, dtype: str) -> Array:
+        """A floating feed in the network's dtype (spec ``dtype``: "float32" stays float32, as the
+        timesteps; the half name is the compute dtype, bf16 included); the tensor itself when it is
+        one already (a K/V output, an already cast input), so no copy is made."""
+        if isinstance(array, torch.Tensor) and array.is_floating_point():
+            wanted = torch.float32 if dtype == "float32" else self.torch_dtype
+            return array if array.dtype == wanted else array.to(wanted)
+        return array
 
     # ------------------------------------------------------------------ CUDA graphs
     def _replay(self, network: str, args: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -158,11 +178,15 @@ class TorchBackend(Backend):
 
     # ------------------------------------------------------------------ arrays
     def from_numpy(self, array: np.ndarray, dtype: str | None = None) -> torch.Tensor:
+        """Host array -> tensor on the device, same shape: floating arrays in ``dtype`` ("float32",
+        "float16", "bfloat16"; default float32, whatever the compute dtype: the sampler's state and
+        arithmetic stay float32 and ``run`` casts each feed to its network's dtype), others as they are."""
         tensor = torch.from_numpy(np.ascontiguousarray(array))
-        if dtype == "float32" and array.dtype.kind == "f":  # timesteps stay float32
-            return tensor.to(self.device, torch.float32)
         if array.dtype.kind == "f":
-            return tensor.to(self.device, self.torch_dtype)
+            wanted = DTYPES.get(dtype or "float32")
+            if wanted is None:
+                raise ValueError(f"dtype: {dtype!r}; use one of {', '.join(DTYPES)}")
+            return tensor.to(self.device, wanted)
         return tensor.to(self.device)
 
     def to_numpy(self, array: torch.Tensor) -> np.ndarray:

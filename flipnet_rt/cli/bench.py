@@ -104,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
     baseline = None
     images: list = []
     guidance = args.guidance
-    device = "cpu"
+    device, dtype = "cpu", Precision.parse(args.precision).dtype  # the baseline's: the last configuration's
 
     def save() -> None:  # after every configuration: a run stopped early keeps what it measured
         if args.json:
@@ -126,6 +126,7 @@ def _run(args: argparse.Namespace) -> int:
                     guidance = args.guidance if args.guidance is not None else config.defaults.guidance
                 device = "cuda" if str(getattr(restorer.backend, "device", "cpu")).startswith("cuda") else "cpu"
                 precision = getattr(getattr(restorer.backend, "manifest", None), "precision", str(args.precision))
+                dtype = Precision.parse(precision).dtype
                 env = environment(restorer.backend.name, precision)
                 peak = _matmul_peak_tflops(device, precision)
                 env["matmul_peak_tflops"] = f"{peak:.3f}" if peak else "n/a (no torch)"
@@ -142,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
                         print(f"done {config_.label}: p50 {result.e2e_ms['p50']:.1f} ms", file=sys.stderr)
                 restorer.close()
     if args.baseline:
-        baseline = time_baseline_record(model, images, args, guidance, device)
+        baseline = time_baseline_record(model, images, args, guidance, device, dtype)
         for r in records:
             if r["config"]["batch"] == args.batch[0]:
                 r["speedup_vs_baseline"] = baseline["p50"] / r["e2e_ms"]["p50"]
@@ -162,11 +163,16 @@ def _model_flops(model):
     return ModelFlops.count(model)
 
 
-def time_baseline_record(model, images: list, args: argparse.Namespace, guidance: float, device: str) -> dict:
+def time_baseline_record(model, images: list, args: argparse.Namespace, guidance: float, device: str,
+                         dtype: str | None = None) -> dict:
+    """The naive loop's p50/p90/p99 (ms) at the first batch size, on ``device`` in ``dtype`` (the
+    restorers' precision; None: the weights' dtype). It runs after every restorer has closed, and
+    a closed CUDA torch backend leaves the shared model on the host: :func:`time_baseline` moves
+    the weights to ``device`` for the run itself and back afterwards."""
     from ..bench.baseline import time_baseline
 
     baseline = time_baseline(model, images[: args.batch[0]], steps=args.steps, guidance=guidance,
-                             warmup=args.warmup, iters=args.iters, device=device)
+                             warmup=args.warmup, iters=args.iters, device=device, dtype=dtype)
     return {**baseline, "batch": args.batch[0]}
 
 

@@ -9,7 +9,9 @@ comes back in one download (issue 16: the frame stays on the device between deco
 
 Kernels are queued on the array library's *current* stream (CuPy's or torch's): the GPU backends
 order their own stream after it on entry and it after theirs on exit (:mod:`flipnet_rt.backends.cuda`),
-so no host synchronisation happens until the download.
+so no host synchronisation happens until the download. That includes the check that the engine gave
+no NaN: each batch leaves a flag on the device (:meth:`FrameKernels.to_faces` with ``nan``), read once
+with the frames (:meth:`FrameKernels.check_nan`), so the next batch's upload and warp overlap the engine.
 
 Only faces whose crop side S equals the model's resolution R take this path (no resize, no
 keep-detail); :class:`~.restorer.FaceRestorer` sends a call holding a larger face the host way.
@@ -32,6 +34,9 @@ from ..options import Mode
 from .types import BorderMode
 
 Array = Any  # numpy.ndarray | torch.Tensor | cupy.ndarray
+
+#: The error for an engine output holding NaN on the device paths (raised by to_faces or check_nan).
+NAN_MESSAGE = "to_uint8: the model's output contains NaN (a numerically broken engine: rebuild it, or run in fp32)"
 
 
 class FrameKernels(ABC):
@@ -66,9 +71,20 @@ class FrameKernels(ABC):
         """The wavelet colour fix (:func:`flipnet_rt.imaging.colour.wavelet_color_fix`), float32."""
 
     @abstractmethod
-    def to_faces(self, images: Array) -> Array:
+    def to_faces(self, images: Array, nan: list | None = None) -> Array:
         """``float32 [N, 3, R, R]`` -> ``uint8 [N, R, R, 3]`` as :func:`flipnet_rt.imaging.tensor.to_uint8`
-        (clip, ``(x + 1) * 127.5``, round half to even); NaN is an error."""
+        (clip, ``(x + 1) * 127.5``, round half to even); NaN is an error.
+
+        With ``nan`` None the error is raised here (on a device: after waiting for ``images``). Given
+        a list, a device path does not wait: it appends a flag, kept on the device, that ``images``
+        holds NaN, and :meth:`check_nan` raises the error later; the host path raises here anyway.
+        """
+
+    def check_nan(self, flags: list) -> None:
+        """Raise ``ValueError(NAN_MESSAGE)`` if a flag that :meth:`to_faces` appended is set. Waits
+        for the flags: call it once, where the frames are downloaded (the host path has none)."""
+        if any(bool(flag) for flag in flags):
+            raise ValueError(NAN_MESSAGE)
 
     @abstractmethod
     def to_pixels(self, faces: Array) -> Array:
@@ -106,8 +122,8 @@ class HostKernels(FrameKernels):
     def color_fix(self, images: np.ndarray, reference: np.ndarray, levels: int) -> np.ndarray:
         return native.wavelet_color_fix(images, reference, levels)
 
-    def to_faces(self, images: np.ndarray) -> np.ndarray:
-        from ..imaging.tensor import to_uint8
+    def to_faces(self, images: np.ndarray, nan: list | None = None) -> np.ndarray:
+        from ..imaging.tensor import to_uint8  # raises on NaN at once: nothing to overlap on the host
 
         return to_uint8(images)
 
@@ -174,12 +190,18 @@ class TorchKernels(_CudaKernels):
     def float32(self, images: Array) -> Array:
         return images.float().contiguous()
 
-    def to_faces(self, images: Array) -> Array:
-        if bool(self.torch.isnan(images).any()):
-            raise ValueError("to_uint8: the model's output contains NaN (a numerically broken engine: "
-                             "rebuild it, or run in fp32)")
+    def to_faces(self, images: Array, nan: list | None = None) -> Array:
+        flag = self.torch.isnan(images).any()  # a device scalar: no wait
+        if nan is not None:
+            nan.append(flag)
+        elif bool(flag):
+            raise ValueError(NAN_MESSAGE)
         scaled = ((images.clamp(-1, 1) + 1) * 127.5).round()  # torch.round: half to even, as np.rint
         return scaled.to(self.torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+    def check_nan(self, flags: list) -> None:
+        if flags and bool(self.torch.stack(flags).any()):  # one wait, for every batch's flag
+            raise ValueError(NAN_MESSAGE)
 
     def to_pixels(self, faces: Array) -> Array:
         return (faces.permute(0, 3, 1, 2).float() / 127.5 - 1.0).contiguous()
@@ -220,12 +242,14 @@ class CupyKernels(_CudaKernels):
     def float32(self, images: Array) -> Array:
         return self.cupy.ascontiguousarray(images, self.cupy.float32)
 
-    def to_faces(self, images: Array) -> Array:
+    def to_faces(self, images: Array, nan: list | None = None) -> Array:
         cp = self.cupy
         with cp.cuda.Device(images.device.id):
-            if bool(cp.isnan(images).any()):
-                raise ValueError("to_uint8: the model's output contains NaN (a numerically broken engine: "
-                                 "rebuild it, or run in fp32)")
+            flag = cp.isnan(images).any()  # a device scalar: no wait
+            if nan is not None:
+                nan.append(flag)
+            elif bool(flag):
+                raise ValueError(NAN_MESSAGE)
             scaled = cp.rint((cp.clip(images, -1, 1) + 1) * cp.float32(127.5))
             return cp.ascontiguousarray(scaled.astype(cp.uint8).transpose(0, 2, 3, 1))
 
@@ -318,6 +342,7 @@ class DeviceFrames:
             blended); the weights come to the host with the frames.
         """
         k, core, r = self.kernels, self.core, self.resolution
+        nan: list = []  # to_faces' device-side NaN flags, checked once with the download
         frames = [k.upload(image) for image in images]
         affines = [np.asarray(a, np.float64).reshape(-1, 2, 3) for a in affines]
         crops = [k.crops(frame, a, r, self.border) for frame, a in zip(frames, affines) if len(a)]
@@ -334,13 +359,13 @@ class DeviceFrames:
             out = k.float32(core.run_arrays(feed, Mode.RESTORE, sampling, flat_seeds[start:start + step]))
             if sampling.color_fix:
                 out = k.color_fix(out, batch, sampling.color_fix)
-            restored = k.to_faces(out)
+            restored = k.to_faces(out, nan)
             if self.fidelity is not None:  # fidelity.py: the blend with the input crop, before the paste
                 if self.fidelity.estimates:
                     w = core.fidelity_arrays(feed, k.cast(k.to_pixels(restored), self._feed))
                 else:
                     w = np.full(len(restored), self.fidelity.fidelity, np.float32)
-                restored = k.blend(k.to_faces(batch), restored, w)
+                restored = k.blend(k.to_faces(batch, nan), restored, w)
                 weights.append(w)
             faces.append(restored)
         faces = faces[0] if len(faces) == 1 else be.concat(faces)
@@ -350,6 +375,7 @@ class DeviceFrames:
                 k.paste(frame, faces[start:start + len(a)], a)
                 start += len(a)
         out = [k.download(frame) for frame in frames]
+        k.check_nan(nan)  # the work is done by now: reading the flags waits for nothing more
         if not weights:
             return out, None
         return out, np.concatenate([np.asarray(be.to_numpy(w) if not isinstance(w, np.ndarray) else w, np.float32)

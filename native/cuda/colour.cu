@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include "flipnet/cuda_kernels.hpp"
+#include "pool.cuh"
 
 namespace flipnet::cuda {
 namespace {
@@ -59,8 +60,10 @@ int wavelet_color_fix(const float* image, const float* reference, float* out, in
         return static_cast<int>(cudaMemcpyAsync(out, image, n * sizeof(float),
                                                 cudaMemcpyDeviceToDevice, s));
     }
+    cudaError_t err = detail::prepare_scratch_pool(s);
+    if (err != cudaSuccess) return static_cast<int>(err);
     float* scratch = nullptr;
-    cudaError_t err = cudaMallocAsync(reinterpret_cast<void**>(&scratch), 3 * n * sizeof(float), s);
+    err = cudaMallocAsync(reinterpret_cast<void**>(&scratch), 3 * n * sizeof(float), s);
     if (err != cudaSuccess) return static_cast<int>(err);
     float *tmp = scratch, *low_image = scratch + n, *low_ref = scratch + 2 * n;
     err = low(image, low_image, tmp, planes, height, width, levels, s);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "flipnet/cuda_kernels.hpp"
+#include "pool.cuh"
 #include "sampling.cuh"
 
 namespace flipnet::cuda {
@@ -157,6 +158,10 @@ int paste_faces(std::uint8_t* frame, int height, int width, std::ptrdiff_t row_s
     const cudaStream_t s = static_cast<cudaStream_t>(stream);
     const long face_bytes = 3L * size * size;
     const dim3 block(32, 8);
+    if (count > 0) {
+        const cudaError_t err = detail::prepare_scratch_pool(s);
+        if (err != cudaSuccess) return static_cast<int>(err);
+    }
     for (int i = 0; i < count; ++i) {
         double inv[6];
         invert_affine(matrices + 6 * i, inv);

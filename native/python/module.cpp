@@ -1,7 +1,11 @@
 // flipnet_rt._native: the Python module over the native kernels (nanobind).
 //
-// Outputs and in-place arrays are never converted (.noconvert()): a non-contiguous or mistyped
-// `out` is a TypeError, not a silent write into a temporary copy. CPU functions take numpy arrays; CUDA functions (built with FLIPNET_CUDA) take device arrays
+// No array argument is ever converted (.noconvert() on every one): a non-contiguous or mistyped
+// array is a TypeError, not a temporary copy. For `out` and in-place arrays a copy would take the
+// result; for the CUDA functions' inputs it would be freed on return while the kernel, queued on
+// another stream, may still read it. The CPU functions run synchronously, so a copy there would be
+// harmless; they refuse it too, for one rule (flipnet_rt/native.py passes C-contiguous arrays of
+// the right dtype). CPU functions take numpy arrays; CUDA functions (built with FLIPNET_CUDA) take device arrays
 // through DLPack (CuPy, torch, ...) and a raw cudaStream_t handle. Every function checks shapes
 // and dtypes and raises ValueError naming the argument; the Python wrapper flipnet_rt/native.py
 // is the public entry point.
@@ -228,28 +232,31 @@ NB_MODULE(_native, m) {
     m.attr("cuda") = false;
     m.attr("cuda_architectures") = "";
 #endif
-    m.def("warp_crop", &warp_crop, "frame"_a, "matrices"_a, "out"_a.noconvert(), "border"_a,
-          "border_value"_a, "threads"_a = 0,
+    m.def("warp_crop", &warp_crop, "frame"_a.noconvert(), "matrices"_a.noconvert(),
+          "out"_a.noconvert(), "border"_a, "border_value"_a, "threads"_a = 0,
           "Warp faces of uint8 [H, W, 3] `frame` by the frame->crop `matrices` [N, 2, 3] float64 "
           "into `out` [N, 3, h, w] float32/float16 in [-1, 1] (bilinear, cv2 border code).");
-    m.def("warp_u8", &warp_u8, "frame"_a, "matrices"_a, "out"_a.noconvert(), "border"_a,
-          "border_value"_a,
-          "threads"_a = 0,
+    m.def("warp_u8", &warp_u8, "frame"_a.noconvert(), "matrices"_a.noconvert(),
+          "out"_a.noconvert(), "border"_a, "border_value"_a, "threads"_a = 0,
           "cv2.warpAffine (INTER_LINEAR) of N faces into uint8 `out` [N, h, w, 3].");
-    m.def("paste_faces", &paste_faces, "frame"_a.noconvert(), "faces"_a, "matrices"_a, "threads"_a = 0,
+    m.def("paste_faces", &paste_faces, "frame"_a.noconvert(), "faces"_a.noconvert(),
+          "matrices"_a.noconvert(), "threads"_a = 0,
           "Paste uint8 [N, S, S, 3] `faces` into uint8 [H, W, 3] `frame` in place, in order, "
           "through the feathered mask inside each face's box (frame->crop `matrices`).");
-    m.def("wavelet_color_fix", &wavelet_color_fix, "image"_a, "reference"_a, "out"_a.noconvert(),
-          "levels"_a, "threads"_a = 0,
+    m.def("wavelet_color_fix", &wavelet_color_fix, "image"_a.noconvert(),
+          "reference"_a.noconvert(), "out"_a.noconvert(), "levels"_a, "threads"_a = 0,
           "image - low(image) + low(reference) on float32 [B, C, H, W] arrays; out may be image.");
 #ifdef FLIPNET_WITH_CUDA
-    // Enqueued on `stream`; the caller synchronises. Device arrays via DLPack (e.g. CuPy).
-    m.def("warp_crop_cuda", &warp_crop_cuda, "frame"_a, "matrices"_a, "out"_a.noconvert(), "border"_a,
-          "border_value"_a, "stream"_a = 0, "warp_crop on device arrays (matrices on the host).");
-    m.def("paste_faces_cuda", &paste_faces_cuda, "frame"_a.noconvert(), "faces"_a, "matrices"_a,
-          "stream"_a = 0, "paste_faces on device arrays (matrices on the host).");
-    m.def("wavelet_color_fix_cuda", &wavelet_color_fix_cuda, "image"_a, "reference"_a,
-          "out"_a.noconvert(),
-          "levels"_a, "stream"_a = 0, "wavelet_color_fix on device float32 arrays.");
+    // Enqueued on `stream`; the caller synchronises. Device arrays via DLPack (e.g. CuPy); never
+    // converted: a temporary copy would be freed on return, before the kernel has read it.
+    m.def("warp_crop_cuda", &warp_crop_cuda, "frame"_a.noconvert(), "matrices"_a.noconvert(),
+          "out"_a.noconvert(), "border"_a, "border_value"_a, "stream"_a = 0,
+          "warp_crop on device arrays (matrices on the host).");
+    m.def("paste_faces_cuda", &paste_faces_cuda, "frame"_a.noconvert(), "faces"_a.noconvert(),
+          "matrices"_a.noconvert(), "stream"_a = 0,
+          "paste_faces on device arrays (matrices on the host).");
+    m.def("wavelet_color_fix_cuda", &wavelet_color_fix_cuda, "image"_a.noconvert(),
+          "reference"_a.noconvert(), "out"_a.noconvert(), "levels"_a, "stream"_a = 0,
+          "wavelet_color_fix on device float32 arrays.");
 #endif
 }

@@ -1,5 +1,7 @@
 """The device frame path on a GPU (flipnet_rt/faces/device.py): the CUDA kernels' contract against
-the host kernels, and whole frames on the torch backend against the host path (GPU only).
+the host kernels, and whole frames on the torch backend against the host path (GPU only; the one
+test at the end that runs on the CPU, over test_device_standin.py's stand-ins, checks that the
+device path's NaN check waits for nothing before the download).
 
 Skips here with the reason (no CUDA build of flipnet_rt._native, no CuPy/torch CUDA, no GPU); the
 GPU check (benchmarks/gpu_check.sh step g) runs it after building the CUDA kernels. Tolerances:
@@ -10,13 +12,16 @@ GPU check (benchmarks/gpu_check.sh step g) runs it after building the CUDA kerne
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 from helpers import cupy_on_a_gpu, native_cuda_kernels
 
 from flipnet_rt import native
 
-pytestmark = pytest.mark.gpu
+NAN_ERROR = (r"^to_uint8: the model's output contains NaN \(a numerically broken engine: rebuild it, "
+             r"or run in fp32\)$")
 
 
 def _kernels(library: str):
@@ -24,7 +29,8 @@ def _kernels(library: str):
     from flipnet_rt.faces.device import CupyKernels, TorchKernels
 
     if library == "cupy":
-        return CupyKernels(nat, 0), cupy_on_a_gpu().asarray
+        cupy = cupy_on_a_gpu()  # first: CupyKernels imports cupy
+        return CupyKernels(nat, 0), cupy.asarray
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU for torch")
@@ -51,6 +57,7 @@ def scene():
     return frame, np.stack(affines)
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("library", ["torch", "cupy"])
 def test_cuda_kernels_keep_the_host_contract(scene, library):
     from flipnet_rt.faces.device import HostKernels
@@ -79,6 +86,12 @@ def test_cuda_kernels_keep_the_host_contract(scene, library):
     np.testing.assert_array_equal(_host(faces), host.to_faces(images))
     with pytest.raises(ValueError, match="NaN"):
         kernels.to_faces(to_device(np.full((1, 3, 4, 4), np.nan, np.float32)))
+    flags: list = []  # the deferred check DeviceFrames uses: a device flag now, the error at check_nan
+    kernels.to_faces(to_device(images), flags)
+    kernels.check_nan(flags)
+    kernels.to_faces(to_device(np.full((1, 3, 4, 4), np.nan, np.float32)), flags)
+    with pytest.raises(ValueError, match=NAN_ERROR):
+        kernels.check_nan(flags)
 
     pasted = kernels.upload(frame)
     kernels.paste(pasted, faces, affines)
@@ -89,6 +102,7 @@ def test_cuda_kernels_keep_the_host_contract(scene, library):
     assert diff.max() <= 1
 
 
+@pytest.mark.gpu
 def test_whole_frames_on_the_torch_backend_match_the_host_path(tiny_model):
     """random:tiny on CUDA: FaceRestorer's device path vs its host path on the same restorer. With the
     host's crops fed to the device flow, the engine sees the same input and what differs is the
@@ -137,3 +151,50 @@ def test_whole_frames_on_the_torch_backend_match_the_host_path(tiny_model):
         diff = np.abs(a.astype(int) - b.astype(int))
         print(f"device flow on the host's crops vs host path: max {diff.max()} grey levels, mean {diff.mean():.4f}")
         assert diff.max() <= 1
+
+
+# ------------------------------------------------------------------ on the CPU, over stand-ins
+def test_a_nan_output_raises_at_the_download_and_no_batch_waits(monkeypatch):
+    """DeviceFrames reads the engine's NaN flags once, with the download: each batch's to_faces keeps
+    its flag on the device, so nothing waits between batches (the next upload and warp overlap the
+    engine) and a NaN output still raises the same error, after the frames are pasted. TorchKernels
+    over test_device_standin.py's stand-ins (torch CPU tensors as device arrays); every host read of
+    a tensor (``Tensor.__bool__``, what a wait for the device is) is counted."""
+    import torch
+    from faces.test_device_standin import STREAM, StandinCudaKernels
+
+    from flipnet_rt.faces.device import DeviceFrames, TorchKernels
+
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: types.SimpleNamespace(cuda_stream=STREAM))
+    kernels = TorchKernels(StandinCudaKernels(), "cpu")
+    waits: list = []
+    real_bool = torch.Tensor.__bool__
+    monkeypatch.setattr(torch.Tensor, "__bool__", lambda self: waits.append(tuple(self.shape)) or real_bool(self))
+
+    r, value = 32, float("nan")
+    engine: list = []
+
+    def run_arrays(pixels, mode, options, seeds):
+        engine.append(len(seeds))
+        return torch.full_like(pixels, value)
+
+    backend = types.SimpleNamespace(from_numpy=lambda a: torch.from_numpy(np.array(a)), concat=torch.cat)
+    restorer = types.SimpleNamespace(core=types.SimpleNamespace(backend=backend, run_arrays=run_arrays),
+                                     config=types.SimpleNamespace(resolution=r))
+    device = DeviceFrames(restorer, kernels, "reflect", max_batch=1)
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (2 * r, 3 * r, 3), dtype=np.uint8) for _ in range(2)]
+    affines = [np.array([[[1.0, 0.0, -8.0], [0.0, 1.0, -8.0]]]),
+               np.array([[[1.0, 0.0, -40.0], [0.0, 1.0, -16.0]], [[0.9, 0.1, -60.0], [-0.1, 0.9, -20.0]]])]
+    sampling = types.SimpleNamespace(color_fix=0)
+
+    with pytest.raises(ValueError, match=NAN_ERROR):
+        device.restore(frames, affines, [[1], [2, 3]], sampling)
+    assert engine == [1, 1, 1]  # every batch ran: the first NaN did not stop the loop on the host
+    assert [k for k, _ in kernels.nat.streams] == ["warp", "warp", "paste", "paste"]  # pasted, then raised
+    assert len(waits) == 1  # one wait for the device: the three batches' flags, read together
+
+    value, engine[:], waits[:] = 0.25, [], []
+    out, weights = device.restore(frames, affines, [[1], [2, 3]], sampling)
+    assert engine == [1, 1, 1] and weights is None and len(waits) == 1
+    assert all(o.shape == f.shape and (o != f).any() for o, f in zip(out, frames))
