@@ -50,6 +50,7 @@ def test_not_a_video_is_exit_1_with_one_line(tmp_path, capsys):
     (["--batch-size", "0"], "--batch-size"),
     (["--duration", "0"], "--duration"),
     (["--workers", "-1"], "--workers -1"),
+    (["--fidelity", "2"], "fidelity: '2' is outside [0, 1]"),
 ])
 def test_usage_errors_are_exit_2(clips, tmp_path, capsys, extra, message):
     code = main(["video", str(clips["cfr"]), "-o", str(tmp_path / "out.mp4"), "--model", str(ENGINE), *extra])
