@@ -54,7 +54,7 @@ def add_parser(sub: argparse._SubParsersAction, run_args) -> None:
     t.add_argument("--no-stabilise", dest="stabilise", action="store_false",
                    help="take each frame's own face crop as the input of the fidelity blend and keep-detail "
                         "(default: the crops filtered along each face track, so the input's per-frame noise "
-                        "does not come back; host frame path)")
+                        "does not come back; on the device frame path with one engine worker)")
     e = p.add_argument_group("output encoding (other streams are copied, never re-encoded)")
     e.add_argument("--codec", default="libx264", help="video encoder: libx264, libx265, libvpx-vp9, libaom-av1, "
                                                        "h264_nvenc... (default libx264)")

@@ -88,7 +88,8 @@ class FrameKernels(ABC):
 
     @abstractmethod
     def to_pixels(self, faces: Array) -> Array:
-        """``uint8 [N, R, R, 3]`` -> ``float32 [N, 3, R, R]`` as :func:`flipnet_rt.imaging.tensor.to_float`."""
+        """``uint8 [N, R, R, 3]`` (or float32 holding whole grey levels) -> ``float32 [N, 3, R, R]`` as
+        :func:`flipnet_rt.imaging.tensor.to_float`."""
 
     @abstractmethod
     def blend(self, crops: Array, faces: Array, weights: Any) -> Array:
@@ -130,7 +131,7 @@ class HostKernels(FrameKernels):
     def to_pixels(self, faces: np.ndarray) -> np.ndarray:
         from ..imaging.tensor import to_float
 
-        return to_float(faces)
+        return to_float(faces.astype(np.uint8, copy=False))  # float faces hold whole grey levels
 
     def blend(self, crops: np.ndarray, faces: np.ndarray, weights: Any) -> np.ndarray:
         from .fidelity import blend
@@ -326,7 +327,8 @@ class DeviceFrames:
         self._feed = self.core.backend.from_numpy(np.zeros((1,), np.float32))  # the engine's float dtype
 
     def restore(self, images: Sequence[np.ndarray], affines: Sequence[np.ndarray], seeds: Sequence[Sequence[int]],
-                sampling: Any) -> tuple[list[np.ndarray], np.ndarray | None]:
+                sampling: Any, stabilise: tuple[Any, Sequence[int], Sequence[int]] | None = None,
+                ) -> tuple[list[np.ndarray], np.ndarray | None]:
         """Restore faces of whole frames.
 
         Args:
@@ -335,6 +337,9 @@ class DeviceFrames:
                 paste order (a later face wins an overlap); ``n_i`` may be 0.
             seeds: per frame, one seed per face.
             sampling: the core's ``SamplingOptions``.
+            stabilise: ``(CropStabiliser, track per face, frame index per face)`` in the faces' flat
+                order, or None: each crop is replaced by its track's running mean
+                (:mod:`flipnet_rt.video.stabilise`), kept on the device, before the engine sees it.
 
         Returns:
             The restored frames (new arrays; pixels outside every paste mask are the input's) and each
@@ -351,6 +356,11 @@ class DeviceFrames:
             return [k.download(frame) for frame in frames], None
         be = core.backend
         pixels = crops[0] if len(crops) == 1 else be.concat(crops)
+        if stabilise is not None:  # video: the crops filtered along their tracks, as the host path's
+            stabiliser, tracks, frame_ids = stabilise
+            exact = k.to_faces(pixels, nan)  # uint8 [N, R, R, 3]: the host path's aligned crops
+            means = [stabiliser.update(t, k.float32(exact[i]), f) for i, (t, f) in enumerate(zip(tracks, frame_ids))]
+            pixels = k.to_pixels(be.concat([m.round().clip(0.0, 255.0)[None] for m in means]))
         faces, weights = [], []
         step = self.max_batch or len(flat_seeds)
         for start in range(0, len(flat_seeds), step):

@@ -205,8 +205,8 @@ class FaceRestorer:
         return warp_faces(image, [result.affine], result.crop_size, self.options.border)[0]
 
     def restore_faces(self, images: Sequence[np.ndarray], faces: Sequence[Sequence[Face]],
-                      seeds: Sequence[Sequence[int]],
-                      aligned: Sequence[Sequence[np.ndarray | None]] | None = None) -> list[tuple[np.ndarray, list[FaceResult]]]:
+                      seeds: Sequence[Sequence[int]], aligned: Sequence[Sequence[np.ndarray | None]] | None = None,
+                      tracks: Any | None = None) -> list[tuple[np.ndarray, list[FaceResult]]]:
         """Restore the given faces (e.g. tracked and smoothed ones) with the given per-face seeds.
 
         Args:
@@ -216,6 +216,8 @@ class FaceRestorer:
             aligned: per image, per face, the crop to use as that face's input instead of warping
                 one (:meth:`aligned_crop`'s size; e.g. filtered along a video track), or None.
                 Given crops take the host path.
+            tracks: a :class:`flipnet_rt.video.stabilise.TrackCrops` (video, calls in frame order):
+                each face's crop is filtered along its track here, on the device frame path too.
 
         Returns:
             Per image: the new image (same size; pixels outside every paste mask are the input's)
@@ -246,9 +248,13 @@ class FaceRestorer:
             results.append(per_image)
         if (self.device_frames is not None and aligned is None and owners
                 and all(r.crop_size == self.resolution for _, r in owners)):
-            return self._on_device(images, results)
+            return self._on_device(images, results, tracks)
         for i, result in owners:
             given = aligned[i][result.index] if aligned is not None else None
+            if given is None and tracks is not None:
+                given = tracks.stabiliser(tracks.tracks[i][result.index],
+                                          warp_faces(images[i], [result.affine], result.crop_size,
+                                                     self.options.border)[0], tracks.frames[i])
             if given is not None and given.shape[:2] != (result.crop_size, result.crop_size):
                 raise ValueError(f"aligned: image {i} face {result.index} is {given.shape[1]}x{given.shape[0]}, "
                                  f"its crop is {result.crop_size} px; use aligned_crop()")
@@ -261,11 +267,15 @@ class FaceRestorer:
             result.output = blend(result.aligned, self._back(result, model_input, out), w)
         return [(self._paste(image, rs), rs) for image, rs in zip(images, results)]
 
-    def _on_device(self, images: Sequence[np.ndarray], results: list[list[FaceResult]]) -> list:
+    def _on_device(self, images: Sequence[np.ndarray], results: list[list[FaceResult]], tracks: Any | None) -> list:
         """Every image's faces (all ``S = R``) restored and pasted on the engine's device, in paste order."""
         done = [_paste_order(rs) for rs in results]
+        stabilise = None
+        if tracks is not None:  # each face's track and frame, in the same flat order as its seed
+            stabilise = (tracks.stabiliser, [tracks.tracks[i][r.index] for i, d in enumerate(done) for r in d],
+                         [tracks.frames[i] for i, d in enumerate(done) for _ in d])
         out, weights = self.device_frames.restore(images, [[r.affine for r in d] for d in done],
-                                                  [[r.seed for r in d] for d in done], self.sampling)
+                                                  [[r.seed for r in d] for d in done], self.sampling, stabilise)
         flat = [r for d in done for r in d]
         chooser = self.fidelity
         source = "estimator" if chooser.estimates else "none" if chooser.fidelity == AUTO else "fixed"

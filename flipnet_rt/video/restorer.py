@@ -44,7 +44,7 @@ from ..profiling import StageTimer
 from .frames import Frame
 from .regions import find_near, refine
 from .smoothing import TrackSmoother
-from .stabilise import CropStabiliser
+from .stabilise import CropStabiliser, TrackCrops
 from .tracker import FaceTracker, track_seed
 
 log = logging.getLogger(__name__)
@@ -84,8 +84,8 @@ class VideoOptions:
         frames between detections when detect_every > 1).
     seed: base seed; seed_mode: :class:`SeedMode`.
     stabilise: filter what the output takes from the input (the fidelity blend, keep-detail's band)
-        along each track (:mod:`.stabilise`): the faces' input crops, not their per-frame noise
-        (on the host frame path; the device path's crops never leave the GPU).
+        along each track (:mod:`.stabilise`): the faces' input crops, not their per-frame noise (on
+        the device frame path on the GPU, with one engine worker: the filter needs frame order).
     """
 
     batch_size: int = 8
@@ -156,9 +156,14 @@ class VideoRestorer:
         o = self.options
         self.tracker = FaceTracker(max_age=max(o.lookahead, 2 * o.detect_every))
         self.smoother = TrackSmoother(window=o.lookahead, sigma=o.smoothing, max_gap=o.gap)
-        # the host frame path only: the device path never brings a crop to the host
-        self.stabiliser = (CropStabiliser(max_age=self.tracker.max_age)
-                           if o.stabilise and self.faces.device_frames is None else None)
+        # the filter runs in frame order: here for the host frame path (crops made on this thread);
+        # in the one engine worker for the device path, where the crops and means stay on the GPU
+        self.stabiliser = CropStabiliser(max_age=self.tracker.max_age) if o.stabilise else None
+        self._stabilise_on_device = self.stabiliser is not None and self.faces.device_frames is not None
+        if self._stabilise_on_device and len(self.workers) > 1:
+            log.warning("stabilise: the device frame path filters the face crops in frame order, which %d engine "
+                        "workers do not keep; not filtered (use --workers 1)", len(self.workers))
+            self.stabiliser, self._stabilise_on_device = None, False
         self._held: deque[_Held] = deque()  # decoded, waiting for look-ahead
         self._batch: list[_Held] = []  # planned, waiting for the batch to fill
         self._ready: deque[Frame] = deque()  # restored, for pull()
@@ -305,7 +310,7 @@ class VideoRestorer:
             with self._stage("track"):
                 held.faces = self.smoother.faces_at(held.frame.index)
                 self.smoother.forget_before(held.frame.index + 1)
-            if self.stabiliser is not None and held.faces:  # in frame order, on this thread
+            if self.stabiliser is not None and not self._stabilise_on_device and held.faces:  # in frame order
                 with self._stage("stabilise"):
                     held.aligned = [self._stable_crop(held, tid, face) for tid, face in held.faces]
             out += self._batch_up(held)
@@ -385,10 +390,15 @@ class VideoRestorer:
         with_faces = [h for h in batch if h.faces]
         if with_faces:
             with self._stage("faces"):
-                aligned = [h.aligned for h in with_faces] if self.stabiliser is not None else None
+                aligned = tracks = None
+                if self._stabilise_on_device:  # one worker: batches come here in frame order
+                    tracks = TrackCrops(self.stabiliser, [[tid for tid, _ in h.faces] for h in with_faces],
+                                        [h.frame.index for h in with_faces])
+                elif self.stabiliser is not None:
+                    aligned = [h.aligned for h in with_faces]
                 results = faces.restore_faces(
                     [h.frame.image for h in with_faces], [[f for _, f in h.faces] for h in with_faces],
-                    [self._seeds(h) for h in with_faces], aligned=aligned)
+                    [self._seeds(h) for h in with_faces], aligned=aligned, tracks=tracks)
             restored = {id(h): image for h, (image, _) in zip(with_faces, results)}
         else:
             restored = {}

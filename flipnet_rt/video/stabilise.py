@@ -18,6 +18,9 @@ keep-detail), so a track's first frame is its own crop and nothing is delayed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Sequence
+
 import numpy as np
 
 #: Weight of a new crop where it agrees with the track's running mean (~7 frames averaged).
@@ -27,8 +30,20 @@ ALPHA = 0.25
 THRESHOLD = 12.0
 
 
+def filter_step(mean: Any, crop: Any, alpha: float, threshold: float) -> Any:
+    """One step of the filter: the track's new running mean. ``mean``, ``crop``: float32 ``[S, S, 3]``
+    on the 0-255 scale, numpy, torch or CuPy alike (the same float32 arithmetic on each)."""
+    diff = crop - mean
+    a = alpha + (1.0 - alpha) * (abs(diff) / threshold - 1.0).clip(0.0, 1.0)
+    return mean + a * diff
+
+
 class CropStabiliser:
     """Per track, the motion-adaptive running mean of its aligned input crops (see the module doc).
+
+    Called in frame order: by :class:`~.restorer.VideoRestorer` on its own thread for the host frame
+    path, or by the one engine worker of the device frame path (:mod:`flipnet_rt.faces.device`), where
+    the means stay on the GPU.
 
     Args:
         alpha: weight of a new crop where it agrees with the mean, in (0, 1] (1: no filtering).
@@ -42,25 +57,36 @@ class CropStabiliser:
         if not threshold > 0:
             raise ValueError(f"threshold: {threshold}; use a positive number of grey levels")
         self.alpha, self.threshold, self.max_age = float(alpha), float(threshold), int(max_age)
-        self._mean: dict[int, np.ndarray] = {}
+        self._mean: dict[int, Any] = {}
         self._seen: dict[int, int] = {}
 
     def __call__(self, track: int, crop: np.ndarray, frame: int) -> np.ndarray:
         """The filtered crop of ``track`` at ``frame``: ``uint8 [S, S, 3]`` in and out (a track whose
         crop size changed starts again from this crop)."""
+        return np.clip(np.rint(self.update(track, crop.astype(np.float32), frame)), 0, 255).astype(np.uint8)
+
+    def update(self, track: int, crop: Any, frame: int) -> Any:
+        """:meth:`__call__` on a float32 ``[S, S, 3]`` crop (0-255 scale) of any array library, unrounded:
+        the track's new mean, a new array of that library."""
         mean = self._mean.get(track)
-        if mean is None or mean.shape != crop.shape:
-            mean = crop.astype(np.float32)
-        else:
-            diff = crop.astype(np.float32) - mean
-            a = self.alpha + (1.0 - self.alpha) * np.clip(np.abs(diff) / self.threshold - 1.0, 0.0, 1.0)
-            mean = mean + a.astype(np.float32) * diff
+        mean = crop if mean is None or tuple(mean.shape) != tuple(crop.shape) else filter_step(
+            mean, crop, self.alpha, self.threshold)
         self._mean[track], self._seen[track] = mean, frame
         for old in [t for t, seen in self._seen.items() if frame - seen > self.max_age]:
             del self._mean[old], self._seen[old]
-        return np.clip(np.rint(mean), 0, 255).astype(np.uint8)
+        return mean
 
     @property
     def tracks(self) -> int:
         """Tracks held now."""
         return len(self._mean)
+
+
+@dataclass(frozen=True)
+class TrackCrops:
+    """What a face restorer needs to filter the input crops itself, in frame order (the device frame
+    path, one engine worker): the stabiliser, each face's track id and each image's frame index."""
+
+    stabiliser: CropStabiliser
+    tracks: Sequence[Sequence[int]]
+    frames: Sequence[int]

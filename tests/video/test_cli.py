@@ -76,8 +76,8 @@ def _frames(path: Path) -> list:
 
 def test_frame_path_device_writes_the_frames_of_the_host_path(tmp_path, capsys):
     """On ONNX Runtime CPU the device frame path runs the host kernels in its own flow
-    (tests/faces/test_device.py): the restored frames, hence the encoded video, are the host path's
-    (without the host path's track filter of the input crops, which the device path does not run)."""
+    (tests/faces/test_device.py): the restored frames, hence the encoded video, are the host path's,
+    the crops filtered along their tracks on both (one engine worker: the device path's filter runs there)."""
     require((ENGINE / "manifest.json").is_file(), f"{ENGINE} (the shipped demo engine)")
     frames, _ = static_face_frames(6, eye_distance=15.0, size=(160, 96))
     src = write_clip(tmp_path / "in.mp4", cfr_pts(6), size=(160, 96), frame=lambda i: frames[i])
@@ -86,7 +86,7 @@ def test_frame_path_device_writes_the_frames_of_the_host_path(tmp_path, capsys):
         outs[path] = tmp_path / f"{path}.mp4"
         code = main(["video", str(src), "-o", str(outs[path]), "--model", str(ENGINE), "--backend", "onnxruntime",
                      "--device", "cpu", "--batch-size", "4", "--preset", "ultrafast", "--encoder-threads", "1",
-                     "--frame-path", path, "--no-stabilise"])
+                     "--frame-path", path, "--workers", "1"])
         assert code == 0, capsys.readouterr().err
     host, device = _frames(outs["host"]), _frames(outs["device"])
     diff = max(int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(host, device))

@@ -54,7 +54,7 @@ class Recording(StandInFaces):
     def __init__(self, detector) -> None:
         self.detector, self.faces = detector, {}
 
-    def restore_faces(self, images, faces, seeds, aligned=None):
+    def restore_faces(self, images, faces, seeds, aligned=None, tracks=None):
         for image, found in zip(images, faces):
             self.faces[int(image[0, 0, 0])] = found  # frames carry their index in pixel (0, 0)
         return [(image, []) for image in images]
@@ -182,7 +182,7 @@ def test_engine_workers_restore_the_same_frames_in_order(demo_faces):
     class Broken(StandInFaces):
         detector = demo_faces.detector
 
-        def restore_faces(self, images, faces, seeds, aligned=None):
+        def restore_faces(self, images, faces, seeds, aligned=None, tracks=None):
             raise RuntimeError("engine worker failed")
 
     with pytest.raises(RuntimeError, match="engine worker failed"):
@@ -201,7 +201,7 @@ def test_pull_collects_batches_that_finished_on_the_workers(mtcnn):
     class Waiting(StandInFaces):
         detector = mtcnn
 
-        def restore_faces(self, images, faces, seeds, aligned=None):
+        def restore_faces(self, images, faces, seeds, aligned=None, tracks=None):
             go.wait(timeout=60)
             return [(image, []) for image in images]
 

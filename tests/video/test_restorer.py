@@ -20,9 +20,9 @@ class CountingFaces:
         self.inner, self.batches = faces, []
         self.detector, self.device_frames, self.aligned_crop = faces.detector, faces.device_frames, faces.aligned_crop
 
-    def restore_faces(self, images, faces, seeds, aligned=None):
+    def restore_faces(self, images, faces, seeds, aligned=None, tracks=None):
         self.batches.append(sum(len(f) for f in faces))
-        return self.inner.restore_faces(images, faces, seeds, aligned)
+        return self.inner.restore_faces(images, faces, seeds, aligned, tracks)
 
 
 def inner_box(face_box: np.ndarray, fraction: float = 0.7) -> np.ndarray:
