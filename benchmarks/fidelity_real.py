@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     from flipnet_rt.demo import group_picture
     from flipnet_rt.degradations import DegradationConfig, RandomDegradation
     from flipnet_rt.evaluation import IdentityModel, detail, psnr
+    from flipnet_rt.faces.fidelity import blend
     from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer
     from flipnet_rt.imaging.io import load_image
     from flipnet_rt.restorer import Restorer
@@ -47,8 +48,6 @@ def main(argv: list[str] | None = None) -> int:
         for name, value in settings.items():
             faces = FaceRestorer(restorer, options=FaceOptions(fidelity=value))
             outs, weights = faces.restore_crops_weighted([crop], [0])
-            from flipnet_rt.faces.fidelity import blend
-
             out = blend(crop, outs[0], weights.values[0])
             dist, kept = identity.distance(out, crop), detail(out) / detail(crop)
             rows[name].append((dist, kept))
