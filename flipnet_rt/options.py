@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from enum import Enum
 
@@ -19,6 +20,8 @@ class Mode(str, Enum):
     DEGRADE = "degrade"  # input = LQ latent (generated), condition = HQ latent
 
 
+#: Largest seed: a signed 64-bit integer (the served models' ``seed`` input is int64).
+MAX_SEED = 2**63 - 1
 #: Deepest wavelet colour fix: its low band is then ~1024 px wide, beyond any model resolution.
 MAX_COLOR_FIX_LEVELS = 10
 
@@ -59,11 +62,18 @@ class SamplingOptions:
         return dataclasses.replace(base, **given).validate(config)
 
     def validate(self, config: FlipnetConfig) -> "SamplingOptions":
+        for name in ("guidance", "phi", "strength", "eta"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name}: {getattr(self, name)} is not a finite number")
         t_max = config.schedule.num_train_timesteps - 1
         if not 0 <= self.t_cond <= t_max:
             raise ValueError(f"t_cond: {self.t_cond} is outside [0, {t_max}]")
         if self.steps < 1:
             raise ValueError(f"steps: {self.steps}; use 1 or more")
+        if self.steps > t_max + 1:
+            raise ValueError(f"steps: {self.steps}; use 1 to {t_max + 1} (the model's num_train_timesteps)")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed: {self.seed} is outside [0, {MAX_SEED}]")
         if not 0.0 < self.strength <= 1.0:
             raise ValueError(f"strength: {self.strength} is outside (0, 1]")
         if self.eta < 0:

@@ -66,6 +66,16 @@ def test_the_bounds_themselves_are_accepted(fields):
         (dict(color_fix=-1), f"color_fix: -1 levels is outside [0, {MAX_COLOR_FIX_LEVELS}]; 0 turns it off"),
         (dict(eta=0.5, sampler="euler"), "eta: 0.5 applies to the ddim sampler only; set sampler to ddim"),
         (dict(eta=1.5, sampler="dpmpp-2m"), "eta: 1.5 applies to the ddim sampler only; set sampler to ddim"),
+        # issue 27: values a served request can carry that used to run the model (or fail deep in it)
+        (dict(steps=T + 1), f"steps: {T + 1}; use 1 to {T} (the model's num_train_timesteps)"),
+        (dict(steps=2**31 - 1), f"steps: {2**31 - 1}; use 1 to {T} (the model's num_train_timesteps)"),
+        (dict(guidance=float("nan")), "guidance: nan is not a finite number"),
+        (dict(guidance=float("inf")), "guidance: inf is not a finite number"),
+        (dict(phi=float("-inf")), "phi: -inf is not a finite number"),
+        (dict(eta=float("nan"), sampler="ddim"), "eta: nan is not a finite number"),
+        (dict(strength=float("nan")), "strength: nan is not a finite number"),
+        (dict(seed=-1), f"seed: -1 is outside [0, {2**63 - 1}]"),
+        (dict(seed=2**63), f"seed: {2**63} is outside [0, {2**63 - 1}]"),
     ],
     ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()) if isinstance(v, dict) else "",
 )

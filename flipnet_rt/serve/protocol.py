@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..faces.fidelity import AUTO
-from ..options import Mode, SamplingOptions
+from ..options import MAX_SEED, Mode, SamplingOptions
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,8 @@ def parse_request(inputs: Mapping[str, np.ndarray], defaults: Callable[..., Samp
         raise RequestError(f"missing input {IMAGE_INPUT!r}: send uint8 [b, H, W, 3] RGB")
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 4 or image.shape[-1] != 3:
-        raise RequestError(f"input {IMAGE_INPUT!r}: {image.dtype} {list(image.shape)}; send uint8 [b, H, W, 3] RGB")
+        raise RequestError(f"input {IMAGE_INPUT!r}: {image.dtype} {list(image.shape)}; send uint8 [b, H, W, 3] RGB "
+                           f"(b images: one image is [1, H, W, 3])")
     rows, height, width = image.shape[:3]
     if height < 1 or width < 1:
         raise RequestError(f"input {IMAGE_INPUT!r}: empty image ({width}x{height})")
@@ -140,6 +141,8 @@ def parse_request(inputs: Mapping[str, np.ndarray], defaults: Callable[..., Samp
     for i in range(rows):
         given = {name: values[i] for name, values in columns.items()}
         seed = int(given.pop("seed", 0))
+        if not 0 <= seed <= MAX_SEED:
+            raise RequestError(f"row {i}: seed: {seed} is outside [0, {MAX_SEED}]")
         fidelity = _fidelity(given.pop(FIDELITY_INPUT), i) if FIDELITY_INPUT in given else AUTO
         try:
             options = defaults(**{k: v for k, v in given.items() if k in _OPTION_FIELDS})
@@ -167,7 +170,10 @@ def _column(values: np.ndarray, spec: OptionInput, rows: int) -> list[Any]:
     if spec.dtype is np.bytes_:
         if flat.dtype.kind not in "SOU":
             raise RequestError(f"input {spec.name!r}: {flat.dtype}; send BYTES (a string)")
-        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in flat]
+        try:
+            return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in flat]
+        except UnicodeDecodeError:
+            raise RequestError(f"input {spec.name!r}: not UTF-8 text; send {spec.help}") from None
     kind = np.dtype(spec.dtype).kind
     if flat.dtype.kind != kind and not (kind == "f" and flat.dtype.kind in "iu"):
         raise RequestError(f"input {spec.name!r}: {flat.dtype}; send {np.dtype(spec.dtype).name}")

@@ -38,6 +38,16 @@ def _request(seed: int, image_seed: int = 0, **options) -> dict[str, np.ndarray]
     ({"image": np.zeros((1, 8, 8, 3), np.uint8), "fidelity": np.array([[b"auto"]], np.object_)},
      "input 'fidelity': object; send float32"),
     ({"image": np.zeros((1, 8, 8, 3), np.uint8), "fidelity": np.array([[0.5]], np.float32)}, ""),
+    # issue 27: values that used to reach the model (or numpy) and come back as a 500 with a traceback
+    ({"image": np.zeros((8, 8, 3), np.uint8)}, "one image is [1, H, W, 3]"),
+    ({"image": np.zeros((1, 8, 8, 3), np.uint8), "seed": np.array([[-1]], np.int64)},
+     f"row 0: seed: -1 is outside [0, {2**63 - 1}]"),
+    ({"image": np.zeros((1, 8, 8, 3), np.uint8), "sampler": np.array([[b"\xff\xfe"]], np.object_)},
+     "input 'sampler': not UTF-8 text; send ddim, dpmpp-2m or euler"),
+    ({"image": np.zeros((1, 8, 8, 3), np.uint8), "steps": np.array([[1001]], np.int32)},
+     "row 0: steps: 1001; use 1 to 1000"),
+    ({"image": np.zeros((1, 8, 8, 3), np.uint8), "guidance": np.array([[np.nan]], np.float32)},
+     "row 0: guidance: nan is not a finite number"),
 ])
 def test_parse_refuses_with_the_input_named(restorer, inputs, message):
     if not message:  # a str (not bytes) sampler is accepted; a fidelity in [0, 1] too
