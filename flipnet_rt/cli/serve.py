@@ -5,7 +5,8 @@
     flipnet-rt export-triton ENGINE_DIR -o REPO [--platform onnxruntime|tensorrt] [--max-batch 8]
 
 ``serve`` needs the ``serve`` extra in its own environment (PyTriton needs numpy<2): ``make serve``.
-Exit status: 0 after a clean shutdown (SIGTERM, Ctrl-C), 1 when the server failed, 2 for a usage error.
+Exit status: 0 after a clean shutdown (SIGTERM, Ctrl-C), 1 when the server failed, 2 for a usage error,
+3 when a model's process died while serving (the server stopped; restart it: a supervisor's job).
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ def add_parser(sub: argparse._SubParsersAction, model_arg) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto: a CUDA GPU when usable")
     p.add_argument("--exit-timeout", type=int, default=20, metavar="S",
                    help="on SIGTERM, seconds to let requests in flight finish")
+    p.add_argument("--idle-timeout", type=float, default=30.0, metavar="S",
+                   help="HTTP: close a connection idle (or stalled in its headers) this long")
+    p.add_argument("--request-timeout", type=float, default=60.0, metavar="S",
+                   help="HTTP: a request's body must arrive within this many seconds")
 
     e = sub.add_parser("export-triton", help="write a Triton model repository (one model per network + the "
                                              "sampling loop as a Python model) for NVIDIA's Triton container")
@@ -74,7 +79,7 @@ def _serve(args: argparse.Namespace) -> int:
         print("error: serve needs PyTriton (numpy<2, its own environment): run `make serve`, then "
               ".venv-serve/bin/flipnet-rt serve ...", file=sys.stderr)
         return 2
-    from ..serve.server import ServeConfig, serve
+    from ..serve.server import ModelDown, ServeConfig, serve
 
     if not args.model:
         print("error: no model: pass --model DIR (an engine or model directory) or random:CONFIG", file=sys.stderr)
@@ -84,6 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port, max_batch=args.max_batch, max_queue_delay_ms=args.max_queue_delay_ms,
         max_queue_size=args.max_queue_size, instances=args.instances, max_pixels=args.max_pixels,
         backend=args.backend, device=None if args.device == "auto" else args.device, exit_timeout_s=args.exit_timeout,
+        idle_timeout_s=args.idle_timeout, request_timeout_s=args.request_timeout,
     )
     try:
         config.validate()
@@ -106,6 +112,10 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         pass
+    except ModelDown as exc:
+        print(f"error: the server stopped: a model went down ({exc}); restart it (exit status 3 is for "
+              f"its supervisor)", file=sys.stderr)
+        return 3
     except Exception as exc:  # Triton failed to start or died: say so, exit 1
         print(f"error: the server failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -12,21 +12,29 @@ one Restorer call per group of equal options and fidelity. Three models:
 * ``restore_image``: whole images, the inputs of ``restore`` -> ``restored`` (every face).
 
 Triton batches only requests whose inputs have equal shapes, so crops of one size batch together.
+HTTP goes through :mod:`.gateway` first (every request checked before Triton sees it, client
+errors 4xx with one line, idle connections closed); gRPC goes to Triton directly.
 Queue limit: a request arriving when ``max_queue_size`` requests already wait is rejected at once
 (Triton's dynamic batcher ``default_queue_policy``), never left to hang. Every port binds to
-``host`` (loopback by default). SIGTERM or SIGINT: Triton stops taking requests, waits up to
-``exit_timeout_s`` for those in flight, and the process exits.
+``host`` (loopback by default; Triton's own HTTP port behind the gateway to loopback always).
+SIGTERM or SIGINT: Triton stops taking requests, waits up to ``exit_timeout_s`` for those in
+flight, and the process exits. A model whose stub process dies (:mod:`.watchdog`): readiness 503
+at once, Triton is stopped and :func:`serve` raises :class:`ModelDown` (exit status 3).
 
 PyTriton needs numpy<2: install it in its own environment (``make serve``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import signal
+import socket
 import sysconfig
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -45,6 +53,8 @@ MODELS = {"restore": Mode.RESTORE, "degrade": Mode.DEGRADE}
 WHOLE_IMAGE_MODEL = "restore_image"
 #: Triton APIs that need PyTriton's access token (its defaults less ``statistics``).
 RESTRICTED_ENDPOINTS = ("shared-memory", "model-repository", "trace", "logging")
+#: How often the serving loop checks that Triton is alive (and wakes for SIGTERM).
+MONITOR_PERIOD_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -64,11 +74,16 @@ class ServeConfig:
     backend: str = "auto"
     device: str | None = None
     exit_timeout_s: int = 20
+    idle_timeout_s: float = 30.0
+    request_timeout_s: float = 60.0
 
     def validate(self) -> "ServeConfig":
         for name in ("max_batch", "instances", "max_queue_size", "max_pixels", "exit_timeout_s"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')}: {getattr(self, name)}; use 1 or more")
+        for name in ("idle_timeout_s", "request_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name[:-2].replace('_', '-')}: {getattr(self, name)}; use a number of seconds > 0")
         if self.max_queue_delay_ms < 0:
             raise ValueError(f"--max-queue-delay-ms: {self.max_queue_delay_ms}; use 0 or more")
         ports = (self.http_port, self.grpc_port, self.metrics_port)
@@ -155,11 +170,27 @@ def infer_function(restorer: Any, mode: Mode, max_pixels: int,
     return infer
 
 
+class ModelDown(RuntimeError):
+    """A model's stub process died while serving: the server stopped; its supervisor restarts it."""
+
+
 def serve(config: ServeConfig, *, on_ready: Callable[[], None] | None = None) -> None:
-    """Load ``config.model`` (one Restorer per instance), serve until SIGTERM/SIGINT, then stop."""
+    """Load ``config.model`` (one Restorer per instance), serve until SIGTERM/SIGINT, then stop.
+
+    HTTP clients talk to the :class:`~.gateway.Gateway` on ``config.http_port``, which checks each
+    request and forwards it to Triton's own HTTP port (loopback, a free port). A model whose stub
+    process dies marks readiness 503 at once and stops the server: :class:`ModelDown` is raised
+    (exit status 3 from the CLI) for a supervisor to restart it. On every exit PyTriton's shared
+    memory in ``/dev/shm`` is released.
+
+    Raises:
+        ModelDown: a model's stub process died.
+    """
     from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
     from ..restorer import Restorer
+    from .gateway import Gateway, Health, Limits
+    from .watchdog import StubWatchdog, descendants, release_shared_memory, stubs
 
     config.validate()
     os.environ.update(python_libdir_env())
@@ -170,13 +201,30 @@ def serve(config: ServeConfig, *, on_ready: Callable[[], None] | None = None) ->
 
     detectors = [load_detector("mtcnn", providers=providers_like(r)) for r in restorers]
     log.info("loaded %s on %s (%d instance(s))", config.model, restorers[0].backend.name, config.instances)
+    upstream_port = _free_port()
     triton_config = TritonConfig(
-        http_address=config.host, http_port=config.http_port, grpc_address=config.host, grpc_port=config.grpc_port,
+        http_address="127.0.0.1", http_port=upstream_port, grpc_address=config.host, grpc_port=config.grpc_port,
         metrics_address=config.host, metrics_port=config.metrics_port, exit_timeout_secs=config.exit_timeout_s,
     )
     # PyTriton guards Triton's admin APIs with a token; statistics (the batch sizes each model ran)
     # are read-only and what operators and benchmarks/serve_load.py read, so they stay open.
     security = TritonSecurityConfig(restricted_endpoints=list(RESTRICTED_ENDPOINTS))
+    down = threading.Event()
+
+    def stop_serving(model: str, reason: str) -> None:
+        # Triton would wait --exit-timeout for the dead stub's requests: end it (and its stubs) now.
+        down.set()
+        for pid in descendants(os.getpid()):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+    health = Health(on_down=stop_serving)
+    limits = Limits(max_pixels=config.max_pixels, max_batch=config.max_batch,
+                    idle_timeout_s=config.idle_timeout_s, request_timeout_s=config.request_timeout_s)
+    models = {**MODELS, WHOLE_IMAGE_MODEL: Mode.RESTORE}
+    gateway = Gateway(config.host, config.http_port, f"http://127.0.0.1:{upstream_port}", models,
+                      restorers[0].options, limits, health)
+    watchdog = None
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         with Triton(config=triton_config, security_config=security) as triton:
@@ -189,14 +237,38 @@ def serve(config: ServeConfig, *, on_ready: Callable[[], None] | None = None) ->
                      for r, detector in zip(restorers, detectors)]
             triton.bind(model_name=WHOLE_IMAGE_MODEL, infer_func=whole, inputs=inputs, outputs=outputs,
                         config=model_config(config), strict=True)
+            triton.run()  # start and connect
+            watchdog = StubWatchdog(stubs(os.getpid()), health.mark_down).start()
+            gateway.start()
             if on_ready is not None:
-                triton.run()  # start and connect, then report readiness before blocking
                 on_ready()
-            triton.serve()  # returns on SIGINT (SIGTERM is turned into one) or when Triton dies
+            try:  # Triton.serve()'s wait, with the watchdog stopped before Triton stops its stubs on purpose
+                while not down.is_set() and triton.is_alive():
+                    time.sleep(MONITOR_PERIOD_S)
+            except KeyboardInterrupt:  # SIGINT, or SIGTERM turned into one
+                log.info("stopping: requests in flight get up to %d s", config.exit_timeout_s)
+            finally:
+                watchdog.stop()
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if watchdog is not None:
+            watchdog.stop()
+        gateway.stop()
         for restorer in restorers:
             restorer.close()
+        removed = release_shared_memory()
+        if removed:
+            log.info("released %d shared-memory file(s) PyTriton left in /dev/shm", len(removed))
+    if down.is_set():
+        model, reason = next(iter(health.down.items()))  # the first: the others went down with the stop
+        raise ModelDown(f"{model}: {reason}")
+
+
+def _free_port() -> int:
+    """A free loopback TCP port (for Triton's own HTTP server behind the gateway)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

@@ -273,7 +273,7 @@ def test_fidelity_input_per_row_and_its_refusals(server, reference, cases):
 
 
 @pytest.mark.parametrize("case, expected", [
-    ("float32 image", "data-type is 'FP32', but model 'restore' expects 'UINT8'"),
+    ("float32 image", "input 'image': datatype FP32; send UINT8"),
     ("four channels", "shape"),
     ("over the size limit", "--max-pixels"),
     ("steps 0", "steps: 0"),
@@ -305,6 +305,8 @@ def test_malformed_requests_get_clear_errors_and_the_server_keeps_serving(server
     message = str(info.value)
     print(f"{case}: {message.splitlines()[0][:300]}")
     assert expected in message
+    # a client error: 4xx, one line, no traceback or server path (issue 27)
+    assert message.startswith(("[400]", "[413]")) and "\n" not in message and "Traceback" not in message
     assert server.proc.poll() is None
     ok = client.infer("restore", _inputs(httpclient, face_like(64, 2), 1)).as_numpy("restored")
     assert ok.shape == (1, 64, 64, 3)
