@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo demo-model test serve bench mutants native clean gpu-wheels
+.PHONY: demo demo-model test serve fuzz bench mutants native clean gpu-wheels
 
 # The native part (CMakeLists.txt, native/): every install below builds the module
 # flipnet_rt._native with pip (scikit-build-core), CPU kernels only unless FLIPNET_CUDA=AUTO|ON
@@ -41,6 +41,11 @@ $(SERVE_VENV)/.serve: pyproject.toml $(NATIVE_SRC) | $(SERVE_PY)
 
 serve: $(SERVE_VENV)/.serve
 	@echo "ready: $(SERVE_VENV)/bin/flipnet-rt serve --model models/demo-onnx"
+
+# The hostile-client fuzz of flipnet-rt serve (tests/serve_fuzz.py; about a minute): every case must
+# pass, the exit status counts the failures. make test runs its quick cases (tests/serve/test_hostile.py).
+fuzz: $(SERVE_VENV)/.serve
+	$(SERVE_PY) tests/serve_fuzz.py --model models/demo-onnx
 
 # The C++ tests of the CPU kernels (ctest), with the cmake and ninja of the dev install.
 native: $(VENV)/.dev

@@ -23,7 +23,8 @@ passed through. Readiness and liveness answer 503 as soon as :class:`Health` mar
 
 gRPC goes to Triton directly: the in-model checks (:mod:`.protocol`) refuse the same requests
 there, but as Triton's 500s, failing their batch neighbours, and declared shapes whose byte size
-overflows 64 bits are not caught before Triton's stub (see docs/serving.md).
+overflows 64 bits are not caught before Triton's stub: the watchdog (:mod:`.watchdog`) then stops
+the server (README, "Untrusted clients").
 """
 
 from __future__ import annotations

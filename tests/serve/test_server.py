@@ -88,9 +88,13 @@ def server(demo_engine, tmp_path_factory):
             pytest.fail(f"the server was not ready in 180 s:\n{srv.log_tail()}")
         time.sleep(0.5)
     yield srv
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    if proc.poll() is None:  # SIGTERM first: a SIGKILL leaves PyTriton's /dev/shm files behind
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -408,3 +412,5 @@ def test_sigterm_stops_the_server_within_30_s(server):
     alive = [pid for pid in tree[1:] if Path(f"/proc/{pid}").exists() and "Z" not in
              Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]]
     assert not alive, f"processes left running after shutdown: {alive}"
+    leftover = list(Path("/dev/shm").glob(f"pytrtion{server.proc.pid}-*"))  # PyTriton's spelling
+    assert not leftover, f"shared memory left after shutdown: {leftover}"
