@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .encoding import EncoderOptions
+from .encoding import EncoderOptions, choose_pix_fmt
 from .errors import VideoError
 from .frames import Frame
 from .source import VideoSource
@@ -31,10 +31,18 @@ def partial_path(destination: Path) -> Path:
     return destination.with_name(f".{destination.stem}.partial-{secrets.token_hex(4)}{destination.suffix}")
 
 
-def _muxer_options(destination: Path) -> dict[str, str]:
+def _muxer_options(destination: Path, colour: dict[str, int] | None = None) -> dict[str, str]:
     """Matroska shifts every stream when one starts below 0 (AAC priming packets do), moving the
-    video off its input timestamps; its blocks carry signed times, so keep them as they are."""
-    return {"avoid_negative_ts": "disabled"} if destination.suffix.lower() in (".mkv", ".mka", ".webm") else {}
+    video off its input timestamps; its blocks carry signed times, so keep them as they are.
+    MP4 writes its colour box only when matrix, primaries and transfer are all known, so a range
+    alone (a limited-range VP9 with nothing else tagged; libx264 does not signal it in the stream)
+    would be lost: ask for the box. (MOV's box has no range field.)"""
+    suffix = destination.suffix.lower()
+    if suffix in (".mkv", ".mka", ".webm"):
+        return {"avoid_negative_ts": "disabled"}
+    if suffix in (".mp4", ".m4v") and colour and colour.get("color_range"):
+        return {"movflags": "+write_colr"}
+    return {}
 
 
 class VideoSink:
@@ -50,14 +58,22 @@ class VideoSink:
         self._copies: dict[int, tuple[object, int]] = {}  # input stream index -> (output stream, shift)
         self.frames = 0
         self.packets = 0
+        self.pix_fmt = encoder.pix_fmt  # the encoded pixel format, settled by open()
 
     def open(self) -> "VideoSink":
         import av
 
         info = self.source.info
         assert info is not None, "open the source first"
+        try:  # settled before anything is written: a size the encoder refuses is one line, no file
+            self.pix_fmt, change = choose_pix_fmt(self.encoder, info.pix_fmt, info.width, info.height,
+                                                  name=str(self.source.path))
+        except ValueError as exc:
+            raise VideoError(str(exc)) from None
+        if change:
+            log.warning("%s", change)
         try:
-            self.container = av.open(str(self.tmp), "w", options=_muxer_options(self.destination))
+            self.container = av.open(str(self.tmp), "w", options=_muxer_options(self.destination, info.colour))
         except (av.error.FFmpegError, ValueError, OSError) as exc:
             self.tmp.unlink(missing_ok=True)
             raise VideoError(f"{self.destination}: cannot write this kind of file ({exc}); "
@@ -72,9 +88,15 @@ class VideoSink:
         return self
 
     def _add_video(self, info) -> None:
+        import av
+
         enc = self.encoder
-        stream = self.container.add_stream(enc.codec, rate=info.rate, options=enc.codec_options())
-        stream.width, stream.height, stream.pix_fmt = info.width, info.height, enc.pix_fmt
+        try:
+            stream = self.container.add_stream(enc.codec, rate=info.rate, options=enc.codec_options())
+        except (ValueError, av.error.FFmpegError) as exc:  # e.g. "'webm' format does not support 'libx264' codec"
+            raise VideoError(f"{self.destination}: a {self.destination.suffix} file cannot hold {enc.codec} video "
+                             f"({exc}); use an .mkv name or another --codec") from None
+        stream.width, stream.height, stream.pix_fmt = info.width, info.height, self.pix_fmt
         stream.time_base = info.time_base  # the input's: every frame keeps its pts (VFR included)
         cc = stream.codec_context
         cc.time_base = info.time_base
@@ -112,7 +134,7 @@ class VideoSink:
                              f"the processor must return [{info.height}, {info.width}, 3] uint8")
         rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         rgb.colorspace = info.colour.get("colorspace", 2)
-        out = rgb.reformat(format=self.encoder.pix_fmt, dst_color_range=info.colour.get("color_range") or None)
+        out = rgb.reformat(format=self.pix_fmt, dst_color_range=info.colour.get("color_range") or None)
         out.pts = frame.pts
         out.time_base = frame.time_base
         for packet in self.video.encode(out):

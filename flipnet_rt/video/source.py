@@ -40,6 +40,7 @@ class VideoInfo:
     colour: dict[str, int] = field(default_factory=dict)  # colorspace, color_range, color_primaries, color_trc
     sample_aspect_ratio: Fraction | None = None
     codec: str = ""
+    pix_fmt: str | None = None  # the decoded pixel format (bit depth, chroma); None: unknown
 
 
 def _describe(exc: BaseException) -> str:
@@ -95,11 +96,14 @@ class VideoSource:
                 log.warning("%s: stream #%d (%s) is not copied", self.path, s.index, s.type)
         cc = video.codec_context
         rate = video.average_rate or video.guessed_rate
+        colour = {k: int(getattr(cc, k)) for k in ("colorspace", "color_range", "color_primaries", "color_trc")}
+        pix_fmt = cc.pix_fmt or None
+        if pix_fmt and pix_fmt.startswith("yuvj") and not colour["color_range"]:
+            colour["color_range"] = 2  # the deprecated yuvj* formats are full range by definition
         self.info = VideoInfo(
             width=cc.width, height=cc.height, time_base=video.time_base, rate=Fraction(rate) if rate else None,
-            frames=self._expected_frames(video, rate),
-            colour={k: int(getattr(cc, k)) for k in ("colorspace", "color_range", "color_primaries", "color_trc")},
-            sample_aspect_ratio=cc.sample_aspect_ratio, codec=cc.name,
+            frames=self._expected_frames(video, rate), colour=colour,
+            sample_aspect_ratio=cc.sample_aspect_ratio, codec=cc.name, pix_fmt=pix_fmt,
         )
         if self.info.width <= 0 or self.info.height <= 0:
             self.close()

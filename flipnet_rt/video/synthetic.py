@@ -45,18 +45,23 @@ def vfr_pts(n: int) -> list[int]:
 
 def write_clip(path: Path, pts: Iterable[int], *, size: tuple[int, int] = (96, 64),
                frame: Callable[[int], np.ndarray] | None = None, audio: bool = True,
-               colour: dict[str, int] | None = None, options: dict[str, str] | None = None) -> Path:
+               colour: dict[str, int] | None = None, options: dict[str, str] | None = None,
+               codec: str = "libx264", pix_fmt: str = "yuv420p") -> Path:
     """An H.264 (ultrafast, crf 12) clip at ``pts`` (1/90000 s) with a 440 Hz AAC mono track as long
     as the video. ``frame(i)`` draws frame i (``[H, W, 3]`` uint8; default: :func:`gradient`);
-    ``colour``: colour tags (and matrix) of the video; ``options``: muxer options."""
+    ``colour``: colour tags (and matrix) of the video; ``options``: muxer options; ``codec``,
+    ``pix_fmt``: another encoder (libx265, libvpx-vp9) or pixel format (yuv444p, yuv420p10le)."""
     import av
 
     width, height = size
     pts = list(pts)
     frame = frame or (lambda i: gradient(width, height, i))
+    settings = {"libx264": {"preset": "ultrafast", "crf": "12"},
+                "libx265": {"preset": "ultrafast", "crf": "12", "x265-params": "log-level=error"},
+                "libvpx-vp9": {"crf": "12", "b": "0", "deadline": "realtime", "cpu-used": "8"}}.get(codec, {})
     with av.open(str(path), "w", options=options or {}) as out:
-        video = out.add_stream("libx264", rate=25, options={"preset": "ultrafast", "crf": "12"})
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video = out.add_stream(codec, rate=25, options=settings)
+        video.width, video.height, video.pix_fmt = width, height, pix_fmt
         video.time_base = TIME_BASE
         video.codec_context.time_base = TIME_BASE
         for key, value in (colour or {}).items():
@@ -66,7 +71,7 @@ def write_clip(path: Path, pts: Iterable[int], *, size: tuple[int, int] = (96, 6
             f = av.VideoFrame.from_ndarray(frame(i), format="rgb24")
             if colour:
                 f.colorspace = colour.get("colorspace", 2)
-                f = f.reformat(format="yuv420p", dst_color_range=colour.get("color_range") or None)
+            f = f.reformat(format=pix_fmt, dst_color_range=(colour or {}).get("color_range") or None)
             f.pts, f.time_base = p, TIME_BASE
             for packet in video.encode(f):
                 out.mux(packet)
