@@ -61,7 +61,9 @@ def add_parser(sub: argparse._SubParsersAction, run_args) -> None:
     e.add_argument("--crf", type=int, default=18, help="constant quality: lower is better and larger (default 18)")
     e.add_argument("--preset", default="medium",
                    help="x264/x265/NVENC speed preset: slower presets make smaller files at the same quality")
-    e.add_argument("--pix-fmt", default="yuv420p", help="encoded pixel format (yuv420p plays everywhere)")
+    e.add_argument("--pix-fmt", default="auto",
+                   help="encoded pixel format; auto (default): the input's bit depth and chroma where the encoder "
+                        "takes them (an 8-bit 4:2:0 input stays yuv420p, which plays everywhere)")
     e.add_argument("--encoder-threads", type=int, default=0, metavar="N", help="encoder threads (0: FFmpeg decides)")
     e.add_argument("--start", type=float, metavar="SECONDS", help="begin at this time (the output starts at 0)")
     e.add_argument("--duration", type=float, metavar="SECONDS", help="write this many seconds")
