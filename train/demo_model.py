@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     _run("merge", [*train, "merge", "--checkpoint", str(args.runs / stages[-1][0]), "-o", str(args.model), "--fp16"],
          timings, timings_path)
     start = time.perf_counter()
-    sweep = choose_defaults(args.model, DATA / "lfw" / "train")
+    sweep = choose_defaults(args.model, DATA / "lfw" / "val")
     timings["defaults"] = round(time.perf_counter() - start, 1)
     (args.runs / "defaults_sweep.json").write_text(json.dumps(sweep, indent=2) + "\n")
     _run("fidelity", [*train, "fidelity", "--model", str(args.model), "--hq-dir", hq,
@@ -202,34 +202,52 @@ CANDIDATES = (
 )
 
 
-def choose_defaults(model_dir: Path, faces_dir: Path, count: int = 64) -> dict:
-    """Score :data:`CANDIDATES` on ``count`` training faces; write the best PSNR's settings as
-    the model's sampler defaults. Returns every candidate's means and the choice."""
+#: Degradation levels the sampler defaults are chosen over (issue 25: a default that serves every
+#: level, not only the training degradation).
+SWEEP_LEVELS = ("mild", "moderate", "heavy", "train")
+#: What a candidate leaves unsaid is this, not whatever the model's config holds.
+SWEEP_BASE = {"strength": 1.0, "spacing": "leading", "color_fix": 0}
+
+
+def choose_defaults(model_dir: Path, faces_dir: Path, count: int = 32) -> dict:
+    """Score :data:`CANDIDATES` on ``count`` faces of ``faces_dir`` at each of :data:`SWEEP_LEVELS`
+    (the model's own output: fidelity 0); write the best mean PSNR's settings as the model's sampler
+    defaults. Returns every candidate's per-level and mean scores and the choice."""
+    import numpy as np
+
     from flipnet_rt.config import FlipnetConfig
-    from flipnet_rt.evaluation import evaluate
+    from flipnet_rt.evaluation import evaluate_levels
+    from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer
     from flipnet_rt.imaging.geometry import prepare_square
     from flipnet_rt.imaging.io import load_image
+    from flipnet_rt.levels import parse_levels
     from flipnet_rt.restorer import Restorer
 
     from .data import LFW_CROP_BOX, list_images
 
     restorer = Restorer.load(model_dir, backend="torch", device="cpu")
+    model_only = FaceRestorer(restorer, options=FaceOptions(keep_detail=False, fidelity=0.0))
     every = list_images(faces_dir)
     files = every[:: max(1, len(every) // count)][:count]
     faces = [(f.name, prepare_square(load_image(f), restorer.config.resolution, LFW_CROP_BOX)) for f in files]
+    levels = parse_levels(",".join(SWEEP_LEVELS))
     results = []
     for label, overrides in CANDIDATES:
-        report = evaluate(restorer, faces, options=restorer.options(seed=0, **overrides), seed=0)
-        results.append({"label": label, "options": overrides, **report.summary()})
-        print(f"   {label}: PSNR {results[-1]['psnr']['restored']:.2f} dB "
-              f"(input {results[-1]['psnr']['input']:.2f}), SSIM {results[-1]['ssim']['restored']:.4f}", flush=True)
+        options = restorer.options(seed=0, **{**SWEEP_BASE, **overrides})
+        summary = evaluate_levels(model_only, faces, levels, options=options, seed=0).summary()
+        per_level = {lv: {m: summary[lv][m][v] for m in ("psnr", "ssim") for v in ("restored",)} for lv in SWEEP_LEVELS}
+        mean = {m: {v: float(np.mean([summary[lv][m][v] for lv in SWEEP_LEVELS])) for v in ("input", "restored")}
+                for m in ("psnr", "ssim")}
+        results.append({"label": label, "options": overrides, "levels": per_level, **mean})
+        print(f"   {label}: mean PSNR {mean['psnr']['restored']:.2f} dB (input {mean['psnr']['input']:.2f}); "
+              + ", ".join(f"{lv} {per_level[lv]['psnr']:.2f}" for lv in SWEEP_LEVELS), flush=True)
     best = max(results, key=lambda r: r["psnr"]["restored"])
     config = FlipnetConfig.load(model_dir)
-    defaults = dataclasses.replace(config.defaults, **{"strength": 1.0, "spacing": "leading", "color_fix": 0,
-                                                       **best["options"]})
+    defaults = dataclasses.replace(config.defaults, **{**SWEEP_BASE, **best["options"]})
     dataclasses.replace(config, defaults=defaults).save(model_dir)
     print(f"== defaults: {best['label']}", flush=True)
-    return {"faces": [f.name for f in files], "candidates": results, "chosen": best["label"]}
+    return {"faces": [f.name for f in files], "faces_dir": faces_dir.name, "levels": list(SWEEP_LEVELS),
+            "candidates": results, "chosen": best["label"]}
 
 
 def _astronaut_line(engine: Path) -> str:
@@ -344,17 +362,20 @@ def write_model_card(model: Path, engine: Path, runs: Path, timings: dict, sweep
         "",
         "## Sampler defaults",
         "",
-        f"Chosen on {len(sweep['faces'])} training faces (PSNR), written into `flipnet.json`: **{sweep['chosen']}**.",
+        f"Chosen on {len(sweep['faces'])} lfw/val faces at the levels {', '.join(sweep['levels'])} (the "
+        f"highest mean PSNR of the model's own output, fidelity 0), written into `flipnet.json`: "
+        f"**{sweep['chosen']}**.",
         "",
-        "| setting | PSNR (dB) | SSIM | identity distance |",
-        "|---|---|---|---|",
+        "| setting | mean PSNR (dB) | " + " | ".join(sweep["levels"]) + " | mean SSIM |",
+        "|---|---|" + "---|" * len(sweep["levels"]) + "---|",
     ]
     for c in sweep["candidates"]:
-        lines.append(f"| {c['label']} | {c['psnr']['restored']:.2f} | {c['ssim']['restored']:.4f} | "
-                     f"{_fmt(c['identity']['restored'])} |")
+        lines.append(f"| {c['label']} | {c['psnr']['restored']:.2f} | "
+                     + " | ".join(f"{c['levels'][lv]['psnr']:.2f}" for lv in sweep["levels"])
+                     + f" | {c['ssim']['restored']:.4f} |")
     first = sweep["candidates"][0]
-    lines += [f"| input (LQ) | {first['psnr']['input']:.2f} | {first['ssim']['input']:.4f} | "
-              f"{_fmt(first['identity']['input'])} |", ""]
+    lines += [f"| input (LQ) | {first['psnr']['input']:.2f} | " + " | ".join("" for _ in sweep["levels"])
+              + f" | {first['ssim']['input']:.4f} |", ""]
     ident_in, ident_out = summary["identity"]["input"], summary["identity"]["restored"]
     astronaut = _astronaut_line(engine)
     lines += [
