@@ -160,10 +160,10 @@ def build(directory: Path, *, precision: str = "fp16", batch: tuple[int, int, in
         raise BackendUnavailable(f"flipnet-rt build: {missing} is not installed: pip install 'flipnet-rt[tensorrt]' "
                                  f"(NVIDIA's index, on a machine with an NVIDIA GPU)") from None
     from flipnet_rt.config import FlipnetConfig
+    from flipnet_rt.engine.artifacts import read_manifest
 
     directory = Path(directory)
-    manifest = Manifest.load(directory)
-    manifest.check_files(directory)
+    manifest = read_manifest(directory)
     config = FlipnetConfig.load(directory)
     mode = build_mode(trt.__version__, precision, manifest.precision, tf32=tf32,
                       has_tf32_flag=hasattr(trt.BuilderFlag, "TF32"))

@@ -2,7 +2,11 @@
 
 An **engine directory** (``flipnet-rt export``) is read and checked here and nowhere else: its
 manifest, that every recorded file is present at its recorded size, the model config it was
-exported from, and the prompts' embeddings. A **model** (a model directory or ``random:CONFIG``)
+exported from, and the prompts' embeddings. Callers that need less than :func:`open_engine`
+read less, through the same checks: :func:`read_manifest` (``flipnet-rt build``) and
+:func:`read_engine` (``flipnet-rt export-triton``); a copy of only the engine's small files (a
+Triton repository's ``restore/1/engine/``, whose networks live in their own model folders) is
+opened with ``open_engine(..., network_files=False)``. A **model** (a model directory or ``random:CONFIG``)
 is loaded with PyTorch only when a torch backend opens it, so naming one costs nothing.
 Torch-free.
 """
@@ -61,13 +65,32 @@ def is_engine_dir(path: str | Path) -> bool:
     return not text.startswith("random:") and (Path(text) / MANIFEST_NAME).is_file()
 
 
-def open_engine(directory: str | Path) -> EngineArtifacts:
-    """Read and check an engine directory; raises EngineError (or ConfigError) naming the fix."""
+def read_manifest(directory: str | Path, *, network_files: bool = True) -> Manifest:
+    """An engine directory's manifest; with ``network_files``, every file it records checked present
+    at its recorded size. Raises EngineError naming the fix."""
     directory = Path(directory)
     manifest = Manifest.load(directory)
-    manifest.check_files(directory)
+    if network_files:
+        manifest.check_files(directory)
+    return manifest
+
+
+def read_engine(directory: str | Path, *, network_files: bool = True) -> tuple[Manifest, FlipnetConfig]:
+    """:func:`read_manifest` and the model config, checked to be the one the engine was exported from.
+    Raises EngineError (or ConfigError) naming the fix."""
+    directory = Path(directory)
+    manifest = read_manifest(directory, network_files=network_files)
     config = FlipnetConfig.load(directory)
     manifest.check_model(config, directory)
+    return manifest, config
+
+
+def open_engine(directory: str | Path, *, network_files: bool = True) -> EngineArtifacts:
+    """Read and check an engine directory (:func:`read_engine`, then the prompts); raises EngineError
+    (or ConfigError) naming the fix. ``network_files=False`` opens a copy of the engine's small files
+    only (manifest, model config, prompts), whose networks are served from elsewhere (Triton)."""
+    directory = Path(directory)
+    manifest, config = read_engine(directory, network_files=network_files)
     return EngineArtifacts(directory, manifest, config, load_prompts(directory))
 
 

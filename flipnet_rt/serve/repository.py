@@ -34,7 +34,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import FlipnetConfig
+from ..engine.artifacts import read_engine
 from ..engine.manifest import MANIFEST_NAME, PROMPTS_NAME, EngineError, Manifest, NetworkEntry
 from ..engine.spec import Dim, TensorSpec
 from ..options import Mode
@@ -150,9 +150,7 @@ def write_repository(engine_dir: Path, out: Path, options: RepositoryOptions | N
     """
     options = (options or RepositoryOptions()).validate()
     engine_dir, out = Path(engine_dir), Path(out)
-    manifest = Manifest.load(engine_dir)
-    manifest.check_files(engine_dir)
-    manifest.check_model(FlipnetConfig.load(engine_dir), engine_dir)
+    manifest, _ = read_engine(engine_dir)
     sources = {name: _network_files(engine_dir, manifest, name, options) for name in manifest.networks}
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"-o {out}: exists and is not empty; choose a new folder")

@@ -34,17 +34,16 @@ ENGINE_FILES_DIR = "engine"
 
 def load_restorer(engine_files: Path, execute) -> Any:
     """A Restorer over the repository's network models: ``execute(network, feeds, outputs)`` runs one."""
-    from ..config import FlipnetConfig
-    from ..engine.manifest import Manifest, load_prompts
+    from ..engine.artifacts import open_engine
     from ..restorer import Restorer
     from .bls import BLSBackend
 
-    manifest = Manifest.load(engine_files)
-    config = FlipnetConfig.load(engine_files)
-    manifest.check_model(config, engine_files)
-    backend = BLSBackend({name: entry.spec for name, entry in manifest.networks.items()}, execute)
-    cond_cache = {"unet_cond", "unet_input"} <= set(manifest.networks)  # else the joint unet
-    return Restorer(backend, config, load_prompts(engine_files), cond_cache=cond_cache)
+    # the networks are the repository's other models: only the small files are here to check
+    engine = open_engine(engine_files, network_files=False)
+    networks = engine.manifest.networks
+    backend = BLSBackend({name: entry.spec for name, entry in networks.items()}, execute)
+    cond_cache = {"unet_cond", "unet_input"} <= set(networks)  # else the joint unet
+    return Restorer(backend, engine.config, engine.prompts, cond_cache=cond_cache)
 
 
 class TritonPythonModel:

@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from flipnet_rt.config import ConfigError
-from flipnet_rt.engine.artifacts import EngineArtifacts, ModelArtifacts, is_engine_dir, open_artifacts, open_engine
+from flipnet_rt.engine.artifacts import (EngineArtifacts, ModelArtifacts, is_engine_dir, open_artifacts, open_engine,
+                                         read_engine, read_manifest)
 from flipnet_rt.engine.manifest import EngineError
 
 
@@ -37,6 +38,27 @@ def test_every_part_is_checked_with_a_fix(tiny_engine, tmp_path, damage, error, 
     damage(copy)
     with pytest.raises(error, match=message):
         open_artifacts(copy)
+
+
+def test_partial_reads_run_the_same_checks(tiny_engine, tiny_config, tmp_path):
+    """build reads the manifest, export-triton the manifest and config, a Triton repository's
+    engine/ folder (no networks) everything but the network files: each through the same checks."""
+    copy = tmp_path / "engine"
+    shutil.copytree(tiny_engine, copy)
+    manifest = read_manifest(copy)
+    assert read_engine(copy) == (manifest, tiny_config)
+    onnx = copy / next(iter(manifest.networks.values())).onnx
+    onnx.unlink()
+    for read in (read_manifest, read_engine, open_engine):
+        with pytest.raises(EngineError, match=r"missing; re-export the engine directory"):
+            read(copy)
+    assert read_manifest(copy, network_files=False) == manifest
+    small = open_engine(copy, network_files=False)
+    assert small.config == tiny_config and set(small.prompts) == {"restore", "negative", "degrade"}
+    (copy / "prompts.npz").unlink()
+    assert read_engine(copy, network_files=False)[1] == tiny_config  # the prompts are open_engine's
+    with pytest.raises(EngineError, match=r"prompts.npz: missing; re-export"):
+        open_engine(copy, network_files=False)
 
 
 def test_a_model_is_not_loaded_until_used():
