@@ -94,11 +94,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
 GPU_ONLY = ["flipnet_rt.faces.device.x__cuda_kernels__mutmut_*", "flipnet_rt.faces.device.xǁTorchKernelsǁ_stream__*",
             # the device a torch array is made on: CPU tensors everywhere but on a GPU
             "flipnet_rt.faces.device.xǁTorchKernelsǁ_empty__mutmut_3", "flipnet_rt.faces.device.xǁTorchKernelsǁ_empty__mutmut_6",
-            "flipnet_rt.faces.device.xǁTorchKernelsǁupload__mutmut_1", "flipnet_rt.faces.device.xǁTorchKernelsǁupload__mutmut_3",
-            # the library's name mangled (split on "XX.XX" or on spaces, which keeps "cupy._core.core" whole) or
-            # not given: numpy is still told apart, the CUDA libraries only on a GPU
-            "flipnet_rt.faces.device.x_frame_kernels__mutmut_9", "flipnet_rt.faces.device.x_frame_kernels__mutmut_11",
-            "flipnet_rt.faces.device.x_frame_kernels__mutmut_18"]
+            "flipnet_rt.faces.device.xǁTorchKernelsǁupload__mutmut_1", "flipnet_rt.faces.device.xǁTorchKernelsǁupload__mutmut_3"]
 
 TEXT_ARGUMENTS = ("help", "description", "metavar")  # argparse arguments that only change what --help prints
 

@@ -13,6 +13,7 @@ and a backend is a context manager that closes on exit. A closed backend reopens
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -30,6 +31,14 @@ class BackendUnavailable(ValueError):
     """
 
 
+@dataclass(frozen=True)
+class ArrayKind:
+    """The library and device of a backend's arrays (what ``from_numpy`` makes)."""
+
+    library: str = "numpy"  # "numpy" (host memory), "torch" or "cupy"
+    device: str = "cpu"  # "cpu", "cuda" or "cuda:N"
+
+
 class Backend(ABC):
     """Runs the networks of one model; subclasses write ``_run``, ``close`` and the array helpers."""
 
@@ -37,6 +46,19 @@ class Backend(ABC):
 
     def __init__(self, specs: Mapping[str, NetworkSpec]) -> None:
         self.specs = dict(specs)
+
+    @property
+    def array_kind(self) -> ArrayKind:
+        """The library and device of this backend's arrays: numpy in host memory here; a backend with
+        other arrays says which (the face pipeline's device frame path picks its kernels by it)."""
+        return ArrayKind()
+
+    @property
+    def onnx_providers(self) -> tuple[str, ...]:
+        """The ONNX Runtime execution providers that put a small session beside this backend (the face
+        detector's) on its device, best first, without the CPU fallback the caller adds: ``()`` unless
+        the backend runs on ONNX Runtime's CUDA provider."""
+        return ()
 
     @property
     def dtype(self) -> str:

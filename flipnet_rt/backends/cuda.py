@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import fixes, probes
-from .base import BackendUnavailable
+from .base import ArrayKind, BackendUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -390,6 +390,11 @@ class OnDevice:
             self._arrays = device_arrays(self.device, self.array_library)
             log.debug("%s: device arrays are %s", type(self).__name__, self._arrays.library)
         return self._arrays
+
+    @property
+    def array_kind(self) -> ArrayKind:
+        """The chosen library's arrays on ``self.device`` (choosing the library if not done yet)."""
+        return ArrayKind(self.arrays.library, self.device)
 
     def from_numpy(self, array: np.ndarray, dtype: str | None = None) -> Any:
         return self.arrays.from_numpy(array, dtype)

@@ -96,6 +96,12 @@ class OnnxRuntimeBackend(HostArrays, Backend):
             self._sessions.clear()
             self._outputs.clear()
 
+    @property
+    def onnx_providers(self) -> tuple[str, ...]:
+        """ONNX Runtime's CUDA provider where ``providers`` names it (with or without options), else ``()``."""
+        names = [entry[0] if isinstance(entry, tuple) else entry for entry in self.providers]
+        return tuple(name for name in names if name == CUDA_PROVIDER)
+
     def _providers_for(self, network: str) -> list:
         return self.providers
 
@@ -208,6 +214,12 @@ class OnnxRuntimeCudaBackend(OnDevice, OnnxRuntimeBackend):
             **trt_profile_options(self.manifest, network),
         }
         return [(TENSORRT_PROVIDER, trt), cuda]
+
+    @property
+    def onnx_providers(self) -> tuple[str, ...]:
+        """``(CUDAExecutionProvider,)`` on the CUDA provider; ``()`` with ``tensorrt_provider`` (TensorRT
+        engines for a detector's 12x12 to 48x48 networks cost more than they save: it stays on the CPU)."""
+        return (CUDA_PROVIDER,) if self.provider == CUDA_PROVIDER else ()
 
     def _providers_for(self, network: str) -> list:
         return self.provider_options(network, self._stream.handle)

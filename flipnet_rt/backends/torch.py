@@ -40,7 +40,7 @@ import torch
 from ..engine.spec import KVSpec, NetworkSpec, network_specs
 from ..models.flipnet import FlipNet
 from ..models.networks import NETWORKS, kv_layout
-from .base import Array, Backend
+from .base import Array, ArrayKind, Backend
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,11 @@ class TorchBackend(Backend):
         self._callables: dict[str, Callable[..., Any]] = {}  # filled by the first call (_open)
         self._graphs: dict[GraphKey, _Graphed] = {}
         self._graph_outputs: dict[int, torch.Tensor] = {}  # id -> every captured graph's static outputs
+
+    @property
+    def array_kind(self) -> ArrayKind:
+        """torch tensors on ``device``."""
+        return ArrayKind("torch", str(self.device))
 
     def _open(self) -> None:
         """Move the model to the device and wrap the networks (once; again after ``close``).

@@ -55,7 +55,7 @@ def build_face_restorer(args: argparse.Namespace, restorer: Any, sampling: Any, 
     from ..faces.restorer import FaceOptions, FaceRestorer
 
     detector = load_detector(args.detector, min_face_size=args.min_face_size, thresholds=args.detect_thresholds,
-                             providers=providers_like(restorer))
+                             providers=providers_like(restorer.backend))
     options = FaceOptions(max_faces=args.max_faces, min_face_size=args.min_face_size,
                           only_center_face=args.only_center_face, keep_detail=args.keep_detail,
                           max_batch=args.batch_size, fidelity=args.fidelity)  # faces per engine call: bounds memory on crowded pictures

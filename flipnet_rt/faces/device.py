@@ -25,13 +25,19 @@ the flow is tested without a GPU, and what ``frame_path="device"`` means on a CP
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from .. import native
 from ..options import Mode
 from .types import BorderMode
+
+if TYPE_CHECKING:
+    from ..backends.base import ArrayKind, Backend
+    from ..core import DiffusionCore
+    from ..options import SamplingOptions
+    from .fidelity import FidelityChooser
 
 Array = Any  # numpy.ndarray | torch.Tensor | cupy.ndarray
 
@@ -284,24 +290,24 @@ def kernels_for(library: str, device: str, cuda_kernels: bool) -> str | None:
     return library if library in ("torch", "cupy") else None
 
 
-def frame_kernels(backend: Any) -> FrameKernels | None:
-    """The kernels for ``backend``'s arrays: :class:`HostKernels` for numpy arrays (ONNX Runtime on
-    the CPU), :class:`TorchKernels`/:class:`CupyKernels` for CUDA arrays when ``flipnet_rt._native``
-    has CUDA kernels (build it with ``FLIPNET_CUDA=ON``; :func:`kernels_for`), else None."""
-    probe = backend.from_numpy(np.zeros((1,), np.uint8))
-    library = type(probe).__module__.split(".")[0]
-    return HostKernels() if library == "numpy" else _cuda_kernels(library, probe)
+def frame_kernels(backend: Backend) -> FrameKernels | None:
+    """The kernels for ``backend``'s arrays (its :attr:`~flipnet_rt.backends.base.Backend.array_kind`):
+    :class:`HostKernels` for numpy arrays (ONNX Runtime on the CPU), :class:`TorchKernels`/:class:`CupyKernels`
+    for CUDA arrays when ``flipnet_rt._native`` has CUDA kernels (build it with ``FLIPNET_CUDA=ON``;
+    :func:`kernels_for`), else None."""
+    arrays = backend.array_kind
+    return HostKernels() if arrays.library == "numpy" else _cuda_kernels(arrays)
 
 
-def _cuda_kernels(library: str, probe: Array) -> FrameKernels | None:
+def _cuda_kernels(arrays: ArrayKind) -> FrameKernels | None:
     """:func:`frame_kernels` for arrays that are not numpy (GPU only: tests/faces/test_device_gpu.py)."""
     nat = native.module()
-    device = getattr(probe.device, "type", "cuda")  # a torch tensor's; CuPy arrays are always on a GPU
-    kind = kernels_for(library, device, nat is not None and bool(getattr(nat, "cuda", False)))
+    device, _, index = arrays.device.partition(":")
+    kind = kernels_for(arrays.library, device, nat is not None and bool(getattr(nat, "cuda", False)))
     if kind == "torch":
-        return TorchKernels(nat, probe.device)
+        return TorchKernels(nat, arrays.device)
     if kind == "cupy":
-        return CupyKernels(nat, int(probe.device.id))
+        return CupyKernels(nat, int(index or 0))
     return None
 
 
@@ -309,25 +315,25 @@ class DeviceFrames:
     """Restores whole frames on one restorer's device (see the module's docstring).
 
     Args:
-        restorer: a :class:`flipnet_rt.restorer.Restorer` (its core and backend are used directly).
+        core: the restorer's :class:`~flipnet_rt.core.DiffusionCore` (run on its backend's arrays).
         kernels: :func:`frame_kernels` of its backend.
         border: how the warp fills outside the frame.
         max_batch: most faces per core call (0: all).
         fidelity: each face's weight of its input (:class:`~.fidelity.FidelityChooser`; None: none).
     """
 
-    def __init__(self, restorer: Any, kernels: FrameKernels, border: BorderMode, max_batch: int,
-                 fidelity: Any | None = None) -> None:
-        self.core = restorer.core
+    def __init__(self, core: DiffusionCore, kernels: FrameKernels, border: BorderMode, max_batch: int,
+                 fidelity: FidelityChooser | None = None) -> None:
+        self.core = core
         self.fidelity = fidelity if fidelity is not None and fidelity.blends else None
-        self.resolution = int(restorer.config.resolution)
+        self.resolution = int(core.config.resolution)
         self.kernels = kernels
         self.border = BorderMode(border)
         self.max_batch = max_batch
         self._feed = self.core.backend.from_numpy(np.zeros((1,), np.float32))  # the engine's float dtype
 
     def restore(self, images: Sequence[np.ndarray], affines: Sequence[np.ndarray], seeds: Sequence[Sequence[int]],
-                sampling: Any, stabilise: tuple[Any, Sequence[int], Sequence[int]] | None = None,
+                sampling: SamplingOptions, stabilise: tuple[Any, Sequence[int], Sequence[int]] | None = None,
                 ) -> tuple[list[np.ndarray], np.ndarray | None]:
         """Restore faces of whole frames.
 

@@ -2,37 +2,29 @@
 
 The detector's networks are tiny (MTCNN: 2 MB in all) and run with plain ``session.run`` on host
 arrays; what they share with the restorer is the execution provider, so detection runs on the same
-device (:func:`providers_like`).
+device (:func:`providers_like`, from the backend's ``onnx_providers``).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..backends.base import Backend
 
 log = logging.getLogger(__name__)
 
 CPU = ("CPUExecutionProvider",)
 
 
-def providers_like(restorer: Any | None) -> tuple[str, ...]:
-    """The ONNX Runtime providers of ``restorer``'s backend when it is an ONNX Runtime one, else CPU.
-
-    A CUDA provider (``CUDAExecutionProvider``, with or without options) is kept; TensorRT's provider
-    is dropped (building TensorRT engines for 12x12 to 48x48 networks costs more than it saves).
-    """
-    backend = getattr(restorer, "backend", None)
-    chosen: list[str] = []
-    provider = getattr(backend, "provider", None)  # ORT CUDA backend: one provider name
-    names = [provider] if isinstance(provider, str) else list(getattr(backend, "providers", None) or [])
-    for entry in names:
-        name = entry[0] if isinstance(entry, tuple) else entry
-        if name == "CUDAExecutionProvider":
-            chosen.append(name)
-    return (*chosen, *CPU)
+def providers_like(backend: Backend | None) -> tuple[str, ...]:
+    """The providers of a detector session beside ``backend``: its :attr:`~flipnet_rt.backends.base.Backend.onnx_providers`
+    (ONNX Runtime's CUDA provider when it runs on it), then the CPU; the CPU alone without a backend."""
+    return (*(backend.onnx_providers if backend is not None else ()), *CPU)
 
 
 class OnnxNet:

@@ -1,8 +1,8 @@
 """Restore every face of whole images: detect, align, restore in one batch, paste back (DESIGN §6).
 
-:class:`FaceRestorer` wraps a :class:`flipnet_rt.restorer.Restorer` (anything with
-``config.resolution``, ``options(**overrides)`` and ``restore(list of uint8 [R, R, 3], options,
-seeds)``). Per face:
+:class:`FaceRestorer` wraps a :class:`flipnet_rt.restorer.Restorer`, or anything with the calls of
+:class:`RestorerLike` (``config.resolution``, ``options(**overrides)``, ``restore(list of uint8
+[R, R, 3], options, seeds)`` and the fidelity estimator's two). Per face:
 
 1. affine ``A_R`` to the FFHQ template at the model's resolution R (:func:`~.align.estimate_affine`);
    the crop covers ``E = R / scale(A_R)`` image pixels (:func:`~.align.face_extent`);
@@ -20,7 +20,9 @@ seeds)``). Per face:
 
 With ``frame_path`` device (:mod:`.device`), a call whose faces all have ``S = R`` runs steps 1-5 on
 the engine's device instead: each image uploaded once, warped, restored, colour-fixed and pasted
-there, downloaded once; other calls take the host path above.
+there, downloaded once; other calls take the host path above. That path runs on a Restorer's own
+:class:`~flipnet_rt.core.DiffusionCore` (:func:`restorer_core`), as the default detector runs on
+its backend's device; any other :class:`RestorerLike` takes the host path, its detector the CPU.
 """
 
 from __future__ import annotations
@@ -28,18 +30,47 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
 
 from ..options import image_seed
 from .align import estimate_affine, face_extent, rescale_affine, warp_faces
 from .detail import KEEP_DETAIL_RATIO, downsample, keep_detail, upsample_restored
-from .fidelity import AUTO, FidelityChooser, Weights, blend, parse_fidelity
+from .fidelity import AUTO, Estimates, FidelityChooser, Weights, blend, parse_fidelity
 from .paste import paste_faces
 from .types import BorderMode, Face, FaceDetector, FaceResult, FramePath
 
+if TYPE_CHECKING:
+    from ..config import FlipnetConfig
+    from ..core import DiffusionCore
+    from ..options import SamplingOptions
+    from .device import DeviceFrames
+
 log = logging.getLogger(__name__)
+
+
+class RestorerLike(Estimates, Protocol):
+    """What :class:`FaceRestorer` needs from a restorer: :class:`flipnet_rt.restorer.Restorer` has it,
+    and so do stand-ins (tests) and :class:`CropRestorer`. Only ``config.resolution`` is read; the
+    fidelity estimator's ``has_fidelity``/``fidelity`` are :class:`~.fidelity.Estimates`'."""
+
+    @property
+    def config(self) -> FlipnetConfig: ...
+
+    def options(self, **overrides: object) -> SamplingOptions: ...
+
+    def restore(self, images: Sequence[np.ndarray], options: SamplingOptions | None = None,
+                seeds: Sequence[int] | None = None) -> list[np.ndarray]: ...
+
+
+def restorer_core(restorer: RestorerLike) -> DiffusionCore | None:
+    """The :class:`~flipnet_rt.core.DiffusionCore` behind ``restorer`` when it is a
+    :class:`flipnet_rt.restorer.Restorer` (the device frame path runs on it, the default detector on
+    its backend's device); None for any other :class:`RestorerLike`."""
+    from ..restorer import Restorer
+
+    return restorer.core if isinstance(restorer, Restorer) else None
 
 
 def face_seed(seed: int, index: int) -> int:
@@ -138,8 +169,8 @@ class FaceRestorer:
             ``auto``: device on a GPU backend where it can run, else host.
     """
 
-    def __init__(self, restorer: Any, detector: FaceDetector | None = None, options: FaceOptions | None = None,
-                 sampling: Any | None = None, frame_path: FramePath | str = FramePath.HOST) -> None:
+    def __init__(self, restorer: RestorerLike, detector: FaceDetector | None = None, options: FaceOptions | None = None,
+                 sampling: SamplingOptions | None = None, frame_path: FramePath | str = FramePath.HOST) -> None:
         self.restorer = restorer
         self.resolution = int(restorer.config.resolution)
         self._detector = detector
@@ -148,13 +179,13 @@ class FaceRestorer:
         self.fidelity = FidelityChooser(restorer, self.options.fidelity)
         self.device_frames = self._device_frames(FramePath(frame_path))
 
-    def _device_frames(self, path: FramePath) -> Any:
-        """The :class:`~.device.DeviceFrames` of ``path`` over the restorer's backend, or None (host)."""
+    def _device_frames(self, path: FramePath) -> DeviceFrames | None:
+        """The :class:`~.device.DeviceFrames` of ``path`` over the restorer's core, or None (host)."""
         if path is FramePath.HOST:
             return None
         from .device import DeviceFrames, HostKernels, frame_kernels
 
-        core = getattr(self.restorer, "core", None)
+        core = restorer_core(self.restorer)
         kernels = frame_kernels(core.backend) if core is not None else None
         if path is FramePath.AUTO and (kernels is None or isinstance(kernels, HostKernels)):
             return None
@@ -162,7 +193,7 @@ class FaceRestorer:
             raise ValueError("frame path device: needs a Restorer on ONNX Runtime CPU, or on a GPU backend with "
                              "flipnet_rt._native built with CUDA kernels (FLIPNET_CUDA=ON pip install .); "
                              "use --frame-path host")
-        return DeviceFrames(self.restorer, kernels, self.options.border, self.options.max_batch, self.fidelity)
+        return DeviceFrames(core, kernels, self.options.border, self.options.max_batch, self.fidelity)
 
     @property
     def detector(self) -> FaceDetector:
@@ -170,7 +201,8 @@ class FaceRestorer:
             from .detectors import load_detector
             from .onnx_session import providers_like
 
-            self._detector = load_detector("mtcnn", providers=providers_like(self.restorer))
+            core = restorer_core(self.restorer)
+            self._detector = load_detector("mtcnn", providers=providers_like(core.backend if core is not None else None))
         return self._detector
 
     # ------------------------------------------------------------------ public API
@@ -285,7 +317,8 @@ class FaceRestorer:
             r.fidelity, r.fidelity_source = float(w), source
         return list(zip(out, results))
 
-    def restore_crops(self, crops: Sequence[np.ndarray], seeds: Sequence[int], sampling: Any | None = None) -> list[np.ndarray]:
+    def restore_crops(self, crops: Sequence[np.ndarray], seeds: Sequence[int],
+                      sampling: SamplingOptions | None = None) -> list[np.ndarray]:
         """Already-aligned face crops (``--aligned``), any size; the output has each input's size.
 
         Each crop is mirrored to a square (:func:`flipnet_rt.imaging.geometry.fit`). A crop whose
@@ -299,7 +332,7 @@ class FaceRestorer:
         return [blend(crop, out, w) for crop, out, w in zip(crops, outputs, weights.values)]
 
     def restore_crops_weighted(self, crops: Sequence[np.ndarray], seeds: Sequence[int],
-                               sampling: Any | None = None) -> tuple[list[np.ndarray], Weights]:
+                               sampling: SamplingOptions | None = None) -> tuple[list[np.ndarray], Weights]:
         """:meth:`restore_crops` before the blend: each crop's restoration at its own size (fidelity 0)
         and the weights the blend would use (``flipnet-rt eval --levels`` scores both from one run)."""
         from ..imaging.geometry import fit, unfit
@@ -324,7 +357,7 @@ class FaceRestorer:
         return outputs, self._weights(inputs, restored)
 
     # ------------------------------------------------------------------ steps
-    def _core(self, inputs: list[np.ndarray], seeds: list[int], sampling: Any) -> list[np.ndarray]:
+    def _core(self, inputs: list[np.ndarray], seeds: list[int], sampling: SamplingOptions | None) -> list[np.ndarray]:
         """The core's restore over all ``inputs``: one call, or calls of ``max_batch`` faces."""
         step = self.options.max_batch or len(inputs)
         out: list[np.ndarray] = []
@@ -380,13 +413,13 @@ class CropRestorer:
         self.faces = faces
         self.config = faces.restorer.config
 
-    def options(self, **overrides: object) -> Any:
+    def options(self, **overrides: object) -> SamplingOptions:
         return self.faces.restorer.options(**overrides)
 
-    def restore(self, images: Sequence[np.ndarray], options: Any | None = None,
+    def restore(self, images: Sequence[np.ndarray], options: SamplingOptions | None = None,
                 seeds: Sequence[int] | None = None) -> list[np.ndarray]:
         if seeds is None:
-            seeds = [image_seed(getattr(options, "seed", 0), i) for i in range(len(images))]
+            seeds = [image_seed(options.seed if options is not None else 0, i) for i in range(len(images))]
         return self.faces.restore_crops(images, seeds, options)
 
 

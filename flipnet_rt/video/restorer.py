@@ -35,7 +35,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from enum import Enum
 from fractions import Fraction
-from typing import Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -46,6 +46,10 @@ from .regions import find_near, refine
 from .smoothing import TrackSmoother
 from .stabilise import CropStabiliser, TrackCrops
 from .tracker import FaceTracker, track_seed
+
+if TYPE_CHECKING:
+    from ..faces.restorer import FaceRestorer
+    from ..faces.types import Face, FaceDetector
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +148,8 @@ class VideoRestorer:
         timer: records busy time of ``detect``, ``track`` and ``faces`` (align + restore + paste).
     """
 
-    def __init__(self, faces: Any, options: VideoOptions | None = None, *, detector: Any | None = None,
+    def __init__(self, faces: FaceRestorer | Sequence[FaceRestorer], options: VideoOptions | None = None, *,
+                 detector: FaceDetector | None = None,
                  timer: StageTimer | None = None) -> None:
         self.workers = list(faces) if isinstance(faces, Sequence) else [faces]
         if not self.workers:
@@ -320,7 +325,7 @@ class VideoRestorer:
             self._shutdown()
         return out
 
-    def _stable_crop(self, held: _Held, track: int, face: Any) -> np.ndarray | None:
+    def _stable_crop(self, held: _Held, track: int, face: Face) -> np.ndarray | None:
         crop = self.faces.aligned_crop(held.frame.image, face)
         return None if crop is None else self.stabiliser(track, crop, held.frame.index)
 
@@ -386,7 +391,7 @@ class VideoRestorer:
             self._idle = queue.SimpleQueue()
         self._running.clear()
 
-    def _restore(self, faces: Any, batch: list[_Held]) -> list[Frame]:
+    def _restore(self, faces: FaceRestorer, batch: list[_Held]) -> list[Frame]:
         with_faces = [h for h in batch if h.faces]
         if with_faces:
             with self._stage("faces"):

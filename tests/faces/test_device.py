@@ -86,7 +86,7 @@ def test_frames_without_faces_come_back_as_copies(demo_restorer):
     from flipnet_rt.faces.device import DeviceFrames, HostKernels
 
     frames = [np.full((20, 30, 3), v, np.uint8) for v in (10, 200)]
-    out, weights = DeviceFrames(demo_restorer, HostKernels(), "reflect", 0).restore(
+    out, weights = DeviceFrames(demo_restorer.core, HostKernels(), "reflect", 0).restore(
         frames, [np.empty((0, 2, 3)), []], [[], []], demo_restorer.options())
     assert weights is None
     for a, b in zip(frames, out):

@@ -179,9 +179,8 @@ def test_a_nan_output_raises_at_the_download_and_no_batch_waits(monkeypatch):
         return torch.full_like(pixels, value)
 
     backend = types.SimpleNamespace(from_numpy=lambda a: torch.from_numpy(np.array(a)), concat=torch.cat)
-    restorer = types.SimpleNamespace(core=types.SimpleNamespace(backend=backend, run_arrays=run_arrays),
-                                     config=types.SimpleNamespace(resolution=r))
-    device = DeviceFrames(restorer, kernels, "reflect", max_batch=1)
+    core = types.SimpleNamespace(backend=backend, run_arrays=run_arrays, config=types.SimpleNamespace(resolution=r))
+    device = DeviceFrames(core, kernels, "reflect", max_batch=1)
     rng = np.random.default_rng(3)
     frames = [rng.integers(0, 256, (2 * r, 3 * r, 3), dtype=np.uint8) for _ in range(2)]
     affines = [np.array([[[1.0, 0.0, -8.0], [0.0, 1.0, -8.0]]]),

@@ -158,7 +158,7 @@ def test_whole_frames_on_torch_tensors_equal_the_host_path(torch_kernels, tiny_r
         host = FaceRestorer(tiny_restorer, options=options, frame_path="host")  # kernels vary with the batch
         device = FaceRestorer(tiny_restorer, options=options, frame_path="host")
         # what frame_path chooses on a GPU
-        device.device_frames = DeviceFrames(tiny_restorer, kernels, "reflect", 2, device.fidelity)
+        device.device_frames = DeviceFrames(tiny_restorer.core, kernels, "reflect", 2, device.fidelity)
         for sampling in (tiny_restorer.options(color_fix=0), tiny_restorer.options(color_fix=2)):
             host.sampling = device.sampling = sampling
             want = host.restore_faces(frames, faces, seeds)
@@ -191,7 +191,7 @@ def test_track_filtered_crops_on_torch_tensors_equal_the_host_paths(torch_kernel
     options = FaceOptions(max_batch=2, fidelity=0.5)
     host = FaceRestorer(tiny_restorer, options=options, frame_path="host")
     device = FaceRestorer(tiny_restorer, options=options, frame_path="host")
-    device.device_frames = DeviceFrames(tiny_restorer, kernels, "reflect", 2, device.fidelity)
+    device.device_frames = DeviceFrames(tiny_restorer.core, kernels, "reflect", 2, device.fidelity)
     on_host, on_device = CropStabiliser(), CropStabiliser()
     for t in range(4):
         frame = np.clip(np.rint(scene + rng.normal(0, 4, scene.shape)), 0, 255).astype(np.uint8)
