@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     from flipnet_rt.degradations import DegradationConfig, RandomDegradation
     from flipnet_rt.evaluation import IdentityModel, detail, psnr
     from flipnet_rt.faces.fidelity import blend
-    from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer
+    from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
     from flipnet_rt.imaging.io import load_image
     from flipnet_rt.restorer import Restorer
 

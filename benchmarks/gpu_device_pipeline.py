@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
             if crops is None:
                 crops = native.warp_crop(frame, list(mats), size, "reflect")
-            faces = to_uint8(core.run(crops, Mode.RESTORE, options, seeds))
+            faces = to_uint8(core.run_host(crops, Mode.RESTORE, options, seeds))
             return native.paste_faces(frame, list(faces), list(mats)), crops
 
         device_out, device_crops = device_frame()  # warm-up (kernels, buffers)

@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from flipnet_rt.faces.detectors import load_detector
-    from flipnet_rt.faces.restorer import FaceRestorer
+    from flipnet_rt.faces.pipeline import FaceRestorer
     from flipnet_rt.restorer import Restorer
-    from flipnet_rt.video.restorer import VideoOptions, VideoRestorer
+    from flipnet_rt.video.pipeline import VideoOptions, VideoRestorer
     from flipnet_rt.video.synthetic import face_scene, noisy
 
     width, height = (int(v) for v in args.size.split("x"))

@@ -19,7 +19,7 @@ import pytest
 
 from flipnet_rt.faces.align import estimate_affine, warp_faces
 from flipnet_rt.faces.paste import paste_faces
-from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer
+from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
 from flipnet_rt.faces.synthetic import ASTRONAUT_LANDMARKS, background, place_face
 from flipnet_rt.faces.types import Face
 

@@ -57,7 +57,7 @@ def parts():
 def timed_faces(restorer, detector, timer):
     """A FaceRestorer whose align / restore / paste steps report to ``timer`` (its private steps
     are wrapped here, in the benchmark only, to split the per-face work into the issue's stages)."""
-    from flipnet_rt.faces.restorer import FaceRestorer
+    from flipnet_rt.faces.pipeline import FaceRestorer
 
     class Timed(FaceRestorer):
         def _align(self, image, result):
@@ -132,7 +132,7 @@ def naive(src: Path, out: Path, faces, detector, timer) -> float:
 
 def pipeline(src: Path, out: Path, faces, detector, timer, **options) -> float:
     """``faces``: one FaceRestorer per engine worker."""
-    from flipnet_rt.video.restorer import VideoOptions, VideoRestorer
+    from flipnet_rt.video.pipeline import VideoOptions, VideoRestorer
     from flipnet_rt.video.transcode import transcode
 
     video = VideoRestorer(faces, VideoOptions(batch_size=8, **options), detector=detector, timer=timer)

@@ -41,10 +41,10 @@ def measure(frames: int, size: tuple[int, int], face_period: int, face_frames: i
             engine: Path, folder: Path, batch_size: int = 8, sample_every: int = 1000,
             low_memory: bool = False, workers: int = 2) -> dict:
     from flipnet_rt.faces.detectors import load_detector
-    from flipnet_rt.faces.restorer import FaceRestorer
+    from flipnet_rt.faces.pipeline import FaceRestorer
     from flipnet_rt.profiling import StageTimer
     from flipnet_rt.restorer import Restorer
-    from flipnet_rt.video.restorer import VideoOptions, VideoRestorer
+    from flipnet_rt.video.pipeline import VideoOptions, VideoRestorer
     from flipnet_rt.video.synthetic import cfr_pts, face_scene, noisy, write_clip
     from flipnet_rt.video.transcode import transcode
 

@@ -87,8 +87,8 @@ class DiffusionCore:
         self.close()
 
     # ------------------------------------------------------------------ public
-    def run(self, pixels: np.ndarray, mode: Mode, options: SamplingOptions, seeds: Sequence[int]) -> np.ndarray:
-        """Condition images -> generated images, both ``float32 [B, 3, R, R]`` in [-1, 1] (R: the
+    def run_host(self, pixels: np.ndarray, mode: Mode, options: SamplingOptions, seeds: Sequence[int]) -> np.ndarray:
+        """Condition images -> generated images, both host ``float32 [B, 3, R, R]`` in [-1, 1] (R: the
         model's resolution); ``seeds`` gives each image its noise stream."""
         with self._lock:
             latents = self._generate(pixels, mode, options, seeds)
@@ -96,8 +96,8 @@ class DiffusionCore:
             with self.stage("postprocessing"):
                 return self.backend.to_numpy(image).astype(np.float32, copy=True)
 
-    def run_arrays(self, pixels: Array, mode: Mode, options: SamplingOptions, seeds: Sequence[int]) -> Array:
-        """:meth:`run` on the backend's own arrays, nothing through the host: condition images
+    def run_device(self, pixels: Array, mode: Mode, options: SamplingOptions, seeds: Sequence[int]) -> Array:
+        """:meth:`run_host` on the backend's own arrays, nothing through the host: condition images
         ``[B, 3, R, R]`` on the backend's device (float32, or the engine's float dtype) -> generated
         images ``[B, 3, R, R]`` there, the caller's own (:mod:`flipnet_rt.faces.device`): in the
         engine's dtype from a TensorRT/ONNX Runtime engine (float16 from a float16 one), float32 from
@@ -119,7 +119,7 @@ class DiffusionCore:
         """Whether the engine carries the fidelity estimator (``fidelity`` network)."""
         return "fidelity" in self.backend.specs
 
-    def fidelity(self, pixels: np.ndarray, restored: np.ndarray) -> np.ndarray:
+    def fidelity_host(self, pixels: np.ndarray, restored: np.ndarray) -> np.ndarray:
         """The fidelity estimator: model inputs and their restorations, ``float32 [B, 3, R, R]`` in
         [-1, 1] -> ``float32 [B]`` weights in [0, 1] (1: keep the input; :mod:`flipnet_rt.faces.fidelity`)."""
         if pixels.shape != restored.shape:
@@ -131,8 +131,8 @@ class DiffusionCore:
             weight = self._run_network("fidelity", feeds)["weight"]
             return be.to_numpy(weight).astype(np.float32, copy=True)
 
-    def fidelity_arrays(self, pixels: Array, restored: Array) -> Array:
-        """:meth:`fidelity` on the backend's own arrays (in its float dtype): ``[B]`` weights there, a copy."""
+    def fidelity_device(self, pixels: Array, restored: Array) -> Array:
+        """:meth:`fidelity_host` on the backend's own arrays (in its float dtype): ``[B]`` weights there, a copy."""
         with self._lock:
             weight = self._run_network("fidelity", {"image": pixels, "restored": restored})["weight"]
             return self.backend.concat([weight])

@@ -78,7 +78,7 @@ def group_demo(restorer, out: Path, seed: int) -> list[str]:
     """Degrade the group picture, restore every face in it, write the PNGs; the summary lines."""
     from .degradations import DegradationConfig, RandomDegradation
     from .evaluation import detail, psnr, ssim
-    from .faces.restorer import FaceRestorer
+    from .faces.pipeline import FaceRestorer
     from .imaging.io import save_image
 
     hq, placed = group_picture(seed)

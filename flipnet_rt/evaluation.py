@@ -252,7 +252,7 @@ class LevelsReport:
 def evaluate_levels(faces_restorer, faces: Sequence[tuple[str, np.ndarray]], levels: Sequence, *, options=None,
                     seed: int = 0, batch_size: int = 8, identity: IdentityModel | None = None,
                     progress: bool = False) -> LevelsReport:
-    """Score a :class:`~flipnet_rt.faces.restorer.FaceRestorer` (aligned crops, its fidelity setting) at
+    """Score a :class:`~flipnet_rt.faces.pipeline.FaceRestorer` (aligned crops, its fidelity setting) at
     each of ``levels`` (:class:`~flipnet_rt.levels.Level`) on HQ ``faces`` (``(name, uint8 [S, S, 3])``).
 
     Face ``i``'s LQ at every level is drawn from the same seed (``image_seed(seed, i, 1)``) and its

@@ -122,7 +122,7 @@ class Restorer:
             raise ValueError(f"fidelity: expected uint8 [{r}, {r}, 3] faces, got shapes {sorted(shapes)}")
         with self.core.stage("preprocessing"):
             pixels, outs = to_float(np.stack(inputs)), to_float(np.stack(restored))
-        return self.core.fidelity(pixels, outs)
+        return self.core.fidelity_host(pixels, outs)
 
     def generate_latents(self, images: Sequence[np.ndarray], options: SamplingOptions | None = None,
                          seeds: Sequence[int] | None = None, mode: Mode = Mode.RESTORE) -> np.ndarray:
@@ -140,7 +140,7 @@ class Restorer:
         seeds = self._seeds(options, seeds, len(images))
         with self.core.stage("preprocessing"):
             pixels, placements = self._fit(images)
-        out = self.core.run(pixels, mode, options, seeds)
+        out = self.core.run_host(pixels, mode, options, seeds)
         with self.core.stage("postprocessing"):
             if mode is Mode.RESTORE and options.color_fix:
                 out = wavelet_color_fix(out, pixels, options.color_fix)

@@ -97,7 +97,7 @@ def served(restorer, image, options, seed: int, fidelity="auto"):
     """What the served ``restore`` model answers for one row (``flipnet_rt/serve/protocol.py``'s
     contract): ``FaceRestorer(restorer, FaceOptions(keep_detail=False, fidelity=...))`` on the crop.
     With fidelity 0 that is ``Restorer.restore([image], options, [seed])[0]``."""
-    from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer
+    from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
 
     faces = FaceRestorer(restorer, options=FaceOptions(keep_detail=False, fidelity=fidelity))
     return faces.restore_crops([image], [seed], options)[0]

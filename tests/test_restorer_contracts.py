@@ -41,12 +41,12 @@ def test_core_input_errors(tiny_restorer, tiny_config):
     core, r = tiny_restorer.core, tiny_config.resolution
     options = SamplingOptions.from_config(tiny_config, steps=1)
     bad = np.zeros((1, 3, r // 2, r // 2), np.float32)
-    assert _error(lambda: core.run(bad, Mode.RESTORE, options, [0])) == (
+    assert _error(lambda: core.run_host(bad, Mode.RESTORE, options, [0])) == (
         f"pixels: expected float [B, 3, {r}, {r}], got float32 (1, 3, {r // 2}, {r // 2})")
-    assert _error(lambda: core.run(np.zeros((3, r, r), np.float32), Mode.RESTORE, options, [0])).startswith(
+    assert _error(lambda: core.run_host(np.zeros((3, r, r), np.float32), Mode.RESTORE, options, [0])).startswith(
         f"pixels: expected float [B, 3, {r}, {r}], got float32 (3, {r}, {r})")
     good = np.zeros((2, 3, r, r), np.float32)
-    assert _error(lambda: core.run(good, Mode.RESTORE, options, [0])) == "seeds: 1 given for 2 images"
+    assert _error(lambda: core.run_host(good, Mode.RESTORE, options, [0])) == "seeds: 1 given for 2 images"
     assert _error(lambda: core.latents(good, Mode.RESTORE, SamplingOptions(steps=0), [0, 1])) == (
         "steps: 0; use 1 or more")  # options are validated against the model first
 
@@ -197,9 +197,9 @@ def test_core_returns_float32_images_that_the_next_run_does_not_overwrite():
     with Restorer.load(str(engine), backend="onnxruntime", device="cpu") as restorer:
         r, options = restorer.config.resolution, restorer.options(steps=1)
         first_pixels = np.zeros((1, 3, r, r), np.float32)
-        first = restorer.core.run(first_pixels, Mode.RESTORE, options, [0])
+        first = restorer.core.run_host(first_pixels, Mode.RESTORE, options, [0])
         kept = first.copy()
-        second = restorer.core.run(np.full_like(first_pixels, 0.5), Mode.RESTORE, options, [0])
+        second = restorer.core.run_host(np.full_like(first_pixels, 0.5), Mode.RESTORE, options, [0])
     assert first.dtype == np.float32 and second.dtype == np.float32
     assert np.abs(second - kept).max() > 1e-3  # the two runs differ, so an alias would show
     np.testing.assert_array_equal(first, kept)
@@ -217,46 +217,46 @@ def demo_core():
         yield restorer.core, restorer.options()
 
 
-def test_run_arrays_is_run_on_the_backends_arrays(demo_core):
+def test_run_device_is_run_host_on_the_backends_arrays(demo_core):
     core, options = demo_core
     rng = np.random.default_rng(0)
     pixels = rng.uniform(-1, 1, (2, 3, 64, 64)).astype(np.float32)
     guided = dataclasses.replace(options, guidance=2.0)  # the mode reaches the core: guidance is restore's
     for mode, opts in ((Mode.RESTORE, options), (Mode.RESTORE, guided), (Mode.DEGRADE, options)):
-        want = core.run(pixels, mode, opts, [3, 4])
-        got = np.array(core.run_arrays(pixels, mode, opts, [3, 4]), np.float32)
+        want = core.run_host(pixels, mode, opts, [3, 4])
+        got = np.array(core.run_device(pixels, mode, opts, [3, 4]), np.float32)
         err = float(np.abs(want - got).max())
-        print(f"run_arrays vs run, {mode.value}, guidance {opts.guidance}: max error {err:.2e}")
+        print(f"run_device vs run_host, {mode.value}, guidance {opts.guidance}: max error {err:.2e}")
         assert err == 0.0
-    assert not np.array_equal(got, core.run_arrays(pixels, Mode.RESTORE, options, [3, 5])[:2])  # seeds reach it
+    assert not np.array_equal(got, core.run_device(pixels, Mode.RESTORE, options, [3, 5])[:2])  # seeds reach it
     with pytest.raises(ValueError, match=r"^pixels: expected \[B, 3, 64, 64\], got \(2, 3, 32, 32\)$"):
-        core.run_arrays(pixels[:, :, :32, :32], Mode.RESTORE, options, [3, 4])
+        core.run_device(pixels[:, :, :32, :32], Mode.RESTORE, options, [3, 4])
     with pytest.raises(ValueError, match=r"^pixels: expected \[B, 3, 64, 64\], got \(3, 64, 64\)$"):
-        core.run_arrays(pixels[0], Mode.RESTORE, options, [3])
+        core.run_device(pixels[0], Mode.RESTORE, options, [3])
     with pytest.raises(ValueError, match="^seeds: 1 given for 2 images$"):
-        core.run_arrays(pixels, Mode.RESTORE, options, [3])
+        core.run_device(pixels, Mode.RESTORE, options, [3])
     with pytest.raises(ValueError, match="steps"):  # the options are validated
-        core.run_arrays(pixels, Mode.RESTORE, dataclasses.replace(options, steps=0), [3, 4])
+        core.run_device(pixels, Mode.RESTORE, dataclasses.replace(options, steps=0), [3, 4])
 
 
-def test_run_arrays_returns_the_callers_own_array(demo_core):
-    """The next call must not change what run_arrays returned (a worker thread of the device frame
+def test_run_device_returns_the_callers_own_array(demo_core):
+    """The next call must not change what run_device returned (a worker thread of the device frame
     path reads it after the core's lock is released)."""
     core, options = demo_core
     rng = np.random.default_rng(1)
     a, b = (rng.uniform(-1, 1, (2, 3, 64, 64)).astype(np.float32) for _ in range(2))
-    first = core.run_arrays(a, Mode.RESTORE, options, [1, 2])
+    first = core.run_device(a, Mode.RESTORE, options, [1, 2])
     kept = np.array(first, copy=True)
-    core.run_arrays(b, Mode.RESTORE, options, [1, 2])
+    core.run_device(b, Mode.RESTORE, options, [1, 2])
     np.testing.assert_array_equal(first, kept)
 
 
-def test_run_arrays_times_the_stages_bench_reads(demo_core):
-    """run_arrays runs the same networks as run, each under its name (bench reads them)."""
+def test_run_device_times_the_stages_bench_reads(demo_core):
+    """run_device runs the same networks as run_host, each under its name (bench reads them)."""
     from flipnet_rt.profiling import StageTimer
 
     core, options = demo_core
     timer = StageTimer()
     timed = DiffusionCore(core.backend, core.config, core.prompts, timer=timer)
-    timed.run_arrays(np.zeros((1, 3, 64, 64), np.float32), Mode.RESTORE, options, [0])
+    timed.run_device(np.zeros((1, 3, 64, 64), np.float32), Mode.RESTORE, options, [0])
     assert {"vae_encoder", "face_encoder", "unet_cond", "unet_input", "vae_decoder", "sampling"} <= set(timer.totals())

@@ -217,7 +217,7 @@ def choose_defaults(model_dir: Path, faces_dir: Path, count: int = 32) -> dict:
 
     from flipnet_rt.config import FlipnetConfig
     from flipnet_rt.evaluation import evaluate_levels
-    from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer
+    from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
     from flipnet_rt.imaging.geometry import prepare_square
     from flipnet_rt.imaging.io import load_image
     from flipnet_rt.levels import parse_levels

@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --size {args.size}: give a size in pixels, or 0 for the model's", file=sys.stderr)
         return 2
     resolution = args.size or restorer.config.resolution
-    from ..faces.restorer import CropRestorer, FaceOptions, FaceRestorer
+    from ..faces.pipeline import CropRestorer, FaceOptions, FaceRestorer
 
     # the faces at their own size, as whole images get them (keep-detail above the model's), blended by --fidelity
     faces_restorer = FaceRestorer(restorer, options=FaceOptions(keep_detail=args.keep_detail, fidelity=args.fidelity),

@@ -52,7 +52,7 @@ def build_face_restorer(args: argparse.Namespace, restorer: Any, sampling: Any, 
     """
     from ..faces.detectors import load_detector
     from ..faces.onnx_session import providers_like
-    from ..faces.restorer import FaceOptions, FaceRestorer
+    from ..faces.pipeline import FaceOptions, FaceRestorer
 
     detector = load_detector(args.detector, min_face_size=args.min_face_size, thresholds=args.detect_thresholds,
                              providers=providers_like(restorer.backend))

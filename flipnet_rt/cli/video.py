@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         from ..video.encoding import EncoderOptions
         from ..video.errors import VideoError
-        from ..video.restorer import VideoOptions
+        from ..video.pipeline import VideoOptions
         from ..video.source import VideoSource
     except ImportError as exc:  # pragma: no cover - only without the extra
         print(f"error: video needs PyAV ({exc.name} missing): pip install 'flipnet-rt[video]'", file=sys.stderr)
@@ -123,7 +123,7 @@ def _options(args: argparse.Namespace, EncoderOptions, VideoOptions):
 
 def _restore(args: argparse.Namespace, encoder, options) -> int:
     from ..video.errors import VideoError
-    from ..video.restorer import VideoRestorer
+    from ..video.pipeline import VideoRestorer
     from ..video.transcode import transcode
     from .jobs import UsageError, load_restorer
 
@@ -144,8 +144,8 @@ def _restore(args: argparse.Namespace, encoder, options) -> int:
         print(f"interrupted; {args.output} was not written", file=sys.stderr)
         return 130
     finally:
-        for faces in workers:
-            faces.restorer.close()
+        for worker in workers:
+            worker.restorer.close()
     print(f"video: wrote {args.output} ({report.frames} frames, {report.packets} copied packets, "
           f"{video.tracks_seen} face tracks, {report.fps:.2f} frames/s)", file=sys.stderr)
     return 0

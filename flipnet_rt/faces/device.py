@@ -1,6 +1,6 @@
 """Whole frames on the engine's device: upload once, warp, restore, colour-fix, paste, download once.
 
-The host path of :class:`~.restorer.FaceRestorer` warps each face out of the frame on the CPU,
+The host path of :class:`~.pipeline.FaceRestorer` warps each face out of the frame on the CPU,
 sends the aligned crops to the engine, brings each restoration back and pastes it on the CPU. On
 a GPU backend :class:`DeviceFrames` instead uploads each frame once; the native CUDA kernels
 (``flipnet_rt._native``, issue 17) warp the crops out of it into the engine's input, colour-fix the
@@ -14,7 +14,7 @@ no NaN: each batch leaves a flag on the device (:meth:`FrameKernels.to_faces` wi
 with the frames (:meth:`FrameKernels.check_nan`), so the next batch's upload and warp overlap the engine.
 
 Only faces whose crop side S equals the model's resolution R take this path (no resize, no
-keep-detail); :class:`~.restorer.FaceRestorer` sends a call holding a larger face the host way.
+keep-detail); :class:`~.pipeline.FaceRestorer` sends a call holding a larger face the host way.
 
 One interface, :class:`FrameKernels`, three implementations chosen once per backend
 (:func:`frame_kernels`): :class:`HostKernels` (numpy, :mod:`flipnet_rt.native`'s host kernels; how
@@ -372,13 +372,13 @@ class DeviceFrames:
         for start in range(0, len(flat_seeds), step):
             batch = pixels[start:start + step]
             feed = k.cast(batch, self._feed)
-            out = k.float32(core.run_arrays(feed, Mode.RESTORE, sampling, flat_seeds[start:start + step]))
+            out = k.float32(core.run_device(feed, Mode.RESTORE, sampling, flat_seeds[start:start + step]))
             if sampling.color_fix:
                 out = k.color_fix(out, batch, sampling.color_fix)
             restored = k.to_faces(out, nan)
             if self.fidelity is not None:  # fidelity.py: the blend with the input crop, before the paste
                 if self.fidelity.estimates:
-                    w = core.fidelity_arrays(feed, k.cast(k.to_pixels(restored), self._feed))
+                    w = core.fidelity_device(feed, k.cast(k.to_pixels(restored), self._feed))
                 else:
                     w = np.full(len(restored), self.fidelity.fidelity, np.float32)
                 restored = k.blend(k.to_faces(batch, nan), restored, w)

@@ -1,7 +1,7 @@
 """Paste restored faces back into the image through a feathered mask (DESIGN §6).
 
 Pure functions (the native kernels port them and test parity). For each face, in the order
-given (later faces are pasted over earlier ones; :class:`~flipnet_rt.faces.restorer.FaceRestorer`
+given (later faces are pasted over earlier ones; :class:`~flipnet_rt.faces.pipeline.FaceRestorer`
 passes them by ascending area, then detector index, so the larger face wins an overlap):
 
 1. ``inv = cv2.invertAffineTransform(A)``; the crop square's corners mapped through ``inv`` give

@@ -213,7 +213,7 @@ def model_runner(restorer: Any, mode: Mode) -> Run:
 
         return degrade
 
-    from ..faces.restorer import FaceOptions, FaceRestorer
+    from ..faces.pipeline import FaceOptions, FaceRestorer
 
     @functools.lru_cache(maxsize=FACE_RESTORER_CACHE)
     def faces(fidelity: Fidelity) -> FaceRestorer:

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 MODELS = {"restore": Mode.RESTORE, "degrade": Mode.DEGRADE}
 #: Whole images (any size, any number of faces): detect, align, restore every face, paste back
-#: (:class:`flipnet_rt.faces.restorer.FaceRestorer`); output ``restored`` of the input's size.
+#: (:class:`flipnet_rt.faces.pipeline.FaceRestorer`); output ``restored`` of the input's size.
 WHOLE_IMAGE_MODEL = "restore_image"
 #: Triton APIs that need PyTriton's access token (its defaults less ``statistics``).
 RESTRICTED_ENDPOINTS = ("shared-memory", "model-repository", "trace", "logging")
@@ -131,7 +131,7 @@ def whole_image_runner(restorer: Any, detector: Any) -> Run:
     ``FaceRestorer(restorer, detector, FaceOptions(fidelity=fidelity), sampling=options).restore_image(image, seed)``.
     One FaceRestorer per distinct (options, fidelity), the last ``FACE_RESTORER_CACHE`` kept
     (the detector is shared)."""
-    from ..faces.restorer import FaceOptions, FaceRestorer
+    from ..faces.pipeline import FaceOptions, FaceRestorer
 
     @functools.lru_cache(maxsize=FACE_RESTORER_CACHE)
     def faces(options: Any, fidelity: Fidelity) -> FaceRestorer:

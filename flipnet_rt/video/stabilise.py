@@ -41,7 +41,7 @@ def filter_step(mean: Any, crop: Any, alpha: float, threshold: float) -> Any:
 class CropStabiliser:
     """Per track, the motion-adaptive running mean of its aligned input crops (see the module doc).
 
-    Called in frame order: by :class:`~.restorer.VideoRestorer` on its own thread for the host frame
+    Called in frame order: by :class:`~.pipeline.VideoRestorer` on its own thread for the host frame
     path, or by the one engine worker of the device frame path (:mod:`flipnet_rt.faces.device`), where
     the means stay on the GPU.
 

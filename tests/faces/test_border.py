@@ -8,7 +8,7 @@ import pytest
 
 from faces.support import load_rgb
 from flipnet_rt.evaluation import psnr, ssim, synthesise_lq
-from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer
+from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
 from flipnet_rt.faces.synthetic import LFW_LANDMARKS
 from flipnet_rt.faces.types import BorderMode, Face
 from flipnet_rt.options import image_seed

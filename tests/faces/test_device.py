@@ -36,7 +36,7 @@ def frames(mtcnn):
 
 
 def _restorers(restorer, mtcnn, **options):
-    from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer
+    from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
 
     opts = FaceOptions(**options)
     return (FaceRestorer(restorer, mtcnn, opts, frame_path="host"),
@@ -129,7 +129,7 @@ def test_which_kernels_run_which_arrays():
 
 
 def test_the_frame_path_is_chosen_once(demo_restorer, mtcnn, tiny_restorer):
-    from flipnet_rt.faces.restorer import FaceRestorer
+    from flipnet_rt.faces.pipeline import FaceRestorer
     from faces.support import ShiftRestorer
 
     assert FaceRestorer(demo_restorer, mtcnn).device_frames is None  # host by default

@@ -113,7 +113,7 @@ def test_whole_frames_on_the_torch_backend_match_the_host_path(tiny_model):
     from flipnet_rt.backends.torch import TorchBackend
     from flipnet_rt.faces.align import template
     from flipnet_rt.faces.device import TorchKernels
-    from flipnet_rt.faces.restorer import FaceRestorer
+    from flipnet_rt.faces.pipeline import FaceRestorer
     from flipnet_rt.faces.types import Face
     from flipnet_rt.models import PROMPT_KINDS
     from flipnet_rt.restorer import Restorer
@@ -174,12 +174,12 @@ def test_a_nan_output_raises_at_the_download_and_no_batch_waits(monkeypatch):
     r, value = 32, float("nan")
     engine: list = []
 
-    def run_arrays(pixels, mode, options, seeds):
+    def run_device(pixels, mode, options, seeds):
         engine.append(len(seeds))
         return torch.full_like(pixels, value)
 
     backend = types.SimpleNamespace(from_numpy=lambda a: torch.from_numpy(np.array(a)), concat=torch.cat)
-    core = types.SimpleNamespace(backend=backend, run_arrays=run_arrays, config=types.SimpleNamespace(resolution=r))
+    core = types.SimpleNamespace(backend=backend, run_device=run_device, config=types.SimpleNamespace(resolution=r))
     device = DeviceFrames(core, kernels, "reflect", max_batch=1)
     rng = np.random.default_rng(3)
     frames = [rng.integers(0, 256, (2 * r, 3 * r, 3), dtype=np.uint8) for _ in range(2)]

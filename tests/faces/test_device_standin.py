@@ -141,7 +141,7 @@ def test_whole_frames_on_torch_tensors_equal_the_host_path(torch_kernels, tiny_r
     host path of FaceRestorer, bit for bit (the stand-in runs the host path's kernels)."""
     from flipnet_rt.faces.align import template
     from flipnet_rt.faces.device import DeviceFrames
-    from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer
+    from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
     from flipnet_rt.faces.types import Face
 
     kernels, _ = torch_kernels
@@ -178,7 +178,7 @@ def test_track_filtered_crops_on_torch_tensors_equal_the_host_paths(torch_kernel
     and differ from unfiltered ones from the second frame on."""
     from flipnet_rt.faces.align import template
     from flipnet_rt.faces.device import DeviceFrames
-    from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer
+    from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
     from flipnet_rt.faces.types import Face
     from flipnet_rt.video.stabilise import CropStabiliser, TrackCrops
 

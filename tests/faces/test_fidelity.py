@@ -11,7 +11,7 @@ import pytest
 from faces.support import ShiftRestorer
 from flipnet_rt.faces.fidelity import AUTO, FidelityChooser, blend, parse_fidelity
 from flipnet_rt.faces.paste import paste_faces
-from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer
+from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
 
 
 @pytest.mark.parametrize("value, expected", [("auto", AUTO), (" AUTO ", AUTO), ("0", 0.0), ("1", 1.0), ("0.35", 0.35),

@@ -8,7 +8,7 @@ import pytest
 
 from faces.support import load_rgb
 from flipnet_rt.evaluation import evaluate, psnr, ssim
-from flipnet_rt.faces.restorer import CropRestorer, FaceOptions, FaceRestorer
+from flipnet_rt.faces.pipeline import CropRestorer, FaceOptions, FaceRestorer
 from flipnet_rt.imaging.geometry import prepare_square
 from flipnet_rt.options import image_seed
 

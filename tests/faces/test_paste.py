@@ -7,7 +7,7 @@ import pytest
 
 from faces.support import ShiftRestorer
 from flipnet_rt.faces.paste import paste_box, paste_faces, soft_mask
-from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer
+from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:

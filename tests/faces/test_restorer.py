@@ -10,7 +10,7 @@ import pytest
 from faces.support import ShiftRestorer
 from flipnet_rt.faces.paste import paste_box, soft_mask
 from flipnet_rt.faces.report import image_entry, save_faces, write_report
-from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer, face_seed, select_faces
+from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer, face_seed, select_faces
 from flipnet_rt.faces.types import Face
 
 
@@ -28,7 +28,7 @@ def demo_faces(demo_restorer, mtcnn):
     return FaceRestorer(demo_restorer, detector=mtcnn)
 
 
-def test_whole_picture_with_the_demo_engine(demo_faces, astronaut_group, tmp_path):
+def test_whole_picture_with_the_demo_engine(demo_faces, demo_restorer, astronaut_group, tmp_path):
     image, truth = astronaut_group
     out, results = demo_faces.restore_image(image, seed=7)
     assert out.shape == image.shape and out.dtype == np.uint8
@@ -36,9 +36,9 @@ def test_whole_picture_with_the_demo_engine(demo_faces, astronaut_group, tmp_pat
     assert [r.seed for r in results] == [face_seed(7, j) for j in range(3)]
     outside = _outside(image.shape, results)
     np.testing.assert_array_equal(out[outside], image[outside])
-    from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer
+    from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
 
-    model_only = FaceRestorer(demo_faces.restorer, demo_faces.detector, FaceOptions(fidelity=0.0))
+    model_only = FaceRestorer(demo_restorer, demo_faces.detector, FaceOptions(fidelity=0.0))
     _, plain = model_only.restore_image(image, seed=7)
     changed = [float(np.abs(r.output.astype(np.int16) - r.aligned).mean()) for r in plain]
     kept = [float(np.abs(r.output.astype(np.int16) - r.aligned).mean()) for r in results]

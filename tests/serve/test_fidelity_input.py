@@ -116,10 +116,10 @@ def test_degrade_refuses_fidelity(restorer):
 
 
 class _Counted:
-    """Patches ``flipnet_rt.faces.restorer.FaceRestorer`` to count constructions."""
+    """Patches ``flipnet_rt.faces.pipeline.FaceRestorer`` to count constructions."""
 
     def __init__(self, monkeypatch) -> None:
-        from flipnet_rt.faces import restorer as module
+        from flipnet_rt.faces import pipeline as module
 
         self.built: list[object] = []
         counter = self
@@ -156,7 +156,7 @@ class _FixedDetector:
 def test_whole_image_model_takes_the_fidelity_per_row(monkeypatch):
     """``restore_image`` through the server's own infer function (a PyTriton request stood in by
     its ``data``): each row is FaceRestorer(..., FaceOptions(fidelity=f)).restore_image(image, seed)."""
-    from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer
+    from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
     from flipnet_rt.serve.server import infer_function, whole_image_runner
 
     stand_in, detector = ShiftRestorer(64, offset=40), _FixedDetector()

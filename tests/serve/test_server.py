@@ -197,7 +197,7 @@ def test_whole_images_match_the_face_restorer(server, reference):
     import tritonclient.http as httpclient
     from PIL import Image
 
-    from flipnet_rt.faces.restorer import FaceRestorer
+    from flipnet_rt.faces.pipeline import FaceRestorer
     from flipnet_rt.faces.synthetic import group_picture
 
     data = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "lfw" / "val"

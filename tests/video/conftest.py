@@ -22,14 +22,27 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def demo_faces():
-    """A FaceRestorer on the shipped demo engine (64 px, ONNX Runtime CPU) with MTCNN (shipped weights)."""
+def demo_engine() -> Path:
+    """The shipped demo engine (64 px)."""
     from video.clips import require
 
     engine = Path(__file__).resolve().parents[2] / "models" / "demo-onnx"
     require((engine / "manifest.json").is_file(), f"{engine} (the shipped demo engine)")
-    from flipnet_rt.faces.detectors import load_detector
-    from flipnet_rt.faces.restorer import FaceRestorer
+    return engine
+
+
+@pytest.fixture(scope="session")
+def demo_video_restorer(demo_engine):
+    """The demo engine's Restorer on ONNX Runtime CPU (what ``demo_faces`` wraps)."""
     from flipnet_rt.restorer import Restorer
 
-    return FaceRestorer(Restorer.load(engine, backend="onnxruntime", device="cpu"), load_detector("mtcnn"))
+    return Restorer.load(demo_engine, backend="onnxruntime", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def demo_faces(demo_video_restorer):
+    """A FaceRestorer on the shipped demo engine (64 px, ONNX Runtime CPU) with MTCNN (shipped weights)."""
+    from flipnet_rt.faces.detectors import load_detector
+    from flipnet_rt.faces.pipeline import FaceRestorer
+
+    return FaceRestorer(demo_video_restorer, load_detector("mtcnn"))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from flipnet_rt.video.regions import detect_near
-from flipnet_rt.video.restorer import VideoOptions, VideoRestorer
+from flipnet_rt.video.pipeline import VideoOptions, VideoRestorer
 from flipnet_rt.video.synthetic import astronaut_face, noisy
 from video.clips import StandInFaces, static_face_frames
 
@@ -162,13 +162,13 @@ def test_a_face_that_appears_between_full_searches_is_followed_back(mtcnn):
         assert with_faces == list(range(first, 10)), (tracking, with_faces)
 
 
-def test_engine_workers_restore_the_same_frames_in_order(demo_faces):
+def test_engine_workers_restore_the_same_frames_in_order(demo_faces, demo_engine):
     """Two workers (each its own backend) give the pixels of one, in order; an error on a worker
     reaches the caller."""
-    from flipnet_rt.faces.restorer import FaceRestorer
+    from flipnet_rt.faces.pipeline import FaceRestorer
     from flipnet_rt.restorer import Restorer
 
-    engine = demo_faces.restorer.backend.directory
+    engine = demo_engine
     workers = [FaceRestorer(Restorer.load(engine, backend="onnxruntime", device="cpu", threads=1), demo_faces.detector)
                for _ in range(2)]
     frames, _ = static_face_frames(7, size=(160, 120), eye_distance=EYES)

@@ -8,7 +8,7 @@ import pytest
 
 from flipnet_rt.profiling import StageTimer
 from flipnet_rt.video.frames import Frame, IdentityProcessor
-from flipnet_rt.video.restorer import SeedMode, VideoOptions, VideoRestorer
+from flipnet_rt.video.pipeline import SeedMode, VideoOptions, VideoRestorer
 from flipnet_rt.video.transcode import transcode
 from video.clips import cfr_pts, flicker, frame_times, static_face_frames, stream_packets, write_clip
 
@@ -32,7 +32,7 @@ def inner_box(face_box: np.ndarray, fraction: float = 0.7) -> np.ndarray:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("eye_distance", [15.0, 30.0])
-def test_one_seed_per_track_does_not_flicker(demo_faces, eye_distance):
+def test_one_seed_per_track_does_not_flicker(demo_faces, demo_video_restorer, eye_distance):
     """A still face under fresh sensor noise (sigma 4) in each of 12 frames, at the demo model's own
     64 px scale (eyes 15 px apart) and at twice it (keep-detail). Measured in the middle 70 % of the
     detected box. With the defaults (one seed per track, fidelity auto, what is taken from the
@@ -43,9 +43,9 @@ def test_one_seed_per_track_does_not_flicker(demo_faces, eye_distance):
     runs = {"default": VideoOptions(batch_size=8),
             "track, unfiltered": VideoOptions(batch_size=8, stabilise=False),
             "seed per frame, unfiltered": VideoOptions(batch_size=8, seed_mode=SeedMode.FRAME, stabilise=False)}
-    from flipnet_rt.faces.restorer import FaceOptions, FaceRestorer
+    from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
 
-    plain = FaceRestorer(demo_faces.restorer, demo_faces.detector, FaceOptions(fidelity=0.0))
+    plain = FaceRestorer(demo_video_restorer, demo_faces.detector, FaceOptions(fidelity=0.0))
     runs["seed per frame, fidelity 0 (before issue 25)"] = runs["seed per frame, unfiltered"]
     results = {}
     for name, options in runs.items():

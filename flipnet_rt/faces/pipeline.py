@@ -409,12 +409,13 @@ class CropRestorer:
     the same size out, keep-detail for large ones. Lets :func:`flipnet_rt.evaluation.evaluate` score
     at the input's own size (HQ faces prepared at that size instead of the model's)."""
 
-    def __init__(self, faces: FaceRestorer) -> None:
-        self.faces = faces
-        self.config = faces.restorer.config
+    def __init__(self, pipeline: FaceRestorer) -> None:
+        self.faces = pipeline
+        self.restorer = pipeline.restorer
+        self.config = self.restorer.config
 
     def options(self, **overrides: object) -> SamplingOptions:
-        return self.faces.restorer.options(**overrides)
+        return self.restorer.options(**overrides)
 
     def restore(self, images: Sequence[np.ndarray], options: SamplingOptions | None = None,
                 seeds: Sequence[int] | None = None) -> list[np.ndarray]:

@@ -15,7 +15,7 @@ in order, restored, after a bounded delay.
 3. once ``lookahead`` newer frames have been seen, smooth each track's landmarks around the frame
    and fill short misses (:class:`~.smoothing.TrackSmoother`);
 4. gather frames until their faces fill ``batch_size``, restore all those faces in one core
-   batch and paste them back (:meth:`flipnet_rt.faces.restorer.FaceRestorer.restore_faces`);
+   batch and paste them back (:meth:`flipnet_rt.faces.pipeline.FaceRestorer.restore_faces`);
    given several face restorers (engine workers), batches are restored concurrently, one per
    worker, and still come out in order.
 
@@ -48,7 +48,7 @@ from .stabilise import CropStabiliser, TrackCrops
 from .tracker import FaceTracker, track_seed
 
 if TYPE_CHECKING:
-    from ..faces.restorer import FaceRestorer
+    from ..faces.pipeline import FaceRestorer
     from ..faces.types import Face, FaceDetector
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ class VideoRestorer:
     """Restores the faces of a stream of frames (see the module's docstring).
 
     Args:
-        faces: a :class:`flipnet_rt.faces.restorer.FaceRestorer` (its options, e.g.
+        faces: a :class:`flipnet_rt.faces.pipeline.FaceRestorer` (its options, e.g.
             ``min_face_size`` or ``max_faces``, apply to every frame), or several alike, each on
             its own backend (a backend runs one call at a time): engine workers that restore
             batches concurrently (on the CPU, two single-threaded workers restored 1.6-1.8x the
