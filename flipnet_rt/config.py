@@ -9,8 +9,11 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Mapping
+
+from .sampling.schedule import SamplerKind, ScheduleConfig, Spacing, as_choice
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "flipnet.json"
@@ -20,16 +23,8 @@ class ConfigError(ValueError):
     """A model configuration that cannot be used; the message names the field and the fix."""
 
 
-@dataclass(frozen=True)
-class ScheduleSpec:
-    """The training noise schedule (scaled-linear betas, Stable Diffusion 2.1-base values)."""
-
-    beta_start: float = 0.00085
-    beta_end: float = 0.012
-    num_train_timesteps: int = 1000
-    steps_offset: int = 1
-    set_alpha_to_one: bool = False
-    prediction_type: str = "epsilon"  # or "v_prediction"
+#: The training noise schedule, ``flipnet.json``'s ``schedule``: defined once, in ``sampling``.
+ScheduleSpec = ScheduleConfig
 
 
 @dataclass(frozen=True)
@@ -61,17 +56,23 @@ class BoostHubSpec:
 
 @dataclass(frozen=True)
 class Defaults:
-    """Sampler defaults a command uses when the user gives none."""
+    """Sampler defaults a command uses when the user gives none (``options.SamplingOptions`` adds
+    the per-call seed to these fields; they are defined here once)."""
 
     steps: int = 20
-    sampler: str = "dpmpp-2m"
-    spacing: str = "leading"
+    sampler: SamplerKind = SamplerKind.DPMPP_2M
+    spacing: Spacing = Spacing.LEADING
     guidance: float = 1.5
     phi: float = 1.0
     t_cond: int = 0
     eta: float = 0.0
     strength: float = 1.0  # 1: from pure noise; < 1: from the noised condition latent (SamplingOptions)
     color_fix: int = 0  # wavelet colour fix levels after restoring (0: off)
+
+    def __post_init__(self) -> None:
+        # The plain strings of flipnet.json ("ddim") become the enums; an unknown one lists the choices.
+        object.__setattr__(self, "sampler", as_choice(SamplerKind, "sampler", self.sampler))
+        object.__setattr__(self, "spacing", as_choice(Spacing, "spacing", self.spacing))
 
 
 @dataclass(frozen=True)
@@ -155,14 +156,11 @@ class FlipnetConfig:
                 f"{2 ** (len(self.face.channels) - 1)}, but resolution/grid = {down}; "
                 f"use log2({down}) + 1 levels"
             )
-        if self.schedule.prediction_type not in ("epsilon", "v_prediction"):
-            raise ConfigError(
-                f"schedule.prediction_type: {self.schedule.prediction_type!r}; use 'epsilon' or 'v_prediction'"
-            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
+        """Plain JSON data: enums as their values ("ddim"), as flipnet.json stores them."""
+        out = dataclasses.asdict(self, dict_factory=_plain)
         out["unet"] = dict(self.unet)
         out["vae"] = dict(self.vae)
         return out
@@ -236,7 +234,16 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
         else:
             _check_scalar(f, value, f"{prefix}{name}")
         kwargs[name] = value
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # a section's own check (ScheduleConfig's betas, Defaults' enums)
+        raise ConfigError(f"{prefix}{exc}") from None
+
+
+def _plain(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {k: v.value if isinstance(v, Enum) else v for k, v in items}
 
 
 def _check_scalar(f: dataclasses.Field, value: Any, where: str) -> None:
@@ -244,6 +251,8 @@ def _check_scalar(f: dataclasses.Field, value: Any, where: str) -> None:
     if default is dataclasses.MISSING or default is None:
         return
     expected = type(default)
+    if isinstance(default, Enum):
+        expected = str  # the section's __post_init__ checks the value and lists the choices
     ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         ok = True

@@ -9,8 +9,8 @@ from enum import Enum
 
 import numpy as np
 
-from .config import FlipnetConfig
-from .sampling import PredictionType, SamplerKind, ScheduleConfig, Spacing
+from .config import Defaults, FlipnetConfig
+from .sampling import SamplerKind, ScheduleConfig, Spacing
 
 
 class Mode(str, Enum):
@@ -27,37 +27,16 @@ MAX_COLOR_FIX_LEVELS = 10
 
 
 @dataclass(frozen=True)
-class SamplingOptions:
-    """What a restore or degrade call does; defaults come from the model's config."""
+class SamplingOptions(Defaults):
+    """What a restore or degrade call does: the model's sampler ``Defaults`` (their fields, enums and
+    checks are defined there once) plus the per-call seed; ``from_config`` takes the model's values."""
 
-    sampler: SamplerKind = SamplerKind.DPMPP_2M
-    steps: int = 20
-    spacing: Spacing = Spacing.LEADING
-    guidance: float = 1.5
-    phi: float = 1.0
-    t_cond: int = 0
-    strength: float = 1.0  # 1.0: from pure noise; < 1: from the noised condition latent, fewer steps
-    eta: float = 0.0  # DDIM only: 0 deterministic, 1 DDPM-like
-    color_fix: int = 0  # restore mode: wavelet colour fix levels (0 off; images.wavelet_color_fix)
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name, enum in (("sampler", SamplerKind), ("spacing", Spacing)):
-            value = getattr(self, name)
-            try:
-                object.__setattr__(self, name, enum(value))
-            except ValueError:
-                choices = ", ".join(e.value for e in enum)
-                raise ValueError(f"{name}: {value!r} is not one of {choices}") from None
 
     @classmethod
     def from_config(cls, config: FlipnetConfig, **overrides: object) -> "SamplingOptions":
         d = config.defaults
-        base = cls(
-            sampler=SamplerKind(d.sampler), steps=d.steps, spacing=Spacing(d.spacing),
-            guidance=d.guidance, phi=d.phi, t_cond=d.t_cond, eta=d.eta, strength=d.strength,
-            color_fix=d.color_fix,
-        )
+        base = cls(**{f.name: getattr(d, f.name) for f in dataclasses.fields(d)})
         given = {k: v for k, v in overrides.items() if v is not None}
         return dataclasses.replace(base, **given).validate(config)
 
@@ -92,9 +71,5 @@ def image_seed(seed: int, index: int, variant: int = 0) -> int:
 
 
 def schedule_config(config: FlipnetConfig) -> ScheduleConfig:
-    s = config.schedule
-    return ScheduleConfig(
-        beta_start=s.beta_start, beta_end=s.beta_end, num_train_timesteps=s.num_train_timesteps,
-        steps_offset=s.steps_offset, set_alpha_to_one=s.set_alpha_to_one,
-        prediction_type=PredictionType(s.prediction_type),
-    )
+    """The model's training schedule (``ScheduleSpec`` is ``ScheduleConfig``: one definition)."""
+    return config.schedule

@@ -42,7 +42,10 @@ def _write(tmp_path, mutate):
         (lambda d: d["defaults"].update(guidance=True), "defaults.guidance: expected float"),
         (lambda d: d.update(resolution=60), "resolution: 60 must be a positive multiple"),
         (lambda d: d["face"].update(grid=8), "face.channels"),
-        (lambda d: d["schedule"].update(prediction_type="x0"), "schedule.prediction_type"),
+        (lambda d: d["schedule"].update(prediction_type="x0"), "schedule.prediction_type: 'x0' is not one of"),
+        (lambda d: d["schedule"].update(num_train_timesteps=1), "schedule.num_train_timesteps=1; use at least 2"),
+        (lambda d: d["defaults"].update(sampler="plms"), "defaults.sampler: 'plms' is not one of ddim, dpmpp-2m"),
+        (lambda d: d["defaults"].update(spacing=3), "defaults.spacing: expected str"),
         (lambda d: d.update(format_version=9), "format_version"),
         (lambda d: d.update(face=[1, 2]), "face: expected an object"),
     ],
@@ -69,3 +72,26 @@ def test_digest_ignores_sampler_defaults_only():
     tuned = dataclasses.replace(config, defaults=dataclasses.replace(config.defaults, steps=4, strength=0.5))
     assert tuned.digest() == config.digest()
     assert dataclasses.replace(config, latent_scaling=0.2).digest() != config.digest()
+
+
+@pytest.mark.parametrize("directory", ["models/demo", "models/demo-onnx"])
+def test_shipped_configs_load_and_save_byte_identical(directory, tmp_path):
+    from pathlib import Path
+
+    source = Path(__file__).parents[1] / directory / "flipnet.json"
+    FlipnetConfig.load(source.parent).save(tmp_path)
+    assert (tmp_path / "flipnet.json").read_bytes() == source.read_bytes()
+
+
+def test_sampler_defaults_and_schedule_are_defined_once():
+    """flipnet.json's sections are the runtime's types: enums in memory, their values on disk."""
+    from flipnet_rt.config import Defaults, ScheduleSpec
+    from flipnet_rt.options import SamplingOptions
+    from flipnet_rt.sampling import SamplerKind, ScheduleConfig, Spacing
+
+    assert ScheduleSpec is ScheduleConfig
+    assert issubclass(SamplingOptions, Defaults)
+    d = Defaults(sampler="ddim", spacing="trailing")
+    assert d.sampler is SamplerKind.DDIM and d.spacing is Spacing.TRAILING
+    data = preset("tiny").to_dict()
+    assert type(data["defaults"]["sampler"]) is str and type(data["schedule"]["prediction_type"]) is str

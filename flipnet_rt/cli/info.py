@@ -64,8 +64,8 @@ def engine_summary(spec: str) -> dict[str, str]:
         "files": f"{len(m.files)} ({size / 2**20:.1f} MiB)",
         "tensorrt plans": plans,
         "context": f"{c.text_tokens} text + {c.face.tokens} id tokens of width {c.text_width}",
-        "prediction": c.schedule.prediction_type,
-        "defaults": ", ".join(f"{k}={v}" for k, v in vars(c.defaults).items()),
+        "prediction": c.schedule.prediction_type.value,
+        "defaults": ", ".join(f"{k}={v}" for k, v in c.to_dict()["defaults"].items()),
     }
 
 
@@ -92,8 +92,8 @@ def model_summary(spec: str) -> dict[str, str]:
         "vae": millions(model.vae),
         "face encoder + adapter": millions(model.face),
         "context": f"{c.text_tokens} text + {c.face.tokens} id tokens of width {c.text_width}",
-        "prediction": c.schedule.prediction_type,
-        "defaults": ", ".join(f"{k}={v}" for k, v in vars(c.defaults).items()),
+        "prediction": c.schedule.prediction_type.value,
+        "defaults": ", ".join(f"{k}={v}" for k, v in c.to_dict()["defaults"].items()),
         "config sha256": c.digest()[:16],
     }
 

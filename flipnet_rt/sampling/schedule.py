@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -86,7 +86,7 @@ class ScheduleConfig:
                 "need 0 < beta_start < beta_end < 1"
             )
         # Accept the plain string too ("epsilon"), as read from a JSON config.
-        object.__setattr__(self, "prediction_type", PredictionType(self.prediction_type))
+        object.__setattr__(self, "prediction_type", as_choice(PredictionType, "prediction_type", self.prediction_type))
 
     def alphas_cumprod(self) -> np.ndarray:
         """``alpha_bar_t`` for t = 0..T-1, [T] float64: scaled-linear betas, cumprod(1 - beta)."""
@@ -95,6 +95,18 @@ class ScheduleConfig:
             dtype=np.float64,
         ) ** 2
         return np.cumprod(1.0 - betas)
+
+
+E = TypeVar("E", bound=Enum)
+
+
+def as_choice(enum: type[E], name: str, value: object) -> E:
+    """``enum(value)``; the error names the field and lists the choices (a config's or option's check)."""
+    try:
+        return enum(value)
+    except ValueError:
+        choices = ", ".join(e.value for e in enum)
+        raise ValueError(f"{name}: {value!r} is not one of {choices}") from None
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
