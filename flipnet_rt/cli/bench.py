@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..backends.registry import KINDS
 from ..precision import Precision
+from .flags import DEVICES
 
 
 def _csv_list(kind):
@@ -42,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction, model_arg) -> None:
     p.add_argument("--backend", type=_csv_list(_backend), default=["auto"], metavar="{" + ",".join(KINDS) + "}[,...]",
                    help="auto: the fastest backend that can run the artifacts here (as restore); several, "
                         "e.g. onnxruntime,torch, are measured one after another in this run")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+    p.add_argument("--device", choices=DEVICES, default="auto",
                    help="auto: a CUDA GPU when the backend can use one, else the CPU")
     p.add_argument("--precision", type=Precision.parse, choices=list(Precision), default=Precision.FP32,
                    help="torch backend dtype (engines carry their own precision)")

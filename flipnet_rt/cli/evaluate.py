@@ -15,7 +15,7 @@ from pathlib import Path
 from ..batchio import is_image_path
 from ..imaging.geometry import prepare_square
 from ..imaging.io import ImageError, format_path, load_image
-from .faces import fidelity_arg
+from .faces import fidelity_arg, keep_detail_arg
 
 
 def add_parser(sub: argparse._SubParsersAction, run_args) -> None:
@@ -27,8 +27,7 @@ def add_parser(sub: argparse._SubParsersAction, run_args) -> None:
     p.add_argument("--size", type=int, default=0, metavar="PX",
                    help="score at this face size (0: the model's resolution). Larger faces are restored at the "
                         "model's size and brought back with the input's detail above it (keep-detail)")
-    p.add_argument("--no-keep-detail", dest="keep_detail", action="store_false",
-                   help="with --size above the model's: the restoration only resized back (no input detail)")
+    keep_detail_arg(p)
     p.add_argument("--limit", type=int, default=0, metavar="N", help="the first N images in name order (0: all)")
     p.add_argument("--identity", choices=("auto", "dlib", "off"), default="auto",
                    help="identity distance with dlib's face descriptor (auto: when dlib-bin and "
@@ -67,9 +66,9 @@ def run(args: argparse.Namespace) -> int:
             from ..levels import parse_levels
 
             levels = parse_levels(args.levels)
-        from ..faces.fidelity import parse_fidelity
+        from ..faces.pipeline import CropRestorer, FaceOptions, FaceRestorer
 
-        parse_fidelity(args.fidelity)
+        face_options = FaceOptions(keep_detail=args.keep_detail, fidelity=args.fidelity)  # checked here, once
         if not args.hq.is_dir():
             raise ValueError(f"--hq {args.hq}: no such folder")
         if not args.model:
@@ -102,10 +101,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --size {args.size}: give a size in pixels, or 0 for the model's", file=sys.stderr)
         return 2
     resolution = args.size or restorer.config.resolution
-    from ..faces.pipeline import CropRestorer, FaceOptions, FaceRestorer
-
     # the faces at their own size, as whole images get them (keep-detail above the model's), blended by --fidelity
-    faces_restorer = FaceRestorer(restorer, options=FaceOptions(keep_detail=args.keep_detail, fidelity=args.fidelity),
+    faces_restorer = FaceRestorer(restorer, options=face_options,
                                   sampling=options)
     faces, errors = [], []
     for path in files:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..faces.detectors import DetectorKind
+from .flags import choices
+
 
 def _thresholds(text: str) -> tuple[float, ...]:
     try:
@@ -19,7 +22,7 @@ def _thresholds(text: str) -> tuple[float, ...]:
 def face_args(parser: argparse.ArgumentParser) -> None:
     """--detector and the face selection options (whole-image face restoration)."""
     g = parser.add_argument_group("faces (whole images and video)")
-    g.add_argument("--detector", choices=("mtcnn", "dlib"), default="mtcnn",
+    g.add_argument("--detector", choices=choices(DetectorKind), default="mtcnn",
                    help="mtcnn: three ONNX networks on the restorer's device (default); dlib: HOG on the CPU "
                         "(the eval extra)")
     g.add_argument("--detect-thresholds", type=_thresholds, metavar="P,R,O",
@@ -30,10 +33,16 @@ def face_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-faces", type=int, default=0, metavar="N",
                    help="restore the N largest faces per image (0: all)")
     g.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the image's centre")
-    g.add_argument("--no-keep-detail", dest="keep_detail", action="store_false",
-                   help="faces larger than the model's resolution come back at the model's detail only "
-                        "(default: the input's finer detail is kept; it also keeps the input's noise)")
+    keep_detail_arg(g)
     fidelity_arg(g)
+
+
+def keep_detail_arg(group: argparse._ActionsContainer) -> None:
+    """``--no-keep-detail`` (restore, video, eval): ``FaceOptions.keep_detail``."""
+    group.add_argument("--no-keep-detail", dest="keep_detail", action="store_false",
+                       help="faces larger than the model's resolution (eval: --size above it) come back at the "
+                            "model's detail only, resized (default: the input's finer detail is kept; it also "
+                            "keeps the input's noise)")
 
 
 def fidelity_arg(group: argparse._ActionsContainer) -> None:

@@ -28,16 +28,16 @@ from typing import Sequence
 
 from .. import __version__
 from ..backends.registry import KINDS
+from ..sampling import SamplerKind, Spacing
 from . import bench, engines, evaluate, serve, video
 from . import info as info_cmd
 from .faces import face_args
+from .flags import DEVICES, choices
 from .jobs import run_jobs
 
 log = logging.getLogger("flipnet_rt.cli")
 
 MODEL_ENV = "FLIPNET_MODEL"
-SAMPLERS = ("ddim", "dpmpp-2m", "euler")
-SPACINGS = ("leading", "trailing", "linspace")
 
 
 def _model_arg(parser: argparse.ArgumentParser) -> None:
@@ -62,8 +62,8 @@ def run_args(parser: argparse.ArgumentParser) -> None:
     _model_arg(parser)
     g = parser.add_argument_group("sampling (defaults come from the model's flipnet.json)")
     g.add_argument("--steps", type=int, help="denoising steps")
-    g.add_argument("--sampler", choices=SAMPLERS, help="ddim, dpmpp-2m (DPM-Solver++ 2M) or euler")
-    g.add_argument("--spacing", choices=SPACINGS, help="timestep spacing")
+    g.add_argument("--sampler", choices=choices(SamplerKind), help="ddim, dpmpp-2m (DPM-Solver++ 2M) or euler")
+    g.add_argument("--spacing", choices=choices(Spacing), help="timestep spacing")
     g.add_argument("--guidance", type=float, help="classifier-free guidance scale; 1 disables it (half the UNet work)")
     g.add_argument("--phi", type=float, help="BoostHub enhance weight (Eq. 5): more LQ structure vs. more prior")
     g.add_argument("--cond-t", dest="t_cond", type=int, help="timestep of the condition stream (0: clean)")
@@ -81,7 +81,7 @@ def run_args(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--backend", default="auto", choices=KINDS,
                    help="auto: TensorRT (engine directory with plans) > ONNX Runtime CUDA > PyTorch CUDA > "
                         "ONNX Runtime CPU, by what is installed and what --model is")
-    b.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+    b.add_argument("--device", default="auto", choices=DEVICES,
                    help="auto: a CUDA GPU when the backend can use one, else the CPU")
     b.add_argument("--cuda-graphs", action="store_true",
                    help="tensorrt/torch on CUDA: one CUDA graph per network and batch shape (less launch "

@@ -23,7 +23,10 @@ COMMANDS = ("serve", "export-triton")
 
 
 def add_parser(sub: argparse._SubParsersAction, model_arg) -> None:
+    from ..backends.registry import KINDS
     from ..serve.protocol import DEFAULT_MAX_PIXELS
+    from ..serve.repository import PLATFORMS
+    from .flags import DEVICES
 
     p = sub.add_parser("serve", help="serve restore/degrade on NVIDIA Triton (PyTriton): HTTP/gRPC, dynamic batching")
     model_arg(p)
@@ -42,9 +45,9 @@ def add_parser(sub: argparse._SubParsersAction, model_arg) -> None:
                    help="model instances, each with its own loaded Restorer (memory x N)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help="largest image (height x width) a request may carry")
-    p.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime", "torch"),
+    p.add_argument("--backend", default="auto", choices=KINDS,
                    help="the Restorer's backend (auto: the fastest that can run here)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto: a CUDA GPU when usable")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="auto: a CUDA GPU when usable")
     p.add_argument("--exit-timeout", type=int, default=20, metavar="S",
                    help="on SIGTERM, seconds to let requests in flight finish")
     p.add_argument("--idle-timeout", type=float, default=30.0, metavar="S",
@@ -56,7 +59,7 @@ def add_parser(sub: argparse._SubParsersAction, model_arg) -> None:
                                              "sampling loop as a Python model) for NVIDIA's Triton container")
     e.add_argument("engine", type=Path, metavar="ENGINE_DIR", help="engine directory from `flipnet-rt export`/`build`")
     e.add_argument("-o", "--output", required=True, type=Path, metavar="REPO", help="new model repository folder")
-    e.add_argument("--platform", choices=("onnxruntime", "tensorrt"), default="onnxruntime",
+    e.add_argument("--platform", choices=list(PLATFORMS), default="onnxruntime",
                    help="network models on onnxruntime_onnx (the .onnx files) or tensorrt_plan (the .plan "
                         "files of `flipnet-rt build`, for the GPU they were built on)")
     e.add_argument("--max-batch", type=int, default=8, metavar="N", help="images per dynamic batch of the flipnet model")

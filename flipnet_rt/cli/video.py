@@ -12,7 +12,10 @@ import os
 import sys
 from pathlib import Path
 
+from ..faces.types import FramePath
+from ..video.pipeline import SeedMode, Tracking
 from .faces import build_face_restorer, face_args
+from .flags import choices
 
 
 def add_parser(sub: argparse._SubParsersAction, run_args) -> None:
@@ -29,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction, run_args) -> None:
                    help="search the whole frame for faces every K frames (default 10; 1: every frame); "
                         "between, faces are followed as --tracking says. A face visible for less than K "
                         "frames can be missed")
-    t.add_argument("--tracking", choices=("region", "interpolate"), default="region",
+    t.add_argument("--tracking", choices=choices(Tracking), default="region",
                    help="between full-frame searches: region: detect each tracked face again in a window "
                         "around it, every frame (default); interpolate: interpolate its landmarks "
                         "(cheapest; needs --lookahead >= K)")
@@ -40,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction, run_args) -> None:
     t.add_argument("--workers", type=int, default=0, metavar="N",
                    help="engine workers restoring batches concurrently, each with its own copy of the model "
                         "(0, the default: two single-threaded ones on ONNX Runtime CPU with 2+ cores, else one)")
-    t.add_argument("--frame-path", choices=("auto", "host", "device"), default="auto",
+    t.add_argument("--frame-path", choices=choices(FramePath), default="auto",
                    help="where the warp, colour fix and paste run: device: on the engine's device, each frame "
                         "uploaded once and downloaded once (GPU backends with the native CUDA kernels; faces "
                         "larger than the model's resolution still go the host way); host: on the CPU; auto "
@@ -48,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction, run_args) -> None:
     t.add_argument("--detect-thread", action="store_true",
                    help="run the detector in its own thread, overlapping restoration (helps where cores are "
                         "spare or the restorer is on a GPU; on 2 shared CPU cores it measured slower)")
-    t.add_argument("--seed-mode", choices=("track", "frame"), default="track",
+    t.add_argument("--seed-mode", choices=choices(SeedMode), default="track",
                    help="track: one noise seed per face track (no flicker; default); frame: a new seed "
                         "every frame, as restoring frames one by one would (flickers)")
     t.add_argument("--no-stabilise", dest="stabilise", action="store_false",
