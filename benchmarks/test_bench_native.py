@@ -6,6 +6,8 @@ generated 1920x1080 frame with 3 faces of eye distance 40, 70 and 110 px (as
 
 * ``crop``: the engine input ``float32 [3, 3, 512, 512]`` in [-1, 1] —
   ``to_float(np.stack(faces.align.warp_faces(...)))`` vs ``native.warp_crop`` (one fused pass);
+* ``warp``: the uint8 crops ``[512, 512, 3]`` — ``faces.align.warp_faces`` (``cv2.warpAffine``) vs
+  the native ``warp_u8``;
 * ``paste``: the 3 crops pasted back — ``faces.paste.paste_faces`` vs the native paste;
 * ``colour_fix``: ``imaging.colour.wavelet_color_fix`` on ``float32 [3, 3, 512, 512]``, 5 levels,
   vs the native kernel.
@@ -99,6 +101,25 @@ def test_crop(benchmark, scene):
 
     np.testing.assert_array_equal(fast(), reference())  # the same values before timing them
     _record(benchmark, "crop", reference, fast, len(affines))
+
+
+def test_warp(benchmark, scene):
+    from flipnet_rt.faces.align import warp_faces
+
+    frame, affines = scene
+    nat = native.module()
+    mats = np.ascontiguousarray(np.stack(affines))
+    out = np.empty((len(affines), SIZE, SIZE, 3), np.uint8)
+
+    def reference():
+        return warp_faces(frame, affines, SIZE, "reflect")
+
+    def fast():
+        nat.warp_u8(frame, mats, out, 4, (0, 0, 0))
+        return out
+
+    assert np.abs(fast().astype(int) - np.stack(reference())).max() <= 1
+    _record(benchmark, "warp", reference, fast, len(affines))
 
 
 def test_paste(benchmark, scene):

@@ -54,7 +54,7 @@ def test_warp_crop_cuda_matches_cpu(scene, dtype, border):
     nat, cp = _needs_cuda()
     frame, mats = scene
     code, value = native.border_args(border)
-    want = native.warp_crop(frame, list(mats), 128, border, dtype)
+    want = native.warp_crop(frame, list(mats), 128, border, dtype)  # OpenCV: to_float(warp_faces(...))
     with _kernel_stream(cp) as stream:  # upload, kernel and download in this order on one stream
         out = cp.empty((len(mats), 3, 128, 128), dtype)
         nat.warp_crop_cuda(cp.asarray(frame), mats, out, code, value, stream.ptr)
