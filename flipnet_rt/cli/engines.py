@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from ..precision import Precision
+from .flags import deprecated_alias
 
 
 def add_parsers(sub: argparse._SubParsersAction, model_arg) -> None:
@@ -23,7 +24,10 @@ def add_parsers(sub: argparse._SubParsersAction, model_arg) -> None:
                         default=Precision.FP32,
                         help="fp16 halves memory and runs on tensor cores; about 1e-3 relative error")
     export.add_argument("--resolution", type=int, help="working resolution in pixels (default: the model's)")
-    export.add_argument("--max-batch", type=int, default=4, help="largest image batch of the profiles")
+    profile_max = export.add_argument("--profile-max-batch", type=int, default=4, metavar="N",
+                                      help="largest image batch of the engines' profiles (`build --profile-batch` "
+                                           "can narrow it)")
+    deprecated_alias(export, "--max-batch", profile_max)  # --max-batch is Triton's batch (serve, export-triton)
     export.add_argument("--networks", metavar="A,B,...",
                         help="export only these networks (default: all); e.g. leave out the joint `unet` "
                              "when only the condition cache (the default) will run")
@@ -34,8 +38,13 @@ def add_parsers(sub: argparse._SubParsersAction, model_arg) -> None:
     build = sub.add_parser("build", help="build TensorRT plans for an engine directory (needs TensorRT)")
     build.add_argument("engine_dir", type=Path, metavar="ENGINE_DIR")
     build.add_argument("--precision", type=Precision.parse, choices=list(Precision), default=Precision.FP16)
-    build.add_argument("--batch", metavar="MIN:OPT:MAX", help="image batch range of the profiles")
-    build.add_argument("--resolution", metavar="MIN:OPT:MAX", help="image side range in pixels")
+    batch = build.add_argument("--profile-batch", metavar="MIN:OPT:MAX",
+                               help="image batch range of the profiles (default: the export's, up to its "
+                                    "--profile-max-batch)")
+    deprecated_alias(build, "--batch", batch)
+    side = build.add_argument("--profile-resolution", metavar="MIN:OPT:MAX",
+                              help="image side range of the profiles in pixels (default: the export's)")
+    deprecated_alias(build, "--resolution", side)  # --resolution is one size in pixels (export, bench)
     build.add_argument("--timing-cache", type=Path, metavar="PATH", help="reuse/save TensorRT tactic timings")
     build.add_argument("--refittable", action="store_true", help="plans whose weights can be swapped (refit)")
 
@@ -80,7 +89,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.networks:
         networks["networks"] = [n.strip() for n in args.networks.split(",") if n.strip()]
     manifest = export_engine(load_model(args.model), args.output, precision=args.precision.value,
-                             resolution=args.resolution, max_batch=args.max_batch,
+                             resolution=args.resolution, max_batch=args.profile_max_batch,
                              fp16_storage=args.store_fp16, **networks)
     size = sum(f["bytes"] for f in manifest.files.values())
     print(f"exported {len(manifest.networks)} networks ({args.precision.value}, {size / 2**20:.1f} MiB) to "
@@ -91,8 +100,8 @@ def _export(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     from export.tensorrt_build import build, parse_range
 
-    batch = parse_range(args.batch, "batch") if args.batch else None
-    resolution = parse_range(args.resolution, "resolution") if args.resolution else None
+    batch = parse_range(args.profile_batch, "profile-batch") if args.profile_batch else None
+    resolution = parse_range(args.profile_resolution, "profile-resolution") if args.profile_resolution else None
     manifest = build(args.engine_dir, precision=args.precision.value, batch=batch, resolution=resolution,
                      timing_cache=args.timing_cache, refittable=args.refittable)
     print(f"built {len(manifest.tensorrt.plans)} TensorRT plans for {manifest.tensorrt.gpu}")

@@ -48,3 +48,26 @@ def test_choices_come_from_the_library(command, flag, values):
 def test_no_keep_detail_is_one_definition():
     helps = {_action(SUB[c], "--no-keep-detail").help for c in ("restore", "video", "eval")}
     assert len(helps) == 1
+
+
+@pytest.mark.parametrize(
+    "command, old, new, dest, value",
+    [
+        (["export", "-o", "e"], "--max-batch", "--profile-max-batch", "profile_max_batch", "2"),
+        (["build", "e"], "--batch", "--profile-batch", "profile_batch", "1:2:4"),
+        (["build", "e"], "--resolution", "--profile-resolution", "profile_resolution", "64:64:128"),
+    ],
+)
+def test_renamed_flags_keep_their_old_spelling_with_one_warning(capsys, command, old, new, dest, value):
+    parser = build_parser()
+    assert getattr(parser.parse_args([*command, new, value]), dest) == (int(value) if value.isdigit() else value)
+    assert capsys.readouterr().err == ""
+    assert getattr(parser.parse_args([*command, old, value]), dest) == (int(value) if value.isdigit() else value)
+    assert capsys.readouterr().err == f"warning: {old} is deprecated; use {new} (same meaning)\n"
+
+
+def test_renamed_flags_keep_their_defaults():
+    args = build_parser().parse_args(["export", "-o", "e"])
+    assert args.profile_max_batch == 4 and args.resolution is None
+    args = build_parser().parse_args(["build", "e"])
+    assert args.profile_batch is None and args.profile_resolution is None

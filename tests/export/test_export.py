@@ -16,7 +16,7 @@ from PIL import Image
 
 from flipnet_rt.cli.main import main
 from flipnet_rt.engine.manifest import EngineError, Manifest, TensorRTInfo
-from helpers import face_like
+from helpers import face_like, restorer_latents
 
 onnxruntime = pytest.importorskip("onnxruntime")
 
@@ -85,9 +85,9 @@ def test_restore_from_the_engine_matches_torch_and_the_joint_path(tiny_engine, t
     images = [face_like(64, 4), face_like(64, 5)[:48]]
     engine = Restorer.load(tiny_engine)
     options = engine.options(steps=3)
-    cached = engine.generate_latents(images, options)
-    joint = engine.variant(cond_cache=False).generate_latents(images, options)
-    reference = tiny_restorer.generate_latents(images, options)
+    cached = restorer_latents(engine, images, options)
+    joint = restorer_latents(engine.variant(cond_cache=False), images, options)
+    reference = restorer_latents(tiny_restorer, images, options)
     rel_cache = np.linalg.norm(cached - joint) / np.linalg.norm(joint)
     rel_torch = np.linalg.norm(cached - reference) / np.linalg.norm(reference)
     print(f"ORT cache vs joint {rel_cache:.2e}; ORT vs torch {rel_torch:.2e}")
@@ -264,7 +264,7 @@ def test_fp16_storage_is_lossless_and_halves_the_files(tmp_path, capsys):
     networks = "unet_cond,unet_input,vae_encoder,vae_decoder,face_encoder"
     for name, flags in (("plain", []), ("stored", ["--store-fp16"])):
         assert main(["export", "--model", str(tmp_path / "model16"), "-o", str(tmp_path / name),
-                     "--max-batch", "2", "--networks", networks, *flags]) == 0
+                     "--profile-max-batch", "2", "--networks", networks, *flags]) == 0
     import onnx
 
     def weight_bytes(name: str) -> int:
