@@ -12,9 +12,12 @@ Exit status: 0 after a clean shutdown (SIGTERM, Ctrl-C), 1 when the server faile
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
+
+from .flags import usage_message
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +100,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         config.validate()
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {usage_message(exc, (f.name for f in dataclasses.fields(ServeConfig)))}", file=sys.stderr)
         return 2
     if args.host not in _LOOPBACK:
         print(f"warning: --host {args.host}: the server is reachable from the network and has no "

@@ -8,6 +8,7 @@ input could not be restored (one line on stderr, nothing written), 2 a usage err
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 from ..faces.types import FramePath
 from ..video.pipeline import SeedMode, Tracking
 from .faces import build_face_restorer, face_args
-from .flags import choices
+from .flags import choices, usage_message
 
 
 def add_parser(sub: argparse._SubParsersAction, run_args) -> None:
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         encoder, options = _options(args, EncoderOptions, VideoOptions)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {usage_message(exc, (f.name for f in dataclasses.fields(VideoOptions)))}", file=sys.stderr)
         return 2
     try:  # a bad input costs one line and no model load
         VideoSource(args.input, start=args.start, duration=args.duration).open().close()

@@ -78,14 +78,15 @@ class ServeConfig:
     request_timeout_s: float = 60.0
 
     def validate(self) -> "ServeConfig":
+        """Errors name the field (``max_batch: 0; ...``); the command line shows its flag."""
         for name in ("max_batch", "instances", "max_queue_size", "max_pixels", "exit_timeout_s"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')}: {getattr(self, name)}; use 1 or more")
+                raise ValueError(f"{name}: {getattr(self, name)}; use 1 or more")
         for name in ("idle_timeout_s", "request_timeout_s"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"--{name[:-2].replace('_', '-')}: {getattr(self, name)}; use a number of seconds > 0")
+                raise ValueError(f"{name}: {getattr(self, name)}; use a number of seconds > 0")
         if self.max_queue_delay_ms < 0:
-            raise ValueError(f"--max-queue-delay-ms: {self.max_queue_delay_ms}; use 0 or more")
+            raise ValueError(f"max_queue_delay_ms: {self.max_queue_delay_ms}; use 0 or more")
         ports = (self.http_port, self.grpc_port, self.metrics_port)
         if len(set(ports)) != 3 or not all(0 < p < 65536 for p in ports):
             raise ValueError(f"ports {ports}: give three different ports in 1..65535")

@@ -107,18 +107,19 @@ class VideoOptions:
             try:
                 object.__setattr__(self, name, kind(getattr(self, name)))
             except ValueError:
-                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: not one of "
+                raise ValueError(f"{name}: {getattr(self, name)!r} is not one of "
                                  f"{', '.join(k.value for k in kind)}") from None
+        # errors name the field; the command line shows its flag (cli/flags.py's usage_message)
         if self.batch_size < 1:
-            raise ValueError(f"--batch-size {self.batch_size}: must be 1 or more")
+            raise ValueError(f"batch_size: {self.batch_size}; must be 1 or more")
         if self.detect_every < 1:
-            raise ValueError(f"--detect-every {self.detect_every}: must be 1 or more")
+            raise ValueError(f"detect_every: {self.detect_every}; must be 1 or more")
         if self.lookahead < self.detect_every and self.tracking is Tracking.INTERPOLATE:
-            raise ValueError(f"--lookahead {self.lookahead}: must be at least --detect-every "
-                             f"{self.detect_every} with --tracking interpolate, so the next detection is "
+            raise ValueError(f"lookahead: {self.lookahead}; must be at least detect_every "
+                             f"({self.detect_every}) with tracking interpolate, so the next detection is "
                              f"seen before a frame is finished")
         if self.smoothing < 0:
-            raise ValueError(f"--smoothing {self.smoothing}: must be 0 (off) or more frames")
+            raise ValueError(f"smoothing: {self.smoothing}; must be 0 (off) or more frames")
 
     @property
     def gap(self) -> int:

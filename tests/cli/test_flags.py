@@ -71,3 +71,19 @@ def test_renamed_flags_keep_their_defaults():
     assert args.profile_max_batch == 4 and args.resolution is None
     args = build_parser().parse_args(["build", "e"])
     assert args.profile_batch is None and args.profile_resolution is None
+
+
+def test_library_errors_name_fields_and_the_cli_shows_flags():
+    from flipnet_rt.cli.flags import usage_message
+    from flipnet_rt.serve.server import ServeConfig
+
+    fields = ("batch_size", "t_cond", "idle_timeout_s", "max_batch")
+    assert usage_message(ValueError("batch_size: 0; must be 1 or more"), fields) == "--batch-size: 0; must be 1 or more"
+    assert usage_message(ValueError("t_cond: 5 is outside [0, 4]"), fields) == "--cond-t: 5 is outside [0, 4]"
+    assert usage_message(ValueError("seeds: 2 given for 3 images"), fields) == "seeds: 2 given for 3 images"
+    with pytest.raises(ValueError) as exc:
+        ServeConfig(model="m", idle_timeout_s=0).validate()
+    assert str(exc.value) == "idle_timeout_s: 0; use a number of seconds > 0"
+    assert usage_message(exc.value, fields) == "--idle-timeout: 0; use a number of seconds > 0"
+    with pytest.raises(ValueError, match=r"^max_batch: 0; use 1 or more$"):
+        ServeConfig(model="m", max_batch=0).validate()

@@ -46,8 +46,9 @@ def test_not_a_video_is_exit_1_with_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("extra, message", [
     (["--codec", "nope"], "no such encoder"),
     (["--crf", "99"], "--crf"),
-    (["--detect-every", "20", "--tracking", "interpolate"], "--lookahead"),
-    (["--batch-size", "0"], "--batch-size"),
+    (["--detect-every", "20", "--tracking", "interpolate"], "error: --lookahead: 10; must be at least"),
+    (["--batch-size", "0"], "error: --batch-size: 0; must be 1 or more"),
+    (["--smoothing", "-1"], "error: --smoothing: -1.0; must be 0"),
     (["--duration", "0"], "--duration"),
     (["--workers", "-1"], "--workers -1"),
     (["--fidelity", "2"], "fidelity: '2' is outside [0, 1]"),
