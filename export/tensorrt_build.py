@@ -113,7 +113,7 @@ def build_profiles(manifest: Manifest, batch: tuple[int, int, int] | None,
             profile = dataclasses.replace(profile, B=(batch[0], k * batch[1], k * batch[2]))
         if resolution is not None:
             if any(r % multiple for r in resolution):
-                raise ValueError(f"--resolution: {resolution} must be multiples of {multiple}")
+                raise ValueError(f"--profile-resolution: {resolution} must be multiples of {multiple}")
             latent = tuple(r // vae_factor for r in resolution)
             profile = dataclasses.replace(profile, h=latent, w=latent)
         profiles[name] = profile
