@@ -17,7 +17,7 @@ import numpy as np
 from .backends.base import Backend
 from .config import FlipnetConfig
 from .core import DiffusionCore
-from .native import wavelet_color_fix  # the C++ kernel where built (10.9x), else imaging.colour
+from .native import wavelet_color_fix  # the C++ kernel where built (~10x faster), else imaging.colour
 from .imaging.geometry import fit, unfit
 from .imaging.tensor import to_float, to_uint8
 from .options import Mode, SamplingOptions, image_seed
@@ -123,13 +123,6 @@ class Restorer:
         with self.core.stage("preprocessing"):
             pixels, outs = to_float(np.stack(inputs)), to_float(np.stack(restored))
         return self.core.fidelity_host(pixels, outs)
-
-    def generate_latents(self, images: Sequence[np.ndarray], options: SamplingOptions | None = None,
-                         seeds: Sequence[int] | None = None, mode: Mode = Mode.RESTORE) -> np.ndarray:
-        """The sampled latents ``[B, 4, h, w]`` float32 before decoding (for parity checks)."""
-        options = options or self.options()
-        pixels, _ = self._fit(images)
-        return self.core.latents(pixels, mode, options, self._seeds(options, seeds, len(images)))
 
     # ------------------------------------------------------------------ the image layer
     def _run(self, images: Sequence[np.ndarray], mode: Mode, options: SamplingOptions,

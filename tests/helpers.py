@@ -101,3 +101,15 @@ def served(restorer, image, options, seed: int, fidelity="auto"):
 
     faces = FaceRestorer(restorer, options=FaceOptions(keep_detail=False, fidelity=fidelity))
     return faces.restore_crops([image], [seed], options)[0]
+
+
+def restorer_latents(restorer, images, options=None, seeds=None, mode=None) -> np.ndarray:
+    """The latents ``float32 [B, 4, h, w]`` that ``restorer.restore(images, options, seeds)`` (or
+    ``degrade`` with ``mode``) samples before decoding: its own fit and seeds, then
+    ``DiffusionCore.latents`` (for parity checks)."""
+    from flipnet_rt.options import Mode
+
+    options = options or restorer.options()
+    pixels, _ = restorer._fit(images)
+    return restorer.core.latents(pixels, mode or Mode.RESTORE, options,
+                                 restorer._seeds(options, seeds, len(images)))

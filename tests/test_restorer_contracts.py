@@ -11,7 +11,7 @@ import pytest
 
 from flipnet_rt.core import DiffusionCore
 from flipnet_rt.options import Mode, SamplingOptions, image_seed
-from helpers import face_like
+from helpers import face_like, restorer_latents
 
 
 def _backend(*names):
@@ -61,8 +61,8 @@ def test_restorer_seeds_and_empty_batches(tiny_restorer, tiny_config):
     explicit = tiny_restorer.restore(faces, options, seeds=[image_seed(9, i) for i in range(2)])
     for a, b in zip(default, explicit):
         np.testing.assert_array_equal(a, b)
-    latents = tiny_restorer.generate_latents(faces, options)
-    again = tiny_restorer.generate_latents(faces, options, seeds=[image_seed(9, 0), image_seed(9, 1)])
+    latents = restorer_latents(tiny_restorer, faces, options)
+    again = restorer_latents(tiny_restorer, faces, options, seeds=[image_seed(9, 0), image_seed(9, 1)])
     np.testing.assert_array_equal(latents, again)
     assert latents.dtype == np.float32 and latents.shape[:2] == (2, tiny_config.latent_channels)
 
@@ -163,10 +163,10 @@ def test_eta_reaches_the_sampler(tiny_restorer, tiny_config):
     from eta 0, the same image for the same seed."""
     faces = [face_like(tiny_config.resolution, 1)]
     base = SamplingOptions.from_config(tiny_config, sampler="ddim", steps=3, color_fix=0)
-    deterministic = tiny_restorer.generate_latents(faces, base, seeds=[5])
-    noisy = tiny_restorer.generate_latents(faces, dataclasses.replace(base, eta=1.0), seeds=[5])
+    deterministic = restorer_latents(tiny_restorer, faces, base, seeds=[5])
+    noisy = restorer_latents(tiny_restorer, faces, dataclasses.replace(base, eta=1.0), seeds=[5])
     assert np.abs(noisy - deterministic).max() > 1e-3
-    np.testing.assert_array_equal(noisy, tiny_restorer.generate_latents(faces, dataclasses.replace(base, eta=1.0), seeds=[5]))
+    np.testing.assert_array_equal(noisy, restorer_latents(tiny_restorer, faces, dataclasses.replace(base, eta=1.0), seeds=[5]))
 
 
 def test_device_timesteps_are_made_once_and_on_demand():

@@ -29,7 +29,7 @@ from flipnet_rt.engine.spec import KVSpec, NetworkSpec, network_specs
 from flipnet_rt.options import Mode
 from flipnet_rt.restorer import Restorer
 from flipnet_rt.sampling import SamplerKind, make_grid, parameterized, sample
-from helpers import face_like
+from helpers import face_like, restorer_latents
 
 KV_CHANNELS = 8
 
@@ -221,7 +221,7 @@ def known(tiny_config):
 def test_guided_restore_is_u_plus_s_times_c_minus_u(known, cond_cache, guidance):
     backend, restorer = known(cond_cache)
     options = restorer.options(steps=4, guidance=guidance, phi=0.7, t_cond=25)
-    got = restorer.generate_latents(IMAGES, options, SEEDS)
+    got = restorer_latents(restorer, IMAGES, options, SEEDS)
     want = reference_latents(backend, PROMPTS, options, SEEDS, Mode.RESTORE)
     err = rel_l2(got, want)
     print(f"guidance {guidance} ({'cache' if cond_cache else 'joint'}): relative L2 to the reference {err:.2e}")
@@ -232,7 +232,7 @@ def test_guided_restore_is_u_plus_s_times_c_minus_u(known, cond_cache, guidance)
 def test_each_sampler_matches_the_reference(known, sampler):
     backend, restorer = known()
     options = restorer.options(steps=3, sampler=sampler, spacing="trailing", guidance=2.0)
-    got = restorer.generate_latents(IMAGES, options, SEEDS)
+    got = restorer_latents(restorer, IMAGES, options, SEEDS)
     err = rel_l2(got, reference_latents(backend, PROMPTS, options, SEEDS, Mode.RESTORE))
     print(f"{sampler.value}: relative L2 to the reference {err:.2e}")
     assert err < TOLERANCE
@@ -241,7 +241,7 @@ def test_each_sampler_matches_the_reference(known, sampler):
 def test_degrade_uses_the_degrade_prompt_without_guidance(known):
     backend, restorer = known()
     options = restorer.options(steps=3, guidance=2.5, t_cond=10)
-    got = restorer.generate_latents(IMAGES, options, SEEDS, mode=Mode.DEGRADE)
+    got = restorer_latents(restorer, IMAGES, options, SEEDS, mode=Mode.DEGRADE)
     err = rel_l2(got, reference_latents(backend, PROMPTS, options, SEEDS, Mode.DEGRADE))
     print(f"degrade: relative L2 to the reference {err:.2e}")
     assert err < TOLERANCE
@@ -253,7 +253,7 @@ def test_strength_starts_from_the_noised_condition(known, tiny_config, strength)
     """The first UNet input: ``q_sample(y0, noise, ab[t0])`` for strength < 1, pure noise for 1."""
     backend, restorer = known()
     options = restorer.options(steps=10, strength=strength, guidance=1.0, sampler="ddim")
-    got = restorer.generate_latents(IMAGES, options, SEEDS)
+    got = restorer_latents(restorer, IMAGES, options, SEEDS)
 
     first = backend.feeds("unet_input")[0]
     t0 = int(first["timestep"][0])
@@ -276,8 +276,8 @@ def test_results_do_not_depend_on_the_backend_state_between_calls(known):
     """Two calls on one Restorer: the second sees fresh noise from its seeds, not the first's."""
     backend, restorer = known()
     options = restorer.options(steps=2)
-    a = restorer.generate_latents(IMAGES, options, SEEDS)
-    b = restorer.generate_latents(IMAGES[::-1], options, SEEDS[::-1])
+    a = restorer_latents(restorer, IMAGES, options, SEEDS)
+    b = restorer_latents(restorer, IMAGES[::-1], options, SEEDS[::-1])
     np.testing.assert_allclose(a, b[::-1], rtol=0, atol=1e-6)
 
 
@@ -285,7 +285,7 @@ def test_restore_decodes_the_sampled_latents(known, tiny_config):
     backend, restorer = known()
     options = dataclasses.replace(restorer.options(steps=2), color_fix=0)
     out = restorer.restore(IMAGES, options, SEEDS)
-    latents = restorer.generate_latents(IMAGES, options, SEEDS)
+    latents = restorer_latents(restorer, IMAGES, options, SEEDS)
     want = np.rint(np.clip((dec(latents.astype(np.float64), tiny_config.vae_factor) + 1) * 127.5, 0, 255))
     for got, expected in zip(out, want.transpose(0, 2, 3, 1)):
         assert got.shape == (64, 64, 3) and got.dtype == np.uint8

@@ -162,31 +162,27 @@ class OnnxRuntimeCudaBackend(OnDevice, OnnxRuntimeBackend):
         device: CUDA device index.
         tensorrt_provider: put ONNX Runtime's TensorRT execution provider first (CUDA after it for
             what TensorRT cannot take). Cost: the first session of each network builds a TensorRT
-            engine (minutes for sd21-base), cached in ``cache_dir`` and rebuilt when the GPU,
-            TensorRT or the graph changes; its optimisation profile is the manifest's. Native plans
+            engine (minutes for sd21-base), cached in ``<directory>/ort-trt-cache`` and rebuilt
+            when the GPU, TensorRT or the graph changes; its optimisation profile is the manifest's,
+            its precision the graph's (an fp32 graph is not run in fp16). Native plans
             (``flipnet-rt build`` + the tensorrt backend) avoid that build at run time.
-        fp16: let the TensorRT provider run an fp32 graph in fp16 (faster, less accurate; graphs
-            exported in fp16 run in fp16 regardless).
-        cache_dir: the TensorRT provider's engine cache (default ``<directory>/ort-trt-cache``).
-        arrays: the device arrays' library: "auto" (CuPy when installed, else torch), "cupy" or "torch".
+
+    The device arrays' library is chosen on first use: CuPy when installed, else torch
+    (``FLIPNET_GPU_ARRAYS`` forces one; :mod:`flipnet_rt.backends.cuda`).
     """
 
     name = "onnxruntime-cuda"
 
-    def __init__(self, directory: Path, manifest: Manifest, *, device: int = 0, tensorrt_provider: bool = False,
-                 fp16: bool = False, cache_dir: Path | None = None, threads: int | None = None,
-                 arrays: str = "auto") -> None:
+    def __init__(self, directory: Path, manifest: Manifest, *, device: int = 0, tensorrt_provider: bool = False) -> None:
         self.provider = TENSORRT_PROVIDER if tensorrt_provider else CUDA_PROVIDER
         available = probes.ort_providers()
         if self.provider not in available or CUDA_PROVIDER not in available:
             raise BackendUnavailable(fixes.ort_provider(self.provider if self.provider not in available else
                                                         CUDA_PROVIDER, available, probes.ort_distributions()))
-        super().__init__(directory, manifest, providers=(), threads=threads)
+        super().__init__(directory, manifest, providers=())
         self.device_index = int(device)
         self.device = f"cuda:{self.device_index}"
-        self.array_library = arrays
-        self.fp16 = fp16
-        self.cache_dir = Path(cache_dir) if cache_dir else self.directory / "ort-trt-cache"
+        self.cache_dir = self.directory / "ort-trt-cache"
         self._stream: DeviceStream | None = None
         self._run_options = None
 
@@ -209,7 +205,7 @@ class OnnxRuntimeCudaBackend(OnDevice, OnnxRuntimeBackend):
             return [cuda]
         trt = {
             "device_id": str(self.device_index), "has_user_compute_stream": "1",
-            "user_compute_stream": str(stream_handle), "trt_fp16_enable": str(self.fp16).lower(),
+            "user_compute_stream": str(stream_handle), "trt_fp16_enable": "false",
             "trt_engine_cache_enable": "true", "trt_engine_cache_path": str(self.cache_dir),
             **trt_profile_options(self.manifest, network),
         }

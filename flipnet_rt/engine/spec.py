@@ -1,6 +1,6 @@
 """One I/O spec per network: names, dtypes, symbolic shapes, optimisation profiles.
 
-The same objects drive the ONNX exporter (dynamic axes), the TensorRT builder (min/opt/max
+The same objects drive the ONNX exporter (dynamic shapes), the TensorRT builder (min/opt/max
 shapes), the runtime (buffer shapes, feed names) and the tests. They are built once at export
 time and stored in ``manifest.json``; everything here is torch-free.
 
@@ -131,13 +131,6 @@ class NetworkSpec:
         return {
             t.name: tuple(t.concrete(profile.env(i)) for i in range(3))
             for t in self.inputs if not all(d.static for d in t.shape)
-        }
-
-    def dynamic_axes(self) -> dict[str, dict[int, str]]:
-        """``{tensor: {axis: label}}`` for every non-static dimension (ONNX dynamic axes)."""
-        return {
-            t.name: {i: str(d) for i, d in enumerate(t.shape) if not d.static}
-            for t in (*self.inputs, *self.outputs) if any(not d.static for d in t.shape)
         }
 
     def to_dict(self) -> dict[str, Any]:

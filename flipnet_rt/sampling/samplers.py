@@ -54,7 +54,8 @@ class Prediction(Generic[A]):
 
 # Denoiser(x_t [B, C, H, W], t: int) -> Prediction: the x0 and eps predictions at x_t.
 Denoiser = Callable[[A, int], Prediction[A]]
-# callback(i, t, x_next, pred): called after step i with the new x.
+# callback(i, t, x_next, pred): called after step i with the new x. Kept as public API though the
+# runtime passes none: k-diffusion's sampler signature (STYLE.md), the hook for progress or per-step checks.
 Callback = Callable[[int, int, A, Prediction[A]], None]
 
 

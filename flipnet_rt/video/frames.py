@@ -50,13 +50,3 @@ class FrameProcessor(Protocol):
     def push(self, frame: Frame) -> list[Frame]: ...
 
     def flush(self) -> list[Frame]: ...
-
-
-class IdentityProcessor:
-    """Returns every frame unchanged at once: the I/O path on its own (tests, remux checks)."""
-
-    def push(self, frame: Frame) -> list[Frame]:
-        return [frame]
-
-    def flush(self) -> list[Frame]:
-        return []

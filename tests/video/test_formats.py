@@ -14,9 +14,9 @@ import flipnet_rt.video.encoding as encoding
 from flipnet_rt.cli.main import main
 from flipnet_rt.video.encoding import EncoderOptions
 from flipnet_rt.video.errors import VideoError
-from flipnet_rt.video.frames import IdentityProcessor
 from flipnet_rt.video.transcode import transcode
 from video.clips import cfr_pts, frame_times, require, static_face_frames, write_clip
+from video.processors import IdentityProcessor
 
 ENGINE = Path(__file__).resolve().parents[2] / "models" / "demo-onnx"
 TAGS = ("colorspace", "color_range", "color_primaries", "color_trc")

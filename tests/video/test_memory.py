@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flipnet_rt.video.frames import IdentityProcessor
 from flipnet_rt.video.transcode import transcode
 from video.clips import cfr_pts, write_clip
+from video.processors import IdentityProcessor
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads RSS from /proc/self/statm")
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096

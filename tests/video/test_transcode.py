@@ -14,9 +14,10 @@ import pytest
 from flipnet_rt.profiling import StageTimer
 from flipnet_rt.video.encoding import EncoderOptions
 from flipnet_rt.video.errors import VideoError
-from flipnet_rt.video.frames import Frame, IdentityProcessor
+from flipnet_rt.video.frames import Frame
 from flipnet_rt.video.transcode import transcode
 from video.clips import cfr_pts, frame_times, gradient, stream_packets, write_clip
+from video.processors import IdentityProcessor
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -276,13 +277,15 @@ def test_subtitles_are_copied_where_the_container_takes_them(tmp_path, caplog):
 
 SLOW_IDENTITY = """
 import sys, time
-from flipnet_rt.video.frames import IdentityProcessor
 from flipnet_rt.video.transcode import transcode
 
-class Slow(IdentityProcessor):
+class Slow:  # tests/video/processors.py's IdentityProcessor, slowed (tests/ is not on this path)
     def push(self, frame):
         time.sleep(0.01)
         return [frame]
+
+    def flush(self):
+        return []
 
 try:
     transcode(sys.argv[1], sys.argv[2], Slow())
