@@ -1,4 +1,4 @@
-"""Batch job planning for ``flipnet-rt restore INPUT... -o OUTDIR``.
+"""Batch job planning for ``flipnet-rt restore|degrade INPUT... -o OUTDIR``.
 
 :func:`plan_jobs` turns the command line's inputs into a sorted list of
 :class:`Job` (one source image -> one output file) plus one-line error strings
@@ -18,9 +18,9 @@ for problems found while planning, so one bad input never stops the batch:
   file of the batch is refused. Two sources mapping to the same output: the
   second is refused, naming the first.
 
-Jobs are sorted by output path (then variant) and numbered by ``Job.index``;
-the caller derives per-image seeds from the index, so a result does not depend
-on batch size or on which batch the image landed in.
+Jobs are sorted by their path under OUTDIR before the new suffix (then variant)
+and numbered by ``Job.index``; the caller derives per-image seeds from the index,
+so a result does not depend on batch size or on which batch the image landed in.
 """
 
 from __future__ import annotations
@@ -98,12 +98,12 @@ def plan_jobs(
     Args:
         inputs: files and folders, as given on the command line.
         outdir: the output folder (need not exist).
-        suffix: output suffix, one of ``images.SAVE_FORMATS`` (``"png"`` works too).
+        suffix: output suffix, a key of :data:`flipnet_rt.imaging.io.SAVE_FORMATS` (``"png"`` works too).
         variants: outputs per source; more than one adds ``_v{k}`` to the stem.
 
     Returns:
-        ``(jobs, errors)``: jobs sorted by output and numbered 0..N-1; errors are
-        one-line strings starting with the offending path.
+        ``(jobs, errors)``: jobs sorted as the module docstring says and numbered 0..N-1;
+        errors are one-line strings starting with the offending path.
 
     Raises:
         ValueError: unsupported ``suffix`` or ``variants < 1`` (caller bugs, not

@@ -173,7 +173,8 @@ class OnnxRuntimeCudaBackend(OnDevice, OnnxRuntimeBackend):
 
     name = "onnxruntime-cuda"
 
-    def __init__(self, directory: Path, manifest: Manifest, *, device: int = 0, tensorrt_provider: bool = False) -> None:
+    def __init__(self, directory: Path, manifest: Manifest, *, device: int = 0,
+                 tensorrt_provider: bool = False) -> None:
         self.provider = TENSORRT_PROVIDER if tensorrt_provider else CUDA_PROVIDER
         available = probes.ort_providers()
         if self.provider not in available or CUDA_PROVIDER not in available:

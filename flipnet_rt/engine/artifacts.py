@@ -7,7 +7,8 @@ read less, through the same checks: :func:`read_manifest` (``flipnet-rt build``)
 :func:`read_engine` (``flipnet-rt export-triton``); a copy of only the engine's small files (a
 Triton repository's ``restore/1/engine/``, whose networks live in their own model folders) is
 opened with ``open_engine(..., network_files=False)``. A **model** (a model directory or ``random:CONFIG``)
-is loaded with PyTorch only when a torch backend opens it, so naming one costs nothing.
+is loaded with PyTorch only when something uses it (a torch backend opening it, ``flipnet-rt verify``
+comparing an engine with it, ``flipnet-rt bench``), so naming one costs nothing until then.
 Torch-free.
 """
 
@@ -61,6 +62,7 @@ Artifacts = EngineArtifacts | ModelArtifacts
 
 
 def is_engine_dir(path: str | Path) -> bool:
+    """Whether ``path`` is an engine directory: not ``random:...`` and holding a manifest (not read here)."""
     text = str(path)
     return not text.startswith("random:") and (Path(text) / MANIFEST_NAME).is_file()
 

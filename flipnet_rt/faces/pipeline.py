@@ -8,9 +8,9 @@
    the crop covers ``E = R / scale(A_R)`` image pixels (:func:`~.align.face_extent`);
 2. crop side ``S = R`` when ``E <= R``, else ``min(ceil(E), max_crop)`` (the face at its own
    resolution), warped with ``A_S = A_R · S / R`` and shrunk to R (``INTER_AREA``) for the model;
-3. all model inputs of all images go to ``Restorer.restore`` as one batch, each with its own seed
-   (:func:`face_seed`); the core's wavelet colour fix (``color_fix`` in the sampling options) works
-   per face against its aligned input;
+3. all model inputs of all images go to ``Restorer.restore`` as one batch (or in calls of
+   ``max_batch`` faces), each with its own seed (:func:`face_seed`); the restorer's wavelet colour
+   fix (``color_fix`` in the sampling options) works per face against its model input;
 4. back at S: keep-detail (:func:`~.detail.keep_detail`) when ``S / R >= keep_detail_ratio``, else the
    restoration resized (:func:`~.detail.upsample_restored`), then blended with the aligned input by
    the face's fidelity weight W (:mod:`.fidelity`: ``--fidelity W|auto``; auto asks the model's
@@ -18,11 +18,13 @@
 5. pasted (:func:`~.paste.paste_faces`) by ascending box area, then index: the larger face wins
    an overlap. Pixels outside every face's mask are untouched.
 
-With ``frame_path`` device (:mod:`.device`), a call whose faces all have ``S = R`` runs steps 1-5 on
-the engine's device instead: each image uploaded once, warped, restored, colour-fixed and pasted
-there, downloaded once; other calls take the host path above. That path runs on a Restorer's own
-:class:`~flipnet_rt.core.DiffusionCore` (:func:`restorer_core`), as the default detector runs on
-its backend's device; any other :class:`RestorerLike` takes the host path, its detector the CPU.
+With ``frame_path`` device (:mod:`.device`), a call whose faces all have ``S = R`` (and no given
+``aligned`` crops) runs the warp and steps 3-5 on the engine's device instead (steps 1-2 are planned
+on the host; at ``S = R`` step 4 is the blend alone): each image uploaded once, warped, restored,
+colour-fixed, blended and pasted there, downloaded once; other calls take the host path above.
+That path runs on a Restorer's own :class:`~flipnet_rt.core.DiffusionCore` (:func:`restorer_core`),
+as the default detector runs on its backend's device; any other :class:`RestorerLike` gets the
+host path from ``auto`` (``device`` refuses it), its detector the CPU.
 """
 
 from __future__ import annotations
@@ -158,9 +160,9 @@ class FaceRestorer:
     """Whole images in, whole images out: every face restored by ``restorer`` and pasted back.
 
     Args:
-        restorer: a :class:`flipnet_rt.restorer.Restorer`.
-        detector: a :class:`~.types.FaceDetector`; None loads MTCNN on the restorer's device on
-            first use.
+        restorer: a :class:`RestorerLike`: a :class:`flipnet_rt.restorer.Restorer` or a stand-in.
+        detector: a :class:`~.types.FaceDetector`; None loads MTCNN on first use, on the Restorer's
+            device where ONNX Runtime's CUDA provider runs, else on the CPU.
         options: :class:`FaceOptions`.
         sampling: the core's ``SamplingOptions`` (None: ``restorer.options()``).
         frame_path: :class:`~.types.FramePath`, chosen here once: ``host`` (default); ``device``
@@ -358,7 +360,7 @@ class FaceRestorer:
 
     # ------------------------------------------------------------------ steps
     def _core(self, inputs: list[np.ndarray], seeds: list[int], sampling: SamplingOptions | None) -> list[np.ndarray]:
-        """The core's restore over all ``inputs``: one call, or calls of ``max_batch`` faces."""
+        """The restorer's restore over all ``inputs``: one call, or calls of ``max_batch`` faces."""
         step = self.options.max_batch or len(inputs)
         out: list[np.ndarray] = []
         for k in range(0, len(inputs), max(step, 1)):
