@@ -28,8 +28,9 @@ MAX_COLOR_FIX_LEVELS = 10
 
 @dataclass(frozen=True)
 class SamplingOptions(Defaults):
-    """What a restore or degrade call does: the model's sampler ``Defaults`` (their fields, enums and
-    checks are defined there once) plus the per-call seed; ``from_config`` takes the model's values."""
+    """What a restore or degrade call does: the model's sampler ``Defaults`` (their fields and enums
+    are defined there once) plus the per-call seed; ``from_config`` takes the model's values and
+    :meth:`validate` checks them against the model."""
 
     seed: int = 0
 
