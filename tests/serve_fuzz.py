@@ -334,6 +334,19 @@ def kill_stub_over_grpc(grpc_port: int) -> str:
     return "answered"
 
 
+def stop(proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    """SIGTERM, then SIGKILL to the group after ``timeout_s`` (a SIGKILL alone leaves PyTriton's
+    /dev/shm files behind)."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def shm_files(pid: int) -> list[str]:
     return glob.glob(f"/dev/shm/pytrtion{pid}-*")
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 
 import pytest
 
@@ -22,13 +21,7 @@ def server(demo_engine, tmp_path_factory):
     log = tmp_path_factory.mktemp("hostile") / "server.log"
     proc, ports = serve_fuzz.start(str(demo_engine), IDLE_TIMEOUT_S, log=log)
     yield proc, ports
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    serve_fuzz.stop(proc)
     assert not serve_fuzz.shm_files(proc.pid), "shared memory left in /dev/shm after SIGTERM"
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import serve_fuzz
 from helpers import face_like, served
 
 MAX_BATCH = 8
@@ -88,13 +89,7 @@ def server(demo_engine, tmp_path_factory):
             pytest.fail(f"the server was not ready in 180 s:\n{srv.log_tail()}")
         time.sleep(0.5)
     yield srv
-    if proc.poll() is None:  # SIGTERM first: a SIGKILL leaves PyTriton's /dev/shm files behind
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    serve_fuzz.stop(proc)
 
 
 @pytest.fixture(scope="module")
