@@ -8,9 +8,9 @@ The group picture is three copies of that face (shifted, mirrored, rotated, at a
 64 px) composited onto a textured background, the whole picture degraded the same way; every face
 is detected, aligned, restored in one batch and pasted back (:mod:`flipnet_rt.faces`). Writes
 ``outputs/demo/group_{hq,lq,restored,side_by_side}.png`` and prints PSNR/SSIM inside the faces'
-boxes. Measured with the demo engine: seed 0 19.45 -> 20.04 dB, SSIM 0.455 -> 0.490; seed 1
-19.58 -> 19.79 dB, SSIM 0.470 -> 0.469 (a 64-px model trained 85 minutes: a demonstration of the
-pipeline, not of FLIPNET's quality). Needs the ``demo`` extra (scikit-image, OpenCV).
+boxes. Measured with the demo engine (version 2, fidelity auto): seed 0 19.45 -> 20.12 dB, SSIM
+0.455 -> 0.513 (a 64-px model trained for a few CPU hours: a demonstration of the pipeline, not of
+FLIPNET's quality). Needs the ``demo`` extra (scikit-image, OpenCV).
 
 The model is ``models/demo-onnx``: the ONNX engine of the demo model that ``make demo-model`` trains
 from scratch on LFW (``models/demo/README.md``, its model card), run by ONNX Runtime without torch.

@@ -250,6 +250,18 @@ def choose_defaults(model_dir: Path, faces_dir: Path, count: int = 32) -> dict:
             "candidates": results, "chosen": best["label"]}
 
 
+def _mix_text() -> str:
+    """The restoration config's degradation mix, e.g. ``none 0.1, mild 0.2, ..., train 0.4``."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    data = tomllib.loads((CONFIGS / "demo_restoration.toml").read_text()).get("data", {})
+    mix = data.get("degradation_levels") or {"train": 1.0}
+    return ", ".join(f"{name} {share:g}" for name, share in mix.items())
+
+
 def _astronaut_line(engine: Path) -> str:
     """The 4 astronaut faces of the end-to-end test, restored by the engine with its defaults."""
     from flipnet_rt.demo import astronaut_faces
@@ -306,11 +318,16 @@ def write_model_card(model: Path, engine: Path, runs: Path, timings: dict, sweep
         "Stable Diffusion prior, 64x64 pixels, minutes of CPU training. Use it to see the runtime work, not",
         "to judge FLIPNET.",
         "",
+        *([f"Version 2 (issue 25): trained on a mix of degradation levels, clean and mild faces included "
+           f"({_mix_text()}), so it learns to keep what is already good; sampler defaults chosen across levels. "
+           f"The previous model (trained on the training degradation only) is described in "
+           f"[previous/README.md](previous/README.md); its numbers stand beside these in the tables below.", ""]
+          if (model / "previous").is_dir() else []),
         "## Files",
         "",
-        f"- `models/{model.name}/`: the model directory (fp16 safetensors: "
+        f"- `models/demo/`: the model directory (fp16 safetensors: "
         + ", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in sizes.items()) + f"; `flipnet.json`)",
-        f"- `models/{engine.name}/`: its ONNX engine for ONNX Runtime ({engine_bytes / 2**20:.1f} MiB; weights "
+        f"- `models/demo-onnx/`: its ONNX engine for ONNX Runtime ({engine_bytes / 2**20:.1f} MiB; weights "
         "stored in fp16, computed in fp32; no joint `unet` graph, so `--no-cond-cache` is refused)",
         f"- architecture: preset `{config.name}` (`flipnet_rt/presets.py`): UNet blocks "
         f"{config.unet['block_out_channels']}, VAE {config.vae['block_out_channels']} "
@@ -335,10 +352,11 @@ def write_model_card(model: Path, engine: Path, runs: Path, timings: dict, sweep
         "## Data",
         "",
         "LFW deep-funneled, `../shared/data/lfw/train` (9,525 images of 5,749 people; not in the repository),",
-        "crop box (50, 45, 200, 195), resized to 64x64 (Lanczos). LQ made on the fly with the paper's two-pass",
-        "degradation (Eq. 9) at ranges scaled to 64 px (`DegradationConfig().scaled_to(64)`): blur sigma "
+        "crop box (50, 45, 200, 195), resized to 64x64 (Lanczos). LQ made on the fly, each face at a level drawn "
+        f"from the restoration config's mix ({_mix_text()}; `flipnet_rt/levels.py`): `train` is the paper's "
+        "two-pass degradation (Eq. 9) at ranges scaled to 64 px (`DegradationConfig().scaled_to(64)`): blur sigma "
         f"{list(degradation.first.sigma)}, downsample s {list(degradation.first.scale)}, noise delta "
-        f"{list(degradation.first.noise)}, JPEG q {list(degradation.first.quality)}.",
+        f"{list(degradation.first.noise)}, JPEG q {list(degradation.first.quality)}; `none` is the HQ itself.",
         "No captions, no perceptual loss (no VGG19 weights here), no off-shelf LQ pool.",
         "",
         "## Training (2 CPU cores)",
@@ -355,6 +373,9 @@ def write_model_card(model: Path, engine: Path, runs: Path, timings: dict, sweep
                      f"{timings.get(name, float('nan')) / 60:.1f} min | {losses} |")
     total = sum(timings.get(name, 0.0) for name, _ in stages)
     lines += [
+        "",
+        "Wall times are of a shared, often busy 2-core machine; a stage interrupted and resumed from its "
+        "checkpoints counts both runs.",
         "",
         f"Training wall time: **{total / 60:.1f} min** (merge {timings.get('merge', 0):.0f} s, sampler sweep "
         f"{timings.get('defaults', 0):.0f} s, export {timings.get('export', 0):.0f} s, eval "
