@@ -126,16 +126,20 @@ def test_preflight_names_missing_diffusers_and_the_fix(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["gpu_check.tar.gz", "summary.txt"]
 
 
+def _dry_run(tmp_path, **env: str) -> tuple:
+    """benchmarks/gpu_check.sh with GPU_CHECK_DRY=1 and ``env``; exit 0 asserted. -> ($OUT, summary.txt)."""
+    out = tmp_path / "out"
+    result = _bash(str(SCRIPT), env={**os.environ, "GPU_CHECK_DRY": "1", "OUT": str(out), "TMPDIR": str(tmp_path),
+                                     **env})
+    assert result.returncode == 0, result.stderr
+    return out, (out / "summary.txt").read_text()
+
+
 @needs_bash
 def test_dry_run_guard_skips_what_does_not_fit_and_packs_two_files(tmp_path):
     """GPU_CHECK_DRY echoes each step; with 150 s of budget the 175 s step is skipped (and says so),
     the others run in the plan's order, and $OUT holds summary.txt and one archive (issue 26 item 11)."""
-    out = tmp_path / "out"
-    env = {**os.environ, "GPU_CHECK_DRY": "1", "GPU_CHECK_BUDGET": "150", "OUT": str(out),
-           "TMPDIR": str(tmp_path)}
-    result = _bash(str(SCRIPT), env=env)
-    assert result.returncode == 0, result.stderr
-    summary = (out / "summary.txt").read_text()
+    out, summary = _dry_run(tmp_path, GPU_CHECK_BUDGET="150")
     assert re.search(r"^parity_bench: skipped: its limit 175s exceeds the \d+s left of 150s$", summary, re.M), summary
     ran = re.findall(r"^(\w+): exit 0 in", summary, re.M)
     assert ran == ["gpu_tests", "native_cuda_build", "native_cuda_tests", "device_pipeline", "gpu_video"], summary
@@ -151,12 +155,7 @@ def test_dry_run_guard_skips_what_does_not_fit_and_packs_two_files(tmp_path):
 def test_dry_run_a_failed_build_skips_what_needs_it(tmp_path):
     """When the native CUDA build fails, the steps that need its kernels are skipped, saying why, and
     the time goes to parity_bench."""
-    out = tmp_path / "out"
-    env = {**os.environ, "GPU_CHECK_DRY": "1", "GPU_CHECK_DRY_BUILD_STATUS": "1", "OUT": str(out),
-           "TMPDIR": str(tmp_path)}
-    result = _bash(str(SCRIPT), env=env)
-    assert result.returncode == 0, result.stderr
-    summary = (out / "summary.txt").read_text()
+    _, summary = _dry_run(tmp_path, GPU_CHECK_DRY_BUILD_STATUS="1")
     assert "native_cuda_build: exit 1" in summary
     for name in ("native_cuda_tests", "device_pipeline", "gpu_video"):
         assert re.search(rf"^{name}: skipped: the native CUDA build failed \(exit 1", summary, re.M), summary

@@ -40,7 +40,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..options import Mode, SamplingOptions
-from .protocol import FIDELITY_INPUT, IMAGE_INPUT, OPTION_INPUTS, RequestError, parse_request
+from .protocol import (FIDELITY_INPUT, IMAGE_INPUT, OPTION_INPUTS, RequestError, TooLarge, check_image,
+                       parse_request)
 
 log = logging.getLogger(__name__)
 
@@ -158,19 +159,16 @@ def check_inputs(tensors: list[Tensor], mode: Mode, limits: Limits, binary_len: 
     for t in tensors:
         if t.datatype != DATATYPES[t.name]:
             raise Refusal(400, f"input {t.name!r}: datatype {t.datatype}; send {DATATYPES[t.name]}")
-    if len(image.shape) != 4 or image.shape[-1] != 3:
-        raise Refusal(400, f"input {IMAGE_INPUT!r}: shape {list(image.shape)}; send uint8 [b, H, W, 3] RGB "
-                           f"(b images: one image is [1, H, W, 3])")
-    rows, height, width, _ = image.shape
-    if rows < 1 or height < 1 or width < 1:
+    try:
+        check_image(image.shape, limits.max_pixels, f"shape {list(image.shape)}")
+    except RequestError as exc:
+        raise Refusal(413 if isinstance(exc, TooLarge) else 400, str(exc)) from None
+    rows = image.shape[0]
+    if rows < 1:
         raise Refusal(400, f"input {IMAGE_INPUT!r}: shape {list(image.shape)} is empty")
     if rows > limits.max_batch:
         raise Refusal(413, f"input {IMAGE_INPUT!r}: {rows} images in one request, over this server's "
                            f"--max-batch {limits.max_batch}; send fewer per request")
-    if height * width > limits.max_pixels:
-        raise Refusal(413, f"input {IMAGE_INPUT!r}: {width}x{height} is {height * width / 1e6:.1f} megapixels, over "
-                           f"this server's limit of {limits.max_pixels / 1e6:.1f} (--max-pixels); downscale the "
-                           f"image or crop the face")
     declared = 0
     for t in tensors:
         if t.name != IMAGE_INPUT and t.shape != (rows, 1):

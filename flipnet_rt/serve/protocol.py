@@ -88,6 +88,10 @@ class RequestError(ValueError):
     """A request the server refuses; the message names the input and the fix."""
 
 
+class TooLarge(RequestError):
+    """A request over this server's size limits (HTTP 413)."""
+
+
 @dataclass(frozen=True)
 class Row:
     """One image of a request with its resolved options and seed."""
@@ -120,16 +124,8 @@ def parse_request(inputs: Mapping[str, np.ndarray], defaults: Callable[..., Samp
     if image is None:
         raise RequestError(f"missing input {IMAGE_INPUT!r}: send uint8 [b, H, W, 3] RGB")
     image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 4 or image.shape[-1] != 3:
-        raise RequestError(f"input {IMAGE_INPUT!r}: {image.dtype} {list(image.shape)}; send uint8 [b, H, W, 3] RGB "
-                           f"(b images: one image is [1, H, W, 3])")
-    rows, height, width = image.shape[:3]
-    if height < 1 or width < 1:
-        raise RequestError(f"input {IMAGE_INPUT!r}: empty image ({width}x{height})")
-    if height * width > max_pixels:
-        raise RequestError(
-            f"input {IMAGE_INPUT!r}: {width}x{height} is {height * width / 1e6:.1f} megapixels, over this "
-            f"server's limit of {max_pixels / 1e6:.1f} (--max-pixels); downscale the image or crop the face")
+    check_image(image.shape, max_pixels, f"{image.dtype} {list(image.shape)}", uint8=image.dtype == np.uint8)
+    rows = image.shape[0]
     unknown = sorted(set(inputs) - {IMAGE_INPUT} - {o.name for o in OPTION_INPUTS})
     if unknown:
         raise RequestError(f"unknown inputs {unknown}; known: {', '.join(o.name for o in OPTION_INPUTS)}")
@@ -150,6 +146,25 @@ def parse_request(inputs: Mapping[str, np.ndarray], defaults: Callable[..., Samp
             raise RequestError(f"row {i}: {exc}") from None
         out.append(Row(request, i, image[i], options, seed, fidelity))
     return out
+
+
+def check_image(shape: Sequence[int], max_pixels: int, described: str, *, uint8: bool = True) -> None:
+    """The ``image`` input's shape (and dtype, ``uint8``) against ``[b, H, W, 3]`` and ``max_pixels``.
+
+    Raises:
+        RequestError: a wrong dtype or shape, an empty image; :class:`TooLarge` over ``max_pixels``.
+            ``described`` (e.g. ``"float32 [8, 8, 3]"``) names what was sent.
+    """
+    if not uint8 or len(shape) != 4 or shape[-1] != 3:
+        raise RequestError(f"input {IMAGE_INPUT!r}: {described}; send uint8 [b, H, W, 3] RGB "
+                           f"(b images: one image is [1, H, W, 3])")
+    height, width = shape[1], shape[2]
+    if height < 1 or width < 1:
+        raise RequestError(f"input {IMAGE_INPUT!r}: empty image ({width}x{height})")
+    if height * width > max_pixels:
+        raise TooLarge(
+            f"input {IMAGE_INPUT!r}: {width}x{height} is {height * width / 1e6:.1f} megapixels, over this "
+            f"server's limit of {max_pixels / 1e6:.1f} (--max-pixels); downscale the image or crop the face")
 
 
 def _fidelity(value: float, row: int) -> float:

@@ -347,20 +347,9 @@ def test_overload_is_rejected_before_the_accepted_requests_finish(server):
 
 
 def _process_tree(root: int) -> list[int]:
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            parents.setdefault(ppid, []).append(int(entry.name))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(parents.get(pid, []))
-    return tree
+    from flipnet_rt.serve.watchdog import descendants
+
+    return [root, *descendants(root)]
 
 
 def _listening(pids: list[int]) -> list[str]:
