@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo demo-model test serve fuzz bench mutants native clean gpu-wheels
+.PHONY: demo demo-model test lint serve fuzz bench mutants native clean gpu-wheels
 
 # The native part (CMakeLists.txt, native/): every install below builds the module
 # flipnet_rt._native with pip (scikit-build-core), CPU kernels only unless FLIPNET_CUDA=AUTO|ON
@@ -57,14 +57,21 @@ native: $(VENV)/.dev
 demo: $(VENV)/.demo
 	$(PY) -m flipnet_rt.demo
 
-test: $(VENV)/.dev $(SERVE_VENV)/.serve native
+# The linter, the formatter's check and the type checker (pyproject.toml: [tool.ruff], [tool.mypy]);
+# `ruff format .` and `ruff check --fix .` make a tree pass the first two.
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: $(VENV)/.dev $(SERVE_VENV)/.serve native lint
 	$(PY) -m pytest -q --ignore=tests/serve
 	$(SERVE_PY) -m pytest -q tests/serve
 
 # Train the shipped demo model from scratch (LFW under ../shared/data, about 90 minutes on 2 CPU
 # cores), then merge, export and evaluate it: train/demo_model.py.
 demo-model: $(VENV)/.dev
-	$(PY) -m train.demo_model
+	$(PY) -m flipnet_rt.train.demo_model
 
 bench: $(VENV)/.dev
 	$(PY) -m pytest -q benchmarks --benchmark-only
@@ -95,4 +102,4 @@ gpu-wheels:
 	@ls $(WHL_DIR)
 
 clean:
-	rm -rf $(VENV) $(SERVE_VENV) outputs .pytest_cache .benchmarks build-tests
+	rm -rf $(VENV) $(SERVE_VENV) outputs .pytest_cache .benchmarks build-tests .mypy_cache .ruff_cache

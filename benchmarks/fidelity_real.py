@@ -23,12 +23,12 @@ sys.path.insert(0, str(ROOT))
 
 def main(argv: list[str] | None = None) -> int:
     from flipnet_rt.demo import group_picture
-    from flipnet_rt.degradations import DegradationConfig, RandomDegradation
-    from flipnet_rt.evaluation import IdentityModel, detail, psnr
+    from flipnet_rt.evaluation.degradations import DegradationConfig, RandomDegradation
+    from flipnet_rt.evaluation.scoring import IdentityModel, detail, psnr
     from flipnet_rt.faces.fidelity import blend
     from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
     from flipnet_rt.imaging.io import load_image
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=str(ROOT / "models" / "demo-onnx"))

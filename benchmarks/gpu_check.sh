@@ -24,7 +24,7 @@
 #                      one line naming it and the fix, exit 2, no step runs.
 #   native_cuda_build  (e) flipnet_rt._native with CUDA kernels (sm_90), in the background from the
 #                      start (it needs no GPU), beside the preflight and the GPU tests
-#   gpu_tests          (a) the GPU-marked tests of tests/backends and tests/bench, with (b) the
+#   gpu_tests          (a) the GPU-marked tests of tests/backends and tests/profiler, with (b) the
 #                      TensorRT backend on a torch double of TensorRT
 #   native_cuda_tests  (e) the CUDA kernels' parity and the device frame path's kernel contract
 #   device_pipeline    (f) frame-to-frame on the device with CuPy arrays vs the host pipeline
@@ -80,6 +80,9 @@ mkdir -p "$OUT"
 W=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")/gpu_check  # every result, packed into $OUT after each step
 mkdir -p "$W"
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+# train/ and export/ install as flipnet_rt.train / flipnet_rt.export (pyproject.toml); from the source
+# tree they are links (git ignores them)
+for d in train export; do [ -e flipnet_rt/$d ] || ln -s ../$d flipnet_rt/$d; done
 
 pack() {  # summary.txt and the archive into $OUT (written beside, then moved: never half an archive)
   cp "$W/summary.txt" "$OUT/summary.txt"
@@ -254,7 +257,7 @@ step() {  # step NAME COMMAND...: run under the plan's limit if it fits the time
 
 # (a) + (b): the GPU-marked tests; the TensorRT double is tests/backends/test_tensorrt_double_gpu.py
 step gpu_tests python3 -m pytest -q -rs -s -m gpu -p no:cacheprovider --junitxml="$W/gpu_tests.xml" \
-  tests/backends tests/bench
+  tests/backends tests/profiler
 
 # (e) wait for the background build (it is bounded by its own limit), then the kernels' tests
 wait "$BUILD_PID" 2> /dev/null

@@ -9,7 +9,7 @@ GPU machine has neither TensorRT nor onnxruntime-gpu; the backend's buffers, str
 arrays are the product's. A 1080p synthetic frame is JPEG-encoded once and decoded per frame.
 
 Checks, each printed with its measured error (bound: 1 grey level, the native kernels' parity):
-1. the device crops vs the host crops (``flipnet_rt.native.warp_crop``);
+1. the device crops vs the host crops (``flipnet_rt.imaging.kernels.warp_crop``);
 2. the device frame vs the host pipeline fed the same crops (the engine is deterministic; what
    differs is to_uint8 and paste-back on the device vs the host).
 Exit status 0 when both hold, 1 otherwise.
@@ -57,7 +57,7 @@ def engine(directory: Path):
     from backends.test_tensorrt_double_gpu import _engine_dir, torch_tensorrt_double
 
     from flipnet_rt.backends.tensorrt import TensorRTBackend
-    from flipnet_rt.core import DiffusionCore
+    from flipnet_rt.runtime.core import DiffusionCore
     from flipnet_rt.engine.spec import KVSpec, network_specs
     from flipnet_rt.models import PROMPT_KINDS, random_model
     from flipnet_rt.models.networks import kv_layout
@@ -84,9 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     import cupy as cp
     import cv2
 
-    from flipnet_rt import native
+    from flipnet_rt.imaging import native
+    from flipnet_rt.faces import kernels
     from flipnet_rt.imaging.tensor import to_uint8
-    from flipnet_rt.options import Mode, SamplingOptions
+    from flipnet_rt.config.options import Mode, SamplingOptions
 
     nat = native.module()
     if nat is None or not getattr(nat, "cuda", False):
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         options = SamplingOptions.from_config(model.config, steps=args.steps)
         jpeg, mats = scene(args.faces, size)
         seeds = list(range(args.faces))
-        code, value = native.border_args("reflect")
+        code, value = kernels.border_args("reflect")
         stream = backend.arrays.new_stream()  # the pipeline's own stream, ordered with the backend's by events
 
         def device_frame() -> tuple[np.ndarray, np.ndarray]:
@@ -119,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         def host_frame(crops: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
             frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
             if crops is None:
-                crops = native.warp_crop(frame, list(mats), size, "reflect")
+                crops = kernels.warp_crop(frame, list(mats), size, "reflect")
             faces = to_uint8(core.run_host(crops, Mode.RESTORE, options, seeds))
-            return native.paste_faces(frame, list(faces), list(mats)), crops
+            return kernels.paste_faces(frame, list(faces), list(mats)), crops
 
         device_out, device_crops = device_frame()  # warm-up (kernels, buffers)
         host_crops = host_frame()[1]

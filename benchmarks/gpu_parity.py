@@ -121,10 +121,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def parity(model, args: argparse.Namespace) -> None:
     from flipnet_rt.backends.torch import TorchBackend
-    from flipnet_rt.core import DiffusionCore
+    from flipnet_rt.runtime.core import DiffusionCore
     from flipnet_rt.models import PROMPT_KINDS
     from flipnet_rt.models.boosthub import set_attention_upcast
-    from flipnet_rt.options import Mode, SamplingOptions
+    from flipnet_rt.config.options import Mode, SamplingOptions
 
     env = environment(args.device)
     records: list[dict] = []

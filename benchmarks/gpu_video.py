@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the generated clips: tests/synthetic
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from flipnet_rt.faces.detectors import load_detector
     from flipnet_rt.faces.pipeline import FaceRestorer
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
     from flipnet_rt.video.pipeline import VideoOptions, VideoRestorer
-    from flipnet_rt.video.synthetic import face_scene, noisy
+    from synthetic.video import face_scene, noisy
 
     width, height = (int(v) for v in args.size.split("x"))
     scene, _ = face_scene((width, height), eye_distance=15.0, faces=args.faces)

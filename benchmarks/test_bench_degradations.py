@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from helpers import face_like
 
-from flipnet_rt.degradations import DegradationConfig, RandomDegradation
+from flipnet_rt.evaluation.degradations import DegradationConfig, RandomDegradation
 
 IMAGES = 16
 

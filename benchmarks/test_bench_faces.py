@@ -20,7 +20,7 @@ import pytest
 from flipnet_rt.faces.align import estimate_affine, warp_faces
 from flipnet_rt.faces.paste import paste_faces
 from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
-from flipnet_rt.faces.synthetic import ASTRONAUT_LANDMARKS, background, place_face
+from flipnet_rt.imaging.scene import ASTRONAUT_LANDMARKS, background, place_face
 from flipnet_rt.faces.types import Face
 
 SIZES = {"720p": (720, 1280), "1080p": (1080, 1920), "4K": (2160, 3840)}
@@ -54,7 +54,7 @@ def frame(request):
 def restorer():
     if not (DEMO_ENGINE / "manifest.json").is_file():
         pytest.skip(f"{DEMO_ENGINE} missing")
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     return Restorer.load(DEMO_ENGINE, backend="onnxruntime", device="cpu")
 

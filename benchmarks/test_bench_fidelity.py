@@ -16,9 +16,9 @@ MEANS: dict[str, float] = {}
 
 @pytest.fixture(scope="module")
 def batch():
-    from flipnet_rt.examples import degrade_example, example_face
+    from flipnet_rt.imaging.examples import degrade_example, example_face
     from flipnet_rt.imaging.geometry import fit
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     restorer = Restorer.load(ENGINE, backend="onnxruntime", device="cpu")
     if not restorer.has_fidelity:

@@ -16,7 +16,7 @@ Both sides of a ratio are timed in the same test, interleaved round by round (th
 shared, so interleaving spreads its noise over both), on the same inputs and thread count (the
 native kernels use every hardware thread, as OpenCV does). ``extra_info`` holds
 ``ms_per_face_native``, ``ms_per_face_reference`` and ``speedup`` (reference / native, medians);
-pytest-benchmark's own table times the native side. ``flipnet_rt.native.NATIVE_CPU`` dispatches
+pytest-benchmark's own table times the native side. ``flipnet_rt.imaging.native.NATIVE_CPU`` dispatches
 the kernels whose speedup is above 1.
 """
 
@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from flipnet_rt import native
+from flipnet_rt.imaging import native
 
 pytestmark = pytest.mark.skipif(native.module() is None, reason="flipnet_rt._native is not built")
 
@@ -41,7 +41,7 @@ TEMPLATE_EYE_DISTANCE_512 = 125.92  # facexlib's FFHQ template: right eye x - le
 
 @pytest.fixture(scope="module")
 def scene():
-    from flipnet_rt.faces.synthetic import background
+    from flipnet_rt.imaging.scene import background
 
     rng = np.random.default_rng(3)
     frame = background(1080, 1920, rng)

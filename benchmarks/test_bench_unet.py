@@ -15,7 +15,7 @@ from flipnet_rt.models import random_model
 
 @pytest.fixture(scope="module")
 def backends(tmp_path_factory):
-    from export.exporter import export_engine
+    from flipnet_rt.export.exporter import export_engine
     from flipnet_rt.backends.onnxruntime import OnnxRuntimeBackend
     from flipnet_rt.backends.torch import TorchBackend
     from flipnet_rt.engine.manifest import Manifest

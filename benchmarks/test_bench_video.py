@@ -45,7 +45,7 @@ WORKERS = 2 if CORES >= 2 else 1  # what `flipnet-rt video --workers 0` (the def
 def parts():
     """(Restorer with ONNX Runtime's default threads, MTCNN, the CLI's default engine workers) loaded once."""
     from flipnet_rt.faces.detectors import load_detector
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     if not (ENGINE / "manifest.json").is_file():
         pytest.fail(f"{ENGINE}: the shipped demo engine is missing")
@@ -91,7 +91,7 @@ def timed_faces(restorer, detector, timer):
 
 
 def make_clip(folder: Path, size: tuple[int, int], faces: int) -> Path:
-    from flipnet_rt.video.synthetic import cfr_pts, face_scene, noisy, write_clip
+    from synthetic.video import cfr_pts, face_scene, noisy, write_clip
 
     scene, _ = face_scene(size, eye_distance=15.0, faces=faces)
     rng = np.random.default_rng(0)
@@ -101,7 +101,7 @@ def make_clip(folder: Path, size: tuple[int, int], faces: int) -> Path:
 
 def naive(src: Path, out: Path, faces, detector, timer) -> float:
     """decode → detect → restore (align, engine, paste) → encode, one frame at a time. Returns seconds."""
-    from flipnet_rt.options import image_seed
+    from flipnet_rt.config.options import image_seed
     from flipnet_rt.video.encoding import EncoderOptions
     from flipnet_rt.video.sink import VideoSink
     from flipnet_rt.video.source import VideoSource
@@ -156,7 +156,7 @@ def test_video_throughput(benchmark, parts, tmp_path, size, faces_per_frame):
     """Each variant runs ROUNDS times, interleaved (the second round in reverse order), and keeps
     its fastest round: this machine's other load comes and goes, and the minimum is the run it
     disturbed least. The stage shares are the naive loop's, from its fastest round."""
-    from flipnet_rt.profiling import StageTimer
+    from flipnet_rt.runtime.profiling import StageTimer
 
     restorer, detector, workers = parts
     src = make_clip(tmp_path, size, faces_per_frame)

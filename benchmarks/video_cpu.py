@@ -81,7 +81,7 @@ class ThreadSampler:
 
 def cores_check(engine: Path, calls: int = 12) -> str:
     """ms per face of one single-threaded worker alone and of two at once (batches of 4)."""
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     workers = [Restorer.load(engine, backend="onnxruntime", device="cpu", threads=1) for _ in range(2)]
     rng = np.random.default_rng(0)
@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     import test_bench_video as bench
 
     from flipnet_rt.faces.detectors import load_detector
-    from flipnet_rt.profiling import StageTimer
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.profiling import StageTimer
+    from flipnet_rt.runtime.restorer import Restorer
 
     width, height = (int(v) for v in args.size.split("x"))
     detector = load_detector("mtcnn")

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the generated clips: tests/synthetic
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -42,10 +44,10 @@ def measure(frames: int, size: tuple[int, int], face_period: int, face_frames: i
             low_memory: bool = False, workers: int = 2) -> dict:
     from flipnet_rt.faces.detectors import load_detector
     from flipnet_rt.faces.pipeline import FaceRestorer
-    from flipnet_rt.profiling import StageTimer
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.profiling import StageTimer
+    from flipnet_rt.runtime.restorer import Restorer
     from flipnet_rt.video.pipeline import VideoOptions, VideoRestorer
-    from flipnet_rt.video.synthetic import cfr_pts, face_scene, noisy, write_clip
+    from synthetic.video import cfr_pts, face_scene, noisy, write_clip
     from flipnet_rt.video.transcode import transcode
 
     with_face, _ = face_scene(size, eye_distance=15.0)

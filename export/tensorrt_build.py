@@ -159,7 +159,7 @@ def build(directory: Path, *, precision: str = "fp16", batch: tuple[int, int, in
         missing = "TensorRT" if exc.name == "tensorrt" else f"{exc.name} (TensorRT's builder tools)"
         raise BackendUnavailable(f"flipnet-rt build: {missing} is not installed: pip install 'flipnet-rt[tensorrt]' "
                                  f"(NVIDIA's index, on a machine with an NVIDIA GPU)") from None
-    from flipnet_rt.config import FlipnetConfig
+    from flipnet_rt.config.model import FlipnetConfig
     from flipnet_rt.engine.artifacts import read_manifest
 
     directory = Path(directory)

@@ -34,7 +34,7 @@ from flipnet_rt.backends.registry import REGISTRY
 from flipnet_rt.backends.select import select_backend
 from flipnet_rt.engine.artifacts import EngineArtifacts, ModelArtifacts, open_engine
 from flipnet_rt.engine.spec import NetworkSpec
-from flipnet_rt.restorer import Restorer
+from flipnet_rt.runtime.restorer import Restorer
 
 log = logging.getLogger(__name__)
 

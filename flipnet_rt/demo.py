@@ -61,7 +61,7 @@ def group_picture(seed: int) -> tuple[np.ndarray, list]:
     demo model's 64 px) and each face's placement (ground truth)."""
     from skimage.data import astronaut
 
-    from .faces.synthetic import ASTRONAUT_LANDMARKS, background, place_face
+    from .imaging.scene import ASTRONAUT_LANDMARKS, background, place_face
 
     photo = astronaut()
     mirrored_photo = np.ascontiguousarray(photo[:, ::-1])
@@ -76,8 +76,8 @@ def group_picture(seed: int) -> tuple[np.ndarray, list]:
 
 def group_demo(restorer, out: Path, seed: int) -> list[str]:
     """Degrade the group picture, restore every face in it, write the PNGs; the summary lines."""
-    from .degradations import DegradationConfig, RandomDegradation
-    from .evaluation import detail, psnr, ssim
+    from .evaluation.degradations import DegradationConfig, RandomDegradation
+    from .evaluation.scoring import detail, psnr, ssim
     from .faces.pipeline import FaceRestorer
     from .imaging.io import save_image
 
@@ -127,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the degradation and of the sampler")
     args = parser.parse_args(argv)
 
-    from .evaluation import psnr, ssim, synthesise_lq
+    from .evaluation.scoring import psnr, ssim, synthesise_lq
     from .imaging.io import save_image
-    from .restorer import Restorer
+    from .runtime.restorer import Restorer
 
     model = args.model or (str(DEMO_ENGINE) if DEMO_ENGINE.is_dir() else "random:tiny")
     if not model.startswith("random:") and not Path(model).is_dir():

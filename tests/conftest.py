@@ -12,8 +12,9 @@ def _import_mutated_copies() -> None:
     """Under ``make mutants`` mutmut runs the tests from ./mutants, whose flipnet_rt/ and export/ hold
     the mutated sources; the editable install's redirecting finder (scikit-build-core) would hand
     out the originals instead. Put the mutated copies first (the compiled _native module still
-    comes from the install)."""
+    comes from the install; export/ is installed as ``flipnet_rt.export``)."""
     import importlib.machinery
+    import importlib.util
     import sys
 
     root = Path.cwd()
@@ -23,8 +24,11 @@ def _import_mutated_copies() -> None:
     class MutantsFirst:
         @staticmethod
         def find_spec(fullname, path=None, target=None):
-            if fullname.partition(".")[0] not in ("flipnet_rt", "export") or fullname == "flipnet_rt._native":
+            if fullname.partition(".")[0] != "flipnet_rt" or fullname == "flipnet_rt._native":
                 return None
+            if fullname == "flipnet_rt.export":  # pyproject.toml installs export/ under this name
+                return importlib.util.spec_from_file_location(
+                    fullname, root / "export" / "__init__.py", submodule_search_locations=[str(root / "export")])
             return importlib.machinery.PathFinder.find_spec(fullname, path or [str(root)])
 
     sys.meta_path.insert(0, MutantsFirst)
@@ -48,7 +52,7 @@ if Path.cwd().name == "mutants":
 
 @pytest.fixture(scope="session")
 def tiny_config():
-    from flipnet_rt.presets import tiny
+    from flipnet_rt.config.presets import tiny
 
     return tiny()
 
@@ -64,7 +68,7 @@ def tiny_restorer(tiny_model):
     """A Restorer on the torch backend over ``random:tiny`` (condition cache on)."""
     from flipnet_rt.backends.torch import TorchBackend
     from flipnet_rt.models import PROMPT_KINDS
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     prompts = {k: tiny_model.prompt(k).numpy() for k in PROMPT_KINDS}
     return Restorer(TorchBackend(tiny_model), tiny_model.config, prompts)

@@ -85,7 +85,7 @@ def native_cuda_kernels():
     """``flipnet_rt._native`` built with CUDA kernels, else the test skips with the reason."""
     import pytest
 
-    from flipnet_rt import native
+    from flipnet_rt.imaging import native
 
     nat = native.module()
     if nat is None or not nat.cuda:
@@ -107,7 +107,7 @@ def restorer_latents(restorer, images, options=None, seeds=None, mode=None) -> n
     """The latents ``float32 [B, 4, h, w]`` that ``restorer.restore(images, options, seeds)`` (or
     ``degrade`` with ``mode``) samples before decoding: its own fit and seeds, then
     ``DiffusionCore.latents`` (for parity checks)."""
-    from flipnet_rt.options import Mode
+    from flipnet_rt.config.options import Mode
 
     options = options or restorer.options()
     pixels, _ = restorer._fit(images)

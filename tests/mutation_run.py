@@ -41,7 +41,7 @@ FAST = ["-m", "not slow and not gpu and not tensorrt"]
 # seconds: mutmut runs every test that reaches a mutated function once per mutant.
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "sampling": (
-        ["flipnet_rt/sampling/*", "flipnet_rt/options.py"],
+        ["flipnet_rt/sampling/*", "flipnet_rt/config/options.py"],
         ["tests/sampling", "tests/test_restorer_reference.py", "tests/test_config.py",
          "tests/test_options.py"],
     ),
@@ -56,7 +56,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
          "not test_an_engine_directory_is_opened_and_checked and not test_every_part_is_checked_with_a_fix"],
     ),
     "restorer": (
-        ["flipnet_rt/restorer.py", "flipnet_rt/core.py"],
+        ["flipnet_rt/runtime/restorer.py", "flipnet_rt/runtime/core.py"],
         ["tests/test_restorer.py", "tests/test_restorer_reference.py", "tests/test_restorer_contracts.py"],
     ),
     "device": (  # the device frame path: flow and host kernels; the CUDA classes' Python over stand-ins
@@ -64,11 +64,11 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
         ["tests/faces/test_device.py", "tests/faces/test_device_standin.py"],
     ),
     "batchio": (
-        ["flipnet_rt/batchio.py"],
+        ["flipnet_rt/jobs/batchio.py"],
         ["tests/test_batchio.py", "tests/test_batchio_contracts.py"],
     ),
     "evaluation": (
-        ["flipnet_rt/evaluation.py"],
+        ["flipnet_rt/evaluation/scoring.py"],
         # the three end-to-end eval tests (~40 s each under mutmut) are left to `make test`:
         # tests/test_evaluation_contracts.py drives evaluate() with a stand-in restorer instead
         ["tests/test_evaluation.py", "tests/test_evaluation_contracts.py", "-k",

@@ -1,4 +1,4 @@
-"""Tests for flipnet_rt.batchio: planning batch jobs from files and folders."""
+"""Tests for flipnet_rt.jobs.batchio: planning batch jobs from files and folders."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flipnet_rt.batchio import IMAGE_SUFFIXES, BatchReport, Job, batched, is_image_path, plan_jobs
+from flipnet_rt.jobs.batchio import IMAGE_SUFFIXES, BatchReport, Job, batched, is_image_path, plan_jobs
 
 
 def _touch(path: Path, data: bytes = b"img") -> Path:

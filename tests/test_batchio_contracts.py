@@ -1,4 +1,4 @@
-"""flipnet_rt.batchio at its edges: exact one-line errors, what is logged, walking on after the
+"""flipnet_rt.jobs.batchio at its edges: exact one-line errors, what is logged, walking on after the
 skipped output folder, and batch sizes (issue 19: each test kills mutants the other tests left)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flipnet_rt.batchio import batched, plan_jobs
+from flipnet_rt.jobs.batchio import batched, plan_jobs
 
 
 def _touch(path: Path) -> Path:
@@ -61,7 +61,7 @@ def test_folders_after_the_output_folder_are_still_walked(tmp_path: Path, caplog
     _touch(root / "a_out" / "old.png")  # the output folder, sorted before "b"
     _touch(root / "b" / "x.png")
     _touch(root / "c.png")
-    with caplog.at_level(logging.DEBUG, logger="flipnet_rt.batchio"):
+    with caplog.at_level(logging.DEBUG, logger="flipnet_rt.jobs.batchio"):
         jobs, errors = plan_jobs([root, root / "c.png"], root / "a_out")
     assert errors == []
     assert [job.source.relative_to(root).as_posix() for job in jobs] == ["b/x.png", "c.png"]

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from flipnet_rt.config import ConfigError, FlipnetConfig
-from flipnet_rt.presets import PRESETS, preset
+from flipnet_rt.config.model import ConfigError, FlipnetConfig
+from flipnet_rt.config.presets import PRESETS, preset
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -66,7 +66,7 @@ def test_invalid_json_names_the_line(tmp_path):
 def test_digest_ignores_sampler_defaults_only():
     import dataclasses
 
-    from flipnet_rt.presets import preset
+    from flipnet_rt.config.presets import preset
 
     config = preset("tiny")
     tuned = dataclasses.replace(config, defaults=dataclasses.replace(config.defaults, steps=4, strength=0.5))
@@ -85,8 +85,8 @@ def test_shipped_configs_load_and_save_byte_identical(directory, tmp_path):
 
 def test_sampler_defaults_and_schedule_are_defined_once():
     """flipnet.json's sections are the runtime's types: enums in memory, their values on disk."""
-    from flipnet_rt.config import Defaults, ScheduleSpec
-    from flipnet_rt.options import SamplingOptions
+    from flipnet_rt.config.model import Defaults, ScheduleSpec
+    from flipnet_rt.config.options import SamplingOptions
     from flipnet_rt.sampling import SamplerKind, ScheduleConfig, Spacing
 
     assert ScheduleSpec is ScheduleConfig

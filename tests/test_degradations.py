@@ -12,7 +12,7 @@ from helpers import face_like
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flipnet_rt.degradations import (
+from flipnet_rt.evaluation.degradations import (
     EQ9_ORDER,
     DegradationConfig,
     DegradationParams,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flipnet_rt.config import FlipnetConfig
+from flipnet_rt.config.model import FlipnetConfig
 from flipnet_rt.engine.manifest import Manifest
 from helpers import require_data
 
@@ -32,7 +32,7 @@ ASTRONAUT_PSNR_MARGIN_DB, ASTRONAUT_SSIM_MARGIN = 0.5, 0.03
 
 @pytest.fixture(scope="module")
 def restorer():
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     return Restorer.load(ENGINE, backend="onnxruntime")
 
@@ -46,7 +46,7 @@ def test_shipped_artifacts_fit_the_budget_and_match():
 
 
 def _gains(restorer, faces: list[np.ndarray], what: str) -> tuple[float, float]:
-    from flipnet_rt.evaluation import psnr, ssim, synthesise_lq
+    from flipnet_rt.evaluation.scoring import psnr, ssim, synthesise_lq
 
     lqs = [synthesise_lq(hq, 0, i) for i, hq in enumerate(faces)]
     restored = restorer.restore(lqs, restorer.options(seed=0))
@@ -83,8 +83,8 @@ def test_the_engine_matches_the_model_directory(restorer):
     image within 2 grey levels (float32 reassociation across 2 x steps UNet calls)."""
     pytest.importorskip("torch")
     from flipnet_rt.demo import astronaut_faces
-    from flipnet_rt.evaluation import synthesise_lq
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.evaluation.scoring import synthesise_lq
+    from flipnet_rt.runtime.restorer import Restorer
 
     torch_restorer = Restorer.load(MODEL, backend="torch", device="cpu")
     lq = synthesise_lq(astronaut_faces(restorer.config.resolution, ((0, 0, False),))[0], 0, 0)

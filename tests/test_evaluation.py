@@ -1,4 +1,4 @@
-"""``flipnet-rt eval`` and :mod:`flipnet_rt.evaluation`: fixed-seed LQ, the metrics, bad files, the JSON."""
+"""``flipnet-rt eval`` and :mod:`flipnet_rt.evaluation.scoring`: fixed-seed LQ, the metrics, bad files, the JSON."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flipnet_rt import evaluation
+from flipnet_rt.evaluation import scoring as evaluation
 from flipnet_rt.cli.main import main
 from helpers import face_like
 

@@ -1,4 +1,4 @@
-"""flipnet_rt.evaluation.evaluate without a network: a stand-in restorer records what it is asked
+"""flipnet_rt.evaluation.scoring.evaluate without a network: a stand-in restorer records what it is asked
 and answers with a known image, so every score, seed, batch and written file is checked against
 scikit-image and the documented LQ synthesis in well under a second (issue 19: the end-to-end eval
 tests take ~40 s each, too slow to run once per mutant)."""
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flipnet_rt import evaluation
-from flipnet_rt.options import SamplingOptions, image_seed
+from flipnet_rt.evaluation import scoring as evaluation
+from flipnet_rt.config.options import SamplingOptions, image_seed
 from helpers import face_like
 
 skimage_metrics = pytest.importorskip("skimage.metrics")
@@ -122,7 +122,7 @@ def test_report_dict_means_and_formatting():
 def test_lq_is_the_scaled_training_degradation_on_its_own_stream():
     """The module doc: the training degradation, ranges scaled to the resolution, drawn from the
     image's seed on stream DEGRADATION_STREAM (1; 0 draws the sampling noise)."""
-    from flipnet_rt.degradations import DegradationConfig, RandomDegradation
+    from flipnet_rt.evaluation.degradations import DegradationConfig, RandomDegradation
 
     assert evaluation.DEGRADATION_STREAM == 1
     hq = face_like(48, 3)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flipnet_rt import evaluation
+from flipnet_rt.evaluation import scoring as evaluation
 from flipnet_rt.cli.main import main
-from flipnet_rt.levels import LEVEL_CONFIGS, Level, LevelDegradation, LevelMix, parse_levels
+from flipnet_rt.evaluation.levels import LEVEL_CONFIGS, Level, LevelDegradation, LevelMix, parse_levels
 from helpers import face_like
 
 pytest.importorskip("skimage")

@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from flipnet_rt.options import MAX_COLOR_FIX_LEVELS, SamplingOptions, schedule_config
-from flipnet_rt.presets import tiny
+from flipnet_rt.config.options import MAX_COLOR_FIX_LEVELS, SamplingOptions, schedule_config
+from flipnet_rt.config.presets import tiny
 from flipnet_rt.sampling import PredictionType, SamplerKind, ScheduleConfig, Spacing
 
 CONFIG = tiny()
@@ -99,7 +99,7 @@ def test_schedule_config_carries_every_field_of_the_model_schedule():
 def test_image_seeds_are_stable_63_bit_streams():
     """Every seeded output is reproducible across releases only if image_seed never changes: these
     values pin it. Each (seed, index, variant) is its own stream, and fits a signed 64-bit integer."""
-    from flipnet_rt.options import image_seed
+    from flipnet_rt.config.options import image_seed
 
     assert image_seed(0, 0) == 7896617691693857887
     assert image_seed(7, 3) == image_seed(7, 3, 0) == 2530781778362038830

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from flipnet_rt.profiling import StageTimer
+from flipnet_rt.runtime.profiling import StageTimer
 
 
 def test_records_every_call_or_only_totals_from_several_threads():

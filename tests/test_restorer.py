@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from helpers import face_like, restorer_latents
-from flipnet_rt.options import SamplingOptions, image_seed
+from flipnet_rt.config.options import SamplingOptions, image_seed
 from flipnet_rt.sampling import SamplerKind
 
 

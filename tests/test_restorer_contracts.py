@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from flipnet_rt.core import DiffusionCore
-from flipnet_rt.options import Mode, SamplingOptions, image_seed
+from flipnet_rt.runtime.core import DiffusionCore
+from flipnet_rt.config.options import Mode, SamplingOptions, image_seed
 from helpers import face_like, restorer_latents
 
 
@@ -87,7 +87,7 @@ def test_closing_closes_the_backend(tiny_config):
     backend = SimpleNamespace(name="stand-in", specs=dict.fromkeys(("unet_cond", "unet_input", "vae_encoder",
                                                                      "vae_decoder")),
                               from_numpy=lambda a, dtype=None: a, close=lambda: closed.append(1))
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     with Restorer(backend, tiny_config, {"restore": np.zeros((2, 3))}) as restorer:
         assert restorer.core.prompts["restore"].dtype == np.float32
@@ -111,7 +111,7 @@ def test_degrade_is_its_own_mode_and_takes_the_seeds_given(tiny_restorer, tiny_c
 
 def test_load_hands_every_setting_to_the_backend_choice(monkeypatch, tiny_config):
     import flipnet_rt.backends.select as select
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     seen = {}
     backend = SimpleNamespace(name="stand-in", specs=dict.fromkeys(("unet", "unet_cond", "unet_input", "vae_encoder", "vae_decoder")),
@@ -138,7 +138,7 @@ def test_load_hands_every_setting_to_the_backend_choice(monkeypatch, tiny_config
 def test_every_stage_is_timed_under_the_names_bench_reads(tiny_restorer, tiny_config):
     """`flipnet-rt bench` splits a restore by these stage names (bench/runner.py STAGES): each stage
     is timed under its name, as many times as it runs, and the UNet steps inside "sampling"."""
-    from flipnet_rt.profiling import StageTimer
+    from flipnet_rt.runtime.profiling import StageTimer
 
     timer = StageTimer()
     timed = tiny_restorer.variant(timer=timer)
@@ -170,7 +170,7 @@ def test_eta_reaches_the_sampler(tiny_restorer, tiny_config):
 
 
 def test_device_timesteps_are_made_once_and_on_demand():
-    from flipnet_rt.core import device_timesteps
+    from flipnet_rt.runtime.core import device_timesteps
 
     made = []
 
@@ -191,7 +191,7 @@ def test_core_returns_float32_images_that_the_next_run_does_not_overwrite():
     batch's images would see them overwritten by the second's."""
     from pathlib import Path
 
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     engine = Path(__file__).resolve().parents[1] / "models" / "demo-onnx"
     with Restorer.load(str(engine), backend="onnxruntime", device="cpu") as restorer:
@@ -210,7 +210,7 @@ def demo_core():
     """The shipped demo engine's core on ONNX Runtime CPU (its backend reuses output buffers)."""
     from pathlib import Path
 
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     engine = Path(__file__).resolve().parents[1] / "models" / "demo-onnx"
     with Restorer.load(str(engine), backend="onnxruntime", device="cpu") as restorer:
@@ -253,7 +253,7 @@ def test_run_device_returns_the_callers_own_array(demo_core):
 
 def test_run_device_times_the_stages_bench_reads(demo_core):
     """run_device runs the same networks as run_host, each under its name (bench reads them)."""
-    from flipnet_rt.profiling import StageTimer
+    from flipnet_rt.runtime.profiling import StageTimer
 
     core, options = demo_core
     timer = StageTimer()

@@ -26,8 +26,8 @@ import pytest
 
 from flipnet_rt.backends.base import Backend
 from flipnet_rt.engine.spec import KVSpec, NetworkSpec, network_specs
-from flipnet_rt.options import Mode
-from flipnet_rt.restorer import Restorer
+from flipnet_rt.config.options import Mode
+from flipnet_rt.runtime.restorer import Restorer
 from flipnet_rt.sampling import SamplerKind, make_grid, parameterized, sample
 from helpers import face_like, restorer_latents
 
@@ -184,7 +184,7 @@ def reference_latents(backend: KnownBackend, prompts, options, seeds, mode: Mode
 
 
 def ab_schedule(config):
-    from flipnet_rt.options import schedule_config
+    from flipnet_rt.config.options import schedule_config
 
     return schedule_config(config)
 

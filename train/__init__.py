@@ -2,7 +2,7 @@
 
     train/config.py        typed TOML configs (configs/*.toml), command-line overrides
     train/data/            datasets, one module each: HQ faces with on-the-fly LQ (Eq. 9, the
-                           degradation itself is flipnet_rt/degradations.py), real-world pairs,
+                           degradation itself is flipnet_rt/evaluation/degradations.py), real-world pairs,
                            off-shelf pool, mixes; captions, collate; a config's [data] -> a dataset
     train/stream.py        the resumable, sharded sample order
     train/loop.py          the loop every stage shares (Accelerate, AdamW, checkpoints, logging)

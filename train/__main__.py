@@ -1,4 +1,4 @@
-"""``python -m train ...`` = ``flipnet-train ...`` (also: ``accelerate launch -m train ...``)."""
+"""``python -m flipnet_rt.train ...`` = ``flipnet-train ...`` (also: ``accelerate launch -m flipnet_rt.train ...``)."""
 
 from .cli import main
 

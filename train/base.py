@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from flipnet_rt.config import FlipnetConfig
+from flipnet_rt.config.model import FlipnetConfig
 from flipnet_rt.models import FlipNet, Mode, add_lora, from_diffusers, load_model_dir, save_model_dir
-from flipnet_rt.presets import preset
+from flipnet_rt.config.presets import preset
 
 from .checkpoint import CheckpointError, read_state, read_weights, resolve_checkpoint
 from .config import DegradationSection, ModelSection, UnetTraining

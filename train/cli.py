@@ -1,4 +1,4 @@
-"""``flipnet-train``: the training command line (a thin layer over train.ae/vae/restoration/merge).
+"""``flipnet-train``: the training command line (a thin layer over flipnet_rt.train.ae/vae/restoration/merge).
 
     flipnet-train vae          [--train-config FILE] [options]     the model's AutoencoderKL (from scratch)
     flipnet-train ae           [--train-config FILE] --stage reconstruction|association [--init CKPT]
@@ -9,7 +9,7 @@
 
 Values come from the dataclass defaults (train/config.py), then the TOML file, then the flags
 below, then ``--set section.key=value`` (any key). The same command runs on one CPU, one GPU or
-N GPUs: ``accelerate launch -m train.cli restoration ...``.
+N GPUs: ``accelerate launch -m flipnet_rt.train.cli restoration ...``.
 
 Exit status: 0 done, 2 for a usage error (a missing path, a bad config), named on stderr.
 """
@@ -25,7 +25,7 @@ from typing import Any, Sequence
 from .checkpoint import CheckpointError
 from .config import ConfigError, check, load_config, parse_value
 
-log = logging.getLogger("train.cli")
+log = logging.getLogger("flipnet_rt.train.cli")
 
 # flag dest -> dotted config key ("{stage}" is the command's own section)
 _FLAGS = {

@@ -114,7 +114,7 @@ class PairedSource:
     hq_dir: str
     lq_dir: str
     limit: int = 0  # 0 = every pair; the paper takes 1000 random pairs of SIDD and RealBlur-J
-    key_pattern: str = ""  # regex pairing differently named files (train.data.PairedFolder)
+    key_pattern: str = ""  # regex pairing differently named files (flipnet_rt.train.data.PairedFolder)
     fit: str = "crop"  # "crop" (native scale, random R x R) or "resize" (whole scene)
     captions: str = ""
 
@@ -130,9 +130,9 @@ class DataSection:
     offshelf_dir: str = ""  # K degraded variants per HQ from `flipnet-rt degrade` (Sec. 5.1)
     offshelf_probability: float = 0.5
     paired: tuple[PairedSource, ...] = ()  # degradation mode's real-world pairs
-    degradation: Mapping[str, Any] = field(default_factory=dict)  # fields of flipnet_rt.degradations.DegradationConfig
+    degradation: Mapping[str, Any] = field(default_factory=dict)  # fields of flipnet_rt.evaluation.degradations.DegradationConfig
     scale_degradation: bool = True  # scale the 512-px ranges of Eq. (9) to the resolution
-    # {level: weight} of flipnet_rt.levels (none, mild, moderate, heavy, train): each LQ draws its level,
+    # {level: weight} of flipnet_rt.evaluation.levels (none, mild, moderate, heavy, train): each LQ draws its level,
     # then that level's degradation scaled to the resolution; replaces `degradation` when set
     degradation_levels: Mapping[str, float] = field(default_factory=dict)
 

@@ -1,12 +1,12 @@
 """``make demo-model``: train, merge, export and evaluate the shipped demo model (issue 7).
 
-    python -m train.demo_model [--runs runs/demo] [--model models/demo] [--engine models/demo-onnx]
+    python -m flipnet_rt.train.demo_model [--runs runs/demo] [--model models/demo] [--engine models/demo-onnx]
 
 Stages, each the documented command with a config from ``train/configs/demo_*.toml`` (fixed seeds):
 
 1. ``flipnet-train vae`` (demo_vae.toml), 2. ``flipnet-train ae`` reconstruction (demo_ae.toml),
 3. ``flipnet-train ae`` association (demo_ae_association.toml), 4. ``flipnet-train restoration``
-(demo_restoration.toml: since issue 25 on a mix of degradation levels, :mod:`flipnet_rt.levels`),
+(demo_restoration.toml: since issue 25 on a mix of degradation levels, :mod:`flipnet_rt.evaluation.levels`),
 5. ``flipnet-train merge --fp16`` into the model directory, 6. the sampler defaults: a few settings
 scored on 64 *training* faces (the val faces stay unseen), the best PSNR written into the model's
 ``flipnet.json``, 7. ``flipnet-train fidelity``: the fidelity estimator (``--fidelity auto``) on 3000
@@ -55,7 +55,7 @@ def _trained(run_dir: Path, config: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.demo_model", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m flipnet_rt.train.demo_model", description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=Path, default=Path("runs/demo"), help="training runs (not committed)")
     parser.add_argument("--model", type=Path, default=Path("models/demo"), help="model directory to write")
     parser.add_argument("--engine", type=Path, default=Path("models/demo-onnx"), help="engine directory to write")
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args.runs.mkdir(parents=True, exist_ok=True)
     timings_path = args.runs / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
-    train = [sys.executable, "-m", "train"]
+    train = [sys.executable, "-m", "flipnet_rt.train"]
     runtime = [sys.executable, "-m", "flipnet_rt.cli.main"]
     hq = str(DATA / "lfw" / "train")
     stages = [
@@ -164,7 +164,7 @@ def fidelity_lines(model: Path, previous: Path | None = None) -> list[str]:
         lines += [
             f"The fidelity estimator (`fidelity.safetensors`, `flipnet_rt/models/fidelity.py`) decides per face how",
             f"much of the input to keep. Trained by `flipnet-train fidelity` on {data['faces']} training faces",
-            "(every level of `flipnet_rt/levels.py`, degraded at 1-3x the model's size), restored by this model;",
+            "(every level of `flipnet_rt/evaluation/levels.py`, degraded at 1-3x the model's size), restored by this model;",
             f"held-out PSNR (dB, {data['held_out']} faces, capped at 60 dB) of the input, the model's output, the",
             "estimator's blend and the oracle blend (the best weight per face, known only with the HQ):",
             "",
@@ -215,13 +215,13 @@ def choose_defaults(model_dir: Path, faces_dir: Path, count: int = 32) -> dict:
     defaults. Returns every candidate's per-level and mean scores and the choice."""
     import numpy as np
 
-    from flipnet_rt.config import FlipnetConfig
-    from flipnet_rt.evaluation import evaluate_levels
+    from flipnet_rt.config.model import FlipnetConfig
+    from flipnet_rt.evaluation.scoring import evaluate_levels
     from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
     from flipnet_rt.imaging.geometry import prepare_square
     from flipnet_rt.imaging.io import load_image
-    from flipnet_rt.levels import parse_levels
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.evaluation.levels import parse_levels
+    from flipnet_rt.runtime.restorer import Restorer
 
     from .data import LFW_CROP_BOX, list_images
 
@@ -265,8 +265,8 @@ def _mix_text() -> str:
 def _astronaut_line(engine: Path) -> str:
     """The 4 astronaut faces of the end-to-end test, restored by the engine with its defaults."""
     from flipnet_rt.demo import astronaut_faces
-    from flipnet_rt.evaluation import evaluate
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.evaluation.scoring import evaluate
+    from flipnet_rt.runtime.restorer import Restorer
 
     restorer = Restorer.load(engine, backend="onnxruntime")
     options = restorer.options(seed=0)
@@ -300,8 +300,8 @@ def write_model_card(model: Path, engine: Path, runs: Path, timings: dict, sweep
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
 
-    from flipnet_rt.config import FlipnetConfig
-    from flipnet_rt.degradations import DegradationConfig
+    from flipnet_rt.config.model import FlipnetConfig
+    from flipnet_rt.evaluation.degradations import DegradationConfig
 
     config = FlipnetConfig.load(model)
     evaluation = json.loads((model / "eval_lfw_val.json").read_text())
@@ -329,12 +329,12 @@ def write_model_card(model: Path, engine: Path, runs: Path, timings: dict, sweep
         + ", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in sizes.items()) + f"; `flipnet.json`)",
         f"- `models/demo-onnx/`: its ONNX engine for ONNX Runtime ({engine_bytes / 2**20:.1f} MiB; weights "
         "stored in fp16, computed in fp32; no joint `unet` graph, so `--no-cond-cache` is refused)",
-        f"- architecture: preset `{config.name}` (`flipnet_rt/presets.py`): UNet blocks "
+        f"- architecture: preset `{config.name}` (`flipnet_rt/config/presets.py`): UNet blocks "
         f"{config.unet['block_out_channels']}, VAE {config.vae['block_out_channels']} "
         f"(factor {config.vae_factor}, {config.latent_channels} latent channels), face tokens "
         f"{config.face.grid}x{config.face.grid}x{config.face.dim}, latent scaling {config.latent_scaling:.4g}",
         "",
-        "## Choices (measured on LFW val, see `flipnet_rt/presets.py` and the session notes)",
+        "## Choices (measured on LFW val, see `flipnet_rt/config/presets.py` and the session notes)",
         "",
         "- VAE 2x (32x32x4 latents): 8x and 4x VAEs reconstructed faces at about 21 dB, no better than the LQ.",
         "- Attention (so BoostHub) at every UNet level, the 32x32 one included. Without it the model's",
@@ -353,7 +353,7 @@ def write_model_card(model: Path, engine: Path, runs: Path, timings: dict, sweep
         "",
         "LFW deep-funneled, `../shared/data/lfw/train` (9,525 images of 5,749 people; not in the repository),",
         "crop box (50, 45, 200, 195), resized to 64x64 (Lanczos). LQ made on the fly, each face at a level drawn "
-        f"from the restoration config's mix ({_mix_text()}; `flipnet_rt/levels.py`): `train` is the paper's "
+        f"from the restoration config's mix ({_mix_text()}; `flipnet_rt/evaluation/levels.py`): `train` is the paper's "
         "two-pass degradation (Eq. 9) at ranges scaled to 64 px (`DegradationConfig().scaled_to(64)`): blur sigma "
         f"{list(degradation.first.sigma)}, downsample s {list(degradation.first.scale)}, noise delta "
         f"{list(degradation.first.noise)}, JPEG q {list(degradation.first.quality)}; `none` is the HQ itself.",

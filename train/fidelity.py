@@ -3,7 +3,7 @@
     flipnet-train fidelity --model MODEL_DIR --hq-dir DIR [--engine ENGINE_DIR] [--faces N] [--steps K]
 
 1. Faces: N HQ faces (crop box applied), each at a side S drawn from :data:`SIZES` x R and degraded
-   at S at a level drawn uniformly from :mod:`flipnet_rt.levels` (none, mild, moderate, heavy,
+   at S at a level drawn uniformly from :mod:`flipnet_rt.evaluation.levels` (none, mild, moderate, heavy,
    train), then shrunk to R (``INTER_AREA``) as the whole-image path shrinks faces for the model.
 2. The model restores them with its sampler defaults, on the engine (ONNX Runtime) when
    ``--engine`` is given: the outputs users get.
@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flipnet_rt.levels import Level, LevelDegradation
-from flipnet_rt.options import image_seed
+from flipnet_rt.evaluation.levels import Level, LevelDegradation
+from flipnet_rt.config.options import image_seed
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +158,8 @@ def train(data: dict[str, np.ndarray], *, steps: int = 1500, batch: int = 64, lr
 
 
 def main(args: argparse.Namespace) -> int:
-    from flipnet_rt.restorer import Restorer
-    from train.data import LFW_CROP_BOX, list_images
+    from flipnet_rt.runtime.restorer import Restorer
+    from flipnet_rt.train.data import LFW_CROP_BOX, list_images
 
     from flipnet_rt.models.io import save_fidelity
 

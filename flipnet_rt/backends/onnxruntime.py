@@ -41,7 +41,7 @@ class OnnxRuntimeBackend(HostArrays, Backend):
 
     **Outputs are reused buffers**: per network and input shapes they are allocated once and
     overwritten by the next call of that network with those shapes (``array.copy()`` keeps one).
-    Not safe for concurrent calls; :class:`~flipnet_rt.restorer.Restorer` serialises them.
+    Not safe for concurrent calls; :class:`~flipnet_rt.runtime.restorer.Restorer` serialises them.
     """
 
     name = "onnxruntime"

@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from ..engine.artifacts import Artifacts, EngineArtifacts, ModelArtifacts
-from ..precision import Precision
+from ..config.precision import Precision
 from . import fixes, probes
 from .base import Backend
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..engine.artifacts import EngineArtifacts, ModelArtifacts, open_artifacts, open_engine
 from ..engine.manifest import EngineError
-from ..precision import Precision
+from ..config.precision import Precision
 from . import fixes, probes
 from .base import BackendUnavailable
 from .registry import KINDS, REGISTRY, BackendOptions, Opened

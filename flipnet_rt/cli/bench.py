@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..backends.registry import KINDS
-from ..precision import Precision
+from ..config.precision import Precision
 from .flags import DEVICES
 
 
@@ -82,11 +82,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..bench import report
-    from ..bench.runner import BenchConfig, environment, result_record, run_config, with_flops
+    from ..profiler import report
+    from ..profiler.runner import BenchConfig, environment, result_record, run_config, with_flops
     from ..engine.artifacts import ModelArtifacts, open_artifacts
-    from ..examples import degrade_example, example_face
-    from ..restorer import Restorer
+    from ..imaging.examples import degrade_example, example_face
+    from ..runtime.restorer import Restorer
 
     if not args.model:
         raise ValueError("no model: pass --model ENGINE_DIR|MODEL_DIR or --model random:tiny")
@@ -159,7 +159,7 @@ def _model_flops(model):
     """Per-network FLOP counts of ``model`` (one meta-device copy), or None for an engine alone."""
     if model is None:
         return None
-    from ..bench.flops import ModelFlops
+    from ..profiler.flops import ModelFlops
 
     return ModelFlops.count(model)
 
@@ -170,7 +170,7 @@ def time_baseline_record(model, images: list, args: argparse.Namespace, guidance
     restorers' precision; None: the weights' dtype). It runs after every restorer has closed, and
     a closed CUDA torch backend leaves the shared model on the host: :func:`time_baseline` moves
     the weights to ``device`` for the run itself and back afterwards."""
-    from ..bench.baseline import time_baseline
+    from ..profiler.baseline import time_baseline
 
     baseline = time_baseline(model, images[: args.batch[0]], steps=args.steps, guidance=guidance,
                              warmup=args.warmup, iters=args.iters, device=device, dtype=dtype)

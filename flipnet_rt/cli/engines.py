@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..precision import Precision
+from ..config.precision import Precision
 from .flags import deprecated_alias
 
 
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from export.exporter import export_engine
+    from flipnet_rt.export.exporter import export_engine
     from flipnet_rt.models import load_model
 
     if not args.model:
@@ -98,7 +98,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from export.tensorrt_build import build, parse_range
+    from flipnet_rt.export.tensorrt_build import build, parse_range
 
     batch = parse_range(args.profile_batch, "profile-batch") if args.profile_batch else None
     resolution = parse_range(args.profile_resolution, "profile-resolution") if args.profile_resolution else None
@@ -109,8 +109,8 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from export.verify import verify
-    from flipnet_rt.examples import degrade_example, example_face
+    from flipnet_rt.export.verify import verify
+    from flipnet_rt.imaging.examples import degrade_example, example_face
 
     if not args.model:
         return _error("no model: pass --model DIR or --model random:<config> (the one the engine came from)", 2)

@@ -1,4 +1,4 @@
-"""``flipnet-rt eval --hq DIR``: restoration quality on HQ faces (see :mod:`flipnet_rt.evaluation`).
+"""``flipnet-rt eval --hq DIR``: restoration quality on HQ faces (see :mod:`flipnet_rt.evaluation.scoring`).
 
 Needs the ``eval`` extra (scikit-image, OpenCV; dlib-bin + face-recognition-models for the identity
 distance). An unreadable HQ file costs one line on stderr and is left out of the means; the exit
@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..batchio import is_image_path
+from ..jobs.batchio import is_image_path
 from ..imaging.geometry import prepare_square
 from ..imaging.io import ImageError, format_path, load_image
 from .faces import fidelity_arg, keep_detail_arg
@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction, run_args) -> None:
                         "face-recognition-models are installed)")
     p.add_argument("--levels", metavar="L1,L2,...",
                    help="score at these degradation levels instead of the training degradation: none, mild, "
-                        "moderate, heavy, train (flipnet_rt/levels.py); per level the input, the model's output "
+                        "moderate, heavy, train (flipnet_rt/evaluation/levels.py); per level the input, the model's output "
                         "(fidelity 0) and the output as delivered (--fidelity), with a no-reference detail ratio")
     fidelity_arg(p)
     p.add_argument("--json", type=Path, metavar="FILE", help="write per-image scores and the means")
@@ -57,13 +57,13 @@ def _crop(text: str | None) -> tuple[int, int, int, int] | None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from .. import evaluation
+        from ..evaluation import scoring as evaluation
         from .jobs import UsageError, load_restorer
 
         crop = _crop(args.crop)
         levels = None
         if args.levels is not None:
-            from ..levels import parse_levels
+            from ..evaluation.levels import parse_levels
 
             levels = parse_levels(args.levels)
         from ..faces.pipeline import CropRestorer, FaceOptions, FaceRestorer
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_levels(report) -> None:
     """One line per level and metric: input, the model's output (fidelity 0), as delivered, mean W."""
-    from ..evaluation import VARIANTS, format_value
+    from ..evaluation.scoring import VARIANTS, format_value
 
     summary = report.summary()
     fidelity = report.meta.get("fidelity")
@@ -155,7 +155,7 @@ def _print_levels(report) -> None:
 
 
 def _print_table(report) -> None:
-    from ..evaluation import format_value
+    from ..evaluation.scoring import format_value
 
     summary = report.summary()
     try:

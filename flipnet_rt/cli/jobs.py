@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..batchio import BatchReport, Job, batched, plan_jobs
+from ..jobs.batchio import BatchReport, Job, batched, plan_jobs
 from ..imaging.io import ImageError, load_image, save_image
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class UsageError(RuntimeError):
 def load_restorer(args: argparse.Namespace, threads: int | None = None):
     """The Restorer for --model on --backend (auto: the fastest that can run here); ``threads``:
     ONNX Runtime CPU intra-op threads (None: its default)."""
-    from ..restorer import Restorer
+    from ..runtime.restorer import Restorer
 
     try:
         restorer = Restorer.load(args.model, backend=args.backend, device=args.device, cond_cache=args.cond_cache,
@@ -52,7 +52,7 @@ def load_restorer(args: argparse.Namespace, threads: int | None = None):
 def run_jobs(args: argparse.Namespace, *, variants: int = 1) -> int:
     from tqdm import tqdm
 
-    from ..options import image_seed
+    from ..config.options import image_seed
 
     jobs, report_errors = plan_jobs(args.inputs, args.output, variants=variants)
     report = BatchReport(written=[], errors=list(report_errors))

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import FlipnetConfig
+from ..config.model import FlipnetConfig
 from .manifest import MANIFEST_NAME, Manifest, load_prompts
 
 

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..config import FlipnetConfig
+from ..config.model import FlipnetConfig
 from .spec import NetworkSpec, Profile
 
 MANIFEST_NAME = "manifest.json"

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..config import FlipnetConfig
+from ..config.model import FlipnetConfig
 
 SYMBOLS = ("B", "h", "w")
 _TOKEN = re.compile(r"^(?:\d+|[Bhw])$")

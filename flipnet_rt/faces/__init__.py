@@ -7,7 +7,7 @@
 - :mod:`.mtcnn`: ``MtcnnDetector`` (three ONNX networks through ONNX Runtime).
 - :mod:`.dlib_detector`: ``DlibDetector`` (HOG + 68-point predictor reduced to 5 points).
 - :mod:`.detectors`: ``load_detector(name)``.
-- :mod:`.pipeline`: ``FaceRestorer`` over a :class:`flipnet_rt.restorer.Restorer`.
+- :mod:`.pipeline`: ``FaceRestorer`` over a :class:`flipnet_rt.runtime.restorer.Restorer`.
 - :mod:`.report`: the ``--report`` JSON and the ``--save-faces`` files.
 
 Nothing here imports OpenCV, dlib or ONNX Runtime at import time.

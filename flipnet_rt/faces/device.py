@@ -17,7 +17,7 @@ Only faces whose crop side S equals the model's resolution R take this path (no 
 keep-detail); :class:`~.pipeline.FaceRestorer` sends a call holding a larger face the host way.
 
 One interface, :class:`FrameKernels`, three implementations chosen once per backend
-(:func:`frame_kernels`): :class:`HostKernels` (numpy, :mod:`flipnet_rt.native`'s host kernels; how
+(:func:`frame_kernels`): :class:`HostKernels` (numpy, :mod:`flipnet_rt.imaging.native`'s host kernels; how
 the flow is tested without a GPU, and what ``frame_path="device"`` means on a CPU backend),
 :class:`TorchKernels` and :class:`CupyKernels` (device arrays, the CUDA kernels).
 """
@@ -29,14 +29,15 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from .. import native
-from ..options import Mode
+from ..imaging import native
+from . import kernels
+from ..config.options import Mode
 from .types import BorderMode
 
 if TYPE_CHECKING:
     from ..backends.base import ArrayKind, Backend
-    from ..core import DiffusionCore
-    from ..options import SamplingOptions
+    from ..runtime.core import DiffusionCore
+    from ..config.options import SamplingOptions
     from .fidelity import FidelityChooser
 
 Array = Any  # numpy.ndarray | torch.Tensor | cupy.ndarray
@@ -108,7 +109,7 @@ class FrameKernels(ABC):
 
 
 class HostKernels(FrameKernels):
-    """numpy arrays in host memory: :mod:`flipnet_rt.native`'s functions (each the faster of the
+    """numpy arrays in host memory: :mod:`flipnet_rt.imaging.native`'s functions (each the faster of the
     C++ kernel and its OpenCV/numpy reference on the CPU)."""
 
     def upload(self, frame: np.ndarray) -> np.ndarray:
@@ -118,7 +119,7 @@ class HostKernels(FrameKernels):
         return frame
 
     def crops(self, frame: np.ndarray, affines: np.ndarray, size: int, border: BorderMode) -> np.ndarray:
-        return native.warp_crop(frame, list(affines), size, border)
+        return kernels.warp_crop(frame, list(affines), size, border)
 
     def cast(self, images: np.ndarray, like: np.ndarray) -> np.ndarray:
         return images.astype(like.dtype, copy=False)
@@ -145,7 +146,7 @@ class HostKernels(FrameKernels):
         return np.stack([blend(c, f, float(w)) for c, f, w in zip(crops, faces, np.asarray(weights, np.float32))])
 
     def paste(self, frame: np.ndarray, faces: np.ndarray, affines: np.ndarray) -> None:
-        native.paste_faces(frame, list(faces), list(affines), inplace=True)
+        kernels.paste_faces(frame, list(faces), list(affines), inplace=True)
 
 
 class _CudaKernels(FrameKernels):
@@ -162,9 +163,9 @@ class _CudaKernels(FrameKernels):
     def _empty(self, like: Array, shape: tuple[int, ...], dtype: str) -> Array: ...
 
     def crops(self, frame: Array, affines: np.ndarray, size: int, border: BorderMode) -> Array:
-        code, value = native.border_args(border)
+        code, value = kernels.border_args(border)
         out = self._empty(frame, (len(affines), 3, size, size), "float32")
-        self.nat.warp_crop_cuda(frame, native.affine_matrices(affines), out, code, value, self._stream(frame))
+        self.nat.warp_crop_cuda(frame, kernels.affine_matrices(affines), out, code, value, self._stream(frame))
         return out
 
     def color_fix(self, images: Array, reference: Array, levels: int) -> Array:
@@ -173,7 +174,7 @@ class _CudaKernels(FrameKernels):
         return out
 
     def paste(self, frame: Array, faces: Array, affines: np.ndarray) -> None:
-        self.nat.paste_faces_cuda(frame, faces, native.affine_matrices(affines), self._stream(frame))
+        self.nat.paste_faces_cuda(frame, faces, kernels.affine_matrices(affines), self._stream(frame))
 
 
 class TorchKernels(_CudaKernels):
@@ -315,7 +316,7 @@ class DeviceFrames:
     """Restores whole frames on one restorer's device (see the module's docstring).
 
     Args:
-        core: the restorer's :class:`~flipnet_rt.core.DiffusionCore` (run on its backend's arrays).
+        core: the restorer's :class:`~flipnet_rt.runtime.core.DiffusionCore` (run on its backend's arrays).
         kernels: :func:`frame_kernels` of its backend.
         border: how the warp fills outside the frame.
         max_batch: most faces per core call (0: all).

@@ -68,7 +68,7 @@ def blend(face: np.ndarray, restored: np.ndarray, weight: float) -> np.ndarray:
 
 
 class Estimates(Protocol):
-    """What :class:`FidelityChooser` needs of a restorer for ``auto``: :class:`flipnet_rt.restorer.Restorer`."""
+    """What :class:`FidelityChooser` needs of a restorer for ``auto``: :class:`flipnet_rt.runtime.restorer.Restorer`."""
 
     @property
     def has_fidelity(self) -> bool: ...

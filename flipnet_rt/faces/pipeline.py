@@ -1,6 +1,6 @@
 """Restore every face of whole images: detect, align, restore in one batch, paste back (DESIGN §6).
 
-:class:`FaceRestorer` wraps a :class:`flipnet_rt.restorer.Restorer`, or anything with the calls of
+:class:`FaceRestorer` wraps a :class:`flipnet_rt.runtime.restorer.Restorer`, or anything with the calls of
 :class:`RestorerLike` (``config.resolution``, ``options(**overrides)``, ``restore(list of uint8
 [R, R, 3], options, seeds)`` and the fidelity estimator's two). Per face:
 
@@ -22,7 +22,7 @@ With ``frame_path`` device (:mod:`.device`), a call whose faces all have ``S = R
 ``aligned`` crops) runs the warp and steps 3-5 on the engine's device instead (steps 1-2 are planned
 on the host; at ``S = R`` step 4 is the blend alone): each image uploaded once, warped, restored,
 colour-fixed, blended and pasted there, downloaded once; other calls take the host path above.
-That path runs on a Restorer's own :class:`~flipnet_rt.core.DiffusionCore` (:func:`restorer_core`),
+That path runs on a Restorer's own :class:`~flipnet_rt.runtime.core.DiffusionCore` (:func:`restorer_core`),
 as the default detector runs on its backend's device; any other :class:`RestorerLike` gets the
 host path from ``auto`` (``device`` refuses it), its detector the CPU.
 """
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
 
-from ..options import image_seed
+from ..config.options import image_seed
 from .align import estimate_affine, face_extent, rescale_affine, warp_faces
 from .detail import KEEP_DETAIL_RATIO, downsample, keep_detail, upsample_restored
 from .fidelity import AUTO, Estimates, FidelityChooser, Weights, blend, parse_fidelity
@@ -44,16 +44,16 @@ from .paste import paste_faces
 from .types import BorderMode, Face, FaceDetector, FaceResult, FramePath
 
 if TYPE_CHECKING:
-    from ..config import FlipnetConfig
-    from ..core import DiffusionCore
-    from ..options import SamplingOptions
+    from ..config.model import FlipnetConfig
+    from ..runtime.core import DiffusionCore
+    from ..config.options import SamplingOptions
     from .device import DeviceFrames
 
 log = logging.getLogger(__name__)
 
 
 class RestorerLike(Estimates, Protocol):
-    """What :class:`FaceRestorer` needs from a restorer: :class:`flipnet_rt.restorer.Restorer` has it,
+    """What :class:`FaceRestorer` needs from a restorer: :class:`flipnet_rt.runtime.restorer.Restorer` has it,
     and so do stand-ins (tests) and :class:`CropRestorer`. Only ``config.resolution`` is read; the
     fidelity estimator's ``has_fidelity``/``fidelity`` are :class:`~.fidelity.Estimates`'."""
 
@@ -67,10 +67,10 @@ class RestorerLike(Estimates, Protocol):
 
 
 def restorer_core(restorer: RestorerLike) -> DiffusionCore | None:
-    """The :class:`~flipnet_rt.core.DiffusionCore` behind ``restorer`` when it is a
-    :class:`flipnet_rt.restorer.Restorer` (the device frame path runs on it, the default detector on
+    """The :class:`~flipnet_rt.runtime.core.DiffusionCore` behind ``restorer`` when it is a
+    :class:`flipnet_rt.runtime.restorer.Restorer` (the device frame path runs on it, the default detector on
     its backend's device); None for any other :class:`RestorerLike`."""
-    from ..restorer import Restorer
+    from ..runtime.restorer import Restorer
 
     return restorer.core if isinstance(restorer, Restorer) else None
 
@@ -160,13 +160,13 @@ class FaceRestorer:
     """Whole images in, whole images out: every face restored by ``restorer`` and pasted back.
 
     Args:
-        restorer: a :class:`RestorerLike`: a :class:`flipnet_rt.restorer.Restorer` or a stand-in.
+        restorer: a :class:`RestorerLike`: a :class:`flipnet_rt.runtime.restorer.Restorer` or a stand-in.
         detector: a :class:`~.types.FaceDetector`; None loads MTCNN on first use, on the Restorer's
             device where ONNX Runtime's CUDA provider runs, else on the CPU.
         options: :class:`FaceOptions`.
         sampling: the core's ``SamplingOptions`` (None: ``restorer.options()``).
         frame_path: :class:`~.types.FramePath`, chosen here once: ``host`` (default); ``device``
-            (needs a :class:`~flipnet_rt.restorer.Restorer` on ONNX Runtime CPU, or on a GPU backend
+            (needs a :class:`~flipnet_rt.runtime.restorer.Restorer` on ONNX Runtime CPU, or on a GPU backend
             with the native CUDA kernels; its results have no ``aligned``/``output`` crops);
             ``auto``: device on a GPU backend where it can run, else host.
     """
@@ -408,7 +408,7 @@ class FaceRestorer:
 
 class CropRestorer:
     """``Restorer``-shaped view of :meth:`FaceRestorer.restore_crops`: aligned crops of any size in,
-    the same size out, keep-detail for large ones. Lets :func:`flipnet_rt.evaluation.evaluate` score
+    the same size out, keep-detail for large ones. Lets :func:`flipnet_rt.evaluation.scoring.evaluate` score
     at the input's own size (HQ faces prepared at that size instead of the model's)."""
 
     def __init__(self, pipeline: FaceRestorer) -> None:

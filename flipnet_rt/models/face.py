@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import FaceSpec
+from ..config.model import FaceSpec
 
 
 def _norm(channels: int) -> nn.GroupNorm:

@@ -4,7 +4,7 @@ runtime has (the model's input and its restoration), never from a ground truth.
 ``weight = FidelityNet(image, restored)`` in [0, 1]; the face that goes back into the photo is
 ``weight * input + (1 - weight) * restored`` (:mod:`flipnet_rt.faces.fidelity`). Trained after the
 restorer, on the restorer's own outputs for faces degraded at every level from none to the
-training degradation (``flipnet-train fidelity``, :mod:`train.fidelity`), to predict the weight
+training degradation (``flipnet-train fidelity``, :mod:`flipnet_rt.train.fidelity`), to predict the weight
 whose blend is closest to the HQ face (known in training only).
 
 Architecture: ``[image, restored, image - restored]`` (9 channels) -> a 3x3 convolution at full

@@ -6,8 +6,8 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch import nn
 
-from ..config import FlipnetConfig
-from ..options import Mode
+from ..config.model import FlipnetConfig
+from ..config.options import Mode
 from .face import FaceEmbedder
 from .fidelity import FidelityNet
 from .unet import FlipNetUNet, build_unet

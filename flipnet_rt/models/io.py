@@ -26,8 +26,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..config import ConfigError, FlipnetConfig
-from ..presets import preset
+from ..config.model import ConfigError, FlipnetConfig
+from ..config.presets import preset
 from .flipnet import PROMPT_KINDS, FlipNet
 from .lora import lora_layers
 

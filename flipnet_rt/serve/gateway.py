@@ -39,7 +39,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..options import Mode, SamplingOptions
+from ..config.options import Mode, SamplingOptions
 from .protocol import (FIDELITY_INPUT, IMAGE_INPUT, OPTION_INPUTS, RequestError, TooLarge, check_image,
                        parse_request)
 

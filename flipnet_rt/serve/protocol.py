@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..faces.fidelity import AUTO
-from ..options import MAX_SEED, Mode, SamplingOptions
+from ..config.options import MAX_SEED, Mode, SamplingOptions
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ def model_runner(restorer: Any, mode: Mode) -> Run:
     last :data:`FACE_RESTORER_CACHE` kept); ``degrade``: ``restorer.degrade(images, options, seeds)``.
 
     Args:
-        restorer: a :class:`flipnet_rt.restorer.Restorer` (``restore``, ``degrade``, ``options``,
+        restorer: a :class:`flipnet_rt.runtime.restorer.Restorer` (``restore``, ``degrade``, ``options``,
             ``config.resolution``, ``has_fidelity``).
         mode: which model.
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from ..engine.artifacts import read_engine
 from ..engine.manifest import MANIFEST_NAME, PROMPTS_NAME, EngineError, Manifest, NetworkEntry
 from ..engine.spec import Dim, TensorSpec
-from ..options import Mode
+from ..config.options import Mode
 from .protocol import DEFAULT_MAX_PIXELS, IMAGE_INPUT, OPTION_INPUTS, OUTPUT_NAMES
 from .triton_model import ENGINE_FILES_DIR
 

@@ -41,7 +41,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..faces.fidelity import AUTO
-from ..options import Mode
+from ..config.options import Mode
 from .protocol import (DEFAULT_MAX_PIXELS, FACE_RESTORER_CACHE, IMAGE_INPUT, OPTION_INPUTS, OUTPUT_NAMES, Fidelity,
                        RequestError, Run, model_runner, run_batch)
 
@@ -189,7 +189,7 @@ def serve(config: ServeConfig, *, on_ready: Callable[[], None] | None = None) ->
     """
     from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
-    from ..restorer import Restorer
+    from ..runtime.restorer import Restorer
     from .gateway import Gateway, Health, Limits
     from .watchdog import StubWatchdog, descendants, release_shared_memory, stubs
 

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..options import Mode
+from ..config.options import Mode
 from .protocol import IMAGE_INPUT, OPTION_INPUTS, RequestError, model_runner, run_batch
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ ENGINE_FILES_DIR = "engine"
 def load_restorer(engine_files: Path, execute) -> Any:
     """A Restorer over the repository's network models: ``execute(network, feeds, outputs)`` runs one."""
     from ..engine.artifacts import open_engine
-    from ..restorer import Restorer
+    from ..runtime.restorer import Restorer
     from .bls import BLSBackend
 
     # the networks are the repository's other models: only the small files are here to check

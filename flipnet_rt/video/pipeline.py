@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..options import image_seed
-from ..profiling import StageTimer
+from ..config.options import image_seed
+from ..runtime.profiling import StageTimer
 from .frames import Frame
 from .regions import find_near, refine
 from .smoothing import TrackSmoother

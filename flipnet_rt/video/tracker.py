@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..options import image_seed
+from ..config.options import image_seed
 from ..faces.types import Face
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..profiling import StageTimer
+from ..runtime.profiling import StageTimer
 from .encoding import EncoderOptions
 from .frames import Frame, FrameProcessor
 from .sink import VideoSink

@@ -184,9 +184,9 @@ def test_torch_graphs_read_other_graphs_outputs_in_place(tiny_model, monkeypatch
 def test_timesteps_are_made_once_per_run(tiny_model):
     """Every host->device transfer (``from_numpy``) happens before the first UNet step."""
     from flipnet_rt.backends.torch import TorchBackend
-    from flipnet_rt.core import DiffusionCore
+    from flipnet_rt.runtime.core import DiffusionCore
     from flipnet_rt.models import PROMPT_KINDS
-    from flipnet_rt.options import Mode, SamplingOptions
+    from flipnet_rt.config.options import Mode, SamplingOptions
 
     events = []
 

@@ -14,7 +14,7 @@ from helpers import face_like, restorer_latents
 def restorer(request, tiny_restorer):
     if request.param == "torch":
         return tiny_restorer
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     return Restorer.load(request.getfixturevalue("tiny_engine"))
 
@@ -44,7 +44,7 @@ def test_unknown_network_and_missing_inputs_are_named(restorer):
 
 
 def test_same_seed_same_image_across_backends(tiny_restorer, tiny_engine):
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     engine = Restorer.load(tiny_engine)
     images = [face_like(64, 11), face_like(90, 12)]
@@ -96,7 +96,7 @@ def test_onnxruntime_reuses_output_buffers_for_a_repeated_shape(tiny_engine):
     numpy buffers, rewritten in place, and hold what a plain ``InferenceSession.run`` returns."""
     import onnxruntime as ort
 
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     restorer = Restorer.load(tiny_engine, backend="onnxruntime")
     be = restorer.backend
@@ -118,7 +118,7 @@ def test_onnxruntime_reuses_output_buffers_for_a_repeated_shape(tiny_engine):
 
 
 def test_restore_allocates_no_new_outputs_when_repeated(tiny_engine):
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     restorer = Restorer.load(tiny_engine, backend="onnxruntime")
     images = [face_like(64, 3), face_like(64, 4)]

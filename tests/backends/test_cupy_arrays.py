@@ -69,7 +69,7 @@ def test_gpu_backends_import_and_construct_without_torch(tmp_path):
         from flipnet_rt.backends import registry, select  # noqa: F401
         from flipnet_rt.engine.manifest import Manifest, NetworkEntry, TensorRTInfo
         from flipnet_rt.engine.spec import KVSpec, Profile, network_specs
-        from flipnet_rt.presets import tiny
+        from flipnet_rt.config.presets import tiny
         specs = network_specs(tiny(), [KVSpec(0, 32)])
         profile = Profile(B=(1, 2, 4), h=(8, 8, 16), w=(8, 8, 16))
         info = TensorRTInfo(version="10.0", gpu="Fake GPU", compute_capability="9.0", precision="fp32",

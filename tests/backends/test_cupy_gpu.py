@@ -80,11 +80,11 @@ def test_tensorrt_backend_on_cupy_or_torch_arrays_matches_eager(cp, tiny_model, 
 
     from flipnet_rt.backends.tensorrt import TensorRTBackend
     from flipnet_rt.backends.torch import TorchBackend
-    from flipnet_rt.core import DiffusionCore
+    from flipnet_rt.runtime.core import DiffusionCore
     from flipnet_rt.engine.spec import KVSpec, network_specs
     from flipnet_rt.models import PROMPT_KINDS
     from flipnet_rt.models.networks import kv_layout
-    from flipnet_rt.options import Mode, SamplingOptions
+    from flipnet_rt.config.options import Mode, SamplingOptions
 
     model = copy.deepcopy(tiny_model).to("cuda").eval().requires_grad_(False)
     kv = [KVSpec(layer.level, layer.channels) for layer in kv_layout(model)]

@@ -24,7 +24,7 @@ from flipnet_rt.backends.cuda import TorchDeviceArrays
 from flipnet_rt.backends.tensorrt import TensorRTBackend, check_profile, trt_check
 from flipnet_rt.engine.manifest import EngineError, Manifest, NetworkEntry, TensorRTInfo
 from flipnet_rt.engine.spec import KVSpec, Profile, infer_env, network_specs, shape_key
-from flipnet_rt.presets import tiny
+from flipnet_rt.config.presets import tiny
 
 NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; none is visible")
 KV = [KVSpec(0, 32), KVSpec(1, 64)]
@@ -582,9 +582,9 @@ def test_tensorrt_restores_like_onnxruntime(request, tmp_path):
     tiny_engine = request.getfixturevalue("tiny_engine")  # exported only when the test can run
     import shutil
 
-    from export.tensorrt_build import build
+    from flipnet_rt.export.tensorrt_build import build
     from flipnet_rt.backends.select import select_backend
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
     from helpers import face_like, restorer_latents
 
     engine = tmp_path / "engine"

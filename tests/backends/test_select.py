@@ -20,7 +20,7 @@ from flipnet_rt.backends.select import BackendUnavailable, available_backends, s
 from flipnet_rt.engine.artifacts import EngineArtifacts, ModelArtifacts, open_artifacts
 from flipnet_rt.engine.manifest import EngineError, Manifest, NetworkEntry, TensorRTInfo, save_prompts
 from flipnet_rt.engine.spec import KVSpec, Profile, network_specs
-from flipnet_rt.presets import tiny
+from flipnet_rt.config.presets import tiny
 
 CPU_ORT = ["AzureExecutionProvider", "CPUExecutionProvider"]
 GPU_ORT = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]

@@ -163,10 +163,10 @@ def test_tensorrt_backend_on_the_gpu_matches_eager_torch(tiny_model, tmp_path, m
 
     from flipnet_rt.backends.tensorrt import TensorRTBackend
     from flipnet_rt.backends.torch import TorchBackend
-    from flipnet_rt.core import DiffusionCore
+    from flipnet_rt.runtime.core import DiffusionCore
     from flipnet_rt.models import PROMPT_KINDS
     from flipnet_rt.models.networks import kv_layout
-    from flipnet_rt.options import Mode, SamplingOptions
+    from flipnet_rt.config.options import Mode, SamplingOptions
 
     model = copy.deepcopy(tiny_model).to("cuda").eval().requires_grad_(False)
     kv = [KVSpec(layer.level, layer.channels) for layer in kv_layout(model)]

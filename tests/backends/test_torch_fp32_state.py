@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-import flipnet_rt.core as core_module
+import flipnet_rt.runtime.core as core_module
 from flipnet_rt.backends.torch import TorchBackend
-from flipnet_rt.core import DiffusionCore
+from flipnet_rt.runtime.core import DiffusionCore
 from flipnet_rt.models import PROMPT_KINDS
-from flipnet_rt.options import Mode, SamplingOptions
+from flipnet_rt.config.options import Mode, SamplingOptions
 
 HALF = ("float16", "bfloat16")
 

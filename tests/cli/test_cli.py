@@ -152,7 +152,7 @@ class RestoreSpy:
     """Records what every ``Restorer.restore``/``degrade`` call receives, then runs it for real."""
 
     def __init__(self, monkeypatch):
-        from flipnet_rt.restorer import Restorer
+        from flipnet_rt.runtime.restorer import Restorer
 
         self.calls: list[dict] = []
         for method in ("restore", "degrade"):
@@ -184,12 +184,12 @@ def test_sampling_flags_reach_the_restorer(inputs, tmp_path, monkeypatch, comman
     assert (options.strength, options.phi, options.guidance, options.t_cond, options.steps, options.seed) == \
         (0.5, 0.25, 2.75, 40, 4, 9)
     assert (options.sampler.value, options.spacing.value) == ("ddim", "trailing")
-    from flipnet_rt.options import image_seed
+    from flipnet_rt.config.options import image_seed
 
     assert call["seeds"] == [image_seed(9, 0)]
 
-    from flipnet_rt.options import SamplingOptions
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.config.options import SamplingOptions
+    from flipnet_rt.runtime.restorer import Restorer
 
     spy.calls.clear()
     library = Restorer.load("random:tiny", cond_cache=False)

@@ -26,7 +26,7 @@ from flipnet_rt import __version__
 from flipnet_rt.cli import jobs
 from flipnet_rt.cli.main import build_parser, main
 from flipnet_rt.faces.types import Face, FaceResult
-from flipnet_rt.options import SamplingOptions, image_seed
+from flipnet_rt.config.options import SamplingOptions, image_seed
 from helpers import face_like
 
 DEFAULTS = dict(
@@ -197,7 +197,7 @@ def test_verbose_sets_debug_logging(monkeypatch, commands, flag, level):
 
 
 def test_load_restorer_hands_every_flag_on(monkeypatch, tiny_restorer):
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     seen = {}
 
@@ -228,7 +228,7 @@ def test_load_restorer_hands_every_flag_on(monkeypatch, tiny_restorer):
 
 @pytest.mark.parametrize("error", [OSError("no such folder"), ValueError("not an engine"), KeyError("unet")])
 def test_load_errors_become_one_usage_error(monkeypatch, error):
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     def load(model, **kwargs):
         raise error
@@ -240,7 +240,7 @@ def test_load_errors_become_one_usage_error(monkeypatch, error):
 
 
 def test_a_bad_sampling_option_is_a_usage_error(tiny_restorer, monkeypatch):
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     closed = []
     loaded = SimpleNamespace(options=tiny_restorer.options, close=lambda: closed.append(1))
@@ -268,7 +268,7 @@ def pictures(tmp_path: Path) -> Path:
 @pytest.fixture()
 def tiny_load(monkeypatch, tiny_restorer):
     """``--model tiny`` loads the session's tiny torch restorer (no export, no reload)."""
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     monkeypatch.setattr(Restorer, "load", lambda model, **kwargs: tiny_restorer)
     return tiny_restorer
@@ -322,7 +322,7 @@ def test_nothing_to_do_and_a_model_that_fails_to_load(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == "error: no input images to process" and "ghost.png" in err[0] and err[0].startswith("error: ")
 
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     def load(model, **kwargs):
         raise FileNotFoundError(f"{model}: no such model")

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from flipnet_rt.config import ConfigError
+from flipnet_rt.config.model import ConfigError
 from flipnet_rt.engine.artifacts import (EngineArtifacts, ModelArtifacts, is_engine_dir, open_artifacts, open_engine,
                                          read_engine, read_manifest)
 from flipnet_rt.engine.manifest import EngineError

@@ -21,7 +21,7 @@ from flipnet_rt.engine.manifest import (
     save_prompts,
 )
 from flipnet_rt.engine.spec import Dim, NetworkSpec, Profile, TensorSpec
-from flipnet_rt.presets import tiny
+from flipnet_rt.config.presets import tiny
 
 CONFIG = tiny()
 SPEC = NetworkSpec("vae_decoder", (TensorSpec("latent", "float32", (Dim.parse("B"), Dim(4), Dim.parse("h"),
@@ -227,7 +227,7 @@ def test_the_shipped_engine_matches_the_specs_and_names_its_directory(tmp_path: 
     import json
     import shutil
 
-    from flipnet_rt.config import FlipnetConfig
+    from flipnet_rt.config.model import FlipnetConfig
     from flipnet_rt.engine.artifacts import open_engine
     from flipnet_rt.engine.spec import KVSpec, network_specs
 

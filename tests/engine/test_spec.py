@@ -146,7 +146,7 @@ def test_infer_env_solves_dimensions_with_a_divisor():
 
 
 def test_network_specs_default_to_float32():
-    from flipnet_rt.presets import tiny
+    from flipnet_rt.config.presets import tiny
 
     specs = network_specs(tiny(), [KVSpec(0, 8)])
     assert {t.dtype for s in specs.values() for t in (*s.inputs, *s.outputs)} == {"float32"}

@@ -23,7 +23,7 @@ onnxruntime = pytest.importorskip("onnxruntime")
 
 @pytest.fixture(scope="session")
 def tiny_engine_fp16(tmp_path_factory, tiny_model) -> Path:
-    from export.exporter import export_engine
+    from flipnet_rt.export.exporter import export_engine
     from flipnet_rt.models import random_model
 
     out = tmp_path_factory.mktemp("engines") / "tiny16"
@@ -46,7 +46,7 @@ def test_engine_directory_layout(tiny_engine):
 
 
 def test_every_network_matches_pytorch(tiny_engine, capsys):
-    from export.verify import verify
+    from flipnet_rt.export.verify import verify
 
     images = [face_like(64, 0), face_like(64, 1)]
     report = verify(tiny_engine, "random:tiny", images=images, steps=3)
@@ -80,7 +80,7 @@ def test_cond_and_input_graphs_reproduce_the_joint_graph(tiny_engine):
 
 
 def test_restore_from_the_engine_matches_torch_and_the_joint_path(tiny_engine, tiny_restorer):
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     images = [face_like(64, 4), face_like(64, 5)[:48]]
     engine = Restorer.load(tiny_engine)
@@ -95,7 +95,7 @@ def test_restore_from_the_engine_matches_torch_and_the_joint_path(tiny_engine, t
 
 
 def test_fp16_graphs_run_in_onnxruntime(tiny_engine_fp16, tiny_model):
-    from export.verify import verify
+    from flipnet_rt.export.verify import verify
 
     report = verify(tiny_engine_fp16, "random:tiny", images=[face_like(64)])
     for line in report.lines():
@@ -150,7 +150,7 @@ def _truncate(path: Path) -> None:
 def test_a_damaged_engine_file_is_refused_at_load(tiny_engine, tmp_path, capsys, damage, message):
     """Both load paths and the command line refuse the directory before running anything, naming the
     file and the fix (issue 19: without the check, ONNX Runtime fails later, mid-batch, or not at all)."""
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     copy = tmp_path / "e"
     shutil.copytree(tiny_engine, copy)
@@ -181,7 +181,7 @@ def test_verify_refuses_another_model(tiny_engine, tmp_path, capsys):
 
 
 def test_export_is_deterministic(tmp_path):
-    from export.exporter import export_engine
+    from flipnet_rt.export.exporter import export_engine
     from flipnet_rt.models import random_model
 
     hashes = [
@@ -193,7 +193,7 @@ def test_export_is_deterministic(tmp_path):
 
 
 def test_failed_export_leaves_nothing(tmp_path, monkeypatch):
-    from export import exporter
+    from flipnet_rt.export import exporter
     from flipnet_rt.models import random_model
 
     calls = []
@@ -228,7 +228,7 @@ def test_polygraphy_runs_the_exported_graphs(tiny_engine):
 
 def test_light_runtime_restores_from_an_engine_without_torch(tiny_engine):
     code = (
-        "import sys, numpy as np\nfrom flipnet_rt.restorer import Restorer\n"
+        "import sys, numpy as np\nfrom flipnet_rt.runtime.restorer import Restorer\n"
         f"r = Restorer.load({str(tiny_engine)!r})\n"
         "out = r.restore([np.full((64, 64, 3), 128, np.uint8)], r.options(steps=2))\n"
         "assert out[0].shape == (64, 64, 3)\n"
@@ -240,7 +240,7 @@ def test_light_runtime_restores_from_an_engine_without_torch(tiny_engine):
 
 
 def test_tensorrt_profiles_without_tensorrt(tiny_engine):
-    from export.tensorrt_build import build_profiles, parse_range
+    from flipnet_rt.export.tensorrt_build import build_profiles, parse_range
 
     assert parse_range("2:4:8", "batch") == (2, 4, 8) and parse_range("8", "batch") == (8, 8, 8)
     with pytest.raises(ValueError, match="--batch"):
@@ -258,7 +258,7 @@ def test_fp16_storage_is_lossless_and_halves_the_files(tmp_path, capsys):
     import torch
 
     from flipnet_rt.models import random_model, save_model_dir
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     save_model_dir(random_model("tiny"), tmp_path / "model16", dtype=torch.float16)
     networks = "unet_cond,unet_input,vae_encoder,vae_decoder,face_encoder"
@@ -293,7 +293,7 @@ def test_store_fp16_keeps_what_fp16_cannot_hold(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from export.exporter import store_fp16
+    from flipnet_rt.export.exporter import store_fp16
 
     exact = np.array([0.5, -2.0, 1024.0], np.float32)
     inexact = np.array([0.1, 1e-9, 70000.0], np.float32)  # rounding, underflow, overflow

@@ -17,8 +17,8 @@ import types
 
 import pytest
 
-from export import tensorrt_build
-from export.tensorrt_build import build, build_mode, create_config_flags
+from flipnet_rt.export import tensorrt_build
+from flipnet_rt.export.tensorrt_build import build, build_mode, create_config_flags
 from flipnet_rt.cli.main import main
 from flipnet_rt.engine.manifest import Manifest
 

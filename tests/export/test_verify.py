@@ -1,6 +1,6 @@
 """``flipnet-rt verify`` fails on numbers (issue 19, hole 4): an engine whose weights were edited
 in place, at the same size (so the cheap file check lets it through), is reported FAILED with exit
-status 1; and :class:`export.verify.Report` passes only when every check and every PSNR does."""
+status 1; and :class:`flipnet_rt.export.verify.Report` passes only when every check and every PSNR does."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_verify_passes_the_untouched_engine(tiny_engine, capsys):
 
 
 def _check(rel_l2: float, limit: float = 1e-4):
-    from export.verify import Check
+    from flipnet_rt.export.verify import Check
 
     return Check("onnxruntime", "unet", 0.0, rel_l2, limit, rel_l2 <= limit)
 
@@ -78,7 +78,7 @@ def _check(rel_l2: float, limit: float = 1e-4):
     ([], {}, True),
 ])
 def test_report_passes_only_when_every_check_does(checks, psnr, passed):
-    from export.verify import Report
+    from flipnet_rt.export.verify import Report
 
     report = Report(checks=[_check(c) for c in checks], psnr_db=psnr, psnr_limit=40.0)
     assert report.passed is passed

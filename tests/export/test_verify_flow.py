@@ -1,4 +1,4 @@
-"""export.verify.verify's bookkeeping with stand-ins for the engine, PyTorch and the backends: which
+"""flipnet_rt.export.verify.verify's bookkeeping with stand-ins for the engine, PyTorch and the backends: which
 networks are compared on which inputs, the K/V hand-over, thresholds by precision, skipped backends
 and the end-to-end PSNR (issue 19). The real comparison (an exported random:tiny on ONNX Runtime)
 is tests/export/test_verify.py's slow tests."""
@@ -12,10 +12,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-import export.verify as verify_module  # noqa: E402
+import flipnet_rt.export.verify as verify_module  # noqa: E402
 from flipnet_rt.backends.base import BackendUnavailable  # noqa: E402
 from flipnet_rt.engine.spec import KVSpec, Profile, network_specs  # noqa: E402
-from flipnet_rt.presets import tiny  # noqa: E402
+from flipnet_rt.config.presets import tiny  # noqa: E402
 
 CONFIG = tiny()
 PROFILE = Profile(B=(1, 2, 2), h=(2, 4, 4), w=(2, 4, 4))

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from export.verify import Check, Report, _compare, _inputs, psnr  # noqa: E402
+from flipnet_rt.export.verify import Check, Report, _compare, _inputs, psnr  # noqa: E402
 from flipnet_rt.engine.spec import Dim, NetworkSpec, TensorSpec  # noqa: E402
 
 

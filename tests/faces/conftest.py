@@ -47,7 +47,7 @@ def dlib_detector():
 @pytest.fixture(scope="session")
 def demo_restorer():
     require((DEMO_ENGINE / "manifest.json").is_file(), f"{DEMO_ENGINE} (the shipped demo engine)")
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     return Restorer.load(DEMO_ENGINE, backend="onnxruntime", device="cpu")
 
@@ -58,7 +58,7 @@ def astronaut_group():
     25 degrees) on a generated background; returns ``(image, [Face])`` with the true landmarks."""
     from skimage import data
 
-    from flipnet_rt.faces.synthetic import background, place_face
+    from flipnet_rt.imaging.scene import background, place_face
     from flipnet_rt.faces.types import Face
 
     rng = np.random.default_rng(15)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from helpers import require  # noqa: F401 (the tests import it from here)
 
-from flipnet_rt.faces.synthetic import ASTRONAUT_LANDMARKS  # noqa: F401 (tests import it from here)
+from flipnet_rt.imaging.scene import ASTRONAUT_LANDMARKS  # noqa: F401 (tests import it from here)
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"

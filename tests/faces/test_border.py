@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from faces.support import load_rgb
-from flipnet_rt.evaluation import psnr, ssim, synthesise_lq
+from flipnet_rt.evaluation.scoring import psnr, ssim, synthesise_lq
 from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
-from flipnet_rt.faces.synthetic import LFW_LANDMARKS
+from synthetic.faces import LFW_LANDMARKS
 from flipnet_rt.faces.types import BorderMode, Face
-from flipnet_rt.options import image_seed
+from flipnet_rt.config.options import image_seed
 
 TIGHT = (50, 45, 200, 195)  # the LFW face box: the FFHQ crop of these faces (~170 px) runs ~10 px past it
 COUNT = 24

@@ -10,7 +10,7 @@ import pytest
 from faces.support import load_rgb
 from flipnet_rt.faces.dlib_detector import five_points
 from flipnet_rt.faces.mtcnn import nms
-from flipnet_rt.faces.synthetic import group_picture, match_faces
+from synthetic.faces import group_picture, match_faces
 from flipnet_rt.faces.types import Face, FaceDetector
 
 FRAMES, PER_FRAME = 40, 3

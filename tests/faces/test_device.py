@@ -20,7 +20,7 @@ from faces.support import DEMO_ENGINE, require
 def frames(mtcnn):
     """Four 320x180 frames with 3, 0, 1 and 2 astronaut heads at the demo model's scale (S = R), the
     detected faces of each, and a seed per face."""
-    from flipnet_rt.video.synthetic import face_scene, noisy
+    from synthetic.video import face_scene, noisy
 
     rng = np.random.default_rng(0)
     images, faces = [], []
@@ -55,7 +55,7 @@ CASES = {  # name: (frames used, FaceOptions, sampling overrides)
 
 @pytest.mark.parametrize("case", CASES)
 def test_device_path_equals_the_host_path(demo_restorer, mtcnn, frames, case):
-    from flipnet_rt.profiling import StageTimer
+    from flipnet_rt.runtime.profiling import StageTimer
 
     which, options, sampling = CASES[case]
     images, faces, seeds = ([x[k] for k in which] for x in frames)
@@ -104,7 +104,7 @@ def test_the_inputs_are_not_changed(demo_restorer, mtcnn, frames):
 
 def test_a_call_with_a_larger_face_goes_the_host_path(demo_restorer, mtcnn, frames):
     """A face whose crop side S exceeds R (keep-detail or resize) needs the host: the whole call goes there."""
-    from flipnet_rt.video.synthetic import face_scene, noisy
+    from synthetic.video import face_scene, noisy
 
     images, faces, seeds = frames
     scene, _ = face_scene((320, 180), eye_distance=30.0, faces=1)

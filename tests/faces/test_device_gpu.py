@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from helpers import cupy_on_a_gpu, native_cuda_kernels
 
-from flipnet_rt import native
+from flipnet_rt.faces import kernels
 
 NAN_ERROR = (r"^to_uint8: the model's output contains NaN \(a numerically broken engine: rebuild it, "
              r"or run in fp32\)$")
@@ -116,7 +116,7 @@ def test_whole_frames_on_the_torch_backend_match_the_host_path(tiny_model):
     from flipnet_rt.faces.pipeline import FaceRestorer
     from flipnet_rt.faces.types import Face
     from flipnet_rt.models import PROMPT_KINDS
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     kernels, _ = _kernels("torch")
     model = copy.deepcopy(tiny_model).to("cuda").eval()
@@ -143,7 +143,7 @@ def test_whole_frames_on_the_torch_backend_match_the_host_path(tiny_model):
 
     class HostCrops(TorchKernels):  # the host's warp, uploaded: isolates the rest of the flow
         def crops(self, frame, affines, size, border):
-            return self.torch.from_numpy(native.warp_crop(frame.cpu().numpy(), list(affines), size, border)).to(frame.device)
+            return self.torch.from_numpy(kernels.warp_crop(frame.cpu().numpy(), list(affines), size, border)).to(frame.device)
 
     device.device_frames.kernels = HostCrops(kernels.nat, "cuda:0")
     got = device.restore_faces(frames, faces, seeds)

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flipnet_rt import native
+from flipnet_rt.imaging import native
+from flipnet_rt.faces import kernels
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backends"))
 from cupy_standin import standin_cupy  # noqa: E402
@@ -50,13 +51,13 @@ class StandinCudaKernels:
         self.streams.append(("warp", stream))
         host = self._host(out, np.float32, 4, "out")
         mode = {4: "reflect", 0: "constant"}[border]
-        assert tuple(border_value) == native.border_args(mode)[1]
-        host[...] = native.warp_crop(self._host(frame, np.uint8, 3, "frame"), list(self._matrices(matrices)),
+        assert tuple(border_value) == kernels.border_args(mode)[1]
+        host[...] = kernels.warp_crop(self._host(frame, np.uint8, 3, "frame"), list(self._matrices(matrices)),
                                      host.shape[2], mode)
 
     def paste_faces_cuda(self, frame, faces, matrices, stream=0):
         self.streams.append(("paste", stream))
-        native.paste_faces(self._host(frame, np.uint8, 3, "frame"), list(self._host(faces, np.uint8, 4, "faces")),
+        kernels.paste_faces(self._host(frame, np.uint8, 3, "frame"), list(self._host(faces, np.uint8, 4, "faces")),
                            list(self._matrices(matrices)), inplace=True)
 
     def wavelet_color_fix_cuda(self, image, reference, out, levels, stream=0):
@@ -90,7 +91,7 @@ def cupy_kernels(monkeypatch):
 
 @pytest.fixture(scope="module")
 def scene():
-    from flipnet_rt.video.synthetic import face_scene, noisy
+    from synthetic.video import face_scene, noisy
 
     image = noisy(face_scene((200, 120), eye_distance=15.0, faces=2)[0], 3.0, np.random.default_rng(0))
     affines = np.stack([[[1.0, 0.05, -30.0], [-0.05, 1.0, -25.0]], [[0.9, 0.0, -110.0], [0.0, 0.9, -20.0]]])

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from faces.support import load_rgb
-from flipnet_rt.evaluation import evaluate, psnr, ssim
+from flipnet_rt.evaluation.scoring import evaluate, psnr, ssim
 from flipnet_rt.faces.pipeline import CropRestorer, FaceOptions, FaceRestorer
 from flipnet_rt.imaging.geometry import prepare_square
-from flipnet_rt.options import image_seed
+from flipnet_rt.config.options import image_seed
 
 LFW_BOX = (50, 45, 200, 195)  # ../shared/data/README.md: frames the deep-funneled face
 COUNT = 24  # of the 300 val faces, for test time; the full set is measured in the closing note
@@ -50,7 +50,7 @@ def test_keep_detail_on_lfw_val_at_150(demo_restorer, hq_150):
 
 
 def test_evaluate_scores_at_the_inputs_size(demo_restorer, hq_150):
-    """flipnet_rt.evaluation.evaluate on 150-px faces through CropRestorer: scored at 150 px."""
+    """flipnet_rt.evaluation.scoring.evaluate on 150-px faces through CropRestorer: scored at 150 px."""
     view = CropRestorer(FaceRestorer(demo_restorer, options=FaceOptions(fidelity=0.0)))
     faces = [(f"{i}.png", hq) for i, hq in enumerate(hq_150[:8])]
     report = evaluate(view, faces, seed=0, batch_size=8)

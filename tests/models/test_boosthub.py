@@ -10,7 +10,7 @@ from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import AttnProcessor2_0
 
 from flipnet_rt.models import FlipNetUNet, add_boosthub, boosthub_processors
-from flipnet_rt.presets import SD21_BASE_UNET, TINY_UNET
+from flipnet_rt.config.presets import SD21_BASE_UNET, TINY_UNET
 
 
 def dual_inputs(batch: int = 2, seed: int = 0, width: int = 64, tokens: int = 77 + 16):

@@ -50,7 +50,7 @@ def test_model_directory_round_trip_keeps_the_estimator(tmp_path, tiny_with_fide
 
 
 def test_export_and_onnx_runtime_parity(tmp_path, tiny_with_fidelity):
-    from export.exporter import export_engine
+    from flipnet_rt.export.exporter import export_engine
     from flipnet_rt.backends.onnxruntime import OnnxRuntimeBackend
     from flipnet_rt.backends.torch import TorchBackend
 
@@ -70,7 +70,7 @@ def test_export_and_onnx_runtime_parity(tmp_path, tiny_with_fidelity):
 
 
 def test_exporting_an_estimator_the_model_lacks_is_refused(tmp_path):
-    from export.exporter import export_engine
+    from flipnet_rt.export.exporter import export_engine
 
     with pytest.raises(ValueError, match="no fidelity estimator .*flipnet-train fidelity"):
         export_engine(random_model("tiny"), tmp_path / "e", networks=["fidelity"])

@@ -8,7 +8,7 @@ import pytest
 import torch
 from helpers import tiny_clip_folder
 
-from flipnet_rt.config import ConfigError
+from flipnet_rt.config.model import ConfigError
 from flipnet_rt.models import (
     FlipNet,
     from_diffusers,
@@ -102,7 +102,7 @@ def test_lora_must_be_merged_before_saving(tmp_path):
 def test_from_diffusers_folder(tmp_path):
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
-    from flipnet_rt.presets import TINY_UNET, TINY_VAE, tiny
+    from flipnet_rt.config.presets import TINY_UNET, TINY_VAE, tiny
 
     torch.manual_seed(4)
     base_unet = UNet2DConditionModel(**TINY_UNET)

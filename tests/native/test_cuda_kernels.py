@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from helpers import cupy_on_a_gpu, native_cuda_kernels
 
-from flipnet_rt import native
+from flipnet_rt.faces import kernels
 
 pytestmark = pytest.mark.gpu
 
@@ -53,8 +53,8 @@ def scene():
 def test_warp_crop_cuda_matches_cpu(scene, dtype, border):
     nat, cp = _needs_cuda()
     frame, mats = scene
-    code, value = native.border_args(border)
-    want = native.warp_crop(frame, list(mats), 128, border, dtype)  # OpenCV: to_float(warp_faces(...))
+    code, value = kernels.border_args(border)
+    want = kernels.warp_crop(frame, list(mats), 128, border, dtype)  # OpenCV: to_float(warp_faces(...))
     with _kernel_stream(cp) as stream:  # upload, kernel and download in this order on one stream
         out = cp.empty((len(mats), 3, 128, 128), dtype)
         nat.warp_crop_cuda(cp.asarray(frame), mats, out, code, value, stream.ptr)

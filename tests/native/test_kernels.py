@@ -1,7 +1,7 @@
 """Parity of the native CPU kernels (flipnet_rt._native) with their Python/OpenCV references.
 
-Each test calls the kernel itself (``_native.warp_crop``, ``warp_u8``, ``paste_faces``,
-``wavelet_color_fix``), not flipnet_rt.native's functions, which run the reference wherever the
+Each test calls the kernel itself (``_kernels.warp_crop``, ``warp_u8``, ``paste_faces``,
+``wavelet_color_fix``), not flipnet_rt.imaging.native's functions, which run the reference wherever the
 kernel is slower (``native.NATIVE_CPU``). The references: flipnet_rt.faces.align.warp_faces (+
 imaging.tensor.to_float for the engine layout), flipnet_rt.faces.paste.paste_faces and
 flipnet_rt.imaging.colour.wavelet_color_fix. Tolerance: 1 grey level (the issue's bound) for the
@@ -18,7 +18,8 @@ import sys
 import numpy as np
 import pytest
 
-from flipnet_rt import native
+from flipnet_rt.imaging import native
+from flipnet_rt.faces import kernels
 
 cv2 = pytest.importorskip("cv2")
 
@@ -63,7 +64,7 @@ def test_warp_crop_matches_to_float_of_warp_faces(border, dtype):
     affines = _affines(12, 240, 320, size, 1)
     want = to_float(np.stack(warp_faces(frame, affines, size, border))).astype(dtype)
     out = np.full((12, 3, size, size), np.nan, dtype)  # NaN: a value the kernel leaves unwritten fails
-    code, value = native.border_args(border)
+    code, value = kernels.border_args(border)
     NAT.warp_crop(frame, np.ascontiguousarray(np.stack(affines)), out, code, value)
     err = float(np.abs(out.astype(np.float32) - want.astype(np.float32)).max())
     print(f"warp_crop {border} {np.dtype(dtype).name}: max |native - reference| = {err / GREY:.3f} grey levels")
@@ -97,7 +98,7 @@ def test_warp_u8_matches_warp_faces(border):
     affines = _affines(3, 120, 160, 40, 5)
     want = np.stack(warp_faces(frame, affines, 40, border))
     out = np.empty((3, 40, 40, 3), np.uint8)
-    code, value = native.border_args(border)
+    code, value = kernels.border_args(border)
     NAT.warp_u8(frame, np.ascontiguousarray(np.stack(affines)), out, code, value)
     err = int(np.abs(out.astype(int) - want).max())
     print(f"warp_u8 {border}: max |native - warp_faces| = {err} grey levels")
@@ -173,7 +174,7 @@ def test_bad_input_names_the_argument():
     with pytest.raises(ValueError, match="border"):
         NAT.warp_crop(frame, np.zeros((2, 2, 3)), np.empty((2, 3, 8, 8), np.float32), 3, (0, 0, 0))
     with pytest.raises(ValueError, match="affines"):
-        native.warp_crop(frame, [np.full((2, 3), np.nan)], 8)
+        kernels.warp_crop(frame, [np.full((2, 3), np.nan)], 8)
     with pytest.raises(ValueError, match="faces"):
         NAT.paste_faces(frame.copy(), np.zeros((1, 8, 9, 3), np.uint8), np.zeros((1, 2, 3)))
 
@@ -198,14 +199,14 @@ def test_missing_module_falls_back_with_one_logged_line():
         "import logging, sys, numpy as np\n"
         "logging.basicConfig(level=logging.INFO, format='%(name)s %(levelname)s %(message)s')\n"
         "sys.modules['flipnet_rt._native'] = None  # as if the build had been skipped\n"
-        "from flipnet_rt import native\n"
+        "from flipnet_rt.imaging import native\n"
         "x = np.random.default_rng(0).random((1, 3, 16, 16), np.float32)\n"
         "from flipnet_rt.imaging.colour import wavelet_color_fix\n"
         "for _ in range(3): assert np.array_equal(native.wavelet_color_fix(x, x * 0.5, 2), wavelet_color_fix(x, x * 0.5, 2))\n"
         "print('module', native.module())\n"
     )
     done = _run(code)
-    lines = [line for line in done.stderr.splitlines() if line.startswith("flipnet_rt.native")]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("flipnet_rt.imaging.native")]
     print(lines)
     assert "module None" in done.stdout
     assert len(lines) == 1 and "unavailable" in lines[0] and "pip install" in lines[0]
@@ -214,7 +215,7 @@ def test_missing_module_falls_back_with_one_logged_line():
 def test_flipnet_native_0_forces_the_references():
     code = (
         "import numpy as np\n"
-        "from flipnet_rt import native\n"
+        "from flipnet_rt.imaging import native\n"
         "from flipnet_rt.imaging.colour import wavelet_color_fix\n"
         "x = np.random.default_rng(0).random((1, 3, 16, 16), np.float32)\n"
         "print(native.module(), np.array_equal(native.wavelet_color_fix(x, x * 0.5, 2), wavelet_color_fix(x, x * 0.5, 2)))\n"

@@ -17,13 +17,13 @@ import pytest
 from faces.support import ShiftRestorer
 from helpers import face_like, served
 from flipnet_rt.faces.types import Face
-from flipnet_rt.options import Mode
+from flipnet_rt.config.options import Mode
 from flipnet_rt.serve.protocol import RequestError, model_runner, run_batch
 
 
 @pytest.fixture(scope="module")
 def restorer(demo_engine):
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     restorer = Restorer.load(demo_engine, backend="onnxruntime")
     assert restorer.has_fidelity  # the demo engine's estimator decides when the input is absent

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from helpers import face_like, served
-from flipnet_rt.options import Mode
+from flipnet_rt.config.options import Mode
 from flipnet_rt.serve.protocol import RequestError, model_runner, parse_request, run_batch
 
 
 @pytest.fixture(scope="module")
 def restorer(demo_engine):
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     return Restorer.load(demo_engine, backend="onnxruntime")
 

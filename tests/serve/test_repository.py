@@ -15,7 +15,7 @@ import pytest
 from helpers import face_like, served
 from flipnet_rt.cli.main import main
 from flipnet_rt.engine.manifest import Manifest
-from flipnet_rt.options import Mode
+from flipnet_rt.config.options import Mode
 from flipnet_rt.serve.protocol import OPTION_INPUTS, OUTPUT_NAMES
 from flipnet_rt.serve.repository import batchable, network_batch, RepositoryOptions
 
@@ -85,7 +85,7 @@ def test_sampling_loop_over_the_repository_files_gives_the_restorer_bytes(repo, 
     """BLS calls answered by ONNX Runtime sessions on REPO/<network>/1/model.onnx."""
     import onnxruntime as ort
 
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
     from flipnet_rt.serve.protocol import RequestError, model_runner, run_batch
     from flipnet_rt.serve.triton_model import load_restorer
 

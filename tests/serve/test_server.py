@@ -95,7 +95,7 @@ def server(demo_engine, tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(demo_engine):
     """The Restorer the server runs, in this process: results to compare bytes with."""
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     return Restorer.load(demo_engine, backend="onnxruntime")
 
@@ -193,7 +193,7 @@ def test_whole_images_match_the_face_restorer(server, reference):
     from PIL import Image
 
     from flipnet_rt.faces.pipeline import FaceRestorer
-    from flipnet_rt.faces.synthetic import group_picture
+    from synthetic.faces import group_picture
 
     data = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "lfw" / "val"
     photos = sorted(data.glob("*.jpg"))[:2]

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from train.checkpoint import flatten_optimizer, latest_checkpoint, rng_state, set_rng_state, unflatten_optimizer
-from train.config import ConfigError
-from train.stream import Layout, RunOrder
+from flipnet_rt.train.checkpoint import flatten_optimizer, latest_checkpoint, rng_state, set_rng_state, unflatten_optimizer
+from flipnet_rt.train.config import ConfigError
+from flipnet_rt.train.stream import Layout, RunOrder
 
 
 def _stepped_adamw():
@@ -105,7 +105,7 @@ def _write_safetensors_raw(path, tensors: dict, metadata: dict) -> None:
 def test_base_digest_ignores_the_header_order(tmp_path):
     """The same weights written by two processes differ in safetensors' metadata order; the base
     digest (checked by --init, resume and merge) must not: it refused a stage-5 --init from stage 4."""
-    from train.base import DIGEST_FILES, digest
+    from flipnet_rt.train.base import DIGEST_FILES, digest
 
     tensors = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(2, np.float32)}
     for d, metadata in (("a", {"format": "pt", "producer": "flipnet-rt"}), ("b", {"producer": "flipnet-rt", "format": "pt"})):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from train.cli import build_parser, overrides
-from train.config import (
+from flipnet_rt.train.cli import build_parser, overrides
+from flipnet_rt.train.config import (
     COMMANDS,
     AeStage,
     ConfigError,
@@ -106,7 +106,7 @@ def test_cli_flags_become_keys():
 
 
 def test_lr_factor_warmup_then_cosine_to_zero():
-    from train.loop import Warmup
+    from flipnet_rt.train.loop import Warmup
 
     constant = Warmup(4)
     assert [constant(s) for s in (0, 3, 4, 1000)] == [0.25, 1.0, 1.0, 1.0]

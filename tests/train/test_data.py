@@ -14,7 +14,7 @@ import pytest
 from helpers import face_like
 from PIL import Image
 
-from train.data import (
+from flipnet_rt.train.data import (
     LFW_CROP_BOX,
     HQFaceFolder,
     MixedDataset,
@@ -25,7 +25,7 @@ from train.data import (
     item_seed,
     load_captions,
 )
-from flipnet_rt.degradations import DegradationConfig, DegradationParams, RandomDegradation, apply
+from flipnet_rt.evaluation.degradations import DegradationConfig, DegradationParams, RandomDegradation, apply
 from flipnet_rt.imaging.geometry import prepare_square
 
 R = 32
@@ -141,14 +141,14 @@ def test_bad_files_skipped_at_construction_and_mid_epoch(tmp_path, caplog):
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "notes.txt").write_text("not an image suffix, ignored")
     (tmp_path / ".hidden.png").write_bytes(b"junk")
-    with caplog.at_level(logging.WARNING, logger="train.data"):
+    with caplog.at_level(logging.WARNING, logger="flipnet_rt.train.data"):
         data = HQFaceFolder(tmp_path, R, DEGRADE, seed=0)
     assert len(data) == 4 and {p.name for p, _ in data.skipped} == {"broken.png", "empty.jpg"}
     assert "broken.png" in caplog.text and "empty.jpg" in caplog.text
     # A file that goes bad after construction: the next file is used, with a warning.
     data.files[1].write_bytes(data.files[1].read_bytes()[:60])
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="train.data"):
+    with caplog.at_level(logging.WARNING, logger="flipnet_rt.train.data"):
         item = data[1]
     check_item(item, face=True)
     assert item["source"] == str(data.files[2]) and "face_001.png" in caplog.text
@@ -184,7 +184,7 @@ def make_pairs(tmp_path: Path, hq_names: list[str], lq_names: list[str], size=(4
 def test_pairs_match_by_stem_and_report_unmatched(tmp_path, caplog):
     hq_dir, lq_dir = make_pairs(tmp_path, ["a.png", "bb.png", "ccc.png", "only_hq.png"],
                                 ["a.jpg", "bb.png", "ccc.bmp", "only_lq.png"])
-    with caplog.at_level(logging.WARNING, logger="train.data"):
+    with caplog.at_level(logging.WARNING, logger="flipnet_rt.train.data"):
         data = PairedFolder(hq_dir, lq_dir, R, seed=0)
     assert [(h.name, lq.name) for h, lq in data.pairs] == [("a.png", "a.jpg"), ("bb.png", "bb.png"),
                                                             ("ccc.png", "ccc.bmp")]
@@ -292,7 +292,7 @@ def make_pool(pool: Path, hq_files: list[Path], variants: int, size: int, skip: 
 def test_offshelf_pool_mixing_probability_and_variants(tmp_path, caplog):
     files = make_faces(tmp_path / "hq", 10, size=(24, 24))
     make_pool(tmp_path / "pool", files, 3, 24, skip=9)
-    with caplog.at_level(logging.WARNING, logger="train.data"):
+    with caplog.at_level(logging.WARNING, logger="flipnet_rt.train.data"):
         data = OffShelfPool(HQFaceFolder(tmp_path / "hq", R, DEGRADE, seed=0), tmp_path / "pool", seed=1)
     assert data.missing == 1 and "1 of 10 HQ images have no off-shelf variant" in caplog.text
     offshelf, total, variants = 0, 0, []

@@ -1,4 +1,4 @@
-"""Training over several processes (issue 27): `torchrun --nproc_per_node 2 -m train ...` on CPUs
+"""Training over several processes (issue 27): `torchrun --nproc_per_node 2 -m flipnet_rt.train ...` on CPUs
 (gloo) takes the same optimizer steps as one process at the same global batch.
 
 `run.batch_size` is the global batch (train/stream.py: ``Layout``): with 2 processes each reads
@@ -32,10 +32,10 @@ from helpers import face_like
 from PIL import Image
 from safetensors.torch import load_file
 
-from train.ae import AutoencoderStage
-from train.config import AeTrainConfig, from_dict
-from train.checkpoint import read_state
-from train.logging_utils import read_metrics
+from flipnet_rt.train.ae import AutoencoderStage
+from flipnet_rt.train.config import AeTrainConfig, from_dict
+from flipnet_rt.train.checkpoint import read_state
+from flipnet_rt.train.logging_utils import read_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS, BATCH, LR = 3, 4, 1e-3
@@ -58,7 +58,7 @@ def _free_port() -> int:
 
 
 def _train(out: Path, hq: Path, *, processes: int, accumulation: int) -> None:
-    argv = ["-m", "train", "-q", "ae", "--hq-dir", str(hq), "--output-dir", str(out),
+    argv = ["-m", "flipnet_rt.train", "-q", "ae", "--hq-dir", str(hq), "--output-dir", str(out),
             "--steps", str(STEPS), "--batch-size", str(BATCH), "--gradient-accumulation", str(accumulation),
             "--lr", str(LR), "--num-workers", "0", "--perceptual-weight", "0", "--log-every", "1",
             "--checkpoint-every", "1000", "--set", "ae.disc_channels=8", "--set", "ae.disc_layers=2",

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from train.config import AdversarialLoss
-from train.losses import PatchDiscriminator, association_loss, discriminator_loss, generator_loss, perceptual_loss
-from train.vgg import LAYER_NAMES, VGG19Features, load_vgg19
+from flipnet_rt.train.config import AdversarialLoss
+from flipnet_rt.train.losses import PatchDiscriminator, association_loss, discriminator_loss, generator_loss, perceptual_loss
+from flipnet_rt.train.vgg import LAYER_NAMES, VGG19Features, load_vgg19
 
 
 def test_association_loss_rewards_matching_patches():

@@ -20,10 +20,10 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-import train.loop as loop
-from train.ae import train_ae
-from train.cli import main as train_main
-from train.config import (
+import flipnet_rt.train.loop as loop
+from flipnet_rt.train.ae import train_ae
+from flipnet_rt.train.cli import main as train_main
+from flipnet_rt.train.config import (
     AeTrainConfig,
     DegradationTrainConfig,
     RestorationTrainConfig,
@@ -31,17 +31,17 @@ from train.config import (
     apply_overrides,
     check,
 )
-from train.loop import Batch, make_accelerator
-from train.restoration import DiffusionStage, train_diffusion
-from train.stream import RunOrder
-from train.vae import train_vae
-from train.vgg import VGG19Features
+from flipnet_rt.train.loop import Batch, make_accelerator
+from flipnet_rt.train.restoration import DiffusionStage, train_diffusion
+from flipnet_rt.train.stream import RunOrder
+from flipnet_rt.train.vae import train_vae
+from flipnet_rt.train.vgg import VGG19Features
 
 R = 64
 
 
 class GeneratedPairs:
-    """A dataset following train.data's item contract: generated faces, fixed LQ (4x down/up)."""
+    """A dataset following flipnet_rt.train.data's item contract: generated faces, fixed LQ (4x down/up)."""
 
     def __init__(self, n: int, caption: str = "") -> None:
         self.resolution = R
@@ -306,8 +306,8 @@ def test_merge_output_loads_and_restores(tmp_path, restoration_result):
     from flipnet_rt.cli.main import main as rt_main
     from flipnet_rt.models import lora_layers, load_model_dir
 
-    from train.checkpoint import load_trainable, read_state, read_weights
-    from train.config import from_dict
+    from flipnet_rt.train.checkpoint import load_trainable, read_state, read_weights
+    from flipnet_rt.train.config import from_dict
 
     checkpoint = restoration_result.checkpoint
     config = from_dict(RestorationTrainConfig, read_state(checkpoint)["config"])
@@ -372,7 +372,7 @@ def _tiny_sd_folder(root: Path) -> Path:
     text encoder (tests/helpers.py)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
-    from flipnet_rt.presets import TINY_UNET, TINY_VAE
+    from flipnet_rt.config.presets import TINY_UNET, TINY_VAE
 
     tiny_clip_folder(root)
     with torch.random.fork_rng(devices=[]):
@@ -413,7 +413,7 @@ def test_sd_dir_run_embeds_captions_and_keeps_the_sd_vae(tmp_path, ae_run):
 
 
 def test_cli_trains_from_an_image_folder_and_resumes(tmp_path):
-    """The whole data path: an HQ folder (train.data.HQFaceFolder) with on-the-fly LQ (Eq. 9)."""
+    """The whole data path: an HQ folder (flipnet_rt.train.data.HQFaceFolder) with on-the-fly LQ (Eq. 9)."""
     hq = tmp_path / "hq"
     hq.mkdir()
     for i in range(3):

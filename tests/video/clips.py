@@ -1,6 +1,6 @@
 """Helpers of the video tests (imported as ``video.clips``; tests/ is on pytest's pythonpath).
 
-The clips themselves come from :mod:`flipnet_rt.video.synthetic` (shared with the benchmark).
+The clips themselves come from :mod:`synthetic.video` (shared with the benchmark).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import av
 import numpy as np
 from helpers import require  # noqa: F401 (the tests import it from here)
 
-from flipnet_rt.video.synthetic import (
+from synthetic.video import (
     cfr_pts,
     face_scene,
     gradient,

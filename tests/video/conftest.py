@@ -34,7 +34,7 @@ def demo_engine() -> Path:
 @pytest.fixture(scope="session")
 def demo_video_restorer(demo_engine):
     """The demo engine's Restorer on ONNX Runtime CPU (what ``demo_faces`` wraps)."""
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     return Restorer.load(demo_engine, backend="onnxruntime", device="cpu")
 

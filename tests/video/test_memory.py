@@ -52,7 +52,7 @@ def test_restorer_memory_is_flat(demo_faces, tmp_path):
     so the measurement starts after two face segments (frame 450), as the 10,000-frame run
     starts at frame 1,000."""
     from flipnet_rt.video.pipeline import VideoOptions, VideoRestorer
-    from flipnet_rt.video.synthetic import face_scene, noisy
+    from synthetic.video import face_scene, noisy
 
     with_face, _ = face_scene((128, 96), eye_distance=15.0)
     without = face_scene((128, 96), faces=0)[0]

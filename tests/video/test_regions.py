@@ -8,7 +8,7 @@ import pytest
 
 from flipnet_rt.video.regions import detect_near
 from flipnet_rt.video.pipeline import VideoOptions, VideoRestorer
-from flipnet_rt.video.synthetic import astronaut_face, noisy
+from synthetic.video import astronaut_face, noisy
 from video.clips import StandInFaces, static_face_frames
 
 EYES = 15.0  # px between the eyes: the demo model's own scale, as in the other video tests
@@ -166,7 +166,7 @@ def test_engine_workers_restore_the_same_frames_in_order(demo_faces, demo_engine
     """Two workers (each its own backend) give the pixels of one, in order; an error on a worker
     reaches the caller."""
     from flipnet_rt.faces.pipeline import FaceRestorer
-    from flipnet_rt.restorer import Restorer
+    from flipnet_rt.runtime.restorer import Restorer
 
     engine = demo_engine
     workers = [FaceRestorer(Restorer.load(engine, backend="onnxruntime", device="cpu", threads=1), demo_faces.detector)

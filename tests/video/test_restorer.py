@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flipnet_rt.profiling import StageTimer
+from flipnet_rt.runtime.profiling import StageTimer
 from flipnet_rt.video.frames import Frame
 from flipnet_rt.video.pipeline import SeedMode, VideoOptions, VideoRestorer
 from flipnet_rt.video.transcode import transcode

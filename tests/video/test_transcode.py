@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from flipnet_rt.profiling import StageTimer
+from flipnet_rt.runtime.profiling import StageTimer
 from flipnet_rt.video.encoding import EncoderOptions
 from flipnet_rt.video.errors import VideoError
 from flipnet_rt.video.frames import Frame

@@ -31,7 +31,7 @@ not depend on worker processes or on the order items are read. Datasets hold
 file paths only; images are decoded when an item is read.
 
 Files: folders are walked recursively in sorted order, skipping hidden entries;
-suffixes are :data:`flipnet_rt.batchio.IMAGE_SUFFIXES`. Each file's header is
+suffixes are :data:`flipnet_rt.jobs.batchio.IMAGE_SUFFIXES`. Each file's header is
 checked with Pillow at construction; an unreadable one is skipped with a logged
 warning and listed in ``.skipped``. A file that still fails to decode while
 training (changed on disk) is replaced by the next index's file, with a warning,

@@ -9,7 +9,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
-from flipnet_rt.degradations import MakesLQ
+from flipnet_rt.evaluation.degradations import MakesLQ
 from flipnet_rt.imaging.geometry import prepare_square
 from flipnet_rt.imaging.io import ImageError, format_path, load_image
 
@@ -35,7 +35,7 @@ class HQFaceFolder(EpochMixin, Sequence):
         root: folder of images (walked recursively).
         resolution: training side R.
         degradation: the on-the-fly degradation (its config scaled to R, see
-            :meth:`DegradationConfig.scaled_to`), or a :class:`flipnet_rt.levels.LevelMix`.
+            :meth:`DegradationConfig.scaled_to`), or a :class:`flipnet_rt.evaluation.levels.LevelMix`.
         seed: dataset seed.
         crop_box: ``(left, top, right, bottom)`` applied before squaring, or None.
         limit: use only this many images, a random subset fixed by ``seed``.

@@ -2,7 +2,7 @@
 readable files (all, or a seeded random subset).
 
 Folders are walked recursively in sorted order, skipping hidden entries; suffixes are
-:data:`flipnet_rt.batchio.IMAGE_SUFFIXES`. A file whose header does not check is skipped with a
+:data:`flipnet_rt.jobs.batchio.IMAGE_SUFFIXES`. A file whose header does not check is skipped with a
 logged warning.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from flipnet_rt.batchio import is_image_path
+from flipnet_rt.jobs.batchio import is_image_path
 from flipnet_rt.imaging.io import MAX_PIXELS, READ_FORMATS, format_path
 
 from .seeding import STREAM_SUBSET, item_rng

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from flipnet_rt.degradations import DegradationConfig, RandomDegradation
+from flipnet_rt.evaluation.degradations import DegradationConfig, RandomDegradation
 
 from ..config import ConfigError, DataSection
 from .captions import load_captions
@@ -34,7 +34,7 @@ def face_dataset(data: DataSection, resolution: int, seed: int) -> Sequence:
         degradation = degradation.scaled_to(resolution)
     make_lq = RandomDegradation(degradation)
     if data.degradation_levels:
-        from flipnet_rt.levels import LevelMix
+        from flipnet_rt.evaluation.levels import LevelMix
 
         try:
             make_lq = LevelMix(data.degradation_levels, resolution)

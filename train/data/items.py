@@ -1,6 +1,6 @@
 """The item every dataset returns, and ``collate``, which stacks items into a batch.
 
-An item is a dict with exactly the keys listed in :mod:`train.data`'s docstring.
+An item is a dict with exactly the keys listed in :mod:`flipnet_rt.train.data`'s docstring.
 """
 
 from __future__ import annotations

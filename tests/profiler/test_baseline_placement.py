@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from flipnet_rt.bench.baseline import naive_restore, time_baseline
-from flipnet_rt.examples import degrade_example, example_face
+from flipnet_rt.profiler.baseline import naive_restore, time_baseline
+from flipnet_rt.imaging.examples import degrade_example, example_face
 
 
 class PlacedModel:
@@ -102,7 +102,7 @@ def test_naive_restore_leaves_a_model_already_in_place_alone(tiny_model, images)
 
 def test_bench_hands_the_baseline_its_device_and_precision(monkeypatch, tmp_path):
     """The CLI order (every restorer closed, then the baseline) names the device and dtype to run in."""
-    import flipnet_rt.bench.baseline as baseline
+    import flipnet_rt.profiler.baseline as baseline
     from flipnet_rt.cli.main import main
 
     calls: list[dict[str, Any]] = []

@@ -9,8 +9,8 @@ from enum import Enum
 
 import numpy as np
 
-from .config import Defaults, FlipnetConfig
-from .sampling import SamplerKind, ScheduleConfig, Spacing
+from .model import Defaults, FlipnetConfig
+from ..sampling import SamplerKind, ScheduleConfig, Spacing
 
 
 class Mode(str, Enum):

@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from flipnet_rt.backends import probes
-from flipnet_rt.bench import flops, runner
+from flipnet_rt.profiler import flops, runner
 from flipnet_rt.cli.main import main
 from flipnet_rt.engine.manifest import Manifest, TensorRTInfo
 

@@ -1,6 +1,6 @@
 """The public API: :class:`Restorer` loads a model once and restores or degrades batches of faces.
 
-A thin image layer over :class:`~flipnet_rt.core.DiffusionCore`: each ``uint8 [H, W, 3]`` face is
+A thin image layer over :class:`~flipnet_rt.runtime.core.DiffusionCore`: each ``uint8 [H, W, 3]`` face is
 fitted to the model's square resolution (:mod:`flipnet_rt.imaging.geometry`), the core samples,
 the restored face gets the optional wavelet colour fix against its input
 (:mod:`flipnet_rt.imaging.colour`) and goes back to the input's size. Whole images (detect, align,
@@ -14,14 +14,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .backends.base import Backend
-from .config import FlipnetConfig
+from ..backends.base import Backend
+from ..config.model import FlipnetConfig
 from .core import DiffusionCore
-from .native import wavelet_color_fix  # the C++ kernel where built (~10x faster), else imaging.colour
-from .imaging.geometry import fit, unfit
-from .imaging.tensor import to_float, to_uint8
-from .options import Mode, SamplingOptions, image_seed
-from .precision import Precision
+from ..imaging.native import wavelet_color_fix  # the C++ kernel where built (~10x faster), else imaging.colour
+from ..imaging.geometry import fit, unfit
+from ..imaging.tensor import to_float, to_uint8
+from ..config.options import Mode, SamplingOptions, image_seed
+from ..config.precision import Precision
 from .profiling import StageTimer
 
 
@@ -32,7 +32,7 @@ class Restorer:
     context manager: ``close()`` frees the backend's sessions, buffers and device memory.
 
     Args:
-        backend, config, prompts, cond_cache, timer: see :class:`~flipnet_rt.core.DiffusionCore`.
+        backend, config, prompts, cond_cache, timer: see :class:`~flipnet_rt.runtime.core.DiffusionCore`.
     """
 
     def __init__(self, backend: Backend, config: FlipnetConfig, prompts: Mapping[str, np.ndarray], *,
@@ -53,7 +53,7 @@ class Restorer:
         Raises ``BackendUnavailable`` (a ValueError) naming the fix when the requested backend
         cannot run here, ``EngineError`` when an engine directory is unusable.
         """
-        from .backends.select import select_backend
+        from ..backends.select import select_backend
 
         opened = select_backend(backend, model=model, engine_dir=engine_dir, device=device, precision=precision,
                                 cuda_graphs=cuda_graphs, compile=compile, threads=threads, low_memory=low_memory)

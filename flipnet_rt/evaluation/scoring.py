@@ -1,7 +1,7 @@
 """Restoration quality on HQ faces (``flipnet-rt eval``): synthesise LQ, restore, measure.
 
 Each HQ face is cropped (optional box), squared and resized to the model's resolution; its LQ is
-the training degradation (Eq. 9, :mod:`flipnet_rt.degradations`, ranges scaled to the resolution)
+the training degradation (Eq. 9, :mod:`flipnet_rt.evaluation.degradations`, ranges scaled to the resolution)
 drawn from a fixed per-image seed, so every run and every model sees the same LQ. The LQ input and
 the restored face are both scored against the HQ:
 
@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from .degradations import DegradationConfig, RandomDegradation
-from .options import image_seed
+from ..config.options import image_seed
 
 #: The stream of :func:`image_seed` that draws an image's degradation (0 draws its sampling noise).
 DEGRADATION_STREAM = 1
@@ -156,7 +156,7 @@ def evaluate(restorer, faces: Sequence[tuple[str, np.ndarray]], *, options=None,
     ``out_dir``: also write ``lq/NAME.png``, ``restored/NAME.png`` and ``side_by_side/NAME.png``
     (LQ | restored | HQ).
     """
-    from .imaging.io import save_image
+    from ..imaging.io import save_image
 
     options = options or restorer.options(seed=seed)
     report = EvalReport(meta={"seed": seed, "resolution": restorer.config.resolution,
@@ -253,13 +253,13 @@ def evaluate_levels(faces_restorer, faces: Sequence[tuple[str, np.ndarray]], lev
                     seed: int = 0, batch_size: int = 8, identity: IdentityModel | None = None,
                     progress: bool = False) -> LevelsReport:
     """Score a :class:`~flipnet_rt.faces.pipeline.FaceRestorer` (aligned crops, its fidelity setting) at
-    each of ``levels`` (:class:`~flipnet_rt.levels.Level`) on HQ ``faces`` (``(name, uint8 [S, S, 3])``).
+    each of ``levels`` (:class:`~flipnet_rt.evaluation.levels.Level`) on HQ ``faces`` (``(name, uint8 [S, S, 3])``).
 
     Face ``i``'s LQ at every level is drawn from the same seed (``image_seed(seed, i, 1)``) and its
     sampling noise from ``image_seed(options.seed, i)``; one restoration per face and level gives
     both the model's output (fidelity 0) and the blend by the restorer's weights.
     """
-    from .faces.fidelity import blend
+    from ..faces.fidelity import blend
     from .levels import LevelDegradation
 
     options = options or faces_restorer.restorer.options(seed=seed)

@@ -20,8 +20,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..profiling import StageTimer
-from ..restorer import Restorer
+from ..runtime.profiling import StageTimer
+from ..runtime.restorer import Restorer
 
 STAGES = ("preprocessing", "vae_encoder", "face_encoder", "unet_cond", "unet_step", "sampler_update",
           "vae_decoder", "postprocessing")

@@ -118,7 +118,7 @@ class DegradationConfig:
         base_resolution: the image side the spatial ranges (sigma, scale) are meant
             for; :meth:`scaled_to` rescales from it.
         passes: 2 (the paper's high-order scheme) or 1 (pass 1 only: Eq. 9 once, the milder
-            named levels of :mod:`flipnet_rt.levels`).
+            named levels of :mod:`flipnet_rt.evaluation.levels`).
     """
 
     first: PassConfig = field(default_factory=PassConfig)
@@ -466,7 +466,7 @@ def _quantise(x: np.ndarray) -> np.ndarray:
 
 class MakesLQ(Protocol):
     """What a dataset needs of its degradation: ``(uint8 [H, W, 3], seed) -> (lq, recorded params)``
-    (:class:`RandomDegradation`, :class:`flipnet_rt.levels.LevelMix`); the params have ``to_dict()``."""
+    (:class:`RandomDegradation`, :class:`flipnet_rt.evaluation.levels.LevelMix`); the params have ``to_dict()``."""
 
     def __call__(self, image: np.ndarray, seed: int) -> tuple[np.ndarray, Any]: ...
 

@@ -3,7 +3,7 @@
 ``flipnet-rt eval --levels`` scores a model per level, the demo model trains on a mix
 (:class:`LevelMix`, ``data.degradation_levels`` in a training config) and the fidelity estimator
 learns from all of them. The ranges are for 512-px faces, like the paper's, and are scaled to
-the face's size with :meth:`~flipnet_rt.degradations.DegradationConfig.scaled_to` (so a level
+the face's size with :meth:`~flipnet_rt.evaluation.degradations.DegradationConfig.scaled_to` (so a level
 means the same blur and downsampling relative to the face at 64 px and at 512 px):
 
 =========  ======  =================  ============  ==========  ==========

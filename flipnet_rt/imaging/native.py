@@ -12,8 +12,9 @@ function and, in a CUDA build, its ``*_cuda`` twin on device arrays (:mod:`flipn
 
 Each matches its Python/OpenCV reference within 1 grey level (``tests/native/`` measures the
 kernels themselves). On the CPU only the colour fix is faster than its reference, so only
-:func:`wavelet_color_fix` here runs native code; :func:`warp_crop` and :func:`paste_faces` run the
-OpenCV references (faster than the CPU kernels, see :data:`NATIVE_CPU`). If the module is missing
+:func:`wavelet_color_fix` here runs native code; the host twins of the warp and paste kernels
+(:mod:`flipnet_rt.faces.kernels`) run the OpenCV references (faster than the CPU kernels, see
+:data:`NATIVE_CPU`). If the module is missing
 (a pure-Python install, no C++ compiler at install time) one line is logged and the colour fix
 falls back to its reference. ``FLIPNET_NATIVE=0`` in the environment forces the reference (for
 comparisons).
@@ -25,7 +26,6 @@ import functools
 import logging
 import os
 from types import ModuleType
-from typing import Sequence
 
 import numpy as np
 
@@ -40,9 +40,6 @@ _log = logging.getLogger(__name__)
 #: ``native/``: the CUDA library links them (``invert_affine`` in ``native/src/warp.cpp``) and mirrors
 #: their sampling (``sampling.hpp`` / ``sampling.cuh``), and ``tests/native`` checks both.
 NATIVE_CPU = frozenset({"wavelet_color_fix"})
-
-#: cv2's border codes for the faces' border modes (BORDER_REFLECT_101 = 4, BORDER_CONSTANT = 0).
-_CV2_BORDER = {"reflect": 4, "constant": 0}
 
 
 @functools.cache
@@ -60,64 +57,9 @@ def module() -> ModuleType | None:
     return _native
 
 
-def border_args(border: object) -> tuple[int, tuple[int, int, int]]:
-    """The kernels' border arguments of a :class:`~flipnet_rt.faces.types.BorderMode`: (cv2 code, fill colour)."""
-    from .faces.align import CONSTANT_BORDER
-    from .faces.types import BorderMode
-
-    mode = BorderMode(border)
-    return _CV2_BORDER[mode.value], (CONSTANT_BORDER if mode is BorderMode.CONSTANT else (0, 0, 0))
-
-
-def affine_matrices(affines: Sequence[np.ndarray]) -> np.ndarray:
-    """``[N, 2, 3]`` affines as the kernels take them: C-contiguous float64, finite."""
-    m = np.ascontiguousarray(np.asarray(affines, np.float64).reshape(-1, 2, 3))
-    if not np.all(np.isfinite(m)):
-        raise ValueError("affines: contain NaN or infinity; estimate them again from finite landmarks")
-    return m
-
-
-def warp_crop(image: np.ndarray, affines: Sequence[np.ndarray], size: int, border: object = "reflect",
-              dtype: type = np.float32) -> np.ndarray:
-    """The aligned crops of ``image`` as the engine's input (OpenCV on the CPU: see :data:`NATIVE_CPU`).
-
-    Args:
-        image: ``uint8 [H, W, 3]``.
-        affines: one ``[2, 3]`` image -> crop affine per face.
-        size: the crop side ``S``.
-        border: a :class:`~flipnet_rt.faces.types.BorderMode` (or its value).
-        dtype: ``np.float32`` or ``np.float16``.
-
-    Returns:
-        ``dtype [N, 3, S, S]`` in [-1, 1]: ``to_float(warp_faces(...))``.
-    """
-    from .faces.align import warp_faces
-    from .imaging.tensor import to_float
-
-    out_dtype = np.dtype(dtype)
-    if out_dtype not in (np.float32, np.float16):
-        raise ValueError(f"warp_crop: dtype must be float32 or float16, got {out_dtype}")
-    _check_image(image, "warp_crop")
-    mats = affine_matrices(affines)
-    if len(mats) == 0:
-        return np.empty((0, 3, size, size), out_dtype)
-    return to_float(np.stack(warp_faces(image, list(mats), size, border))).astype(out_dtype, copy=False)
-
-
-def paste_faces(image: np.ndarray, faces: Sequence[np.ndarray], affines: Sequence[np.ndarray], *,
-                inplace: bool = False) -> np.ndarray:
-    """:func:`flipnet_rt.faces.paste.paste_faces` itself (OpenCV on the CPU: see :data:`NATIVE_CPU`).
-
-    The host twin of ``paste_faces_cuda`` in :class:`~flipnet_rt.faces.device.HostKernels`.
-    """
-    from .faces.paste import paste_faces as reference
-
-    return reference(image, faces, affines, inplace=inplace)
-
-
 def wavelet_color_fix(image: np.ndarray, reference: np.ndarray, levels: int) -> np.ndarray:
     """:func:`flipnet_rt.imaging.colour.wavelet_color_fix` (same arguments and result, bit for bit)."""
-    from .imaging.colour import MAX_LEVELS, wavelet_color_fix as python_fix
+    from .colour import MAX_LEVELS, wavelet_color_fix as python_fix
 
     nat = module() if "wavelet_color_fix" in NATIVE_CPU else None
     if nat is None or image.shape != reference.shape or image.ndim != 4 or not 0 <= levels <= MAX_LEVELS:
@@ -126,8 +68,3 @@ def wavelet_color_fix(image: np.ndarray, reference: np.ndarray, levels: int) -> 
     out = np.empty_like(x)
     nat.wavelet_color_fix(x, np.ascontiguousarray(reference, np.float32), out, int(levels))
     return out
-
-
-def _check_image(image: np.ndarray, where: str) -> None:
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
-        raise ValueError(f"{where}: expected a uint8 [H, W, 3] image, got {image.dtype} {image.shape}")

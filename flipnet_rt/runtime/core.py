@@ -16,7 +16,7 @@ Every image draws its noise from its own numpy generator seeded by its seed, so 
 on the image and its seed only: not on the batch it shares, and not on the backend.
 
 The image policy around the core (fitting any size to the model's square, the colour fix,
-uint8 conversion) is :class:`flipnet_rt.restorer.Restorer`'s; whole images and video build on it.
+uint8 conversion) is :class:`flipnet_rt.runtime.restorer.Restorer`'s; whole images and video build on it.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from .backends.base import Array, Backend
-from .config import FlipnetConfig
-from .options import Mode, SamplingOptions
+from ..backends.base import Array, Backend
+from ..config.model import FlipnetConfig
+from ..config.options import Mode, SamplingOptions
 from .profiling import StageTimer
-from .sampling import make_grid, parameterized, q_sample, sample
+from ..sampling import make_grid, parameterized, q_sample, sample
 
 
 class DiffusionCore:
@@ -59,7 +59,7 @@ class DiffusionCore:
             fix = " (drop --no-cond-cache)" if not cond_cache and "unet" in missing else ""
             raise ValueError(f"the {backend.name} backend has no {', '.join(missing)} network{fix}; "
                              f"export them with `flipnet-rt export` (it has {', '.join(backend.specs)})")
-        from .options import schedule_config
+        from ..config.options import schedule_config
 
         self.backend = backend
         self.config = config

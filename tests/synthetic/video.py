@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..faces.synthetic import ASTRONAUT_LANDMARKS
+from flipnet_rt.imaging.scene import ASTRONAUT_LANDMARKS
 
 TIME_BASE = Fraction(1, 90000)
 

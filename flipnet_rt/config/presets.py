@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from .config import FaceSpec, FlipnetConfig, ScheduleSpec
+from .model import FaceSpec, FlipnetConfig, ScheduleSpec
 
 # Stable Diffusion 2.1-base, unet/config.json and vae/config.json (diffusers layout).
 SD21_BASE_UNET = {

@@ -13,7 +13,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Mapping
 
-from .sampling.schedule import SamplerKind, ScheduleConfig, Spacing, as_choice
+from ..sampling.schedule import SamplerKind, ScheduleConfig, Spacing, as_choice
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "flipnet.json"

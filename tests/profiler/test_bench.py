@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from flipnet_rt.bench.runner import STAGES
+from flipnet_rt.profiler.runner import STAGES
 from flipnet_rt.cli.main import main
 
 
@@ -58,13 +58,13 @@ def test_csv_and_plot_are_written(bench_json):
 
 @pytest.mark.parametrize("network", ["unet", "unet_cond", "vae_decoder", "face_encoder"])
 def test_count_flops_matches_an_independent_count(tiny_model, network):
-    """``flipnet_rt.bench.flops.count_flops`` (meta device, no memory) against FlopCounterMode on a
+    """``flipnet_rt.profiler.flops.count_flops`` (meta device, no memory) against FlopCounterMode on a
     real CPU run with attention forced to the math kernel (its matmuls counted one by one): the
     same count. (The SD 2.1-base figure quoted in flops.py is no longer asserted here: issue 19.)"""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    from flipnet_rt.bench.flops import count_flops
+    from flipnet_rt.profiler.flops import count_flops
     from flipnet_rt.models.networks import NETWORKS
 
     c = tiny_model.config
@@ -90,7 +90,7 @@ def test_count_flops_matches_an_independent_count(tiny_model, network):
 def test_cpu_attention_is_counted():
     from torch.utils.flop_counter import FlopCounterMode
 
-    from flipnet_rt.bench.flops import _register_cpu_sdpa
+    from flipnet_rt.profiler.flops import _register_cpu_sdpa
 
     _register_cpu_sdpa()
     q = k = v = torch.randn(2, 4, 64, 16)

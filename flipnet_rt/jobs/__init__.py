@@ -1,0 +1,1 @@
+"""Batch jobs over files: planning inputs to outputs (``flipnet-rt restore|degrade``)."""

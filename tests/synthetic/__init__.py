@@ -1,0 +1,1 @@
+"""Generated test inputs: group pictures with known faces, video clips."""
