@@ -56,9 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         print(line + f"{weight:>7.2f}")
     for name, values in rows.items():
         d, k = np.array(values).T
-        print(f"{name}: identity distance max {d.max():.3f} (mean {d.mean():.3f}), detail kept min {k.min():.2f} "
-              f"(median {np.median(k):.2f}); faces with distance <= 0.35: {int((d <= 0.35).sum())}/{len(d)}, "
-              f"detail >= 0.8: {int((k >= 0.8).sum())}/{len(k)}")
+        print(
+            f"{name}: identity distance max {d.max():.3f} (mean {d.mean():.3f}), detail kept min {k.min():.2f} "
+            f"(median {np.median(k):.2f}); faces with distance <= 0.35: {int((d <= 0.35).sum())}/{len(d)}, "
+            f"detail >= 0.8: {int((k >= 0.8).sum())}/{len(k)}"
+        )
 
     hq, _ = group_picture(0)
     lq, _ = RandomDegradation(DegradationConfig().scaled_to(restorer.config.resolution))(hq, 0)
@@ -70,8 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         p_in = np.mean([psnr(lq[y0:y1, x0:x1], hq[y0:y1, x0:x1]) for x0, y0, x1, y1 in boxes])
         p_out = np.mean([psnr(restored[y0:y1, x0:x1], hq[y0:y1, x0:x1]) for x0, y0, x1, y1 in boxes])
         kept = [detail(restored[y0:y1, x0:x1]) / detail(lq[y0:y1, x0:x1]) for x0, y0, x1, y1 in boxes]
-        print(f"  {name}: {len(boxes)} faces, PSNR in the boxes input {p_in:.2f} -> {p_out:.2f} dB; detail kept "
-              + ", ".join(f"{k:.2f}" for k in kept) + "; W " + ", ".join(f"{r.fidelity:.2f}" for r in results))
+        print(
+            f"  {name}: {len(boxes)} faces, PSNR in the boxes input {p_in:.2f} -> {p_out:.2f} dB; detail kept "
+            + ", ".join(f"{k:.2f}" for k in kept)
+            + "; W "
+            + ", ".join(f"{r.fidelity:.2f}" for r in results)
+        )
     return 0
 
 

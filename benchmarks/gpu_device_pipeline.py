@@ -36,8 +36,9 @@ def scene(faces: int, size: int, seed: int = 0) -> tuple[bytes, np.ndarray]:
 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:1080, 0:1920]
-    frame = np.stack([(xx * 0.25 + yy * 0.5) % 256, np.sin(xx / 23.0) * 90 + 128,
-                      rng.integers(0, 256, (1080, 1920))], -1).astype(np.uint8)
+    frame = np.stack(
+        [(xx * 0.25 + yy * 0.5) % 256, np.sin(xx / 23.0) * 90 + 128, rng.integers(0, 256, (1080, 1920))], -1
+    ).astype(np.uint8)
     mats = []
     for i in range(faces):
         centre = (300 + 600 * i % 1500, 300 + 250 * i % 600)
@@ -57,10 +58,10 @@ def engine(directory: Path):
     from backends.test_tensorrt_double_gpu import _engine_dir, torch_tensorrt_double
 
     from flipnet_rt.backends.tensorrt import TensorRTBackend
-    from flipnet_rt.runtime.core import DiffusionCore
     from flipnet_rt.engine.spec import KVSpec, network_specs
     from flipnet_rt.models import PROMPT_KINDS, random_model
     from flipnet_rt.models.networks import kv_layout
+    from flipnet_rt.runtime.core import DiffusionCore
 
     model = random_model("tiny").to("cuda").eval().requires_grad_(False)
     kv = [KVSpec(layer.level, layer.channels) for layer in kv_layout(model)]
@@ -84,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     import cupy as cp
     import cv2
 
-    from flipnet_rt.imaging import native
-    from flipnet_rt.faces import kernels
-    from flipnet_rt.imaging.tensor import to_uint8
     from flipnet_rt.config.options import Mode, SamplingOptions
+    from flipnet_rt.faces import kernels
+    from flipnet_rt.imaging import native
+    from flipnet_rt.imaging.tensor import to_uint8
 
     nat = native.module()
     if nat is None or not getattr(nat, "cuda", False):
@@ -111,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             latents = core.generate(crops, Mode.RESTORE, options, seeds)
             image = backend.run("vae_decoder", {"latent": latents})["image"]
             with stream:
-                faces = cp.ascontiguousarray(cp.rint((cp.clip(image, -1, 1) + 1) * 127.5)
-                                             .astype(cp.uint8).transpose(0, 2, 3, 1))
+                faces = cp.ascontiguousarray(
+                    cp.rint((cp.clip(image, -1, 1) + 1) * 127.5).astype(cp.uint8).transpose(0, 2, 3, 1)
+                )
                 nat.paste_faces_cuda(target, faces, mats, stream.handle)
             stream.synchronize()
             return cp.asnumpy(target), cp.asnumpy(crops)
@@ -130,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         same_crops_out = host_frame(device_crops)[0]
         diff = np.abs(device_out.astype(int) - same_crops_out.astype(int))
         print(f"crops on the device vs the host: max error {crop_err:.3f} grey levels")
-        print(f"frame (device warp -> engine -> paste) vs the host pipeline on the same crops: max error "
-              f"{diff.max()} grey levels, {np.mean(diff > 0):.2e} of values differ")
+        print(
+            f"frame (device warp -> engine -> paste) vs the host pipeline on the same crops: max error "
+            f"{diff.max()} grey levels, {np.mean(diff > 0):.2e} of values differ"
+        )
 
         timings = {}
         for name, run in (("device", device_frame), ("host", host_frame)):
@@ -139,12 +143,20 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.frames):
                 run()
             timings[name] = (time.perf_counter() - start) * 1000 / args.frames
-        print(f"ms per frame ({args.faces} faces, {args.steps} steps, 1080p, random:tiny at {size} px, one run): "
-              f"device {timings['device']:.1f}, host {timings['host']:.1f}, host/device "
-              f"{timings['host'] / timings['device']:.2f}x")
-        record = {"crop_error_grey": crop_err, "frame_error_grey": int(diff.max()),
-                  "ms_per_frame": timings, "faces": args.faces, "steps": args.steps, "frames": args.frames,
-                  "engine": "TensorRT backend on CuPy arrays over the torch TensorRT double (random:tiny)"}
+        print(
+            f"ms per frame ({args.faces} faces, {args.steps} steps, 1080p, random:tiny at {size} px, one run): "
+            f"device {timings['device']:.1f}, host {timings['host']:.1f}, host/device "
+            f"{timings['host'] / timings['device']:.2f}x"
+        )
+        record = {
+            "crop_error_grey": crop_err,
+            "frame_error_grey": int(diff.max()),
+            "ms_per_frame": timings,
+            "faces": args.faces,
+            "steps": args.steps,
+            "frames": args.frames,
+            "engine": "TensorRT backend on CuPy arrays over the torch TensorRT double (random:tiny)",
+        }
         if args.json:
             args.json.write_text(json.dumps(record, indent=2))
         backend.close()

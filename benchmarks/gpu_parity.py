@@ -38,12 +38,21 @@ ROOT = Path(__file__).resolve().parents[1]
 def environment(device: str = "cuda") -> dict[str, str]:
     name = torch.cuda.get_device_properties(0).name if device.startswith("cuda") else "cpu"
     try:
-        driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                capture_output=True, text=True, timeout=20).stdout.strip()
+        driver = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         driver = "unknown"
-    return {"gpu": name, "driver": driver, "torch": torch.__version__,
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "commit": commit()}
+    return {
+        "gpu": name,
+        "driver": driver,
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "commit": commit(),
+    }
 
 
 def commit() -> str:
@@ -56,8 +65,9 @@ def commit() -> str:
     if not (ROOT / ".git").exists() or shutil.which("git") is None:
         return "unknown"
     try:
-        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                timeout=20)
+        result = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=20
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (result.stdout.strip() if result.returncode == 0 else "") or "unknown"
@@ -82,10 +92,12 @@ def run_bench(model_spec: str, model, bench_argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    own, bench_argv = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, None)
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     epilog="Anything after -- runs `flipnet-rt bench` on the same loaded model "
-                                            "after the parity part (part d of the GPU check).")
+    own, bench_argv = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, None)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Anything after -- runs `flipnet-rt bench` on the same loaded model "
+        "after the parity part (part d of the GPU check).",
+    )
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--model", default="random:sd21-base")
     parser.add_argument("--steps", type=int, default=4)
@@ -121,10 +133,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def parity(model, args: argparse.Namespace) -> None:
     from flipnet_rt.backends.torch import TorchBackend
-    from flipnet_rt.runtime.core import DiffusionCore
+    from flipnet_rt.config.options import Mode, SamplingOptions
     from flipnet_rt.models import PROMPT_KINDS
     from flipnet_rt.models.boosthub import set_attention_upcast
-    from flipnet_rt.config.options import Mode, SamplingOptions
+    from flipnet_rt.runtime.core import DiffusionCore
 
     env = environment(args.device)
     records: list[dict] = []
@@ -155,8 +167,9 @@ def parity(model, args: argparse.Namespace) -> None:
     reference_backend = TorchBackend(model, device=args.device, dtype="float32")
     reference, ms = run(reference_backend, cache=False)
     reference_backend.close()
-    record(part="parity", label="fp32 eager cache=off (reference)", rel_l2=0.0, nan=int(np.isnan(reference).sum()),
-           ms=ms)
+    record(
+        part="parity", label="fp32 eager cache=off (reference)", rel_l2=0.0, nan=int(np.isnan(reference).sum()), ms=ms
+    )
 
     def compare(label: str, latents: np.ndarray, ms: float) -> None:
         rel = float(np.linalg.norm(latents - reference) / np.linalg.norm(reference))

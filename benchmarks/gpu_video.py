@@ -40,16 +40,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "demo")
     parser.add_argument("--backend", default="torch")
-    parser.add_argument("--device", default="cuda", help="cpu (with --model models/demo-onnx --backend "
-                        "onnxruntime): the same flow with the host kernels, to try the script without a GPU")
+    parser.add_argument(
+        "--device",
+        default="cuda",
+        help="cpu (with --model models/demo-onnx --backend "
+        "onnxruntime): the same flow with the host kernels, to try the script without a GPU",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+
+    from synthetic.video import face_scene, noisy
 
     from flipnet_rt.faces.detectors import load_detector
     from flipnet_rt.faces.pipeline import FaceRestorer
     from flipnet_rt.runtime.restorer import Restorer
     from flipnet_rt.video.pipeline import VideoOptions, VideoRestorer
-    from synthetic.video import face_scene, noisy
 
     width, height = (int(v) for v in args.size.split("x"))
     scene, _ = face_scene((width, height), eye_distance=15.0, faces=args.faces)
@@ -74,23 +79,37 @@ def main(argv: list[str] | None = None) -> int:
     best: dict[str, float] = {}
     outputs: dict[str, list[np.ndarray]] = {}
     for r in range(args.rounds):
-        for name in (("host", "device") if r % 2 == 0 else ("device", "host")):
+        for name in ("host", "device") if r % 2 == 0 else ("device", "host"):
             seconds, outputs[name] = run(name)
             best[name] = min(best.get(name, seconds), seconds)
     fps = {name: args.frames / s for name, s in best.items()}
     diff = max(int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(outputs["host"], outputs["device"]))
-    mean = float(np.mean([np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(outputs["host"], outputs["device"])]))
+    mean = float(
+        np.mean([np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(outputs["host"], outputs["device"])])
+    )
     changed = float(np.mean([(a != f).mean() for a, f in zip(outputs["device"], frames)]))
-    print(f"{args.size}, {args.faces} faces, {args.frames} frames, batch {args.batch_size}, {args.model.name} on "
-          f"{args.backend} {args.device}: "
-          f"host path {fps['host']:.1f} frames/s, device path {fps['device']:.1f} frames/s, "
-          f"device/host {fps['device'] / fps['host']:.2f}x")
-    print(f"device vs host frames: max difference {diff} grey levels, mean {mean:.4f}; "
-          f"{changed:.2%} of values restored (changed from the input)")
-    record = {"size": args.size, "faces": args.faces, "frames": args.frames, "batch_size": args.batch_size,
-              "fps": fps, "speedup_device_over_host": fps["device"] / fps["host"], "max_diff_grey": diff,
-              "mean_diff_grey": mean, "share_changed": changed,
-              "engine": f"{args.model} on {args.backend} {args.device}, MTCNN on ONNX Runtime CPU"}
+    print(
+        f"{args.size}, {args.faces} faces, {args.frames} frames, batch {args.batch_size}, {args.model.name} on "
+        f"{args.backend} {args.device}: "
+        f"host path {fps['host']:.1f} frames/s, device path {fps['device']:.1f} frames/s, "
+        f"device/host {fps['device'] / fps['host']:.2f}x"
+    )
+    print(
+        f"device vs host frames: max difference {diff} grey levels, mean {mean:.4f}; "
+        f"{changed:.2%} of values restored (changed from the input)"
+    )
+    record = {
+        "size": args.size,
+        "faces": args.faces,
+        "frames": args.frames,
+        "batch_size": args.batch_size,
+        "fps": fps,
+        "speedup_device_over_host": fps["device"] / fps["host"],
+        "max_diff_grey": diff,
+        "mean_diff_grey": mean,
+        "share_changed": changed,
+        "engine": f"{args.model} on {args.backend} {args.device}, MTCNN on ONNX Runtime CPU",
+    }
     if args.json:
         args.json.write_text(json.dumps(record, indent=2))
     restorer.close()

@@ -57,10 +57,28 @@ def start_server(args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen,
     import tritonclient.grpc as grpcclient
 
     http, grpc, metrics = free_ports(3)
-    cmd = [sys.executable, "-m", "flipnet_rt", "serve", "--model", args.model, "--backend", args.backend,
-           "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
-           "--max-batch", str(args.max_batch), "--max-queue-delay-ms", str(args.max_queue_delay_ms),
-           "--max-queue-size", str(args.max_queue_size)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "flipnet_rt",
+        "serve",
+        "--model",
+        args.model,
+        "--backend",
+        args.backend,
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(metrics),
+        "--max-batch",
+        str(args.max_batch),
+        "--max-queue-delay-ms",
+        str(args.max_queue_delay_ms),
+        "--max-queue-size",
+        str(args.max_queue_size),
+    ]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
     client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc}")
@@ -131,11 +149,15 @@ def run_level(args: argparse.Namespace, grpc: int, http: int, concurrency: int) 
     batches = {k: after[k] - before.get(k, 0) for k in sorted(after) if after[k] > before.get(k, 0)}
     ms = np.array(latencies) * 1000
     return {
-        "concurrency": concurrency, "answered": len(latencies), "rejected": len(rejected), "wall_s": round(wall, 2),
+        "concurrency": concurrency,
+        "answered": len(latencies),
+        "rejected": len(rejected),
+        "wall_s": round(wall, 2),
         "p50_ms": round(float(np.percentile(ms, 50)), 1) if len(ms) else None,
         "p90_ms": round(float(np.percentile(ms, 90)), 1) if len(ms) else None,
         "p99_ms": round(float(np.percentile(ms, 99)), 1) if len(ms) else None,
-        "images_per_s": round(len(latencies) / wall, 2), "batches": batches,
+        "images_per_s": round(len(latencies) / wall, 2),
+        "batches": batches,
         "errors": sorted(set(rejected))[:3],
     }
 
@@ -161,9 +183,13 @@ def overload(args: argparse.Namespace, grpc: int) -> dict:
         client.async_infer("restore", request(grpcclient, image, i), callback=record)
     done.wait(args.max_seconds * 4)
     client.close()
-    return {"sent": n, "served": len(served), "rejected": len(rejected),
-            "last_rejection_s": round(max(rejected), 3) if rejected else None,
-            "last_served_s": round(max(served), 2) if served else None}
+    return {
+        "sent": n,
+        "served": len(served),
+        "rejected": len(rejected),
+        "last_rejection_s": round(max(rejected), 3) if rejected else None,
+        "last_served_s": round(max(served), 2) if served else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,8 +209,11 @@ def main(argv: list[str] | None = None) -> int:
 
     log = Path(tempfile.mkdtemp(prefix="serve_load.")) / "server.log"
     proc, http, grpc = start_server(args, log)
-    results: dict = {"levels": [], "settings": {k: v for k, v in vars(args).items() if k != "json"},
-                     "cpu_count": os.cpu_count()}
+    results: dict = {
+        "levels": [],
+        "settings": {k: v for k, v in vars(args).items() if k != "json"},
+        "cpu_count": os.cpu_count(),
+    }
     try:
         import tritonclient.grpc as grpcclient
 
@@ -205,16 +234,20 @@ def main(argv: list[str] | None = None) -> int:
             os.killpg(proc.pid, signal.SIGKILL)
             results["shutdown"] = {"exit_code": None, "seconds": None}
 
-    print(f"| concurrency | answered | rejected | p50 ms | p90 ms | p99 ms | images/s | batches (size: count) |")
+    print("| concurrency | answered | rejected | p50 ms | p90 ms | p99 ms | images/s | batches (size: count) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results["levels"]:
         batches = ", ".join(f"{k}: {v}" for k, v in r["batches"].items())
-        print(f"| {r['concurrency']} | {r['answered']} | {r['rejected']} | {r['p50_ms']} | {r['p90_ms']} | "
-              f"{r['p99_ms']} | {r['images_per_s']} | {batches} |")
+        print(
+            f"| {r['concurrency']} | {r['answered']} | {r['rejected']} | {r['p50_ms']} | {r['p90_ms']} | "
+            f"{r['p99_ms']} | {r['images_per_s']} | {batches} |"
+        )
     if "overload" in results:
         o = results["overload"]
-        print(f"\noverload: {o['sent']} at once -> {o['served']} served (last after {o['last_served_s']} s), "
-              f"{o['rejected']} rejected (all within {o['last_rejection_s']} s)")
+        print(
+            f"\noverload: {o['sent']} at once -> {o['served']} served (last after {o['last_served_s']} s), "
+            f"{o['rejected']} rejected (all within {o['last_rejection_s']} s)"
+        )
     s = results["shutdown"]
     print(f"SIGTERM -> exit {s['exit_code']} in {s['seconds']} s")
     if args.json:

@@ -20,8 +20,8 @@ import pytest
 from flipnet_rt.faces.align import estimate_affine, warp_faces
 from flipnet_rt.faces.paste import paste_faces
 from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
-from flipnet_rt.imaging.scene import ASTRONAUT_LANDMARKS, background, place_face
 from flipnet_rt.faces.types import Face
+from flipnet_rt.imaging.scene import ASTRONAUT_LANDMARKS, background, place_face
 
 SIZES = {"720p": (720, 1280), "1080p": (1080, 1920), "4K": (2160, 3840)}
 EYES_1080 = (40.0, 70.0, 110.0)
@@ -76,7 +76,7 @@ def test_detection(benchmark, frame):
 
 
 def _crops(fr: FaceRestorer, image: np.ndarray, faces: list[Face]):
-    (out, results), = fr.restore_faces([image], [faces], [[0, 1, 2]])
+    ((out, results),) = fr.restore_faces([image], [faces], [[0, 1, 2]])
     return results
 
 
@@ -110,12 +110,17 @@ def test_paste(benchmark, frame, restorer, how):
     if how == "box":
         benchmark.pedantic(paste_faces, args=(image, outputs, affines), rounds=10, warmup_rounds=1)
     else:
-        benchmark.pedantic(_paste_full_frame, args=(image, outputs, affines), rounds=3 if name == "4K" else 5,
-                           warmup_rounds=1)
+        benchmark.pedantic(
+            _paste_full_frame, args=(image, outputs, affines), rounds=3 if name == "4K" else 5, warmup_rounds=1
+        )
     benchmark.extra_info["crop_sizes"] = [r.crop_size for r in results]
     benchmark.extra_info["cpu_ms_per_face_1_thread"] = _cpu_ms_per_face(
-        (lambda: paste_faces(image, outputs, affines)) if how == "box" else (lambda: _paste_full_frame(image, outputs, affines)),
-        len(faces), rounds=10 if how == "box" else 2)
+        (lambda: paste_faces(image, outputs, affines))
+        if how == "box"
+        else (lambda: _paste_full_frame(image, outputs, affines)),
+        len(faces),
+        rounds=10 if how == "box" else 2,
+    )
     _per_face(benchmark, len(faces), name)
 
 
@@ -150,7 +155,8 @@ def _paste_full_frame(image: np.ndarray, faces, affines) -> np.ndarray:
         mask = cv2.warpAffine(np.ones(face.shape[:2], np.float32), inv, (w, h))
         mask_e = cv2.erode(mask, np.ones((2, 2), np.uint8))
         w_edge = max(int(np.sqrt(float(mask_e.sum()))) // 20, 1)
-        soft = cv2.GaussianBlur(cv2.erode(mask_e, np.ones((2 * w_edge, 2 * w_edge), np.uint8)),
-                                (2 * w_edge + 1, 2 * w_edge + 1), 0)[..., None]
+        soft = cv2.GaussianBlur(
+            cv2.erode(mask_e, np.ones((2 * w_edge, 2 * w_edge), np.uint8)), (2 * w_edge + 1, 2 * w_edge + 1), 0
+        )[..., None]
         out = soft * mask_e[..., None] * restored + (1 - soft) * out
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)

@@ -39,7 +39,9 @@ def test_fidelity_estimator(benchmark, batch):
     benchmark(restorer.fidelity, faces, restored)
     MEANS["fidelity"] = benchmark.stats.stats.mean
     if "restore" in MEANS:
-        print(f"\nfidelity estimator: {1e3 * MEANS['fidelity'] / FACES:.2f} ms a face, "
-              f"{100 * MEANS['fidelity'] / MEANS['restore']:.1f} % of a restore "
-              f"({1e3 * MEANS['restore'] / FACES:.1f} ms a face)")
+        print(
+            f"\nfidelity estimator: {1e3 * MEANS['fidelity'] / FACES:.2f} ms a face, "
+            f"{100 * MEANS['fidelity'] / MEANS['restore']:.1f} % of a restore "
+            f"({1e3 * MEANS['restore'] / FACES:.1f} ms a face)"
+        )
     assert np.all(np.isfinite(restorer.fidelity(faces, restored)))

@@ -23,7 +23,7 @@ the kernels whose speedup is above 1.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -79,8 +79,10 @@ def _record(benchmark, kernel: str, reference: Callable[[], object], fast: Calla
         "speedup": t["reference"] / t["native"],
     }
     benchmark.extra_info.update(info)
-    print(f"\n{kernel}: reference {info['ms_per_face_reference']:.2f} ms/face, native "
-          f"{info['ms_per_face_native']:.2f} ms/face, speedup {info['speedup']:.2f}x")
+    print(
+        f"\n{kernel}: reference {info['ms_per_face_reference']:.2f} ms/face, native "
+        f"{info['ms_per_face_native']:.2f} ms/face, speedup {info['speedup']:.2f}x"
+    )
 
 
 def test_crop(benchmark, scene):

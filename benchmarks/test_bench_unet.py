@@ -15,10 +15,10 @@ from flipnet_rt.models import random_model
 
 @pytest.fixture(scope="module")
 def backends(tmp_path_factory):
-    from flipnet_rt.export.exporter import export_engine
     from flipnet_rt.backends.onnxruntime import OnnxRuntimeBackend
     from flipnet_rt.backends.torch import TorchBackend
     from flipnet_rt.engine.manifest import Manifest
+    from flipnet_rt.export.exporter import export_engine
 
     out = tmp_path_factory.mktemp("engine") / "tiny"
     export_engine(random_model("tiny"), out, max_batch=2, networks=("unet", "unet_cond", "unet_input"))

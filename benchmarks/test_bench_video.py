@@ -49,8 +49,10 @@ def parts():
 
     if not (ENGINE / "manifest.json").is_file():
         pytest.fail(f"{ENGINE}: the shipped demo engine is missing")
-    workers = [Restorer.load(ENGINE, backend="onnxruntime", device="cpu", threads=max(1, CORES // WORKERS))
-               for _ in range(WORKERS)]
+    workers = [
+        Restorer.load(ENGINE, backend="onnxruntime", device="cpu", threads=max(1, CORES // WORKERS))
+        for _ in range(WORKERS)
+    ]
     return Restorer.load(ENGINE, backend="onnxruntime", device="cpu"), load_detector("mtcnn"), workers
 
 
@@ -95,8 +97,9 @@ def make_clip(folder: Path, size: tuple[int, int], faces: int) -> Path:
 
     scene, _ = face_scene(size, eye_distance=15.0, faces=faces)
     rng = np.random.default_rng(0)
-    return write_clip(folder / f"{size[0]}x{size[1]}_{faces}.mp4", cfr_pts(FRAMES), size=size,
-                      frame=lambda i: noisy(scene, 3.0, rng))
+    return write_clip(
+        folder / f"{size[0]}x{size[1]}_{faces}.mp4", cfr_pts(FRAMES), size=size, frame=lambda i: noisy(scene, 3.0, rng)
+    )
 
 
 def naive(src: Path, out: Path, faces, detector, timer) -> float:
@@ -179,7 +182,7 @@ def test_video_throughput(benchmark, parts, tmp_path, size, faces_per_frame):
 
     def rounds():
         for r in range(ROUNDS):
-            for variant in (list(VARIANTS) if r % 2 == 0 else list(VARIANTS)[::-1]):
+            for variant in list(VARIANTS) if r % 2 == 0 else list(VARIANTS)[::-1]:
                 got = run(variant)
                 if variant not in best or got[0] < best[variant][0]:
                     best[variant] = got
@@ -188,7 +191,9 @@ def test_video_throughput(benchmark, parts, tmp_path, size, faces_per_frame):
     naive_s, totals = best["naive"]
     busy = sum(totals.get(s, 0.0) for s in STAGES)
     info = {
-        "size": f"{size[0]}x{size[1]}", "faces_per_frame": faces_per_frame, "frames": FRAMES,
+        "size": f"{size[0]}x{size[1]}",
+        "faces_per_frame": faces_per_frame,
+        "frames": FRAMES,
         **{f"{v}_fps": round(FRAMES / best[v][0], 3) for v in VARIANTS},
         **{f"speedup_{v}": round(naive_s / best[v][0], 2) for v in VARIANTS if v != "naive"},
         "naive_stage_share": {s: round(totals.get(s, 0.0) / busy, 3) for s in STAGES},

@@ -59,7 +59,7 @@ class ThreadSampler:
         while not self._stop.wait(self.period):
             self._sample()
 
-    def __enter__(self) -> "ThreadSampler":
+    def __enter__(self) -> ThreadSampler:
         self._sample()
         self.start = dict(self.cpu)
         self._thread.start()
@@ -101,8 +101,10 @@ def cores_check(engine: Path, calls: int = 12) -> str:
     threads = [threading.Thread(target=loop, args=(w, both)) for w in workers]
     [t.start() for t in threads]
     [t.join() for t in threads]
-    return (f"ms per face, one single-threaded worker alone {alone[0]:.1f}, two at once {both[0]:.1f} and "
-            f"{both[1]:.1f}: two workers restore {2 * alone[0] / max(both):.2f}x the faces per second of one")
+    return (
+        f"ms per face, one single-threaded worker alone {alone[0]:.1f}, two at once {both[0]:.1f} and "
+        f"{both[1]:.1f}: two workers restore {2 * alone[0] / max(both):.2f}x the faces per second of one"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
             restorer = Restorer.load(bench.ENGINE, backend="onnxruntime", device="cpu")
 
             def go(timer):
-                return bench.naive(src, folder / "out.mp4", bench.timed_faces(restorer, detector, timer), detector, timer)
+                return bench.naive(
+                    src, folder / "out.mp4", bench.timed_faces(restorer, detector, timer), detector, timer
+                )
         else:
             workers = [Restorer.load(bench.ENGINE, backend="onnxruntime", device="cpu", threads=1) for _ in range(2)]
 
@@ -147,9 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         ended = os.times()
     cpu = (ended.user - began.user) + (ended.system - began.system)
     n = args.frames
-    print(f"{args.variant}, {args.size}, {args.faces} faces, {n} frames: {n / seconds:.2f} frames/s, wall "
-          f"{1000 * seconds / n:.1f} ms a frame, CPU {1000 * cpu / n:.1f} ms a frame ({cpu / seconds:.2f} cores busy); "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"{args.variant}, {args.size}, {args.faces} faces, {n} frames: {n / seconds:.2f} frames/s, wall "
+        f"{1000 * seconds / n:.1f} ms a frame, CPU {1000 * cpu / n:.1f} ms a frame ({cpu / seconds:.2f} cores busy); "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     for name, busy in sorted(sampler.by_name().items(), key=lambda kv: -kv[1]):
         if busy > 0:
             print(f"  {name:20s} {1000 * busy / n:7.1f} ms CPU a frame")

@@ -39,26 +39,45 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * PAGE / 2**20
 
 
-def measure(frames: int, size: tuple[int, int], face_period: int, face_frames: int, from_frame: int,
-            engine: Path, folder: Path, batch_size: int = 8, sample_every: int = 1000,
-            low_memory: bool = False, workers: int = 2) -> dict:
+def measure(
+    frames: int,
+    size: tuple[int, int],
+    face_period: int,
+    face_frames: int,
+    from_frame: int,
+    engine: Path,
+    folder: Path,
+    batch_size: int = 8,
+    sample_every: int = 1000,
+    low_memory: bool = False,
+    workers: int = 2,
+) -> dict:
+    from synthetic.video import cfr_pts, face_scene, noisy, write_clip
+
     from flipnet_rt.faces.detectors import load_detector
     from flipnet_rt.faces.pipeline import FaceRestorer
     from flipnet_rt.runtime.profiling import StageTimer
     from flipnet_rt.runtime.restorer import Restorer
     from flipnet_rt.video.pipeline import VideoOptions, VideoRestorer
-    from synthetic.video import cfr_pts, face_scene, noisy, write_clip
     from flipnet_rt.video.transcode import transcode
 
     with_face, _ = face_scene(size, eye_distance=15.0)
     without = face_scene(size, eye_distance=15.0, faces=0)[0]
     rng = np.random.default_rng(0)
-    src = write_clip(folder / "long.mp4", cfr_pts(frames), size=size,
-                     frame=lambda i: noisy(with_face if i % face_period < face_frames else without, 3.0, rng))
+    src = write_clip(
+        folder / "long.mp4",
+        cfr_pts(frames),
+        size=size,
+        frame=lambda i: noisy(with_face if i % face_period < face_frames else without, 3.0, rng),
+    )
     threads = max(1, len(os.sched_getaffinity(0)) // workers) if workers > 1 else None
     detector = load_detector("mtcnn")
-    faces = [FaceRestorer(Restorer.load(engine, backend="onnxruntime", device="cpu", low_memory=low_memory,
-                                        threads=threads), detector) for _ in range(workers)]
+    faces = [
+        FaceRestorer(
+            Restorer.load(engine, backend="onnxruntime", device="cpu", low_memory=low_memory, threads=threads), detector
+        )
+        for _ in range(workers)
+    ]
     samples: dict[int, float] = {}
     peak_at: dict[int, int] = {}
 
@@ -74,11 +93,15 @@ def measure(frames: int, size: tuple[int, int], face_period: int, face_frames: i
     report = transcode(src, folder / "out.mp4", video, timer=timer, on_frame=probe, progress=None)
     after = {k: v for k, v in samples.items() if k >= from_frame}
     return {
-        "frames": report.frames, "low_memory": low_memory, "workers": workers, "size": f"{size[0]}x{size[1]}",
+        "frames": report.frames,
+        "low_memory": low_memory,
+        "workers": workers,
+        "size": f"{size[0]}x{size[1]}",
         "seconds": round(time.perf_counter() - began, 1),
-        "face_tracks": video.tracks_seen, "restored_frames_with_face": sum(
-            1 for i in range(frames) if i % face_period < face_frames),
-        "rss_mb_at_from_frame": round(samples[from_frame], 1), "from_frame": from_frame,
+        "face_tracks": video.tracks_seen,
+        "restored_frames_with_face": sum(1 for i in range(frames) if i % face_period < face_frames),
+        "rss_mb_at_from_frame": round(samples[from_frame], 1),
+        "from_frame": from_frame,
         "rss_mb_peak_after": round(max(after.values()), 1),
         "rss_growth_mb": round(max(after.values()) - samples[from_frame], 2),
         "maxrss_growth_mb": round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_at[from_frame]) / 1024, 2),
@@ -96,17 +119,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from-frame", type=int, default=1000)
     p.add_argument("--engine", type=Path, default=ROOT / "models" / "demo-onnx")
     p.add_argument("--print-every", type=int, default=1000, help="RSS samples reported (frames)")
-    p.add_argument("--low-memory", action="store_true",
-                   help="ONNX Runtime without its CPU memory arena and pre-packed weights "
-                        "(Restorer.load(low_memory=True))")
+    p.add_argument(
+        "--low-memory",
+        action="store_true",
+        help="ONNX Runtime without its CPU memory arena and pre-packed weights (Restorer.load(low_memory=True))",
+    )
     p.add_argument("--workers", type=int, default=2, help="engine workers (VideoRestorer with that many restorers)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory() as tmp:
-        result = measure(args.frames, (width, height), args.face_period, args.face_frames, args.from_frame,
-                         args.engine, Path(tmp), sample_every=args.print_every,
-                         low_memory=args.low_memory, workers=args.workers)
+        result = measure(
+            args.frames,
+            (width, height),
+            args.face_period,
+            args.face_frames,
+            args.from_frame,
+            args.engine,
+            Path(tmp),
+            sample_every=args.print_every,
+            low_memory=args.low_memory,
+            workers=args.workers,
+        )
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

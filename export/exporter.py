@@ -15,8 +15,8 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -144,8 +144,9 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def export_network(model: FlipNet, name: str, spec: NetworkSpec, path: Path, *, dtype: torch.dtype,
-                   max_batch: int) -> None:
+def export_network(
+    model: FlipNet, name: str, spec: NetworkSpec, path: Path, *, dtype: torch.dtype, max_batch: int
+) -> None:
     """Trace one network with torch.export and write ``path`` (+ ``path.data`` above 2 GB)."""
     module = NETWORKS[name](model).eval()
     examples = _examples(spec, _example_env(model), dtype)
@@ -155,8 +156,14 @@ def export_network(model: FlipNet, name: str, spec: NetworkSpec, path: Path, *, 
         dynamic = (*dynamic[:4], dynamic[4:])
     with torch.inference_mode(False), torch.no_grad():
         program = torch.onnx.export(
-            module, examples, dynamo=True, opset_version=OPSET, dynamic_shapes=dynamic,
-            input_names=spec.input_names, output_names=spec.output_names, verbose=False,
+            module,
+            examples,
+            dynamo=True,
+            opset_version=OPSET,
+            dynamic_shapes=dynamic,
+            input_names=spec.input_names,
+            output_names=spec.output_names,
+            verbose=False,
         )
     program.save(str(path))  # external data automatically above 2 GB
 
@@ -200,8 +207,10 @@ def export_engine(
     if unknown:
         raise ValueError(f"networks: unknown {unknown}; known: {', '.join(ALL_NETWORKS)}")
     if "fidelity" in networks and model.fidelity is None:
-        raise ValueError("networks: fidelity, but the model has no fidelity estimator (fidelity.safetensors); "
-                         "train one with `flipnet-train fidelity` or leave it out")
+        raise ValueError(
+            "networks: fidelity, but the model has no fidelity estimator (fidelity.safetensors); "
+            "train one with `flipnet-train fidelity` or leave it out"
+        )
     config = model.config
     resolution = resolution or config.resolution
     m = latent_multiple(model) * config.vae_factor
@@ -236,13 +245,25 @@ def export_engine(
             log.info("exported %s in %.1f s", name, time.perf_counter() - start)
         save_prompts(staging, {k: model.prompt(k).float().cpu().numpy() for k in PROMPT_KINDS})
         config.save(staging)
-        files = {p.name: {"bytes": p.stat().st_size, "sha256": _file_sha256(p)}
-                 for p in sorted(staging.iterdir()) if p.is_file()}
+        files = {
+            p.name: {"bytes": p.stat().st_size, "sha256": _file_sha256(p)}
+            for p in sorted(staging.iterdir())
+            if p.is_file()
+        }
         manifest = Manifest(
-            model_name=config.name, config_sha256=config.digest(), precision=precision, opset=OPSET,
-            resolution=resolution, networks=entries, versions=_versions(), files=files,
-            extra={"latent_multiple": latent_multiple(model), "fp16_storage": fp16_storage,
-                   "attention_fp32": attention_fp32},
+            model_name=config.name,
+            config_sha256=config.digest(),
+            precision=precision,
+            opset=OPSET,
+            resolution=resolution,
+            networks=entries,
+            versions=_versions(),
+            files=files,
+            extra={
+                "latent_multiple": latent_multiple(model),
+                "fp16_storage": fp16_storage,
+                "attention_fp32": attention_fp32,
+            },
         )
         manifest.save(staging)
         if out.exists():

@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from flipnet_rt.backends.base import BackendUnavailable
 from flipnet_rt.engine.manifest import Manifest, TensorRTInfo
@@ -57,8 +57,9 @@ class BuildMode:
     tf32: bool
 
 
-def build_mode(version: str, precision: str, graph_precision: str, *, tf32: bool = True,
-               has_tf32_flag: bool = True) -> BuildMode:
+def build_mode(
+    version: str, precision: str, graph_precision: str, *, tf32: bool = True, has_tf32_flag: bool = True
+) -> BuildMode:
     """TensorRT ``version``'s way to build a ``precision`` plan from ``graph_precision`` ONNX graphs.
 
     Raises:
@@ -70,8 +71,10 @@ def build_mode(version: str, precision: str, graph_precision: str, *, tf32: bool
     except ValueError:
         raise ValueError(f"TensorRT version {version!r} is not MAJOR.MINOR...; reinstall TensorRT") from None
     if major not in SUPPORTED_MAJORS:
-        raise ValueError(f"TensorRT {version} is not supported (10.x and 11.x are): "
-                         f"pip install 'tensorrt>=10.0,<12' (NVIDIA's index), or use --backend onnxruntime")
+        raise ValueError(
+            f"TensorRT {version} is not supported (10.x and 11.x are): "
+            f"pip install 'tensorrt>=10.0,<12' (NVIDIA's index), or use --backend onnxruntime"
+        )
     tf32 = tf32 and has_tf32_flag
     if major >= 11:
         if precision != graph_precision:
@@ -79,7 +82,8 @@ def build_mode(version: str, precision: str, graph_precision: str, *, tf32: bool
                 f"--precision {precision}: TensorRT {version} builds plans at their ONNX graphs' precision "
                 f"({graph_precision} here; 11.x has no FP16/BF16 builder flags); build with --precision "
                 f"{graph_precision}, or export {precision} graphs first: flipnet-rt export --model MODEL "
-                f"--precision {precision} -o ENGINE_DIR")
+                f"--precision {precision} -o ENGINE_DIR"
+            )
         return BuildMode(version, strongly_typed=True, fp16=False, bf16=False, tf32=tf32)
     return BuildMode(version, strongly_typed=False, fp16=precision == "fp16", bf16=precision == "bf16", tf32=tf32)
 
@@ -98,8 +102,9 @@ def parse_range(text: str, name: str) -> tuple[int, int, int]:
     return values[0], values[1], values[2]
 
 
-def build_profiles(manifest: Manifest, batch: tuple[int, int, int] | None,
-                   resolution: tuple[int, int, int] | None, vae_factor: int) -> dict[str, Profile]:
+def build_profiles(
+    manifest: Manifest, batch: tuple[int, int, int] | None, resolution: tuple[int, int, int] | None, vae_factor: int
+) -> dict[str, Profile]:
     """Each network's profile: the export's, with the user's image batch and pixel range applied.
 
     UNet networks take both guidance branches in one call, so their B range is twice the images'.
@@ -139,9 +144,17 @@ def cuda_check(result: tuple, what: str):
     return values[0] if len(values) == 1 else tuple(values)
 
 
-def build(directory: Path, *, precision: str = "fp16", batch: tuple[int, int, int] | None = None,
-          resolution: tuple[int, int, int] | None = None, timing_cache: Path | None = None,
-          refittable: bool = False, networks: Sequence[str] | None = None, tf32: bool = True) -> Manifest:
+def build(
+    directory: Path,
+    *,
+    precision: str = "fp16",
+    batch: tuple[int, int, int] | None = None,
+    resolution: tuple[int, int, int] | None = None,
+    timing_cache: Path | None = None,
+    refittable: bool = False,
+    networks: Sequence[str] | None = None,
+    tf32: bool = True,
+) -> Manifest:
     """Build ``<network>.plan`` for every network and record the build in the manifest.
 
     Raises:
@@ -157,16 +170,19 @@ def build(directory: Path, *, precision: str = "fp16", batch: tuple[int, int, in
         from polygraphy.backend.trt import Profile as TrtProfile
     except ImportError as exc:
         missing = "TensorRT" if exc.name == "tensorrt" else f"{exc.name} (TensorRT's builder tools)"
-        raise BackendUnavailable(f"flipnet-rt build: {missing} is not installed: pip install 'flipnet-rt[tensorrt]' "
-                                 f"(NVIDIA's index, on a machine with an NVIDIA GPU)") from None
+        raise BackendUnavailable(
+            f"flipnet-rt build: {missing} is not installed: pip install 'flipnet-rt[tensorrt]' "
+            f"(NVIDIA's index, on a machine with an NVIDIA GPU)"
+        ) from None
     from flipnet_rt.config.model import FlipnetConfig
     from flipnet_rt.engine.artifacts import read_manifest
 
     directory = Path(directory)
     manifest = read_manifest(directory)
     config = FlipnetConfig.load(directory)
-    mode = build_mode(trt.__version__, precision, manifest.precision, tf32=tf32,
-                      has_tf32_flag=hasattr(trt.BuilderFlag, "TF32"))
+    mode = build_mode(
+        trt.__version__, precision, manifest.precision, tf32=tf32, has_tf32_flag=hasattr(trt.BuilderFlag, "TF32")
+    )
     profiles = build_profiles(manifest, batch, resolution, config.vae_factor)
     gpu, capability = gpu_identity()
     plans, recorded = {}, {}
@@ -176,25 +192,44 @@ def build(directory: Path, *, precision: str = "fp16", batch: tuple[int, int, in
         for tensor, (lo, opt, hi) in entry.spec.profile_shapes(profiles[name]).items():
             trt_profile.add(tensor, min=lo, opt=opt, max=hi)
         create = CreateConfig(
-            **create_config_flags(mode), profiles=[trt_profile],
+            **create_config_flags(mode),
+            profiles=[trt_profile],
             load_timing_cache=str(timing_cache) if timing_cache and timing_cache.exists() else None,
             refittable=refittable,
         )
-        log.info("building %s (%s, TensorRT %s, %s typed, TF32 %s) for %s", name, precision, mode.version,
-                 "strongly" if mode.strongly_typed else "weakly", "on" if mode.tf32 else "off", gpu)
+        log.info(
+            "building %s (%s, TensorRT %s, %s typed, TF32 %s) for %s",
+            name,
+            precision,
+            mode.version,
+            "strongly" if mode.strongly_typed else "weakly",
+            "on" if mode.tf32 else "off",
+            gpu,
+        )
         try:
             engine = engine_from_network(
                 network_from_onnx_path(str(directory / entry.onnx), strongly_typed=mode.strongly_typed),
-                config=create, save_timing_cache=str(timing_cache) if timing_cache else None,
+                config=create,
+                save_timing_cache=str(timing_cache) if timing_cache else None,
             )
             save_engine(engine, path=str(directory / f"{name}.plan"))
         except Exception as exc:  # Polygraphy raises PolygraphyException, TensorRT RuntimeError/TypeError
-            raise RuntimeError(f"{name}: TensorRT {mode.version} could not build {entry.onnx}: {_one_line(exc)} "
-                               f"(run with -v for TensorRT's log)") from None
+            raise RuntimeError(
+                f"{name}: TensorRT {mode.version} could not build {entry.onnx}: {_one_line(exc)} "
+                f"(run with -v for TensorRT's log)"
+            ) from None
         plans[name] = f"{name}.plan"
         recorded[name] = profiles[name].to_dict()
-    info = TensorRTInfo(version=trt.__version__, gpu=gpu, compute_capability=capability, precision=precision,
-                        plans=plans, profiles=recorded, strongly_typed=mode.strongly_typed, tf32=mode.tf32)
+    info = TensorRTInfo(
+        version=trt.__version__,
+        gpu=gpu,
+        compute_capability=capability,
+        precision=precision,
+        plans=plans,
+        profiles=recorded,
+        strongly_typed=mode.strongly_typed,
+        tf32=mode.tf32,
+    )
     updated = dataclasses.replace(manifest, tensorrt=info)
     updated.save(directory)
     return updated

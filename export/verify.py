@@ -14,7 +14,8 @@ PyTorch's for the same seed. Thresholds (fp32 / fp16), from measurements on ``ra
 
 Memory: PyTorch runs first (every network's reference and the end-to-end images), then the
 PyTorch model is freed and each backend runs one network at a time (ONNX Runtime without pre-packed
-weight copies), closing it before the next; the peak is the larger of the two phases, not their sum (``random:sd21-base`` needs
+weight copies), closing it before the next; the peak is the larger of the two phases, not their sum
+(``random:sd21-base`` needs
 both a 3.5 GB UNet in PyTorch and in ONNX Runtime).
 """
 
@@ -22,9 +23,9 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -65,11 +66,15 @@ class Report:
     def lines(self) -> list[str]:
         rows = [f"{'backend':<16} {'network':<13} {'max abs':>10} {'rel L2':>10} {'limit':>8}  result"]
         for c in self.checks:
-            rows.append(f"{c.backend:<16} {c.network:<13} {c.max_abs:>10.2e} {c.rel_l2:>10.2e} "
-                        f"{c.limit:>8.0e}  {'ok' if c.passed else 'FAIL'}")
+            rows.append(
+                f"{c.backend:<16} {c.network:<13} {c.max_abs:>10.2e} {c.rel_l2:>10.2e} "
+                f"{c.limit:>8.0e}  {'ok' if c.passed else 'FAIL'}"
+            )
         for name, value in self.psnr_db.items():
-            rows.append(f"{name:<16} end-to-end PSNR vs torch fp32: {value:.2f} dB "
-                        f"(limit {self.psnr_limit:.0f} dB)  {'ok' if value >= self.psnr_limit else 'FAIL'}")
+            rows.append(
+                f"{name:<16} end-to-end PSNR vs torch fp32: {value:.2f} dB "
+                f"(limit {self.psnr_limit:.0f} dB)  {'ok' if value >= self.psnr_limit else 'FAIL'}"
+            )
         rows += [f"skipped: {s}" for s in self.skipped]
         return rows
 
@@ -109,8 +114,15 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
-def verify(engine_dir: Path, model_spec: str, *, images: Sequence[np.ndarray], steps: int = 4, seed: int = 0,
-           networks: Sequence[str] | None = None) -> Report:
+def verify(
+    engine_dir: Path,
+    model_spec: str,
+    *,
+    images: Sequence[np.ndarray],
+    steps: int = 4,
+    seed: int = 0,
+    networks: Sequence[str] | None = None,
+) -> Report:
     """Compare every engine backend that runs here with PyTorch fp32; see the module doc."""
     engine = open_engine(engine_dir)
     manifest = engine.manifest
@@ -118,8 +130,9 @@ def verify(engine_dir: Path, model_spec: str, *, images: Sequence[np.ndarray], s
     manifest.check_model(model.load().config, engine_dir)
     limits = THRESHOLDS[manifest.precision]
     report = Report(psnr_limit=limits["psnr_db"])
-    names = sorted((n for n in manifest.networks if networks is None or n in networks),
-                   key=lambda n: n != "unet_cond")  # unet_cond first: its K/V feed unet_input
+    names = sorted(
+        (n for n in manifest.networks if networks is None or n in networks), key=lambda n: n != "unet_cond"
+    )  # unet_cond first: its K/V feed unet_input
     end_to_end = {"vae_encoder", "vae_decoder", "face_encoder", "unet_cond", "unet_input"} <= set(manifest.networks)
 
     # Phase 1, PyTorch fp32: the inputs and reference outputs of every network, and the restored images.
@@ -135,8 +148,9 @@ def verify(engine_dir: Path, model_spec: str, *, images: Sequence[np.ndarray], s
         if name == "unet_input" and kv_cache:
             feeds.update({k: v for k, v in kv_cache.items() if k in feeds})
         with torch.inference_mode():
-            ref = reference.run(name, {k: reference.from_numpy(v, "float32" if k == "timestep" else None)
-                                       for k, v in feeds.items()})
+            ref = reference.run(
+                name, {k: reference.from_numpy(v, "float32" if k == "timestep" else None) for k, v in feeds.items()}
+            )
         cases[name] = (feeds, {k: reference.to_numpy(v).copy() for k, v in ref.items()})
         if name == "unet_cond":
             kv_cache = cases[name][1]
@@ -166,14 +180,21 @@ def verify(engine_dir: Path, model_spec: str, *, images: Sequence[np.ndarray], s
     return report
 
 
-def _check_backend(report: Report, name: str, backend, engine: EngineArtifacts, names: Sequence[str],
-                   cases: dict, limits: dict) -> None:
+def _check_backend(
+    report: Report, name: str, backend, engine: EngineArtifacts, names: Sequence[str], cases: dict, limits: dict
+) -> None:
     """Each network of one backend against the PyTorch reference, closing it after each network."""
     for network in names:
         feeds, ref_np = cases[network]
-        ours = backend.run(network, {k: backend.from_numpy(v, "float32" if k == "timestep" else None)
-                                     for k, v in feeds.items()})
-        worst = max((_compare(backend.to_numpy(ours[k]), ref_np[k])
-                     for k in engine.manifest.networks[network].spec.output_names), key=lambda e: e[1])
+        ours = backend.run(
+            network, {k: backend.from_numpy(v, "float32" if k == "timestep" else None) for k, v in feeds.items()}
+        )
+        worst = max(
+            (
+                _compare(backend.to_numpy(ours[k]), ref_np[k])
+                for k in engine.manifest.networks[network].spec.output_names
+            ),
+            key=lambda e: e[1],
+        )
         backend.close()  # one network's session at a time bounds memory
         report.checks.append(Check(name, network, worst[0], worst[1], limits["rel_l2"], worst[1] <= limits["rel_l2"]))

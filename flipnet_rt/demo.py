@@ -43,10 +43,10 @@ def astronaut_faces(resolution: int, variants=ASTRONAUT_VARIANTS) -> list[np.nda
     from .imaging.geometry import prepare_square
 
     image = astronaut()
-    l, t, r, b = ASTRONAUT_FACE_BOX
+    left, top, right, bottom = ASTRONAUT_FACE_BOX
     faces = []
     for dx, dy, mirrored in variants:
-        face = prepare_square(image, resolution, (l + dx, t + dy, r + dx, b + dy))
+        face = prepare_square(image, resolution, (left + dx, top + dy, right + dx, bottom + dy))
         faces.append(np.ascontiguousarray(face[:, ::-1]) if mirrored else face)
     return faces
 
@@ -69,9 +69,17 @@ def group_picture(seed: int) -> tuple[np.ndarray, list]:
     mirrored_points[:, 0] = photo.shape[1] - 1 - mirrored_points[:, 0]
     mirrored_points = mirrored_points[[1, 0, 2, 4, 3]]  # left and right swap in a mirror
     canvas = background(*GROUP_SIZE, np.random.default_rng(seed))
-    return canvas, [place_face(canvas, mirrored_photo if mirrored else photo,
-                               mirrored_points if mirrored else ASTRONAUT_LANDMARKS, (cx, cy), eyes, angle)
-                    for mirrored, eyes, angle, cx, cy in GROUP_FACES]
+    return canvas, [
+        place_face(
+            canvas,
+            mirrored_photo if mirrored else photo,
+            mirrored_points if mirrored else ASTRONAUT_LANDMARKS,
+            (cx, cy),
+            eyes,
+            angle,
+        )
+        for mirrored, eyes, angle, cx, cy in GROUP_FACES
+    ]
 
 
 def group_demo(restorer, out: Path, seed: int) -> list[str]:
@@ -97,16 +105,18 @@ def group_demo(restorer, out: Path, seed: int) -> list[str]:
     lines = [f"group picture {hq.shape[1]}x{hq.shape[0]}: {len(boxes)} of {len(placed)} faces found and restored"]
     if boxes:
         kept = [detail(restored[y0:y1, x0:x1]) / detail(lq[y0:y1, x0:x1]) for x0, y0, x1, y1 in boxes]
-        lines += [f"  faces, input:     PSNR {in_boxes(psnr, lq):6.2f} dB   SSIM {in_boxes(ssim, lq):.4f}",
-                  f"  faces, restored:  PSNR {in_boxes(psnr, restored):6.2f} dB   SSIM {in_boxes(ssim, restored):.4f}",
-                  "  fidelity (weight of the input, --fidelity auto): "
-                  + ", ".join(f"{r.fidelity:.2f}" for r in results if r.restored),
-                  "  detail kept (Laplacian variance, restored / input): " + ", ".join(f"{k:.2f}" for k in kept)]
+        lines += [
+            f"  faces, input:     PSNR {in_boxes(psnr, lq):6.2f} dB   SSIM {in_boxes(ssim, lq):.4f}",
+            f"  faces, restored:  PSNR {in_boxes(psnr, restored):6.2f} dB   SSIM {in_boxes(ssim, restored):.4f}",
+            "  fidelity (weight of the input, --fidelity auto): "
+            + ", ".join(f"{r.fidelity:.2f}" for r in results if r.restored),
+            "  detail kept (Laplacian variance, restored / input): " + ", ".join(f"{k:.2f}" for k in kept),
+        ]
     unchanged = np.ones(hq.shape[:2], bool)
     for r in results:
         if r.restored:
             x0, y0, x1, y1 = r.face.box.astype(int)
-            unchanged[max(y0 - 64, 0):y1 + 64, max(x0 - 64, 0):x1 + 64] = False
+            unchanged[max(y0 - 64, 0) : y1 + 64, max(x0 - 64, 0) : x1 + 64] = False
     same = bool(np.array_equal(restored[unchanged], lq[unchanged]))
     lines.append(f"  pixels away from the faces unchanged: {same}")
     lines.append(f"wrote {out}/group_restored.png and {out}/group_side_by_side.png (LQ / restored / HQ)")
@@ -120,9 +130,12 @@ def _enlarged(image: np.ndarray, factor: int) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flipnet_rt.demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=None,
-                        help=f"engine or model directory, or random:CONFIG (default: {DEMO_ENGINE.relative_to(ROOT)} "
-                             f"when it exists, else random:tiny)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help=f"engine or model directory, or random:CONFIG (default: {DEMO_ENGINE.relative_to(ROOT)} "
+        f"when it exists, else random:tiny)",
+    )
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
     parser.add_argument("--seed", type=int, default=0, help="seed of the degradation and of the sampler")
     args = parser.parse_args(argv)
@@ -136,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --model {model}: no such directory; run `make demo-model` or pass --model DIR", file=sys.stderr)
         return 2
     if model.startswith("random:"):
-        print(f"NOTE: running {model}, seeded RANDOM weights: the output shows that the pipeline runs end to "
-              f"end, it is not a restoration.")
+        print(
+            f"NOTE: running {model}, seeded RANDOM weights: the output shows that the pipeline runs end to "
+            f"end, it is not a restoration."
+        )
     start = time.perf_counter()
     restorer = Restorer.load(model)
     hq = astronaut_faces(restorer.config.resolution, ((0, 0, False),))[0]
@@ -149,8 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, image in (("hq", hq), ("lq", lq), ("restored", restored)):
         save_image(image, out / f"{name}.png")
     save_image(_enlarged(np.concatenate([lq, restored, hq], axis=1), 4), out / "side_by_side.png")
-    print(f"flipnet-rt demo: {Path(model).name} on {restorer.backend.name}, "
-          f"{restorer.config.resolution}x{restorer.config.resolution}, {elapsed:.1f} s")
+    print(
+        f"flipnet-rt demo: {Path(model).name} on {restorer.backend.name}, "
+        f"{restorer.config.resolution}x{restorer.config.resolution}, {elapsed:.1f} s"
+    )
     print(f"  input (LQ):  PSNR {psnr(lq, hq):6.2f} dB   SSIM {ssim(lq, hq):.4f}")
     print(f"  restored:    PSNR {psnr(restored, hq):6.2f} dB   SSIM {ssim(restored, hq):.4f}")
     print(f"wrote {out}/restored.png and {out}/side_by_side.png (LQ | restored | HQ, shown 4x)")

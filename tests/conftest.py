@@ -28,7 +28,8 @@ def _import_mutated_copies() -> None:
                 return None
             if fullname == "flipnet_rt.export":  # pyproject.toml installs export/ under this name
                 return importlib.util.spec_from_file_location(
-                    fullname, root / "export" / "__init__.py", submodule_search_locations=[str(root / "export")])
+                    fullname, root / "export" / "__init__.py", submodule_search_locations=[str(root / "export")]
+                )
             return importlib.machinery.PathFinder.find_spec(fullname, path or [str(root)])
 
     sys.meta_path.insert(0, MutantsFirst)

@@ -26,7 +26,11 @@ def tiny_clip_folder(root: Path, seed: int = 5):
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\u00a1"), ord("\u00ac") + 1), *range(ord("\u00ae"), ord("\u00ff") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("\u00a1"), ord("\u00ac") + 1),
+        *range(ord("\u00ae"), ord("\u00ff") + 1),
+    ]
     extra = [256 + i for i in range(256 - len(printable))]  # GPT-2's byte-to-unicode table
     chars = [chr(c) for c in printable + extra]
     vocab = {tok: i for i, tok in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
@@ -40,11 +44,18 @@ def tiny_clip_folder(root: Path, seed: int = 5):
     tokenizer.save_pretrained(root / "tokenizer")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        text = CLIPTextModel(CLIPTextConfig(
-            vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=2, max_position_embeddings=77,
-            bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
-        ))
+        text = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(vocab),
+                hidden_size=64,
+                intermediate_size=128,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                max_position_embeddings=77,
+                bos_token_id=vocab["<|startoftext|>"],
+                eos_token_id=vocab["<|endoftext|>"],
+            )
+        )
     text.save_pretrained(root / "text_encoder", safe_serialization=True)
     return text
 
@@ -111,5 +122,4 @@ def restorer_latents(restorer, images, options=None, seeds=None, mode=None) -> n
 
     options = options or restorer.options()
     pixels, _ = restorer._fit(images)
-    return restorer.core.latents(pixels, mode or Mode.RESTORE, options,
-                                 restorer._seeds(options, seeds, len(images)))
+    return restorer.core.latents(pixels, mode or Mode.RESTORE, options, restorer._seeds(options, seeds, len(images)))

@@ -42,8 +42,7 @@ FAST = ["-m", "not slow and not gpu and not tensorrt"]
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "sampling": (
         ["flipnet_rt/sampling/*", "flipnet_rt/config/options.py"],
-        ["tests/sampling", "tests/test_restorer_reference.py", "tests/test_config.py",
-         "tests/test_options.py"],
+        ["tests/sampling", "tests/test_restorer_reference.py", "tests/test_config.py", "tests/test_options.py"],
     ),
     "imaging": (
         ["flipnet_rt/imaging/*"],
@@ -52,8 +51,12 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "engine": (
         ["flipnet_rt/engine/*"],
         # tests that export random:tiny (tiny_engine, ~1 min) are left out: a forked mutant re-exports
-        ["tests/engine", "tests/backends/test_select.py", "-k",
-         "not test_an_engine_directory_is_opened_and_checked and not test_every_part_is_checked_with_a_fix"],
+        [
+            "tests/engine",
+            "tests/backends/test_select.py",
+            "-k",
+            "not test_an_engine_directory_is_opened_and_checked and not test_every_part_is_checked_with_a_fix",
+        ],
     ),
     "restorer": (
         ["flipnet_rt/runtime/restorer.py", "flipnet_rt/runtime/core.py"],
@@ -71,14 +74,17 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
         ["flipnet_rt/evaluation/scoring.py"],
         # the three end-to-end eval tests (~40 s each under mutmut) are left to `make test`:
         # tests/test_evaluation_contracts.py drives evaluate() with a stand-in restorer instead
-        ["tests/test_evaluation.py", "tests/test_evaluation_contracts.py", "-k",
-         "not test_eval_command_scores_every_readable_face and not test_eval_scores_at_the_faces_own_size"
-         " and not test_eval_scores_are_those_of_the_images_it_writes"],
+        [
+            "tests/test_evaluation.py",
+            "tests/test_evaluation_contracts.py",
+            "-k",
+            "not test_eval_command_scores_every_readable_face and not test_eval_scores_at_the_faces_own_size"
+            " and not test_eval_scores_are_those_of_the_images_it_writes",
+        ],
     ),
     "verify": (
         ["export/verify.py"],
-        ["tests/export/test_verify.py", "tests/export/test_verify_helpers.py",
-         "tests/export/test_verify_flow.py"],
+        ["tests/export/test_verify.py", "tests/export/test_verify_helpers.py", "tests/export/test_verify_flow.py"],
     ),
     "cli": (
         ["flipnet_rt/cli/jobs.py", "flipnet_rt/cli/main.py"],
@@ -91,10 +97,15 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
 
 # mutants of code whose effect shows only on a GPU (tests/faces/test_device_gpu.py): no test here can
 # tell them apart; tests/mutation_summary.py counts those not killed in a "GPU only" column, out of the score
-GPU_ONLY = ["flipnet_rt.faces.device.x__cuda_kernels__mutmut_*", "flipnet_rt.faces.device.xǁTorchKernelsǁ_stream__*",
-            # the device a torch array is made on: CPU tensors everywhere but on a GPU
-            "flipnet_rt.faces.device.xǁTorchKernelsǁ_empty__mutmut_3", "flipnet_rt.faces.device.xǁTorchKernelsǁ_empty__mutmut_6",
-            "flipnet_rt.faces.device.xǁTorchKernelsǁupload__mutmut_1", "flipnet_rt.faces.device.xǁTorchKernelsǁupload__mutmut_3"]
+GPU_ONLY = [
+    "flipnet_rt.faces.device.x__cuda_kernels__mutmut_*",
+    "flipnet_rt.faces.device.xǁTorchKernelsǁ_stream__*",
+    # the device a torch array is made on: CPU tensors everywhere but on a GPU
+    "flipnet_rt.faces.device.xǁTorchKernelsǁ_empty__mutmut_3",
+    "flipnet_rt.faces.device.xǁTorchKernelsǁ_empty__mutmut_6",
+    "flipnet_rt.faces.device.xǁTorchKernelsǁupload__mutmut_1",
+    "flipnet_rt.faces.device.xǁTorchKernelsǁupload__mutmut_3",
+]
 
 TEXT_ARGUMENTS = ("help", "description", "metavar")  # argparse arguments that only change what --help prints
 
@@ -115,8 +126,11 @@ def _without_text(function: ast.AST) -> str:
 def help_text_mutants(mutated_file: Path, module: str) -> set[str]:
     """Names of the mutants of ``mutated_file`` (mutmut's copy, holding every mutant function beside
     its ``__mutmut_orig``) that differ from the original only in help text."""
-    functions = {node.name: node for node in ast.walk(ast.parse(mutated_file.read_text()))
-                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "__mutmut_" in node.name}
+    functions = {
+        node.name: node
+        for node in ast.walk(ast.parse(mutated_file.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "__mutmut_" in node.name
+    }
     found = set()
     for name, function in functions.items():
         base, _, index = name.rpartition("__mutmut_")
@@ -138,15 +152,20 @@ def group_pyproject(text: str, modules: list[str], tests: list[str]) -> str:
     body = text[start:end]
     for key in ("only_mutate", "pytest_add_cli_args_test_selection"):
         body = re.sub(rf"(?ms)^{key} = \[.*?\]\n", "", body)  # no "]" inside the values
-    body = (f"only_mutate = {toml_list(modules)}\n"
-            f"pytest_add_cli_args_test_selection = {toml_list(FAST + tests)}\n" + body)
+    body = (
+        f"only_mutate = {toml_list(modules)}\npytest_add_cli_args_test_selection = {toml_list(FAST + tests)}\n" + body
+    )
     return text[:start] + body + text[end:]
 
 
 def sync(dest: Path) -> None:
     """Copy the working tree's tracked and untracked-but-not-ignored files into dest."""
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                           cwd=ROOT, capture_output=True, check=True).stdout
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
     for name in files.decode().split("\0"):
         src, dst = ROOT / name, dest / name
         if not name or not src.is_file() or src.is_symlink():
@@ -167,8 +186,11 @@ def not_killed(dest: Path) -> list[str]:
         codes = json.loads(meta.read_text())["exit_code_by_key"]
         module = str(meta.relative_to(dest / "mutants")).removesuffix(".py.meta").replace("/", ".")
         text = help_text_mutants(meta.with_suffix(""), module)  # what --help prints: no test is meant to pin it
-        names += [key for key, code in codes.items()
-                  if code in (0, 5, 33, None, 36, 24, -24, 152, 255) and not (code == 0 and key in text)]
+        names += [
+            key
+            for key, code in codes.items()
+            if code in (0, 5, 33, None, 36, 24, -24, 152, 255) and not (code == 0 and key in text)
+        ]
     return names
 
 
@@ -188,24 +210,29 @@ def run_group(name: str, fresh: bool, names: list[str], build: Path = BUILD, aga
     mutmut = str(Path(sys.executable).with_name("mutmut"))
     print(f"== {name}: mutating {' '.join(modules)}; tests {' '.join(tests)}", flush=True)
     start = time.time()
-    code = subprocess.run(["nice", "-n", "19", mutmut, "run", "--max-children", "1", *names],
-                          cwd=dest).returncode
+    code = subprocess.run(["nice", "-n", "19", mutmut, "run", "--max-children", "1", *names], cwd=dest).returncode
     if again and code == 0:  # mutants of functions changed since the last run were made by that run, unchecked
         new = [n for n in not_killed(dest) if n not in names]
         if new:
             print(f"== {name}: {len(new)} mutants of changed functions, not checked yet", flush=True)
-            code = subprocess.run(["nice", "-n", "19", mutmut, "run", "--max-children", "1", *new],
-                                  cwd=dest).returncode
+            code = subprocess.run(["nice", "-n", "19", mutmut, "run", "--max-children", "1", *new], cwd=dest).returncode
             names = names + new
     seconds = time.time() - start
     log = dest / "runs.json"
     runs = json.loads(log.read_text()) if log.is_file() else []
-    runs.append({"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                 "seconds": round(seconds), "exit_code": code,
-                 "mutants": f"{len(names)} not killed before" if again else names or "all",
-                 "modules": modules, "tests": FAST + tests,
-                 "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                          capture_output=True, text=True).stdout.strip()})
+    runs.append(
+        {
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "seconds": round(seconds),
+            "exit_code": code,
+            "mutants": f"{len(names)} not killed before" if again else names or "all",
+            "modules": modules,
+            "tests": FAST + tests,
+            "commit": subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+            ).stdout.strip(),
+        }
+    )
     log.write_text(json.dumps(runs, indent=1) + "\n")
     print(f"== {name}: mutmut exit {code} after {seconds / 60:.1f} min", flush=True)
     return code
@@ -217,10 +244,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="delete each group's copy first")
     parser.add_argument("--dir", type=Path, default=BUILD, help="where the copies go (build-mutants/)")
     parser.add_argument("--list", action="store_true", help="print the groups and exit")
-    parser.add_argument("--again", action="store_true",
-                        help="re-run the mutants an earlier run left alive (after adding tests)")
-    parser.add_argument("--mutant", action="append", default=[],
-                        help="re-run only these mutant names (mutmut patterns); needs one group")
+    parser.add_argument(
+        "--again", action="store_true", help="re-run the mutants an earlier run left alive (after adding tests)"
+    )
+    parser.add_argument(
+        "--mutant",
+        action="append",
+        default=[],
+        help="re-run only these mutant names (mutmut patterns); needs one group",
+    )
     args = parser.parse_args(argv)
     if args.list:
         for name, (modules, tests) in GROUPS.items():

@@ -37,8 +37,18 @@ BY_HAND = ROOT / "tests" / "mutants_killed_by_hand.txt"
 NOTES = ROOT / "tests" / "mutants_notes.md"  # hand-written notes on the runs, copied in when present
 KILLED = {1, 3, 36, 24, -24, 152, 255, 37}  # killed, pytest internal error, timeouts, type check
 STATUS = {0: "survived", None: "not checked", 5: "no tests", 33: "no tests", 34: "skipped"}
-COLUMNS = ("killed", "by hand", "survived", "no tests", "equivalent", "help text", "GPU only", "not checked",
-           "skipped", "suspicious")
+COLUMNS = (
+    "killed",
+    "by hand",
+    "survived",
+    "no tests",
+    "equivalent",
+    "help text",
+    "GPU only",
+    "not checked",
+    "skipped",
+    "suspicious",
+)
 
 
 def status(code: int | None) -> str:
@@ -58,10 +68,14 @@ def equivalents(path: Path = EQUIVALENT) -> dict[str, str]:
 
 
 def diff(name: str, cwd: Path) -> str:
-    done = subprocess.run([str(Path(sys.executable).with_name("mutmut")), "show", name], cwd=cwd,
-                          capture_output=True, text=True)
-    lines = [line for line in done.stdout.splitlines()[1:] if line.startswith(("+", "-")) and
-             not line.startswith(("+++", "---"))]
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("mutmut")), "show", name], cwd=cwd, capture_output=True, text=True
+    )
+    lines = [
+        line
+        for line in done.stdout.splitlines()[1:]
+        if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
+    ]
     return "\n".join(lines) or done.stdout.strip()
 
 
@@ -97,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             help_text = help_text_mutants(meta.with_suffix(""), source.removesuffix(".py").replace("/", "."))
             counts = Counter()
-            for name, code in sorted(codes.items(), key=lambda kv: (kv[0].rsplit("_", 1)[0],
-                                                                    int(kv[0].rsplit("_", 1)[1]))):
+            for name, code in sorted(
+                codes.items(), key=lambda kv: (kv[0].rsplit("_", 1)[0], int(kv[0].rsplit("_", 1)[1]))
+            ):
                 s = status(code)
                 if s in ("survived", "no tests", "not checked") and any(fnmatch.fnmatch(name, p) for p in GPU_ONLY):
                     s = "GPU only"
@@ -121,13 +136,13 @@ def main(argv: list[str] | None = None) -> int:
         "Written by `tests/mutation_summary.py` from the runs of `make mutants` (tests/mutation_run.py:",
         "mutmut 3 at `nice -n 19 ... --max-children 1`, one group of core modules at a time, each with the",
         "fast tests that exercise it, in a copy of the working tree). Score = killed / (killed + survived",
-        "+ no tests); \"no tests\" = no test of the group's selection reaches that function, counted as not",
-        "killed; \"equivalent\" = listed in tests/mutants_equivalent.txt with the reason it cannot change",
-        "behaviour, left out of the score (as is \"help text\": a survivor whose only change is inside an argparse",
+        '+ no tests); "no tests" = no test of the group\'s selection reaches that function, counted as not',
+        'killed; "equivalent" = listed in tests/mutants_equivalent.txt with the reason it cannot change',
+        'behaviour, left out of the score (as is "help text": a survivor whose only change is inside an argparse',
         "help=, description= or metavar= argument or a group's title, i.e. what --help prints, found by comparing",
-        "syntax trees without them); \"by hand\" = a mutant mutmut cannot switch on (its function runs",
+        'syntax trees without them); "by hand" = a mutant mutmut cannot switch on (its function runs',
         "at import, before mutmut activates the mutant) that was applied to the source text instead, where",
-        "the named tests fail (tests/mutants_killed_by_hand.txt): counted as killed; \"GPU only\" = a mutant",
+        'the named tests fail (tests/mutants_killed_by_hand.txt): counted as killed; "GPU only" = a mutant',
         "of code whose effect shows only on a GPU (tests/mutation_run.py GPU_ONLY) not killed here, left out.",
         "",
         f"- written: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
@@ -135,52 +150,74 @@ def main(argv: list[str] | None = None) -> int:
         f"by hand, {totals['survived']} "
         f"survived, {totals['no tests']} no tests, {totals['equivalent']} equivalent"
         + (f", {totals['help text']} help text" if totals["help text"] else "")
-        + (f", {totals['GPU only']} GPU only" if totals["GPU only"] else "") + ")",
+        + (f", {totals['GPU only']} GPU only" if totals["GPU only"] else "")
+        + ")",
     ]
     if not_run:
         lines.append(f"- groups not run: {', '.join(not_run)}")
     if NOTES.is_file():
         lines += ["", NOTES.read_text().strip()]
-    lines += ["", "## Runs", "", "| group | modules | tests (`-m \"not slow and not gpu and not tensorrt\"`) | "
-              "runs: date, commit, minutes, mutants |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "## Runs",
+        "",
+        '| group | modules | tests (`-m "not slow and not gpu and not tensorrt"`) | '
+        "runs: date, commit, minutes, mutants |",
+        "|---|---|---|---|",
+    ]
     for group, group_runs in runs.items():
         modules, tests = GROUPS[group]
         if group_runs:
             tests = [t for t in group_runs[-1]["tests"][2:]]  # what the last run used, less the -m filter
-        done = "; ".join(f"{r['date']}, {r['commit']}, {r['seconds'] / 60:.1f} min, "
-                         f"{r['mutants'] if isinstance(r['mutants'], str) else len(r['mutants'])}"
-                         + (f" (stopped, exit {r['exit_code']})" if r["exit_code"] else "")
-                         for r in group_runs)
+        done = "; ".join(
+            f"{r['date']}, {r['commit']}, {r['seconds'] / 60:.1f} min, "
+            f"{r['mutants'] if isinstance(r['mutants'], str) else len(r['mutants'])}"
+            + (f" (stopped, exit {r['exit_code']})" if r["exit_code"] else "")
+            for r in group_runs
+        )
         lines.append(f"| {group} | {', '.join(modules)} | {', '.join(tests)} | {done} |")
     total_minutes = sum(r["seconds"] for rs in runs.values() for r in rs) / 60
-    lines += ["", f"Run time, all runs above together: {total_minutes:.1f} min.", "",
-              "## Score per module", "",
-              "| group | source | score | " + " | ".join(COLUMNS) + " |", "|---|---|---|" + "---|" * len(COLUMNS)]
+    lines += [
+        "",
+        f"Run time, all runs above together: {total_minutes:.1f} min.",
+        "",
+        "## Score per module",
+        "",
+        "| group | source | score | " + " | ".join(COLUMNS) + " |",
+        "|---|---|---|" + "---|" * len(COLUMNS),
+    ]
     for group, source, c in rows:
         lines.append(f"| {group} | {source} | {score(c)} | " + " | ".join(str(c[k]) for k in COLUMNS) + " |")
     lines.append(f"| **all** | | **{score(totals)}** | " + " | ".join(str(totals[k]) for k in COLUMNS) + " |")
     lines += ["", "## Mutants not killed", ""]
     if not survivors:
         lines.append("None.")
-    for group, folder, name, s in survivors:
+    for _group, folder, name, s in survivors:
         if args.no_diffs:
             lines.append(f"- `{name}` ({s})")
         else:
             lines += [f"### `{name}` ({s})", "", "```diff", diff(name, folder), "```", ""]
-    lines += ["", "## Equivalent mutants", "", "Each cannot change behaviour, for the reason given "
-              "(tests/mutants_equivalent.txt).", ""]
+    lines += [
+        "",
+        "## Equivalent mutants",
+        "",
+        "Each cannot change behaviour, for the reason given (tests/mutants_equivalent.txt).",
+        "",
+    ]
     for name, reason in sorted(equivalent.items()):
         if name in used_equivalents:
             lines.append(f"- `{name}`: {reason}")
     stale = sorted(set(equivalent) - used_equivalents)
     if stale:
-        lines += ["", "Listed as equivalent but not a surviving mutant of the runs above (killed, or its "
-                  "group not run): " + ", ".join(f"`{n}`" for n in stale)]
+        lines += [
+            "",
+            "Listed as equivalent but not a surviving mutant of the runs above (killed, or its "
+            "group not run): " + ", ".join(f"`{n}`" for n in stale),
+        ]
     lines += ["", "## Killed by hand", ""]
     lines += [f"- `{name}`: {how}" for name, how in sorted(by_hand.items())] or ["None."]
     args.out.write_text("\n".join(lines).rstrip() + "\n")
-    print(f"wrote {args.out}: score {score(totals)}, {len(survivors)} not killed, "
-          f"{len(used_equivalents)} equivalent")
+    print(f"wrote {args.out}: score {score(totals)}, {len(survivors)} not killed, {len(used_equivalents)} equivalent")
     return 0
 
 

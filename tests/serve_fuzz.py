@@ -25,15 +25,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Words a one-line client error must not carry (a traceback, a server path).
-LEAKS = ("Traceback", "File \"", ".py", "/work/", "site-packages")
+LEAKS = ("Traceback", 'File "', ".py", "/work/", "site-packages")
 
 
 @dataclass
@@ -50,8 +50,17 @@ class Reply:
             return self.body.decode(errors="replace")
 
 
-def request(port: int, model: str, header: object, binary: bytes = b"", *, send_body: bool = True,
-            headers: dict[str, str] | None = None, raw_header: bytes | None = None, timeout: float = 120) -> Reply:
+def request(
+    port: int,
+    model: str,
+    header: object,
+    binary: bytes = b"",
+    *,
+    send_body: bool = True,
+    headers: dict[str, str] | None = None,
+    raw_header: bytes | None = None,
+    timeout: float = 120,
+) -> Reply:
     """One POST /v2/models/MODEL/infer over a fresh socket; ``send_body=False`` sends the JSON
     header and no binary part (a client whose upload is refused must get its answer anyway)."""
     head = raw_header if raw_header is not None else json.dumps(header).encode()
@@ -59,8 +68,12 @@ def request(port: int, model: str, header: object, binary: bytes = b"", *, send_
     extra = {"Inference-Header-Content-Length": str(len(head))} if binary or not send_body else {}
     extra.update(headers or {})
     length = extra.pop("Content-Length", str(len(body) if send_body else len(head) + _declared(header)))
-    lines = [f"POST /v2/models/{model}/infer HTTP/1.1", "Host: fuzz", f"Content-Length: {length}",
-             *(f"{k}: {v}" for k, v in extra.items())]
+    lines = [
+        f"POST /v2/models/{model}/infer HTTP/1.1",
+        "Host: fuzz",
+        f"Content-Length: {length}",
+        *(f"{k}: {v}" for k, v in extra.items()),
+    ]
     start = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + (body if send_body else head))
@@ -80,7 +93,7 @@ def _read_response(s: socket.socket) -> bytes:
     while True:
         try:
             chunk = s.recv(1 << 16)
-        except (socket.timeout, ConnectionResetError):
+        except (TimeoutError, ConnectionResetError):
             break
         if not chunk:
             break
@@ -103,10 +116,17 @@ def _reply(data: bytes, seconds: float) -> Reply:
 def image_header(shape: list[int], size: int | None = None, **options: object) -> dict:
     """A binary ``image`` of ``shape`` (``size`` bytes, default its product) and JSON-encoded options."""
     count = int(np.prod(shape, dtype=object)) if size is None else size
-    inputs: list[dict] = [{"name": "image", "datatype": "UINT8", "shape": shape,
-                           "parameters": {"binary_data_size": count}}]
-    types = {"seed": "INT64", "steps": "INT32", "t_cond": "INT32", "color_fix": "INT32", "sampler": "BYTES",
-             "spacing": "BYTES"}
+    inputs: list[dict] = [
+        {"name": "image", "datatype": "UINT8", "shape": shape, "parameters": {"binary_data_size": count}}
+    ]
+    types = {
+        "seed": "INT64",
+        "steps": "INT32",
+        "t_cond": "INT32",
+        "color_fix": "INT32",
+        "sampler": "BYTES",
+        "spacing": "BYTES",
+    }
     for name, value in options.items():
         inputs.append({"name": name, "datatype": types.get(name, "FP32"), "shape": [shape[0], 1], "data": [value]})
     return {"inputs": inputs}
@@ -139,32 +159,84 @@ NAN = float("nan")
 CASES: list[Case] = [
     Case("valid restore", lambda p: request(p, "restore", image_header([1, 64, 64, 3], seed=3), face()), 200),
     Case("valid degrade", lambda p: request(p, "degrade", image_header([1, 64, 64, 3]), face()), 200),
-    Case("valid, JSON-encoded image", lambda p: request(p, "restore", {"inputs": [
-        {"name": "image", "datatype": "UINT8", "shape": [1, 8, 8, 3], "data": [7] * 192}]}), 200),
+    Case(
+        "valid, JSON-encoded image",
+        lambda p: request(
+            p, "restore", {"inputs": [{"name": "image", "datatype": "UINT8", "shape": [1, 8, 8, 3], "data": [7] * 192}]}
+        ),
+        200,
+    ),
     Case("empty body", _raw(b""), 400, "empty request"),
     Case("not JSON", _raw(b"{not json"), 400, "does not parse"),
     Case("JSON array", _raw(b"[1, 2]"), 400, "no 'inputs' list"),
-    Case("no image", _raw(json.dumps({"inputs": [{"name": "steps", "datatype": "INT32", "shape": [1, 1],
-                                                  "data": [4]}]}).encode()), 400, "missing input 'image'"),
-    Case("negative dims", lambda p: request(p, "restore", image_header([1, -64, 64, 3], size=12288), face()),
-         400, "non-negative integers"),
-    Case("dims overflowing 64 bits", lambda p: request(p, "restore", image_header([1, 2**62 + 64, 64, 3], size=12288),
-                                                       face()), 413, "--max-pixels"),
-    Case("no batch axis", lambda p: request(p, "restore", image_header([64, 64, 3]), face()), 400,
-         "one image is [1, H, W, 3]"),
-    Case("four channels", lambda p: request(p, "restore", image_header([1, 64, 48, 4]), face()), 400,
-         "send uint8 [b, H, W, 3]"),
-    Case("float32 image", lambda p: request(p, "restore", {"inputs": [
-        {"name": "image", "datatype": "FP32", "shape": [1, 64, 64, 3], "parameters": {"binary_data_size": 49152}}]},
-        face() * 4), 400, "datatype FP32; send UINT8"),
-    Case("binary size mismatch", lambda p: request(p, "restore", image_header([1, 64, 64, 3], size=100), face()[:100]),
-         400, "does not match shape"),
-    Case("header length beyond the body", lambda p: request(
-        p, "restore", image_header([1, 64, 64, 3]), face(), headers={"Inference-Header-Content-Length": "999999"}),
-        400, "does not fit"),
+    Case(
+        "no image",
+        _raw(json.dumps({"inputs": [{"name": "steps", "datatype": "INT32", "shape": [1, 1], "data": [4]}]}).encode()),
+        400,
+        "missing input 'image'",
+    ),
+    Case(
+        "negative dims",
+        lambda p: request(p, "restore", image_header([1, -64, 64, 3], size=12288), face()),
+        400,
+        "non-negative integers",
+    ),
+    Case(
+        "dims overflowing 64 bits",
+        lambda p: request(p, "restore", image_header([1, 2**62 + 64, 64, 3], size=12288), face()),
+        413,
+        "--max-pixels",
+    ),
+    Case(
+        "no batch axis",
+        lambda p: request(p, "restore", image_header([64, 64, 3]), face()),
+        400,
+        "one image is [1, H, W, 3]",
+    ),
+    Case(
+        "four channels",
+        lambda p: request(p, "restore", image_header([1, 64, 48, 4]), face()),
+        400,
+        "send uint8 [b, H, W, 3]",
+    ),
+    Case(
+        "float32 image",
+        lambda p: request(
+            p,
+            "restore",
+            {
+                "inputs": [
+                    {
+                        "name": "image",
+                        "datatype": "FP32",
+                        "shape": [1, 64, 64, 3],
+                        "parameters": {"binary_data_size": 49152},
+                    }
+                ]
+            },
+            face() * 4,
+        ),
+        400,
+        "datatype FP32; send UINT8",
+    ),
+    Case(
+        "binary size mismatch",
+        lambda p: request(p, "restore", image_header([1, 64, 64, 3], size=100), face()[:100]),
+        400,
+        "does not match shape",
+    ),
+    Case(
+        "header length beyond the body",
+        lambda p: request(
+            p, "restore", image_header([1, 64, 64, 3]), face(), headers={"Inference-Header-Content-Length": "999999"}
+        ),
+        400,
+        "does not fit",
+    ),
     Case("unknown input", _opt(colour=1.0), 400, "unknown inputs ['colour']"),
-    Case("too many images", lambda p: request(p, "restore", image_header([9, 64, 64, 3]), face() * 9), 413,
-         "--max-batch"),
+    Case(
+        "too many images", lambda p: request(p, "restore", image_header([9, 64, 64, 3]), face() * 9), 413, "--max-batch"
+    ),
     Case("steps -1", _opt(steps=-1), 400, "steps: -1"),
     Case("steps 0", _opt(steps=0), 400, "steps: 0"),
     Case("steps 1001", _opt(steps=1001), 400, "steps: 1001; use 1 to 1000"),
@@ -178,12 +250,24 @@ CASES: list[Case] = [
     Case("t_cond 5000", _opt(t_cond=5000), 400, "t_cond: 5000"),
     Case("seed -1", _opt(seed=-1), 400, "seed: -1 is outside"),
     Case("fidelity 2", _opt(fidelity=2.0), 400, "fidelity: 2.0 is outside [0, 1]"),
-    Case("fidelity on degrade", lambda p: request(p, "degrade", image_header([1, 64, 64, 3], fidelity=0.5), face()),
-         400, "applies to restore only"),
-    Case("gzip body", lambda p: request(p, "restore", image_header([1, 64, 64, 3]), face(),
-                                        headers={"Content-Encoding": "gzip"}), 415, "uncompressed"),
-    Case("over --max-pixels, body held back", lambda p: request(
-        p, "restore", image_header([1, 8000, 8000, 3]), send_body=False), 413, "--max-pixels"),
+    Case(
+        "fidelity on degrade",
+        lambda p: request(p, "degrade", image_header([1, 64, 64, 3], fidelity=0.5), face()),
+        400,
+        "applies to restore only",
+    ),
+    Case(
+        "gzip body",
+        lambda p: request(p, "restore", image_header([1, 64, 64, 3]), face(), headers={"Content-Encoding": "gzip"}),
+        415,
+        "uncompressed",
+    ),
+    Case(
+        "over --max-pixels, body held back",
+        lambda p: request(p, "restore", image_header([1, 8000, 8000, 3]), send_body=False),
+        413,
+        "--max-pixels",
+    ),
 ]
 
 
@@ -202,7 +286,7 @@ def check(case: Case, reply: Reply) -> str | None:
 
 def neighbours(port: int) -> str | None:
     """Three valid requests and one refused, sent together: the valid ones are answered."""
-    sends = [lambda: request(port, "restore", image_header([1, 64, 64, 3], seed=i), face(seed=i)) for i in range(3)]
+    sends = [lambda i=i: request(port, "restore", image_header([1, 64, 64, 3], seed=i), face(seed=i)) for i in range(3)]
     sends.append(lambda: request(port, "restore", image_header([1, 64, 64, 3], steps=-1), face()))
     replies: list[Reply | None] = [None] * 4
     threads = [threading.Thread(target=lambda i=i: replies.__setitem__(i, sends[i]())) for i in range(4)]
@@ -232,7 +316,7 @@ def stalled(port: int, idle_timeout_s: float, n: int = 16) -> str | None:
             try:
                 if s.recv(1024) == b"":
                     open_.remove(s)
-            except socket.timeout:
+            except TimeoutError:
                 pass
             except OSError:
                 open_.remove(s)
@@ -264,9 +348,13 @@ def refused_uploads(port: int, pid: int, n: int = 5, streamed_mb: int = 192) -> 
         header = image_header([1, 8000, 8000, 3])
         head = json.dumps(header).encode()
         with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
-            s.sendall((f"POST /v2/models/restore/infer HTTP/1.1\r\nHost: fuzz\r\nContent-Length: "
-                       f"{len(head) + 8000 * 8000 * 3}\r\nInference-Header-Content-Length: {len(head)}\r\n\r\n")
-                      .encode() + head)
+            s.sendall(
+                (
+                    f"POST /v2/models/restore/infer HTTP/1.1\r\nHost: fuzz\r\nContent-Length: "
+                    f"{len(head) + 8000 * 8000 * 3}\r\nInference-Header-Content-Length: {len(head)}\r\n\r\n"
+                ).encode()
+                + head
+            )
             chunk, sent = bytes(1 << 20), 0
             try:  # keep sending until the server closes: it must not wait for (or keep) the body
                 while sent < streamed_mb:
@@ -283,8 +371,9 @@ def refused_uploads(port: int, pid: int, n: int = 5, streamed_mb: int = 192) -> 
     return (None if after - before < 50 else line), line
 
 
-def start(model: str, idle_timeout_s: float, max_pixels: int | None = None,
-          log: Path | None = None) -> tuple[subprocess.Popen, dict[str, int]]:
+def start(
+    model: str, idle_timeout_s: float, max_pixels: int | None = None, log: Path | None = None
+) -> tuple[subprocess.Popen, dict[str, int]]:
     """A server on free loopback ports, ready for requests."""
     socks = [socket.socket() for _ in range(3)]
     for s in socks:
@@ -292,9 +381,28 @@ def start(model: str, idle_timeout_s: float, max_pixels: int | None = None,
     http, grpc, metrics = (s.getsockname()[1] for s in socks)
     for s in socks:
         s.close()
-    cmd = [sys.executable, "-m", "flipnet_rt", "serve", "--model", model, "--backend", "onnxruntime",
-           "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
-           "--max-batch", "8", "--max-queue-delay-ms", "200", "--idle-timeout", str(idle_timeout_s)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "flipnet_rt",
+        "serve",
+        "--model",
+        model,
+        "--backend",
+        "onnxruntime",
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(metrics),
+        "--max-batch",
+        "8",
+        "--max-queue-delay-ms",
+        "200",
+        "--idle-timeout",
+        str(idle_timeout_s),
+    ]
     if max_pixels:
         cmd += ["--max-pixels", str(max_pixels)]
     out = open(log, "wb") if log else subprocess.DEVNULL
@@ -361,8 +469,10 @@ def main() -> int:
     def report(name: str, problem: str | None, detail: str = "") -> None:
         nonlocal failures
         failures += problem is not None
-        print(f"{'ok  ' if problem is None else 'FAIL'} {name}{': ' + (problem or detail) if problem or detail else ''}",
-              flush=True)
+        print(
+            f"{'ok  ' if problem is None else 'FAIL'} {name}{': ' + (problem or detail) if problem or detail else ''}",
+            flush=True,
+        )
 
     proc, ports = start(args.model, args.idle_timeout)
     try:
@@ -375,17 +485,22 @@ def main() -> int:
         report("5 refused 192 MB uploads", problem, line)
         report("16 stalled connections", stalled(ports["http"], args.idle_timeout))
         after = tree_rss_mb(proc.pid)
-        report("server RSS after the run vs after warm-up", None if after - warm < 50 else f"+{after - warm:.0f} MB",
-               f"{warm:.0f} -> {after:.0f} MB")
+        report(
+            "server RSS after the run vs after warm-up",
+            None if after - warm < 50 else f"+{after - warm:.0f} MB",
+            f"{warm:.0f} -> {after:.0f} MB",
+        )
         start_s = time.monotonic()
         error = kill_stub_over_grpc(ports["grpc"])
         try:
             status = proc.wait(30)
         except subprocess.TimeoutExpired:
             status = None
-        report("a gRPC request that kills a stub stops the server with exit 3",
-               None if status == 3 else f"exit status {status}",
-               f"exit 3 after {time.monotonic() - start_s:.1f} s (client: {error[:80]})")
+        report(
+            "a gRPC request that kills a stub stops the server with exit 3",
+            None if status == 3 else f"exit status {status}",
+            f"exit 3 after {time.monotonic() - start_s:.1f} s (client: {error[:80]})",
+        )
         report("no /dev/shm file left", None if not shm_files(proc.pid) else str(shm_files(proc.pid)))
     finally:
         if proc.poll() is None:

@@ -224,7 +224,12 @@ def test_variants_naming(tmp_path: Path) -> None:
     jobs, errors = plan_jobs([root], out, variants=3)
     assert errors == []
     assert _outputs(jobs, out) == [
-        "a_v0.png", "a_v1.png", "a_v2.png", "sub/b_v0.png", "sub/b_v1.png", "sub/b_v2.png",
+        "a_v0.png",
+        "a_v1.png",
+        "a_v2.png",
+        "sub/b_v0.png",
+        "sub/b_v1.png",
+        "sub/b_v2.png",
     ]
     assert [job.index for job in jobs] == list(range(6))
     assert {job.source for job in jobs[:3]} == {root / "a.png"}

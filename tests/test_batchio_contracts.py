@@ -33,7 +33,10 @@ def test_input_errors_are_exact_and_planning_goes_on(tmp_path: Path) -> None:
 def test_unknown_suffix_and_batch_size_messages(tmp_path: Path) -> None:
     with pytest.raises(ValueError) as info:
         plan_jobs([], tmp_path, suffix="gif")
-    assert str(info.value) == "plan_jobs: cannot write 'gif' images; use one of .png, .jpg, .jpeg, .webp, .bmp, .tif, .tiff"
+    assert (
+        str(info.value)
+        == "plan_jobs: cannot write 'gif' images; use one of .png, .jpg, .jpeg, .webp, .bmp, .tif, .tiff"
+    )
     with pytest.raises(ValueError) as info:
         list(batched([], 0))
     assert str(info.value) == "batched: batch_size must be >= 1, got 0"

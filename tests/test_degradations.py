@@ -31,8 +31,17 @@ CFG64 = DegradationConfig().scaled_to(64)
 
 def identity_pass(quality: int, order: tuple[Step, ...] = EQ9_ORDER, **changes) -> PassParams:
     """A pass whose only effect is JPEG: sigma 0.1 (kernel weights e^-50 off-centre), s = 1, no noise."""
-    p = PassParams(order=order, sigma=0.1, kernel_size=3, scale=1.0, down_interp=Interp.AREA, noise=0.0,
-                   noise_seed=0, quality=quality, up_interp=Interp.BILINEAR)
+    p = PassParams(
+        order=order,
+        sigma=0.1,
+        kernel_size=3,
+        scale=1.0,
+        down_interp=Interp.AREA,
+        noise=0.0,
+        noise_seed=0,
+        quality=quality,
+        up_interp=Interp.BILINEAR,
+    )
     return replace(p, **changes)
 
 
@@ -65,8 +74,13 @@ def test_paper_defaults():
 
 @pytest.mark.parametrize(
     ("resolution", "sigma", "scale"),
-    [(64, (0.1, 1.875), (0.8, 4.0)), (128, (0.1, 3.75), (0.8, 8.0)), (512, (0.1, 15.0), (0.8, 32.0)),
-     (16, (0.1, 0.46875), (0.8, 1.0)), (8, (0.1, 0.234375), (0.8, 1.0))],
+    [
+        (64, (0.1, 1.875), (0.8, 4.0)),
+        (128, (0.1, 3.75), (0.8, 8.0)),
+        (512, (0.1, 15.0), (0.8, 32.0)),
+        (16, (0.1, 0.46875), (0.8, 1.0)),
+        (8, (0.1, 0.234375), (0.8, 1.0)),
+    ],
 )
 def test_scaled_ranges(resolution, sigma, scale):
     cfg = DegradationConfig().scaled_to(resolution)
@@ -108,8 +122,16 @@ def test_config_errors_name_the_field(kwargs, message):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("sigma", (0.0, 1.0)), ("sigma", (2.0, 1.0)), ("scale", (-1.0, 2.0)), ("noise", (-1.0, 2.0)),
-     ("quality", (30, 101)), ("quality", (30.5, 90)), ("sigma", (0.1, float("inf"))), ("noise", (1.0,))],
+    [
+        ("sigma", (0.0, 1.0)),
+        ("sigma", (2.0, 1.0)),
+        ("scale", (-1.0, 2.0)),
+        ("noise", (-1.0, 2.0)),
+        ("quality", (30, 101)),
+        ("quality", (30.5, 90)),
+        ("sigma", (0.1, float("inf"))),
+        ("noise", (1.0,)),
+    ],
 )
 def test_pass_range_errors_name_the_field(field, value):
     with pytest.raises(ValueError, match=rf"PassConfig\.{field}"):
@@ -140,8 +162,9 @@ range_st = st.tuples(st.floats(0.01, 40.0), st.floats(0.01, 40.0)).map(sorted).m
 quality_st = st.tuples(st.integers(1, 100), st.integers(1, 100)).map(sorted).map(tuple)
 noise_st = st.tuples(st.floats(0.0, 50.0), st.floats(0.0, 50.0)).map(sorted).map(tuple)
 pass_st = st.builds(PassConfig, sigma=range_st, scale=range_st, noise=noise_st, quality=quality_st)
-config_st = st.builds(DegradationConfig, first=pass_st, second=pass_st,
-                      max_kernel_size=st.integers(1, 60).map(lambda k: 2 * k + 1))
+config_st = st.builds(
+    DegradationConfig, first=pass_st, second=pass_st, max_kernel_size=st.integers(1, 60).map(lambda k: 2 * k + 1)
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -216,8 +239,9 @@ def test_input_not_modified():
 
 def test_jpeg_is_a_real_codec_round_trip():
     image = face_like(64, 4)
-    params = DegradationParams(first=identity_pass(30), second=identity_pass(50, order=(Step.JPEG, Step.NOISE,
-                                                                                          Step.DOWN, Step.BLUR)))
+    params = DegradationParams(
+        first=identity_pass(30), second=identity_pass(50, order=(Step.JPEG, Step.NOISE, Step.DOWN, Step.BLUR))
+    )
     out = apply(image, params)
     np.testing.assert_array_equal(out, cv2_jpeg(cv2_jpeg(image, 30), 50))
 
@@ -231,8 +255,10 @@ def test_jpeg_quality_30_has_block_artefacts():
     b_in, b_low, b_high = blockiness(smooth), blockiness(low), blockiness(high)
     err_low = np.abs(low.astype(int) - smooth).mean()
     err_high = np.abs(high.astype(int) - smooth).mean()
-    print(f"blockiness: input {b_in:.2f}, q95 {b_high:.2f}, q30 {b_low:.2f}; mean abs error q95 {err_high:.2f}, "
-          f"q30 {err_low:.2f}")
+    print(
+        f"blockiness: input {b_in:.2f}, q95 {b_high:.2f}, q30 {b_low:.2f}; mean abs error q95 {err_high:.2f}, "
+        f"q30 {err_low:.2f}"
+    )
     assert b_in < 1.1 and b_high < 1.2 and b_low > 2.0
     assert err_low > err_high > 0
 
@@ -250,8 +276,10 @@ def test_each_step_has_its_effect():
     blurred = run(sigma=2.0, kernel_size=kernel_size_for(2.0))
     down = run(scale=4.0)
     noisy = run(noise=15.0, noise_seed=1)
-    print(f"horizontal detail: base {detail(base):.2f}, blur {detail(blurred):.2f}, s=4 {detail(down):.2f}, "
-          f"noise {detail(noisy):.2f}")
+    print(
+        f"horizontal detail: base {detail(base):.2f}, blur {detail(blurred):.2f}, s=4 {detail(down):.2f}, "
+        f"noise {detail(noisy):.2f}"
+    )
     assert detail(blurred) < 0.8 * detail(base)
     assert detail(down) < 0.8 * detail(base)
     assert detail(noisy) > 1.5 * detail(base)
@@ -262,8 +290,10 @@ def test_pass2_order_is_applied():
     image = face_like(64, 6)
     p = sample_params(np.random.default_rng(0), CFG64)
     strong = replace(p.second, sigma=1.5, kernel_size=kernel_size_for(1.5), scale=3.0, noise=10.0, quality=30)
-    outs = [apply(image, DegradationParams(p.first, replace(strong, order=order)))
-            for order in (EQ9_ORDER, EQ9_ORDER[::-1], (Step.NOISE, Step.JPEG, Step.BLUR, Step.DOWN))]
+    outs = [
+        apply(image, DegradationParams(p.first, replace(strong, order=order)))
+        for order in (EQ9_ORDER, EQ9_ORDER[::-1], (Step.NOISE, Step.JPEG, Step.BLUR, Step.DOWN))
+    ]
     assert not np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[0], outs[2])
 
 

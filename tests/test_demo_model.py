@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import require_data
 
 from flipnet_rt.config.model import FlipnetConfig
 from flipnet_rt.engine.manifest import Manifest
-from helpers import require_data
 
 pytest.importorskip("skimage")
 pytest.importorskip("cv2")

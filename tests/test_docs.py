@@ -90,8 +90,17 @@ def _markdown_files() -> list[Path]:
 
 
 def test_docs_pages_exist():
-    for page in ("photos", "video", "serving", "engines", "benchmarks", "training", "python-api",
-                 "architecture", "cli"):
+    for page in (
+        "photos",
+        "video",
+        "serving",
+        "engines",
+        "benchmarks",
+        "training",
+        "python-api",
+        "architecture",
+        "cli",
+    ):
         assert (DOCS / f"{page}.md").is_file(), f"docs/{page}.md is missing"
 
 
@@ -127,7 +136,9 @@ def test_relative_links_resolve():
 
 def test_the_link_finder_finds_links():
     assert _LINK.findall("see [a](docs/a.md#x), ![img](i.png) and [b](https://x.y/z)") == [
-        "docs/a.md#x", "https://x.y/z"]
+        "docs/a.md#x",
+        "https://x.y/z",
+    ]
 
 
 def _python_files() -> list[Path]:

@@ -7,11 +7,11 @@ import re
 
 import numpy as np
 import pytest
+from helpers import face_like
 from PIL import Image
 
-from flipnet_rt.evaluation import scoring as evaluation
 from flipnet_rt.cli.main import main
-from helpers import face_like
+from flipnet_rt.evaluation import scoring as evaluation
 
 pytest.importorskip("skimage")
 pytest.importorskip("cv2")
@@ -52,8 +52,25 @@ def test_eval_command_scores_every_readable_face(tmp_path, capsys):
         Image.fromarray(face_like(96, i)).save(hq / f"face{i}.png")
     (hq / "broken.png").write_text("not an image")
     report = tmp_path / "eval.json"
-    code = main(["eval", "--hq", str(hq), "--model", "random:tiny", "--steps", "2", "--crop", "8,8,88,88",
-                 "--identity", "off", "--json", str(report), "--out", str(tmp_path / "images")])
+    code = main(
+        [
+            "eval",
+            "--hq",
+            str(hq),
+            "--model",
+            "random:tiny",
+            "--steps",
+            "2",
+            "--crop",
+            "8,8,88,88",
+            "--identity",
+            "off",
+            "--json",
+            str(report),
+            "--out",
+            str(tmp_path / "images"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1  # one file failed; the others were scored
     assert "broken.png" in err and err.count("error:") == 1
@@ -67,10 +84,13 @@ def test_eval_command_scores_every_readable_face(tmp_path, capsys):
     assert side.shape == (64, 192, 3)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--crop", "1,2,3"], "--crop"),
-    (["--hq", "/nonexistent/folder"], "no such folder"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--crop", "1,2,3"], "--crop"),
+        (["--hq", "/nonexistent/folder"], "no such folder"),
+    ],
+)
 def test_eval_usage_errors(tmp_path, capsys, argv, message):
     hq = tmp_path / "hq"
     hq.mkdir()
@@ -93,8 +113,25 @@ def test_eval_scores_are_those_of_the_images_it_writes(tmp_path, capsys):
     for i in range(3):
         Image.fromarray(face_like(64, 20 + i)).save(hq / f"f{i}.png")
     out, report = tmp_path / "images", tmp_path / "eval.json"
-    code = main(["eval", "--hq", str(hq), "--model", "random:tiny", "--steps", "2", "--identity", "off",
-                 "--json", str(report), "--out", str(out), "--batch-size", "2"])
+    code = main(
+        [
+            "eval",
+            "--hq",
+            str(hq),
+            "--model",
+            "random:tiny",
+            "--steps",
+            "2",
+            "--identity",
+            "off",
+            "--json",
+            str(report),
+            "--out",
+            str(out),
+            "--batch-size",
+            "2",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     data = json.loads(report.read_text())
@@ -129,11 +166,16 @@ def test_eval_scores_are_those_of_the_images_it_writes(tmp_path, capsys):
 
 
 def test_report_summary_and_improvement_by_hand():
-    scores = [evaluation.ImageScores("a", psnr_lq=20.0, psnr=22.0, ssim_lq=0.5, ssim=0.4, identity_lq=0.3, identity=0.5),
-              evaluation.ImageScores("b", psnr_lq=24.0, psnr=25.0, ssim_lq=0.7, ssim=0.6, identity_lq=0.5, identity=0.2)]
+    scores = [
+        evaluation.ImageScores("a", psnr_lq=20.0, psnr=22.0, ssim_lq=0.5, ssim=0.4, identity_lq=0.3, identity=0.5),
+        evaluation.ImageScores("b", psnr_lq=24.0, psnr=25.0, ssim_lq=0.7, ssim=0.6, identity_lq=0.5, identity=0.2),
+    ]
     report = evaluation.EvalReport(images=scores)
-    assert report.summary() == {"psnr": {"input": 22.0, "restored": 23.5}, "ssim": {"input": 0.6, "restored": 0.5},
-                                "identity": {"input": 0.4, "restored": 0.35}}
+    assert report.summary() == {
+        "psnr": {"input": 22.0, "restored": 23.5},
+        "ssim": {"input": 0.6, "restored": 0.5},
+        "identity": {"input": 0.4, "restored": 0.35},
+    }
     assert report.improved() == {"psnr": True, "ssim": False, "identity": True}  # identity: lower is better
     assert evaluation.EvalReport().improved() == {"psnr": None, "ssim": None, "identity": None}
 
@@ -152,8 +194,29 @@ def test_eval_scores_at_the_faces_own_size(tmp_path):
     for keep in (True, False):
         out, report = tmp_path / f"images{keep}", tmp_path / f"eval{keep}.json"
         flags = [] if keep else ["--no-keep-detail"]
-        assert main(["eval", "--hq", str(hq), "--model", "random:tiny", "--steps", "2", "--identity", "off",
-                     "--size", "96", "--json", str(report), "--out", str(out), *flags]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    "--hq",
+                    str(hq),
+                    "--model",
+                    "random:tiny",
+                    "--steps",
+                    "2",
+                    "--identity",
+                    "off",
+                    "--size",
+                    "96",
+                    "--json",
+                    str(report),
+                    "--out",
+                    str(out),
+                    *flags,
+                ]
+            )
+            == 0
+        )
         meta = json.loads(report.read_text())["meta"]
         assert meta["size"] == 96 and meta["keep_detail"] is keep
         outputs[keep] = np.asarray(Image.open(out / "restored" / "f0.png")).astype(np.float32)
@@ -163,7 +226,9 @@ def test_eval_scores_at_the_faces_own_size(tmp_path):
     band = lq.astype(np.float32) - cv2.resize(small.astype(np.float32), (96, 96), interpolation=cv2.INTER_CUBIC)
     diff = outputs[True] - outputs[False]
     corr = float(np.corrcoef(diff.ravel(), band.ravel())[0, 1])
-    print(f"keep-detail minus plain vs the input's band: correlation {corr:.3f}, mean |diff| "
-          f"{np.abs(diff).mean():.2f}, band mean |value| {np.abs(band).mean():.2f} grey levels")
+    print(
+        f"keep-detail minus plain vs the input's band: correlation {corr:.3f}, mean |diff| "
+        f"{np.abs(diff).mean():.2f}, band mean |value| {np.abs(band).mean():.2f} grey levels"
+    )
     # the same signal up to uint8 rounding (twice) and clipping; without keep-detail diff is 0
     assert corr > 0.8

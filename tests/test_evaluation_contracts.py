@@ -10,11 +10,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from helpers import face_like
 from PIL import Image
 
-from flipnet_rt.evaluation import scoring as evaluation
 from flipnet_rt.config.options import SamplingOptions, image_seed
-from helpers import face_like
+from flipnet_rt.evaluation import scoring as evaluation
 
 skimage_metrics = pytest.importorskip("skimage.metrics")
 
@@ -65,9 +65,11 @@ def test_evaluate_batches_seeds_and_scores(tmp_path):
         assert s.ssim_lq == pytest.approx(skimage_metrics.structural_similarity(hq, lq, channel_axis=2, data_range=255))
         assert s.ssim == pytest.approx(skimage_metrics.structural_similarity(hq, out, channel_axis=2, data_range=255))
         assert s.identity is None and s.identity_lq is None
-    assert report.meta == {"seed": 7, "resolution": 32,
-                           "options": {k: getattr(v, "value", v)
-                                       for k, v in dataclasses.asdict(SamplingOptions(seed=7, steps=3)).items()}}
+    assert report.meta == {
+        "seed": 7,
+        "resolution": 32,
+        "options": {k: getattr(v, "value", v) for k, v in dataclasses.asdict(SamplingOptions(seed=7, steps=3)).items()},
+    }
     assert report.meta["options"]["sampler"] == "dpmpp-2m" and report.errors == []
     # plain values, as the --json file holds them (no enums, whose str() is "SamplerKind.DPMPP_2M")
     assert {type(v) for v in report.meta["options"].values()} <= {str, int, float}
@@ -101,22 +103,30 @@ def test_evaluate_defaults_and_identity():
 
 
 def test_report_dict_means_and_formatting():
-    scores = [evaluation.ImageScores("a", 20.0, 22.0, 0.5, 0.4, None, None),
-              evaluation.ImageScores("b", 24.0, 25.0, 0.7, 0.6, 0.5, 0.2)]
+    scores = [
+        evaluation.ImageScores("a", 20.0, 22.0, 0.5, 0.4, None, None),
+        evaluation.ImageScores("b", 24.0, 25.0, 0.7, 0.6, 0.5, 0.2),
+    ]
     report = evaluation.EvalReport(images=scores, errors=["x: bad"], meta={"seed": 1})
     assert report.mean("identity") == 0.2 and report.mean("psnr_lq") == 22.0  # None values skipped
     assert report.to_dict() == {
-        "meta": {"seed": 1}, "count": 2,
-        "summary": {"psnr": {"input": 22.0, "restored": 23.5}, "ssim": {"input": 0.6, "restored": 0.5},
-                    "identity": {"input": 0.5, "restored": 0.2}},
+        "meta": {"seed": 1},
+        "count": 2,
+        "summary": {
+            "psnr": {"input": 22.0, "restored": 23.5},
+            "ssim": {"input": 0.6, "restored": 0.5},
+            "identity": {"input": 0.5, "restored": 0.2},
+        },
         "improved": {"psnr": True, "ssim": False, "identity": True},
-        "errors": ["x: bad"], "images": [dataclasses.asdict(s) for s in scores],
+        "errors": ["x: bad"],
+        "images": [dataclasses.asdict(s) for s in scores],
     }
     equal = evaluation.EvalReport(images=[evaluation.ImageScores("c", 20.0, 20.0, 0.5, 0.5, 0.3, 0.3)])
     assert equal.improved() == {"psnr": False, "ssim": False, "identity": False}  # ties are not improvements
-    assert [evaluation.format_value(v, k) for v, k in ((21.456, "psnr"), (0.123456, "ssim"), (None, "psnr"),
-                                                        (float("nan"), "ssim"), (0.5, "identity"))] == [
-        "21.46", "0.1235", "n/a", "n/a", "0.5000"]
+    assert [
+        evaluation.format_value(v, k)
+        for v, k in ((21.456, "psnr"), (0.123456, "ssim"), (None, "psnr"), (float("nan"), "ssim"), (0.5, "identity"))
+    ] == ["21.46", "0.1235", "n/a", "n/a", "0.5000"]
 
 
 def test_lq_is_the_scaled_training_degradation_on_its_own_stream():
@@ -150,7 +160,9 @@ def test_identity_model_availability_and_weights(monkeypatch, tmp_path):
 
     real = importlib.util.find_spec
     for missing, available in ((set(), True), ({"dlib"}, False), ({"face_recognition_models"}, False)):
-        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in missing else object())
+        monkeypatch.setattr(
+            importlib.util, "find_spec", lambda name, *a, missing=missing: None if name in missing else object()
+        )
         assert evaluation.IdentityModel.available() is available
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(ImportError) as info:

@@ -8,12 +8,12 @@ import math
 
 import numpy as np
 import pytest
+from helpers import face_like
 from PIL import Image
 
-from flipnet_rt.evaluation import scoring as evaluation
 from flipnet_rt.cli.main import main
+from flipnet_rt.evaluation import scoring as evaluation
 from flipnet_rt.evaluation.levels import LEVEL_CONFIGS, Level, LevelDegradation, LevelMix, parse_levels
-from helpers import face_like
 
 pytest.importorskip("skimage")
 pytest.importorskip("cv2")
@@ -64,8 +64,27 @@ def test_eval_levels_scores_the_three_variants(tmp_path, capsys, fidelity):
     for i in range(3):
         Image.fromarray(face_like(64, 30 + i)).save(hq / f"f{i}.png")
     report = tmp_path / "levels.json"
-    code = main(["eval", "--hq", str(hq), "--model", "random:tiny", "--steps", "2", "--identity", "off",
-                 "--levels", "none,mild,train", "--fidelity", fidelity, "--json", str(report), "--batch-size", "2"])
+    code = main(
+        [
+            "eval",
+            "--hq",
+            str(hq),
+            "--model",
+            "random:tiny",
+            "--steps",
+            "2",
+            "--identity",
+            "off",
+            "--levels",
+            "none,mild,train",
+            "--fidelity",
+            fidelity,
+            "--json",
+            str(report),
+            "--batch-size",
+            "2",
+        ]
+    )
     printed = capsys.readouterr().out
     print(printed)
     assert code == 0 and "none " in printed and "train " in printed
@@ -84,8 +103,10 @@ def test_eval_levels_scores_the_three_variants(tmp_path, capsys, fidelity):
 def test_eval_levels_usage_errors(tmp_path, capsys):
     hq = tmp_path / "hq"
     hq.mkdir()
-    for argv, message in ((["--levels", "mild,worst"], "'worst' is not a level"),
-                          (["--fidelity", "2"], "fidelity: '2' is outside [0, 1]")):
+    for argv, message in (
+        (["--levels", "mild,worst"], "'worst' is not a level"),
+        (["--fidelity", "2"], "fidelity: '2' is outside [0, 1]"),
+    ):
         assert main(["eval", "--hq", str(hq), "--model", "random:tiny", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and err.count("\n") == 0

@@ -30,8 +30,15 @@ BASH = shutil.which("bash")
 needs_bash = pytest.mark.skipif(BASH is None, reason="bash is not installed here")
 
 # The order that gets the most evidence first (issue 26 item 5); the build runs in the background.
-STEPS = ["preflight", "native_cuda_build", "gpu_tests", "native_cuda_tests", "device_pipeline", "parity_bench",
-         "gpu_video"]
+STEPS = [
+    "preflight",
+    "native_cuda_build",
+    "gpu_tests",
+    "native_cuda_tests",
+    "device_pipeline",
+    "parity_bench",
+    "gpu_video",
+]
 BACKGROUND = "native_cuda_build"
 
 
@@ -113,8 +120,14 @@ def test_preflight_names_missing_diffusers_and_the_fix(tmp_path):
     (blocked / "__init__.py").write_text("raise ImportError('blocked by the test: no diffusers here')\n")
     venv_bin = Path(sys.executable).parent  # a python3 beside this interpreter, as on the GPU machine
     path = f"{venv_bin}:{os.environ.get('PATH', '')}" if (venv_bin / "python3").exists() else os.environ.get("PATH", "")
-    env = {**os.environ, "PATH": path, "PYTHONPATH": str(blocked.parent), "OUT": str(tmp_path / "out"),
-           "GPU_CHECK_PREFLIGHT_ONLY": "1", "TMPDIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "PATH": path,
+        "PYTHONPATH": str(blocked.parent),
+        "OUT": str(tmp_path / "out"),
+        "GPU_CHECK_PREFLIGHT_ONLY": "1",
+        "TMPDIR": str(tmp_path),
+    }
     result = _bash(str(SCRIPT), env=env, timeout=120)
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("gpu_check: preflight")]
@@ -129,8 +142,9 @@ def test_preflight_names_missing_diffusers_and_the_fix(tmp_path):
 def _dry_run(tmp_path, **env: str) -> tuple:
     """benchmarks/gpu_check.sh with GPU_CHECK_DRY=1 and ``env``; exit 0 asserted. -> ($OUT, summary.txt)."""
     out = tmp_path / "out"
-    result = _bash(str(SCRIPT), env={**os.environ, "GPU_CHECK_DRY": "1", "OUT": str(out), "TMPDIR": str(tmp_path),
-                                     **env})
+    result = _bash(
+        str(SCRIPT), env={**os.environ, "GPU_CHECK_DRY": "1", "OUT": str(out), "TMPDIR": str(tmp_path), **env}
+    )
     assert result.returncode == 0, result.stderr
     return out, (out / "summary.txt").read_text()
 
@@ -170,8 +184,12 @@ def test_dry_run_commands_name_existing_scripts_and_tests(tmp_path):
     assert result.returncode == 0, result.stderr
     commands = re.findall(r"^dry run: (.*)$", result.stdout, re.M)
     assert len(commands) == 5, result.stdout
-    paths = {word for command in commands for word in command.split()
-             if word.startswith(("tests/", "benchmarks/")) and "=" not in word}
+    paths = {
+        word
+        for command in commands
+        for word in command.split()
+        if word.startswith(("tests/", "benchmarks/")) and "=" not in word
+    }
     assert paths and all((ROOT / path).exists() for path in paths), paths
 
 
@@ -220,8 +238,9 @@ def test_parity_environment_reads_the_commit_here(monkeypatch):
     parity = _load_parity()
     _fake_cuda(monkeypatch, parity)
     monkeypatch.delenv("GPU_CHECK_COMMIT", raising=False)
-    expected = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True).stdout.strip()
+    expected = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     assert parity.environment()["commit"].startswith(expected)
 
 
@@ -242,10 +261,42 @@ def test_parity_and_bench_share_one_model_on_the_cpu(tmp_path, monkeypatch, caps
     monkeypatch.setattr(models, "load_model", counting_load)
     monkeypatch.setenv("GPU_CHECK_COMMIT", "abc1234")
     parity_json, bench_json, bench_csv = tmp_path / "parity.json", tmp_path / "bench.json", tmp_path / "bench.csv"
-    status = parity.main(["--json", str(parity_json), "--model", "random:tiny", "--device", "cpu", "--steps", "1",
-                          "--batch", "1", "--", "--device", "cpu", "--backend", "torch", "--precision", "fp32",
-                          "--steps", "1", "--batch", "1", "--cond-cache", "on", "--warmup", "0", "--iters", "1",
-                          "--baseline", "--json", str(bench_json), "--csv", str(bench_csv)])
+    status = parity.main(
+        [
+            "--json",
+            str(parity_json),
+            "--model",
+            "random:tiny",
+            "--device",
+            "cpu",
+            "--steps",
+            "1",
+            "--batch",
+            "1",
+            "--",
+            "--device",
+            "cpu",
+            "--backend",
+            "torch",
+            "--precision",
+            "fp32",
+            "--steps",
+            "1",
+            "--batch",
+            "1",
+            "--cond-cache",
+            "on",
+            "--warmup",
+            "0",
+            "--iters",
+            "1",
+            "--baseline",
+            "--json",
+            str(bench_json),
+            "--csv",
+            str(bench_csv),
+        ]
+    )
     assert status == 0, capsys.readouterr()
     assert loads == ["random:tiny"]
     records = json.loads(parity_json.read_text())

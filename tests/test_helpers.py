@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import pytest
-
 from helpers import require_data
 
 
-@pytest.mark.parametrize("ci, outcome", [
-    (None, pytest.skip.Exception), ("", pytest.skip.Exception), ("false", pytest.skip.Exception),
-    ("0", pytest.skip.Exception), ("true", pytest.fail.Exception), ("1", pytest.fail.Exception),
-])
+@pytest.mark.parametrize(
+    "ci, outcome",
+    [
+        (None, pytest.skip.Exception),
+        ("", pytest.skip.Exception),
+        ("false", pytest.skip.Exception),
+        ("0", pytest.skip.Exception),
+        ("true", pytest.fail.Exception),
+        ("1", pytest.fail.Exception),
+    ],
+)
 def test_missing_data_skips_locally_and_fails_under_ci(tmp_path, monkeypatch, ci, outcome):
     if ci is None:
         monkeypatch.delenv("CI", raising=False)

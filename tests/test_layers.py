@@ -74,7 +74,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()
@@ -143,13 +143,21 @@ def test_the_package_root_holds_few_loose_modules():
 
 
 def test_engine_directories_are_read_only_by_the_engine_package():
-    readers = [str(p.relative_to(REPO)) for p in _sources()
-               if "Manifest.load(" in p.read_text() and p.parent != ROOT / "engine"]
+    readers = [
+        str(p.relative_to(REPO))
+        for p in _sources()
+        if "Manifest.load(" in p.read_text() and p.parent != ROOT / "engine"
+    ]
     assert not readers, f"open engine directories with flipnet_rt.engine.artifacts instead: {readers}"
 
 
 def test_faces_and_video_use_the_restorer_seams_not_getattr():
     pattern = re.compile(r"getattr\(\s*(?:self\.)?_?(?:restorer|backend|core)\b")
-    found = [f"{p.relative_to(REPO)}:{i}" for folder in ("faces", "video") for p in (ROOT / folder).rglob("*.py")
-             for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    found = [
+        f"{p.relative_to(REPO)}:{i}"
+        for folder in ("faces", "video")
+        for p in (ROOT / folder).rglob("*.py")
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
     assert not found, f"use the typed seams (RestorerLike, Backend attributes, DiffusionCore): {found}"

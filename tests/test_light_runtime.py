@@ -7,9 +7,19 @@ import sys
 
 HEAVY = ("torch", "diffusers", "peft", "transformers", "cv2", "tensorrt")
 LIGHT_MODULES = (
-    "flipnet_rt", "flipnet_rt.config.model", "flipnet_rt.config.presets", "flipnet_rt.imaging.io", "flipnet_rt.imaging.geometry", "flipnet_rt.imaging.colour",
-    "flipnet_rt.jobs.batchio", "flipnet_rt.sampling", "flipnet_rt.cli.main", "flipnet_rt.config.options",
-    "flipnet_rt.runtime.restorer", "flipnet_rt.backends.onnxruntime", "flipnet_rt.engine.manifest",
+    "flipnet_rt",
+    "flipnet_rt.config.model",
+    "flipnet_rt.config.presets",
+    "flipnet_rt.imaging.io",
+    "flipnet_rt.imaging.geometry",
+    "flipnet_rt.imaging.colour",
+    "flipnet_rt.jobs.batchio",
+    "flipnet_rt.sampling",
+    "flipnet_rt.cli.main",
+    "flipnet_rt.config.options",
+    "flipnet_rt.runtime.restorer",
+    "flipnet_rt.backends.onnxruntime",
+    "flipnet_rt.engine.manifest",
 )
 
 

@@ -27,14 +27,30 @@ def test_unknown_sampler_and_spacing_list_the_choices():
 
 def test_from_config_takes_every_default_from_the_model():
     defaults = dataclasses.replace(
-        CONFIG.defaults, steps=7, sampler="ddim", spacing="trailing", guidance=2.5, phi=0.25,
-        t_cond=3, eta=0.3, strength=0.6, color_fix=2,
+        CONFIG.defaults,
+        steps=7,
+        sampler="ddim",
+        spacing="trailing",
+        guidance=2.5,
+        phi=0.25,
+        t_cond=3,
+        eta=0.3,
+        strength=0.6,
+        color_fix=2,
     )
     config = dataclasses.replace(CONFIG, defaults=defaults)
     got = SamplingOptions.from_config(config)
     assert got == SamplingOptions(
-        sampler=SamplerKind.DDIM, steps=7, spacing=Spacing.TRAILING, guidance=2.5, phi=0.25,
-        t_cond=3, eta=0.3, strength=0.6, color_fix=2, seed=0,
+        sampler=SamplerKind.DDIM,
+        steps=7,
+        spacing=Spacing.TRAILING,
+        guidance=2.5,
+        phi=0.25,
+        t_cond=3,
+        eta=0.3,
+        strength=0.6,
+        color_fix=2,
+        seed=0,
     )
     # an override replaces its default; None means "not given"
     assert SamplingOptions.from_config(config, steps=3, guidance=None) == dataclasses.replace(got, steps=3)
@@ -42,9 +58,17 @@ def test_from_config_takes_every_default_from_the_model():
 
 @pytest.mark.parametrize(
     "fields",
-    [dict(t_cond=0), dict(t_cond=T - 1), dict(steps=1), dict(strength=1.0), dict(strength=1e-3),
-     dict(eta=0.0), dict(eta=0.5, sampler="ddim"), dict(color_fix=0),
-     dict(color_fix=MAX_COLOR_FIX_LEVELS)],
+    [
+        dict(t_cond=0),
+        dict(t_cond=T - 1),
+        dict(steps=1),
+        dict(strength=1.0),
+        dict(strength=1e-3),
+        dict(eta=0.0),
+        dict(eta=0.5, sampler="ddim"),
+        dict(color_fix=0),
+        dict(color_fix=MAX_COLOR_FIX_LEVELS),
+    ],
     ids=lambda f: ",".join(f"{k}={v}" for k, v in f.items()),
 )
 def test_the_bounds_themselves_are_accepted(fields):
@@ -61,8 +85,10 @@ def test_the_bounds_themselves_are_accepted(fields):
         (dict(strength=0.0), "strength: 0.0 is outside (0, 1]"),
         (dict(strength=1.5), "strength: 1.5 is outside (0, 1]"),
         (dict(eta=-0.1, sampler="ddim"), "eta: -0.1 must be >= 0"),
-        (dict(color_fix=MAX_COLOR_FIX_LEVELS + 1),
-         f"color_fix: {MAX_COLOR_FIX_LEVELS + 1} levels is outside [0, {MAX_COLOR_FIX_LEVELS}]; 0 turns it off"),
+        (
+            dict(color_fix=MAX_COLOR_FIX_LEVELS + 1),
+            f"color_fix: {MAX_COLOR_FIX_LEVELS + 1} levels is outside [0, {MAX_COLOR_FIX_LEVELS}]; 0 turns it off",
+        ),
         (dict(color_fix=-1), f"color_fix: -1 levels is outside [0, {MAX_COLOR_FIX_LEVELS}]; 0 turns it off"),
         (dict(eta=0.5, sampler="euler"), "eta: 0.5 applies to the ddim sampler only; set sampler to ddim"),
         (dict(eta=1.5, sampler="dpmpp-2m"), "eta: 1.5 applies to the ddim sampler only; set sampler to ddim"),
@@ -87,12 +113,23 @@ def test_out_of_range_options_are_refused_with_the_range(fields, message):
 
 def test_schedule_config_carries_every_field_of_the_model_schedule():
     spec = dataclasses.replace(
-        CONFIG.schedule, beta_start=0.001, beta_end=0.02, num_train_timesteps=500, steps_offset=0,
-        set_alpha_to_one=True, prediction_type="v_prediction",
+        CONFIG.schedule,
+        beta_start=0.001,
+        beta_end=0.02,
+        num_train_timesteps=500,
+        steps_offset=0,
+        set_alpha_to_one=True,
+        prediction_type="v_prediction",
     )
     got = schedule_config(dataclasses.replace(CONFIG, schedule=spec))
-    assert got == ScheduleConfig(beta_start=0.001, beta_end=0.02, num_train_timesteps=500, steps_offset=0,
-                                 set_alpha_to_one=True, prediction_type=PredictionType.V_PREDICTION)
+    assert got == ScheduleConfig(
+        beta_start=0.001,
+        beta_end=0.02,
+        num_train_timesteps=500,
+        steps_offset=0,
+        set_alpha_to_one=True,
+        prediction_type=PredictionType.V_PREDICTION,
+    )
     assert got.set_alpha_to_one is True and got.prediction_type is PredictionType.V_PREDICTION
 
 

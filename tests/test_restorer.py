@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-
 from helpers import face_like, restorer_latents
+
 from flipnet_rt.config.options import SamplingOptions, image_seed
 from flipnet_rt.sampling import SamplerKind
 
@@ -148,8 +148,14 @@ def test_color_fix_leaves_degradation_alone(tiny_restorer, options):
 
 @pytest.mark.parametrize(
     "change, field",
-    [({"t_cond": 1000}, "t_cond"), ({"steps": 0}, "steps"), ({"strength": 0.0}, "strength"),
-     ({"eta": 0.5}, "eta"), ({"color_fix": -1}, "color_fix"), ({"color_fix": 11}, "color_fix")],
+    [
+        ({"t_cond": 1000}, "t_cond"),
+        ({"steps": 0}, "steps"),
+        ({"strength": 0.0}, "strength"),
+        ({"eta": 0.5}, "eta"),
+        ({"color_fix": -1}, "color_fix"),
+        ({"color_fix": 11}, "color_fix"),
+    ],
 )
 def test_bad_options_name_the_field(tiny_config, change, field):
     with pytest.raises(ValueError, match=field):

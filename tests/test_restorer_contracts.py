@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
-from flipnet_rt.runtime.core import DiffusionCore
-from flipnet_rt.config.options import Mode, SamplingOptions, image_seed
 from helpers import face_like, restorer_latents
+
+from flipnet_rt.config.options import Mode, SamplingOptions, image_seed
+from flipnet_rt.runtime.core import DiffusionCore
 
 
 def _backend(*names):
@@ -27,14 +27,20 @@ def _error(call) -> str:
 def test_a_backend_without_the_networks_is_refused_naming_them(tiny_config):
     assert _error(lambda: DiffusionCore(_backend("unet", "vae_encoder"), tiny_config, {})) == (
         "the stand-in backend has no unet_cond, unet_input, vae_decoder network; export them with "
-        "`flipnet-rt export` (it has unet, vae_encoder)")
-    assert _error(lambda: DiffusionCore(_backend("unet_cond", "unet_input", "vae_encoder", "vae_decoder"),
-                                        tiny_config, {}, cond_cache=False)) == (
+        "`flipnet-rt export` (it has unet, vae_encoder)"
+    )
+    assert _error(
+        lambda: DiffusionCore(
+            _backend("unet_cond", "unet_input", "vae_encoder", "vae_decoder"), tiny_config, {}, cond_cache=False
+        )
+    ) == (
         "the stand-in backend has no unet network (drop --no-cond-cache); export them with `flipnet-rt export` "
-        "(it has unet_cond, unet_input, vae_encoder, vae_decoder)")
+        "(it has unet_cond, unet_input, vae_encoder, vae_decoder)"
+    )
     assert _error(lambda: DiffusionCore(_backend("unet", "vae_decoder"), tiny_config, {}, cond_cache=False)) == (
         "the stand-in backend has no vae_encoder network; export them with `flipnet-rt export` "
-        "(it has unet, vae_decoder)")
+        "(it has unet, vae_decoder)"
+    )
 
 
 def test_core_input_errors(tiny_restorer, tiny_config):
@@ -42,13 +48,16 @@ def test_core_input_errors(tiny_restorer, tiny_config):
     options = SamplingOptions.from_config(tiny_config, steps=1)
     bad = np.zeros((1, 3, r // 2, r // 2), np.float32)
     assert _error(lambda: core.run_host(bad, Mode.RESTORE, options, [0])) == (
-        f"pixels: expected float [B, 3, {r}, {r}], got float32 (1, 3, {r // 2}, {r // 2})")
+        f"pixels: expected float [B, 3, {r}, {r}], got float32 (1, 3, {r // 2}, {r // 2})"
+    )
     assert _error(lambda: core.run_host(np.zeros((3, r, r), np.float32), Mode.RESTORE, options, [0])).startswith(
-        f"pixels: expected float [B, 3, {r}, {r}], got float32 (3, {r}, {r})")
+        f"pixels: expected float [B, 3, {r}, {r}], got float32 (3, {r}, {r})"
+    )
     good = np.zeros((2, 3, r, r), np.float32)
     assert _error(lambda: core.run_host(good, Mode.RESTORE, options, [0])) == "seeds: 1 given for 2 images"
     assert _error(lambda: core.latents(good, Mode.RESTORE, SamplingOptions(steps=0), [0, 1])) == (
-        "steps: 0; use 1 or more")  # options are validated against the model first
+        "steps: 0; use 1 or more"
+    )  # options are validated against the model first
 
 
 def test_restorer_seeds_and_empty_batches(tiny_restorer, tiny_config):
@@ -84,9 +93,12 @@ def test_variants_share_the_backend(tiny_restorer):
 
 def test_closing_closes_the_backend(tiny_config):
     closed = []
-    backend = SimpleNamespace(name="stand-in", specs=dict.fromkeys(("unet_cond", "unet_input", "vae_encoder",
-                                                                     "vae_decoder")),
-                              from_numpy=lambda a, dtype=None: a, close=lambda: closed.append(1))
+    backend = SimpleNamespace(
+        name="stand-in",
+        specs=dict.fromkeys(("unet_cond", "unet_input", "vae_encoder", "vae_decoder")),
+        from_numpy=lambda a, dtype=None: a,
+        close=lambda: closed.append(1),
+    )
     from flipnet_rt.runtime.restorer import Restorer
 
     with Restorer(backend, tiny_config, {"restore": np.zeros((2, 3))}) as restorer:
@@ -114,8 +126,11 @@ def test_load_hands_every_setting_to_the_backend_choice(monkeypatch, tiny_config
     from flipnet_rt.runtime.restorer import Restorer
 
     seen = {}
-    backend = SimpleNamespace(name="stand-in", specs=dict.fromkeys(("unet", "unet_cond", "unet_input", "vae_encoder", "vae_decoder")),
-                              from_numpy=lambda a, dtype=None: a)
+    backend = SimpleNamespace(
+        name="stand-in",
+        specs=dict.fromkeys(("unet", "unet_cond", "unet_input", "vae_encoder", "vae_decoder")),
+        from_numpy=lambda a, dtype=None: a,
+    )
 
     def select_backend(kind, **kwargs):
         seen.update(kind=kind, **kwargs)
@@ -123,16 +138,44 @@ def test_load_hands_every_setting_to_the_backend_choice(monkeypatch, tiny_config
 
     monkeypatch.setattr(select, "select_backend", select_backend)
     timer = SimpleNamespace(stage=lambda name: None)
-    restorer = Restorer.load("random:tiny", backend="onnxruntime", device="cpu", precision="fp16",
-                             cond_cache=False, cuda_graphs=True, compile=True, threads=3, low_memory=True,
-                             engine_dir="E", timer=timer)
-    assert seen == dict(kind="onnxruntime", model="random:tiny", engine_dir="E", device="cpu", precision="fp16",
-                        cuda_graphs=True, compile=True, threads=3, low_memory=True)
+    restorer = Restorer.load(
+        "random:tiny",
+        backend="onnxruntime",
+        device="cpu",
+        precision="fp16",
+        cond_cache=False,
+        cuda_graphs=True,
+        compile=True,
+        threads=3,
+        low_memory=True,
+        engine_dir="E",
+        timer=timer,
+    )
+    assert seen == dict(
+        kind="onnxruntime",
+        model="random:tiny",
+        engine_dir="E",
+        device="cpu",
+        precision="fp16",
+        cuda_graphs=True,
+        compile=True,
+        threads=3,
+        low_memory=True,
+    )
     assert restorer.backend is backend and restorer.config is tiny_config and restorer.cond_cache is False
     assert restorer.core.timer is timer and set(restorer.core.prompts) == {"restore"}
     assert Restorer.load("m").cond_cache is True  # the condition cache is on unless turned off
-    assert seen == dict(kind="auto", model="m", engine_dir=None, device=None, precision="fp32",
-                        cuda_graphs=False, compile=False, threads=None, low_memory=False)
+    assert seen == dict(
+        kind="auto",
+        model="m",
+        engine_dir=None,
+        device=None,
+        precision="fp32",
+        cuda_graphs=False,
+        compile=False,
+        threads=None,
+        low_memory=False,
+    )
 
 
 def test_every_stage_is_timed_under_the_names_bench_reads(tiny_restorer, tiny_config):
@@ -146,15 +189,29 @@ def test_every_stage_is_timed_under_the_names_bench_reads(tiny_restorer, tiny_co
     timed.restore([face_like(tiny_config.resolution, 0)], options)
     counts = {name: len(values) for name, values in timer.records.items()}
     # preprocessing and postprocessing twice: the restorer's fit / colour fix, the core's upload / download
-    assert counts == {"preprocessing": 2, "vae_encoder": 1, "face_encoder": 1, "unet_cond": 1, "unet_input": 3,
-                      "sampling": 1, "vae_decoder": 1, "postprocessing": 2}
+    assert counts == {
+        "preprocessing": 2,
+        "vae_encoder": 1,
+        "face_encoder": 1,
+        "unet_cond": 1,
+        "unet_input": 3,
+        "sampling": 1,
+        "vae_decoder": 1,
+        "postprocessing": 2,
+    }
     assert sum(timer.records["unet_input"]) <= timer.records["sampling"][0]
 
     timer.reset()
     joint = tiny_restorer.variant(cond_cache=False, timer=timer)
     joint.degrade([face_like(tiny_config.resolution, 0)], options)  # no face encoder, no guidance
     assert {name: len(values) for name, values in timer.records.items()} == {
-        "preprocessing": 2, "vae_encoder": 1, "unet": 3, "sampling": 1, "vae_decoder": 1, "postprocessing": 2}
+        "preprocessing": 2,
+        "vae_encoder": 1,
+        "unet": 3,
+        "sampling": 1,
+        "vae_decoder": 1,
+        "postprocessing": 2,
+    }
     assert tiny_restorer.core.timer is None  # the variant's timer is its own
 
 
@@ -166,7 +223,9 @@ def test_eta_reaches_the_sampler(tiny_restorer, tiny_config):
     deterministic = restorer_latents(tiny_restorer, faces, base, seeds=[5])
     noisy = restorer_latents(tiny_restorer, faces, dataclasses.replace(base, eta=1.0), seeds=[5])
     assert np.abs(noisy - deterministic).max() > 1e-3
-    np.testing.assert_array_equal(noisy, restorer_latents(tiny_restorer, faces, dataclasses.replace(base, eta=1.0), seeds=[5]))
+    np.testing.assert_array_equal(
+        noisy, restorer_latents(tiny_restorer, faces, dataclasses.replace(base, eta=1.0), seeds=[5])
+    )
 
 
 def test_device_timesteps_are_made_once_and_on_demand():

@@ -19,17 +19,17 @@ tests/sampling); the schedule is recomputed here from its definition (scaled-lin
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pytest
+from helpers import face_like, restorer_latents
 
 from flipnet_rt.backends.base import Backend
-from flipnet_rt.engine.spec import KVSpec, NetworkSpec, network_specs
 from flipnet_rt.config.options import Mode
+from flipnet_rt.engine.spec import KVSpec, NetworkSpec, network_specs
 from flipnet_rt.runtime.restorer import Restorer
 from flipnet_rt.sampling import SamplerKind, make_grid, parameterized, sample
-from helpers import face_like, restorer_latents
 
 KV_CHANNELS = 8
 
@@ -94,8 +94,9 @@ class KnownBackend(Backend):
         elif spec.name == "unet_cond":
             out = dict(zip(("k_00", "v_00"), cond_kv(f["sample"], f["timestep"], f["context"])))
         elif spec.name == "unet_input":
-            out = {"noise_pred": eps(f["sample"], f["timestep"], f["context"], float(f["phi"][0]),
-                                     f["k_00"], f["v_00"])}
+            out = {
+                "noise_pred": eps(f["sample"], f["timestep"], f["context"], float(f["phi"][0]), f["k_00"], f["v_00"])
+            }
         else:  # the joint graph: [input; condition] halves, the condition's K/V feed the input half
             n = f["sample"].shape[0] // 2
             k, v = cond_kv(f["sample"][n:], f["timestep"][n:], f["context"][n:])
@@ -268,7 +269,7 @@ def test_strength_starts_from_the_noised_condition(known, tiny_config, strength)
     # here DDIM's leading grid 901, 801, ..., 1 (steps_offset 1)
     kept = int(strength * 10)
     full = [901 - 100 * i for i in range(10)]
-    assert [int(f["timestep"][0]) for f in backend.feeds("unet_input")] == full[10 - kept:]
+    assert [int(f["timestep"][0]) for f in backend.feeds("unet_input")] == full[10 - kept :]
     assert rel_l2(got, reference_latents(backend, PROMPTS, options, SEEDS, Mode.RESTORE)) < TOLERANCE
 
 

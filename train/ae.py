@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +55,9 @@ log = logging.getLogger(__name__)
 class AeLoss(nn.Module):
     """Reconstruction (and association) terms of one micro-batch, both streams."""
 
-    def __init__(self, autoencoder: FaceAutoencoder, vgg: VGG19Features | None, association: bool, temperature: float) -> None:
+    def __init__(
+        self, autoencoder: FaceAutoencoder, vgg: VGG19Features | None, association: bool, temperature: float
+    ) -> None:
         super().__init__()
         self.autoencoder, self.vgg = autoencoder, vgg
         self.association, self.temperature = association, temperature
@@ -168,12 +171,21 @@ class AutoencoderStage(Stage):
         return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0.0, 1e4).detach()
 
     def extra_state(self) -> dict[str, Any]:
-        return {"stage": self.config.ae.stage.value, "face": dataclasses.asdict(self.spec),
-                "model_config": self.config.model.config}
+        return {
+            "stage": self.config.ae.stage.value,
+            "face": dataclasses.asdict(self.spec),
+            "model_config": self.config.model.config,
+        }
 
 
-def train_ae(config: AeTrainConfig, *, dataset: Sequence | None = None, resume: str | Path | None = None,
-             accelerator: Any = None, progress: bool = True) -> RunResult:
+def train_ae(
+    config: AeTrainConfig,
+    *,
+    dataset: Sequence | None = None,
+    resume: str | Path | None = None,
+    accelerator: Any = None,
+    progress: bool = True,
+) -> RunResult:
     """``flipnet-train ae``: one stage of the face autoencoder."""
 
     def build(accelerator: Any, resume_dir: Path | None) -> AutoencoderStage:
@@ -185,6 +197,11 @@ def train_ae(config: AeTrainConfig, *, dataset: Sequence | None = None, resume: 
         return stage
 
     return run_stage(
-        config, build, lambda stage: face_dataset(config.data, model_config(config.model).resolution, config.run.seed),
-        dataset=dataset, resume=resume, accelerator=accelerator, progress=progress,
+        config,
+        build,
+        lambda stage: face_dataset(config.data, model_config(config.model).resolution, config.run.seed),
+        dataset=dataset,
+        resume=resume,
+        accelerator=accelerator,
+        progress=progress,
     )

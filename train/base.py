@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from flipnet_rt.config.model import FlipnetConfig
-from flipnet_rt.models import FlipNet, Mode, add_lora, from_diffusers, load_model_dir, save_model_dir
 from flipnet_rt.config.presets import preset
+from flipnet_rt.models import FlipNet, Mode, add_lora, from_diffusers, load_model_dir, save_model_dir
 
 from .checkpoint import CheckpointError, read_state, read_weights, resolve_checkpoint
 from .config import DegradationSection, ModelSection, UnetTraining
@@ -57,7 +57,9 @@ def build_base(section: ModelSection, diffusion: DegradationSection, mode: Mode)
         torch.manual_seed(section.seed)
         if section.sd_dir:
             if not Path(section.sd_dir).is_dir():
-                raise FileNotFoundError(f"--sd-dir {section.sd_dir}: no such folder; pass a local diffusers SD 2.1-base folder")
+                raise FileNotFoundError(
+                    f"--sd-dir {section.sd_dir}: no such folder; pass a local diffusers SD 2.1-base folder"
+                )
             model = from_diffusers(Path(section.sd_dir), config)
         else:
             model = FlipNet(config)  # W_O = 0 (Eq. 4 initialisation)
@@ -85,7 +87,9 @@ def load_vae_checkpoint(model: FlipNet, directory: Path) -> None:
     directory = resolve_checkpoint(directory, "--vae-checkpoint")
     state = read_state(directory)
     if state["config"].get("command") != "vae":
-        raise CheckpointError(f"--vae-checkpoint {directory}: a '{state['config'].get('command')}' checkpoint, not 'vae'")
+        raise CheckpointError(
+            f"--vae-checkpoint {directory}: a '{state['config'].get('command')}' checkpoint, not 'vae'"
+        )
     saved_vae = state["extra"].get("vae_config")
     if saved_vae != json.loads(json.dumps(dict(model.config.vae))):
         raise CheckpointError(
@@ -107,7 +111,7 @@ def load_face_encoder(model: FlipNet, directory: Path) -> None:
         raise CheckpointError(f"--ae-checkpoint {directory}: a '{state['config'].get('command')}' checkpoint, not 'ae'")
     weights = read_weights(directory, "model")
     prefix = "lq_encoder."
-    encoder = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+    encoder = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
     try:
         model.face.encoder.load_state_dict(encoder, strict=True)
     except RuntimeError as exc:
@@ -116,8 +120,11 @@ def load_face_encoder(model: FlipNet, directory: Path) -> None:
             f"({str(exc).splitlines()[0]}); train the autoencoder with the same --config"
         ) from None
     if state["extra"].get("stage") != "association":
-        log.warning("--ae-checkpoint %s is from the %s stage; the paper uses the association stage's encoder",
-                    directory, state["extra"].get("stage"))
+        log.warning(
+            "--ae-checkpoint %s is from the %s stage; the paper uses the association stage's encoder",
+            directory,
+            state["extra"].get("stage"),
+        )
 
 
 def make_trainable(model: FlipNet, section: DegradationSection, mode: Mode) -> None:

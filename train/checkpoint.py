@@ -72,7 +72,9 @@ def load_trainable(module: nn.Module, tensors: dict[str, torch.Tensor], source: 
     with torch.no_grad():
         for name, p in params.items():
             if tensors[name].shape != p.shape:
-                raise CheckpointError(f"{source}: {name} has shape {tuple(tensors[name].shape)}, the model {tuple(p.shape)}")
+                raise CheckpointError(
+                    f"{source}: {name} has shape {tuple(tensors[name].shape)}, the model {tuple(p.shape)}"
+                )
             p.copy_(tensors[name].to(p.dtype))
 
 
@@ -122,7 +124,13 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     name, keys, pos, has_gauss, cached = np.random.get_state()
     version, py_state, gauss = random.getstate()
     return tensors, {
-        "numpy": {"name": name, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "name": name,
+            "keys": keys.tolist(),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "python": {"version": version, "state": list(py_state), "gauss_next": gauss},
     }
 
@@ -133,7 +141,9 @@ def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Non
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([tensors[k] for k in cuda][: torch.cuda.device_count()])
     n = meta["numpy"]
-    np.random.set_state((n["name"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(
+        (n["name"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     p = meta["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
 
@@ -150,7 +160,9 @@ def latest_checkpoint(root: Path) -> Path | None:
     root = Path(root)
     if not root.is_dir():
         return None
-    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and (p / STATE_FILE).is_file()]
+    found = [
+        (int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and (p / STATE_FILE).is_file()
+    ]
     return max(found)[1] if found else None
 
 
@@ -274,8 +286,12 @@ def load_checkpoint(directory: Path, parts: list[Part], *, accelerator: Any) -> 
     if rng_file.is_file():
         set_rng_state(load_file(str(rng_file)), json.loads((directory / f"rng_{rank}.json").read_text()))
     else:
-        log.warning("%s: no RNG state for process %d (saved with %d processes); RNG not restored",
-                    directory, rank, state["num_processes"])
+        log.warning(
+            "%s: no RNG state for process %d (saved with %d processes); RNG not restored",
+            directory,
+            rank,
+            state["num_processes"],
+        )
     return state
 
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .checkpoint import CheckpointError
 from .config import ConfigError, check, load_config, parse_value
@@ -60,24 +61,41 @@ _FLAGS = {
 
 def _common(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--train-config", type=Path, metavar="FILE", help="TOML training config (train/configs/)")
-    p.add_argument("--resume", metavar="auto|CKPT",
-                   help="continue a run: 'auto' = the latest checkpoint in --output-dir, or a checkpoint directory")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key, e.g. --set optim.warmup_steps=500 (value parsed as TOML)")
+    p.add_argument(
+        "--resume",
+        metavar="auto|CKPT",
+        help="continue a run: 'auto' = the latest checkpoint in --output-dir, or a checkpoint directory",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. --set optim.warmup_steps=500 (value parsed as TOML)",
+    )
     m = p.add_argument_group("model")
     m.add_argument("--config", dest="model_config", metavar="NAME", help="model preset: tiny or sd21-base")
     m.add_argument("--seed-model", dest="model_seed", type=int, metavar="S", help="seed of the random initialisation")
     if command != "ae":
-        m.add_argument("--sd-dir", metavar="DIR", help="local diffusers Stable Diffusion 2.1-base folder (nothing is downloaded)")
+        m.add_argument(
+            "--sd-dir", metavar="DIR", help="local diffusers Stable Diffusion 2.1-base folder (nothing is downloaded)"
+        )
     r = p.add_argument_group("run")
     r.add_argument("--output-dir", metavar="DIR", help="checkpoints, metrics.csv, tensorboard/")
     r.add_argument("--steps", type=int, help="optimizer steps in all")
     r.add_argument("--batch-size", type=int, help="global batch per optimizer step (all GPUs, all accumulation)")
     r.add_argument("--gradient-accumulation", type=int, metavar="K")
-    r.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"),
-                   help="autocast on GPUs: bf16 on Ampere or newer, fp16 with loss scaling elsewhere")
-    r.add_argument("--gradient-checkpointing", action="store_const", const=True,
-                   help="recompute activations in backward: about 30%% slower, much less memory")
+    r.add_argument(
+        "--mixed-precision",
+        choices=("no", "fp16", "bf16"),
+        help="autocast on GPUs: bf16 on Ampere or newer, fp16 with loss scaling elsewhere",
+    )
+    r.add_argument(
+        "--gradient-checkpointing",
+        action="store_const",
+        const=True,
+        help="recompute activations in backward: about 30%% slower, much less memory",
+    )
     r.add_argument("--checkpoint-every", type=int, metavar="K")
     r.add_argument("--log-every", type=int, metavar="K")
     r.add_argument("--num-workers", type=int, help="data-loading processes per training process")
@@ -113,12 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
         _common(p, name)
         if name == "restoration":
             p.add_argument("--ae-checkpoint", metavar="CKPT", help="`flipnet-train ae` checkpoint (its LQ encoder)")
-        p.add_argument("--vae-checkpoint", metavar="CKPT", help="`flipnet-train vae` checkpoint (needed without --sd-dir)")
+        p.add_argument(
+            "--vae-checkpoint", metavar="CKPT", help="`flipnet-train vae` checkpoint (needed without --sd-dir)"
+        )
         p.add_argument("--lora-rank", type=int, help="LoRA rank (the paper: 64)")
         p.add_argument("--init", metavar="CKPT", help="start from another diffusion checkpoint's trainable weights")
 
     merge = sub.add_parser("merge", help="fold LoRA and write a model directory for `flipnet-rt --model`")
-    merge.add_argument("--checkpoint", type=Path, required=True, metavar="CKPT", help="restoration/degradation checkpoint")
+    merge.add_argument(
+        "--checkpoint", type=Path, required=True, metavar="CKPT", help="restoration/degradation checkpoint"
+    )
     merge.add_argument("-o", "--output", type=Path, required=True, metavar="MODEL_DIR")
     merge.add_argument("--fp16", action="store_true", help="write float16 weights (half the size)")
     from .fidelity import add_parser as add_fidelity

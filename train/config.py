@@ -18,10 +18,11 @@ import collections.abc
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Union
 
 try:
     import tomllib
@@ -130,7 +131,9 @@ class DataSection:
     offshelf_dir: str = ""  # K degraded variants per HQ from `flipnet-rt degrade` (Sec. 5.1)
     offshelf_probability: float = 0.5
     paired: tuple[PairedSource, ...] = ()  # degradation mode's real-world pairs
-    degradation: Mapping[str, Any] = field(default_factory=dict)  # fields of flipnet_rt.evaluation.degradations.DegradationConfig
+    degradation: Mapping[str, Any] = field(
+        default_factory=dict
+    )  # fields of flipnet_rt.evaluation.degradations.DegradationConfig
     scale_degradation: bool = True  # scale the 512-px ranges of Eq. (9) to the resolution
     # {level: weight} of flipnet_rt.evaluation.levels (none, mild, moderate, heavy, train): each LQ draws its level,
     # then that level's degradation scaled to the resolution; replaces `degradation` when set
@@ -254,7 +257,7 @@ class DegradationTrainConfig:
         return self.degradation
 
 
-TrainConfig = Union[AeTrainConfig, VaeTrainConfig, RestorationTrainConfig, DegradationTrainConfig]
+TrainConfig = AeTrainConfig | VaeTrainConfig | RestorationTrainConfig | DegradationTrainConfig
 COMMANDS: dict[str, type] = {
     "ae": AeTrainConfig,
     "vae": VaeTrainConfig,
@@ -282,8 +285,7 @@ def load_config(command: str, path: Path | None = None, overrides: Mapping[str, 
             raise ConfigError(f"{path}: not valid TOML ({exc})") from None
         if data.get("command", command) != command:
             raise ConfigError(
-                f"{path}: command = {data['command']!r}, but this is `flipnet-train {command}`; "
-                f"use a {command} config"
+                f"{path}: command = {data['command']!r}, but this is `flipnet-train {command}`; use a {command} config"
             )
     try:
         config = from_dict(cls, data)
@@ -404,9 +406,11 @@ def check(config: TrainConfig) -> TrainConfig:
     """Relations between values that single keys cannot express; raises ConfigError."""
     run, optim = config.run, config.optim
     positive = {
-        "run.steps": run.steps, "run.batch_size": run.batch_size,
+        "run.steps": run.steps,
+        "run.batch_size": run.batch_size,
         "run.gradient_accumulation": run.gradient_accumulation,
-        "run.checkpoint_every": run.checkpoint_every, "run.log_every": run.log_every,
+        "run.checkpoint_every": run.checkpoint_every,
+        "run.log_every": run.log_every,
     }
     for key, value in positive.items():
         if value < 1:
@@ -416,7 +420,7 @@ def check(config: TrainConfig) -> TrainConfig:
     if optim.lr <= 0 or len(optim.betas) != 2:
         raise ConfigError("optim.lr must be > 0 and optim.betas two numbers")
     if optim.decay not in ("none", "cosine"):
-        raise ConfigError(f"optim.decay: {optim.decay!r}; use \"none\" or \"cosine\"")
+        raise ConfigError(f'optim.decay: {optim.decay!r}; use "none" or "cosine"')
     if len(config.data.crop_box) not in (0, 4):
         raise ConfigError(f"data.crop_box: {list(config.data.crop_box)}; give [left, top, right, bottom]")
     section = getattr(config, "diffusion", None)

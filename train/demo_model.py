@@ -1,3 +1,4 @@
+# Long module: the demo model's whole recipe (stages, evaluation, sampler sweep, model card) in the order it runs.
 """``make demo-model``: train, merge, export and evaluate the shipped demo model (issue 7).
 
     python -m flipnet_rt.train.demo_model [--runs runs/demo] [--model models/demo] [--engine models/demo-onnx]
@@ -83,35 +84,104 @@ def main(argv: list[str] | None = None) -> int:
         if name == "ae-association":
             overrides += ["--set", f'ae.init="{args.runs / "ae-reconstruction"}"']
         if name == "restoration":
-            overrides += ["--set", f'restoration.vae_checkpoint="{args.runs / "vae"}"',
-                          "--set", f'restoration.ae_checkpoint="{args.runs / "ae-association"}"']
-        _run(name, [*train, command, "--train-config", str(CONFIGS / config), "--resume", "auto", *overrides],
-             timings, timings_path)
-    _run("merge", [*train, "merge", "--checkpoint", str(args.runs / stages[-1][0]), "-o", str(args.model), "--fp16"],
-         timings, timings_path)
+            overrides += [
+                "--set",
+                f'restoration.vae_checkpoint="{args.runs / "vae"}"',
+                "--set",
+                f'restoration.ae_checkpoint="{args.runs / "ae-association"}"',
+            ]
+        _run(
+            name,
+            [*train, command, "--train-config", str(CONFIGS / config), "--resume", "auto", *overrides],
+            timings,
+            timings_path,
+        )
+    _run(
+        "merge",
+        [*train, "merge", "--checkpoint", str(args.runs / stages[-1][0]), "-o", str(args.model), "--fp16"],
+        timings,
+        timings_path,
+    )
     start = time.perf_counter()
     sweep = choose_defaults(args.model, DATA / "lfw" / "val")
     timings["defaults"] = round(time.perf_counter() - start, 1)
     (args.runs / "defaults_sweep.json").write_text(json.dumps(sweep, indent=2) + "\n")
-    _run("fidelity", [*train, "fidelity", "--model", str(args.model), "--hq-dir", hq,
-                      "--cache", str(args.runs / "fidelity_faces.npz"),
-                      "--report", str(args.model / "fidelity_train.json")], timings, timings_path)
+    _run(
+        "fidelity",
+        [
+            *train,
+            "fidelity",
+            "--model",
+            str(args.model),
+            "--hq-dir",
+            hq,
+            "--cache",
+            str(args.runs / "fidelity_faces.npz"),
+            "--report",
+            str(args.model / "fidelity_train.json"),
+        ],
+        timings,
+        timings_path,
+    )
     # The joint `unet` is left out: the condition cache (the default) never runs it, and it would add
     # a third copy of the UNet's weights to the repository.
-    _run("export", [*runtime, "export", "--model", str(args.model), "-o", str(args.engine), "--store-fp16",
-                    "--max-batch", "8", "--networks",
-                    "unet_cond,unet_input,vae_encoder,vae_decoder,face_encoder,fidelity"], timings, timings_path)
-    evaluation = [*runtime, "eval", "--hq", str(DATA / "lfw" / "val"), "--model", str(args.engine),
-                  "--crop", "50,45,200,195", "--json", str(args.model / "eval_lfw_val.json")]
+    _run(
+        "export",
+        [
+            *runtime,
+            "export",
+            "--model",
+            str(args.model),
+            "-o",
+            str(args.engine),
+            "--store-fp16",
+            "--max-batch",
+            "8",
+            "--networks",
+            "unet_cond,unet_input,vae_encoder,vae_decoder,face_encoder,fidelity",
+        ],
+        timings,
+        timings_path,
+    )
+    evaluation = [
+        *runtime,
+        "eval",
+        "--hq",
+        str(DATA / "lfw" / "val"),
+        "--model",
+        str(args.engine),
+        "--crop",
+        "50,45,200,195",
+        "--json",
+        str(args.model / "eval_lfw_val.json"),
+    ]
     if args.eval_limit:
         evaluation += ["--limit", str(args.eval_limit)]
     _run("eval", evaluation, timings, timings_path)
     for size in LEVEL_SIZES:  # issue 25: input / the model / fidelity auto per degradation level
         scores = args.runs / f"eval_levels_{size}.json"  # every face's scores stay with the run
-        levels = [*runtime, "eval", "--hq", str(DATA / "lfw" / "val"), "--model", str(args.engine),
-                  "--crop", "50,45,200,195", "--levels", ",".join(LEVELS), "--size", str(size), "--json", str(scores)]
-        _run(f"eval levels {size}", levels + (["--limit", str(args.eval_limit)] if args.eval_limit else []),
-             timings, timings_path)
+        levels = [
+            *runtime,
+            "eval",
+            "--hq",
+            str(DATA / "lfw" / "val"),
+            "--model",
+            str(args.engine),
+            "--crop",
+            "50,45,200,195",
+            "--levels",
+            ",".join(LEVELS),
+            "--size",
+            str(size),
+            "--json",
+            str(scores),
+        ]
+        _run(
+            f"eval levels {size}",
+            levels + (["--limit", str(args.eval_limit)] if args.eval_limit else []),
+            timings,
+            timings_path,
+        )
         data = json.loads(scores.read_text())
         (args.model / scores.name).write_text(json.dumps({k: data[k] for k in ("meta", "summary")}, indent=2) + "\n")
     card = write_model_card(args.model, args.engine, args.runs, timings, sweep, [(n, c) for n, c, _ in stages])
@@ -145,8 +215,10 @@ def levels_table(path: Path, previous: Path | None = None) -> list[str]:
     rows = [head, rule]
     for level, e in summary.items():
         ssim = " / ".join(f"{e['ssim'][v]:.4f}" for v in ("input", "restored", "fidelity"))
-        row = (f"| {level} | {db(e, 'input')} / {db(e, 'restored')} / {db(e, 'fidelity')} | {ssim} | "
-               f"{e['detail']['restored']:.2f} / {e['detail']['fidelity']:.2f} | {e['weight']:.2f} |")
+        row = (
+            f"| {level} | {db(e, 'input')} / {db(e, 'restored')} / {db(e, 'fidelity')} | {ssim} | "
+            f"{e['detail']['restored']:.2f} / {e['detail']['fidelity']:.2f} | {e['weight']:.2f} |"
+        )
         if before and level in before:
             row += f" {db(before[level], 'restored')} / {db(before[level], 'fidelity')} |"
         rows.append(row)
@@ -162,9 +234,10 @@ def fidelity_lines(model: Path, previous: Path | None = None) -> list[str]:
     if report.is_file():
         data = json.loads(report.read_text())
         lines += [
-            f"The fidelity estimator (`fidelity.safetensors`, `flipnet_rt/models/fidelity.py`) decides per face how",
+            "The fidelity estimator (`fidelity.safetensors`, `flipnet_rt/models/fidelity.py`) decides per face how",
             f"much of the input to keep. Trained by `flipnet-train fidelity` on {data['faces']} training faces",
-            "(every level of `flipnet_rt/evaluation/levels.py`, degraded at 1-3x the model's size), restored by this model;",
+            "(every level of `flipnet_rt/evaluation/levels.py`, degraded at 1-3x the model's size), "
+            "restored by this model;",
             f"held-out PSNR (dB, {data['held_out']} faces, capped at 60 dB) of the input, the model's output, the",
             "estimator's blend and the oracle blend (the best weight per face, known only with the HQ):",
             "",
@@ -172,16 +245,23 @@ def fidelity_lines(model: Path, previous: Path | None = None) -> list[str]:
             "|---|---|---|---|---|---|",
         ]
         for level, r in data["levels"].items():
-            lines.append(f"| {level} | {r['input']:.2f} | {r['restored']:.2f} | {r['estimator']:.2f} | "
-                         f"{r['oracle']:.2f} | {r['weight']:.2f} |")
+            lines.append(
+                f"| {level} | {r['input']:.2f} | {r['restored']:.2f} | {r['estimator']:.2f} | "
+                f"{r['oracle']:.2f} | {r['weight']:.2f} |"
+            )
         lines.append("")
     for size in LEVEL_SIZES:
         path = model / f"eval_levels_{size}.json"
         if not path.is_file():
             continue
         before = previous / path.name if previous is not None else None
-        lines += [f"`flipnet-rt eval --levels {','.join(LEVELS)} --size {size}` on the 300 lfw/val faces at "
-                  f"{size} px (detail: Laplacian variance over the input's):", "", *levels_table(path, before), ""]
+        lines += [
+            f"`flipnet-rt eval --levels {','.join(LEVELS)} --size {size}` on the 300 lfw/val faces at "
+            f"{size} px (detail: Laplacian variance over the input's):",
+            "",
+            *levels_table(path, before),
+            "",
+        ]
     return lines
 
 
@@ -195,8 +275,14 @@ CANDIDATES = (
     ("ddim 1 step, no guidance", {"sampler": "ddim", "steps": 1, "guidance": 1.0, "spacing": "trailing"}),
     # The same with the LQ input's colours below a wavelet band (README: --color-fix): 3 levels keep the
     # input's ~8 px structure at 64 px, 5 is StableSR's default at 512 px.
-    ("ddim 1 step, color fix 3", {"sampler": "ddim", "steps": 1, "guidance": 1.0, "spacing": "trailing", "color_fix": 3}),
-    ("ddim 1 step, color fix 5", {"sampler": "ddim", "steps": 1, "guidance": 1.0, "spacing": "trailing", "color_fix": 5}),
+    (
+        "ddim 1 step, color fix 3",
+        {"sampler": "ddim", "steps": 1, "guidance": 1.0, "spacing": "trailing", "color_fix": 3},
+    ),
+    (
+        "ddim 1 step, color fix 5",
+        {"sampler": "ddim", "steps": 1, "guidance": 1.0, "spacing": "trailing", "color_fix": 5},
+    ),
     ("ddim 10 steps, strength 0.5", {"sampler": "ddim", "steps": 10, "guidance": 1.0, "strength": 0.5}),
     ("ddim 10 steps, strength 0.3", {"sampler": "ddim", "steps": 10, "guidance": 1.0, "strength": 0.3}),
 )
@@ -216,11 +302,11 @@ def choose_defaults(model_dir: Path, faces_dir: Path, count: int = 32) -> dict:
     import numpy as np
 
     from flipnet_rt.config.model import FlipnetConfig
+    from flipnet_rt.evaluation.levels import parse_levels
     from flipnet_rt.evaluation.scoring import evaluate_levels
     from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
     from flipnet_rt.imaging.geometry import prepare_square
     from flipnet_rt.imaging.io import load_image
-    from flipnet_rt.evaluation.levels import parse_levels
     from flipnet_rt.runtime.restorer import Restorer
 
     from .data import LFW_CROP_BOX, list_images
@@ -236,18 +322,28 @@ def choose_defaults(model_dir: Path, faces_dir: Path, count: int = 32) -> dict:
         options = restorer.options(seed=0, **{**SWEEP_BASE, **overrides})
         summary = evaluate_levels(model_only, faces, levels, options=options, seed=0).summary()
         per_level = {lv: {m: summary[lv][m][v] for m in ("psnr", "ssim") for v in ("restored",)} for lv in SWEEP_LEVELS}
-        mean = {m: {v: float(np.mean([summary[lv][m][v] for lv in SWEEP_LEVELS])) for v in ("input", "restored")}
-                for m in ("psnr", "ssim")}
+        mean = {
+            m: {v: float(np.mean([summary[lv][m][v] for lv in SWEEP_LEVELS])) for v in ("input", "restored")}
+            for m in ("psnr", "ssim")
+        }
         results.append({"label": label, "options": overrides, "levels": per_level, **mean})
-        print(f"   {label}: mean PSNR {mean['psnr']['restored']:.2f} dB (input {mean['psnr']['input']:.2f}); "
-              + ", ".join(f"{lv} {per_level[lv]['psnr']:.2f}" for lv in SWEEP_LEVELS), flush=True)
+        print(
+            f"   {label}: mean PSNR {mean['psnr']['restored']:.2f} dB (input {mean['psnr']['input']:.2f}); "
+            + ", ".join(f"{lv} {per_level[lv]['psnr']:.2f}" for lv in SWEEP_LEVELS),
+            flush=True,
+        )
     best = max(results, key=lambda r: r["psnr"]["restored"])
     config = FlipnetConfig.load(model_dir)
     defaults = dataclasses.replace(config.defaults, **{**SWEEP_BASE, **best["options"]})
     dataclasses.replace(config, defaults=defaults).save(model_dir)
     print(f"== defaults: {best['label']}", flush=True)
-    return {"faces": [f.name for f in files], "faces_dir": faces_dir.name, "levels": list(SWEEP_LEVELS),
-            "candidates": results, "chosen": best["label"]}
+    return {
+        "faces": [f.name for f in files],
+        "faces_dir": faces_dir.name,
+        "levels": list(SWEEP_LEVELS),
+        "candidates": results,
+        "chosen": best["label"],
+    }
 
 
 def _mix_text() -> str:
@@ -272,8 +368,10 @@ def _astronaut_line(engine: Path) -> str:
     options = restorer.options(seed=0)
     faces = [(f"astronaut_{i}", face) for i, face in enumerate(astronaut_faces(restorer.config.resolution))]
     summary = evaluate(restorer, faces, options=options).summary()
-    line = (f"PSNR {summary['psnr']['input']:.2f} -> {summary['psnr']['restored']:.2f} dB, "
-            f"SSIM {summary['ssim']['input']:.4f} -> {summary['ssim']['restored']:.4f}")
+    line = (
+        f"PSNR {summary['psnr']['input']:.2f} -> {summary['psnr']['restored']:.2f} dB, "
+        f"SSIM {summary['ssim']['input']:.4f} -> {summary['ssim']['restored']:.4f}"
+    )
     if options.color_fix:
         plain = evaluate(restorer, faces, options=dataclasses.replace(options, color_fix=0)).summary()
         line += f" ({plain['psnr']['restored']:.2f} dB / {plain['ssim']['restored']:.4f} without the colour fix)"
@@ -292,8 +390,9 @@ def _last_row(path: Path) -> dict[str, str]:
     return rows[-1] if rows else {}
 
 
-def write_model_card(model: Path, engine: Path, runs: Path, timings: dict, sweep: dict,
-                     stages: list[tuple[str, str]]) -> Path:
+def write_model_card(
+    model: Path, engine: Path, runs: Path, timings: dict, sweep: dict, stages: list[tuple[str, str]]
+) -> Path:
     """``<model>/README.md`` from the measured files: timings, final losses, the sweep, the eval."""
     try:
         import tomllib
@@ -318,15 +417,22 @@ def write_model_card(model: Path, engine: Path, runs: Path, timings: dict, sweep
         "Stable Diffusion prior, 64x64 pixels, minutes of CPU training. Use it to see the runtime work, not",
         "to judge FLIPNET.",
         "",
-        *([f"Version 2 (issue 25): trained on a mix of degradation levels, clean and mild faces included "
-           f"({_mix_text()}), so it learns to keep what is already good; sampler defaults chosen across levels. "
-           f"The previous model (trained on the training degradation only) is described in "
-           f"[previous/README.md](previous/README.md); its numbers stand beside these in the tables below.", ""]
-          if (model / "previous").is_dir() else []),
+        *(
+            [
+                f"Version 2 (issue 25): trained on a mix of degradation levels, clean and mild faces included "
+                f"({_mix_text()}), so it learns to keep what is already good; sampler defaults chosen across levels. "
+                f"The previous model (trained on the training degradation only) is described in "
+                f"[previous/README.md](previous/README.md); its numbers stand beside these in the tables below.",
+                "",
+            ]
+            if (model / "previous").is_dir()
+            else []
+        ),
         "## Files",
         "",
-        f"- `models/demo/`: the model directory (fp16 safetensors: "
-        + ", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in sizes.items()) + f"; `flipnet.json`)",
+        "- `models/demo/`: the model directory (fp16 safetensors: "
+        + ", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in sizes.items())
+        + "; `flipnet.json`)",
         f"- `models/demo-onnx/`: its ONNX engine for ONNX Runtime ({engine_bytes / 2**20:.1f} MiB; weights "
         "stored in fp16, computed in fp32; no joint `unet` graph, so `--no-cond-cache` is refused)",
         f"- architecture: preset `{config.name}` (`flipnet_rt/config/presets.py`): UNet blocks "
@@ -367,10 +473,15 @@ def write_model_card(model: Path, engine: Path, runs: Path, timings: dict, sweep
     for name, config_file in stages:
         section = tomllib.loads((CONFIGS / config_file).read_text())["run"]
         row = _last_row(runs / name / "metrics.csv")
-        losses = ", ".join(f"{k} {float(v):.4g}" for k, v in row.items()
-                           if k not in ("step", "samples", "lr", "seconds") and v not in ("", None))
-        lines.append(f"| {name} | `train/configs/{config_file}` | {section['steps']} x {section['batch_size']} | "
-                     f"{timings.get(name, float('nan')) / 60:.1f} min | {losses} |")
+        losses = ", ".join(
+            f"{k} {float(v):.4g}"
+            for k, v in row.items()
+            if k not in ("step", "samples", "lr", "seconds") and v not in ("", None)
+        )
+        lines.append(
+            f"| {name} | `train/configs/{config_file}` | {section['steps']} x {section['batch_size']} | "
+            f"{timings.get(name, float('nan')) / 60:.1f} min | {losses} |"
+        )
     total = sum(timings.get(name, 0.0) for name, _ in stages)
     lines += [
         "",
@@ -391,12 +502,18 @@ def write_model_card(model: Path, engine: Path, runs: Path, timings: dict, sweep
         "|---|---|" + "---|" * len(sweep["levels"]) + "---|",
     ]
     for c in sweep["candidates"]:
-        lines.append(f"| {c['label']} | {c['psnr']['restored']:.2f} | "
-                     + " | ".join(f"{c['levels'][lv]['psnr']:.2f}" for lv in sweep["levels"])
-                     + f" | {c['ssim']['restored']:.4f} |")
+        lines.append(
+            f"| {c['label']} | {c['psnr']['restored']:.2f} | "
+            + " | ".join(f"{c['levels'][lv]['psnr']:.2f}" for lv in sweep["levels"])
+            + f" | {c['ssim']['restored']:.4f} |"
+        )
     first = sweep["candidates"][0]
-    lines += [f"| input (LQ) | {first['psnr']['input']:.2f} | " + " | ".join("" for _ in sweep["levels"])
-              + f" | {first['ssim']['input']:.4f} |", ""]
+    lines += [
+        f"| input (LQ) | {first['psnr']['input']:.2f} | "
+        + " | ".join("" for _ in sweep["levels"])
+        + f" | {first['ssim']['input']:.4f} |",
+        "",
+    ]
     ident_in, ident_out = summary["identity"]["input"], summary["identity"]["restored"]
     astronaut = _astronaut_line(engine)
     lines += [

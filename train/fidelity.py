@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flipnet_rt.evaluation.levels import Level, LevelDegradation
 from flipnet_rt.config.options import image_seed
+from flipnet_rt.evaluation.levels import Level, LevelDegradation
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,9 @@ LEVELS = tuple(Level)
 STREAM_LEVEL, STREAM_DEGRADE, STREAM_SAMPLE = 11, 12, 13
 
 
-def make_faces(restorer, files: list[Path], count: int, seed: int, crop_box: tuple[int, int, int, int] | None,
-               batch: int = 16) -> dict[str, np.ndarray]:
+def make_faces(
+    restorer, files: list[Path], count: int, seed: int, crop_box: tuple[int, int, int, int] | None, batch: int = 16
+) -> dict[str, np.ndarray]:
     """``count`` (input, restored, HQ) triples at the model's resolution R, ``uint8 [N, R, R, 3]`` each,
     plus each face's ``level`` index into :data:`LEVELS`."""
     import cv2
@@ -80,9 +81,13 @@ def make_faces(restorer, files: list[Path], count: int, seed: int, crop_box: tup
         seeds.append(image_seed(seed, int(i), STREAM_SAMPLE))
     restored = []
     for k in tqdm(range(0, len(inputs), batch), desc="restore", unit="batch", disable=None):
-        restored.extend(restorer.restore(inputs[k:k + batch], options, seeds[k:k + batch]))
-    return {"input": np.stack(inputs), "restored": np.stack(restored), "hq": np.stack(hqs),
-            "level": np.array(levels, np.int64)}
+        restored.extend(restorer.restore(inputs[k : k + batch], options, seeds[k : k + batch]))
+    return {
+        "input": np.stack(inputs),
+        "restored": np.stack(restored),
+        "hq": np.stack(hqs),
+        "level": np.array(levels, np.int64),
+    }
 
 
 def _float(x: np.ndarray) -> torch.Tensor:
@@ -107,8 +112,15 @@ def psnr_of(mse: torch.Tensor) -> torch.Tensor:
     return (10 * torch.log10(4.0 / mse.clamp_min(1e-10))).clamp(max=60.0)
 
 
-def train(data: dict[str, np.ndarray], *, steps: int = 1500, batch: int = 64, lr: float = 2e-3, seed: int = 0,
-          holdout: float = 0.1) -> tuple[torch.nn.Module, dict]:
+def train(
+    data: dict[str, np.ndarray],
+    *,
+    steps: int = 1500,
+    batch: int = 64,
+    lr: float = 2e-3,
+    seed: int = 0,
+    holdout: float = 0.1,
+) -> tuple[torch.nn.Module, dict]:
     """Train :class:`FidelityNet` on ``data`` (from :func:`make_faces`); returns it and the held-out scores."""
     from flipnet_rt.models.fidelity import FidelityNet
 
@@ -138,7 +150,7 @@ def train(data: dict[str, np.ndarray], *, steps: int = 1500, batch: int = 64, lr
     net.eval()
     with torch.no_grad():
         vx, vy, vh = x[val], y[val], hq[val]
-        w = torch.cat([net(vx[k:k + 256], vy[k:k + 256]) for k in range(0, len(vx), 256)])
+        w = torch.cat([net(vx[k : k + 256], vy[k : k + 256]) for k in range(0, len(vx), 256)])
         scores = {
             "input": psnr_of(blend_mse(torch.ones(len(vx)), vx, vy, vh)),
             "restored": psnr_of(blend_mse(torch.zeros(len(vx)), vx, vy, vh)),
@@ -151,17 +163,18 @@ def train(data: dict[str, np.ndarray], *, steps: int = 1500, batch: int = 64, lr
         mask = torch.from_numpy(levels == i)
         if mask.any():
             report["levels"][level.value] = {
-                "count": int(mask.sum()), **{k: round(float(v[mask].mean()), 3) for k, v in scores.items()},
-                "weight": round(float(w[mask].mean()), 3)}
+                "count": int(mask.sum()),
+                **{k: round(float(v[mask].mean()), 3) for k, v in scores.items()},
+                "weight": round(float(w[mask].mean()), 3),
+            }
     report["all"] = {k: round(float(v.mean()), 3) for k, v in scores.items()}
     return net, report
 
 
 def main(args: argparse.Namespace) -> int:
+    from flipnet_rt.models.io import save_fidelity
     from flipnet_rt.runtime.restorer import Restorer
     from flipnet_rt.train.data import LFW_CROP_BOX, list_images
-
-    from flipnet_rt.models.io import save_fidelity
 
     model_dir = Path(args.model)
     if not (model_dir / "flipnet.json").is_file():
@@ -185,14 +198,23 @@ def main(args: argparse.Namespace) -> int:
             np.savez(cache, **data)
     made = time.perf_counter() - start
     net, report = train(data, steps=args.steps, seed=args.seed)
-    report.update(model=str(model_dir), engine=str(args.engine or ""), seconds_faces=round(made, 1),
-                  seconds_train=round(time.perf_counter() - start - made, 1))
+    report.update(
+        model=str(model_dir),
+        engine=str(args.engine or ""),
+        seconds_faces=round(made, 1),
+        seconds_train=round(time.perf_counter() - start - made, 1),
+    )
     path = save_fidelity(net, model_dir)
     print(f"wrote {path}; held-out PSNR (dB) per level, {report['held_out']} faces:")
     print(f"{'level':<10}{'count':>6}{'input':>8}{'restored':>10}{'estimator':>11}{'oracle':>8}{'mean W':>8}")
-    for name, row in {**report["levels"], "all": {**report["all"], "count": report["held_out"], "weight": math.nan}}.items():
-        print(f"{name:<10}{row['count']:>6}{row['input']:>8.2f}{row['restored']:>10.2f}{row['estimator']:>11.2f}"
-              f"{row['oracle']:>8.2f}{row['weight']:>8.2f}")
+    for name, row in {
+        **report["levels"],
+        "all": {**report["all"], "count": report["held_out"], "weight": math.nan},
+    }.items():
+        print(
+            f"{name:<10}{row['count']:>6}{row['input']:>8.2f}{row['restored']:>10.2f}{row['estimator']:>11.2f}"
+            f"{row['oracle']:>8.2f}{row['weight']:>8.2f}"
+        )
     if args.report:
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
@@ -201,11 +223,17 @@ def main(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fidelity", help="train the fidelity estimator of a model directory (--fidelity auto)")
-    p.add_argument("--model", required=True, metavar="MODEL_DIR", help="the model directory to add fidelity.safetensors to")
+    p.add_argument(
+        "--model", required=True, metavar="MODEL_DIR", help="the model directory to add fidelity.safetensors to"
+    )
     p.add_argument("--engine", metavar="ENGINE_DIR", help="restore the training faces with this engine (ONNX Runtime)")
     p.add_argument("--hq-dir", required=True, metavar="DIR", help="HQ face folder (e.g. ../shared/data/lfw/train)")
-    p.add_argument("--no-lfw-crop", dest="lfw_crop", action="store_false",
-                   help="use the whole images (default: LFW's face box 50,45,200,195)")
+    p.add_argument(
+        "--no-lfw-crop",
+        dest="lfw_crop",
+        action="store_false",
+        help="use the whole images (default: LFW's face box 50,45,200,195)",
+    )
     p.add_argument("--faces", type=int, default=3000, help="training faces (10%% held out)")
     p.add_argument("--steps", type=int, default=1500, help="optimizer steps (batch 64)")
     p.add_argument("--seed", type=int, default=0)

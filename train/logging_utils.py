@@ -11,8 +11,8 @@ from __future__ import annotations
 import csv
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,9 @@ class MetricsLogger:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(log_dir=str(Path(output_dir) / "tensorboard"), purge_step=resume_step + 1 if resume_step else None)
+            self._writer = SummaryWriter(
+                log_dir=str(Path(output_dir) / "tensorboard"), purge_step=resume_step + 1 if resume_step else None
+            )
         except ImportError:  # tensorboard is in the `train` extra; the CSV is enough without it
             log.warning("tensorboard is not installed: logging to %s only (pip install 'flipnet-rt[train]')", self.path)
 

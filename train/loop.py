@@ -25,10 +25,10 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,8 +42,14 @@ from .stream import Layout, make_loader, position, to_images
 log = logging.getLogger(__name__)
 
 # Keys that may change between a run and its resumption without breaking exactness.
-_RESUMABLE_CHANGES = {"run.steps", "run.checkpoint_every", "run.log_every", "run.num_workers",
-                      "run.keep_checkpoints", "run.output_dir"}
+_RESUMABLE_CHANGES = {
+    "run.steps",
+    "run.checkpoint_every",
+    "run.log_every",
+    "run.num_workers",
+    "run.keep_checkpoints",
+    "run.output_dir",
+}
 
 
 @dataclass
@@ -239,7 +245,7 @@ def fit(
     ]
     prepared = accelerator.prepare(*[p.forward for p in parts], *optimizers)
     prepared = prepared if isinstance(prepared, tuple) else (prepared,)
-    modules, optimizers = list(prepared[: len(parts)]), list(prepared[len(parts):])
+    modules, optimizers = list(prepared[: len(parts)]), list(prepared[len(parts) :])
     factor = Warmup(optim.warmup_steps, run.steps if optim.decay == "cosine" else 0)
     schedulers = [torch.optim.lr_scheduler.LambdaLR(getattr(o, "optimizer", o), factor) for o in optimizers]
     ckpt_parts = [Part(p.name, p.state, o, s) for p, o, s in zip(parts, optimizers, schedulers)]
@@ -258,8 +264,14 @@ def fit(
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(to_dict(config), indent=1) + "\n")
     metrics = MetricsLogger(out, stage.terms, enabled=main, resume_step=start)
-    loader = make_loader(dataset, seed=run.seed, layout=layout, rank=accelerator.process_index,
-                         start_step=start, num_workers=run.num_workers)
+    loader = make_loader(
+        dataset,
+        seed=run.seed,
+        layout=layout,
+        rank=accelerator.process_index,
+        start_step=start,
+        num_workers=run.num_workers,
+    )
     device = accelerator.device
     batches = iter(loader)
     result = RunResult(step=start, output_dir=out, checkpoint=resume_dir)
@@ -271,7 +283,9 @@ def fit(
         sums: dict[str, float] = {}
         for micro in range(run.gradient_accumulation):
             raw = next(batches)
-            batch = Batch(to_images(raw["hq"], device), to_images(raw["lq"], device), raw["face"].to(device), raw["caption"])
+            batch = Batch(
+                to_images(raw["hq"], device), to_images(raw["lq"], device), raw["face"].to(device), raw["caption"]
+            )
             generator = step_generator(run.seed, step, micro, accelerator.process_index)
             with accelerator.accumulate(*modules):
                 terms = stage.micro_step(batch, generator, step)
@@ -292,16 +306,23 @@ def fit(
             window = {}
         if done % run.checkpoint_every == 0 or done == run.steps:
             result.checkpoint = save_checkpoint(
-                ckpt_root, done, ckpt_parts, accelerator=accelerator,
+                ckpt_root,
+                done,
+                ckpt_parts,
+                accelerator=accelerator,
                 position=position(done * run.batch_size, len(dataset)),
-                config=to_dict(config), extra=stage.extra_state(), keep=run.keep_checkpoints,
+                config=to_dict(config),
+                extra=stage.extra_state(),
+                keep=run.keep_checkpoints,
             )
         result.step = done
     metrics.close()
     return result
 
 
-def _optimizer_step(accelerator: Any, parts: list[TrainedPart], optimizers: list, schedulers: list, max_norm: float) -> None:
+def _optimizer_step(
+    accelerator: Any, parts: list[TrainedPart], optimizers: list, schedulers: list, max_norm: float
+) -> None:
     for part, optimizer, scheduler in zip(parts, optimizers, schedulers):
         if not any(p.grad is not None for p in part.params()):
             # Not trained this step (the discriminator before ae.adversarial_start): the fp16

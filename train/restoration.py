@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,15 +59,26 @@ def config_mode(config: DiffusionConfig) -> Mode:
 class DiffusionLoss(nn.Module):
     """The losses of one micro-batch (the module Accelerate prepares: DDP syncs its trainables)."""
 
-    def __init__(self, model: FlipNet, mode: Mode, *, mse_weight: float = 0.0, perceptual_weight: float = 0.0,
-                 vgg: VGG19Features | None = None) -> None:
+    def __init__(
+        self,
+        model: FlipNet,
+        mode: Mode,
+        *,
+        mse_weight: float = 0.0,
+        perceptual_weight: float = 0.0,
+        vgg: VGG19Features | None = None,
+    ) -> None:
         super().__init__()
         self.model, self.mode, self.vgg = model, mode, vgg
         self.mse_weight = mse_weight if mode is Mode.RESTORE else 0.0
         self.perceptual_weight = perceptual_weight if mode is Mode.RESTORE and vgg is not None else 0.0
         spec = model.config.schedule
-        schedule = ScheduleConfig(beta_start=spec.beta_start, beta_end=spec.beta_end,
-                                  num_train_timesteps=spec.num_train_timesteps, prediction_type=spec.prediction_type)
+        schedule = ScheduleConfig(
+            beta_start=spec.beta_start,
+            beta_end=spec.beta_end,
+            num_train_timesteps=spec.num_train_timesteps,
+            prediction_type=spec.prediction_type,
+        )
         self.v_prediction = schedule.prediction_type.value == "v_prediction"
         ab = schedule.alphas_cumprod()  # float64 [T], the sampler's own table
         self.register_buffer("sqrt_ab", torch.tensor(np.sqrt(ab), dtype=torch.float32), persistent=False)
@@ -154,7 +166,10 @@ class DiffusionStage(Stage):
             model.vae.enable_gradient_checkpointing()
         T = model.config.schedule.num_train_timesteps
         if section.t_cond_max > T:
-            raise ValueError(f"{config.command}.t_cond_max: {section.t_cond_max} exceeds the schedule's {T} timesteps; use 1..{T} or 0")
+            raise ValueError(
+                f"{config.command}.t_cond_max: {section.t_cond_max} exceeds the schedule's {T} timesteps; "
+                f"use 1..{T} or 0"
+            )
         self.model = model
 
         vgg = None
@@ -189,7 +204,9 @@ class DiffusionStage(Stage):
         params = dict(model.named_parameters())
         shared = [k for k in weights if k in params and params[k].requires_grad and params[k].shape == weights[k].shape]
         if not shared:
-            raise CheckpointError(f"--init {directory}: no trainable weight matches this run's (LoRA rank, unet_training)")
+            raise CheckpointError(
+                f"--init {directory}: no trainable weight matches this run's (LoRA rank, unet_training)"
+            )
         with torch.no_grad():
             for k in shared:
                 params[k].copy_(weights[k])
@@ -210,8 +227,12 @@ class DiffusionStage(Stage):
         T = config.schedule.num_train_timesteps
         shape = (2 * b, config.latent_channels, config.latent_size, config.latent_size)
         t_y_max = section.t_cond_max or T
-        t = torch.cat([torch.randint(0, T, (b,), generator=generator),  # [t_x; t_y], independent
-                       torch.randint(0, t_y_max, (b,), generator=generator)])
+        t = torch.cat(
+            [
+                torch.randint(0, T, (b,), generator=generator),  # [t_x; t_y], independent
+                torch.randint(0, t_y_max, (b,), generator=generator),
+            ]
+        )
         noise = torch.randn(shape, generator=generator)  # [eps_x; eps_y]
         drop_text = torch.rand(b, generator=generator) < section.text_drop
         keep_id = torch.rand(b, generator=generator) >= getattr(section, "id_drop", 1.0)
@@ -233,8 +254,14 @@ class DiffusionStage(Stage):
         }
 
 
-def train_diffusion(config: DiffusionConfig, *, dataset: Sequence | None = None, resume: str | Path | None = None,
-                    accelerator: Any = None, progress: bool = True) -> RunResult:
+def train_diffusion(
+    config: DiffusionConfig,
+    *,
+    dataset: Sequence | None = None,
+    resume: str | Path | None = None,
+    accelerator: Any = None,
+    progress: bool = True,
+) -> RunResult:
     """``flipnet-train restoration`` / ``degradation``: build, then run the shared loop."""
 
     def data(stage: DiffusionStage) -> Sequence:

@@ -10,8 +10,9 @@ continues at ``samples = step * B`` with exactly the items an uninterrupted run 
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ class Layout:
     def per_process(self) -> int:
         return self.micro_batch // self.processes
 
-    def check(self) -> "Layout":
+    def check(self) -> Layout:
         if self.batch_size % (self.accumulation * self.processes):
             raise ConfigError(
                 f"run.batch_size {self.batch_size} is not divisible by run.gradient_accumulation "
@@ -114,12 +115,19 @@ def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def make_loader(dataset: Sequence, *, seed: int, layout: Layout, rank: int, start_step: int, num_workers: int) -> DataLoader:
+def make_loader(
+    dataset: Sequence, *, seed: int, layout: Layout, rank: int, start_step: int, num_workers: int
+) -> DataLoader:
     """An endless loader of this process's micro-batches from ``start_step`` on."""
     order = RunOrder(len(dataset), seed, layout, rank, start_step)
     return DataLoader(
-        EpochKeyed(dataset), batch_size=layout.per_process, sampler=order, num_workers=num_workers,
-        collate_fn=collate, persistent_workers=num_workers > 0, drop_last=False,
+        EpochKeyed(dataset),
+        batch_size=layout.per_process,
+        sampler=order,
+        num_workers=num_workers,
+        collate_fn=collate,
+        persistent_workers=num_workers > 0,
+        drop_last=False,
     )
 
 

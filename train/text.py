@@ -28,7 +28,9 @@ class CaptionEncoder:
         root = Path(sd_dir)
         for sub in ("tokenizer", "text_encoder"):
             if not (root / sub).is_dir():
-                raise FileNotFoundError(f"--sd-dir {root}: {sub}/ missing; captions are embedded with the folder's text encoder")
+                raise FileNotFoundError(
+                    f"--sd-dir {root}: {sub}/ missing; captions are embedded with the folder's text encoder"
+                )
         self.tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
         self.encoder = CLIPTextModel.from_pretrained(root / "text_encoder", use_safetensors=True, local_files_only=True)
         self.encoder.requires_grad_(False).eval()
@@ -36,7 +38,7 @@ class CaptionEncoder:
         self.cache_size = cache_size
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
 
-    def to(self, device: torch.device) -> "CaptionEncoder":
+    def to(self, device: torch.device) -> CaptionEncoder:
         self.encoder.to(device)
         return self
 
@@ -46,8 +48,9 @@ class CaptionEncoder:
         device = next(self.encoder.parameters()).device
         missing = sorted({c for c in captions if c not in self._cache})
         if missing:
-            ids = self.tokenizer(missing, padding="max_length", max_length=self.length, truncation=True,
-                                 return_tensors="pt").input_ids.to(device)
+            ids = self.tokenizer(
+                missing, padding="max_length", max_length=self.length, truncation=True, return_tensors="pt"
+            ).input_ids.to(device)
             for caption, hidden in zip(missing, self.encoder(ids).last_hidden_state.float()):
                 self._cache[caption] = hidden
         for c in captions:

@@ -18,8 +18,9 @@ over the steps and stored in the checkpoint; restoration training and ``merge`` 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -69,7 +70,9 @@ class VaeStage(Stage):
         if config.model.sd_dir:  # fine-tune the SD folder's VAE
             folder = Path(config.model.sd_dir) / "vae"
             if not folder.is_dir():
-                raise FileNotFoundError(f"--sd-dir {config.model.sd_dir}: no vae/ folder; pass a local diffusers SD folder")
+                raise FileNotFoundError(
+                    f"--sd-dir {config.model.sd_dir}: no vae/ folder; pass a local diffusers SD folder"
+                )
             self.vae = AutoencoderKL.from_pretrained(folder, use_safetensors=True, local_files_only=True)
             self.vae_config = {k: v for k, v in self.vae.config.items() if not k.startswith("_")}
         else:
@@ -94,7 +97,9 @@ class VaeStage(Stage):
         section = self.config.vae
         images = torch.cat([batch.hq, batch.lq])
         size = images.shape[-1] // self.factor
-        noise = torch.randn((images.shape[0], self.vae_config.get("latent_channels", 4), size, size), generator=generator)
+        noise = torch.randn(
+            (images.shape[0], self.vae_config.get("latent_channels", 4), size, size), generator=generator
+        )
         out = self.modules["model"](images, noise.to(images.device))
         loss = section.l1_weight * out["l1"] + section.kl_weight * out["kl"]
         if "perceptual" in out:
@@ -117,11 +122,21 @@ class VaeStage(Stage):
         self.latent_std = extra.get("latent_std")
 
 
-def train_vae(config: VaeTrainConfig, *, dataset: Sequence | None = None, resume: str | Path | None = None,
-              accelerator: Any = None, progress: bool = True) -> RunResult:
+def train_vae(
+    config: VaeTrainConfig,
+    *,
+    dataset: Sequence | None = None,
+    resume: str | Path | None = None,
+    accelerator: Any = None,
+    progress: bool = True,
+) -> RunResult:
     """``flipnet-train vae``."""
     return run_stage(
-        config, lambda accelerator, resume_dir: VaeStage(config),
+        config,
+        lambda accelerator, resume_dir: VaeStage(config),
         lambda stage: face_dataset(config.data, model_config(config.model).resolution, config.run.seed),
-        dataset=dataset, resume=resume, accelerator=accelerator, progress=progress,
+        dataset=dataset,
+        resume=resume,
+        accelerator=accelerator,
+        progress=progress,
     )

@@ -15,8 +15,8 @@ Only the layers up to the deepest requested one are built and loaded.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -70,7 +70,7 @@ class VGG19Features(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False).eval()
 
-    def train(self, mode: bool = True) -> "VGG19Features":
+    def train(self, mode: bool = True) -> VGG19Features:
         return super().train(False)  # always eval: no dropout or batch norm here, but be explicit
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -111,6 +111,8 @@ def load_vgg19(path: str | Path, layers: Sequence[str]) -> VGG19Features:
         )
     for name, tensor in expected.items():
         if state[name].shape != tensor.shape:
-            raise ValueError(f"--vgg19 {path}: {name} has shape {tuple(state[name].shape)}, expected {tuple(tensor.shape)}")
+            raise ValueError(
+                f"--vgg19 {path}: {name} has shape {tuple(state[name].shape)}, expected {tuple(tensor.shape)}"
+            )
     model.load_state_dict({k: state[k].float() for k in expected})
     return model

@@ -13,8 +13,9 @@ and a backend is a context manager that closes on exit. A closed backend reopens
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -78,14 +79,14 @@ class Backend(ABC):
     @abstractmethod
     def _run(self, spec: NetworkSpec, feeds: Mapping[str, Array]) -> dict[str, Array]: ...
 
-    def synchronize(self) -> None:
+    def synchronize(self) -> None:  # noqa: B027 (a no-op by default: CPU backends have nothing queued)
         """Wait for the device's queued work (a no-op on the CPU)."""
 
     @abstractmethod
     def close(self) -> None:
         """Free every session, plan, buffer and graph this backend holds (idempotent)."""
 
-    def __enter__(self) -> "Backend":
+    def __enter__(self) -> Backend:
         return self
 
     def __exit__(self, *exc: object) -> None:

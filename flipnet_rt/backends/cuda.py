@@ -19,7 +19,8 @@ import importlib
 import logging
 import os
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ class DeviceStream(ABC):
         """The ``cudaStream_t`` as an int, for ``execute_async_v3`` and ONNX Runtime."""
 
     @abstractmethod
-    def __enter__(self) -> "DeviceStream": ...
+    def __enter__(self) -> DeviceStream: ...
 
     @abstractmethod
     def __exit__(self, *exc: object) -> None: ...
@@ -81,7 +82,7 @@ class TorchStream(DeviceStream):
     def handle(self) -> int:
         return int(self.stream.cuda_stream)
 
-    def __enter__(self) -> "TorchStream":
+    def __enter__(self) -> TorchStream:
         torch = self._torch
         self.stream.wait_stream(torch.cuda.current_stream(self.device))
         self._context = torch.cuda.stream(self.stream)
@@ -127,7 +128,7 @@ class CupyStream(DeviceStream):
     def handle(self) -> int:
         return int(self.stream.ptr)
 
-    def __enter__(self) -> "CupyStream":
+    def __enter__(self) -> CupyStream:
         cupy = self._cupy
         self._device = cupy.cuda.Device(self.device_index)
         self._device.__enter__()
@@ -291,8 +292,10 @@ class CupyDeviceArrays(DeviceArrays):
     @staticmethod
     def _dtype(dtype: str) -> np.dtype:
         if dtype == "bfloat16":
-            raise ValueError("CuPy has no bfloat16: export the engine in fp16 or fp32, or use torch's arrays "
-                             f"({ENV}=torch, with pip install 'flipnet-rt[torch]')")
+            raise ValueError(
+                "CuPy has no bfloat16: export the engine in fp16 or fp32, or use torch's arrays "
+                f"({ENV}=torch, with pip install 'flipnet-rt[torch]')"
+            )
         return np.dtype(dtype)
 
     def from_numpy(self, array: np.ndarray, dtype: str | None = None) -> Any:
@@ -357,8 +360,10 @@ def device_arrays(device: str, library: str = "auto") -> DeviceArrays:
     """
     wanted = (os.environ.get(ENV, "auto") if library == "auto" else library).strip().lower() or "auto"
     if wanted not in ("auto", *LIBRARIES):
-        raise ValueError(f"GPU arrays: {wanted!r} is not a library; use one of auto, {', '.join(LIBRARIES)} "
-                         f"(the arrays= argument or ${ENV})")
+        raise ValueError(
+            f"GPU arrays: {wanted!r} is not a library; use one of auto, {', '.join(LIBRARIES)} "
+            f"(the arrays= argument or ${ENV})"
+        )
     if not device.startswith("cuda"):
         wanted = "torch"
     candidates = LIBRARIES if wanted == "auto" else (wanted,)

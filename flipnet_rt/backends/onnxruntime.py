@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
 from ..engine.manifest import Manifest
 from ..engine.spec import NetworkSpec, ShapeKey, infer_env, shape_key
 from . import fixes, probes
-from .base import Array, Backend, HostArrays, BackendUnavailable
+from .base import Array, Backend, BackendUnavailable, HostArrays
 from .cuda import DeviceStream, OnDevice
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,15 @@ class OnnxRuntimeBackend(HostArrays, Backend):
 
     name = "onnxruntime"
 
-    def __init__(self, directory: Path, manifest: Manifest, providers: Sequence[str] = ("CPUExecutionProvider",),
-                 threads: int | None = None, low_memory: bool = False, spinning: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        manifest: Manifest,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+        threads: int | None = None,
+        low_memory: bool = False,
+        spinning: bool = False,
+    ) -> None:
         super().__init__({name: entry.spec for name, entry in manifest.networks.items()})
         self.directory = Path(directory)
         self.manifest = manifest
@@ -132,7 +139,6 @@ class OnnxRuntimeBackend(HostArrays, Backend):
         return dict(outputs)
 
 
-
 def _host_array(array: Array, dtype: str) -> np.ndarray:
     """``array`` itself when it is a C-contiguous numpy array of ``dtype`` (no copy), else a converted copy."""
     if isinstance(array, np.ndarray) and array.dtype == dtype and array.flags.c_contiguous:
@@ -173,13 +179,19 @@ class OnnxRuntimeCudaBackend(OnDevice, OnnxRuntimeBackend):
 
     name = "onnxruntime-cuda"
 
-    def __init__(self, directory: Path, manifest: Manifest, *, device: int = 0,
-                 tensorrt_provider: bool = False) -> None:
+    def __init__(
+        self, directory: Path, manifest: Manifest, *, device: int = 0, tensorrt_provider: bool = False
+    ) -> None:
         self.provider = TENSORRT_PROVIDER if tensorrt_provider else CUDA_PROVIDER
         available = probes.ort_providers()
         if self.provider not in available or CUDA_PROVIDER not in available:
-            raise BackendUnavailable(fixes.ort_provider(self.provider if self.provider not in available else
-                                                        CUDA_PROVIDER, available, probes.ort_distributions()))
+            raise BackendUnavailable(
+                fixes.ort_provider(
+                    self.provider if self.provider not in available else CUDA_PROVIDER,
+                    available,
+                    probes.ort_distributions(),
+                )
+            )
         super().__init__(directory, manifest, providers=())
         self.device_index = int(device)
         self.device = f"cuda:{self.device_index}"
@@ -205,9 +217,12 @@ class OnnxRuntimeCudaBackend(OnDevice, OnnxRuntimeBackend):
         if self.provider == CUDA_PROVIDER:
             return [cuda]
         trt = {
-            "device_id": str(self.device_index), "has_user_compute_stream": "1",
-            "user_compute_stream": str(stream_handle), "trt_fp16_enable": "false",
-            "trt_engine_cache_enable": "true", "trt_engine_cache_path": str(self.cache_dir),
+            "device_id": str(self.device_index),
+            "has_user_compute_stream": "1",
+            "user_compute_stream": str(stream_handle),
+            "trt_fp16_enable": "false",
+            "trt_engine_cache_enable": "true",
+            "trt_engine_cache_path": str(self.cache_dir),
             **trt_profile_options(self.manifest, network),
         }
         return [(TENSORRT_PROVIDER, trt), cuda]
@@ -247,12 +262,14 @@ class OnnxRuntimeCudaBackend(OnDevice, OnnxRuntimeBackend):
             inputs = {t.name: arrays.as_input(feeds[t.name], t.dtype) for t in spec.inputs}  # kept alive to run
             for t in spec.inputs:
                 x = inputs[t.name]
-                binding.bind_input(t.name, "cuda", self.device_index, np.dtype(t.dtype), tuple(x.shape),
-                                   arrays.pointer(x))
+                binding.bind_input(
+                    t.name, "cuda", self.device_index, np.dtype(t.dtype), tuple(x.shape), arrays.pointer(x)
+                )
             for t in spec.outputs:
                 y = outputs[t.name]
-                binding.bind_output(t.name, "cuda", self.device_index, np.dtype(t.dtype), tuple(y.shape),
-                                    arrays.pointer(y))
+                binding.bind_output(
+                    t.name, "cuda", self.device_index, np.dtype(t.dtype), tuple(y.shape), arrays.pointer(y)
+                )
             session.run_with_iobinding(binding, self.run_options())
         return dict(outputs)
 

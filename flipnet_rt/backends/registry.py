@@ -15,7 +15,8 @@ candidate                 needs
 that its answer does not need (an engine directory on a CPU-only ONNX Runtime is judged without
 importing torch: the light runtime, DESIGN §5; the GPU backends keep their device arrays in CuPy
 when it is installed, so a GPU install without torch chooses them without importing torch);
-``open`` imports the backend's module and constructs it, touching no GPU. What "installed" and "visible" mean is :mod:`.probes`'s.
+``open`` imports the backend's module and constructs it, touching no GPU. What "installed" and "visible"
+mean is :mod:`.probes`'s.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from ..engine.artifacts import Artifacts, EngineArtifacts, ModelArtifacts
 from ..config.precision import Precision
+from ..engine.artifacts import Artifacts, EngineArtifacts, ModelArtifacts
 from . import fixes, probes
 from .base import Backend
 
@@ -82,7 +83,9 @@ class BackendType(ABC):
         """None when this backend can run ``artifacts`` here, else one line naming the fix."""
         reason = self._probe(artifacts, options)
         if reason is None and self.device == "cuda" and not probes.cuda_visible():
-            return f"{self.name}: {fixes.no_gpu('torch' if self.kind == 'torch' or probes.torch_installed() else 'CuPy')}"
+            return (
+                f"{self.name}: {fixes.no_gpu('torch' if self.kind == 'torch' or probes.torch_installed() else 'CuPy')}"
+            )
         if reason is None and options.cuda_graphs and self.device != "cuda":
             return fixes.NO_CUDA_GRAPHS
         return reason
@@ -112,8 +115,11 @@ class TensorRTType(BackendType):
     def _probe(self, artifacts: EngineArtifacts, options: BackendOptions) -> str | None:
         missing = artifacts.missing_plans()
         if missing:
-            what = "no TensorRT plans" if len(missing) == len(artifacts.manifest.networks) else \
-                f"no TensorRT plan for {', '.join(missing)}"
+            what = (
+                "no TensorRT plans"
+                if len(missing) == len(artifacts.manifest.networks)
+                else f"no TensorRT plan for {', '.join(missing)}"
+            )
             return fixes.build_plans(artifacts.directory, what)
         if not probes.tensorrt_installed():
             return fixes.NO_TENSORRT
@@ -122,8 +128,9 @@ class TensorRTType(BackendType):
     def open(self, artifacts: EngineArtifacts, options: BackendOptions) -> Opened:
         from .tensorrt import TensorRTBackend
 
-        backend = TensorRTBackend(artifacts.directory, artifacts.manifest, cuda_graph=options.cuda_graphs,
-                                  device=options.device_index)
+        backend = TensorRTBackend(
+            artifacts.directory, artifacts.manifest, cuda_graph=options.cuda_graphs, device=options.device_index
+        )
         backend.check_compatible()  # raises EngineError naming the rebuild
         return Opened(backend, artifacts.config, artifacts.prompts, self.name)
 
@@ -144,8 +151,9 @@ class OnnxRuntimeCudaType(BackendType):
         distributions = probes.ort_distributions()
         wanted = "TensorrtExecutionProvider" if options.tensorrt_provider else "CUDAExecutionProvider"
         if wanted not in providers or "CUDAExecutionProvider" not in providers:
-            return fixes.ort_provider(wanted if wanted not in providers else "CUDAExecutionProvider", providers,
-                                      distributions)
+            return fixes.ort_provider(
+                wanted if wanted not in providers else "CUDAExecutionProvider", providers, distributions
+            )
         if options.tensorrt_provider:
             too_large = max(((graph_bytes(artifacts, n), n) for n in artifacts.manifest.networks), default=(0, ""))
             if too_large[0] > PROTOBUF_LIMIT:
@@ -160,8 +168,11 @@ class OnnxRuntimeCudaType(BackendType):
             log.warning("%s: %s", self.name, reason)
             return reason
         if "onnxruntime" in distributions and "onnxruntime-gpu" in distributions:
-            log.warning("onnxruntime and onnxruntime-gpu are both installed and overwrite each other's files "
-                        "(onnxruntime-gpu's happen to be there now); %s", fixes.ORT_GPU_INSTALL)
+            log.warning(
+                "onnxruntime and onnxruntime-gpu are both installed and overwrite each other's files "
+                "(onnxruntime-gpu's happen to be there now); %s",
+                fixes.ORT_GPU_INSTALL,
+            )
         return None
 
     def open(self, artifacts: EngineArtifacts, options: BackendOptions) -> Opened:
@@ -169,8 +180,12 @@ class OnnxRuntimeCudaType(BackendType):
 
         if options.cuda_graphs:
             log.warning("--cuda-graphs: ONNX Runtime runs without CUDA graphs here")
-        backend = OnnxRuntimeCudaBackend(artifacts.directory, artifacts.manifest, device=options.device_index,
-                                         tensorrt_provider=options.tensorrt_provider)
+        backend = OnnxRuntimeCudaBackend(
+            artifacts.directory,
+            artifacts.manifest,
+            device=options.device_index,
+            tensorrt_provider=options.tensorrt_provider,
+        )
         return Opened(backend, artifacts.config, artifacts.prompts, self.name)
 
 
@@ -199,8 +214,9 @@ class OnnxRuntimeCpuType(BackendType):
     def open(self, artifacts: EngineArtifacts, options: BackendOptions) -> Opened:
         from .onnxruntime import OnnxRuntimeBackend
 
-        backend = OnnxRuntimeBackend(artifacts.directory, artifacts.manifest, threads=options.threads,
-                                     low_memory=options.low_memory)
+        backend = OnnxRuntimeBackend(
+            artifacts.directory, artifacts.manifest, threads=options.threads, low_memory=options.low_memory
+        )
         return Opened(backend, artifacts.config, artifacts.prompts, self.name)
 
 
@@ -221,13 +237,22 @@ class TorchType(BackendType):
         model = artifacts.load()
         prompts = {k: model.prompt(k).float().cpu().numpy() for k in PROMPT_KINDS}
         device = f"cuda:{options.device_index}" if self.device == "cuda" else "cpu"
-        backend = TorchBackend(model, device=device, dtype=options.precision.dtype, compile=options.compile,
-                               cuda_graphs=options.cuda_graphs)
+        backend = TorchBackend(
+            model,
+            device=device,
+            dtype=options.precision.dtype,
+            compile=options.compile,
+            cuda_graphs=options.cuda_graphs,
+        )
         return Opened(backend, model.config, prompts, self.name)
 
 
 #: Every backend, in ``auto``'s order: the first that can run is chosen.
 REGISTRY: tuple[BackendType, ...] = (
-    TensorRTType(), OnnxRuntimeCudaType(), TorchType("cuda"), OnnxRuntimeCpuType(), TorchType("cpu"),
+    TensorRTType(),
+    OnnxRuntimeCudaType(),
+    TorchType("cuda"),
+    OnnxRuntimeCpuType(),
+    TorchType("cpu"),
 )
 KINDS = ("auto", *dict.fromkeys(t.kind for t in REGISTRY))

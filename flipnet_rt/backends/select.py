@@ -13,9 +13,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ..config.precision import Precision
 from ..engine.artifacts import EngineArtifacts, ModelArtifacts, open_artifacts, open_engine
 from ..engine.manifest import EngineError
-from ..config.precision import Precision
 from . import fixes, probes
 from .base import BackendUnavailable
 from .registry import KINDS, REGISTRY, BackendOptions, Opened
@@ -39,10 +39,19 @@ def available_backends() -> list[str]:
     return [t.name for t in REGISTRY if found[t.name]]
 
 
-def select_backend(kind: str = "auto", *, model: Any = None, engine_dir: Path | str | None = None,
-                   device: str | None = None, precision: Precision | str = Precision.FP32,
-                   cuda_graphs: bool = False, compile: bool = False, tensorrt_provider: bool = False,
-                   threads: int | None = None, low_memory: bool = False) -> Opened:
+def select_backend(
+    kind: str = "auto",
+    *,
+    model: Any = None,
+    engine_dir: Path | str | None = None,
+    device: str | None = None,
+    precision: Precision | str = Precision.FP32,
+    cuda_graphs: bool = False,
+    compile: bool = False,
+    tensorrt_provider: bool = False,
+    threads: int | None = None,
+    low_memory: bool = False,
+) -> Opened:
     """Choose and open the backend (opening touches no GPU; a TensorRT plan's compatibility with
     this GPU and TensorRT is checked here, so a mismatch fails at load).
 
@@ -72,9 +81,15 @@ def select_backend(kind: str = "auto", *, model: Any = None, engine_dir: Path | 
     applicable = [t for t in candidates if given.has(t.artifact)]
     if not applicable:
         raise BackendUnavailable(fixes.wrong_artifact(kind, given.engine_name, given.model_name))
-    options = BackendOptions(device_index=index, precision=Precision.parse(precision), cuda_graphs=cuda_graphs,
-                             compile=compile, tensorrt_provider=tensorrt_provider, threads=threads,
-                             low_memory=low_memory)
+    options = BackendOptions(
+        device_index=index,
+        precision=Precision.parse(precision),
+        cuda_graphs=cuda_graphs,
+        compile=compile,
+        tensorrt_provider=tensorrt_provider,
+        threads=threads,
+        low_memory=low_memory,
+    )
     if compile and not any(t.kind == "torch" for t in applicable):
         log.warning("--compile applies to the torch backend only; it is ignored here")
     reasons = []

@@ -33,9 +33,10 @@ call of the same network, so it never copies.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..engine.manifest import EngineError, Manifest
 from ..engine.spec import NetworkSpec, Profile, ShapeKey, infer_env, shape_key
@@ -46,11 +47,20 @@ from .cuda import OnDevice
 log = logging.getLogger(__name__)
 
 # TensorRT DataType member names -> the specs' numpy dtype names ("bfloat16" has no numpy type).
-TRT_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT32": "int32",
-              "INT64": "int64", "BOOL": "bool", "INT8": "int8", "UINT8": "uint8"}
+TRT_DTYPES = {
+    "FLOAT": "float32",
+    "HALF": "float16",
+    "BF16": "bfloat16",
+    "INT32": "int32",
+    "INT64": "int64",
+    "BOOL": "bool",
+    "INT8": "int8",
+    "UINT8": "uint8",
+}
+
 
 # ---------------------------------------------------------------------------------------- helpers
-def trt_check(result: Any, what: str, logger: "Any | None" = None) -> Any:
+def trt_check(result: Any, what: str, logger: Any | None = None) -> Any:
     """The one place TensorRT return codes are checked; raises naming the call.
 
     TensorRT's Python API reports failure by returning ``False`` (``set_input_shape``,
@@ -70,11 +80,16 @@ def check_profile(spec: NetworkSpec, env: Mapping[str, int], profile: Profile, d
     for symbol in ("B", "h", "w"):
         lo, _, hi = getattr(profile, symbol)
         if symbol in env and not lo <= env[symbol] <= hi:
-            what = {"B": "batch (--batch, x2 for UNet networks)", "h": "latent height (--resolution / 8)",
-                    "w": "latent width (--resolution / 8)"}[symbol]
-            raise EngineError(f"{spec.name}: {what} {env[symbol]} is outside the plan's profile {lo}..{hi}; "
-                              f"rebuild with a wider range: `flipnet-rt build {directory} --batch MIN:OPT:MAX "
-                              f"--resolution MIN:OPT:MAX`")
+            what = {
+                "B": "batch (--batch, x2 for UNet networks)",
+                "h": "latent height (--resolution / 8)",
+                "w": "latent width (--resolution / 8)",
+            }[symbol]
+            raise EngineError(
+                f"{spec.name}: {what} {env[symbol]} is outside the plan's profile {lo}..{hi}; "
+                f"rebuild with a wider range: `flipnet-rt build {directory} --batch MIN:OPT:MAX "
+                f"--resolution MIN:OPT:MAX`"
+            )
 
 
 # ---------------------------------------------------------------------------------------- backend
@@ -125,8 +140,15 @@ class TensorRTBackend(OnDevice, Backend):
 
     name = "tensorrt"
 
-    def __init__(self, directory: Path | str, manifest: Manifest, *, cuda_graph: bool = False, device: int = 0,
-                 arrays: str = "auto") -> None:
+    def __init__(
+        self,
+        directory: Path | str,
+        manifest: Manifest,
+        *,
+        cuda_graph: bool = False,
+        device: int = 0,
+        arrays: str = "auto",
+    ) -> None:
         if manifest.tensorrt is None:
             raise EngineError(f"{directory}: has no TensorRT plans; build them: `flipnet-rt build {directory}`")
         super().__init__({name: entry.spec for name, entry in manifest.networks.items()})
@@ -165,8 +187,9 @@ class TensorRTBackend(OnDevice, Backend):
         if not self._compatible:
             trt = self._tensorrt()
             gpu, capability = self._gpu_identity()
-            self.manifest.check_tensorrt(self.directory, version=trt.__version__, gpu=gpu,
-                                         compute_capability=capability)
+            self.manifest.check_tensorrt(
+                self.directory, version=trt.__version__, gpu=gpu, compute_capability=capability
+            )
             self._compatible = True
 
     def _plan(self, network: str) -> _Plan:
@@ -177,16 +200,21 @@ class TensorRTBackend(OnDevice, Backend):
         trt = self._tensorrt()
         name = self.manifest.tensorrt.plans.get(network)
         if name is None:
-            raise EngineError(f"{self.directory}: no TensorRT plan for {network}; rebuild all networks: "
-                              f"`flipnet-rt build {self.directory}`")
+            raise EngineError(
+                f"{self.directory}: no TensorRT plan for {network}; rebuild all networks: "
+                f"`flipnet-rt build {self.directory}`"
+            )
         path = self.directory / name
         if not path.is_file():
             raise EngineError(f"{path}: missing; rebuild the plans: `flipnet-rt build {self.directory}`")
         if self._runtime is None:
             self._logger = _logger(trt)
             self._runtime = trt.Runtime(self._logger)
-        engine = trt_check(self._runtime.deserialize_cuda_engine(path.read_bytes()),
-                           f"deserialize_cuda_engine({path.name})", self._logger)
+        engine = trt_check(
+            self._runtime.deserialize_cuda_engine(path.read_bytes()),
+            f"deserialize_cuda_engine({path.name})",
+            self._logger,
+        )
         self._check_io(trt, network, engine)
         plan = self._plans[network] = _Plan(engine)
         log.debug("loaded %s", path)
@@ -198,10 +226,14 @@ class TensorRTBackend(OnDevice, Backend):
         trt = self._tensorrt()
         strategy = getattr(trt, "ExecutionContextAllocationStrategy", None)
         if strategy is None or not hasattr(plan.engine, "device_memory_size_v2"):
-            return trt_check(plan.engine.create_execution_context(), f"{network}: create_execution_context",
-                             self._logger)
-        context = trt_check(plan.engine.create_execution_context(strategy.USER_MANAGED),
-                            f"{network}: create_execution_context(USER_MANAGED)", self._logger)
+            return trt_check(
+                plan.engine.create_execution_context(), f"{network}: create_execution_context", self._logger
+            )
+        context = trt_check(
+            plan.engine.create_execution_context(strategy.USER_MANAGED),
+            f"{network}: create_execution_context(USER_MANAGED)",
+            self._logger,
+        )
         if plan.scratch is None:
             size = max(int(plan.engine.device_memory_size_v2), 1)
             plan.scratch = self.arrays.empty((size,), "uint8")
@@ -219,8 +251,10 @@ class TensorRTBackend(OnDevice, Backend):
         wanted = {t.name: ("input", t.dtype) for t in spec.inputs} | {t.name: ("output", t.dtype) for t in spec.outputs}
         if found != wanted:
             diff = sorted(set(found.items()) ^ set(wanted.items()))
-            raise EngineError(f"{self.directory}/{network}.plan does not match its manifest spec ({diff}); "
-                              f"rebuild it: `flipnet-rt build {self.directory}`")
+            raise EngineError(
+                f"{self.directory}/{network}.plan does not match its manifest spec ({diff}); "
+                f"rebuild it: `flipnet-rt build {self.directory}`"
+            )
 
     # ------------------------------------------------------------------ running
     def _run(self, spec: NetworkSpec, feeds: Mapping[str, Array]) -> dict[str, Array]:
@@ -240,8 +274,9 @@ class TensorRTBackend(OnDevice, Backend):
             if bound.graph is not None:
                 bound.graph.replay()
             else:
-                trt_check(bound.context.execute_async_v3(self._stream.handle), f"{spec.name}: execute_async_v3",
-                          self._logger)
+                trt_check(
+                    bound.context.execute_async_v3(self._stream.handle), f"{spec.name}: execute_async_v3", self._logger
+                )
                 if self.cuda_graph:  # that run was the warm-up; its outputs are this call's result
                     bound.graph = self._capture(bound)
             bound.calls += 1
@@ -257,8 +292,9 @@ class TensorRTBackend(OnDevice, Backend):
             check_profile(spec, env, Profile.from_dict(recorded), self.directory)
         inputs, aliased = {}, set()
         for t in spec.inputs:
-            if self._own_outputs.get(id(feeds[t.name])) is feeds[t.name] and \
-                    self.arrays.has_dtype(feeds[t.name], t.dtype):
+            if self._own_outputs.get(id(feeds[t.name])) is feeds[t.name] and self.arrays.has_dtype(
+                feeds[t.name], t.dtype
+            ):
                 inputs[t.name] = feeds[t.name]
                 aliased.add(t.name)
             else:
@@ -266,15 +302,20 @@ class TensorRTBackend(OnDevice, Backend):
         outputs = {t.name: self._empty(t.concrete(env), t.dtype) for t in spec.outputs}
         bound = _Bound(key, self._new_context(plan, spec.name), inputs, outputs, aliased)
         for name, tensor in inputs.items():
-            trt_check(bound.context.set_input_shape(name, tuple(tensor.shape)),
-                      f"{spec.name}: set_input_shape({name}, {tuple(tensor.shape)})", self._logger)
+            trt_check(
+                bound.context.set_input_shape(name, tuple(tensor.shape)),
+                f"{spec.name}: set_input_shape({name}, {tuple(tensor.shape)})",
+                self._logger,
+            )
         for name, tensor in (*inputs.items(), *outputs.items()):
             self._set_address(bound, name, tensor)
         for name, tensor in outputs.items():
             theirs = tuple(bound.context.get_tensor_shape(name))
             if theirs != tuple(tensor.shape):
-                raise EngineError(f"{spec.name}: the plan computes {name} {theirs}, the manifest spec says "
-                                  f"{tuple(tensor.shape)}; rebuild: `flipnet-rt build {self.directory}`")
+                raise EngineError(
+                    f"{spec.name}: the plan computes {name} {theirs}, the manifest spec says "
+                    f"{tuple(tensor.shape)}; rebuild: `flipnet-rt build {self.directory}`"
+                )
         self._bound[key] = bound
         self._own_outputs.update((id(t), t) for t in outputs.values())
         log.debug("%s: context and buffers for %s (bound directly: %s)", spec.name, shapes, sorted(aliased) or "none")
@@ -292,17 +333,24 @@ class TensorRTBackend(OnDevice, Backend):
         return tensor
 
     def _set_address(self, bound: _Bound, name: str, tensor: Any) -> None:
-        trt_check(bound.context.set_tensor_address(name, self.arrays.pointer(tensor)),
-                  f"{bound.key[0]}: set_tensor_address({name})", self._logger)
+        trt_check(
+            bound.context.set_tensor_address(name, self.arrays.pointer(tensor)),
+            f"{bound.key[0]}: set_tensor_address({name})",
+            self._logger,
+        )
 
     def _empty(self, shape: tuple[int, ...], dtype: str) -> Any:
         return self.arrays.empty(shape, dtype)
 
     def _capture(self, bound: _Bound) -> Any:
         """Capture one enqueue of this shape's context as a CUDA graph (replay launches it on the stream)."""
+
         def enqueue() -> None:
-            trt_check(bound.context.execute_async_v3(self._stream.handle),
-                      f"{bound.key[0]}: execute_async_v3 (CUDA graph capture)", self._logger)
+            trt_check(
+                bound.context.execute_async_v3(self._stream.handle),
+                f"{bound.key[0]}: execute_async_v3 (CUDA graph capture)",
+                self._logger,
+            )
 
         try:
             graph = self._stream.capture(enqueue)

@@ -31,8 +31,9 @@ K/V (``unet_cond``'s outputs), which only ever feed ``unet_input`` and stay in t
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -77,8 +78,15 @@ class TorchBackend(Backend):
 
     name = "torch"
 
-    def __init__(self, model: FlipNet, device: str | torch.device = "cpu", dtype: str = "float32", *,
-                 compile: bool = False, cuda_graphs: bool = False) -> None:
+    def __init__(
+        self,
+        model: FlipNet,
+        device: str | torch.device = "cpu",
+        dtype: str = "float32",
+        *,
+        compile: bool = False,
+        cuda_graphs: bool = False,
+    ) -> None:
         if dtype not in DTYPES:
             raise ValueError(f"dtype: {dtype!r}; use one of {', '.join(DTYPES)}")
         self.device = torch.device(device)
@@ -105,8 +113,10 @@ class TorchBackend(Backend):
         torch.compile is lazy, so nothing compiles before a network's first call."""
         self.model.to(device=self.device, dtype=self.torch_dtype).eval().requires_grad_(False)
         modules = {name: NETWORKS[name](self.model) for name in self.specs}  # eager, as exported
-        self._callables = {name: torch.compile(module) if self.compile and name in UNET_NETWORKS else module
-                           for name, module in modules.items()}
+        self._callables = {
+            name: torch.compile(module) if self.compile and name in UNET_NETWORKS else module
+            for name, module in modules.items()
+        }
 
     @torch.inference_mode()
     def _run(self, spec: NetworkSpec, feeds: Mapping[str, Array]) -> dict[str, Array]:
@@ -135,8 +145,9 @@ class TorchBackend(Backend):
     def _replay(self, network: str, args: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         key: GraphKey = (network, tuple((tuple(a.shape), a.dtype) for a in args))
         graphed = self._graphs.get(key)
-        if graphed is not None and any(static is not arg and self._is_graph_output(static)
-                                       for static, arg in zip(graphed.inputs, args)):
+        if graphed is not None and any(
+            static is not arg and self._is_graph_output(static) for static, arg in zip(graphed.inputs, args)
+        ):
             graphed = None  # an input read from another graph's output now gets something else
         if graphed is None:
             inputs = [a if self._is_graph_output(a) else a.clone() for a in args]  # outputs: read in place

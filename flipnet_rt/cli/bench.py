@@ -19,6 +19,7 @@ def _csv_list(kind):
             return [kind(v) for v in text.split(",") if v]
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
+
     return parse
 
 
@@ -37,29 +38,57 @@ def _on_off(text: str) -> bool:
 def add_parser(sub: argparse._SubParsersAction, model_arg) -> None:
     p = sub.add_parser("bench", help="latency/throughput/memory by stage, with a naive baseline")
     model_arg(p)
-    p.add_argument("--engines", type=Path, metavar="DIR",
-                   help="an engine directory beside a --model MODEL_DIR|random:CONFIG (the model gives FLOP "
-                        "counts and the baseline; the engines run)")
-    p.add_argument("--backend", type=_csv_list(_backend), default=["auto"], metavar="{" + ",".join(KINDS) + "}[,...]",
-                   help="auto: the fastest backend that can run the artifacts here (as restore); several, "
-                        "e.g. onnxruntime,torch, are measured one after another in this run")
-    p.add_argument("--device", choices=DEVICES, default="auto",
-                   help="auto: a CUDA GPU when the backend can use one, else the CPU")
-    p.add_argument("--precision", type=Precision.parse, choices=list(Precision), default=Precision.FP32,
-                   help="torch backend dtype (engines carry their own precision)")
+    p.add_argument(
+        "--engines",
+        type=Path,
+        metavar="DIR",
+        help="an engine directory beside a --model MODEL_DIR|random:CONFIG (the model gives FLOP "
+        "counts and the baseline; the engines run)",
+    )
+    p.add_argument(
+        "--backend",
+        type=_csv_list(_backend),
+        default=["auto"],
+        metavar="{" + ",".join(KINDS) + "}[,...]",
+        help="auto: the fastest backend that can run the artifacts here (as restore); several, "
+        "e.g. onnxruntime,torch, are measured one after another in this run",
+    )
+    p.add_argument(
+        "--device", choices=DEVICES, default="auto", help="auto: a CUDA GPU when the backend can use one, else the CPU"
+    )
+    p.add_argument(
+        "--precision",
+        type=Precision.parse,
+        choices=list(Precision),
+        default=Precision.FP32,
+        help="torch backend dtype (engines carry their own precision)",
+    )
     p.add_argument("--batch", type=_csv_list(int), default=[1], help="batch sizes, e.g. 1,4,8")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, help="default: the model's (1.5)")
     p.add_argument("--resolution", type=int, help="side of the generated input images (default: the model's)")
     p.add_argument("--cond-cache", type=_csv_list(_on_off), default=[True, False], help="on,off")
-    p.add_argument("--cuda-graphs", "--cuda-graph", dest="cuda_graphs", type=_csv_list(_on_off), default=[False],
-                   help="on,off: replay one CUDA graph per network and shape (tensorrt, torch on CUDA)")
-    p.add_argument("--compile", type=_csv_list(_on_off), default=[False],
-                   help="on,off: torch.compile the networks (torch backend; minutes of compilation first)")
+    p.add_argument(
+        "--cuda-graphs",
+        "--cuda-graph",
+        dest="cuda_graphs",
+        type=_csv_list(_on_off),
+        default=[False],
+        help="on,off: replay one CUDA graph per network and shape (tensorrt, torch on CUDA)",
+    )
+    p.add_argument(
+        "--compile",
+        type=_csv_list(_on_off),
+        default=[False],
+        help="on,off: torch.compile the networks (torch backend; minutes of compilation first)",
+    )
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--iters", type=int, default=3)
-    p.add_argument("--baseline", action="store_true",
-                   help="also time the naive loop (eager PyTorch; needs a model) and report speedups")
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also time the naive loop (eager PyTorch; needs a model) and report speedups",
+    )
     p.add_argument("--json", type=Path, metavar="F", help="rewritten as each configuration finishes")
     p.add_argument("--csv", type=Path, metavar="F", help="rewritten as each configuration finishes")
     p.add_argument("--plot", type=Path, metavar="F.png")
@@ -70,8 +99,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except ImportError as exc:
-        print(f"error: bench needs the bench extra ({exc.name} missing): pip install 'flipnet-rt[bench]'",
-              file=sys.stderr)
+        print(
+            f"error: bench needs the bench extra ({exc.name} missing): pip install 'flipnet-rt[bench]'", file=sys.stderr
+        )
         return 2
     except ValueError as exc:  # BackendUnavailable, EngineError, ConfigError, bad options
         print(f"error: {exc}", file=sys.stderr)
@@ -82,10 +112,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..profiler import report
-    from ..profiler.runner import BenchConfig, environment, result_record, run_config, with_flops
     from ..engine.artifacts import ModelArtifacts, open_artifacts
     from ..imaging.examples import degrade_example, example_face
+    from ..profiler import report
+    from ..profiler.runner import BenchConfig, environment, result_record, run_config, with_flops
     from ..runtime.restorer import Restorer
 
     if not args.model:
@@ -93,13 +123,22 @@ def _run(args: argparse.Namespace) -> int:
     artifacts = open_artifacts(args.model)  # a model is loaded once, on first use, for every configuration
     model = artifacts.load() if isinstance(artifacts, ModelArtifacts) else None
     if args.baseline and model is None:
-        raise ValueError("--baseline runs the naive PyTorch loop: pass --model MODEL_DIR|random:CONFIG "
-                         "(and the engines with --engines DIR)")
+        raise ValueError(
+            "--baseline runs the naive PyTorch loop: pass --model MODEL_DIR|random:CONFIG "
+            "(and the engines with --engines DIR)"
+        )
     flops = _model_flops(model)  # counted once, before any backend moves the model
 
     def make_restorer(backend: str, compile_: bool, graph: bool) -> Restorer:
-        return Restorer.load(artifacts, engine_dir=args.engines, backend=backend, device=args.device,
-                             precision=args.precision, cuda_graphs=graph, compile=compile_)
+        return Restorer.load(
+            artifacts,
+            engine_dir=args.engines,
+            backend=backend,
+            device=args.device,
+            precision=args.precision,
+            cuda_graphs=graph,
+            compile=compile_,
+        )
 
     records: list[dict] = []
     baseline = None
@@ -120,8 +159,9 @@ def _run(args: argparse.Namespace) -> int:
                 config = restorer.config
                 if not images:  # the first configuration fixes what every configuration shares
                     if model is not None and model.config.digest() != config.digest():
-                        raise ValueError(f"--engines {args.engines}: exported from another model than --model "
-                                         f"{args.model}")
+                        raise ValueError(
+                            f"--engines {args.engines}: exported from another model than --model {args.model}"
+                        )
                     side = args.resolution or config.resolution
                     images = [degrade_example(example_face(side, seed=i), seed=i) for i in range(max(args.batch))]
                     guidance = args.guidance if args.guidance is not None else config.defaults.guidance
@@ -133,13 +173,26 @@ def _run(args: argparse.Namespace) -> int:
                 env["matmul_peak_tflops"] = f"{peak:.3f}" if peak else "n/a (no torch)"
                 for batch in args.batch:
                     for cache in args.cond_cache:
-                        config_ = BenchConfig(batch, cache, graph, compile_,
-                                              backend=restorer.backend.name if len(args.backend) > 1 else "")
-                        result = run_config(restorer, images, config_, steps=args.steps, warmup=args.warmup,
-                                            iters=args.iters, guidance=guidance)
+                        config_ = BenchConfig(
+                            batch,
+                            cache,
+                            graph,
+                            compile_,
+                            backend=restorer.backend.name if len(args.backend) > 1 else "",
+                        )
+                        result = run_config(
+                            restorer,
+                            images,
+                            config_,
+                            steps=args.steps,
+                            warmup=args.warmup,
+                            iters=args.iters,
+                            guidance=guidance,
+                        )
                         per_image = flops.per_image(cache, args.steps, 2 if guidance != 1.0 else 1) if flops else None
-                        records.append(result_record(with_flops(result, per_image, peak), env, str(args.model),
-                                                     args.steps))
+                        records.append(
+                            result_record(with_flops(result, per_image, peak), env, str(args.model), args.steps)
+                        )
                         save()
                         print(f"done {config_.label}: p50 {result.e2e_ms['p50']:.1f} ms", file=sys.stderr)
                 restorer.close()
@@ -164,16 +217,25 @@ def _model_flops(model):
     return ModelFlops.count(model)
 
 
-def time_baseline_record(model, images: list, args: argparse.Namespace, guidance: float, device: str,
-                         dtype: str | None = None) -> dict:
+def time_baseline_record(
+    model, images: list, args: argparse.Namespace, guidance: float, device: str, dtype: str | None = None
+) -> dict:
     """The naive loop's p50/p90/p99 (ms) at the first batch size, on ``device`` in ``dtype`` (the
     restorers' precision; None: the weights' dtype). It runs after every restorer has closed, and
     a closed CUDA torch backend leaves the shared model on the host: :func:`time_baseline` moves
     the weights to ``device`` for the run itself and back afterwards."""
     from ..profiler.baseline import time_baseline
 
-    baseline = time_baseline(model, images[: args.batch[0]], steps=args.steps, guidance=guidance,
-                             warmup=args.warmup, iters=args.iters, device=device, dtype=dtype)
+    baseline = time_baseline(
+        model,
+        images[: args.batch[0]],
+        steps=args.steps,
+        guidance=guidance,
+        warmup=args.warmup,
+        iters=args.iters,
+        device=device,
+        dtype=dtype,
+    )
     return {**baseline, "batch": args.batch[0]}
 
 

@@ -22,16 +22,29 @@ def _thresholds(text: str) -> tuple[float, ...]:
 def face_args(parser: argparse.ArgumentParser) -> None:
     """--detector and the face selection options (whole-image face restoration)."""
     g = parser.add_argument_group("faces (whole images and video)")
-    g.add_argument("--detector", choices=choices(DetectorKind), default="mtcnn",
-                   help="mtcnn: three ONNX networks on the restorer's device (default); dlib: HOG on the CPU "
-                        "(the eval extra)")
-    g.add_argument("--detect-thresholds", type=_thresholds, metavar="P,R,O",
-                   help="MTCNN's three stage thresholds (default 0.6,0.7,0.7; higher: fewer false faces, "
-                        "more missed ones); dlib: one SVM margin (default 0)")
-    g.add_argument("--min-face-size", type=float, default=20.0, metavar="PX",
-                   help="smallest face searched and restored (box side, px)")
-    g.add_argument("--max-faces", type=int, default=0, metavar="N",
-                   help="restore the N largest faces per image (0: all)")
+    g.add_argument(
+        "--detector",
+        choices=choices(DetectorKind),
+        default="mtcnn",
+        help="mtcnn: three ONNX networks on the restorer's device (default); dlib: HOG on the CPU (the eval extra)",
+    )
+    g.add_argument(
+        "--detect-thresholds",
+        type=_thresholds,
+        metavar="P,R,O",
+        help="MTCNN's three stage thresholds (default 0.6,0.7,0.7; higher: fewer false faces, "
+        "more missed ones); dlib: one SVM margin (default 0)",
+    )
+    g.add_argument(
+        "--min-face-size",
+        type=float,
+        default=20.0,
+        metavar="PX",
+        help="smallest face searched and restored (box side, px)",
+    )
+    g.add_argument(
+        "--max-faces", type=int, default=0, metavar="N", help="restore the N largest faces per image (0: all)"
+    )
     g.add_argument("--only-center-face", action="store_true", help="restore only the face nearest the image's centre")
     keep_detail_arg(g)
     fidelity_arg(g)
@@ -39,18 +52,26 @@ def face_args(parser: argparse.ArgumentParser) -> None:
 
 def keep_detail_arg(group: argparse._ActionsContainer) -> None:
     """``--no-keep-detail`` (restore, video, eval): ``FaceOptions.keep_detail``."""
-    group.add_argument("--no-keep-detail", dest="keep_detail", action="store_false",
-                       help="faces larger than the model's resolution (eval: --size above it) come back at the "
-                            "model's detail only, resized (default: the input's finer detail is kept; it also "
-                            "keeps the input's noise)")
+    group.add_argument(
+        "--no-keep-detail",
+        dest="keep_detail",
+        action="store_false",
+        help="faces larger than the model's resolution (eval: --size above it) come back at the "
+        "model's detail only, resized (default: the input's finer detail is kept; it also "
+        "keeps the input's noise)",
+    )
 
 
 def fidelity_arg(group: argparse._ActionsContainer) -> None:
     """``--fidelity W|auto`` (restore, video, eval): checked where the face options are built."""
-    group.add_argument("--fidelity", default="auto", metavar="W|auto",
-                       help="how much of each input face the output keeps: a weight in [0, 1] (0: the model's "
-                            "output, 1: the input face), or auto (default): the model's fidelity estimator "
-                            "decides per face, so no face comes back worse than it went in")
+    group.add_argument(
+        "--fidelity",
+        default="auto",
+        metavar="W|auto",
+        help="how much of each input face the output keeps: a weight in [0, 1] (0: the model's "
+        "output, 1: the input face), or auto (default): the model's fidelity estimator "
+        "decides per face, so no face comes back worse than it went in",
+    )
 
 
 def build_face_restorer(args: argparse.Namespace, restorer: Any, sampling: Any, frame_path: str = "host") -> Any:
@@ -63,9 +84,18 @@ def build_face_restorer(args: argparse.Namespace, restorer: Any, sampling: Any, 
     from ..faces.onnx_session import providers_like
     from ..faces.pipeline import FaceOptions, FaceRestorer
 
-    detector = load_detector(args.detector, min_face_size=args.min_face_size, thresholds=args.detect_thresholds,
-                             providers=providers_like(restorer.backend))
-    options = FaceOptions(max_faces=args.max_faces, min_face_size=args.min_face_size,
-                          only_center_face=args.only_center_face, keep_detail=args.keep_detail,
-                          max_batch=args.batch_size, fidelity=args.fidelity)  # faces per engine call: bounds memory on crowded pictures
+    detector = load_detector(
+        args.detector,
+        min_face_size=args.min_face_size,
+        thresholds=args.detect_thresholds,
+        providers=providers_like(restorer.backend),
+    )
+    options = FaceOptions(
+        max_faces=args.max_faces,
+        min_face_size=args.min_face_size,
+        only_center_face=args.only_center_face,
+        keep_detail=args.keep_detail,
+        max_batch=args.batch_size,
+        fidelity=args.fidelity,
+    )  # faces per engine call: bounds memory on crowded pictures
     return FaceRestorer(restorer, detector, options, sampling=sampling, frame_path=frame_path)

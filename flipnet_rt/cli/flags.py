@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from enum import Enum
-from typing import Any, Iterable
+from typing import Any
 
 #: ``--device``: where a backend runs (auto: a CUDA GPU when the backend can use one).
 DEVICES = ("auto", "cpu", "cuda")
@@ -59,13 +60,27 @@ class _DeprecatedAlias(argparse.Action):
         self.new = new
         super().__init__(option_strings, dest, **kwargs)
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         print(f"warning: {option_string} is deprecated; use {self.new} (same meaning)", file=sys.stderr)
         setattr(namespace, self.dest, values)
 
 
 def deprecated_alias(parser: argparse._ActionsContainer, old: str, new: argparse.Action) -> None:
     """Keep ``old`` working as a hidden alias of the flag ``new`` (the action add_argument returned)."""
-    parser.add_argument(old, action=_DeprecatedAlias, new=new.option_strings[-1], dest=new.dest, type=new.type,
-                        choices=new.choices, metavar=new.metavar, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        old,
+        action=_DeprecatedAlias,
+        new=new.option_strings[-1],
+        dest=new.dest,
+        type=new.type,
+        choices=new.choices,
+        metavar=new.metavar,
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
+    )

@@ -8,8 +8,19 @@ import sys
 
 from .. import __version__
 
-PACKAGES = ("numpy", "onnxruntime", "Pillow", "torch", "diffusers", "peft", "safetensors",
-            "transformers", "onnx", "tensorrt", "polygraphy")
+PACKAGES = (
+    "numpy",
+    "onnxruntime",
+    "Pillow",
+    "torch",
+    "diffusers",
+    "peft",
+    "safetensors",
+    "transformers",
+    "onnx",
+    "tensorrt",
+    "polygraphy",
+)
 
 
 def environment() -> dict[str, str]:

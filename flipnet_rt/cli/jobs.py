@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..jobs.batchio import BatchReport, Job, batched, plan_jobs
 from ..imaging.io import ImageError, load_image, save_image
+from ..jobs.batchio import BatchReport, Job, batched, plan_jobs
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +32,29 @@ def load_restorer(args: argparse.Namespace, threads: int | None = None):
     from ..runtime.restorer import Restorer
 
     try:
-        restorer = Restorer.load(args.model, backend=args.backend, device=args.device, cond_cache=args.cond_cache,
-                                 cuda_graphs=args.cuda_graphs, compile=args.compile, low_memory=args.low_memory,
-                                 threads=threads)
+        restorer = Restorer.load(
+            args.model,
+            backend=args.backend,
+            device=args.device,
+            cond_cache=args.cond_cache,
+            cuda_graphs=args.cuda_graphs,
+            compile=args.compile,
+            low_memory=args.low_memory,
+            threads=threads,
+        )
     except (OSError, ValueError, KeyError) as exc:  # BackendUnavailable and EngineError are ValueErrors
         raise UsageError(f"--model {args.model}: {exc}") from None
     try:
         options = restorer.options(
-            sampler=args.sampler, steps=args.steps, spacing=args.spacing, guidance=args.guidance,
-            phi=args.phi, t_cond=args.t_cond, strength=args.strength, eta=args.eta, seed=args.seed,
+            sampler=args.sampler,
+            steps=args.steps,
+            spacing=args.spacing,
+            guidance=args.guidance,
+            phi=args.phi,
+            t_cond=args.t_cond,
+            strength=args.strength,
+            eta=args.eta,
+            seed=args.seed,
             color_fix=args.color_fix,
         )
     except ValueError as exc:  # the option's own message names it ("steps: 0; use 1 or more")
@@ -93,7 +107,7 @@ def run_jobs(args: argparse.Namespace, *, variants: int = 1) -> int:
     return report.exit_code
 
 
-def _runner(args: argparse.Namespace, restorer, options) -> "_Crops | _WholeImages":
+def _runner(args: argparse.Namespace, restorer, options) -> _Crops | _WholeImages:
     if args.command == "degrade":
         return _Crops(lambda images, seeds: restorer.degrade(images, options, seeds))
     from .faces import build_face_restorer
@@ -159,8 +173,12 @@ class _WholeImages:
         if self.args.report:
             from ..faces.report import write_report
 
-            meta = {"model": str(self.args.model), "seed": self.args.seed, "detector": self.args.detector,
-                    "errors": list(report.errors)}
+            meta = {
+                "model": str(self.args.model),
+                "seed": self.args.seed,
+                "detector": self.args.detector,
+                "errors": list(report.errors),
+            }
             write_report(self.args.report, self.entries, meta)
 
 

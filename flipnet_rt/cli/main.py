@@ -23,8 +23,8 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .. import __version__
 from ..backends.registry import KINDS
@@ -52,8 +52,9 @@ def _model_arg(parser: argparse.ArgumentParser) -> None:
 
 def _job_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (walked recursively)")
-    parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR",
-                        help="output folder; inputs are never overwritten")
+    parser.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="OUTDIR", help="output folder; inputs are never overwritten"
+    )
     run_args(parser)
 
 
@@ -67,34 +68,64 @@ def run_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--guidance", type=float, help="classifier-free guidance scale; 1 disables it (half the UNet work)")
     g.add_argument("--phi", type=float, help="BoostHub enhance weight (Eq. 5): more LQ structure vs. more prior")
     g.add_argument("--cond-t", dest="t_cond", type=int, help="timestep of the condition stream (0: clean)")
-    g.add_argument("--strength", type=float,
-                   help="start from the noised input at this fraction of the schedule, running "
-                        "only that fraction of the steps (faster, stays closer to the input)")
+    g.add_argument(
+        "--strength",
+        type=float,
+        help="start from the noised input at this fraction of the schedule, running "
+        "only that fraction of the steps (faster, stays closer to the input)",
+    )
     g.add_argument("--eta", type=float, help="DDIM stochasticity (0 deterministic)")
-    g.add_argument("--color-fix", type=int, metavar="LEVELS",
-                   help="restore: keep the input's colours below a LEVELS-level wavelet band "
-                        "(StableSR's colour fix; 0 turns it off)")
+    g.add_argument(
+        "--color-fix",
+        type=int,
+        metavar="LEVELS",
+        help="restore: keep the input's colours below a LEVELS-level wavelet band "
+        "(StableSR's colour fix; 0 turns it off)",
+    )
     g.add_argument("--seed", type=int, default=0, help="base seed; each image gets its own stream")
-    parser.add_argument("--batch-size", type=int, default=1, metavar="B",
-                        help="images per engine batch (face crops); whole images and video: faces per engine call")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        metavar="B",
+        help="images per engine batch (face crops); whole images and video: faces per engine call",
+    )
     b = parser.add_argument_group("backend (chosen once; see `flipnet-rt info` for what this machine has)")
-    b.add_argument("--backend", default="auto", choices=KINDS,
-                   help="auto: TensorRT (engine directory with plans) > ONNX Runtime CUDA > PyTorch CUDA > "
-                        "ONNX Runtime CPU, by what is installed and what --model is")
-    b.add_argument("--device", default="auto", choices=DEVICES,
-                   help="auto: a CUDA GPU when the backend can use one, else the CPU")
-    b.add_argument("--cuda-graphs", action="store_true",
-                   help="tensorrt/torch on CUDA: one CUDA graph per network and batch shape (less launch "
-                        "overhead; costs a capture and GPU memory per shape)")
-    b.add_argument("--low-memory", action="store_true",
-                   help="ONNX Runtime CPU: no pre-packed weight copies and no memory arena (measured on the demo "
-                        "engine at batch 8: 204 MB instead of 885 MB resident; costs allocations at every call)")
-    b.add_argument("--compile", action="store_true",
-                   help="torch backend: torch.compile the UNet (minutes of compilation at the first batch of "
-                        "each new shape, then faster steps)")
-    parser.add_argument("--no-cond-cache", dest="cond_cache", action="store_false",
-                        help="run the joint 2B UNet every step instead of caching the condition's "
-                             "BoostHub keys/values (same result, about twice the UNet work)")
+    b.add_argument(
+        "--backend",
+        default="auto",
+        choices=KINDS,
+        help="auto: TensorRT (engine directory with plans) > ONNX Runtime CUDA > PyTorch CUDA > "
+        "ONNX Runtime CPU, by what is installed and what --model is",
+    )
+    b.add_argument(
+        "--device", default="auto", choices=DEVICES, help="auto: a CUDA GPU when the backend can use one, else the CPU"
+    )
+    b.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="tensorrt/torch on CUDA: one CUDA graph per network and batch shape (less launch "
+        "overhead; costs a capture and GPU memory per shape)",
+    )
+    b.add_argument(
+        "--low-memory",
+        action="store_true",
+        help="ONNX Runtime CPU: no pre-packed weight copies and no memory arena (measured on the demo "
+        "engine at batch 8: 204 MB instead of 885 MB resident; costs allocations at every call)",
+    )
+    b.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch backend: torch.compile the UNet (minutes of compilation at the first batch of "
+        "each new shape, then faster steps)",
+    )
+    parser.add_argument(
+        "--no-cond-cache",
+        dest="cond_cache",
+        action="store_false",
+        help="run the joint 2B UNet every step instead of caching the condition's "
+        "BoostHub keys/values (same result, about twice the UNet work)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,14 +137,25 @@ def build_parser() -> argparse.ArgumentParser:
     restore = sub.add_parser("restore", help="restore every face of whole images (or aligned face crops: --aligned)")
     _job_args(restore)
     w = restore.add_argument_group("whole images")
-    w.add_argument("--aligned", action="store_true",
-                   help="the inputs are face crops already aligned to the model's layout (no detection, "
-                        "no paste-back): each is restored as a whole")
-    w.add_argument("--save-faces", type=Path, metavar="DIR",
-                   help="also write each restored face: DIR/cropped_faces (aligned input), "
-                        "DIR/restored_faces, DIR/cmp (side by side)")
-    w.add_argument("--report", type=Path, metavar="F.json",
-                   help="write every image's faces (box, score, landmarks, seed, restored or why not)")
+    w.add_argument(
+        "--aligned",
+        action="store_true",
+        help="the inputs are face crops already aligned to the model's layout (no detection, "
+        "no paste-back): each is restored as a whole",
+    )
+    w.add_argument(
+        "--save-faces",
+        type=Path,
+        metavar="DIR",
+        help="also write each restored face: DIR/cropped_faces (aligned input), "
+        "DIR/restored_faces, DIR/cmp (side by side)",
+    )
+    w.add_argument(
+        "--report",
+        type=Path,
+        metavar="F.json",
+        help="write every image's faces (box, score, landmarks, seed, restored or why not)",
+    )
     face_args(restore)
 
     degrade = sub.add_parser("degrade", help="synthesise real-world-like degraded versions of HQ faces (Sec. 5.1)")
@@ -133,9 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     if args.command == "info":
         return info_cmd.run(args.model)
     if args.command in ("export", "build", "verify"):

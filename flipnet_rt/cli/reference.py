@@ -20,10 +20,11 @@ import contextlib
 import importlib
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 WIDTH = 100
 REGENERATE = "python -m flipnet_rt.cli.reference > docs/cli.md"
@@ -106,7 +107,8 @@ def subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, str, argpars
 def arguments(parser: argparse.ArgumentParser) -> list[argparse.Action]:
     """The documented arguments of one parser: everything but -h/--help and the subcommand slot."""
     return [
-        a for a in parser._actions
+        a
+        for a in parser._actions
         if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction)) and a.help is not argparse.SUPPRESS
     ]
 

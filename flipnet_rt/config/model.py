@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..sampling.schedule import SamplerKind, ScheduleConfig, Spacing, as_choice
 
@@ -129,7 +130,7 @@ class FlipnetConfig:
     def latent_channels(self) -> int:
         return int(self.vae.get("latent_channels", 4))
 
-    def validate(self) -> "FlipnetConfig":
+    def validate(self) -> FlipnetConfig:
         """Check the relations between fields; raises ConfigError naming the field."""
         if self.format_version != FORMAT_VERSION:
             raise ConfigError(
@@ -146,9 +147,7 @@ class FlipnetConfig:
                 f"resolution: {self.resolution} must be a positive multiple of the VAE factor {self.vae_factor}"
             )
         if self.resolution % self.face.grid:
-            raise ConfigError(
-                f"face.grid: {self.face.grid} must divide resolution {self.resolution}"
-            )
+            raise ConfigError(f"face.grid: {self.face.grid} must divide resolution {self.resolution}")
         down = self.resolution // self.face.grid
         if down & (down - 1) or 2 ** (len(self.face.channels) - 1) != down:
             raise ConfigError(
@@ -166,7 +165,7 @@ class FlipnetConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str = "config") -> "FlipnetConfig":
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "config") -> FlipnetConfig:
         """Build from parsed JSON; unknown and missing fields are errors naming the field."""
         try:
             return _build(cls, data, prefix="").validate()
@@ -179,7 +178,7 @@ class FlipnetConfig:
         return path
 
     @classmethod
-    def load(cls, directory: Path) -> "FlipnetConfig":
+    def load(cls, directory: Path) -> FlipnetConfig:
         path = Path(directory) / CONFIG_NAME
         try:
             data = json.loads(path.read_text())

@@ -9,8 +9,8 @@ from enum import Enum
 
 import numpy as np
 
+from ..sampling import SamplerKind, ScheduleConfig
 from .model import Defaults, FlipnetConfig
-from ..sampling import SamplerKind, ScheduleConfig, Spacing
 
 
 class Mode(str, Enum):
@@ -35,13 +35,13 @@ class SamplingOptions(Defaults):
     seed: int = 0
 
     @classmethod
-    def from_config(cls, config: FlipnetConfig, **overrides: object) -> "SamplingOptions":
+    def from_config(cls, config: FlipnetConfig, **overrides: object) -> SamplingOptions:
         d = config.defaults
         base = cls(**{f.name: getattr(d, f.name) for f in dataclasses.fields(d)})
         given = {k: v for k, v in overrides.items() if v is not None}
         return dataclasses.replace(base, **given).validate(config)
 
-    def validate(self, config: FlipnetConfig) -> "SamplingOptions":
+    def validate(self, config: FlipnetConfig) -> SamplingOptions:
         for name in ("guidance", "phi", "strength", "eta"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name}: {getattr(self, name)} is not a finite number")
@@ -59,7 +59,9 @@ class SamplingOptions(Defaults):
         if self.eta < 0:
             raise ValueError(f"eta: {self.eta} must be >= 0")
         if not 0 <= self.color_fix <= MAX_COLOR_FIX_LEVELS:
-            raise ValueError(f"color_fix: {self.color_fix} levels is outside [0, {MAX_COLOR_FIX_LEVELS}]; 0 turns it off")
+            raise ValueError(
+                f"color_fix: {self.color_fix} levels is outside [0, {MAX_COLOR_FIX_LEVELS}]; 0 turns it off"
+            )
         if self.eta > 0 and self.sampler is not SamplerKind.DDIM:
             raise ValueError(f"eta: {self.eta} applies to the ddim sampler only; set sampler to ddim")
         return self

@@ -18,7 +18,7 @@ class Precision(str, Enum):
         return {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[self.value]
 
     @classmethod
-    def parse(cls, text: "str | Precision") -> "Precision":
+    def parse(cls, text: str | Precision) -> Precision:
         if isinstance(text, Precision):
             return text
         for member in cls:

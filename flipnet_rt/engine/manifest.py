@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -82,8 +83,11 @@ class Manifest:
         if self.tensorrt is None:
             raise EngineError(f"{directory}: has no TensorRT plans; {rebuild}")
         built = self.tensorrt
-        for what, theirs, ours in (("TensorRT version", built.version, version), ("GPU", built.gpu, gpu),
-                                   ("compute capability", built.compute_capability, compute_capability)):
+        for what, theirs, ours in (
+            ("TensorRT version", built.version, version),
+            ("GPU", built.gpu, gpu),
+            ("compute capability", built.compute_capability, compute_capability),
+        ):
             if theirs != ours:
                 raise EngineError(
                     f"{directory}: plans were built for {what} {theirs}, this machine has {ours}; {rebuild}"
@@ -117,8 +121,12 @@ class Manifest:
             "opset": self.opset,
             "resolution": self.resolution,
             "networks": {
-                name: {"onnx": e.onnx, "weights_sha256": e.weights_sha256, "profile": e.profile.to_dict(),
-                       **e.spec.to_dict()}
+                name: {
+                    "onnx": e.onnx,
+                    "weights_sha256": e.weights_sha256,
+                    "profile": e.profile.to_dict(),
+                    **e.spec.to_dict(),
+                }
                 for name, e in self.networks.items()
             },
             "versions": dict(self.versions),
@@ -128,7 +136,7 @@ class Manifest:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = MANIFEST_NAME) -> "Manifest":
+    def from_dict(cls, data: Mapping[str, Any], source: str = MANIFEST_NAME) -> Manifest:
         try:
             if data.get("format_version") != FORMAT_VERSION:
                 raise EngineError(
@@ -136,16 +144,26 @@ class Manifest:
                     f"re-export with this flipnet-rt"
                 )
             networks = {
-                name: NetworkEntry(NetworkSpec.from_dict(name, entry), Profile.from_dict(entry["profile"]),
-                                   str(entry["onnx"]), str(entry["weights_sha256"]))
+                name: NetworkEntry(
+                    NetworkSpec.from_dict(name, entry),
+                    Profile.from_dict(entry["profile"]),
+                    str(entry["onnx"]),
+                    str(entry["weights_sha256"]),
+                )
                 for name, entry in data["networks"].items()
             }
             trt = data.get("tensorrt")
             return cls(
-                model_name=str(data["model"]["name"]), config_sha256=str(data["model"]["config_sha256"]),
-                precision=str(data["precision"]), opset=int(data["opset"]), resolution=int(data["resolution"]),
-                networks=networks, versions=dict(data["versions"]), files=dict(data.get("files", {})),
-                tensorrt=None if trt is None else TensorRTInfo(**trt), extra=dict(data.get("extra", {})),
+                model_name=str(data["model"]["name"]),
+                config_sha256=str(data["model"]["config_sha256"]),
+                precision=str(data["precision"]),
+                opset=int(data["opset"]),
+                resolution=int(data["resolution"]),
+                networks=networks,
+                versions=dict(data["versions"]),
+                files=dict(data.get("files", {})),
+                tensorrt=None if trt is None else TensorRTInfo(**trt),
+                extra=dict(data.get("extra", {})),
             )
         except EngineError:
             raise
@@ -158,7 +176,7 @@ class Manifest:
         return path
 
     @classmethod
-    def load(cls, directory: Path) -> "Manifest":
+    def load(cls, directory: Path) -> Manifest:
         path = Path(directory) / MANIFEST_NAME
         try:
             data = json.loads(path.read_text())

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from ..config.model import FlipnetConfig
 
@@ -31,7 +32,7 @@ class Dim:
     divisor: int = 1
 
     @classmethod
-    def parse(cls, text: str | int) -> "Dim":
+    def parse(cls, text: str | int) -> Dim:
         if isinstance(text, int):
             return cls(factor=text)
         num, _, den = str(text).partition("/")
@@ -72,10 +73,14 @@ class TensorSpec:
         return tuple(d.value(env) for d in self.shape)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "shape": [str(d) if d.symbols else d.factor for d in self.shape]}
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "shape": [str(d) if d.symbols else d.factor for d in self.shape],
+        }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TensorSpec":
+    def from_dict(cls, data: Mapping[str, Any]) -> TensorSpec:
         return cls(str(data["name"]), str(data["dtype"]), tuple(Dim.parse(d) for d in data["shape"]))
 
 
@@ -95,7 +100,7 @@ class Profile:
         return {"B": list(self.B), "h": list(self.h), "w": list(self.w)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Sequence[int]]) -> "Profile":
+    def from_dict(cls, data: Mapping[str, Sequence[int]]) -> Profile:
         out = {}
         for key in SYMBOLS:
             lo, opt, hi = (int(v) for v in data[key])
@@ -130,16 +135,20 @@ class NetworkSpec:
         """Each dynamic input's (min, opt, max) shapes: what TensorRT's profile takes."""
         return {
             t.name: tuple(t.concrete(profile.env(i)) for i in range(3))
-            for t in self.inputs if not all(d.static for d in t.shape)
+            for t in self.inputs
+            if not all(d.static for d in t.shape)
         }
 
     def to_dict(self) -> dict[str, Any]:
         return {"inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs]}
 
     @classmethod
-    def from_dict(cls, name: str, data: Mapping[str, Any]) -> "NetworkSpec":
-        return cls(name, tuple(TensorSpec.from_dict(t) for t in data["inputs"]),
-                   tuple(TensorSpec.from_dict(t) for t in data["outputs"]))
+    def from_dict(cls, name: str, data: Mapping[str, Any]) -> NetworkSpec:
+        return cls(
+            name,
+            tuple(TensorSpec.from_dict(t) for t in data["inputs"]),
+            tuple(TensorSpec.from_dict(t) for t in data["outputs"]),
+        )
 
 
 ShapeKey = tuple[str, tuple[tuple[int, ...], ...]]  # (network, each input's shape in spec order)
@@ -154,8 +163,9 @@ def infer_env(spec: NetworkSpec, shapes: Mapping[str, Sequence[int]]) -> dict[st
     for t in spec.inputs:
         shape = tuple(int(d) for d in shapes[t.name])
         if len(shape) != len(t.shape):
-            raise ValueError(f"{spec.name}: input {t.name} has shape {shape}; the spec is "
-                             f"[{', '.join(map(str, t.shape))}]")
+            raise ValueError(
+                f"{spec.name}: input {t.name} has shape {shape}; the spec is [{', '.join(map(str, t.shape))}]"
+            )
         for dim, size in zip(t.shape, shape):
             if len(dim.symbols) == 1 and size * dim.divisor % dim.factor == 0:
                 env.setdefault(dim.symbols[0], size * dim.divisor // dim.factor)
@@ -166,8 +176,10 @@ def infer_env(spec: NetworkSpec, shapes: Mapping[str, Sequence[int]]) -> dict[st
         except (KeyError, ValueError):
             expected = None
         if expected != shape:
-            raise ValueError(f"{spec.name}: input {t.name} has shape {shape}; the spec is "
-                             f"[{', '.join(map(str, t.shape))}] with {env}")
+            raise ValueError(
+                f"{spec.name}: input {t.name} has shape {shape}; the spec is "
+                f"[{', '.join(map(str, t.shape))}] with {env}"
+            )
     return env
 
 
@@ -193,8 +205,9 @@ def kv_names(count: int) -> list[str]:
     return [f"{kind}_{i:02d}" for i in range(count) for kind in ("k", "v")]
 
 
-def network_specs(config: FlipnetConfig, kv: Iterable[KVSpec], dtype: str = "float32", *,
-                  fidelity: bool = False) -> dict[str, NetworkSpec]:
+def network_specs(
+    config: FlipnetConfig, kv: Iterable[KVSpec], dtype: str = "float32", *, fidelity: bool = False
+) -> dict[str, NetworkSpec]:
     """The I/O spec of every network of DESIGN §4 for a model config and its BoostHub layout; with
     ``fidelity`` also the fidelity estimator's (:mod:`flipnet_rt.models.fidelity`)."""
     kv = list(kv)
@@ -203,27 +216,56 @@ def network_specs(config: FlipnetConfig, kv: Iterable[KVSpec], dtype: str = "flo
     image = ("B", 3, f"{f}*h", f"{f}*w")
     face_image = ("B", 3, config.resolution, config.resolution)  # N tokens fix the face input size
     kv_specs = [
-        _t(name, dtype, "B", "h*w" + (f"/{4 ** layer.level}" if layer.level else ""), layer.channels)
+        _t(name, dtype, "B", "h*w" + (f"/{4**layer.level}" if layer.level else ""), layer.channels)
         for name, layer in zip(kv_names(len(kv)), (layer for layer in kv for _ in range(2)))
     ]
     specs = {
-        "unet": NetworkSpec("unet", (
-            _t("sample", dtype, "2*B", c, "h", "w"), _t("timestep", "float32", "2*B"),
-            _t("context", dtype, "2*B", *ctx), _t("phi", dtype, 1),
-        ), (_t("noise_pred", dtype, "2*B", c, "h", "w"),)),
-        "unet_cond": NetworkSpec("unet_cond", (
-            _t("sample", dtype, "B", c, "h", "w"), _t("timestep", "float32", "B"), _t("context", dtype, "B", *ctx),
-        ), tuple(kv_specs)),
-        "unet_input": NetworkSpec("unet_input", (
-            _t("sample", dtype, "B", c, "h", "w"), _t("timestep", "float32", "B"),
-            _t("context", dtype, "B", *ctx), _t("phi", dtype, 1), *kv_specs,
-        ), (_t("noise_pred", dtype, "B", c, "h", "w"),)),
-        "vae_encoder": NetworkSpec("vae_encoder", (_t("image", dtype, *image),), (_t("latent", dtype, "B", c, "h", "w"),)),
-        "vae_decoder": NetworkSpec("vae_decoder", (_t("latent", dtype, "B", c, "h", "w"),), (_t("image", dtype, *image),)),
-        "face_encoder": NetworkSpec("face_encoder", (_t("image", dtype, *face_image),),
-                                    (_t("id_tokens", dtype, "B", config.face.tokens, config.text_width),)),
+        "unet": NetworkSpec(
+            "unet",
+            (
+                _t("sample", dtype, "2*B", c, "h", "w"),
+                _t("timestep", "float32", "2*B"),
+                _t("context", dtype, "2*B", *ctx),
+                _t("phi", dtype, 1),
+            ),
+            (_t("noise_pred", dtype, "2*B", c, "h", "w"),),
+        ),
+        "unet_cond": NetworkSpec(
+            "unet_cond",
+            (
+                _t("sample", dtype, "B", c, "h", "w"),
+                _t("timestep", "float32", "B"),
+                _t("context", dtype, "B", *ctx),
+            ),
+            tuple(kv_specs),
+        ),
+        "unet_input": NetworkSpec(
+            "unet_input",
+            (
+                _t("sample", dtype, "B", c, "h", "w"),
+                _t("timestep", "float32", "B"),
+                _t("context", dtype, "B", *ctx),
+                _t("phi", dtype, 1),
+                *kv_specs,
+            ),
+            (_t("noise_pred", dtype, "B", c, "h", "w"),),
+        ),
+        "vae_encoder": NetworkSpec(
+            "vae_encoder", (_t("image", dtype, *image),), (_t("latent", dtype, "B", c, "h", "w"),)
+        ),
+        "vae_decoder": NetworkSpec(
+            "vae_decoder", (_t("latent", dtype, "B", c, "h", "w"),), (_t("image", dtype, *image),)
+        ),
+        "face_encoder": NetworkSpec(
+            "face_encoder",
+            (_t("image", dtype, *face_image),),
+            (_t("id_tokens", dtype, "B", config.face.tokens, config.text_width),),
+        ),
     }
     if fidelity:
-        specs["fidelity"] = NetworkSpec("fidelity", (_t("image", dtype, *face_image), _t("restored", dtype, *face_image)),
-                                        (_t("weight", dtype, "B"),))
+        specs["fidelity"] = NetworkSpec(
+            "fidelity",
+            (_t("image", dtype, *face_image), _t("restored", dtype, *face_image)),
+            (_t("weight", dtype, "B"),),
+        )
     return specs

@@ -1,3 +1,4 @@
+# Long module: Eq. 9's operators, their ranges and the two-pass pipeline belong together.
 """On-the-fly degradation (Eq. 9) in the Real-ESRGAN high-order scheme (Sec. 5.1).
 
 Pass 1 follows Eq. (9) in its order::
@@ -138,8 +139,7 @@ class DegradationConfig:
             interps = tuple(Interp(i) for i in self.interpolations)
         except ValueError:
             raise ValueError(
-                f"DegradationConfig.interpolations: {self.interpolations!r}; use names from "
-                f"{[i.value for i in Interp]}"
+                f"DegradationConfig.interpolations: {self.interpolations!r}; use names from {[i.value for i in Interp]}"
             ) from None
         if not interps or len(set(interps)) != len(interps):
             raise ValueError(
@@ -185,9 +185,7 @@ class DegradationConfig:
                 scale=(s_lo, max(s_hi * f, s_lo, 1.0)),
             )
 
-        return replace(
-            self, first=scale_pass(self.first), second=scale_pass(self.second), base_resolution=resolution
-        )
+        return replace(self, first=scale_pass(self.first), second=scale_pass(self.second), base_resolution=resolution)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (lists for ranges, names for interpolations)."""
@@ -322,8 +320,9 @@ class DegradationParams:
     def from_dict(cls, data: Mapping[str, Any]) -> DegradationParams:
         """Inverse of :meth:`to_dict` (extra keys such as ``"seed"`` are ignored)."""
         second = data.get("second")
-        return cls(first=PassParams.from_dict(data["first"]),
-                   second=None if second is None else PassParams.from_dict(second))
+        return cls(
+            first=PassParams.from_dict(data["first"]), second=None if second is None else PassParams.from_dict(second)
+        )
 
 
 def kernel_size_for(sigma: float, max_kernel_size: int = MAX_KERNEL_SIZE) -> int:

@@ -45,10 +45,12 @@ class Level(str, Enum):
 #: Each level's ranges at 512 px (None: no degradation).
 LEVEL_CONFIGS: dict[Level, DegradationConfig | None] = {
     Level.NONE: None,
-    Level.MILD: DegradationConfig(first=PassConfig(sigma=(0.1, 6.0), scale=(0.8, 12.0), noise=(0.0, 5.0),
-                                                   quality=(70, 95)), passes=1),
-    Level.MODERATE: DegradationConfig(first=PassConfig(sigma=(0.1, 10.0), scale=(0.8, 20.0), noise=(0.0, 10.0),
-                                                       quality=(40, 90)), passes=1),
+    Level.MILD: DegradationConfig(
+        first=PassConfig(sigma=(0.1, 6.0), scale=(0.8, 12.0), noise=(0.0, 5.0), quality=(70, 95)), passes=1
+    ),
+    Level.MODERATE: DegradationConfig(
+        first=PassConfig(sigma=(0.1, 10.0), scale=(0.8, 20.0), noise=(0.0, 10.0), quality=(40, 90)), passes=1
+    ),
     Level.HEAVY: DegradationConfig(passes=1),
     Level.TRAIN: DegradationConfig(),
 }
@@ -112,8 +114,9 @@ class LevelMix:
             try:
                 levels.append(Level(name))
             except ValueError:
-                raise ValueError(f"degradation_levels: {name!r} is not a level; use "
-                                 f"{', '.join(lv.value for lv in Level)}") from None
+                raise ValueError(
+                    f"degradation_levels: {name!r} is not a level; use {', '.join(lv.value for lv in Level)}"
+                ) from None
             if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
                 raise ValueError(f"degradation_levels.{name}: {w!r}; use a weight >= 0")
             values.append(float(w))
@@ -123,13 +126,16 @@ class LevelMix:
         self.levels = tuple(levels)
         self.cumulative = np.cumsum(values) / total
         self.resolution = resolution
-        self._configs = {lv: (None if LEVEL_CONFIGS[lv] is None or resolution is None
-                              else LEVEL_CONFIGS[lv].scaled_to(resolution)) for lv in self.levels}
+        self._configs = {
+            lv: (None if LEVEL_CONFIGS[lv] is None or resolution is None else LEVEL_CONFIGS[lv].scaled_to(resolution))
+            for lv in self.levels
+        }
 
     def __call__(self, image: np.ndarray, seed: int) -> tuple[np.ndarray, LeveledParams]:
         rng = np.random.default_rng(seed)
-        level = self.levels[min(int(np.searchsorted(self.cumulative, rng.random(), side="right")),
-                                len(self.levels) - 1)]
+        level = self.levels[
+            min(int(np.searchsorted(self.cumulative, rng.random(), side="right")), len(self.levels) - 1)
+        ]
         if LEVEL_CONFIGS[level] is None:
             return image.copy(), LeveledParams(level, None)
         config = self._configs[level] or LEVEL_CONFIGS[level].scaled_to(int(image.shape[0]))

@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
-from .degradations import DegradationConfig, RandomDegradation
 from ..config.options import image_seed
+from .degradations import DegradationConfig, RandomDegradation
 
 #: The stream of :func:`image_seed` that draws an image's degradation (0 draws its sampling noise).
 DEGRADATION_STREAM = 1
@@ -83,7 +83,10 @@ class IdentityModel:
 
     @staticmethod
     def available() -> bool:
-        return importlib.util.find_spec("dlib") is not None and importlib.util.find_spec("face_recognition_models") is not None
+        return (
+            importlib.util.find_spec("dlib") is not None
+            and importlib.util.find_spec("face_recognition_models") is not None
+        )
 
     def descriptor(self, face: np.ndarray) -> np.ndarray:
         chip = np.asarray(Image.fromarray(face).resize((self.CHIP, self.CHIP), Image.Resampling.BICUBIC))
@@ -134,12 +137,19 @@ class EvalReport:
         return out
 
     def to_dict(self) -> dict:
-        return {"meta": self.meta, "count": len(self.images), "summary": self.summary(), "improved": self.improved(),
-                "errors": self.errors, "images": [asdict(s) for s in self.images]}
+        return {
+            "meta": self.meta,
+            "count": len(self.images),
+            "summary": self.summary(),
+            "improved": self.improved(),
+            "errors": self.errors,
+            "images": [asdict(s) for s in self.images],
+        }
 
 
-def score(name: str, hq: np.ndarray, lq: np.ndarray, restored: np.ndarray,
-          identity: IdentityModel | None = None) -> ImageScores:
+def score(
+    name: str, hq: np.ndarray, lq: np.ndarray, restored: np.ndarray, identity: IdentityModel | None = None
+) -> ImageScores:
     scores = ImageScores(name, psnr(lq, hq), psnr(restored, hq), ssim(lq, hq), ssim(restored, hq))
     if identity is not None:
         reference = identity.descriptor(hq)
@@ -148,9 +158,17 @@ def score(name: str, hq: np.ndarray, lq: np.ndarray, restored: np.ndarray,
     return scores
 
 
-def evaluate(restorer, faces: Sequence[tuple[str, np.ndarray]], *, options=None, seed: int = 0,
-             batch_size: int = 8, identity: IdentityModel | None = None, out_dir: Path | None = None,
-             progress: bool = False) -> EvalReport:
+def evaluate(
+    restorer,
+    faces: Sequence[tuple[str, np.ndarray]],
+    *,
+    options=None,
+    seed: int = 0,
+    batch_size: int = 8,
+    identity: IdentityModel | None = None,
+    out_dir: Path | None = None,
+    progress: bool = False,
+) -> EvalReport:
     """Score ``restorer`` on HQ ``faces`` (``(name, uint8 [R, R, 3])`` at the model's resolution).
 
     ``out_dir``: also write ``lq/NAME.png``, ``restored/NAME.png`` and ``side_by_side/NAME.png``
@@ -159,15 +177,20 @@ def evaluate(restorer, faces: Sequence[tuple[str, np.ndarray]], *, options=None,
     from ..imaging.io import save_image
 
     options = options or restorer.options(seed=seed)
-    report = EvalReport(meta={"seed": seed, "resolution": restorer.config.resolution,
-                              "options": {k: getattr(v, "value", v) for k, v in asdict(options).items()}})
+    report = EvalReport(
+        meta={
+            "seed": seed,
+            "resolution": restorer.config.resolution,
+            "options": {k: getattr(v, "value", v) for k, v in asdict(options).items()},
+        }
+    )
     indices = range(0, len(faces), batch_size)
     if progress:
         from tqdm import tqdm
 
         indices = tqdm(indices, desc="eval", unit="batch")
     for start in indices:
-        chunk = faces[start:start + batch_size]
+        chunk = faces[start : start + batch_size]
         lqs = [synthesise_lq(hq, seed, start + i) for i, (_, hq) in enumerate(chunk)]
         seeds = [image_seed(options.seed, start + i) for i in range(len(chunk))]
         restored = restorer.restore(lqs, options, seeds=seeds)
@@ -249,9 +272,17 @@ class LevelsReport:
         return {"meta": self.meta, "summary": self.summary(), "faces": [asdict(s) for s in self.faces]}
 
 
-def evaluate_levels(faces_restorer, faces: Sequence[tuple[str, np.ndarray]], levels: Sequence, *, options=None,
-                    seed: int = 0, batch_size: int = 8, identity: IdentityModel | None = None,
-                    progress: bool = False) -> LevelsReport:
+def evaluate_levels(
+    faces_restorer,
+    faces: Sequence[tuple[str, np.ndarray]],
+    levels: Sequence,
+    *,
+    options=None,
+    seed: int = 0,
+    batch_size: int = 8,
+    identity: IdentityModel | None = None,
+    progress: bool = False,
+) -> LevelsReport:
     """Score a :class:`~flipnet_rt.faces.pipeline.FaceRestorer` (aligned crops, its fidelity setting) at
     each of ``levels`` (:class:`~flipnet_rt.evaluation.levels.Level`) on HQ ``faces`` (``(name, uint8 [S, S, 3])``).
 
@@ -263,9 +294,14 @@ def evaluate_levels(faces_restorer, faces: Sequence[tuple[str, np.ndarray]], lev
     from .levels import LevelDegradation
 
     options = options or faces_restorer.restorer.options(seed=seed)
-    report = LevelsReport(meta={"seed": seed, "levels": [getattr(lv, "value", lv) for lv in levels],
-                                "fidelity": faces_restorer.options.fidelity,
-                                "options": {k: getattr(v, "value", v) for k, v in asdict(options).items()}})
+    report = LevelsReport(
+        meta={
+            "seed": seed,
+            "levels": [getattr(lv, "value", lv) for lv in levels],
+            "fidelity": faces_restorer.options.fidelity,
+            "options": {k: getattr(v, "value", v) for k, v in asdict(options).items()},
+        }
+    )
     work = [(lv, start) for lv in levels for start in range(0, len(faces), batch_size)]
     if progress:
         from tqdm import tqdm
@@ -273,7 +309,7 @@ def evaluate_levels(faces_restorer, faces: Sequence[tuple[str, np.ndarray]], lev
         work = tqdm(work, desc="eval", unit="batch")
     references = {}
     for level, start in work:
-        chunk = faces[start:start + batch_size]
+        chunk = faces[start : start + batch_size]
         degrade = LevelDegradation(level)
         lqs = [degrade(hq, image_seed(seed, start + i, DEGRADATION_STREAM))[0] for i, (_, hq) in enumerate(chunk)]
         seeds = [image_seed(options.seed, start + i) for i in range(len(chunk))]

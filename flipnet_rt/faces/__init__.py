@@ -13,6 +13,6 @@
 Nothing here imports OpenCV, dlib or ONNX Runtime at import time.
 """
 
-from .types import BorderMode, Face, FaceDetector, FaceResult, LANDMARK_NAMES, sort_faces
+from .types import LANDMARK_NAMES, BorderMode, Face, FaceDetector, FaceResult, sort_faces
 
 __all__ = ["BorderMode", "Face", "FaceDetector", "FaceResult", "LANDMARK_NAMES", "sort_faces"]

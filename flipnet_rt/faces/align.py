@@ -19,7 +19,7 @@ Warp semantics (what a port must reproduce):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -27,8 +27,13 @@ from .types import BorderMode
 
 #: facexlib's FFHQ 5-point template at 512 px: left eye, right eye, nose, left/right mouth corner.
 FFHQ_TEMPLATE_512 = np.array(
-    [[192.98138, 239.94708], [318.90277, 240.1936], [256.63416, 314.01935],
-     [201.26117, 371.41043], [313.08905, 371.15118]],
+    [
+        [192.98138, 239.94708],
+        [318.90277, 240.1936],
+        [256.63416, 314.01935],
+        [201.26117, 371.41043],
+        [313.08905, 371.15118],
+    ],
     dtype=np.float32,
 )
 #: facexlib's constant border colour (RGB) for ``BorderMode.CONSTANT``.
@@ -95,8 +100,12 @@ def face_extent(affine: np.ndarray, size: int) -> float:
     return size / affine_scale(affine)
 
 
-def warp_faces(image: np.ndarray, affines: Sequence[np.ndarray], size: int | Sequence[int],
-               border: BorderMode | str = BorderMode.REFLECT) -> list[np.ndarray]:
+def warp_faces(
+    image: np.ndarray,
+    affines: Sequence[np.ndarray],
+    size: int | Sequence[int],
+    border: BorderMode | str = BorderMode.REFLECT,
+) -> list[np.ndarray]:
     """The aligned crops of ``image``.
 
     Args:
@@ -123,6 +132,8 @@ def warp_faces(image: np.ndarray, affines: Sequence[np.ndarray], size: int | Seq
         mode, value = cv2.BORDER_CONSTANT, CONSTANT_BORDER
     src = np.ascontiguousarray(image)
     return [
-        cv2.warpAffine(src, np.asarray(a, np.float64), (s, s), flags=cv2.INTER_LINEAR, borderMode=mode, borderValue=value)
+        cv2.warpAffine(
+            src, np.asarray(a, np.float64), (s, s), flags=cv2.INTER_LINEAR, borderMode=mode, borderValue=value
+        )
         for a, s in zip(affines, sizes)
     ]

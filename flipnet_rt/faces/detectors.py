@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .onnx_session import CPU
 from .types import FaceDetector
@@ -15,9 +16,15 @@ class DetectorKind(str, Enum):
     DLIB = "dlib"  # CPU: HOG + 68-point predictor reduced to 5 points (eval extra)
 
 
-def load_detector(kind: DetectorKind | str = DetectorKind.MTCNN, *, min_face_size: float = 20.0,
-                  thresholds: Sequence[float] | None = None, weights: Path | None = None,
-                  providers: Sequence[str] = CPU, threads: int = 0) -> FaceDetector:
+def load_detector(
+    kind: DetectorKind | str = DetectorKind.MTCNN,
+    *,
+    min_face_size: float = 20.0,
+    thresholds: Sequence[float] | None = None,
+    weights: Path | None = None,
+    providers: Sequence[str] = CPU,
+    threads: int = 0,
+) -> FaceDetector:
     """A ready detector.
 
     Args:
@@ -36,11 +43,13 @@ def load_detector(kind: DetectorKind | str = DetectorKind.MTCNN, *, min_face_siz
         from .mtcnn import MtcnnConfig, MtcnnDetector
 
         extra: dict[str, Any] = {"thresholds": tuple(float(t) for t in thresholds)} if thresholds else {}
-        return MtcnnDetector(MtcnnConfig(min_face_size=min_face_size, **extra), weights=weights,
-                             providers=providers, threads=threads)
+        return MtcnnDetector(
+            MtcnnConfig(min_face_size=min_face_size, **extra), weights=weights, providers=providers, threads=threads
+        )
     from .dlib_detector import DlibDetector
 
     if thresholds is not None and len(thresholds) != 1:
         raise ValueError(f"thresholds: the dlib detector takes one SVM margin threshold, got {list(thresholds)}")
-    return DlibDetector(upsample=1 if min_face_size < 80 else 0, threshold=float(thresholds[0]) if thresholds else 0.0,
-                        weights=weights)
+    return DlibDetector(
+        upsample=1 if min_face_size < 80 else 0, threshold=float(thresholds[0]) if thresholds else 0.0, weights=weights
+    )

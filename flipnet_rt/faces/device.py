@@ -25,19 +25,20 @@ the flow is tested without a GPU, and what ``frame_path="device"`` means on a CP
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..config.options import Mode
 from ..imaging import native
 from . import kernels
-from ..config.options import Mode
 from .types import BorderMode
 
 if TYPE_CHECKING:
     from ..backends.base import ArrayKind, Backend
-    from ..runtime.core import DiffusionCore
     from ..config.options import SamplingOptions
+    from ..runtime.core import DiffusionCore
     from .fidelity import FidelityChooser
 
 Array = Any  # numpy.ndarray | torch.Tensor | cupy.ndarray
@@ -264,8 +265,9 @@ class CupyKernels(_CudaKernels):
     def to_pixels(self, faces: Array) -> Array:
         cp = self.cupy
         with cp.cuda.Device(faces.device.id):
-            return cp.ascontiguousarray(faces.transpose(0, 3, 1, 2).astype(cp.float32) / cp.float32(127.5)
-                                        - cp.float32(1.0))
+            return cp.ascontiguousarray(
+                faces.transpose(0, 3, 1, 2).astype(cp.float32) / cp.float32(127.5) - cp.float32(1.0)
+            )
 
     def blend(self, crops: Array, faces: Array, weights: Any) -> Array:
         cp = self.cupy
@@ -323,8 +325,14 @@ class DeviceFrames:
         fidelity: each face's weight of its input (:class:`~.fidelity.FidelityChooser`; None: none).
     """
 
-    def __init__(self, core: DiffusionCore, kernels: FrameKernels, border: BorderMode, max_batch: int,
-                 fidelity: FidelityChooser | None = None) -> None:
+    def __init__(
+        self,
+        core: DiffusionCore,
+        kernels: FrameKernels,
+        border: BorderMode,
+        max_batch: int,
+        fidelity: FidelityChooser | None = None,
+    ) -> None:
         self.core = core
         self.fidelity = fidelity if fidelity is not None and fidelity.blends else None
         self.resolution = int(core.config.resolution)
@@ -333,9 +341,14 @@ class DeviceFrames:
         self.max_batch = max_batch
         self._feed = self.core.backend.from_numpy(np.zeros((1,), np.float32))  # the engine's float dtype
 
-    def restore(self, images: Sequence[np.ndarray], affines: Sequence[np.ndarray], seeds: Sequence[Sequence[int]],
-                sampling: SamplingOptions, stabilise: tuple[Any, Sequence[int], Sequence[int]] | None = None,
-                ) -> tuple[list[np.ndarray], np.ndarray | None]:
+    def restore(
+        self,
+        images: Sequence[np.ndarray],
+        affines: Sequence[np.ndarray],
+        seeds: Sequence[Sequence[int]],
+        sampling: SamplingOptions,
+        stabilise: tuple[Any, Sequence[int], Sequence[int]] | None = None,
+    ) -> tuple[list[np.ndarray], np.ndarray | None]:
         """Restore faces of whole frames.
 
         Args:
@@ -371,9 +384,9 @@ class DeviceFrames:
         faces, weights = [], []
         step = self.max_batch or len(flat_seeds)
         for start in range(0, len(flat_seeds), step):
-            batch = pixels[start:start + step]
+            batch = pixels[start : start + step]
             feed = k.cast(batch, self._feed)
-            out = k.float32(core.run_device(feed, Mode.RESTORE, sampling, flat_seeds[start:start + step]))
+            out = k.float32(core.run_device(feed, Mode.RESTORE, sampling, flat_seeds[start : start + step]))
             if sampling.color_fix:
                 out = k.color_fix(out, batch, sampling.color_fix)
             restored = k.to_faces(out, nan)
@@ -389,11 +402,15 @@ class DeviceFrames:
         start = 0
         for frame, a in zip(frames, affines):
             if len(a):  # faces are in the frames' order, each frame's in paste order
-                k.paste(frame, faces[start:start + len(a)], a)
+                k.paste(frame, faces[start : start + len(a)], a)
                 start += len(a)
         out = [k.download(frame) for frame in frames]
         k.check_nan(nan)  # the work is done by now: reading the flags waits for nothing more
         if not weights:
             return out, None
-        return out, np.concatenate([np.asarray(be.to_numpy(w) if not isinstance(w, np.ndarray) else w, np.float32)
-                                    .reshape(-1) for w in weights])
+        return out, np.concatenate(
+            [
+                np.asarray(be.to_numpy(w) if not isinstance(w, np.ndarray) else w, np.float32).reshape(-1)
+                for w in weights
+            ]
+        )

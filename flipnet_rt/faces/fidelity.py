@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -48,8 +49,9 @@ def parse_fidelity(value: str | float) -> float | str:
     else:
         number = float(value)
     if not (math.isfinite(number) and 0.0 <= number <= 1.0):
-        raise ValueError(f"fidelity: {value!r} is outside [0, 1]; use a weight in [0, 1] (1 keeps the input face) "
-                         "or auto")
+        raise ValueError(
+            f"fidelity: {value!r} is outside [0, 1]; use a weight in [0, 1] (1 keeps the input face) or auto"
+        )
     return number
 
 
@@ -93,8 +95,10 @@ class FidelityChooser:
         self.fidelity = parse_fidelity(fidelity)
         self.estimates = self.fidelity == AUTO and bool(restorer.has_fidelity)
         if self.fidelity == AUTO and not self.estimates:
-            log.warning("fidelity auto: the model has no fidelity estimator (its engine has no `fidelity` network); "
-                        "faces keep the restoration (fidelity 0). Train one with `flipnet-train fidelity`")
+            log.warning(
+                "fidelity auto: the model has no fidelity estimator (its engine has no `fidelity` network); "
+                "faces keep the restoration (fidelity 0). Train one with `flipnet-train fidelity`"
+            )
 
     @property
     def blends(self) -> bool:

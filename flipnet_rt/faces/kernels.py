@@ -7,7 +7,7 @@ are the kernels' argument conventions, shared with the CUDA calls.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -32,8 +32,9 @@ def affine_matrices(affines: Sequence[np.ndarray]) -> np.ndarray:
     return m
 
 
-def warp_crop(image: np.ndarray, affines: Sequence[np.ndarray], size: int, border: object = "reflect",
-              dtype: type = np.float32) -> np.ndarray:
+def warp_crop(
+    image: np.ndarray, affines: Sequence[np.ndarray], size: int, border: object = "reflect", dtype: type = np.float32
+) -> np.ndarray:
     """The aligned crops of ``image`` as the engine's input (OpenCV on the CPU: see :data:`NATIVE_CPU`).
 
     Args:
@@ -46,8 +47,8 @@ def warp_crop(image: np.ndarray, affines: Sequence[np.ndarray], size: int, borde
     Returns:
         ``dtype [N, 3, S, S]`` in [-1, 1]: ``to_float(warp_faces(...))``.
     """
-    from .align import warp_faces
     from ..imaging.tensor import to_float
+    from .align import warp_faces
 
     out_dtype = np.dtype(dtype)
     if out_dtype not in (np.float32, np.float16):
@@ -59,8 +60,9 @@ def warp_crop(image: np.ndarray, affines: Sequence[np.ndarray], size: int, borde
     return to_float(np.stack(warp_faces(image, list(mats), size, border))).astype(out_dtype, copy=False)
 
 
-def paste_faces(image: np.ndarray, faces: Sequence[np.ndarray], affines: Sequence[np.ndarray], *,
-                inplace: bool = False) -> np.ndarray:
+def paste_faces(
+    image: np.ndarray, faces: Sequence[np.ndarray], affines: Sequence[np.ndarray], *, inplace: bool = False
+) -> np.ndarray:
     """:func:`flipnet_rt.faces.paste.paste_faces` itself (OpenCV on the CPU: see :data:`NATIVE_CPU`).
 
     The host twin of ``paste_faces_cuda`` in :class:`~flipnet_rt.faces.device.HostKernels`.

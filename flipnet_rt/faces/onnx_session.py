@@ -8,8 +8,9 @@ device (:func:`providers_like`, from the backend's ``onnx_providers``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,7 +23,8 @@ CPU = ("CPUExecutionProvider",)
 
 
 def providers_like(backend: Backend | None) -> tuple[str, ...]:
-    """The providers of a detector session beside ``backend``: its :attr:`~flipnet_rt.backends.base.Backend.onnx_providers`
+    """The providers of a detector session beside ``backend``: its
+    :attr:`~flipnet_rt.backends.base.Backend.onnx_providers`
     (ONNX Runtime's CUDA provider when it runs on it), then the CPU; the CPU alone without a backend."""
     return (*(backend.onnx_providers if backend is not None else ()), *CPU)
 

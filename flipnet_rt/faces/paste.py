@@ -29,7 +29,7 @@ box is clipped where the frame is): 1/20 of its cost for a 200-px face at 1080p.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -52,7 +52,9 @@ def paste_box(affine: np.ndarray, size: int, height: int, width: int) -> tuple[i
     return x0, y0, x1, y1
 
 
-def soft_mask(affine: np.ndarray, size: int, box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def soft_mask(
+    affine: np.ndarray, size: int, box: tuple[int, int, int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The paste mask of one face inside ``box``.
 
     Returns:
@@ -65,8 +67,9 @@ def soft_mask(affine: np.ndarray, size: int, box: tuple[int, int, int, int]) -> 
     inv = cv2.invertAffineTransform(np.asarray(affine, np.float64))
     inv[:, 2] -= (x0, y0)
     ones = np.ones((size, size), np.float32)
-    mask = cv2.warpAffine(ones, inv, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    mask = cv2.warpAffine(
+        ones, inv, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
     mask_e = cv2.erode(mask, np.ones((2, 2), np.uint8))
     w_edge = max(int(np.sqrt(float(mask_e.sum(dtype=np.float64)))) // 20, 1)
     center = cv2.erode(mask_e, np.ones((2 * w_edge, 2 * w_edge), np.uint8))
@@ -74,8 +77,9 @@ def soft_mask(affine: np.ndarray, size: int, box: tuple[int, int, int, int]) -> 
     return inv, mask_e, soft
 
 
-def paste_faces(image: np.ndarray, faces: Sequence[np.ndarray], affines: Sequence[np.ndarray], *,
-                inplace: bool = False) -> np.ndarray:
+def paste_faces(
+    image: np.ndarray, faces: Sequence[np.ndarray], affines: Sequence[np.ndarray], *, inplace: bool = False
+) -> np.ndarray:
     """Paste ``faces`` (aligned crops after restoration) back into ``image``.
 
     Args:
@@ -106,8 +110,14 @@ def paste_faces(image: np.ndarray, faces: Sequence[np.ndarray], affines: Sequenc
             continue
         x0, y0, x1, y1 = box
         inv, mask_e, soft = soft_mask(affine, size, box)
-        warped = cv2.warpAffine(np.ascontiguousarray(face), inv, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        warped = cv2.warpAffine(
+            np.ascontiguousarray(face),
+            inv,
+            (x1 - x0, y1 - y0),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
         roi = out[y0:y1, x0:x1]
         roi[:] = cv2.blendLinear(warped, np.ascontiguousarray(roi), soft * mask_e, np.float32(1.0) - soft)
     return out

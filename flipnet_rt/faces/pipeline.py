@@ -1,3 +1,4 @@
+# Long module: FaceRestorer's steps (select, align, restore, blend, paste), host and device paths, in one place.
 """Restore every face of whole images: detect, align, restore in one batch, paste back (DESIGN §6).
 
 :class:`FaceRestorer` wraps a :class:`flipnet_rt.runtime.restorer.Restorer`, or anything with the calls of
@@ -31,8 +32,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -45,8 +47,8 @@ from .types import BorderMode, Face, FaceDetector, FaceResult, FramePath
 
 if TYPE_CHECKING:
     from ..config.model import FlipnetConfig
-    from ..runtime.core import DiffusionCore
     from ..config.options import SamplingOptions
+    from ..runtime.core import DiffusionCore
     from .device import DeviceFrames
 
 log = logging.getLogger(__name__)
@@ -62,8 +64,9 @@ class RestorerLike(Estimates, Protocol):
 
     def options(self, **overrides: object) -> SamplingOptions: ...
 
-    def restore(self, images: Sequence[np.ndarray], options: SamplingOptions | None = None,
-                seeds: Sequence[int] | None = None) -> list[np.ndarray]: ...
+    def restore(
+        self, images: Sequence[np.ndarray], options: SamplingOptions | None = None, seeds: Sequence[int] | None = None
+    ) -> list[np.ndarray]: ...
 
 
 def restorer_core(restorer: RestorerLike) -> DiffusionCore | None:
@@ -129,8 +132,10 @@ class FaceOptions:
 def select_faces(faces: Sequence[Face], height: int, width: int, options: FaceOptions) -> list[str]:
     """Why each face is skipped (``""``: restored), by ``min_face_size``, ``only_center_face``,
     ``max_faces`` in that order."""
-    reasons = ["" if f.size >= options.min_face_size else f"smaller than min_face_size {options.min_face_size:g}"
-               for f in faces]
+    reasons = [
+        "" if f.size >= options.min_face_size else f"smaller than min_face_size {options.min_face_size:g}"
+        for f in faces
+    ]
     alive = [i for i, r in enumerate(reasons) if not r]
     if options.only_center_face and alive:
         centre = np.array([width / 2.0, height / 2.0])
@@ -142,7 +147,7 @@ def select_faces(faces: Sequence[Face], height: int, width: int, options: FaceOp
         alive = [keep]
     if options.max_faces and len(alive) > options.max_faces:
         by_area = sorted(alive, key=lambda i: (-_area(faces[i]), i))
-        for i in by_area[options.max_faces:]:
+        for i in by_area[options.max_faces :]:
             reasons[i] = f"over max_faces {options.max_faces} (smaller than the first {options.max_faces})"
     return reasons
 
@@ -171,8 +176,14 @@ class FaceRestorer:
             ``auto``: device on a GPU backend where it can run, else host.
     """
 
-    def __init__(self, restorer: RestorerLike, detector: FaceDetector | None = None, options: FaceOptions | None = None,
-                 sampling: SamplingOptions | None = None, frame_path: FramePath | str = FramePath.HOST) -> None:
+    def __init__(
+        self,
+        restorer: RestorerLike,
+        detector: FaceDetector | None = None,
+        options: FaceOptions | None = None,
+        sampling: SamplingOptions | None = None,
+        frame_path: FramePath | str = FramePath.HOST,
+    ) -> None:
         self.restorer = restorer
         self.resolution = int(restorer.config.resolution)
         self._detector = detector
@@ -192,9 +203,11 @@ class FaceRestorer:
         if path is FramePath.AUTO and (kernels is None or isinstance(kernels, HostKernels)):
             return None
         if kernels is None:
-            raise ValueError("frame path device: needs a Restorer on ONNX Runtime CPU, or on a GPU backend with "
-                             "flipnet_rt._native built with CUDA kernels (FLIPNET_CUDA=ON pip install .); "
-                             "use --frame-path host")
+            raise ValueError(
+                "frame path device: needs a Restorer on ONNX Runtime CPU, or on a GPU backend with "
+                "flipnet_rt._native built with CUDA kernels (FLIPNET_CUDA=ON pip install .); "
+                "use --frame-path host"
+            )
         return DeviceFrames(core, kernels, self.options.border, self.options.max_batch, self.fidelity)
 
     @property
@@ -204,7 +217,9 @@ class FaceRestorer:
             from .onnx_session import providers_like
 
             core = restorer_core(self.restorer)
-            self._detector = load_detector("mtcnn", providers=providers_like(core.backend if core is not None else None))
+            self._detector = load_detector(
+                "mtcnn", providers=providers_like(core.backend if core is not None else None)
+            )
         return self._detector
 
     # ------------------------------------------------------------------ public API
@@ -215,7 +230,9 @@ class FaceRestorer:
         """``uint8 [H, W, 3]`` -> (restored image of the same size, one result per detected face)."""
         return self.restore_images([image], [seed])[0]
 
-    def restore_images(self, images: Sequence[np.ndarray], seeds: Sequence[int]) -> list[tuple[np.ndarray, list[FaceResult]]]:
+    def restore_images(
+        self, images: Sequence[np.ndarray], seeds: Sequence[int]
+    ) -> list[tuple[np.ndarray, list[FaceResult]]]:
         """Detect in every image, then restore all their faces in one core batch.
 
         Face ``j`` of image ``i`` draws seed :func:`face_seed` ``(seeds[i], j)``. An image without
@@ -238,9 +255,14 @@ class FaceRestorer:
             return None
         return warp_faces(image, [result.affine], result.crop_size, self.options.border)[0]
 
-    def restore_faces(self, images: Sequence[np.ndarray], faces: Sequence[Sequence[Face]],
-                      seeds: Sequence[Sequence[int]], aligned: Sequence[Sequence[np.ndarray | None]] | None = None,
-                      tracks: Any | None = None) -> list[tuple[np.ndarray, list[FaceResult]]]:
+    def restore_faces(
+        self,
+        images: Sequence[np.ndarray],
+        faces: Sequence[Sequence[Face]],
+        seeds: Sequence[Sequence[int]],
+        aligned: Sequence[Sequence[np.ndarray | None]] | None = None,
+        tracks: Any | None = None,
+    ) -> list[tuple[np.ndarray, list[FaceResult]]]:
         """Restore the given faces (e.g. tracked and smoothed ones) with the given per-face seeds.
 
         Args:
@@ -280,18 +302,26 @@ class FaceRestorer:
                     owners.append((i, result))
                 per_image.append(result)
             results.append(per_image)
-        if (self.device_frames is not None and aligned is None and owners
-                and all(r.crop_size == self.resolution for _, r in owners)):
+        if (
+            self.device_frames is not None
+            and aligned is None
+            and owners
+            and all(r.crop_size == self.resolution for _, r in owners)
+        ):
             return self._on_device(images, results, tracks)
         for i, result in owners:
             given = aligned[i][result.index] if aligned is not None else None
             if given is None and tracks is not None:
-                given = tracks.stabiliser(tracks.tracks[i][result.index],
-                                          warp_faces(images[i], [result.affine], result.crop_size,
-                                                     self.options.border)[0], tracks.frames[i])
+                given = tracks.stabiliser(
+                    tracks.tracks[i][result.index],
+                    warp_faces(images[i], [result.affine], result.crop_size, self.options.border)[0],
+                    tracks.frames[i],
+                )
             if given is not None and given.shape[:2] != (result.crop_size, result.crop_size):
-                raise ValueError(f"aligned: image {i} face {result.index} is {given.shape[1]}x{given.shape[0]}, "
-                                 f"its crop is {result.crop_size} px; use aligned_crop()")
+                raise ValueError(
+                    f"aligned: image {i} face {result.index} is {given.shape[1]}x{given.shape[0]}, "
+                    f"its crop is {result.crop_size} px; use aligned_crop()"
+                )
             inputs.append(self._align(images[i], result, given))
             input_seeds.append(result.seed)
         restored = self._core(inputs, input_seeds, self.sampling)
@@ -306,10 +336,14 @@ class FaceRestorer:
         done = [_paste_order(rs) for rs in results]
         stabilise = None
         if tracks is not None:  # each face's track and frame, in the same flat order as its seed
-            stabilise = (tracks.stabiliser, [tracks.tracks[i][r.index] for i, d in enumerate(done) for r in d],
-                         [tracks.frames[i] for i, d in enumerate(done) for _ in d])
-        out, weights = self.device_frames.restore(images, [[r.affine for r in d] for d in done],
-                                                  [[r.seed for r in d] for d in done], self.sampling, stabilise)
+            stabilise = (
+                tracks.stabiliser,
+                [tracks.tracks[i][r.index] for i, d in enumerate(done) for r in d],
+                [tracks.frames[i] for i, d in enumerate(done) for _ in d],
+            )
+        out, weights = self.device_frames.restore(
+            images, [[r.affine for r in d] for d in done], [[r.seed for r in d] for d in done], self.sampling, stabilise
+        )
         flat = [r for d in done for r in d]
         chooser = self.fidelity
         source = "estimator" if chooser.estimates else "none" if chooser.fidelity == AUTO else "fixed"
@@ -319,8 +353,9 @@ class FaceRestorer:
             r.fidelity, r.fidelity_source = float(w), source
         return list(zip(out, results))
 
-    def restore_crops(self, crops: Sequence[np.ndarray], seeds: Sequence[int],
-                      sampling: SamplingOptions | None = None) -> list[np.ndarray]:
+    def restore_crops(
+        self, crops: Sequence[np.ndarray], seeds: Sequence[int], sampling: SamplingOptions | None = None
+    ) -> list[np.ndarray]:
         """Already-aligned face crops (``--aligned``), any size; the output has each input's size.
 
         Each crop is mirrored to a square (:func:`flipnet_rt.imaging.geometry.fit`). A crop whose
@@ -333,8 +368,9 @@ class FaceRestorer:
         outputs, weights = self.restore_crops_weighted(crops, seeds, sampling)
         return [blend(crop, out, w) for crop, out, w in zip(crops, outputs, weights.values)]
 
-    def restore_crops_weighted(self, crops: Sequence[np.ndarray], seeds: Sequence[int],
-                               sampling: SamplingOptions | None = None) -> tuple[list[np.ndarray], Weights]:
+    def restore_crops_weighted(
+        self, crops: Sequence[np.ndarray], seeds: Sequence[int], sampling: SamplingOptions | None = None
+    ) -> tuple[list[np.ndarray], Weights]:
         """:meth:`restore_crops` before the blend: each crop's restoration at its own size (fidelity 0)
         and the weights the blend would use (``flipnet-rt eval --levels`` scores both from one run)."""
         from ..imaging.geometry import fit, unfit
@@ -354,8 +390,10 @@ class FaceRestorer:
             inputs.append(downsample(square, self.resolution))
         sampling = sampling if sampling is not None else self.sampling
         restored = self._core(inputs, list(seeds), sampling)
-        outputs = [unfit(out if square is None else keep_detail(square, out, model_input), placement)
-                   for (square, placement), model_input, out in zip(jobs, inputs, restored)]
+        outputs = [
+            unfit(out if square is None else keep_detail(square, out, model_input), placement)
+            for (square, placement), model_input, out in zip(jobs, inputs, restored)
+        ]
         return outputs, self._weights(inputs, restored)
 
     # ------------------------------------------------------------------ steps
@@ -364,7 +402,7 @@ class FaceRestorer:
         step = self.options.max_batch or len(inputs)
         out: list[np.ndarray] = []
         for k in range(0, len(inputs), max(step, 1)):
-            out.extend(self.restorer.restore(inputs[k:k + step], sampling, seeds[k:k + step]))
+            out.extend(self.restorer.restore(inputs[k : k + step], sampling, seeds[k : k + step]))
         return out
 
     def _weights(self, inputs: list[np.ndarray], restored: list[np.ndarray]) -> Weights:
@@ -374,7 +412,7 @@ class FaceRestorer:
         step = max(self.options.max_batch or len(inputs), 1)
         values: list[float] = []
         for k in range(0, len(inputs), step):
-            values.extend(self.fidelity.weights(inputs[k:k + step], restored[k:k + step]).values)
+            values.extend(self.fidelity.weights(inputs[k : k + step], restored[k : k + step]).values)
         return Weights(values, "estimator")
 
     def _plan(self, result: FaceResult) -> None:
@@ -419,8 +457,9 @@ class CropRestorer:
     def options(self, **overrides: object) -> SamplingOptions:
         return self.restorer.options(**overrides)
 
-    def restore(self, images: Sequence[np.ndarray], options: SamplingOptions | None = None,
-                seeds: Sequence[int] | None = None) -> list[np.ndarray]:
+    def restore(
+        self, images: Sequence[np.ndarray], options: SamplingOptions | None = None, seeds: Sequence[int] | None = None
+    ) -> list[np.ndarray]:
         if seeds is None:
             seeds = [image_seed(options.seed if options is not None else 0, i) for i in range(len(images))]
         return self.faces.restore_crops(images, seeds, options)
@@ -428,5 +467,7 @@ class CropRestorer:
 
 def _check_image(image: np.ndarray, index: int) -> None:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image {index}: expected a uint8 [H, W, 3] RGB array, got "
-                         f"{getattr(image, 'dtype', type(image).__name__)} {getattr(image, 'shape', None)}; use load_image()")
+        raise ValueError(
+            f"image {index}: expected a uint8 [H, W, 3] RGB array, got "
+            f"{getattr(image, 'dtype', type(image).__name__)} {getattr(image, 'shape', None)}; use load_image()"
+        )

@@ -17,21 +17,34 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .types import FaceResult
 
 
-def image_entry(name: str, image_shape: Sequence[int], results: Sequence[FaceResult], *, seed: int | None = None,
-                output: str | None = None, error: str | None = None) -> dict[str, Any]:
+def image_entry(
+    name: str,
+    image_shape: Sequence[int],
+    results: Sequence[FaceResult],
+    *,
+    seed: int | None = None,
+    output: str | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
     """One image's entry of the report (``error``: the one-line message when the image failed)."""
     return {
-        "image": name, "output": output, "width": int(image_shape[1]) if image_shape else None,
-        "height": int(image_shape[0]) if image_shape else None, "seed": seed,
-        "faces": [r.to_dict() for r in results], "restored": sum(r.restored for r in results), "error": error,
+        "image": name,
+        "output": output,
+        "width": int(image_shape[1]) if image_shape else None,
+        "height": int(image_shape[0]) if image_shape else None,
+        "seed": seed,
+        "faces": [r.to_dict() for r in results],
+        "restored": sum(r.restored for r in results),
+        "error": error,
     }
 
 
@@ -60,8 +73,11 @@ def save_faces(directory: Path, stem: str, results: Sequence[FaceResult]) -> lis
         if not r.restored or r.aligned is None or r.output is None:
             continue
         name = f"{stem}_{r.index:02d}.png"
-        for sub, image in (("cropped_faces", r.aligned), ("restored_faces", r.output),
-                           ("cmp", np.concatenate([r.aligned, r.output], axis=1))):
+        for sub, image in (
+            ("cropped_faces", r.aligned),
+            ("restored_faces", r.output),
+            ("cmp", np.concatenate([r.aligned, r.output], axis=1)),
+        ):
             path = Path(directory) / sub / name
             save_image(image, path)
             written.append(path)

@@ -53,7 +53,9 @@ class Face:
         return {
             "box": [round(float(v), 2) for v in self.box],
             "score": round(self.score, 4),
-            "landmarks": {n: [round(float(x), 2), round(float(y), 2)] for n, (x, y) in zip(LANDMARK_NAMES, self.landmarks)},
+            "landmarks": {
+                n: [round(float(x), 2), round(float(y), 2)] for n, (x, y) in zip(LANDMARK_NAMES, self.landmarks)
+            },
         }
 
 

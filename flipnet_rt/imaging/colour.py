@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 #: the most levels (the native kernels' dilation 1 << level must fit an int): far past any image
 MAX_LEVELS = 30
 
@@ -29,8 +28,9 @@ def wavelet_color_fix(image: np.ndarray, reference: np.ndarray, levels: int) -> 
         ``float32 [B, C, H, W]``, a new array.
     """
     if image.shape != reference.shape or image.ndim != 4:
-        raise ValueError(f"wavelet_color_fix: expected two [B, C, H, W] arrays of one shape, got "
-                         f"{image.shape} and {reference.shape}")
+        raise ValueError(
+            f"wavelet_color_fix: expected two [B, C, H, W] arrays of one shape, got {image.shape} and {reference.shape}"
+        )
     if not 0 <= levels <= MAX_LEVELS:
         raise ValueError(f"wavelet_color_fix: levels must be in [0, {MAX_LEVELS}], got {levels}")
     x = image.astype(np.float32)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 import numpy as np
 from PIL import Image
 
@@ -60,7 +59,6 @@ class Placement:
     def side(self) -> int:
         """Side of the padded square in pixels."""
         return max(self.height, self.width)
-
 
 
 def fit(image: np.ndarray, resolution: int) -> tuple[np.ndarray, Placement]:
@@ -114,9 +112,7 @@ def unfit(restored: np.ndarray, placement: Placement) -> np.ndarray:
     return square[top : top + placement.height, left : left + placement.width].copy()
 
 
-def prepare_square(
-    image: np.ndarray, resolution: int, crop_box: tuple[int, int, int, int] | None = None
-) -> np.ndarray:
+def prepare_square(image: np.ndarray, resolution: int, crop_box: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """Crop ``crop_box``, center-crop to a square, resize to ``resolution`` (Lanczos).
 
     Args:
@@ -134,10 +130,10 @@ def prepare_square(
     h, w = image.shape[:2]
     left, top, right, bottom = 0, 0, w, h
     if crop_box is not None:
-        l, t, r, b = (int(v) for v in crop_box)
-        l, t, r, b = max(l, 0), max(t, 0), min(r, w), min(b, h)
-        if r > l and b > t:
-            left, top, right, bottom = l, t, r, b
+        x0, y0, x1, y1 = (int(v) for v in crop_box)
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if x1 > x0 and y1 > y0:
+            left, top, right, bottom = x0, y0, x1, y1
     side = min(right - left, bottom - top)
     left += (right - left - side) // 2
     top += (bottom - top - side) // 2

@@ -53,7 +53,18 @@ MAX_PIXELS: int = 64_000_000
 
 #: Pillow formats :func:`load_image` reads. Others (EPS runs Ghostscript) are refused.
 READ_FORMATS: tuple[str, ...] = (
-    "PNG", "JPEG", "BMP", "DIB", "WEBP", "TIFF", "GIF", "PPM", "TGA", "JPEG2000", "AVIF", "QOI",
+    "PNG",
+    "JPEG",
+    "BMP",
+    "DIB",
+    "WEBP",
+    "TIFF",
+    "GIF",
+    "PPM",
+    "TGA",
+    "JPEG2000",
+    "AVIF",
+    "QOI",
 )
 
 #: Output suffix -> (Pillow format, save options). An empty suffix writes PNG.
@@ -90,8 +101,6 @@ class ImageError(ValueError):
         self.path = Path(path)
         self.reason = " ".join(reason.split())
         super().__init__(f"{format_path(path)}: {self.reason}")
-
-
 
 
 # --------------------------------------------------------------------------- loading
@@ -159,8 +168,8 @@ def _open_and_decode(path: Path, fp: Any, max_pixels: int) -> Image.Image:
             image = Image.open(fp, formats=formats)
     except UnidentifiedImageError:
         raise ImageError(
-            path, "not an image file Pillow can read (or a corrupt header); "
-            f"supported formats: {', '.join(formats)}",
+            path,
+            f"not an image file Pillow can read (or a corrupt header); supported formats: {', '.join(formats)}",
         ) from None
     except Image.DecompressionBombError as exc:
         # Pillow's hard limit (2 x MAX_IMAGE_PIXELS) fired before our own check could.
@@ -168,7 +177,8 @@ def _open_and_decode(path: Path, fp: Any, max_pixels: int) -> Image.Image:
         count = f"{int(found.group(1)):,} pixels" if found else _one_line(exc)
         limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
         raise ImageError(
-            path, f"image too large: {count}, over Pillow's decompression-bomb limit of {limit:,}; downscale it first",
+            path,
+            f"image too large: {count}, over Pillow's decompression-bomb limit of {limit:,}; downscale it first",
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(path, f"corrupt image header ({_one_line(exc)}); re-export the image") from None
@@ -179,14 +189,16 @@ def _open_and_decode(path: Path, fp: Any, max_pixels: int) -> Image.Image:
         raise ImageError(path, f"zero-sized image ({width}x{height}); re-export the image")
     if pixels > max_pixels:
         raise ImageError(
-            path, f"image too large: {width}x{height} = {pixels:,} pixels, over the limit of "
+            path,
+            f"image too large: {width}x{height} = {pixels:,} pixels, over the limit of "
             f"{max_pixels:,}; downscale it first or raise max_pixels",
         )
     try:
         image.load()
     except Exception as exc:  # noqa: BLE001 -- any decoder failure on untrusted bytes is bad input
         raise ImageError(
-            path, f"corrupt or truncated image data ({type(exc).__name__}: {_one_line(exc)}); "
+            path,
+            f"corrupt or truncated image data ({type(exc).__name__}: {_one_line(exc)}); "
             "re-export or re-download the image",
         ) from None
     if getattr(image, "n_frames", 1) > 1:
@@ -231,7 +243,9 @@ def _to_rgb_array(path: Path, image: Image.Image) -> np.ndarray:
     try:
         rgb = image if mode == "RGB" else image.convert("RGB")
     except (ValueError, OSError) as exc:
-        raise ImageError(path, f"unsupported pixel format {mode!r} ({_one_line(exc)}); convert the image to RGB") from None
+        raise ImageError(
+            path, f"unsupported pixel format {mode!r} ({_one_line(exc)}); convert the image to RGB"
+        ) from None
     return np.asarray(rgb, dtype=np.uint8).copy()
 
 
@@ -243,7 +257,6 @@ def _os_reason(exc: OSError) -> str:
     return exc.strerror or errno.errorcode.get(exc.errno or 0, "") or _one_line(exc)
 
 
-
 def check_rgb(image: np.ndarray, where: str) -> None:
     """Raise ValueError unless ``image`` is a non-empty ``uint8 [H, W, 3]`` array (``where`` names the caller)."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -252,8 +265,6 @@ def check_rgb(image: np.ndarray, where: str) -> None:
         raise ValueError(f"{where}: expected a uint8 [H, W, 3] array, got {dtype} {shape}; use load_image()")
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"{where}: image is empty ({image.shape[1]}x{image.shape[0]})")
-
-
 
 
 # --------------------------------------------------------------------------- saving
@@ -296,9 +307,7 @@ def _save_format(path: Path) -> tuple[str, dict[str, Any]]:
     if suffix == "":
         return SAVE_FORMATS[".png"]
     if suffix not in SAVE_FORMATS:
-        raise ValueError(
-            f"{format_path(path)}: cannot write {suffix!r} images; use one of {', '.join(SAVE_FORMATS)}"
-        )
+        raise ValueError(f"{format_path(path)}: cannot write {suffix!r} images; use one of {', '.join(SAVE_FORMATS)}")
     return SAVE_FORMATS[suffix]
 
 

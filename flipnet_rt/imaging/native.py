@@ -51,15 +51,19 @@ def module() -> ModuleType | None:
     try:
         from flipnet_rt import _native
     except ImportError as exc:
-        _log.warning("native kernels unavailable (%s); using the Python reference kernels "
-                     "(reinstall with a C++ compiler: pip install .)", exc)
+        _log.warning(
+            "native kernels unavailable (%s); using the Python reference kernels "
+            "(reinstall with a C++ compiler: pip install .)",
+            exc,
+        )
         return None
     return _native
 
 
 def wavelet_color_fix(image: np.ndarray, reference: np.ndarray, levels: int) -> np.ndarray:
     """:func:`flipnet_rt.imaging.colour.wavelet_color_fix` (same arguments and result, bit for bit)."""
-    from .colour import MAX_LEVELS, wavelet_color_fix as python_fix
+    from .colour import MAX_LEVELS
+    from .colour import wavelet_color_fix as python_fix
 
     nat = module() if "wavelet_color_fix" in NATIVE_CPU else None
     if nat is None or image.shape != reference.shape or image.ndim != 4 or not 0 <= levels <= MAX_LEVELS:

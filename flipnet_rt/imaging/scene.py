@@ -8,15 +8,16 @@ same similarity.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 #: The astronaut's 5 points in ``skimage.data.astronaut()`` (512x512, NASA, public domain): the mean of
 #: MTCNN's and dlib's 68->5 points on it (they agree within 1.5 px).
-ASTRONAUT_LANDMARKS = np.array([[203.5, 101.4], [246.5, 103.7], [224.6, 128.2], [201.4, 139.4], [245.5, 141.5]],
-                               np.float32)
+ASTRONAUT_LANDMARKS = np.array(
+    [[203.5, 101.4], [246.5, 103.7], [224.6, 128.2], [201.4, 139.4], [245.5, 141.5]], np.float32
+)
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,15 @@ def background(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(base + grain, 0, 255).astype(np.uint8)
 
 
-def place_face(canvas: np.ndarray, photo: np.ndarray, landmarks: np.ndarray, centre: Sequence[float],
-               eye_distance: float, angle: float, radius: float = 1.8) -> PlacedFace:
+def place_face(
+    canvas: np.ndarray,
+    photo: np.ndarray,
+    landmarks: np.ndarray,
+    centre: Sequence[float],
+    eye_distance: float,
+    angle: float,
+    radius: float = 1.8,
+) -> PlacedFace:
     """Blend ``photo`` (``uint8 [h, w, 3]``) into ``canvas`` in place.
 
     The photo is rotated by ``angle`` degrees and scaled so its eye distance (from ``landmarks``) is
@@ -64,8 +72,13 @@ def place_face(canvas: np.ndarray, photo: np.ndarray, landmarks: np.ndarray, cen
     if x1 > x0 and y1 > y0:  # only the disc's box is touched
         local = m.copy()
         local[:, 2] -= (x0, y0)
-        warped = cv2.warpAffine(photo, local, (x1 - x0, y1 - y0),
-                                flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        warped = cv2.warpAffine(
+            photo,
+            local,
+            (x1 - x0, y1 - y0),
+            flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REFLECT_101,
+        )
         yy, xx = np.mgrid[y0:y1, x0:x1]
         dist = np.hypot(xx - centre[0], yy - centre[1])
         alpha = np.clip((r - dist) / (0.25 * r), 0, 1).astype(np.float32)[..., None]

@@ -194,9 +194,7 @@ def _collect_sources(inputs: Sequence[str | Path], outdir: Path, errors: list[st
     return sources
 
 
-def _walk(
-    top: Path, skip_dir: Path, skip_key: tuple[int, int] | str | None, errors: list[str]
-) -> Iterator[Path]:
+def _walk(top: Path, skip_dir: Path, skip_key: tuple[int, int] | str | None, errors: list[str]) -> Iterator[Path]:
     """Image files under ``top``, sorted; skips hidden entries, symlinked folders and the
     output folder (``skip_dir`` resolved, ``skip_key`` its identity when it exists)."""
 

@@ -13,8 +13,8 @@ run, and back where it found them afterwards (:func:`placed`).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -22,7 +22,6 @@ import torch
 from ..imaging.geometry import fit, unfit
 from ..imaging.tensor import to_float, to_uint8
 from ..models.flipnet import FlipNet
-
 
 FLOAT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -53,27 +52,53 @@ def placed(model: FlipNet, device: str | torch.device, dtype: str | None = None)
         model.to(device=where, dtype=was)
 
 
-def naive_restore(model: FlipNet, images: Sequence[np.ndarray], *, steps: int, guidance: float, phi: float = 1.0,
-                  t_cond: int = 0, seed: int = 0, device: str = "cpu", dtype: str | None = None) -> list[np.ndarray]:
+def naive_restore(
+    model: FlipNet,
+    images: Sequence[np.ndarray],
+    *,
+    steps: int,
+    guidance: float,
+    phi: float = 1.0,
+    t_cond: int = 0,
+    seed: int = 0,
+    device: str = "cpu",
+    dtype: str | None = None,
+) -> list[np.ndarray]:
     """``uint8 [H, W, 3]`` images -> their restorations (same shapes), by the naive loop on ``device``
     in ``dtype`` ("float32", "float16", "bfloat16"; None: the weights' dtype); the weights are moved
     there for the call and back afterwards (:func:`placed`; outside inference mode, so the moved
     weights stay ordinary tensors)."""
     with placed(model, device, dtype):
-        return _naive_restore(model, images, steps=steps, guidance=guidance, phi=phi, t_cond=t_cond, seed=seed,
-                              device=device)
+        return _naive_restore(
+            model, images, steps=steps, guidance=guidance, phi=phi, t_cond=t_cond, seed=seed, device=device
+        )
 
 
 @torch.inference_mode()
-def _naive_restore(model: FlipNet, images: Sequence[np.ndarray], *, steps: int, guidance: float, phi: float,
-                   t_cond: int, seed: int, device: str) -> list[np.ndarray]:
+def _naive_restore(
+    model: FlipNet,
+    images: Sequence[np.ndarray],
+    *,
+    steps: int,
+    guidance: float,
+    phi: float,
+    t_cond: int,
+    seed: int,
+    device: str,
+) -> list[np.ndarray]:
     from diffusers import DPMSolverMultistepScheduler
 
     s = model.config.schedule
     scheduler = DPMSolverMultistepScheduler(
-        beta_start=s.beta_start, beta_end=s.beta_end, beta_schedule="scaled_linear",
-        num_train_timesteps=s.num_train_timesteps, steps_offset=s.steps_offset, timestep_spacing="leading",
-        algorithm_type="dpmsolver++", solver_order=2, prediction_type=s.prediction_type,
+        beta_start=s.beta_start,
+        beta_end=s.beta_end,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=s.num_train_timesteps,
+        steps_offset=s.steps_offset,
+        timestep_spacing="leading",
+        algorithm_type="dpmsolver++",
+        solver_order=2,
+        prediction_type=s.prediction_type,
     )
     scheduler.set_timesteps(steps, device=device)
     fitted, placements = zip(*(fit(img, model.config.resolution) for img in images))
@@ -101,8 +126,17 @@ def _naive_restore(model: FlipNet, images: Sequence[np.ndarray], *, steps: int, 
     return [unfit(img, p) for img, p in zip(to_uint8(decoded), placements)]
 
 
-def time_baseline(model: FlipNet, images: Sequence[np.ndarray], *, steps: int, guidance: float, warmup: int,
-                  iters: int, device: str = "cpu", dtype: str | None = None) -> dict[str, float]:
+def time_baseline(
+    model: FlipNet,
+    images: Sequence[np.ndarray],
+    *,
+    steps: int,
+    guidance: float,
+    warmup: int,
+    iters: int,
+    device: str = "cpu",
+    dtype: str | None = None,
+) -> dict[str, float]:
     """End-to-end p50/p90/p99 in ms of the naive loop on ``device`` in ``dtype`` (None: the weights'
     dtype). The weights move there once, before the warm-up (no transfer is timed), and back where
     they were after the last timed call."""

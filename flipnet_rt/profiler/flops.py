@@ -65,18 +65,24 @@ class ModelFlops:
     unet: int  # the joint graph on [x; y_t]
 
     @classmethod
-    def count(cls, model: FlipNet) -> "ModelFlops":
+    def count(cls, model: FlipNet) -> ModelFlops:
         meta = meta_copy(model)  # the only copy
         c = model.config
         h = c.latent_size
         image = {"image": torch.zeros(1, 3, c.resolution, c.resolution)}
-        one = {"sample": torch.zeros(1, c.latent_channels, h, h), "timestep": torch.zeros(1),
-               "context": torch.zeros(1, c.context_tokens, c.text_width)}
+        one = {
+            "sample": torch.zeros(1, c.latent_channels, h, h),
+            "timestep": torch.zeros(1),
+            "context": torch.zeros(1, c.context_tokens, c.text_width),
+        }
         joint = {**{k: torch.cat([v, v]) for k, v in one.items()}, "phi": torch.ones(1)}
-        return cls(vae_encoder=count_flops(meta, "vae_encoder", image),
-                   face_encoder=count_flops(meta, "face_encoder", image),
-                   vae_decoder=count_flops(meta, "vae_decoder", {"latent": torch.zeros(1, c.latent_channels, h, h)}),
-                   unet_cond=count_flops(meta, "unet_cond", one), unet=count_flops(meta, "unet", joint))
+        return cls(
+            vae_encoder=count_flops(meta, "vae_encoder", image),
+            face_encoder=count_flops(meta, "face_encoder", image),
+            vae_decoder=count_flops(meta, "vae_decoder", {"latent": torch.zeros(1, c.latent_channels, h, h)}),
+            unet_cond=count_flops(meta, "unet_cond", one),
+            unet=count_flops(meta, "unet", joint),
+        )
 
     def per_image(self, cond_cache: bool, steps: int, branches: int) -> float:
         """FLOPs one image costs: encoders and decoder once, the UNet ``steps`` times per branch

@@ -7,14 +7,16 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .runner import STAGES
 
 
 def table(records: Sequence[dict[str, Any]], baseline: dict[str, float] | None) -> None:
     """Print the results, one column per configuration (rich when installed, plain text otherwise)."""
+
     def fmt(value: float | None, spec: str) -> str:
         return "-" if value is None else format(value, spec)
 
@@ -26,8 +28,15 @@ def table(records: Sequence[dict[str, Any]], baseline: dict[str, float] | None) 
         ("peak host MiB", [fmt(r["peak_host_mib"], ".0f") for r in records]),
         ("peak GPU MiB", [fmt(r["peak_gpu_mib"], ".0f") for r in records]),
         ("TFLOP/s", [fmt(r["tflops"], ".4f") for r in records]),
-        ("of matmul peak", [fmt(None if r["peak_fraction"] is None else 100 * r["peak_fraction"], ".1f") + "%"
-                            if r["peak_fraction"] is not None else "-" for r in records]),
+        (
+            "of matmul peak",
+            [
+                fmt(None if r["peak_fraction"] is None else 100 * r["peak_fraction"], ".1f") + "%"
+                if r["peak_fraction"] is not None
+                else "-"
+                for r in records
+            ],
+        ),
         ("x naive baseline", [fmt(r["speedup_vs_baseline"], ".2f") for r in records]),
     ]
     labels = [r["config"]["label"] for r in records]
@@ -60,17 +69,45 @@ def write_json(path: Path, records: Sequence[dict[str, Any]], baseline: dict[str
 def write_csv(path: Path, records: Sequence[dict[str, Any]]) -> None:
     """One row per configuration, written whole and atomically, like :func:`write_json`."""
     env_keys = list(dict.fromkeys(k for r in records for k in r["environment"]))
-    fields = ["label", "batch", "cond_cache", "cuda_graph", *(f"{s}_ms" for s in STAGES), "p50_ms", "p90_ms",
-              "p99_ms", "images_per_s", "peak_host_mib", "peak_gpu_mib", "tflops", "speedup_vs_baseline",
-              "model", "steps", *(f"env_{k}" for k in env_keys)] if records else []
+    fields = (
+        [
+            "label",
+            "batch",
+            "cond_cache",
+            "cuda_graph",
+            *(f"{s}_ms" for s in STAGES),
+            "p50_ms",
+            "p90_ms",
+            "p99_ms",
+            "images_per_s",
+            "peak_host_mib",
+            "peak_gpu_mib",
+            "tflops",
+            "speedup_vs_baseline",
+            "model",
+            "steps",
+            *(f"env_{k}" for k in env_keys),
+        ]
+        if records
+        else []
+    )
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fieldnames=fields)
     writer.writeheader()
     for r in records:
-        row = {"label": r["config"]["label"], "batch": r["config"]["batch"], "cond_cache": r["config"]["cond_cache"],
-               "cuda_graph": r["config"]["cuda_graph"], "images_per_s": r["images_per_s"],
-               "peak_host_mib": r["peak_host_mib"], "peak_gpu_mib": r["peak_gpu_mib"], "tflops": r["tflops"],
-               "speedup_vs_baseline": r["speedup_vs_baseline"], "model": r["model"], "steps": r["steps"]}
+        row = {
+            "label": r["config"]["label"],
+            "batch": r["config"]["batch"],
+            "cond_cache": r["config"]["cond_cache"],
+            "cuda_graph": r["config"]["cuda_graph"],
+            "images_per_s": r["images_per_s"],
+            "peak_host_mib": r["peak_host_mib"],
+            "peak_gpu_mib": r["peak_gpu_mib"],
+            "tflops": r["tflops"],
+            "speedup_vs_baseline": r["speedup_vs_baseline"],
+            "model": r["model"],
+            "steps": r["steps"],
+        }
         row.update({f"{s}_ms": r["stages_ms"][s] for s in STAGES})
         row.update({f"{q}_ms": r["e2e_ms"][q] for q in ("p50", "p90", "p99")})
         row.update({f"env_{k}": v for k, v in r["environment"].items()})
@@ -102,8 +139,9 @@ def plot(path: Path, records: Sequence[dict[str, Any]], baseline: dict[str, floa
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(records) + 2), 4.5))
     bottom = [0.0] * len(records)
     for stage in STAGES:
-        values = [r["stages_ms"][stage] * (r["steps"] if stage in ("unet_step", "sampler_update") else 1)
-                  for r in records]
+        values = [
+            r["stages_ms"][stage] * (r["steps"] if stage in ("unet_step", "sampler_update") else 1) for r in records
+        ]
         ax.bar(labels, values, bottom=bottom, label=stage)
         bottom = [b + v for b, v in zip(bottom, values)]
     if baseline:

@@ -14,17 +14,26 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..runtime.profiling import StageTimer
 from ..runtime.restorer import Restorer
 
-STAGES = ("preprocessing", "vae_encoder", "face_encoder", "unet_cond", "unet_step", "sampler_update",
-          "vae_decoder", "postprocessing")
+STAGES = (
+    "preprocessing",
+    "vae_encoder",
+    "face_encoder",
+    "unet_cond",
+    "unet_step",
+    "sampler_update",
+    "vae_decoder",
+    "postprocessing",
+)
 
 
 @dataclass(frozen=True)
@@ -38,8 +47,12 @@ class BenchConfig:
     @property
     def label(self) -> str:
         cache = "on" if self.cond_cache else "off"
-        return ((f"{self.backend} " if self.backend else "") + f"b{self.batch} cache={cache}"
-                + (" compile" if self.compile else "") + (" graph" if self.cuda_graph else ""))
+        return (
+            (f"{self.backend} " if self.backend else "")
+            + f"b{self.batch} cache={cache}"
+            + (" compile" if self.compile else "")
+            + (" graph" if self.cuda_graph else "")
+        )
 
 
 @dataclass
@@ -61,16 +74,30 @@ def environment(backend: str, precision: str) -> dict[str, str]:
     """What produced the numbers: machine, versions, commit."""
     import importlib.metadata as md
 
-    env = {"cpu": _cpu_model(), "cores": str(os.cpu_count()), "python": platform.python_version(),
-           "backend": backend, "precision": precision, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    env = {
+        "cpu": _cpu_model(),
+        "cores": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "backend": backend,
+        "precision": precision,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
     for pkg in ("flipnet-rt", "numpy", "onnxruntime", "torch", "diffusers", "tensorrt"):
         try:
             env[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             pass
     try:
-        env["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                       cwd=Path(__file__).parent, timeout=5).stdout.strip() or "unknown"
+        env["commit"] = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).parent,
+                timeout=5,
+            ).stdout.strip()
+            or "unknown"
+        )
     except (OSError, subprocess.SubprocessError):
         env["commit"] = "unknown"
     try:
@@ -125,8 +152,16 @@ def _gpu_hooks(restorer: Restorer) -> tuple[Callable[[], None], Callable[[], flo
     return sync, lambda: None
 
 
-def run_config(restorer: Restorer, images: Sequence[np.ndarray], config: BenchConfig, *, steps: int,
-               warmup: int, iters: int, guidance: float | None = None) -> BenchResult:
+def run_config(
+    restorer: Restorer,
+    images: Sequence[np.ndarray],
+    config: BenchConfig,
+    *,
+    steps: int,
+    warmup: int,
+    iters: int,
+    guidance: float | None = None,
+) -> BenchResult:
     options = restorer.options(steps=steps, guidance=guidance, seed=0)
     batch = list(images[: config.batch])
     if len(batch) < config.batch:

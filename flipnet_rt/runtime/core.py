@@ -22,16 +22,16 @@ uint8 conversion) is :class:`flipnet_rt.runtime.restorer.Restorer`'s; whole imag
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from ..backends.base import Array, Backend
 from ..config.model import FlipnetConfig
 from ..config.options import Mode, SamplingOptions
-from .profiling import StageTimer
 from ..sampling import make_grid, parameterized, q_sample, sample
+from .profiling import StageTimer
 
 
 class DiffusionCore:
@@ -51,14 +51,23 @@ class DiffusionCore:
         timer: records every stage's wall time (``flipnet-rt bench``); None records nothing.
     """
 
-    def __init__(self, backend: Backend, config: FlipnetConfig, prompts: Mapping[str, np.ndarray], *,
-                 cond_cache: bool = True, timer: StageTimer | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        config: FlipnetConfig,
+        prompts: Mapping[str, np.ndarray],
+        *,
+        cond_cache: bool = True,
+        timer: StageTimer | None = None,
+    ) -> None:
         needed = ("unet_cond", "unet_input") if cond_cache else ("unet",)
         missing = [n for n in (*needed, "vae_encoder", "vae_decoder") if n not in backend.specs]
         if missing:
             fix = " (drop --no-cond-cache)" if not cond_cache and "unet" in missing else ""
-            raise ValueError(f"the {backend.name} backend has no {', '.join(missing)} network{fix}; "
-                             f"export them with `flipnet-rt export` (it has {', '.join(backend.specs)})")
+            raise ValueError(
+                f"the {backend.name} backend has no {', '.join(missing)} network{fix}; "
+                f"export them with `flipnet-rt export` (it has {', '.join(backend.specs)})"
+            )
         from ..config.options import schedule_config
 
         self.backend = backend
@@ -80,7 +89,7 @@ class DiffusionCore:
         with self._lock:
             self.backend.close()
 
-    def __enter__(self) -> "DiffusionCore":
+    def __enter__(self) -> DiffusionCore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -126,8 +135,10 @@ class DiffusionCore:
             raise ValueError(f"fidelity: inputs {pixels.shape} and restorations {restored.shape} differ")
         with self._lock:
             be = self.backend
-            feeds = {"image": be.from_numpy(np.ascontiguousarray(pixels, np.float32)),
-                     "restored": be.from_numpy(np.ascontiguousarray(restored, np.float32))}
+            feeds = {
+                "image": be.from_numpy(np.ascontiguousarray(pixels, np.float32)),
+                "restored": be.from_numpy(np.ascontiguousarray(restored, np.float32)),
+            }
             weight = self._run_network("fidelity", feeds)["weight"]
             return be.to_numpy(weight).astype(np.float32, copy=True)
 
@@ -180,7 +191,8 @@ class DiffusionCore:
 
         if self.cond_cache:  # DESIGN §3: the condition's K/V once, then the input half only
             kv = self._run_network(
-                "unet_cond", {"sample": condition, "timestep": be.full(n, options.t_cond), "context": context})
+                "unet_cond", {"sample": condition, "timestep": be.full(n, options.t_cond), "context": context}
+            )
             # kv goes to unet_input as it came out of unet_cond: the backends bind those very buffers
             timesteps = device_timesteps(grid.timesteps, lambda t: be.full(n, t))
 

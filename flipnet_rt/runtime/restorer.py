@@ -9,19 +9,20 @@ paste back) are :mod:`flipnet_rt.faces`'s, built on this.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..backends.base import Backend
 from ..config.model import FlipnetConfig
-from .core import DiffusionCore
-from ..imaging.native import wavelet_color_fix  # the C++ kernel where built (~10x faster), else imaging.colour
-from ..imaging.geometry import fit, unfit
-from ..imaging.tensor import to_float, to_uint8
 from ..config.options import Mode, SamplingOptions, image_seed
 from ..config.precision import Precision
+from ..imaging.geometry import fit, unfit
+from ..imaging.native import wavelet_color_fix  # the C++ kernel where built (~10x faster), else imaging.colour
+from ..imaging.tensor import to_float, to_uint8
+from .core import DiffusionCore
 from .profiling import StageTimer
 
 
@@ -35,16 +36,34 @@ class Restorer:
         backend, config, prompts, cond_cache, timer: see :class:`~flipnet_rt.runtime.core.DiffusionCore`.
     """
 
-    def __init__(self, backend: Backend, config: FlipnetConfig, prompts: Mapping[str, np.ndarray], *,
-                 cond_cache: bool = True, timer: StageTimer | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        config: FlipnetConfig,
+        prompts: Mapping[str, np.ndarray],
+        *,
+        cond_cache: bool = True,
+        timer: StageTimer | None = None,
+    ) -> None:
         self.core = DiffusionCore(backend, config, prompts, cond_cache=cond_cache, timer=timer)
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def load(cls, model: Any, *, backend: str = "auto", device: str | None = None,
-             precision: Precision | str = Precision.FP32, cond_cache: bool = True, cuda_graphs: bool = False,
-             compile: bool = False, threads: int | None = None, low_memory: bool = False,
-             engine_dir: Path | str | None = None, timer: StageTimer | None = None) -> "Restorer":
+    def load(
+        cls,
+        model: Any,
+        *,
+        backend: str = "auto",
+        device: str | None = None,
+        precision: Precision | str = Precision.FP32,
+        cond_cache: bool = True,
+        cuda_graphs: bool = False,
+        compile: bool = False,
+        threads: int | None = None,
+        low_memory: bool = False,
+        engine_dir: Path | str | None = None,
+        timer: StageTimer | None = None,
+    ) -> Restorer:
         """An engine directory, a model directory or ``random:<config>``, on ``backend``.
 
         ``auto`` picks TensorRT > ONNX Runtime CUDA > PyTorch CUDA > ONNX Runtime CPU (> PyTorch CPU)
@@ -55,20 +74,34 @@ class Restorer:
         """
         from ..backends.select import select_backend
 
-        opened = select_backend(backend, model=model, engine_dir=engine_dir, device=device, precision=precision,
-                                cuda_graphs=cuda_graphs, compile=compile, threads=threads, low_memory=low_memory)
+        opened = select_backend(
+            backend,
+            model=model,
+            engine_dir=engine_dir,
+            device=device,
+            precision=precision,
+            cuda_graphs=cuda_graphs,
+            compile=compile,
+            threads=threads,
+            low_memory=low_memory,
+        )
         return cls(opened.backend, opened.config, opened.prompts, cond_cache=cond_cache, timer=timer)
 
-    def variant(self, *, cond_cache: bool | None = None, timer: StageTimer | None = None) -> "Restorer":
+    def variant(self, *, cond_cache: bool | None = None, timer: StageTimer | None = None) -> Restorer:
         """Another Restorer over the same backend (no reload) with other construction settings."""
         core = self.core
-        return Restorer(core.backend, core.config, core.prompts,
-                        cond_cache=core.cond_cache if cond_cache is None else cond_cache, timer=timer)
+        return Restorer(
+            core.backend,
+            core.config,
+            core.prompts,
+            cond_cache=core.cond_cache if cond_cache is None else cond_cache,
+            timer=timer,
+        )
 
     def close(self) -> None:
         self.core.close()
 
-    def __enter__(self) -> "Restorer":
+    def __enter__(self) -> Restorer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -91,13 +124,15 @@ class Restorer:
         """Sampling options: the model's defaults with ``overrides`` applied (None = default)."""
         return SamplingOptions.from_config(self.config, **overrides)
 
-    def restore(self, images: Sequence[np.ndarray], options: SamplingOptions | None = None,
-                seeds: Sequence[int] | None = None) -> list[np.ndarray]:
+    def restore(
+        self, images: Sequence[np.ndarray], options: SamplingOptions | None = None, seeds: Sequence[int] | None = None
+    ) -> list[np.ndarray]:
         """Restore LQ faces: each ``[H, W, 3]`` uint8 RGB -> restored ``[H, W, 3]`` uint8."""
         return self._run(images, Mode.RESTORE, options or self.options(), seeds)
 
-    def degrade(self, images: Sequence[np.ndarray], options: SamplingOptions | None = None,
-                seeds: Sequence[int] | None = None) -> list[np.ndarray]:
+    def degrade(
+        self, images: Sequence[np.ndarray], options: SamplingOptions | None = None, seeds: Sequence[int] | None = None
+    ) -> list[np.ndarray]:
         """Synthesise a real-world-like LQ version of each HQ face (degradation mode, Sec. 4.2)."""
         return self._run(images, Mode.DEGRADE, options or self.options(), seeds)
 
@@ -125,8 +160,9 @@ class Restorer:
         return self.core.fidelity_host(pixels, outs)
 
     # ------------------------------------------------------------------ the image layer
-    def _run(self, images: Sequence[np.ndarray], mode: Mode, options: SamplingOptions,
-             seeds: Sequence[int] | None) -> list[np.ndarray]:
+    def _run(
+        self, images: Sequence[np.ndarray], mode: Mode, options: SamplingOptions, seeds: Sequence[int] | None
+    ) -> list[np.ndarray]:
         if not images:
             return []
         options.validate(self.config)

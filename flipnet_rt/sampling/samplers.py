@@ -15,8 +15,9 @@ function can serve concurrent requests and be captured in a CUDA graph per step.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -242,20 +243,28 @@ def sample_euler(
 
 
 def _ddim(
-    denoiser: Denoiser[A], x: A, grid: Grid, *,
-    eta: float, noise_like: NoiseLike[A] | None, callback: Callback[A] | None,
+    denoiser: Denoiser[A],
+    x: A,
+    grid: Grid,
+    *,
+    eta: float,
+    noise_like: NoiseLike[A] | None,
+    callback: Callback[A] | None,
 ) -> A:
     return sample_ddim(denoiser, x, grid, eta=eta, noise_like=noise_like, callback=callback)
 
 
-def _deterministic(
-    fn: Callable[..., A], name: str
-) -> Callable[..., A]:
+def _deterministic(fn: Callable[..., A], name: str) -> Callable[..., A]:
     """Adapt a sampler without eta to ``sample``'s signature, refusing eta != 0."""
 
     def run(
-        denoiser: Denoiser[A], x: A, grid: Grid, *,
-        eta: float, noise_like: NoiseLike[A] | None, callback: Callback[A] | None,
+        denoiser: Denoiser[A],
+        x: A,
+        grid: Grid,
+        *,
+        eta: float,
+        noise_like: NoiseLike[A] | None,
+        callback: Callback[A] | None,
     ) -> A:
         if eta != 0.0:
             raise ValueError(f"eta={eta} applies to DDIM only; {name} is deterministic, use eta=0")

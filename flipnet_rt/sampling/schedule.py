@@ -82,18 +82,22 @@ class ScheduleConfig:
             raise ValueError(f"num_train_timesteps={self.num_train_timesteps}; use at least 2")
         if not 0.0 < self.beta_start < self.beta_end < 1.0:
             raise ValueError(
-                f"beta_start={self.beta_start}, beta_end={self.beta_end}; "
-                "need 0 < beta_start < beta_end < 1"
+                f"beta_start={self.beta_start}, beta_end={self.beta_end}; need 0 < beta_start < beta_end < 1"
             )
         # Accept the plain string too ("epsilon"), as read from a JSON config.
         object.__setattr__(self, "prediction_type", as_choice(PredictionType, "prediction_type", self.prediction_type))
 
     def alphas_cumprod(self) -> np.ndarray:
         """``alpha_bar_t`` for t = 0..T-1, [T] float64: scaled-linear betas, cumprod(1 - beta)."""
-        betas = np.linspace(
-            math.sqrt(self.beta_start), math.sqrt(self.beta_end), self.num_train_timesteps,
-            dtype=np.float64,
-        ) ** 2
+        betas = (
+            np.linspace(
+                math.sqrt(self.beta_start),
+                math.sqrt(self.beta_end),
+                self.num_train_timesteps,
+                dtype=np.float64,
+            )
+            ** 2
+        )
         return np.cumprod(1.0 - betas)
 
 
@@ -138,9 +142,7 @@ class Grid:
             )
         object.__setattr__(self, "timesteps", _readonly(np.asarray(self.timesteps, np.int64)))
         object.__setattr__(self, "alpha_bar", _readonly(np.asarray(self.alpha_bar, np.float64)))
-        object.__setattr__(
-            self, "alpha_bar_next", _readonly(np.asarray(self.alpha_bar_next, np.float64))
-        )
+        object.__setattr__(self, "alpha_bar_next", _readonly(np.asarray(self.alpha_bar_next, np.float64)))
 
     def __len__(self) -> int:
         return len(self.timesteps)

@@ -10,7 +10,7 @@ code, not a copy. ``execute`` is the only Triton-specific part: a function
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -34,10 +34,11 @@ class BLSBackend(HostArrays, Backend):
         outputs = self._execute(spec.name, inputs, spec.output_names)
         missing = [n for n in spec.output_names if n not in outputs]
         if missing:
-            raise RuntimeError(f"{spec.name}: the Triton model returned no {missing}; regenerate the repository "
-                               f"with `flipnet-rt export-triton`")
+            raise RuntimeError(
+                f"{spec.name}: the Triton model returned no {missing}; regenerate the repository "
+                f"with `flipnet-rt export-triton`"
+            )
         return {n: np.asarray(outputs[n]) for n in spec.output_names}
 
     def close(self) -> None:
         """Nothing to free: the network models belong to Triton."""
-

@@ -1,3 +1,4 @@
+# Long module: one request's checks in the order they run (header, names, shapes, options, body, forward, errors).
 """The HTTP front of ``flipnet-rt serve``: every KServe v2 request is checked before Triton sees it.
 
 Triton (PyTriton's ``tritonserver``) listens on a private loopback port; this gateway owns the
@@ -34,21 +35,25 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from ..config.options import Mode, SamplingOptions
-from .protocol import (FIDELITY_INPUT, IMAGE_INPUT, OPTION_INPUTS, RequestError, TooLarge, check_image,
-                       parse_request)
+from .protocol import FIDELITY_INPUT, IMAGE_INPUT, OPTION_INPUTS, RequestError, TooLarge, check_image, parse_request
 
 log = logging.getLogger(__name__)
 
 #: KServe v2 datatype of each input (the model configs' dtypes).
 DATATYPES: dict[str, str] = {IMAGE_INPUT: "UINT8"}
-DATATYPES.update({o.name: {np.int64: "INT64", np.int32: "INT32", np.float32: "FP32", np.bytes_: "BYTES"}[o.dtype]
-                  for o in OPTION_INPUTS})
+DATATYPES.update(
+    {
+        o.name: {np.int64: "INT64", np.int32: "INT32", np.float32: "FP32", np.bytes_: "BYTES"}[o.dtype]
+        for o in OPTION_INPUTS
+    }
+)
 _NUMPY = {"UINT8": np.uint8, "INT32": np.int32, "INT64": np.int64, "FP32": np.float32}
 _INFER = re.compile(r"^/v2/models/(?P<model>[^/]+)(?:/versions/[^/]+)?/infer$")
 _READY = re.compile(r"^/v2/(?:health/(?:ready|live)|models/(?P<model>[^/]+)(?:/versions/[^/]+)?/ready)$")
@@ -103,12 +108,17 @@ def parse_header(raw: bytes) -> tuple[dict[str, Any], list[Tensor]]:
         Refusal: 400 for anything that is not a KServe v2 inference request.
     """
     if not raw.strip():
-        raise Refusal(400, "empty request: send a KServe v2 inference request with an 'image' input "
-                           "(tritonclient does, see the README's serving section)")
+        raise Refusal(
+            400,
+            "empty request: send a KServe v2 inference request with an 'image' input "
+            "(tritonclient does, see the README's serving section)",
+        )
     try:
         header = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Refusal(400, f"the request's JSON header does not parse ({exc}); send a KServe v2 inference request")
+        raise Refusal(
+            400, f"the request's JSON header does not parse ({exc}); send a KServe v2 inference request"
+        ) from None
     if not isinstance(header, dict) or not isinstance(header.get("inputs"), list):
         raise Refusal(400, "the request's JSON has no 'inputs' list; send a KServe v2 inference request")
     tensors = []
@@ -117,8 +127,7 @@ def parse_header(raw: bytes) -> tuple[dict[str, Any], list[Tensor]]:
             raise Refusal(400, f"inputs[{i}]: not an object with a 'name'")
         name = entry["name"]
         shape = entry.get("shape")
-        if (not isinstance(shape, list) or not all(type(d) is int for d in shape)
-                or any(d < 0 for d in shape)):
+        if not isinstance(shape, list) or not all(type(d) is int for d in shape) or any(d < 0 for d in shape):
             raise Refusal(400, f"input {name!r}: shape {shape!r}; send a list of non-negative integers")
         if not isinstance(entry.get("datatype"), str):
             raise Refusal(400, f"input {name!r}: no 'datatype'; send one of UINT8, INT32, INT64, FP32, BYTES")
@@ -167,8 +176,11 @@ def check_inputs(tensors: list[Tensor], mode: Mode, limits: Limits, binary_len: 
     if rows < 1:
         raise Refusal(400, f"input {IMAGE_INPUT!r}: shape {list(image.shape)} is empty")
     if rows > limits.max_batch:
-        raise Refusal(413, f"input {IMAGE_INPUT!r}: {rows} images in one request, over this server's "
-                           f"--max-batch {limits.max_batch}; send fewer per request")
+        raise Refusal(
+            413,
+            f"input {IMAGE_INPUT!r}: {rows} images in one request, over this server's "
+            f"--max-batch {limits.max_batch}; send fewer per request",
+        )
     declared = 0
     for t in tensors:
         if t.name != IMAGE_INPUT and t.shape != (rows, 1):
@@ -179,15 +191,21 @@ def check_inputs(tensors: list[Tensor], mode: Mode, limits: Limits, binary_len: 
         for d in t.shape:
             count *= d
         if t.datatype != "BYTES" and t.binary_size != count * np.dtype(_NUMPY[t.datatype]).itemsize:
-            raise Refusal(400, f"input {t.name!r}: binary_data_size {t.binary_size} does not match shape "
-                               f"{list(t.shape)} of {t.datatype} ({count * np.dtype(_NUMPY[t.datatype]).itemsize} "
-                               f"bytes)")
+            raise Refusal(
+                400,
+                f"input {t.name!r}: binary_data_size {t.binary_size} does not match shape "
+                f"{list(t.shape)} of {t.datatype} ({count * np.dtype(_NUMPY[t.datatype]).itemsize} "
+                f"bytes)",
+            )
         if t.name != IMAGE_INPUT and t.binary_size > limits.max_option_bytes:
             raise Refusal(413, f"input {t.name!r}: {t.binary_size} bytes; an option is a few bytes per image")
         declared += t.binary_size
     if declared != binary_len:
-        raise Refusal(400, f"the binary part is {binary_len} bytes but the inputs declare {declared}; "
-                           f"send each input's binary_data_size")
+        raise Refusal(
+            400,
+            f"the binary part is {binary_len} bytes but the inputs declare {declared}; "
+            f"send each input's binary_data_size",
+        )
     return image.binary_size or 0
 
 
@@ -220,8 +238,8 @@ def _bytes_tensor(t: Tensor, raw: bytes) -> np.ndarray:
     while offset < len(raw):
         if offset + 4 > len(raw):
             raise Refusal(400, f"input {t.name!r}: truncated BYTES element")
-        n = int.from_bytes(raw[offset:offset + 4], "little")
-        values.append(raw[offset + 4:offset + 4 + n])
+        n = int.from_bytes(raw[offset : offset + 4], "little")
+        values.append(raw[offset + 4 : offset + 4 + n])
         offset += 4 + n
         if offset > len(raw):
             raise Refusal(400, f"input {t.name!r}: truncated BYTES element")
@@ -231,8 +249,13 @@ def _bytes_tensor(t: Tensor, raw: bytes) -> np.ndarray:
     return np.array(values, dtype=np.object_).reshape(t.shape)
 
 
-def check_request(tensors: list[Tensor], binary: Mapping[str, bytes], mode: Mode,
-                  defaults: Callable[..., SamplingOptions], limits: Limits) -> None:
+def check_request(
+    tensors: list[Tensor],
+    binary: Mapping[str, bytes],
+    mode: Mode,
+    defaults: Callable[..., SamplingOptions],
+    limits: Limits,
+) -> None:
     """The option values, checked exactly as the model will (:func:`~.protocol.parse_request`) on a
     zero-memory stand-in for the image. Raises :class:`Refusal` (400)."""
     inputs: dict[str, np.ndarray] = decode_options(tensors, binary)
@@ -265,8 +288,16 @@ class Health:
 class Gateway:
     """The aiohttp server in front of Triton's HTTP port, on its own thread and event loop."""
 
-    def __init__(self, host: str, port: int, upstream: str, models: Mapping[str, Mode],
-                 defaults: Callable[..., SamplingOptions], limits: Limits, health: Health) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        upstream: str,
+        models: Mapping[str, Mode],
+        defaults: Callable[..., SamplingOptions],
+        limits: Limits,
+        health: Health,
+    ) -> None:
         self.host, self.port, self.upstream = host, port, upstream.rstrip("/")
         self.models, self.defaults, self.limits, self.health = dict(models), defaults, limits, health
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -310,12 +341,12 @@ class Gateway:
         # keepalive_timeout closes a connection idle that long, before or between requests and with
         # headers half sent; lingering: after a refusal, the unread body is drained (not kept) this
         # long so the client can read the answer, then the connection closes.
-        runner = web.AppRunner(app, keepalive_timeout=self.limits.idle_timeout_s, lingering_time=2.0,
-                               access_log=None)
+        runner = web.AppRunner(app, keepalive_timeout=self.limits.idle_timeout_s, lingering_time=2.0, access_log=None)
         await runner.setup()
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=self.limits.idle_timeout_s / 2)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
-                                              auto_decompress=False)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=None), auto_decompress=False
+        )
         try:
             await web.TCPSite(runner, self.host, self.port, reuse_address=True).start()
             self._started.set()
@@ -359,8 +390,7 @@ class Gateway:
         if model in self.health.down:
             raise Refusal(503, f"model {model} is down ({self.health.down[model]}); the server is restarting")
         if request.headers.get("Content-Encoding", "identity").lower() != "identity":
-            raise Refusal(415, f"Content-Encoding {request.headers['Content-Encoding']}: send the request "
-                               f"uncompressed")
+            raise Refusal(415, f"Content-Encoding {request.headers['Content-Encoding']}: send the request uncompressed")
         total = request.content_length
         if total is None:
             raise Refusal(411, "no Content-Length: send the request with its length (not chunked)")
@@ -382,8 +412,11 @@ class Gateway:
         if not 0 < head_len <= total:
             raise Refusal(400, f"Inference-Header-Content-Length {head_len} does not fit the {total}-byte body")
         if total - head_len > self.limits.max_binary_bytes:
-            raise Refusal(413, f"a {total - head_len}-byte binary part, over this server's limit of "
-                               f"{self.limits.max_binary_bytes} (--max-batch x --max-pixels x 3)")
+            raise Refusal(
+                413,
+                f"a {total - head_len}-byte binary part, over this server's limit of "
+                f"{self.limits.max_binary_bytes} (--max-batch x --max-pixels x 3)",
+            )
         raw = await self._read(request, head_len, self.limits.max_header_bytes)
         _, tensors = parse_header(raw)
         check_inputs(tensors, self.models[model], self.limits, total - head_len)
@@ -430,8 +463,10 @@ class Gateway:
             return web.json_response({"error": refused.group(1).strip()}, status=400)
         if "Stub process" in text and "is not healthy" in text:
             self.health.mark_down(model, "its Triton Python-backend stub process died")
-            return web.json_response({"error": f"model {model} is down (its process died); the server is "
-                                               f"restarting, retry shortly"}, status=503)
+            return web.json_response(
+                {"error": f"model {model} is down (its process died); the server is restarting, retry shortly"},
+                status=503,
+            )
         log.error("%s: Triton answered %d: %s", model, status, text)
         first = text.strip().splitlines()[0] if text.strip() else ""
         line = first if "Traceback" not in first and "/" not in first else "see the server log"
@@ -448,5 +483,7 @@ def _check_json_image(image: Tensor) -> None:
     while isinstance(flat, list) and flat and isinstance(flat[0], list):
         flat = [v for row in flat for v in (row if isinstance(row, list) else [row])]
     if not isinstance(flat, list) or len(flat) != count:
-        raise Refusal(400, f"input {IMAGE_INPUT!r}: {len(flat) if isinstance(flat, list) else 0} values for shape "
-                           f"{list(image.shape)}")
+        raise Refusal(
+            400,
+            f"input {IMAGE_INPUT!r}: {len(flat) if isinstance(flat, list) else 0} values for shape {list(image.shape)}",
+        )

@@ -29,13 +29,14 @@ import dataclasses
 import functools
 import logging
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..faces.fidelity import AUTO
 from ..config.options import MAX_SEED, Mode, SamplingOptions
+from ..faces.fidelity import AUTO
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,12 @@ OPTION_INPUTS: tuple[OptionInput, ...] = (
     OptionInput("strength", np.float32, "start from the noised input at this fraction of the schedule"),
     OptionInput("eta", np.float32, "DDIM stochasticity"),
     OptionInput("color_fix", np.int32, "restore: wavelet colour fix levels (0 off)"),
-    OptionInput(FIDELITY_INPUT, np.float32, "restore: how much of the input face to keep, in [0, 1] (0: the "
-                "restoration, 1: the input); absent: auto, the model's fidelity estimator"),
+    OptionInput(
+        FIDELITY_INPUT,
+        np.float32,
+        "restore: how much of the input face to keep, in [0, 1] (0: the "
+        "restoration, 1: the input); absent: auto, the model's fidelity estimator",
+    ),
 )
 _OPTION_FIELDS = {f.name for f in dataclasses.fields(SamplingOptions)}
 #: Distinct fidelity values (or option sets) whose FaceRestorer a model instance keeps.
@@ -104,8 +109,14 @@ class Row:
     fidelity: Fidelity = AUTO  # restore: a weight in [0, 1], or "auto" (the input absent)
 
 
-def parse_request(inputs: Mapping[str, np.ndarray], defaults: Callable[..., SamplingOptions], *,
-                  max_pixels: int = DEFAULT_MAX_PIXELS, request: int = 0, mode: Mode = Mode.RESTORE) -> list[Row]:
+def parse_request(
+    inputs: Mapping[str, np.ndarray],
+    defaults: Callable[..., SamplingOptions],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    request: int = 0,
+    mode: Mode = Mode.RESTORE,
+) -> list[Row]:
     """A request's tensors -> its rows.
 
     Args:
@@ -130,8 +141,10 @@ def parse_request(inputs: Mapping[str, np.ndarray], defaults: Callable[..., Samp
     if unknown:
         raise RequestError(f"unknown inputs {unknown}; known: {', '.join(o.name for o in OPTION_INPUTS)}")
     if FIDELITY_INPUT in inputs and mode is not Mode.RESTORE:
-        raise RequestError(f"input {FIDELITY_INPUT!r}: applies to restore only (how much of the input face a "
-                           f"restoration keeps); leave it out of {mode.value} requests")
+        raise RequestError(
+            f"input {FIDELITY_INPUT!r}: applies to restore only (how much of the input face a "
+            f"restoration keeps); leave it out of {mode.value} requests"
+        )
     columns = {o.name: _column(inputs[o.name], o, rows) for o in OPTION_INPUTS if o.name in inputs}
     out = []
     for i in range(rows):
@@ -156,15 +169,17 @@ def check_image(shape: Sequence[int], max_pixels: int, described: str, *, uint8:
             ``described`` (e.g. ``"float32 [8, 8, 3]"``) names what was sent.
     """
     if not uint8 or len(shape) != 4 or shape[-1] != 3:
-        raise RequestError(f"input {IMAGE_INPUT!r}: {described}; send uint8 [b, H, W, 3] RGB "
-                           f"(b images: one image is [1, H, W, 3])")
+        raise RequestError(
+            f"input {IMAGE_INPUT!r}: {described}; send uint8 [b, H, W, 3] RGB (b images: one image is [1, H, W, 3])"
+        )
     height, width = shape[1], shape[2]
     if height < 1 or width < 1:
         raise RequestError(f"input {IMAGE_INPUT!r}: empty image ({width}x{height})")
     if height * width > max_pixels:
         raise TooLarge(
             f"input {IMAGE_INPUT!r}: {width}x{height} is {height * width / 1e6:.1f} megapixels, over this "
-            f"server's limit of {max_pixels / 1e6:.1f} (--max-pixels); downscale the image or crop the face")
+            f"server's limit of {max_pixels / 1e6:.1f} (--max-pixels); downscale the image or crop the face"
+        )
 
 
 def _fidelity(value: float, row: int) -> float:
@@ -172,7 +187,8 @@ def _fidelity(value: float, row: int) -> float:
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
         raise RequestError(
             f"row {row}: {FIDELITY_INPUT}: {np.float32(value)} is outside [0, 1]; send a weight in [0, 1] "
-            f"(0: the restoration, 1: the input face) or leave the input out for auto (the model's estimator)")
+            f"(0: the restoration, 1: the input face) or leave the input out for auto (the model's estimator)"
+        )
     return float(value)
 
 
@@ -220,8 +236,10 @@ def model_runner(restorer: Any, mode: Mode) -> Run:
         ``(images, options, seeds, fidelity) -> images``: ``uint8 [H, W, 3]`` each, in and out.
     """
     if mode is Mode.DEGRADE:
-        def degrade(images: list[np.ndarray], options: SamplingOptions, seeds: list[int],
-                    fidelity: Fidelity = AUTO) -> list[np.ndarray]:
+
+        def degrade(
+            images: list[np.ndarray], options: SamplingOptions, seeds: list[int], fidelity: Fidelity = AUTO
+        ) -> list[np.ndarray]:
             if fidelity != AUTO:
                 raise ValueError(f"degrade: fidelity {fidelity!r} applies to restore only; leave it out for degrade")
             return restorer.degrade(images, options, seeds)
@@ -235,16 +253,22 @@ def model_runner(restorer: Any, mode: Mode) -> Run:
         log.debug("restore: a FaceRestorer for fidelity %s", fidelity)
         return FaceRestorer(restorer, options=FaceOptions(keep_detail=False, fidelity=fidelity))
 
-    def restore(images: list[np.ndarray], options: SamplingOptions, seeds: list[int],
-                fidelity: Fidelity = AUTO) -> list[np.ndarray]:
+    def restore(
+        images: list[np.ndarray], options: SamplingOptions, seeds: list[int], fidelity: Fidelity = AUTO
+    ) -> list[np.ndarray]:
         return faces(fidelity).restore_crops(images, seeds, options)
 
     return restore
 
 
-def run_batch(requests: Sequence[Mapping[str, np.ndarray]], run: Run,
-              defaults: Callable[..., SamplingOptions], mode: Mode, *,
-              max_pixels: int = DEFAULT_MAX_PIXELS) -> list[dict[str, np.ndarray] | RequestError]:
+def run_batch(
+    requests: Sequence[Mapping[str, np.ndarray]],
+    run: Run,
+    defaults: Callable[..., SamplingOptions],
+    mode: Mode,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> list[dict[str, np.ndarray] | RequestError]:
     """Answer the requests of one dynamic batch: one ``run`` call per group of equal options and fidelity.
 
     Args:
@@ -272,5 +296,7 @@ def run_batch(requests: Sequence[Mapping[str, np.ndarray]], run: Run,
         outputs = run([row.image for row in group], head.options, [row.seed for row in group], head.fidelity)
         results.update({(row.request, row.index): out for row, out in zip(group, outputs)})
     name = OUTPUT_NAMES[mode]
-    return [p if isinstance(p, RequestError) else {name: np.stack([results[(r, i)] for i in range(len(p))])}
-            for r, p in enumerate(parsed)]
+    return [
+        p if isinstance(p, RequestError) else {name: np.stack([results[(r, i)] for i in range(len(p))])}
+        for r, p in enumerate(parsed)
+    ]

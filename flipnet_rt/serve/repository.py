@@ -34,21 +34,30 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config.options import Mode
 from ..engine.artifacts import read_engine
 from ..engine.manifest import MANIFEST_NAME, PROMPTS_NAME, EngineError, Manifest, NetworkEntry
 from ..engine.spec import Dim, TensorSpec
-from ..config.options import Mode
 from .protocol import DEFAULT_MAX_PIXELS, IMAGE_INPUT, OPTION_INPUTS, OUTPUT_NAMES
 from .triton_model import ENGINE_FILES_DIR
 
 PLATFORMS = {"onnxruntime": ("onnxruntime_onnx", "model.onnx"), "tensorrt": ("tensorrt_plan", "model.plan")}
-TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16", "int64": "TYPE_INT64",
-                 "int32": "TYPE_INT32", "uint8": "TYPE_UINT8", "bytes_": "TYPE_STRING"}
+TRITON_DTYPES = {
+    "float32": "TYPE_FP32",
+    "float16": "TYPE_FP16",
+    "bfloat16": "TYPE_BF16",
+    "int64": "TYPE_INT64",
+    "int32": "TYPE_INT32",
+    "uint8": "TYPE_UINT8",
+    "bytes_": "TYPE_STRING",
+}
 #: Networks the sampling loop calls with both guidance branches: their batch is twice the images'.
 GUIDED_NETWORKS = ("unet", "unet_cond", "unet_input")
-MODEL_PY = ("# Triton Python backend entry point, written by `flipnet-rt export-triton`: the sampling loop\n"
-            "# is flipnet-rt's own (pip install flipnet-rt in the container's Python).\n"
-            "from flipnet_rt.serve.triton_model import TritonPythonModel  # noqa: F401\n")
+MODEL_PY = (
+    "# Triton Python backend entry point, written by `flipnet-rt export-triton`: the sampling loop\n"
+    "# is flipnet-rt's own (pip install flipnet-rt in the container's Python).\n"
+    "from flipnet_rt.serve.triton_model import TritonPythonModel  # noqa: F401\n"
+)
 _BATCH = Dim(1, ("B",), 1)
 
 
@@ -64,7 +73,7 @@ class RepositoryOptions:
     kind: str = "gpu"  # instance kind of the network models: "gpu" | "cpu"
     max_pixels: int = DEFAULT_MAX_PIXELS
 
-    def validate(self) -> "RepositoryOptions":
+    def validate(self) -> RepositoryOptions:
         if self.platform not in PLATFORMS:
             raise ValueError(f"--platform {self.platform}: use one of {', '.join(PLATFORMS)}")
         if self.kind not in ("gpu", "cpu"):
@@ -116,8 +125,7 @@ def network_config(entry: NetworkEntry, options: RepositoryOptions) -> str:
     text = f'name: "{entry.spec.name}"\nplatform: "{platform}"\n'
     text += f"max_batch_size: {network_batch(entry.spec.name, options) if batched else 0}\n"
     text += _list("input", [_tensor_block(t.name, t.dtype, _dims(t, entry, batched)) for t in entry.spec.inputs])
-    text += _list("output", [_tensor_block(t.name, t.dtype, _dims(t, entry, batched))
-                             for t in entry.spec.outputs])
+    text += _list("output", [_tensor_block(t.name, t.dtype, _dims(t, entry, batched)) for t in entry.spec.outputs])
     if batched:
         text += "dynamic_batching { }\n"
     text += f"instance_group [ {{ count: {options.instances} kind: KIND_{options.kind.upper()} }} ]\n"
@@ -132,8 +140,10 @@ def logic_config(mode: Mode, options: RepositoryOptions) -> str:
     text = f'name: "{name}"\nbackend: "python"\nmax_batch_size: {options.max_batch}\n'
     text += _list("input", inputs)
     text += _list("output", [_tensor_block(OUTPUT_NAMES[mode], "uint8", [-1, -1, 3])])
-    text += (f"dynamic_batching {{\n  max_queue_delay_microseconds: {int(options.max_queue_delay_ms * 1000)}\n"
-             f"  default_queue_policy {{ timeout_action: REJECT max_queue_size: {options.max_queue_size} }}\n}}\n")
+    text += (
+        f"dynamic_batching {{\n  max_queue_delay_microseconds: {int(options.max_queue_delay_ms * 1000)}\n"
+        f"  default_queue_policy {{ timeout_action: REJECT max_queue_size: {options.max_queue_size} }}\n}}\n"
+    )
     text += "instance_group [ { count: 1 kind: KIND_CPU } ]\n"
     text += f'parameters {{ key: "mode" value {{ string_value: "{name}" }} }}\n'
     text += f'parameters {{ key: "max_pixels" value {{ string_value: "{options.max_pixels}" }} }}\n'
@@ -180,7 +190,9 @@ def write_repository(engine_dir: Path, out: Path, options: RepositoryOptions | N
     return out
 
 
-def _network_files(engine_dir: Path, manifest: Manifest, name: str, options: RepositoryOptions) -> list[tuple[Path, str]]:
+def _network_files(
+    engine_dir: Path, manifest: Manifest, name: str, options: RepositoryOptions
+) -> list[tuple[Path, str]]:
     """(source, name in the version folder) of one network's files; checks the profile for TensorRT."""
     entry = manifest.networks[name]
     if options.platform == "onnxruntime":
@@ -189,13 +201,16 @@ def _network_files(engine_dir: Path, manifest: Manifest, name: str, options: Rep
         return [(engine_dir / entry.onnx, PLATFORMS["onnxruntime"][1]), *extra]
     trt = manifest.tensorrt
     if trt is None or name not in trt.plans:
-        raise EngineError(f"{engine_dir}: no TensorRT plan for {name}; build them first: `flipnet-rt build {engine_dir}` "
-                          f"(or --platform onnxruntime)")
+        raise EngineError(
+            f"{engine_dir}: no TensorRT plan for {name}; build them first: `flipnet-rt build {engine_dir}` "
+            f"(or --platform onnxruntime)"
+        )
     batch_max = entry.profile.B[2]
     if network_batch(name, options) > batch_max:
         raise EngineError(
             f"{engine_dir}: the {name} plan takes batches up to {batch_max}, --max-batch {options.max_batch} needs "
-            f"{network_batch(name, options)}; lower --max-batch or rebuild with a larger profile (`flipnet-rt build`)")
+            f"{network_batch(name, options)}; lower --max-batch or rebuild with a larger profile (`flipnet-rt build`)"
+        )
     return [(engine_dir / trt.plans[name], PLATFORMS["tensorrt"][1])]
 
 

@@ -35,15 +35,26 @@ import socket
 import sysconfig
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from ..faces.fidelity import AUTO
 from ..config.options import Mode
-from .protocol import (DEFAULT_MAX_PIXELS, FACE_RESTORER_CACHE, IMAGE_INPUT, OPTION_INPUTS, OUTPUT_NAMES, Fidelity,
-                       RequestError, Run, model_runner, run_batch)
+from ..faces.fidelity import AUTO
+from .protocol import (
+    DEFAULT_MAX_PIXELS,
+    FACE_RESTORER_CACHE,
+    IMAGE_INPUT,
+    OPTION_INPUTS,
+    OUTPUT_NAMES,
+    Fidelity,
+    RequestError,
+    Run,
+    model_runner,
+    run_batch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +88,7 @@ class ServeConfig:
     idle_timeout_s: float = 30.0
     request_timeout_s: float = 60.0
 
-    def validate(self) -> "ServeConfig":
+    def validate(self) -> ServeConfig:
         """Errors name the field (``max_batch: 0; ...``); the command line shows its flag."""
         for name in ("max_batch", "instances", "max_queue_size", "max_pixels", "exit_timeout_s"):
             if getattr(self, name) < 1:
@@ -121,8 +132,9 @@ def model_config(config: ServeConfig) -> Any:
     from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy, TimeoutAction
 
     policy = QueuePolicy(timeout_action=TimeoutAction.REJECT, max_queue_size=config.max_queue_size)
-    batcher = DynamicBatcher(max_queue_delay_microseconds=int(config.max_queue_delay_ms * 1000),
-                             default_queue_policy=policy)
+    batcher = DynamicBatcher(
+        max_queue_delay_microseconds=int(config.max_queue_delay_ms * 1000), default_queue_policy=policy
+    )
     return ModelConfig(max_batch_size=config.max_batch, batcher=batcher)
 
 
@@ -144,8 +156,9 @@ def whole_image_runner(restorer: Any, detector: Any) -> Run:
     return run
 
 
-def infer_function(restorer: Any, mode: Mode, max_pixels: int,
-                   run: Run | None = None) -> Callable[[list], list[dict[str, np.ndarray]]]:
+def infer_function(
+    restorer: Any, mode: Mode, max_pixels: int, run: Run | None = None
+) -> Callable[[list], list[dict[str, np.ndarray]]]:
     """The PyTriton inference callable of one model instance: a batch of requests -> responses.
     ``run``: what answers a group of images (default: :func:`~.protocol.model_runner`, aligned crops
     with their fidelity for restore, the Restorer's ``degrade`` for degrade)."""
@@ -164,8 +177,11 @@ def infer_function(restorer: Any, mode: Mode, max_pixels: int,
             # of a batch holding a refused one fail with it. Triton batches only requests of equal
             # input shapes, so an oversized image shares no batch with valid ones.
             log.info("%s: refused: %s", mode.value, "; ".join(str(a) for _, a in refused))
-            raise RequestError(str(refused[0][1]) if len(requests) == 1 else "; ".join(
-                f"request {i + 1} of {len(requests)} in this batch: {a}" for i, a in refused))
+            raise RequestError(
+                str(refused[0][1])
+                if len(requests) == 1
+                else "; ".join(f"request {i + 1} of {len(requests)} in this batch: {a}" for i, a in refused)
+            )
         return answers  # type: ignore[return-value]
 
     return infer
@@ -195,8 +211,9 @@ def serve(config: ServeConfig, *, on_ready: Callable[[], None] | None = None) ->
 
     config.validate()
     os.environ.update(python_libdir_env())
-    restorers = [Restorer.load(config.model, backend=config.backend, device=config.device)
-                 for _ in range(config.instances)]
+    restorers = [
+        Restorer.load(config.model, backend=config.backend, device=config.device) for _ in range(config.instances)
+    ]
     from ..faces.detectors import load_detector
     from ..faces.onnx_session import providers_like
 
@@ -204,8 +221,13 @@ def serve(config: ServeConfig, *, on_ready: Callable[[], None] | None = None) ->
     log.info("loaded %s on %s (%d instance(s))", config.model, restorers[0].backend.name, config.instances)
     upstream_port = _free_port()
     triton_config = TritonConfig(
-        http_address="127.0.0.1", http_port=upstream_port, grpc_address=config.host, grpc_port=config.grpc_port,
-        metrics_address=config.host, metrics_port=config.metrics_port, exit_timeout_secs=config.exit_timeout_s,
+        http_address="127.0.0.1",
+        http_port=upstream_port,
+        grpc_address=config.host,
+        grpc_port=config.grpc_port,
+        metrics_address=config.host,
+        metrics_port=config.metrics_port,
+        exit_timeout_secs=config.exit_timeout_s,
     )
     # PyTriton guards Triton's admin APIs with a token; statistics (the batch sizes each model ran)
     # are read-only and what operators and benchmarks/serve_load.py read, so they stay open.
@@ -220,24 +242,43 @@ def serve(config: ServeConfig, *, on_ready: Callable[[], None] | None = None) ->
                 os.kill(pid, signal.SIGKILL)
 
     health = Health(on_down=stop_serving)
-    limits = Limits(max_pixels=config.max_pixels, max_batch=config.max_batch,
-                    idle_timeout_s=config.idle_timeout_s, request_timeout_s=config.request_timeout_s)
+    limits = Limits(
+        max_pixels=config.max_pixels,
+        max_batch=config.max_batch,
+        idle_timeout_s=config.idle_timeout_s,
+        request_timeout_s=config.request_timeout_s,
+    )
     models = {**MODELS, WHOLE_IMAGE_MODEL: Mode.RESTORE}
-    gateway = Gateway(config.host, config.http_port, f"http://127.0.0.1:{upstream_port}", models,
-                      restorers[0].options, limits, health)
+    gateway = Gateway(
+        config.host, config.http_port, f"http://127.0.0.1:{upstream_port}", models, restorers[0].options, limits, health
+    )
     watchdog = None
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         with Triton(config=triton_config, security_config=security) as triton:
             for name, mode in MODELS.items():
                 inputs, outputs = triton_tensors(mode)
-                triton.bind(model_name=name, infer_func=[infer_function(r, mode, config.max_pixels) for r in restorers],
-                            inputs=inputs, outputs=outputs, config=model_config(config), strict=True)
+                triton.bind(
+                    model_name=name,
+                    infer_func=[infer_function(r, mode, config.max_pixels) for r in restorers],
+                    inputs=inputs,
+                    outputs=outputs,
+                    config=model_config(config),
+                    strict=True,
+                )
             inputs, outputs = triton_tensors(Mode.RESTORE)
-            whole = [infer_function(r, Mode.RESTORE, config.max_pixels, whole_image_runner(r, detector))
-                     for r, detector in zip(restorers, detectors)]
-            triton.bind(model_name=WHOLE_IMAGE_MODEL, infer_func=whole, inputs=inputs, outputs=outputs,
-                        config=model_config(config), strict=True)
+            whole = [
+                infer_function(r, Mode.RESTORE, config.max_pixels, whole_image_runner(r, detector))
+                for r, detector in zip(restorers, detectors)
+            ]
+            triton.bind(
+                model_name=WHOLE_IMAGE_MODEL,
+                infer_func=whole,
+                inputs=inputs,
+                outputs=outputs,
+                config=model_config(config),
+                strict=True,
+            )
             triton.run()  # start and connect
             watchdog = StubWatchdog(stubs(os.getpid()), health.mark_down).start()
             gateway.start()

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -64,8 +65,11 @@ class TritonPythonModel:
 
     def _bls(self, network: str, feeds: Mapping[str, np.ndarray], outputs: Sequence[str]) -> dict[str, np.ndarray]:
         pb = self._pb
-        request = pb.InferenceRequest(model_name=network, requested_output_names=list(outputs),
-                                      inputs=[pb.Tensor(name, array) for name, array in feeds.items()])
+        request = pb.InferenceRequest(
+            model_name=network,
+            requested_output_names=list(outputs),
+            inputs=[pb.Tensor(name, array) for name, array in feeds.items()],
+        )
         response = request.exec()
         if response.has_error():
             raise RuntimeError(f"{network}: {response.error().message()}")
@@ -84,8 +88,9 @@ class TritonPythonModel:
             if isinstance(answer, RequestError):
                 responses.append(pb.InferenceResponse(error=pb.TritonError(str(answer))))
             else:
-                responses.append(pb.InferenceResponse(
-                    output_tensors=[pb.Tensor(name, array) for name, array in answer.items()]))
+                responses.append(
+                    pb.InferenceResponse(output_tensors=[pb.Tensor(name, array) for name, array in answer.items()])
+                )
         return responses
 
     def finalize(self) -> None:

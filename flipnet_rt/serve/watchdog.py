@@ -15,8 +15,8 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def _stat(pid: int) -> tuple[str, int] | None:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = text[text.rfind(")") + 2:].split()
+    fields = text[text.rfind(")") + 2 :].split()
     return fields[0], int(fields[1])
 
 
@@ -77,16 +77,20 @@ def alive(pid: int) -> bool:
 class StubWatchdog:
     """Polls the stubs found at start; calls ``on_dead(model, reason)`` once per stub that dies."""
 
-    def __init__(self, stubs_by_pid: dict[int, str], on_dead: Callable[[str, str], None],
-                 interval_s: float = 0.5) -> None:
+    def __init__(
+        self, stubs_by_pid: dict[int, str], on_dead: Callable[[str, str], None], interval_s: float = 0.5
+    ) -> None:
         self.stubs = dict(stubs_by_pid)
         self.on_dead, self.interval_s = on_dead, interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="flipnet-stub-watchdog", daemon=True)
 
-    def start(self) -> "StubWatchdog":
-        log.info("watching %d Triton stub process(es): %s", len(self.stubs),
-                 ", ".join(f"{m} (pid {p})" for p, m in sorted(self.stubs.items())))
+    def start(self) -> StubWatchdog:
+        log.info(
+            "watching %d Triton stub process(es): %s",
+            len(self.stubs),
+            ", ".join(f"{m} (pid {p})" for p, m in sorted(self.stubs.items())),
+        )
         self._thread.start()
         return self
 

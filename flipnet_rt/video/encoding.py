@@ -5,8 +5,8 @@ the encoder takes them, the input's size always (odd sizes get full-resolution c
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 #: ``pix_fmt`` that follows the input: its format when the encoder takes it, else the closest one.
 AUTO = "auto"
@@ -41,15 +41,17 @@ class EncoderOptions:
     threads: int = 0
     extra: Mapping[str, str] = field(default_factory=dict)
 
-    def validate(self) -> "EncoderOptions":
+    def validate(self) -> EncoderOptions:
         """Raises ValueError naming the fix when this PyAV build cannot encode with these options."""
         import av
 
         try:
             codec = av.Codec(self.codec, "w")
         except Exception:  # av.codec.codec.UnknownCodecError
-            raise ValueError(f"--codec {self.codec}: this FFmpeg (PyAV {av.__version__}) has no such encoder; "
-                             f"try libx264, libx265, libvpx-vp9 or libaom-av1") from None
+            raise ValueError(
+                f"--codec {self.codec}: this FFmpeg (PyAV {av.__version__}) has no such encoder; "
+                f"try libx264, libx265, libvpx-vp9 or libaom-av1"
+            ) from None
         if codec.type != "video":
             raise ValueError(f"--codec {self.codec}: is a {codec.type} encoder; give a video encoder such as libx264")
         formats = {f.name for f in codec.video_formats or ()}
@@ -90,8 +92,14 @@ class _Layout:
 
     @property
     def chroma(self) -> str:
-        return {(0, 0): "4:4:4", (1, 0): "4:2:2", (1, 1): "4:2:0", (0, 1): "4:4:0", (2, 0): "4:1:1",
-                (2, 2): "4:1:0"}.get(self.sub, f"1/{2 ** self.sub[0]}x1/{2 ** self.sub[1]} chroma")
+        return {
+            (0, 0): "4:4:4",
+            (1, 0): "4:2:2",
+            (1, 1): "4:2:0",
+            (0, 1): "4:4:0",
+            (2, 0): "4:1:1",
+            (2, 2): "4:1:0",
+        }.get(self.sub, f"1/{2 ** self.sub[0]}x1/{2 ** self.sub[1]} chroma")
 
     def describe(self) -> str:
         return f"{self.name} ({self.bits}-bit " + (self.chroma if self.kind == "yuv" else self.kind) + ")"
@@ -133,8 +141,20 @@ def _rank(candidates: list[str], target: _Layout) -> list[_Layout]:
             continue  # yuvj*: deprecated full-range aliases (the range travels as a tag)
         coarser = max(0, lay.sub[0] - target.sub[0]) + max(0, lay.sub[1] - target.sub[1])
         finer = max(0, target.sub[0] - lay.sub[0]) + max(0, target.sub[1] - lay.sub[1])
-        ranked.append(((max(0, target.bits - lay.bits), coarser, lay.kind != target.kind, lay.bits - target.bits,
-                        finer, not lay.planar, i), lay))
+        ranked.append(
+            (
+                (
+                    max(0, target.bits - lay.bits),
+                    coarser,
+                    lay.kind != target.kind,
+                    lay.bits - target.bits,
+                    finer,
+                    not lay.planar,
+                    i,
+                ),
+                lay,
+            )
+        )
     return [lay for _, lay in sorted(ranked, key=lambda r: r[0])]
 
 
@@ -155,9 +175,15 @@ def _opens(codec: str, width: int, height: int, pix_fmt: str, options: Mapping[s
         return False
 
 
-def choose_pix_fmt(encoder: EncoderOptions, source_fmt: str | None, width: int, height: int, *,
-                   name: str = "input", opens: Callable[[str, int, int, str, Mapping[str, str]], bool] | None = None,
-                   ) -> tuple[str, str | None]:
+def choose_pix_fmt(
+    encoder: EncoderOptions,
+    source_fmt: str | None,
+    width: int,
+    height: int,
+    *,
+    name: str = "input",
+    opens: Callable[[str, int, int, str, Mapping[str, str]], bool] | None = None,
+) -> tuple[str, str | None]:
     """The pixel format to encode ``source_fmt`` frames of ``width`` x ``height`` in, and one warning
     line saying what changed (None: nothing the user did not ask for).
 
@@ -182,12 +208,20 @@ def choose_pix_fmt(encoder: EncoderOptions, source_fmt: str | None, width: int, 
     else:
         target = source or _layout("yuv420p")
         ranked = _rank(formats, target) if formats else []
-        first = (source_fmt if source_fmt in formats and _layout(source_fmt) is not None
-                 else ranked[0].name if ranked else source_fmt or "yuv420p")
+        first = (
+            source_fmt
+            if source_fmt in formats and _layout(source_fmt) is not None
+            else ranked[0].name
+            if ranked
+            else source_fmt or "yuv420p"
+        )
     chosen, why = first, None
     lay = _layout(first)
-    if lay is not None and not lay.fits(width, height) and not opens(encoder.codec, width, height, first,
-                                                                      encoder.codec_options()):
+    if (
+        lay is not None
+        and not lay.fits(width, height)
+        and not opens(encoder.codec, width, height, first, encoder.codec_options())
+    ):
         tried = [first]
         for alt in _rank(formats, lay):
             if alt.name != first and alt.fits(width, height) and alt.bits >= lay.bits:
@@ -196,8 +230,10 @@ def choose_pix_fmt(encoder: EncoderOptions, source_fmt: str | None, width: int, 
                     chosen = alt.name
                     break
         else:
-            raise ValueError(f"{name}: {encoder.codec} cannot encode its odd size {width}x{height} "
-                             f"(tried {', '.join(tried)}); give another --codec, e.g. libvpx-vp9")
+            raise ValueError(
+                f"{name}: {encoder.codec} cannot encode its odd size {width}x{height} "
+                f"(tried {', '.join(tried)}); give another --codec, e.g. libvpx-vp9"
+            )
         why = f"{encoder.codec} cannot encode the odd size {width}x{height} as {first}"
     out = _layout(chosen)
     lost = []
@@ -212,6 +248,9 @@ def choose_pix_fmt(encoder: EncoderOptions, source_fmt: str | None, width: int, 
         return chosen, f"{name}: {why}; writing {now} to keep the size{lost_text}"
     if not lost:
         return chosen, None
-    how = (f"as --pix-fmt {encoder.pix_fmt} asks; --pix-fmt auto keeps the input's" if encoder.pix_fmt != AUTO
-           else f"{encoder.codec} takes nothing closer: {', '.join(formats)}")
+    how = (
+        f"as --pix-fmt {encoder.pix_fmt} asks; --pix-fmt auto keeps the input's"
+        if encoder.pix_fmt != AUTO
+        else f"{encoder.codec} takes nothing closer: {', '.join(formats)}"
+    )
     return chosen, f"{name}: {source.describe()} is written as {now}, {' and '.join(lost)}, {how}"

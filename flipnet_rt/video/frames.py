@@ -35,7 +35,7 @@ class Frame:
         """Presentation time in seconds."""
         return None if self.pts is None else float(self.pts * self.time_base)
 
-    def with_image(self, image: np.ndarray) -> "Frame":
+    def with_image(self, image: np.ndarray) -> Frame:
         return replace(self, image=image)
 
 

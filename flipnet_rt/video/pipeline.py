@@ -30,12 +30,13 @@ from __future__ import annotations
 import logging
 import queue
 from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from enum import Enum
 from fractions import Fraction
-from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -107,17 +108,20 @@ class VideoOptions:
             try:
                 object.__setattr__(self, name, kind(getattr(self, name)))
             except ValueError:
-                raise ValueError(f"{name}: {getattr(self, name)!r} is not one of "
-                                 f"{', '.join(k.value for k in kind)}") from None
+                raise ValueError(
+                    f"{name}: {getattr(self, name)!r} is not one of {', '.join(k.value for k in kind)}"
+                ) from None
         # errors name the field; the command line shows its flag (cli/flags.py's usage_message)
         if self.batch_size < 1:
             raise ValueError(f"batch_size: {self.batch_size}; must be 1 or more")
         if self.detect_every < 1:
             raise ValueError(f"detect_every: {self.detect_every}; must be 1 or more")
         if self.lookahead < self.detect_every and self.tracking is Tracking.INTERPOLATE:
-            raise ValueError(f"lookahead: {self.lookahead}; must be at least detect_every "
-                             f"({self.detect_every}) with tracking interpolate, so the next detection is "
-                             f"seen before a frame is finished")
+            raise ValueError(
+                f"lookahead: {self.lookahead}; must be at least detect_every "
+                f"({self.detect_every}) with tracking interpolate, so the next detection is "
+                f"seen before a frame is finished"
+            )
         if self.smoothing < 0:
             raise ValueError(f"smoothing: {self.smoothing}; must be 0 (off) or more frames")
 
@@ -149,9 +153,14 @@ class VideoRestorer:
         timer: records busy time of ``detect``, ``track`` and ``faces`` (align + restore + paste).
     """
 
-    def __init__(self, faces: FaceRestorer | Sequence[FaceRestorer], options: VideoOptions | None = None, *,
-                 detector: FaceDetector | None = None,
-                 timer: StageTimer | None = None) -> None:
+    def __init__(
+        self,
+        faces: FaceRestorer | Sequence[FaceRestorer],
+        options: VideoOptions | None = None,
+        *,
+        detector: FaceDetector | None = None,
+        timer: StageTimer | None = None,
+    ) -> None:
         self.workers = list(faces) if isinstance(faces, Sequence) else [faces]
         if not self.workers:
             raise ValueError("faces: give at least one face restorer")
@@ -167,8 +176,11 @@ class VideoRestorer:
         self.stabiliser = CropStabiliser(max_age=self.tracker.max_age) if o.stabilise else None
         self._stabilise_on_device = self.stabiliser is not None and self.faces.device_frames is not None
         if self._stabilise_on_device and len(self.workers) > 1:
-            log.warning("stabilise: the device frame path filters the face crops in frame order, which %d engine "
-                        "workers do not keep; not filtered (use --workers 1)", len(self.workers))
+            log.warning(
+                "stabilise: the device frame path filters the face crops in frame order, which %d engine "
+                "workers do not keep; not filtered (use --workers 1)",
+                len(self.workers),
+            )
             self.stabiliser, self._stabilise_on_device = None, False
         self._held: deque[_Held] = deque()  # decoded, waiting for look-ahead
         self._batch: list[_Held] = []  # planned, waiting for the batch to fill
@@ -193,8 +205,9 @@ class VideoRestorer:
             frame = Frame(self._count, pts, Fraction(1), np.asarray(frame))
         image = frame.image
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"frame {self._count}: expected a uint8 [H, W, 3] RGB image, "
-                             f"got {image.dtype} {image.shape}")
+            raise ValueError(
+                f"frame {self._count}: expected a uint8 [H, W, 3] RGB image, got {image.dtype} {image.shape}"
+            )
         ahead = frame.faces
         frame = Frame(self._count, frame.pts, frame.time_base, image)  # our own index: the tracker's clock
         self._count += 1
@@ -250,7 +263,7 @@ class VideoRestorer:
         yield from self.flush()
         self._closed = True
 
-    def __enter__(self) -> "VideoRestorer":
+    def __enter__(self) -> VideoRestorer:
         return self
 
     def __exit__(self, exc_type, *_) -> None:
@@ -298,11 +311,11 @@ class VideoRestorer:
     def _look_back(self, track_id: int, face) -> None:
         """Follow a face found by a full detection backwards through the frames held since the
         previous full detection (all still held: ``lookahead >= detect_every``), until it is lost."""
-        earlier = list(self._held)[-self.options.detect_every:-1]
+        earlier = list(self._held)[-self.options.detect_every : -1]
         box = face.box
         for held in reversed(earlier):
             with self._stage("detect"):
-                match, = find_near(self.detector, held.frame.image, [box])
+                (match,) = find_near(self.detector, held.frame.image, [box])
             if match is None:
                 return
             self.smoother.observe(track_id, held.frame.index, match)
@@ -398,13 +411,20 @@ class VideoRestorer:
             with self._stage("faces"):
                 aligned = tracks = None
                 if self._stabilise_on_device:  # one worker: batches come here in frame order
-                    tracks = TrackCrops(self.stabiliser, [[tid for tid, _ in h.faces] for h in with_faces],
-                                        [h.frame.index for h in with_faces])
+                    tracks = TrackCrops(
+                        self.stabiliser,
+                        [[tid for tid, _ in h.faces] for h in with_faces],
+                        [h.frame.index for h in with_faces],
+                    )
                 elif self.stabiliser is not None:
                     aligned = [h.aligned for h in with_faces]
                 results = faces.restore_faces(
-                    [h.frame.image for h in with_faces], [[f for _, f in h.faces] for h in with_faces],
-                    [self._seeds(h) for h in with_faces], aligned=aligned, tracks=tracks)
+                    [h.frame.image for h in with_faces],
+                    [[f for _, f in h.faces] for h in with_faces],
+                    [self._seeds(h) for h in with_faces],
+                    aligned=aligned,
+                    tracks=tracks,
+                )
             restored = {id(h): image for h, (image, _) in zip(with_faces, results)}
         else:
             restored = {}

@@ -17,7 +17,7 @@ matching (fast motion right after a face was first found, before its velocity is
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -43,8 +43,15 @@ def window(box: np.ndarray, shape: tuple[int, ...], margin: float = MARGIN) -> t
     return x0, y0, x1, y1
 
 
-def find_near(detector: FaceDetector, image: np.ndarray, boxes: Sequence[np.ndarray], *,
-              margin: float = MARGIN, face_px: float = FACE_PX, min_iou: float = MIN_IOU) -> list[Face | None]:
+def find_near(
+    detector: FaceDetector,
+    image: np.ndarray,
+    boxes: Sequence[np.ndarray],
+    *,
+    margin: float = MARGIN,
+    face_px: float = FACE_PX,
+    min_iou: float = MIN_IOU,
+) -> list[Face | None]:
     """For each of ``boxes`` (predicted ``x0, y0, x1, y1``) the face found near it that overlaps it
     most, in ``image``'s coordinates, or None; a face near two boxes goes to the one it overlaps
     more. A detector with a ``detect_near(image, boxes)`` method of its own (MTCNN: its last two
@@ -112,5 +119,3 @@ def _moved(face: Face, sx: float, sy: float, x0: int, y0: int) -> Face:
     scale, offset = np.array([sx, sy], np.float32), np.array([x0, y0], np.float32)
     box = face.box.reshape(2, 2) * scale + offset
     return Face(box=box.reshape(4), score=face.score, landmarks=face.landmarks * scale + offset)
-
-

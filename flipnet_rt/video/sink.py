@@ -60,14 +60,15 @@ class VideoSink:
         self.packets = 0
         self.pix_fmt = encoder.pix_fmt  # the encoded pixel format, settled by open()
 
-    def open(self) -> "VideoSink":
+    def open(self) -> VideoSink:
         import av
 
         info = self.source.info
         assert info is not None, "open the source first"
         try:  # settled before anything is written: a size the encoder refuses is one line, no file
-            self.pix_fmt, change = choose_pix_fmt(self.encoder, info.pix_fmt, info.width, info.height,
-                                                  name=str(self.source.path))
+            self.pix_fmt, change = choose_pix_fmt(
+                self.encoder, info.pix_fmt, info.width, info.height, name=str(self.source.path)
+            )
         except ValueError as exc:
             raise VideoError(str(exc)) from None
         if change:
@@ -76,8 +77,10 @@ class VideoSink:
             self.container = av.open(str(self.tmp), "w", options=_muxer_options(self.destination, info.colour))
         except (av.error.FFmpegError, ValueError, OSError) as exc:
             self.tmp.unlink(missing_ok=True)
-            raise VideoError(f"{self.destination}: cannot write this kind of file ({exc}); "
-                             f"use an .mp4, .mkv or .mov name and check the folder is writable") from None
+            raise VideoError(
+                f"{self.destination}: cannot write this kind of file ({exc}); "
+                f"use an .mp4, .mkv or .mov name and check the folder is writable"
+            ) from None
         try:
             self._add_video(info)
             for stream in self.source.copy_streams:
@@ -94,8 +97,10 @@ class VideoSink:
         try:
             stream = self.container.add_stream(enc.codec, rate=info.rate, options=enc.codec_options())
         except (ValueError, av.error.FFmpegError) as exc:  # e.g. "'webm' format does not support 'libx264' codec"
-            raise VideoError(f"{self.destination}: a {self.destination.suffix} file cannot hold {enc.codec} video "
-                             f"({exc}); use an .mkv name or another --codec") from None
+            raise VideoError(
+                f"{self.destination}: a {self.destination.suffix} file cannot hold {enc.codec} video "
+                f"({exc}); use an .mkv name or another --codec"
+            ) from None
         stream.width, stream.height, stream.pix_fmt = info.width, info.height, self.pix_fmt
         stream.time_base = info.time_base  # the input's: every frame keeps its pts (VFR included)
         cc = stream.codec_context
@@ -111,14 +116,26 @@ class VideoSink:
         name = stream.codec_context.name if stream.codec_context is not None else "unknown codec"
         supported = self.container.supported_codecs
         if stream.codec_context is not None and supported and name not in supported:
-            log.warning("%s: stream #%d (%s %s) cannot go in a %s file and is dropped; use .mkv to keep it",
-                        self.destination, stream.index, stream.type, name, self.destination.suffix)
+            log.warning(
+                "%s: stream #%d (%s %s) cannot go in a %s file and is dropped; use .mkv to keep it",
+                self.destination,
+                stream.index,
+                stream.type,
+                name,
+                self.destination.suffix,
+            )
             return
         try:
             out = self.container.add_stream_from_template(stream)
         except Exception as exc:  # PyAV raises ValueError/FFmpegError for codecs the muxer refuses
-            log.warning("%s: stream #%d (%s %s) cannot be copied (%s) and is dropped",
-                        self.destination, stream.index, stream.type, name, exc)
+            log.warning(
+                "%s: stream #%d (%s %s) cannot be copied (%s) and is dropped",
+                self.destination,
+                stream.index,
+                stream.type,
+                name,
+                exc,
+            )
             return
         self._copies[stream.index] = (out, self.source.shift(stream.time_base))
 
@@ -130,8 +147,10 @@ class VideoSink:
         info = self.source.info
         image = frame.image
         if image.shape != (info.height, info.width, 3) or image.dtype != np.uint8:
-            raise VideoError(f"{self.destination}: frame {frame.index} is {image.shape} {image.dtype}; "
-                             f"the processor must return [{info.height}, {info.width}, 3] uint8")
+            raise VideoError(
+                f"{self.destination}: frame {frame.index} is {image.shape} {image.dtype}; "
+                f"the processor must return [{info.height}, {info.width}, 3] uint8"
+            )
         rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         rgb.colorspace = info.colour.get("colorspace", 2)
         out = rgb.reformat(format=self.pix_fmt, dst_color_range=info.colour.get("color_range") or None)
@@ -179,4 +198,3 @@ class VideoSink:
                 log.debug("closing %s: %s", self.tmp, exc)
             self.container = None
         self.tmp.unlink(missing_ok=True)
-

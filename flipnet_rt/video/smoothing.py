@@ -31,8 +31,10 @@ class TrackSmoother:
         if window < 0 or sigma < 0 or max_gap < 0:
             raise ValueError(f"window {window}, sigma {sigma}, max_gap {max_gap}: must be >= 0")
         if max_gap > window:
-            raise ValueError(f"max_gap {max_gap} > window {window}: a gap is filled only when both its ends "
-                             f"are inside the look-ahead window; raise the window")
+            raise ValueError(
+                f"max_gap {max_gap} > window {window}: a gap is filled only when both its ends "
+                f"are inside the look-ahead window; raise the window"
+            )
         self.window, self.sigma, self.max_gap = window, sigma, max_gap
         self._obs: dict[int, deque[tuple[int, Face]]] = defaultdict(deque)
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 from .errors import VideoError
 from .frames import Frame
@@ -68,7 +68,7 @@ class VideoSource:
         self.decoded = 0
 
     # ------------------------------------------------------------------ open
-    def open(self) -> "VideoSource":
+    def open(self) -> VideoSource:
         import av
 
         if not self.path.is_file():
@@ -76,18 +76,24 @@ class VideoSource:
         try:
             self.container = av.open(str(self.path), "r")
         except av.error.FFmpegError as exc:
-            raise VideoError(f"{self.path}: not a video FFmpeg can read ({_describe(exc)}); "
-                             f"check the file is complete and is a video") from None
+            raise VideoError(
+                f"{self.path}: not a video FFmpeg can read ({_describe(exc)}); "
+                f"check the file is complete and is a video"
+            ) from None
         c = self.container
         if not c.streams.video:
             self.close()
-            raise VideoError(f"{self.path}: has no video stream (streams: "
-                             f"{', '.join(s.type for s in c.streams) or 'none'}); give a video file")
+            raise VideoError(
+                f"{self.path}: has no video stream (streams: "
+                f"{', '.join(s.type for s in c.streams) or 'none'}); give a video file"
+            )
         video = c.streams.video[0]
         if video.codec_context is None:
             self.close()
-            raise VideoError(f"{self.path}: unsupported video codec (FFmpeg in PyAV has no decoder for it); "
-                             f"re-encode it, e.g. `ffmpeg -i IN -c:v libx264 -c:a copy OUT.mp4`")
+            raise VideoError(
+                f"{self.path}: unsupported video codec (FFmpeg in PyAV has no decoder for it); "
+                f"re-encode it, e.g. `ffmpeg -i IN -c:v libx264 -c:a copy OUT.mp4`"
+            )
         video.thread_type = "AUTO"
         self.video = video
         self.copy_streams = [s for s in c.streams if s.type in COPY_TYPES]
@@ -101,9 +107,15 @@ class VideoSource:
         if pix_fmt and pix_fmt.startswith("yuvj") and not colour["color_range"]:
             colour["color_range"] = 2  # the deprecated yuvj* formats are full range by definition
         self.info = VideoInfo(
-            width=cc.width, height=cc.height, time_base=video.time_base, rate=Fraction(rate) if rate else None,
-            frames=self._expected_frames(video, rate), colour=colour,
-            sample_aspect_ratio=cc.sample_aspect_ratio, codec=cc.name, pix_fmt=pix_fmt,
+            width=cc.width,
+            height=cc.height,
+            time_base=video.time_base,
+            rate=Fraction(rate) if rate else None,
+            frames=self._expected_frames(video, rate),
+            colour=colour,
+            sample_aspect_ratio=cc.sample_aspect_ratio,
+            codec=cc.name,
+            pix_fmt=pix_fmt,
         )
         if self.info.width <= 0 or self.info.height <= 0:
             self.close()
@@ -138,7 +150,7 @@ class VideoSource:
             self.container.close()
             self.container = None
 
-    def __enter__(self) -> "VideoSource":
+    def __enter__(self) -> VideoSource:
         return self.open() if self.container is None else self
 
     def __exit__(self, *exc) -> None:
@@ -149,7 +161,7 @@ class VideoSource:
         """Ticks subtracted from every timestamp of a stream in ``time_base`` (``start`` seconds)."""
         return round(Fraction(self.start).limit_denominator(10**9) / time_base) if self.start else 0
 
-    def items(self) -> Iterator["Frame | object"]:
+    def items(self) -> Iterator[Frame | object]:
         """Frames of the video stream and packets of the copied streams, in file order.
 
         Frames carry pts shifted by ``start``; packets are yielded unshifted (the sink shifts
@@ -179,8 +191,10 @@ class VideoSource:
                         yield packet
                     continue
                 if packet.is_corrupt:
-                    raise VideoError(f"{self.path}: corrupt video data near {self._at(last_time)}; "
-                                     f"the file is damaged, re-encode or re-download it")
+                    raise VideoError(
+                        f"{self.path}: corrupt video data near {self._at(last_time)}; "
+                        f"the file is damaged, re-encode or re-download it"
+                    )
                 for frame in packet.decode():
                     pts = frame.pts
                     t = None if pts is None else float(pts * tb)
@@ -196,8 +210,10 @@ class VideoSource:
                 if all(ended.values()):
                     break
         except av.error.FFmpegError as exc:
-            raise VideoError(f"{self.path}: truncated or corrupt video near {self._at(last_time)} "
-                             f"({_describe(exc)}); re-encode or re-download it") from None
+            raise VideoError(
+                f"{self.path}: truncated or corrupt video near {self._at(last_time)} "
+                f"({_describe(exc)}); re-encode or re-download it"
+            ) from None
         self._check_complete(last_time)
 
     def _at(self, seconds: float | None) -> str:
@@ -206,9 +222,11 @@ class VideoSource:
     def _check_complete(self, last_time: float | None) -> None:
         """A video that decodes without error but ends well before its header says is truncated."""
         if self.decoded == 0:
-            raise VideoError(f"{self.path}: no video frame decoded"
-                             + (f" in [{self.start}, {self.end}) s" if self.start or self.end else "")
-                             + "; the file is empty or damaged, or the range is past its end")
+            raise VideoError(
+                f"{self.path}: no video frame decoded"
+                + (f" in [{self.start}, {self.end}) s" if self.start or self.end else "")
+                + "; the file is empty or damaged, or the range is past its end"
+            )
         video = self.video
         header_frames = video.frames if video.frames > 0 else None
         expected = self._stream_seconds(video)
@@ -216,8 +234,12 @@ class VideoSource:
             expected = min(expected, self.end)
         if self.start == 0 and self.end is None and header_frames and self.decoded < header_frames:
             short = f"{self.decoded} of {header_frames} frames"
-        elif expected is not None and last_time is not None and last_time < expected - TRUNCATION_SLACK_S - (
-                float(1 / self.info.rate) if self.info and self.info.rate else 0.0):
+        elif (
+            expected is not None
+            and last_time is not None
+            and last_time
+            < expected - TRUNCATION_SLACK_S - (float(1 / self.info.rate) if self.info and self.info.rate else 0.0)
+        ):
             short = f"ends at {last_time:.2f} s of {expected:.2f} s"
         else:
             return

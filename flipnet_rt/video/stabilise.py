@@ -18,8 +18,9 @@ keep-detail), so a track's first frame is its own crop and nothing is delayed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -69,8 +70,11 @@ class CropStabiliser:
         """:meth:`__call__` on a float32 ``[S, S, 3]`` crop (0-255 scale) of any array library, unrounded:
         the track's new mean, a new array of that library."""
         mean = self._mean.get(track)
-        mean = crop if mean is None or tuple(mean.shape) != tuple(crop.shape) else filter_step(
-            mean, crop, self.alpha, self.threshold)
+        mean = (
+            crop
+            if mean is None or tuple(mean.shape) != tuple(crop.shape)
+            else filter_step(mean, crop, self.alpha, self.threshold)
+        )
         self._mean[track], self._seen[track] = mean, frame
         for old in [t for t, seen in self._seen.items() if frame - seen > self.max_age]:
             del self._mean[old], self._seen[old]

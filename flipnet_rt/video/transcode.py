@@ -22,10 +22,10 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..runtime.profiling import StageTimer
 from .encoding import EncoderOptions
@@ -84,10 +84,18 @@ class _Channel:
 
 
 def transcode(
-    source: str | os.PathLike, destination: str | os.PathLike, processor: FrameProcessor, *,
-    encoder: EncoderOptions | None = None, start: float | None = None, duration: float | None = None,
-    queue_depth: int = 8, timer: StageTimer | None = None, progress: bool | None = False,
-    on_frame: Callable[[int], None] | None = None, prepare: Callable[[Frame], Frame] | None = None,
+    source: str | os.PathLike,
+    destination: str | os.PathLike,
+    processor: FrameProcessor,
+    *,
+    encoder: EncoderOptions | None = None,
+    start: float | None = None,
+    duration: float | None = None,
+    queue_depth: int = 8,
+    timer: StageTimer | None = None,
+    progress: bool | None = False,
+    on_frame: Callable[[int], None] | None = None,
+    prepare: Callable[[Frame], Frame] | None = None,
 ) -> TranscodeReport:
     """Run ``processor`` over every frame of ``source`` and write ``destination``.
 
@@ -129,6 +137,7 @@ def transcode(
             except BaseException as exc:  # handed to the caller's thread, which raises it
                 failures.append(exc)
                 stop.set()
+
         return run
 
     def decode() -> None:
@@ -157,14 +166,21 @@ def transcode(
         with stage("encode"):
             sink.commit()
 
-    threads = [threading.Thread(target=guarded(decode), name="flipnet-decode", daemon=True),
-               threading.Thread(target=guarded(encode), name="flipnet-encode", daemon=True)]
+    threads = [
+        threading.Thread(target=guarded(decode), name="flipnet-decode", daemon=True),
+        threading.Thread(target=guarded(encode), name="flipnet-encode", daemon=True),
+    ]
     if prepare is not None:
         threads.append(threading.Thread(target=guarded(prep), name="flipnet-prepare", daemon=True))
     from tqdm import tqdm
 
-    bar = tqdm(total=src.info.frames, desc="video", unit="frame", disable=None if progress is None else not progress,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=src.info.frames,
+        desc="video",
+        unit="frame",
+        disable=None if progress is None else not progress,
+        dynamic_ncols=True,
+    )
     try:
         for t in threads:
             t.start()
@@ -186,8 +202,13 @@ def transcode(
             sink.abort()
     if failures:
         raise failures[0]
-    return TranscodeReport(destination, sink.frames, sink.packets, time.perf_counter() - began,
-                           dict(timer.totals()) if timer is not None else {})
+    return TranscodeReport(
+        destination,
+        sink.frames,
+        sink.packets,
+        time.perf_counter() - began,
+        dict(timer.totals()) if timer is not None else {},
+    )
 
 
 def _process(decoded: _Channel, to_encode: _Channel, processor: FrameProcessor, bar) -> None:

@@ -126,8 +126,15 @@ def standin_cupy(device_name: str = "Fake GPU", capability: tuple[int, int] = (9
     def getDeviceProperties(index):  # noqa: N802 (CUDA's name)
         return {"name": device_name.encode(), "major": capability[0], "minor": capability[1]}
 
-    runtime = types.SimpleNamespace(getDeviceProperties=getDeviceProperties, getDeviceCount=lambda: 1,
-                                    CUDARuntimeError=RuntimeError)
-    cupy.cuda = types.SimpleNamespace(Device=Device, Stream=Stream, Event=Event, Graph=Graph, runtime=runtime,
-                                      get_current_stream=lambda: Stream.current[-1] if Stream.current else null)
+    runtime = types.SimpleNamespace(
+        getDeviceProperties=getDeviceProperties, getDeviceCount=lambda: 1, CUDARuntimeError=RuntimeError
+    )
+    cupy.cuda = types.SimpleNamespace(
+        Device=Device,
+        Stream=Stream,
+        Event=Event,
+        Graph=Graph,
+        runtime=runtime,
+        get_current_stream=lambda: Stream.current[-1] if Stream.current else null,
+    )
     return cupy

@@ -19,13 +19,16 @@ from flipnet_rt.engine.manifest import Manifest
 from flipnet_rt.engine.spec import kv_names
 
 
-
 def _cond_feeds(backend, batch: int = 2) -> dict:
     rng = np.random.default_rng(3)
     env = {"B": batch, "h": 8, "w": 8}
     spec = backend.specs["unet_cond"]
-    return {t.name: backend.from_numpy(rng.standard_normal(t.concrete(env)).astype(np.float32),
-                                       "float32" if t.name == "timestep" else None) for t in spec.inputs}
+    return {
+        t.name: backend.from_numpy(
+            rng.standard_normal(t.concrete(env)).astype(np.float32), "float32" if t.name == "timestep" else None
+        )
+        for t in spec.inputs
+    }
 
 
 def _input_feeds(backend, cond: dict) -> dict:
@@ -42,20 +45,32 @@ def test_onnxruntime_binds_the_condition_cache_by_address(tiny_engine, monkeypat
     kv = backend.run("unet_cond", cond)
     bound = {}
     real = ort.IOBinding.bind_input
-    monkeypatch.setattr(ort.IOBinding, "bind_input", lambda self, name, device, index, dtype, shape, address:
-                        bound.update({name: address}) or real(self, name, device, index, dtype, shape, address))
+    monkeypatch.setattr(
+        ort.IOBinding,
+        "bind_input",
+        lambda self, name, device, index, dtype, shape, address: (
+            bound.update({name: address}) or real(self, name, device, index, dtype, shape, address)
+        ),
+    )
     copies = []
     real_ascontiguous = np.ascontiguousarray
-    monkeypatch.setattr(np, "ascontiguousarray", lambda a, *args, **kw: copies.append(a) or
-                        real_ascontiguous(a, *args, **kw))
+    monkeypatch.setattr(
+        np, "ascontiguousarray", lambda a, *args, **kw: copies.append(a) or real_ascontiguous(a, *args, **kw)
+    )
     out = backend.run("unet_input", {**_input_feeds(backend, cond), **kv})["noise_pred"]
     assert list(kv) == kv_names(len(kv) // 2)
     for name in kv:
         assert bound[name] == kv[name].ctypes.data, name  # read where unet_cond wrote it
     assert copies == []  # nothing converted: every feed was already float32 and contiguous
-    joint = backend.run("unet", {"sample": np.concatenate([cond["sample"]] * 2),
-                                 "timestep": np.concatenate([cond["timestep"]] * 2),
-                                 "context": np.concatenate([cond["context"]] * 2), "phi": np.array([0.7], np.float32)})
+    joint = backend.run(
+        "unet",
+        {
+            "sample": np.concatenate([cond["sample"]] * 2),
+            "timestep": np.concatenate([cond["timestep"]] * 2),
+            "context": np.concatenate([cond["context"]] * 2),
+            "phi": np.array([0.7], np.float32),
+        },
+    )
     err = float(np.abs(out - joint["noise_pred"][:2]).max())
     print(f"unet_input on bound K/V vs the joint unet: max abs {err:.2e}")
     assert err < 1e-4  # the same graph split in two: float32 rounding only
@@ -68,7 +83,7 @@ def test_onnxruntime_cpu_pools_do_not_spin_unless_asked(tiny_engine):
     quiet = OnnxRuntimeBackend(tiny_engine, manifest).session_options(ort)
     assert quiet.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     spinning = OnnxRuntimeBackend(tiny_engine, manifest, spinning=True).session_options(ort)
-    with pytest.raises(Exception):  # no entry: ONNX Runtime's default (spinning)
+    with pytest.raises(Exception):  # noqa: B017 (ONNX Runtime raises its own Fail type: no entry, its default)
         spinning.get_session_config_entry("session.intra_op.allow_spinning")
 
 
@@ -161,8 +176,9 @@ def test_torch_graphs_read_other_graphs_outputs_in_place(tiny_model, monkeypatch
     feeds = {**_input_feeds(backend, cond), **kv}
     copied = []
     real_copy = torch.Tensor.copy_
-    monkeypatch.setattr(torch.Tensor, "copy_", lambda self, src, *a, **k: copied.append(src) or
-                        real_copy(self, src, *a, **k))
+    monkeypatch.setattr(
+        torch.Tensor, "copy_", lambda self, src, *a, **k: copied.append(src) or real_copy(self, src, *a, **k)
+    )
     for _ in range(3):
         out = backend.run("unet_input", feeds)["noise_pred"]
     graphed = next(g for (name, _), g in backend._graphs.items() if name == "unet_input")
@@ -184,9 +200,9 @@ def test_torch_graphs_read_other_graphs_outputs_in_place(tiny_model, monkeypatch
 def test_timesteps_are_made_once_per_run(tiny_model):
     """Every host->device transfer (``from_numpy``) happens before the first UNet step."""
     from flipnet_rt.backends.torch import TorchBackend
-    from flipnet_rt.runtime.core import DiffusionCore
-    from flipnet_rt.models import PROMPT_KINDS
     from flipnet_rt.config.options import Mode, SamplingOptions
+    from flipnet_rt.models import PROMPT_KINDS
+    from flipnet_rt.runtime.core import DiffusionCore
 
     events = []
 

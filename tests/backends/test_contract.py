@@ -6,7 +6,6 @@ import threading
 
 import numpy as np
 import pytest
-
 from helpers import face_like, restorer_latents
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from backends.cupy_standin import standin_cupy
+
 from flipnet_rt.backends import cuda as cuda_arrays
 from flipnet_rt.backends.base import BackendUnavailable
 
@@ -75,7 +75,8 @@ def test_gpu_backends_import_and_construct_without_torch(tmp_path):
         info = TensorRTInfo(version="10.0", gpu="Fake GPU", compute_capability="9.0", precision="fp32",
                             plans={{n: n + ".plan" for n in specs}}, profiles={{}})
         manifest = Manifest(model_name="tiny", config_sha256=tiny().digest(), precision="fp32", opset=18,
-                            resolution=64, networks={{n: NetworkEntry(s, profile, n + ".onnx", "") for n, s in specs.items()}},
+                            resolution=64,
+                            networks={{n: NetworkEntry(s, profile, n + ".onnx", "") for n, s in specs.items()}},
                             versions={{}}, tensorrt=info)
         trt = TensorRTBackend(Path({str(tmp_path)!r}), manifest)
         ort = OnnxRuntimeCudaBackend(Path({str(tmp_path)!r}), manifest)
@@ -175,8 +176,16 @@ def test_cupy_stream_orders_with_the_current_stream_by_events_and_captures(cupy)
         graph = stream.capture(lambda: cupy.log.append(("enqueue",)))
     assert cupy.cuda.get_current_stream().ptr == 0
     s = stream.handle
-    assert cupy.log == [("device", 0), ("record", 0), ("wait", s, 0), ("begin_capture", s), ("enqueue",),
-                        ("end_capture", s), ("record", s), ("wait", 0, s)]
+    assert cupy.log == [
+        ("device", 0),
+        ("record", 0),
+        ("wait", s, 0),
+        ("begin_capture", s),
+        ("enqueue",),
+        ("end_capture", s),
+        ("record", s),
+        ("wait", 0, s),
+    ]
     graph.replay()
     assert cupy.log[-1] == ("launch", s)
     with pytest.raises(ZeroDivisionError), stream:  # a failed enqueue ends the capture, stream usable

@@ -47,8 +47,9 @@ def test_cupy_arrays_and_the_sampler_match_numpy(cp):
             return (a * 0.5 + t / 1000.0).astype(lib.float16)
 
         got = sample(kind, parameterized(lambda a, t: model(a, t, cp), ac, schedule.prediction_type), x, grid)
-        want = sample(kind, parameterized(lambda a, t: model(a, t, np), ac, schedule.prediction_type),
-                      arrays.to_numpy(x), grid)
+        want = sample(
+            kind, parameterized(lambda a, t: model(a, t, np), ac, schedule.prediction_type), arrays.to_numpy(x), grid
+        )
         err = float(np.abs(arrays.to_numpy(got) - want).max())
         print(f"sampler {kind.value} on CuPy vs numpy: dtype {got.dtype}, max error {err:.2e}")
         assert isinstance(got, cp.ndarray) and got.dtype == np.float32 and err < 1e-4  # float32 round-off
@@ -71,8 +72,9 @@ def test_cupy_stream_graph_replays_at_fixed_addresses(cp):
 
 @pytest.mark.parametrize("library", ["cupy", "torch"])
 @pytest.mark.parametrize("cuda_graph", [False, True], ids=["enqueue", "graph"])
-def test_tensorrt_backend_on_cupy_or_torch_arrays_matches_eager(cp, tiny_model, tmp_path, monkeypatch, library,
-                                                                 cuda_graph):
+def test_tensorrt_backend_on_cupy_or_torch_arrays_matches_eager(
+    cp, tiny_model, tmp_path, monkeypatch, library, cuda_graph
+):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("torch sees no CUDA GPU (the TensorRT double runs torch networks)")
@@ -80,11 +82,11 @@ def test_tensorrt_backend_on_cupy_or_torch_arrays_matches_eager(cp, tiny_model, 
 
     from flipnet_rt.backends.tensorrt import TensorRTBackend
     from flipnet_rt.backends.torch import TorchBackend
-    from flipnet_rt.runtime.core import DiffusionCore
+    from flipnet_rt.config.options import Mode, SamplingOptions
     from flipnet_rt.engine.spec import KVSpec, network_specs
     from flipnet_rt.models import PROMPT_KINDS
     from flipnet_rt.models.networks import kv_layout
-    from flipnet_rt.config.options import Mode, SamplingOptions
+    from flipnet_rt.runtime.core import DiffusionCore
 
     model = copy.deepcopy(tiny_model).to("cuda").eval().requires_grad_(False)
     kv = [KVSpec(layer.level, layer.channels) for layer in kv_layout(model)]
@@ -94,17 +96,23 @@ def test_tensorrt_backend_on_cupy_or_torch_arrays_matches_eager(cp, tiny_model, 
     prompts = {k: model.prompt(k).float().cpu().numpy() for k in PROMPT_KINDS}
     backend = TensorRTBackend(tmp_path, manifest, cuda_graph=cuda_graph, arrays=library)
     assert backend.arrays.library == library
-    core, eager = DiffusionCore(backend, model.config, prompts), \
-        DiffusionCore(TorchBackend(model, device="cuda"), model.config, prompts)
+    core, eager = (
+        DiffusionCore(backend, model.config, prompts),
+        DiffusionCore(TorchBackend(model, device="cuda"), model.config, prompts),
+    )
     options = SamplingOptions.from_config(model.config, steps=4)
     r, rng = model.config.resolution, np.random.default_rng(0)
     for label, batch, seeds in (("A", 2, [1, 2]), ("B", 1, [3]), ("A again", 2, [4, 5])):
         pixels = rng.uniform(-1, 1, (batch, 3, r, r)).astype(np.float32)
-        got, want = core.latents(pixels, Mode.RESTORE, options, seeds), eager.latents(pixels, Mode.RESTORE,
-                                                                                      options, seeds)
+        got, want = (
+            core.latents(pixels, Mode.RESTORE, options, seeds),
+            eager.latents(pixels, Mode.RESTORE, options, seeds),
+        )
         rel = float(np.linalg.norm(got - want) / np.linalg.norm(want))
-        print(f"TensorRT backend on {library} arrays (graphs {'on' if cuda_graph else 'off'}), shape {label}: "
-              f"relative L2 {rel:.2e}, NaN {int(np.isnan(got).sum())}")
+        print(
+            f"TensorRT backend on {library} arrays (graphs {'on' if cuda_graph else 'off'}), shape {label}: "
+            f"relative L2 {rel:.2e}, NaN {int(np.isnan(got).sum())}"
+        )
         # the same torch kernels on the same GPU: beyond float noise means wrong bindings or stream order
         assert not np.isnan(got).any() and rel < 1e-5
     backend.close()

@@ -22,34 +22,51 @@ import torch
 
 from flipnet_rt.backends.cuda import TorchDeviceArrays
 from flipnet_rt.backends.tensorrt import TensorRTBackend, check_profile, trt_check
+from flipnet_rt.config.presets import tiny
 from flipnet_rt.engine.manifest import EngineError, Manifest, NetworkEntry, TensorRTInfo
 from flipnet_rt.engine.spec import KVSpec, Profile, infer_env, network_specs, shape_key
-from flipnet_rt.config.presets import tiny
 
 NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; none is visible")
 KV = [KVSpec(0, 32), KVSpec(1, 64)]
 PROFILE = Profile(B=(1, 2, 4), h=(8, 8, 16), w=(8, 8, 16))
-COMPILE_REASON = ("torch.compile (Inductor) of the tiny unet_cond took 141 s cold and 67 s with a warm Inductor "
-                  "cache on this project's 2 shared CPU cores (torch 2.13); set FLIPNET_TEST_COMPILE=1 to run it")
+COMPILE_REASON = (
+    "torch.compile (Inductor) of the tiny unet_cond took 141 s cold and 67 s with a warm Inductor "
+    "cache on this project's 2 shared CPU cores (torch 2.13); set FLIPNET_TEST_COMPILE=1 to run it"
+)
 TORCHSCRIPT_WARNING = "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"  # importing torch._dynamo
 
 
-def tiny_manifest(directory: Path | None = None, *, trt_version: str = "10.0.fake",
-                  plan_dtypes: dict | None = None) -> Manifest:
+def tiny_manifest(
+    directory: Path | None = None, *, trt_version: str = "10.0.fake", plan_dtypes: dict | None = None
+) -> Manifest:
     """A manifest for random:tiny's specs (two stand-in K/V layers) with a TensorRT record; writes
     stand-in plans (each network's spec as JSON) into ``directory`` when given."""
     specs = network_specs(tiny(), KV)
     networks = {n: NetworkEntry(s, PROFILE, f"{n}.onnx", "") for n, s in specs.items()}
-    info = TensorRTInfo(version=trt_version, gpu="Fake GPU", compute_capability="9.0", precision="fp32",
-                        plans={n: f"{n}.plan" for n in specs}, profiles={n: PROFILE.to_dict() for n in specs})
+    info = TensorRTInfo(
+        version=trt_version,
+        gpu="Fake GPU",
+        compute_capability="9.0",
+        precision="fp32",
+        plans={n: f"{n}.plan" for n in specs},
+        profiles={n: PROFILE.to_dict() for n in specs},
+    )
     if directory is not None:
         for name, spec in specs.items():
             data = spec.to_dict()
             for t in data["outputs"]:
                 t["dtype"] = (plan_dtypes or {}).get(t["name"], t["dtype"])
             (directory / f"{name}.plan").write_text(json.dumps({"name": name, **data}))
-    return Manifest(model_name="tiny", config_sha256=tiny().digest(), precision="fp32", opset=18,
-                    resolution=64, networks=networks, versions={}, tensorrt=info)
+    return Manifest(
+        model_name="tiny",
+        config_sha256=tiny().digest(),
+        precision="fp32",
+        opset=18,
+        resolution=64,
+        networks=networks,
+        versions={},
+        tensorrt=info,
+    )
 
 
 # ------------------------------------------------------------------ pure helpers
@@ -62,12 +79,21 @@ def test_infer_env_solves_and_checks_every_input():
     with pytest.raises(ValueError, match="input sample has shape"):
         infer_env(spec, {**shapes, "sample": (4, 4, 8)})
     kv = network_specs(tiny(), KV)["unet_input"]
-    feeds = {"sample": np.zeros((2, 4, 8, 8)), "timestep": np.zeros(2), "context": np.zeros((2, 93, 64)),
-             "phi": np.zeros(1), "k_00": np.zeros((2, 64, 32)), "v_00": np.zeros((2, 64, 32)),
-             "k_01": np.zeros((2, 16, 64)), "v_01": np.zeros((2, 16, 64))}
+    feeds = {
+        "sample": np.zeros((2, 4, 8, 8)),
+        "timestep": np.zeros(2),
+        "context": np.zeros((2, 93, 64)),
+        "phi": np.zeros(1),
+        "k_00": np.zeros((2, 64, 32)),
+        "v_00": np.zeros((2, 64, 32)),
+        "k_01": np.zeros((2, 16, 64)),
+        "v_01": np.zeros((2, 16, 64)),
+    }
     assert infer_env(kv, {k: v.shape for k, v in feeds.items()}) == {"B": 2, "h": 8, "w": 8}
-    assert shape_key(kv, feeds) == ("unet_input", ((2, 4, 8, 8), (2,), (2, 93, 64), (1,), (2, 64, 32), (2, 64, 32),
-                                                   (2, 16, 64), (2, 16, 64)))
+    assert shape_key(kv, feeds) == (
+        "unet_input",
+        ((2, 4, 8, 8), (2,), (2, 93, 64), (1,), (2, 64, 32), (2, 64, 32), (2, 16, 64), (2, 16, 64)),
+    )
     with pytest.raises(ValueError, match="input k_01"):
         infer_env(kv, {**{k: v.shape for k, v in feeds.items()}, "k_01": (2, 64, 64)})
 
@@ -146,7 +172,7 @@ class FakeContext:
     """IExecutionContext's documented surface. execute_async_v3 reads every input at its bound
     address and fills every output with the sum of all inputs' elements (+ the output's index)."""
 
-    def __init__(self, engine: "FakeEngine", strategy=None) -> None:
+    def __init__(self, engine: FakeEngine, strategy=None) -> None:
         self.engine, self.shapes, self.addresses, self.calls = engine, {}, {}, []
         self.fail_execute = False
         self.strategy, self.device_memory = strategy, None
@@ -186,8 +212,9 @@ class FakeEngine:
 
         self.spec = NetworkSpec.from_dict(data["name"], data)
         self.logger = logger
-        self.tensors = [(t["name"], "INPUT", t["dtype"]) for t in data["inputs"]] + \
-                       [(t["name"], "OUTPUT", t["dtype"]) for t in data["outputs"]]
+        self.tensors = [(t["name"], "INPUT", t["dtype"]) for t in data["inputs"]] + [
+            (t["name"], "OUTPUT", t["dtype"]) for t in data["outputs"]
+        ]
         self.dtypes = {name: dtype for name, _, dtype in self.tensors}
         self.contexts: list[FakeContext] = []
 
@@ -427,8 +454,9 @@ def test_onnxruntime_cuda_refuses_without_the_cuda_provider(tmp_path, monkeypatc
     from flipnet_rt.backends.onnxruntime import OnnxRuntimeCudaBackend
 
     monkeypatch.setattr(probes, "ort_providers", lambda: ["AzureExecutionProvider", "CPUExecutionProvider"])
-    with pytest.raises(BackendUnavailable,
-                       match=r"no CUDAExecutionProvider .*pip install onnxruntime-gpu, or use --device cpu"):
+    with pytest.raises(
+        BackendUnavailable, match=r"no CUDAExecutionProvider .*pip install onnxruntime-gpu, or use --device cpu"
+    ):
         OnnxRuntimeCudaBackend(tmp_path, tiny_manifest())
     monkeypatch.setattr(probes, "ort_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     with pytest.raises(BackendUnavailable, match="no TensorrtExecutionProvider"):
@@ -442,7 +470,8 @@ def test_onnxruntime_cuda_provider_options(tmp_path, monkeypatch):
     monkeypatch.setattr(probes, "ort_providers", lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider"])
     cuda = OnnxRuntimeCudaBackend(tmp_path, tiny_manifest(), device=1)  # touches no GPU
     assert cuda.provider_options("unet_cond", 99) == [
-        ("CUDAExecutionProvider", {"device_id": "1", "user_compute_stream": "99"})]
+        ("CUDAExecutionProvider", {"device_id": "1", "user_compute_stream": "99"})
+    ]
     both = OnnxRuntimeCudaBackend(tmp_path, tiny_manifest(), tensorrt_provider=True)
     (name, trt), (cuda_name, _) = both.provider_options("unet_cond", 99)
     assert (name, cuda_name) == ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -526,18 +555,20 @@ def test_torch_compile_matches_eager_on_cpu(tiny_model):
 
 def _cond_feeds(device: str = "cpu", batch: int = 2) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
-    return {"sample": torch.randn(batch, 4, 8, 8, generator=g).to(device),
-            "timestep": torch.full((batch,), 10.0, device=device),
-            "context": torch.randn(batch, 93, 64, generator=g).to(device)}
+    return {
+        "sample": torch.randn(batch, 4, 8, 8, generator=g).to(device),
+        "timestep": torch.full((batch,), 10.0, device=device),
+        "context": torch.randn(batch, 93, 64, generator=g).to(device),
+    }
 
 
 # ------------------------------------------------------------------ on a GPU
 @pytest.mark.gpu
 @NEEDS_CUDA
 def test_torch_cuda_graphs_match_eager_on_gpu(tiny_model):
-    from flipnet_rt.backends.torch import TorchBackend
-
     import copy
+
+    from flipnet_rt.backends.torch import TorchBackend
 
     model = copy.deepcopy(tiny_model)
     eager = TorchBackend(model, device="cuda")
@@ -582,10 +613,11 @@ def test_tensorrt_restores_like_onnxruntime(request, tmp_path):
     tiny_engine = request.getfixturevalue("tiny_engine")  # exported only when the test can run
     import shutil
 
-    from flipnet_rt.export.tensorrt_build import build
-    from flipnet_rt.backends.select import select_backend
-    from flipnet_rt.runtime.restorer import Restorer
     from helpers import face_like, restorer_latents
+
+    from flipnet_rt.backends.select import select_backend
+    from flipnet_rt.export.tensorrt_build import build
+    from flipnet_rt.runtime.restorer import Restorer
 
     engine = tmp_path / "engine"
     shutil.copytree(tiny_engine, engine)

@@ -17,10 +17,10 @@ import pytest
 
 from flipnet_rt.backends import probes, registry
 from flipnet_rt.backends.select import BackendUnavailable, available_backends, select_backend
+from flipnet_rt.config.presets import tiny
 from flipnet_rt.engine.artifacts import EngineArtifacts, ModelArtifacts, open_artifacts
 from flipnet_rt.engine.manifest import EngineError, Manifest, NetworkEntry, TensorRTInfo, save_prompts
 from flipnet_rt.engine.spec import KVSpec, Profile, network_specs
-from flipnet_rt.config.presets import tiny
 
 CPU_ORT = ["AzureExecutionProvider", "CPUExecutionProvider"]
 GPU_ORT = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -31,19 +31,34 @@ def write_engine_dir(directory: Path, *, plans: bool = False) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     config = tiny()
     config.save(directory)
-    save_prompts(directory, {k: np.zeros((77, config.text_width), np.float32) for k in ("restore", "negative",
-                                                                                         "degrade")})
+    save_prompts(
+        directory, {k: np.zeros((77, config.text_width), np.float32) for k in ("restore", "negative", "degrade")}
+    )
     profile = Profile(B=(1, 1, 2), h=(8, 8, 8), w=(8, 8, 8))
     specs = network_specs(config, [KVSpec(0, 32)])
-    manifest = Manifest(model_name=config.name, config_sha256=config.digest(), precision="fp32", opset=18,
-                        resolution=config.resolution, versions={},
-                        networks={n: NetworkEntry(s, profile, f"{n}.onnx", "") for n, s in specs.items()})
+    manifest = Manifest(
+        model_name=config.name,
+        config_sha256=config.digest(),
+        precision="fp32",
+        opset=18,
+        resolution=config.resolution,
+        versions={},
+        networks={n: NetworkEntry(s, profile, f"{n}.onnx", "") for n, s in specs.items()},
+    )
     if plans:
         for name in specs:
             (directory / f"{name}.plan").write_bytes(b"plan")
-        manifest = dataclasses.replace(manifest, tensorrt=TensorRTInfo(
-            version="10.0", gpu="Fake GPU", compute_capability="9.0", precision="fp16",
-            plans={n: f"{n}.plan" for n in specs}, profiles={n: profile.to_dict() for n in specs}))
+        manifest = dataclasses.replace(
+            manifest,
+            tensorrt=TensorRTInfo(
+                version="10.0",
+                gpu="Fake GPU",
+                compute_capability="9.0",
+                precision="fp16",
+                plans={n: f"{n}.plan" for n in specs},
+                profiles={n: profile.to_dict() for n in specs},
+            ),
+        )
     manifest.save(directory)
     return directory
 
@@ -52,16 +67,26 @@ def write_engine_dir(directory: Path, *, plans: bool = False) -> Path:
 def machine(monkeypatch):
     """Sets what this 'machine' has: machine(trt=..., gpu=..., providers=..., torch=...)."""
 
-    def configure(*, trt: bool = False, gpu: bool = False, providers=CPU_ORT, torch: bool = True,
-                  session_providers=None, distributions=("onnxruntime",)) -> None:
+    def configure(
+        *,
+        trt: bool = False,
+        gpu: bool = False,
+        providers=CPU_ORT,
+        torch: bool = True,
+        session_providers=None,
+        distributions=("onnxruntime",),
+    ) -> None:
         """``session_providers``: what a created session runs on (default: CUDA when listed)."""
         monkeypatch.setattr(probes, "tensorrt_installed", lambda: trt)
         monkeypatch.setattr(probes, "cuda_visible", lambda: gpu and torch)
         monkeypatch.setattr(probes, "ort_providers", lambda: list(providers))
         monkeypatch.setattr(probes, "torch_installed", lambda: torch)
         monkeypatch.setattr(probes, "ort_distributions", lambda: list(distributions))
-        running = session_providers if session_providers is not None else \
-            [p for p in providers if p in ("CUDAExecutionProvider", "CPUExecutionProvider")]
+        running = (
+            session_providers
+            if session_providers is not None
+            else [p for p in providers if p in ("CUDAExecutionProvider", "CPUExecutionProvider")]
+        )
         monkeypatch.setattr(probes, "ort_session_providers", lambda graph, wanted: list(running))
 
     configure()
@@ -124,12 +149,12 @@ def test_named_backends_take_their_own_candidates(machine, engine_dir, plans_dir
 def test_onnxruntime_cuda_is_judged_by_a_created_session(machine, engine_dir, caplog):
     """CUDA listed by get_available_providers() but not loaded by a session (missing cuDNN, say):
     auto falls back to the CPU with the reason logged; --backend onnxruntime --device cuda says it."""
-    machine(gpu=True, providers=GPU_ORT, session_providers=["CPUExecutionProvider"],
-            distributions=["onnxruntime-gpu"])
+    machine(gpu=True, providers=GPU_ORT, session_providers=["CPUExecutionProvider"], distributions=["onnxruntime-gpu"])
     with caplog.at_level("WARNING", logger="flipnet_rt.backends.registry"):
         assert select_backend("auto", engine_dir=engine_dir) == "onnxruntime-cpu"
-    assert "onnxruntime-gpu could not start CUDAExecutionProvider (a session runs on CPUExecutionProvider)" \
-        in caplog.text
+    assert (
+        "onnxruntime-gpu could not start CUDAExecutionProvider (a session runs on CPUExecutionProvider)" in caplog.text
+    )
     with pytest.raises(BackendUnavailable, match=r"could not start CUDAExecutionProvider .*or use --device cpu$"):
         select_backend("onnxruntime", engine_dir=engine_dir, device="cuda")
     machine(gpu=True, providers=GPU_ORT, distributions=["onnxruntime-gpu"])  # the session runs on CUDA
@@ -139,12 +164,16 @@ def test_onnxruntime_cuda_is_judged_by_a_created_session(machine, engine_dir, ca
 def test_the_session_probe_opens_the_smallest_graph_once(machine, engine_dir, monkeypatch, chosen):
     opened = []
     machine(gpu=True, providers=GPU_ORT, distributions=["onnxruntime-gpu"])
-    monkeypatch.setattr(probes, "ort_session_providers", lambda graph, wanted: opened.append((graph, wanted)) or
-                        ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(
+        probes,
+        "ort_session_providers",
+        lambda graph, wanted: opened.append((graph, wanted)) or ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
     for network in ("face_encoder", "unet"):  # sizes as the manifest records them
         manifest = Manifest.load(engine_dir)
-        files = {n.onnx: {"bytes": 10 if name == network else 1000, "sha256": ""}
-                 for name, n in manifest.networks.items()}
+        files = {
+            n.onnx: {"bytes": 10 if name == network else 1000, "sha256": ""} for name, n in manifest.networks.items()
+        }
         dataclasses.replace(manifest, files=files).save(engine_dir)
         for name in files:
             (engine_dir / name).write_bytes(b"x" * files[name]["bytes"])
@@ -156,9 +185,12 @@ def test_the_session_probe_opens_the_smallest_graph_once(machine, engine_dir, mo
 @pytest.mark.usefixtures("chosen")
 def test_onnxruntime_beside_onnxruntime_gpu_is_refused_with_the_fix(machine, engine_dir, caplog):
     machine(gpu=True, providers=CPU_ORT, distributions=["onnxruntime", "onnxruntime-gpu"])
-    with pytest.raises(BackendUnavailable, match=r"onnxruntime and onnxruntime-gpu are both installed and overwrite "
-                                                 r"each other's files; pip uninstall -y onnxruntime onnxruntime-gpu "
-                                                 r"&& pip install onnxruntime-gpu, or use --device cpu$"):
+    with pytest.raises(
+        BackendUnavailable,
+        match=r"onnxruntime and onnxruntime-gpu are both installed and overwrite "
+        r"each other's files; pip uninstall -y onnxruntime onnxruntime-gpu "
+        r"&& pip install onnxruntime-gpu, or use --device cpu$",
+    ):
         select_backend("onnxruntime", engine_dir=engine_dir, device="cuda")
     machine(gpu=True, providers=GPU_ORT, distributions=["onnxruntime", "onnxruntime-gpu"])  # GPU files won: warn
     with caplog.at_level("WARNING", logger="flipnet_rt.backends.registry"):
@@ -170,13 +202,17 @@ def test_onnxruntime_beside_onnxruntime_gpu_is_refused_with_the_fix(machine, eng
 def test_tensorrt_provider_refuses_graphs_over_2_gb(machine, engine_dir, monkeypatch):
     machine(trt=True, gpu=True, providers=GPU_ORT, distributions=["onnxruntime-gpu"])
     engine = open_artifacts(engine_dir)
-    manifest = dataclasses.replace(engine.manifest, files={"unet.onnx": {"bytes": 900_000},
-                                                           "unet.onnx.data": {"bytes": 3_400_000_000}})
+    manifest = dataclasses.replace(
+        engine.manifest, files={"unet.onnx": {"bytes": 900_000}, "unet.onnx.data": {"bytes": 3_400_000_000}}
+    )
     assert registry.graph_bytes(dataclasses.replace(engine, manifest=manifest), "unet") == 3_400_900_000
     sizes = {"unet": 3_400_900_000}  # sd21-base's fp32 UNet is 3.5 GB
     monkeypatch.setattr(registry, "graph_bytes", lambda artifacts, network: sizes.get(network, 1000))
-    with pytest.raises(BackendUnavailable, match=r"TensorRT provider cannot take unet \(3.2 GiB .* 2 GB\): build "
-                                                 r"native plans .*flipnet-rt build ENGINE_DIR, then --backend tensorrt"):
+    with pytest.raises(
+        BackendUnavailable,
+        match=r"TensorRT provider cannot take unet \(3.2 GiB .* 2 GB\): build "
+        r"native plans .*flipnet-rt build ENGINE_DIR, then --backend tensorrt",
+    ):
         select_backend("onnxruntime", engine_dir=engine_dir, device="cuda", tensorrt_provider=True)
     assert select_backend("onnxruntime", engine_dir=engine_dir, device="cuda") == "onnxruntime-cuda"  # CUDA takes it
 
@@ -196,25 +232,63 @@ def test_auto_falls_back_when_plans_were_built_elsewhere(machine, plans_dir, mon
 
 
 # ------------------------------------------------------------------ errors that name the fix
-@pytest.mark.parametrize("kind, artifacts, setup, message", [
-    ("tensorrt", "engine", dict(trt=True, gpu=True), r"has no TensorRT plans; build them: flipnet-rt build .*engine$"),
-    ("tensorrt", "plans", dict(trt=False, gpu=True),
-     r"TensorRT is not installed: pip install 'flipnet-rt\[tensorrt\]'"),
-    ("tensorrt", "plans", dict(trt=True, gpu=False), r"tensorrt: no CUDA GPU is visible to torch; use --device cpu"),
-    ("tensorrt", "model", dict(trt=True, gpu=True),
-     r"runs an engine directory, not the model random:tiny; create one: flipnet-rt export --model random:tiny "
-     r"-o ENGINE_DIR && flipnet-rt build ENGINE_DIR"),
-    ("onnxruntime", "model", dict(),
-     r"runs an engine directory, not the model random:tiny; create one: flipnet-rt export"),
-    ("torch", "engine", dict(), r"--backend torch runs a model directory or random:CONFIG, not the engine directory"),
-    ("torch", "model", dict(torch=False), r"the torch backend needs PyTorch, which is not installed: pip install "
-                                          r"'flipnet-rt\[torch\]', or export an engine directory"),
-    ("auto", "model", dict(torch=False), r"pip install 'flipnet-rt\[torch\]'"),
-])
+@pytest.mark.parametrize(
+    "kind, artifacts, setup, message",
+    [
+        (
+            "tensorrt",
+            "engine",
+            dict(trt=True, gpu=True),
+            r"has no TensorRT plans; build them: flipnet-rt build .*engine$",
+        ),
+        (
+            "tensorrt",
+            "plans",
+            dict(trt=False, gpu=True),
+            r"TensorRT is not installed: pip install 'flipnet-rt\[tensorrt\]'",
+        ),
+        (
+            "tensorrt",
+            "plans",
+            dict(trt=True, gpu=False),
+            r"tensorrt: no CUDA GPU is visible to torch; use --device cpu",
+        ),
+        (
+            "tensorrt",
+            "model",
+            dict(trt=True, gpu=True),
+            r"runs an engine directory, not the model random:tiny; create one: flipnet-rt export --model random:tiny "
+            r"-o ENGINE_DIR && flipnet-rt build ENGINE_DIR",
+        ),
+        (
+            "onnxruntime",
+            "model",
+            dict(),
+            r"runs an engine directory, not the model random:tiny; create one: flipnet-rt export",
+        ),
+        (
+            "torch",
+            "engine",
+            dict(),
+            r"--backend torch runs a model directory or random:CONFIG, not the engine directory",
+        ),
+        (
+            "torch",
+            "model",
+            dict(torch=False),
+            r"the torch backend needs PyTorch, which is not installed: pip install "
+            r"'flipnet-rt\[torch\]', or export an engine directory",
+        ),
+        ("auto", "model", dict(torch=False), r"pip install 'flipnet-rt\[torch\]'"),
+    ],
+)
 def test_unavailable_backends_say_how_to_fix_it(machine, chosen, tmp_path, kind, artifacts, setup, message):
     machine(**setup)
-    where = ({"model": "random:tiny"} if artifacts == "model" else
-             {"engine_dir": write_engine_dir(tmp_path / "engine", plans=artifacts == "plans")})
+    where = (
+        {"model": "random:tiny"}
+        if artifacts == "model"
+        else {"engine_dir": write_engine_dir(tmp_path / "engine", plans=artifacts == "plans")}
+    )
     with pytest.raises(BackendUnavailable, match=message) as info:
         select_backend(kind, **where)
     assert "\n" not in str(info.value)
@@ -222,8 +296,10 @@ def test_unavailable_backends_say_how_to_fix_it(machine, chosen, tmp_path, kind,
 
 @pytest.mark.usefixtures("chosen")
 def test_device_and_option_errors(machine, engine_dir):
-    no_cuda = (r"onnxruntime has no CUDAExecutionProvider \(it has AzureExecutionProvider, CPUExecutionProvider\): "
-               r"pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu, or use --device cpu")
+    no_cuda = (
+        r"onnxruntime has no CUDAExecutionProvider \(it has AzureExecutionProvider, CPUExecutionProvider\): "
+        r"pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu, or use --device cpu"
+    )
     with pytest.raises(BackendUnavailable, match=no_cuda):
         select_backend("onnxruntime", engine_dir=engine_dir, device="cuda")
     with pytest.raises(BackendUnavailable, match="--backend tensorrt runs on a CUDA GPU only; drop --device cpu"):

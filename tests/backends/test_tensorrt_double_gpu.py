@@ -29,8 +29,10 @@ import torch
 from flipnet_rt.engine.manifest import Manifest, NetworkEntry, TensorRTInfo
 from flipnet_rt.engine.spec import KVSpec, Profile, network_specs
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; none is visible")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; none is visible"),
+]
 
 VERSION = "10.13.0+torch-double"
 TYPESTR = {"float32": "<f4", "float16": "<f2", "int64": "<i8", "int32": "<i4"}
@@ -41,12 +43,18 @@ class _DevicePointer:
     """A view of device memory at an address, for ``torch.as_tensor`` (CUDA array interface v3)."""
 
     def __init__(self, address: int, shape: tuple[int, ...], dtype: str) -> None:
-        self.__cuda_array_interface__ = {"shape": tuple(shape), "typestr": TYPESTR[dtype], "data": (address, False),
-                                         "version": 3, "strides": None, "stream": None}
+        self.__cuda_array_interface__ = {
+            "shape": tuple(shape),
+            "typestr": TYPESTR[dtype],
+            "data": (address, False),
+            "version": 3,
+            "strides": None,
+            "stream": None,
+        }
 
 
 class DoubleContext:
-    def __init__(self, engine: "DoubleEngine", strategy) -> None:
+    def __init__(self, engine: DoubleEngine, strategy) -> None:
         self.engine, self.strategy = engine, strategy
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.views: dict[str, torch.Tensor] = {}
@@ -68,8 +76,9 @@ class DoubleContext:
     def set_tensor_address(self, name, address):
         # The view is made here, before any capture: nothing but kernels runs inside a CUDA graph.
         shape = self.shapes[name] if name in self.shapes else self.get_tensor_shape(name)
-        self.views[name] = torch.as_tensor(_DevicePointer(address, shape, self.engine.dtypes[name]),
-                                           device=self.engine.device)
+        self.views[name] = torch.as_tensor(
+            _DevicePointer(address, shape, self.engine.dtypes[name]), device=self.engine.device
+        )
         return True
 
     def set_device_memory(self, address, size):
@@ -149,12 +158,25 @@ def _engine_dir(directory, model, kv) -> Manifest:
     props = torch.cuda.get_device_properties(0)
     for name in specs:
         (directory / f"{name}.plan").write_text(json.dumps({"network": name}))
-    info = TensorRTInfo(version=VERSION, gpu=props.name, compute_capability=f"{props.major}.{props.minor}",
-                        precision="fp32", plans={n: f"{n}.plan" for n in specs},
-                        profiles={n: profile.to_dict() for n in specs}, tf32=False)
-    return Manifest(model_name=model.config.name, config_sha256=model.config.digest(), precision="fp32", opset=18,
-                    resolution=model.config.resolution, versions={},
-                    networks={n: NetworkEntry(s, profile, f"{n}.onnx", "") for n, s in specs.items()}, tensorrt=info)
+    info = TensorRTInfo(
+        version=VERSION,
+        gpu=props.name,
+        compute_capability=f"{props.major}.{props.minor}",
+        precision="fp32",
+        plans={n: f"{n}.plan" for n in specs},
+        profiles={n: profile.to_dict() for n in specs},
+        tf32=False,
+    )
+    return Manifest(
+        model_name=model.config.name,
+        config_sha256=model.config.digest(),
+        precision="fp32",
+        opset=18,
+        resolution=model.config.resolution,
+        versions={},
+        networks={n: NetworkEntry(s, profile, f"{n}.onnx", "") for n, s in specs.items()},
+        tensorrt=info,
+    )
 
 
 @pytest.mark.parametrize("cuda_graph", [False, True], ids=["enqueue", "graph"])
@@ -163,10 +185,10 @@ def test_tensorrt_backend_on_the_gpu_matches_eager_torch(tiny_model, tmp_path, m
 
     from flipnet_rt.backends.tensorrt import TensorRTBackend
     from flipnet_rt.backends.torch import TorchBackend
-    from flipnet_rt.runtime.core import DiffusionCore
+    from flipnet_rt.config.options import Mode, SamplingOptions
     from flipnet_rt.models import PROMPT_KINDS
     from flipnet_rt.models.networks import kv_layout
-    from flipnet_rt.config.options import Mode, SamplingOptions
+    from flipnet_rt.runtime.core import DiffusionCore
 
     model = copy.deepcopy(tiny_model).to("cuda").eval().requires_grad_(False)
     kv = [KVSpec(layer.level, layer.channels) for layer in kv_layout(model)]
@@ -176,8 +198,10 @@ def test_tensorrt_backend_on_the_gpu_matches_eager_torch(tiny_model, tmp_path, m
     manifest = _engine_dir(tmp_path, model, kv)
     prompts = {k: model.prompt(k).float().cpu().numpy() for k in PROMPT_KINDS}
     backend = TensorRTBackend(tmp_path, manifest, cuda_graph=cuda_graph)
-    cores = {"tensorrt": DiffusionCore(backend, model.config, prompts),
-             "eager": DiffusionCore(TorchBackend(model, device="cuda"), model.config, prompts)}
+    cores = {
+        "tensorrt": DiffusionCore(backend, model.config, prompts),
+        "eager": DiffusionCore(TorchBackend(model, device="cuda"), model.config, prompts),
+    }
     options = SamplingOptions.from_config(model.config, steps=4)
     r = model.config.resolution
     rng = np.random.default_rng(0)
@@ -186,8 +210,10 @@ def test_tensorrt_backend_on_the_gpu_matches_eager_torch(tiny_model, tmp_path, m
         got, want = (cores[k].latents(pixels, Mode.RESTORE, options, seeds) for k in ("tensorrt", "eager"))
         rel = float(np.linalg.norm(got - want) / np.linalg.norm(want))
         nans = int(np.isnan(got).sum())
-        print(f"TensorRT backend (torch double, graphs {'on' if cuda_graph else 'off'}) vs eager, shape {label}: "
-              f"relative L2 {rel:.2e}, NaN {nans}")
+        print(
+            f"TensorRT backend (torch double, graphs {'on' if cuda_graph else 'off'}) vs eager, shape {label}: "
+            f"relative L2 {rel:.2e}, NaN {nans}"
+        )
         # The same torch kernels on the same GPU in both: only the graph's replay and the buffers
         # differ, so any difference beyond float noise (1e-5) means wrong bindings or stream order.
         assert nans == 0 and rel < 1e-5

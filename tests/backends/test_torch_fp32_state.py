@@ -18,9 +18,9 @@ import torch
 
 import flipnet_rt.runtime.core as core_module
 from flipnet_rt.backends.torch import TorchBackend
-from flipnet_rt.runtime.core import DiffusionCore
-from flipnet_rt.models import PROMPT_KINDS
 from flipnet_rt.config.options import Mode, SamplingOptions
+from flipnet_rt.models import PROMPT_KINDS
+from flipnet_rt.runtime.core import DiffusionCore
 
 HALF = ("float16", "bfloat16")
 
@@ -38,8 +38,9 @@ def pixels(tiny_model) -> np.ndarray:
 
 def _core(tiny_model: Any, prompts: dict[str, np.ndarray], dtype: str, cond_cache: bool = True) -> DiffusionCore:
     """A core over its own copy of ``random:tiny`` (the backend casts the model it is given)."""
-    return DiffusionCore(TorchBackend(copy.deepcopy(tiny_model), dtype=dtype), tiny_model.config, prompts,
-                         cond_cache=cond_cache)
+    return DiffusionCore(
+        TorchBackend(copy.deepcopy(tiny_model), dtype=dtype), tiny_model.config, prompts, cond_cache=cond_cache
+    )
 
 
 @pytest.mark.parametrize("cond_cache", [True, False], ids=["cache", "joint"])
@@ -84,9 +85,11 @@ def test_networks_get_their_dtype_and_give_float32(tiny_model, prompts, pixels, 
     be._open()
     fed: dict[str, list[torch.dtype]] = {}
     for name, function in list(be._callables.items()):
+
         def recorder(*args, _name=name, _function=function):
             fed[_name] = [a.dtype for a in args]
             return _function(*args)
+
         be._callables[name] = recorder
     half = getattr(torch, dtype)
     image = be.from_numpy(pixels)
@@ -112,7 +115,9 @@ def test_half_backend_stays_close_to_float32(tiny_model, prompts, pixels, dtype)
     got = _core(tiny_model, prompts, dtype).latents(pixels, Mode.RESTORE, options, seeds=[0, 1])
     err = np.abs(got - ref)
     rel = float(err.max() / np.abs(ref).max())
-    print(f"\n{dtype} vs float32 latents, random:tiny, 4 steps, guidance 1.5: "
-          f"max abs {err.max():.3e}, mean abs {err.mean():.3e}, max/max|ref| {rel:.3e}")
+    print(
+        f"\n{dtype} vs float32 latents, random:tiny, 4 steps, guidance 1.5: "
+        f"max abs {err.max():.3e}, mean abs {err.mean():.3e}, max/max|ref| {rel:.3e}"
+    )
     # with the sampler in fp16/bf16 too (before the fix) this was 1.36e-3 (fp16) and 2.08e-2 (bf16)
     assert rel < (1e-3 if dtype == "float16" else 1e-2)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import face_like
 from PIL import Image
 
 from flipnet_rt.cli.main import main
-from helpers import face_like
 
 FAST = ["--model", "random:tiny", "--steps", "2"]
 ALIGNED = [*FAST, "--aligned"]  # restore: the inputs are face crops (whole images are tests/faces' and below)
@@ -88,7 +88,9 @@ def test_missing_input_and_bad_model(tmp_path, capsys):
     assert main(["restore", str(tmp_path / "ghost.png"), "-o", str(tmp_path / "o"), *ALIGNED]) == 1
     assert "ghost.png" in capsys.readouterr().err
     Image.fromarray(face_like(64)).save(tmp_path / "x.png")
-    assert main(["restore", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--model", str(tmp_path / "nomodel")]) == 2
+    assert (
+        main(["restore", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--model", str(tmp_path / "nomodel")]) == 2
+    )
     err = capsys.readouterr().err
     assert "nomodel" in err and "random:<config>" in err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
@@ -121,7 +123,10 @@ def test_console_entry_point(tmp_path):
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "flipnet_rt"]
     done = subprocess.run(
         [*cmd, "restore", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), *ALIGNED],
-        capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=300,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "o" / "x.png").is_file()
@@ -129,7 +134,18 @@ def test_console_entry_point(tmp_path):
 
 
 def test_ddim_with_eta_from_the_command_line(inputs, tmp_path):
-    args = [str(inputs / "a.png"), "-o", str(tmp_path / "o"), *ALIGNED, "--sampler", "ddim", "--eta", "1", "--spacing", "trailing"]
+    args = [
+        str(inputs / "a.png"),
+        "-o",
+        str(tmp_path / "o"),
+        *ALIGNED,
+        "--sampler",
+        "ddim",
+        "--eta",
+        "1",
+        "--spacing",
+        "trailing",
+    ]
     assert main(["restore", *args]) == 0
 
 
@@ -159,15 +175,39 @@ class RestoreSpy:
             original = getattr(Restorer, method)
 
             def spy(restorer, images, options=None, seeds=None, _original=original, _method=method):
-                self.calls.append({"method": _method, "options": options, "seeds": list(seeds),
-                                   "cond_cache": restorer.cond_cache, "restorer": restorer})
+                self.calls.append(
+                    {
+                        "method": _method,
+                        "options": options,
+                        "seeds": list(seeds),
+                        "cond_cache": restorer.cond_cache,
+                        "restorer": restorer,
+                    }
+                )
                 return _original(restorer, images, options, seeds)
 
             monkeypatch.setattr(Restorer, method, spy)
 
 
-SAMPLING_FLAGS = ["--strength", "0.5", "--phi", "0.25", "--guidance", "2.75", "--cond-t", "40", "--no-cond-cache",
-                  "--sampler", "ddim", "--spacing", "trailing", "--steps", "4", "--seed", "9"]
+SAMPLING_FLAGS = [
+    "--strength",
+    "0.5",
+    "--phi",
+    "0.25",
+    "--guidance",
+    "2.75",
+    "--cond-t",
+    "40",
+    "--no-cond-cache",
+    "--sampler",
+    "ddim",
+    "--spacing",
+    "trailing",
+    "--steps",
+    "4",
+    "--seed",
+    "9",
+]
 
 
 @pytest.mark.parametrize("command", ["restore", "degrade"])
@@ -177,12 +217,20 @@ def test_sampling_flags_reach_the_restorer(inputs, tmp_path, monkeypatch, comman
     spy = RestoreSpy(monkeypatch)
     out = tmp_path / "o"
     crops = ["--aligned"] if command == "restore" else []  # face crops: the Restorer runs on them directly
-    assert main([command, str(inputs / "a.png"), "-o", str(out), "--model", "random:tiny", *crops, *SAMPLING_FLAGS]) == 0
+    assert (
+        main([command, str(inputs / "a.png"), "-o", str(out), "--model", "random:tiny", *crops, *SAMPLING_FLAGS]) == 0
+    )
     (call,) = spy.calls
     options = call["options"]
     assert call["method"] == command and call["cond_cache"] is False
-    assert (options.strength, options.phi, options.guidance, options.t_cond, options.steps, options.seed) == \
-        (0.5, 0.25, 2.75, 40, 4, 9)
+    assert (options.strength, options.phi, options.guidance, options.t_cond, options.steps, options.seed) == (
+        0.5,
+        0.25,
+        2.75,
+        40,
+        4,
+        9,
+    )
     assert (options.sampler.value, options.spacing.value) == ("ddim", "trailing")
     from flipnet_rt.config.options import image_seed
 
@@ -193,8 +241,9 @@ def test_sampling_flags_reach_the_restorer(inputs, tmp_path, monkeypatch, comman
 
     spy.calls.clear()
     library = Restorer.load("random:tiny", cond_cache=False)
-    want = SamplingOptions(sampler="ddim", steps=4, spacing="trailing", guidance=2.75, phi=0.25, t_cond=40,
-                           strength=0.5, seed=9)
+    want = SamplingOptions(
+        sampler="ddim", steps=4, spacing="trailing", guidance=2.75, phi=0.25, t_cond=40, strength=0.5, seed=9
+    )
     image = np.asarray(Image.open(inputs / "a.png").convert("RGB"))
     expected = getattr(library, command)([image], want, [image_seed(9, 0)])[0]
     np.testing.assert_array_equal(np.asarray(Image.open(out / "a.png")), expected)
@@ -202,17 +251,25 @@ def test_sampling_flags_reach_the_restorer(inputs, tmp_path, monkeypatch, comman
 
 def test_defaults_apply_when_no_flag_is_given(inputs, tmp_path, monkeypatch):
     spy = RestoreSpy(monkeypatch)
-    assert main(["restore", str(inputs / "a.png"), "-o", str(tmp_path / "o"), "--model", "random:tiny", "--aligned"]) == 0
+    assert (
+        main(["restore", str(inputs / "a.png"), "-o", str(tmp_path / "o"), "--model", "random:tiny", "--aligned"]) == 0
+    )
     (call,) = spy.calls
     restorer = call["restorer"]
     assert call["cond_cache"] is True
     assert call["options"] == restorer.options()  # the model's flipnet.json defaults, seed 0
 
 
-@pytest.mark.parametrize("flag, value, field", [
-    ("--strength", "0.5", "strength"), ("--phi", "1.5", "phi"), ("--guidance", "1.0", "guidance"),
-    ("--cond-t", "100", "t_cond"), ("--eta", "0.5", "eta"),
-])
+@pytest.mark.parametrize(
+    "flag, value, field",
+    [
+        ("--strength", "0.5", "strength"),
+        ("--phi", "1.5", "phi"),
+        ("--guidance", "1.0", "guidance"),
+        ("--cond-t", "100", "t_cond"),
+        ("--eta", "0.5", "eta"),
+    ],
+)
 def test_each_sampling_flag_changes_the_image(inputs, tmp_path, flag, value, field):
     """Each flag on its own changes the restored image against the defaults (it is not dropped)."""
     base, changed = tmp_path / "base", tmp_path / "changed"

@@ -19,23 +19,46 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from helpers import face_like
 from PIL import Image
 
 import flipnet_rt.cli.main as cli
 from flipnet_rt import __version__
 from flipnet_rt.cli import jobs
 from flipnet_rt.cli.main import build_parser, main
-from flipnet_rt.faces.types import Face, FaceResult
 from flipnet_rt.config.options import SamplingOptions, image_seed
-from helpers import face_like
+from flipnet_rt.faces.types import Face, FaceResult
 
 DEFAULTS = dict(
-    model=None, steps=None, sampler=None, spacing=None, guidance=None, phi=None, t_cond=None, strength=None,
-    eta=None, color_fix=None, seed=0, batch_size=1, backend="auto", device="auto", cuda_graphs=False,
-    low_memory=False, compile=False, cond_cache=True, verbose=False,
+    model=None,
+    steps=None,
+    sampler=None,
+    spacing=None,
+    guidance=None,
+    phi=None,
+    t_cond=None,
+    strength=None,
+    eta=None,
+    color_fix=None,
+    seed=0,
+    batch_size=1,
+    backend="auto",
+    device="auto",
+    cuda_graphs=False,
+    low_memory=False,
+    compile=False,
+    cond_cache=True,
+    verbose=False,
 )
-FACE_DEFAULTS = dict(detector="mtcnn", detect_thresholds=None, min_face_size=20.0, max_faces=0,
-                     only_center_face=False, keep_detail=True, fidelity="auto")
+FACE_DEFAULTS = dict(
+    detector="mtcnn",
+    detect_thresholds=None,
+    min_face_size=20.0,
+    max_faces=0,
+    only_center_face=False,
+    keep_detail=True,
+    fidelity="auto",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -60,24 +83,93 @@ def usage_error(capsys, argv) -> str:
 
 def test_restore_and_degrade_defaults():
     assert parse("restore", "a.png", "b", "-o", "out") == dict(
-        command="restore", inputs=["a.png", "b"], output=Path("out"), aligned=False, save_faces=None, report=None,
-        **DEFAULTS, **FACE_DEFAULTS)
+        command="restore",
+        inputs=["a.png", "b"],
+        output=Path("out"),
+        aligned=False,
+        save_faces=None,
+        report=None,
+        **DEFAULTS,
+        **FACE_DEFAULTS,
+    )
     assert parse("degrade", "a.png", "--output", "out") == dict(
-        command="degrade", inputs=["a.png"], output=Path("out"), variants=1, **DEFAULTS)
+        command="degrade", inputs=["a.png"], output=Path("out"), variants=1, **DEFAULTS
+    )
 
 
 def test_every_flag_reaches_its_field():
-    got = parse("-v", "restore", "a.png", "-o", "out", "--model", "m", "--steps", "7", "--sampler", "euler",
-                "--spacing", "linspace", "--guidance", "2.5", "--phi", "0.75", "--cond-t", "30", "--strength", "0.4",
-                "--eta", "0.5", "--color-fix", "3", "--seed", "11", "--batch-size", "4", "--backend", "torch",
-                "--device", "cpu", "--cuda-graphs", "--low-memory", "--compile", "--no-cond-cache",
-                "--aligned", "--save-faces", "faces", "--report", "r.json")
+    got = parse(
+        "-v",
+        "restore",
+        "a.png",
+        "-o",
+        "out",
+        "--model",
+        "m",
+        "--steps",
+        "7",
+        "--sampler",
+        "euler",
+        "--spacing",
+        "linspace",
+        "--guidance",
+        "2.5",
+        "--phi",
+        "0.75",
+        "--cond-t",
+        "30",
+        "--strength",
+        "0.4",
+        "--eta",
+        "0.5",
+        "--color-fix",
+        "3",
+        "--seed",
+        "11",
+        "--batch-size",
+        "4",
+        "--backend",
+        "torch",
+        "--device",
+        "cpu",
+        "--cuda-graphs",
+        "--low-memory",
+        "--compile",
+        "--no-cond-cache",
+        "--aligned",
+        "--save-faces",
+        "faces",
+        "--report",
+        "r.json",
+    )
     assert got == dict(
-        command="restore", inputs=["a.png"], output=Path("out"), model="m", steps=7, sampler="euler",
-        spacing="linspace", guidance=2.5, phi=0.75, t_cond=30, strength=0.4, eta=0.5, color_fix=3, seed=11,
-        batch_size=4, backend="torch", device="cpu", cuda_graphs=True, low_memory=True, compile=True,
-        cond_cache=False, verbose=True, aligned=True, save_faces=Path("faces"), report=Path("r.json"),
-        **FACE_DEFAULTS)
+        command="restore",
+        inputs=["a.png"],
+        output=Path("out"),
+        model="m",
+        steps=7,
+        sampler="euler",
+        spacing="linspace",
+        guidance=2.5,
+        phi=0.75,
+        t_cond=30,
+        strength=0.4,
+        eta=0.5,
+        color_fix=3,
+        seed=11,
+        batch_size=4,
+        backend="torch",
+        device="cpu",
+        cuda_graphs=True,
+        low_memory=True,
+        compile=True,
+        cond_cache=False,
+        verbose=True,
+        aligned=True,
+        save_faces=Path("faces"),
+        report=Path("r.json"),
+        **FACE_DEFAULTS,
+    )
     assert type(got["steps"]) is int and type(got["guidance"]) is float and type(got["seed"]) is int
     assert parse("degrade", "a.png", "-o", "o", "--variants", "3")["variants"] == 3
 
@@ -89,12 +181,15 @@ def test_the_model_defaults_to_the_environment(monkeypatch):
     assert parse("restore", "a.png", "-o", "o", "--model", "given")["model"] == "given"
 
 
-@pytest.mark.parametrize("flag, allowed, refused", [
-    ("--sampler", ("ddim", "dpmpp-2m", "euler"), "plms"),
-    ("--spacing", ("leading", "trailing", "linspace"), "karras"),
-    ("--backend", ("auto", "tensorrt", "onnxruntime", "torch"), "openvino"),
-    ("--device", ("auto", "cpu", "cuda"), "gpu"),
-])
+@pytest.mark.parametrize(
+    "flag, allowed, refused",
+    [
+        ("--sampler", ("ddim", "dpmpp-2m", "euler"), "plms"),
+        ("--spacing", ("leading", "trailing", "linspace"), "karras"),
+        ("--backend", ("auto", "tensorrt", "onnxruntime", "torch"), "openvino"),
+        ("--device", ("auto", "cpu", "cuda"), "gpu"),
+    ],
+)
 def test_choices(capsys, flag, allowed, refused):
     field = flag[2:]
     for value in allowed:
@@ -128,6 +223,7 @@ def commands(monkeypatch):
         def run(arg, **kwargs):
             calls.append((name, arg, kwargs))
             return code
+
         return run
 
     monkeypatch.setattr(cli.info_cmd, "run", recorder("info", 11))
@@ -137,16 +233,19 @@ def commands(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("argv, name, code", [
-    (["export", "--model", "m", "-o", "x"], "engines", 12),
-    (["build", "E"], "engines", 12),
-    (["verify", "E", "--model", "m"], "engines", 12),
-    (["bench", "--model", "m"], "bench", 13),
-    (["eval", "--hq", "d", "--model", "m"], "evaluate", 14),
-    (["serve", "--model", "m"], "serve", 15),
-    (["export-triton", "E", "-o", "R"], "serve", 15),
-    (["video", "in.mp4", "-o", "out.mp4", "--model", "m"], "video", 16),
-])
+@pytest.mark.parametrize(
+    "argv, name, code",
+    [
+        (["export", "--model", "m", "-o", "x"], "engines", 12),
+        (["build", "E"], "engines", 12),
+        (["verify", "E", "--model", "m"], "engines", 12),
+        (["bench", "--model", "m"], "bench", 13),
+        (["eval", "--hq", "d", "--model", "m"], "evaluate", 14),
+        (["serve", "--model", "m"], "serve", 15),
+        (["export-triton", "E", "-o", "R"], "serve", 15),
+        (["video", "in.mp4", "-o", "out.mp4", "--model", "m"], "video", 16),
+    ],
+)
 def test_each_command_runs_its_own_entry_point(commands, argv, name, code):
     assert main(argv) == code
     (called,) = commands
@@ -165,11 +264,14 @@ def test_info_gets_the_model_and_jobs_get_the_variants(commands):
 
 def test_job_usage_errors_name_the_fix(commands, capsys):
     assert usage_error(capsys, ["restore", "a.png", "-o", "o"]) == (
-        "flipnet-rt: error: no model: pass --model DIR or --model random:tiny, or set $FLIPNET_MODEL")
+        "flipnet-rt: error: no model: pass --model DIR or --model random:tiny, or set $FLIPNET_MODEL"
+    )
     assert usage_error(capsys, ["restore", "a.png", "-o", "o", "--model", "m", "--batch-size", "0"]) == (
-        "flipnet-rt: error: --batch-size must be 1 or more")
+        "flipnet-rt: error: --batch-size must be 1 or more"
+    )
     assert usage_error(capsys, ["degrade", "a.png", "-o", "o", "--model", "m", "--variants", "0"]) == (
-        "flipnet-rt: error: --variants must be 1 or more")
+        "flipnet-rt: error: --variants must be 1 or more"
+    )
     assert main(["restore", "a.png", "-o", "o", "--model", "m", "--batch-size", "1"]) == 20  # 1 is allowed
     assert main(["degrade", "a.png", "-o", "o", "--model", "m", "--variants", "1"]) == 20
     assert [c[0] for c in commands] == ["jobs", "jobs"]
@@ -181,11 +283,12 @@ def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "run_jobs", interrupted)
     assert main(["restore", "a.png", "-o", "o", "--model", "m"]) == 130
-    assert capsys.readouterr().err == (
-        "interrupted; images already written are complete, nothing partial was left\n")
+    assert capsys.readouterr().err == ("interrupted; images already written are complete, nothing partial was left\n")
 
 
-@pytest.mark.parametrize("flag, level", [([], logging.WARNING), (["-v"], logging.DEBUG), (["--verbose"], logging.DEBUG)])
+@pytest.mark.parametrize(
+    "flag, level", [([], logging.WARNING), (["-v"], logging.DEBUG), (["--verbose"], logging.DEBUG)]
+)
 def test_verbose_sets_debug_logging(monkeypatch, commands, flag, level):
     seen = {}
     monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: seen.update(kwargs))
@@ -206,23 +309,82 @@ def test_load_restorer_hands_every_flag_on(monkeypatch, tiny_restorer):
         return tiny_restorer
 
     monkeypatch.setattr(Restorer, "load", load)
-    args = build_parser().parse_args([
-        "restore", "a.png", "-o", "o", "--model", "m", "--backend", "torch", "--device", "cpu", "--no-cond-cache",
-        "--cuda-graphs", "--compile", "--low-memory", "--sampler", "ddim", "--steps", "3", "--spacing", "trailing",
-        "--guidance", "2.0", "--phi", "0.5", "--cond-t", "20", "--strength", "0.5", "--eta", "0.25", "--seed", "7",
-        "--color-fix", "2"])
+    args = build_parser().parse_args(
+        [
+            "restore",
+            "a.png",
+            "-o",
+            "o",
+            "--model",
+            "m",
+            "--backend",
+            "torch",
+            "--device",
+            "cpu",
+            "--no-cond-cache",
+            "--cuda-graphs",
+            "--compile",
+            "--low-memory",
+            "--sampler",
+            "ddim",
+            "--steps",
+            "3",
+            "--spacing",
+            "trailing",
+            "--guidance",
+            "2.0",
+            "--phi",
+            "0.5",
+            "--cond-t",
+            "20",
+            "--strength",
+            "0.5",
+            "--eta",
+            "0.25",
+            "--seed",
+            "7",
+            "--color-fix",
+            "2",
+        ]
+    )
     restorer, options = jobs.load_restorer(args, threads=3)
     assert restorer is tiny_restorer
-    assert seen == dict(model="m", backend="torch", device="cpu", cond_cache=False, cuda_graphs=True, compile=True,
-                        low_memory=True, threads=3)
+    assert seen == dict(
+        model="m",
+        backend="torch",
+        device="cpu",
+        cond_cache=False,
+        cuda_graphs=True,
+        compile=True,
+        low_memory=True,
+        threads=3,
+    )
     assert options == SamplingOptions.from_config(
-        tiny_restorer.config, sampler="ddim", steps=3, spacing="trailing", guidance=2.0, phi=0.5, t_cond=20,
-        strength=0.5, eta=0.25, seed=7, color_fix=2)
+        tiny_restorer.config,
+        sampler="ddim",
+        steps=3,
+        spacing="trailing",
+        guidance=2.0,
+        phi=0.5,
+        t_cond=20,
+        strength=0.5,
+        eta=0.25,
+        seed=7,
+        color_fix=2,
+    )
 
     seen.clear()
     restorer, options = jobs.load_restorer(build_parser().parse_args(["restore", "a.png", "-o", "o", "--model", "m"]))
-    assert seen == dict(model="m", backend="auto", device="auto", cond_cache=True, cuda_graphs=False, compile=False,
-                        low_memory=False, threads=None)
+    assert seen == dict(
+        model="m",
+        backend="auto",
+        device="auto",
+        cond_cache=True,
+        cuda_graphs=False,
+        compile=False,
+        low_memory=False,
+        threads=None,
+    )
     assert options == tiny_restorer.options()  # the model's defaults, seed 0
 
 
@@ -284,8 +446,28 @@ def lines(err: str, prefix: str) -> list[str]:
 
 def test_degrade_and_aligned_restore_run_the_restorer_with_each_images_seed(pictures, tmp_path, tiny_load, capsys):
     out = tmp_path / "out"
-    assert main(["degrade", str(pictures / "a.png"), str(pictures / "c.png"), "-o", str(out), "--model", "tiny",
-                 "--steps", "1", "--seed", "5", "--variants", "2", "--batch-size", "3"]) == 0
+    assert (
+        main(
+            [
+                "degrade",
+                str(pictures / "a.png"),
+                str(pictures / "c.png"),
+                "-o",
+                str(out),
+                "--model",
+                "tiny",
+                "--steps",
+                "1",
+                "--seed",
+                "5",
+                "--variants",
+                "2",
+                "--batch-size",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert files(out) == ["a_v0.png", "a_v1.png", "c_v0.png", "c_v1.png"]
     options = tiny_load.options(steps=1, seed=5)
     images = [np.asarray(Image.open(pictures / n)) for n in ("a.png", "a.png", "c.png", "c.png")]
@@ -295,20 +477,50 @@ def test_degrade_and_aligned_restore_run_the_restorer_with_each_images_seed(pict
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"degrade: wrote 4 image(s) to {out}"
 
     aligned = tmp_path / "aligned"
-    assert main(["restore", str(pictures / "a.png"), "-o", str(aligned), "--model", "tiny", "--steps", "1",
-                 "--aligned", "--color-fix", "0"]) == 0
+    assert (
+        main(
+            [
+                "restore",
+                str(pictures / "a.png"),
+                "-o",
+                str(aligned),
+                "--model",
+                "tiny",
+                "--steps",
+                "1",
+                "--aligned",
+                "--color-fix",
+                "0",
+            ]
+        )
+        == 0
+    )
     from flipnet_rt.cli.faces import build_face_restorer
 
     args = build_parser().parse_args(["restore", "x", "-o", "o", "--aligned"])
     expected = build_face_restorer(args, tiny_load, tiny_load.options(steps=1, color_fix=0)).restore_crops(
-        [images[0]], [image_seed(0, 0)], tiny_load.options(steps=1, color_fix=0))[0]
+        [images[0]], [image_seed(0, 0)], tiny_load.options(steps=1, color_fix=0)
+    )[0]
     np.testing.assert_array_equal(np.asarray(Image.open(aligned / "a.png")), expected)
 
 
 def test_bad_inputs_cost_one_line_each_and_the_rest_is_written(pictures, tmp_path, tiny_load, capsys):
     out = tmp_path / "out"
-    code = main(["degrade", str(pictures), str(tmp_path / "ghost.png"), "-o", str(out), "--model", "tiny",
-                 "--steps", "1", "--batch-size", "2"])
+    code = main(
+        [
+            "degrade",
+            str(pictures),
+            str(tmp_path / "ghost.png"),
+            "-o",
+            str(out),
+            "--model",
+            "tiny",
+            "--steps",
+            "1",
+            "--batch-size",
+            "2",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert files(out) == ["a.png", "c.png", "sub/b.png"]
@@ -335,8 +547,9 @@ def test_nothing_to_do_and_a_model_that_fails_to_load(tmp_path, monkeypatch, cap
 
 
 @pytest.mark.parametrize("error", [RuntimeError("out of memory"), ValueError("bad batch")])
-def test_a_failed_batch_fails_its_images_and_the_next_batch_goes_on(pictures, tmp_path, monkeypatch, tiny_load,
-                                                                   capsys, error):
+def test_a_failed_batch_fails_its_images_and_the_next_batch_goes_on(
+    pictures, tmp_path, monkeypatch, tiny_load, capsys, error
+):
     calls = []
     original = type(tiny_load).degrade
 
@@ -353,8 +566,10 @@ def test_a_failed_batch_fails_its_images_and_the_next_batch_goes_on(pictures, tm
     assert calls == [2, 1]
     assert files(out) == ["c.png"]  # the jobs run in name order: a, b | c
     errors = lines(capsys.readouterr().err, "error: ")
-    assert errors == [f"error: {pictures / 'a.png'}: inference failed ({error})",
-                      f"error: {pictures / 'sub' / 'b.png'}: inference failed ({error})"]
+    assert errors == [
+        f"error: {pictures / 'a.png'}: inference failed ({error})",
+        f"error: {pictures / 'sub' / 'b.png'}: inference failed ({error})",
+    ]
 
 
 def test_an_unwritable_output_is_reported_and_the_rest_is_written(pictures, tmp_path, monkeypatch, tiny_load, capsys):
@@ -367,12 +582,27 @@ def test_an_unwritable_output_is_reported_and_the_rest_is_written(pictures, tmp_
 
     monkeypatch.setattr(jobs, "save_image", save)
     out = tmp_path / "out"
-    assert main(["degrade", str(pictures / "a.png"), str(pictures / "c.png"), "-o", str(out), "--model", "tiny",
-                 "--steps", "1"]) == 1
+    assert (
+        main(
+            [
+                "degrade",
+                str(pictures / "a.png"),
+                str(pictures / "c.png"),
+                "-o",
+                str(out),
+                "--model",
+                "tiny",
+                "--steps",
+                "1",
+            ]
+        )
+        == 1
+    )
     assert files(out) == ["c.png"]
     err = capsys.readouterr().err
     assert lines(err, "error: ") == [
-        f"error: {out / 'a.png'}: cannot write (No space left on device); check the folder's permissions and space"]
+        f"error: {out / 'a.png'}: cannot write (No space left on device); check the folder's permissions and space"
+    ]
     assert err.strip().splitlines()[-1] == f"degrade: wrote 1 image(s) to {out}; 1 failed (see the errors above)"
 
 
@@ -390,11 +620,24 @@ class FaceRecorder:
             count = int(image[0, 0, 0]) % 3  # set by the test
             results = []
             for j in range(count):
-                face = Face(box=np.array([1.0, 2.0, 11.0, 12.0]), score=0.9,
-                            landmarks=np.arange(10, dtype=np.float64).reshape(5, 2))
+                face = Face(
+                    box=np.array([1.0, 2.0, 11.0, 12.0]),
+                    score=0.9,
+                    landmarks=np.arange(10, dtype=np.float64).reshape(5, 2),
+                )
                 crop = np.full((8, 8, 3), 10 * (j + 1), np.uint8)
-                results.append(FaceResult(face, j, 100 + j, restored=j == 0 and count == 1, crop_size=8,
-                                          aligned=crop, output=crop + 1, reason="" if j == 0 else "max_faces"))
+                results.append(
+                    FaceResult(
+                        face,
+                        j,
+                        100 + j,
+                        restored=j == 0 and count == 1,
+                        crop_size=8,
+                        aligned=crop,
+                        output=crop + 1,
+                        reason="" if j == 0 else "max_faces",
+                    )
+                )
             out.append((np.clip(image.astype(int) + 1, 0, 255).astype(np.uint8), results))
         return out
 
@@ -411,11 +654,34 @@ def test_whole_images_write_their_report_saved_faces_and_warnings(tmp_path, monk
     import flipnet_rt.cli.faces as faces_cli
 
     built = []
-    monkeypatch.setattr(faces_cli, "build_face_restorer",
-                        lambda args, restorer, options: built.append((args.detector, restorer, options)) or recorder)
+    monkeypatch.setattr(
+        faces_cli,
+        "build_face_restorer",
+        lambda args, restorer, options: built.append((args.detector, restorer, options)) or recorder,
+    )
     out, saved, report = tmp_path / "out", tmp_path / "saved", tmp_path / "report.json"
-    code = main(["restore", str(folder), "-o", str(out), "--model", "tiny", "--steps", "1", "--seed", "3",
-                 "--batch-size", "4", "--save-faces", str(saved), "--report", str(report), "--detector", "dlib"])
+    code = main(
+        [
+            "restore",
+            str(folder),
+            "-o",
+            str(out),
+            "--model",
+            "tiny",
+            "--steps",
+            "1",
+            "--seed",
+            "3",
+            "--batch-size",
+            "4",
+            "--save-faces",
+            str(saved),
+            "--report",
+            str(report),
+            "--detector",
+            "dlib",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert built == [("dlib", tiny_load, tiny_load.options(steps=1, seed=3))]
@@ -426,19 +692,29 @@ def test_whole_images_write_their_report_saved_faces_and_warnings(tmp_path, monk
     assert files(saved) == ["cmp/sub__one_00.png", "cropped_faces/sub__one_00.png", "restored_faces/sub__one_00.png"]
     assert lines(err, "warning: ") == [
         f"warning: {folder / 'none.png'}: no face found; written unchanged",
-        f"warning: {folder / 'two.png'}: no face selected (see --max-faces, --min-face-size); written unchanged"]
+        f"warning: {folder / 'two.png'}: no face selected (see --max-faces, --min-face-size); written unchanged",
+    ]
     assert len(lines(err, "error: ")) == 1 and "broken.png" in lines(err, "error: ")[0]
 
     document = json.loads(report.read_text())
-    assert document["meta"] == {"model": "tiny", "seed": 3, "detector": "dlib",
-                                "errors": [lines(err, "error: ")[0].removeprefix("error: ")]}
+    assert document["meta"] == {
+        "model": "tiny",
+        "seed": 3,
+        "detector": "dlib",
+        "errors": [lines(err, "error: ")[0].removeprefix("error: ")],
+    }
     entries = {Path(e["image"]).name: e for e in document["images"]}
     assert list(entries) == ["broken.png", "none.png", "one.png", "two.png"]
     assert entries["broken.png"]["error"] == lines(err, "error: ")[0].removeprefix("error: ")
     assert entries["broken.png"]["faces"] == [] and entries["broken.png"]["width"] is None
     one = entries["one.png"]
     assert (one["output"], one["seed"], one["width"], one["height"], one["restored"]) == (
-        str(out / "sub" / "one.png"), image_seed(3, 2), 32, 32, 1)
+        str(out / "sub" / "one.png"),
+        image_seed(3, 2),
+        32,
+        32,
+        1,
+    )
     assert [f["restored"] for f in entries["two.png"]["faces"]] == [False, False]
 
 
@@ -453,8 +729,10 @@ def test_whole_images_without_a_report_or_saved_faces_write_only_the_images(tmp_
     assert files(tmp_path) == ["out/x.png", "x.png"]
 
 
-@pytest.mark.parametrize("error", [ValueError("no such detector"), FileNotFoundError("weights missing"),
-                                   ImportError("install the eval extra")])
+@pytest.mark.parametrize(
+    "error",
+    [ValueError("no such detector"), FileNotFoundError("weights missing"), ImportError("install the eval extra")],
+)
 def test_a_face_restorer_that_cannot_be_built_is_a_usage_error(tmp_path, monkeypatch, tiny_load, capsys, error):
     import flipnet_rt.cli.faces as faces_cli
 
@@ -481,8 +759,9 @@ def test_runner_kinds(tiny_restorer):
     assert degrade.finish(None, image, 8, image) is image
 
 
-def test_the_progress_bar_counts_images_on_stderr_and_hides_off_a_terminal(pictures, tmp_path, monkeypatch,
-                                                                           tiny_load, capsys):
+def test_the_progress_bar_counts_images_on_stderr_and_hides_off_a_terminal(
+    pictures, tmp_path, monkeypatch, tiny_load, capsys
+):
     import sys
 
     import tqdm
@@ -501,8 +780,10 @@ def test_the_progress_bar_counts_images_on_stderr_and_hides_off_a_terminal(pictu
 
     monkeypatch.setattr(tqdm, "tqdm", Bar)
     names = [str(pictures / n) for n in ("a.png", "c.png", "sub/b.png")]
-    assert main(["degrade", *names, "-o", str(tmp_path / "o"), "--model", "tiny", "--steps", "1",
-                 "--batch-size", "2"]) == 0
+    assert (
+        main(["degrade", *names, "-o", str(tmp_path / "o"), "--model", "tiny", "--steps", "1", "--batch-size", "2"])
+        == 0
+    )
     (bar,) = bars
     assert bar.kwargs == dict(total=3, desc="degrade", unit="img", disable=None, file=sys.stderr)
     assert bar.counted == [2, 1]  # images per batch
@@ -511,8 +792,9 @@ def test_the_progress_bar_counts_images_on_stderr_and_hides_off_a_terminal(pictu
 
 
 def test_run_jobs_makes_one_output_per_image_by_default(pictures, tmp_path, tiny_load):
-    args = build_parser().parse_args(["degrade", str(pictures / "a.png"), "-o", str(tmp_path / "o"), "--model",
-                                      "tiny", "--steps", "1"])
+    args = build_parser().parse_args(
+        ["degrade", str(pictures / "a.png"), "-o", str(tmp_path / "o"), "--model", "tiny", "--steps", "1"]
+    )
     assert jobs.run_jobs(args) == 0
     assert files(tmp_path / "o") == ["a.png"]
 
@@ -527,8 +809,14 @@ def test_an_inference_failure_is_in_the_report(tmp_path, monkeypatch, tiny_load,
     monkeypatch.setattr(faces_cli, "build_face_restorer", lambda args, restorer, options: Failing())
     Image.fromarray(face_like(32)).save(tmp_path / "x.png")
     report = tmp_path / "r.json"
-    assert main(["restore", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--model", "tiny",
-                 "--report", str(report)]) == 1
+    assert (
+        main(
+            ["restore", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--model", "tiny", "--report", str(report)]
+        )
+        == 1
+    )
     (entry,) = json.loads(report.read_text())["images"]
     assert (entry["image"], entry["error"], entry["faces"]) == (str(tmp_path / "x.png"), "out of memory", [])
-    assert lines(capsys.readouterr().err, "error: ") == [f"error: {tmp_path / 'x.png'}: inference failed (out of memory)"]
+    assert lines(capsys.readouterr().err, "error: ") == [
+        f"error: {tmp_path / 'x.png'}: inference failed (out of memory)"
+    ]

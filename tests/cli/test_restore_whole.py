@@ -29,15 +29,33 @@ def pictures(tmp_path_factory) -> Path:
 
 def test_whole_images_report_and_saved_faces(pictures, tmp_path, capsys):
     out, report, saved = tmp_path / "out", tmp_path / "report.json", tmp_path / "faces"
-    code = main(["restore", str(pictures), "-o", str(out), "--model", str(ENGINE), "--report", str(report),
-                 "--save-faces", str(saved), "--batch-size", "2", "--seed", "5"])
+    code = main(
+        [
+            "restore",
+            str(pictures),
+            "-o",
+            str(out),
+            "--model",
+            str(ENGINE),
+            "--report",
+            str(report),
+            "--save-faces",
+            str(saved),
+            "--batch-size",
+            "2",
+            "--seed",
+            "5",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1  # the broken file; the other two are written
     assert "broken.jpg" in err and "warning:" in err and "empty.png: no face found; written unchanged" in err
     group_in = np.asarray(Image.open(pictures / "group.png"))
     group_out = np.asarray(Image.open(out / "group.png"))
     assert group_out.shape == group_in.shape and not np.array_equal(group_out, group_in)
-    np.testing.assert_array_equal(np.asarray(Image.open(out / "empty.png")), np.asarray(Image.open(pictures / "empty.png")))
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(out / "empty.png")), np.asarray(Image.open(pictures / "empty.png"))
+    )
 
     data = json.loads(report.read_text())
     entries = {Path(e["image"]).name: e for e in data["images"]}
@@ -55,7 +73,7 @@ def test_whole_images_report_and_saved_faces(pictures, tmp_path, capsys):
     for f in faces:
         x0, y0, x1, y1 = (int(v) for v in f["box"])
         w, h = x1 - x0, y1 - y0
-        keep[max(y0 - h, 0):y1 + h, max(x0 - w, 0):x1 + w] = False
+        keep[max(y0 - h, 0) : y1 + h, max(x0 - w, 0) : x1 + w] = False
     np.testing.assert_array_equal(group_out[keep], group_in[keep])
 
 
@@ -68,10 +86,13 @@ def test_face_options_select_and_results_do_not_depend_on_the_batch(pictures, tm
     assert int(np.abs(one.astype(int) - three).max()) <= 1  # batch-invariant up to float rounding
 
     report = tmp_path / "r.json"
-    assert main(["restore", group, "-o", str(tmp_path / "one"), *base, "--max-faces", "1", "--report", str(report)]) == 0
+    assert (
+        main(["restore", group, "-o", str(tmp_path / "one"), *base, "--max-faces", "1", "--report", str(report)]) == 0
+    )
     faces = json.loads(report.read_text())["images"][0]["faces"]
-    assert sum(f["restored"] for f in faces) == 1 and any(f["reason"].startswith("over max_faces") for f in faces
-                                                          if not f["restored"])
+    assert sum(f["restored"] for f in faces) == 1 and any(
+        f["reason"].startswith("over max_faces") for f in faces if not f["restored"]
+    )
 
 
 def test_fidelity_lands_in_the_report_and_a_bad_one_is_one_line(pictures, tmp_path, capsys):
@@ -86,8 +107,10 @@ def test_fidelity_lands_in_the_report_and_a_bad_one_is_one_line(pictures, tmp_pa
     one, zero = (np.asarray(Image.open(tmp_path / d / "group.png")) for d in ("one", "zero"))
     source = np.asarray(Image.open(group))
     # W = 1 pastes the input crops back: within a grey level or two of the picture (warp there and back)
-    print(f"W = 1: mean |out - in| {np.abs(one.astype(int) - source).mean():.3f}; "
-          f"W = 0: {np.abs(zero.astype(int) - source).mean():.3f}")
+    print(
+        f"W = 1: mean |out - in| {np.abs(one.astype(int) - source).mean():.3f}; "
+        f"W = 0: {np.abs(zero.astype(int) - source).mean():.3f}"
+    )
     assert np.abs(one.astype(int) - source).mean() < np.abs(zero.astype(int) - source).mean()
     capsys.readouterr()
     for bad in ("1.5", "most"):

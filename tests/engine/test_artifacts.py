@@ -10,8 +10,15 @@ import sys
 import pytest
 
 from flipnet_rt.config.model import ConfigError
-from flipnet_rt.engine.artifacts import (EngineArtifacts, ModelArtifacts, is_engine_dir, open_artifacts, open_engine,
-                                         read_engine, read_manifest)
+from flipnet_rt.engine.artifacts import (
+    EngineArtifacts,
+    ModelArtifacts,
+    is_engine_dir,
+    open_artifacts,
+    open_engine,
+    read_engine,
+    read_manifest,
+)
 from flipnet_rt.engine.manifest import EngineError
 
 
@@ -24,14 +31,24 @@ def test_an_engine_directory_is_opened_and_checked(tiny_engine, tiny_config):
     assert is_engine_dir(tiny_engine) and not is_engine_dir("random:tiny") and not is_engine_dir(tiny_engine / "x")
 
 
-@pytest.mark.parametrize("damage, error, message", [
-    (lambda d: (d / "prompts.npz").unlink(), EngineError, r"prompts.npz: missing; re-export"),
-    # same size, so the manifest's file check passes and the config's own parse must refuse it
-    (lambda d: (d / "flipnet.json").write_text("{" + " " * (len((d / "flipnet.json").read_text()) - 1)),
-     ConfigError, r"flipnet.json: not valid JSON"),
-    (lambda d: (d / "manifest.json").write_text(json.dumps({"format_version": 99})), EngineError,
-     r"format_version 99 is not 1; re-export"),
-], ids=["prompts", "config", "manifest"])
+@pytest.mark.parametrize(
+    "damage, error, message",
+    [
+        (lambda d: (d / "prompts.npz").unlink(), EngineError, r"prompts.npz: missing; re-export"),
+        # same size, so the manifest's file check passes and the config's own parse must refuse it
+        (
+            lambda d: (d / "flipnet.json").write_text("{" + " " * (len((d / "flipnet.json").read_text()) - 1)),
+            ConfigError,
+            r"flipnet.json: not valid JSON",
+        ),
+        (
+            lambda d: (d / "manifest.json").write_text(json.dumps({"format_version": 99})),
+            EngineError,
+            r"format_version 99 is not 1; re-export",
+        ),
+    ],
+    ids=["prompts", "config", "manifest"],
+)
 def test_every_part_is_checked_with_a_fix(tiny_engine, tmp_path, damage, error, message):
     copy = tmp_path / "engine"
     shutil.copytree(tiny_engine, copy)
@@ -62,8 +79,10 @@ def test_partial_reads_run_the_same_checks(tiny_engine, tiny_config, tmp_path):
 
 
 def test_a_model_is_not_loaded_until_used():
-    code = ("import sys\nfrom flipnet_rt.engine.artifacts import open_artifacts\n"
-            "m = open_artifacts('random:tiny')\nprint(type(m).__name__, 'torch' in sys.modules)")
+    code = (
+        "import sys\nfrom flipnet_rt.engine.artifacts import open_artifacts\n"
+        "m = open_artifacts('random:tiny')\nprint(type(m).__name__, 'torch' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["ModelArtifacts", "False"], done.stderr[-400:]
 

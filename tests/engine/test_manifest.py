@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from flipnet_rt.config.presets import tiny
 from flipnet_rt.engine.manifest import (
     FORMAT_VERSION,
     EngineError,
@@ -21,22 +22,36 @@ from flipnet_rt.engine.manifest import (
     save_prompts,
 )
 from flipnet_rt.engine.spec import Dim, NetworkSpec, Profile, TensorSpec
-from flipnet_rt.config.presets import tiny
 
 CONFIG = tiny()
-SPEC = NetworkSpec("vae_decoder", (TensorSpec("latent", "float32", (Dim.parse("B"), Dim(4), Dim.parse("h"),
-                                                                     Dim.parse("w"))),),
-                   (TensorSpec("image", "float32", (Dim.parse("B"), Dim(3), Dim.parse("8*h"), Dim.parse("8*w"))),))
+SPEC = NetworkSpec(
+    "vae_decoder",
+    (TensorSpec("latent", "float32", (Dim.parse("B"), Dim(4), Dim.parse("h"), Dim.parse("w"))),),
+    (TensorSpec("image", "float32", (Dim.parse("B"), Dim(3), Dim.parse("8*h"), Dim.parse("8*w"))),),
+)
 PROFILE = Profile(B=(1, 1, 2), h=(8, 8, 8), w=(8, 8, 8))
-TRT = TensorRTInfo(version="10.0", gpu="H200", compute_capability="9.0", precision="fp16",
-                   plans={"vae_decoder": "vae_decoder.plan"}, profiles={"vae_decoder": PROFILE.to_dict()})
+TRT = TensorRTInfo(
+    version="10.0",
+    gpu="H200",
+    compute_capability="9.0",
+    precision="fp16",
+    plans={"vae_decoder": "vae_decoder.plan"},
+    profiles={"vae_decoder": PROFILE.to_dict()},
+)
 
 
 def _manifest(**changes) -> Manifest:
-    base = Manifest(model_name="tiny", config_sha256=CONFIG.digest(), precision="fp32", opset=17, resolution=64,
-                    networks={"vae_decoder": NetworkEntry(SPEC, PROFILE, "vae_decoder.onnx", "ab" * 32)},
-                    versions={"torch": "2.5"}, files={"vae_decoder.onnx": {"bytes": 5, "sha256": "x"}},
-                    extra={"note": 1})
+    base = Manifest(
+        model_name="tiny",
+        config_sha256=CONFIG.digest(),
+        precision="fp32",
+        opset=17,
+        resolution=64,
+        networks={"vae_decoder": NetworkEntry(SPEC, PROFILE, "vae_decoder.onnx", "ab" * 32)},
+        versions={"torch": "2.5"},
+        files={"vae_decoder.onnx": {"bytes": 5, "sha256": "x"}},
+        extra={"note": 1},
+    )
     return dataclasses.replace(base, **changes)
 
 
@@ -52,7 +67,8 @@ def test_another_model_is_refused_with_the_export_command():
     d, o = CONFIG.digest()[:12], other.digest()[:12]
     assert _message(_manifest().check_model, other, "E") == (
         f"E: exported from model config tiny ({d}), not from this model ({other.name}, {o}); "
-        "re-export it with `flipnet-rt export --model <model> -o E`")
+        "re-export it with `flipnet-rt export --model <model> -o E`"
+    )
     assert _message(_manifest().check_model, other).endswith("-o ENGINE_DIR`")
 
 
@@ -61,14 +77,16 @@ def test_plans_from_elsewhere_are_refused_naming_the_mismatch():
     m.check_tensorrt("E", version="10.0", gpu="H200", compute_capability="9.0")
     rebuild = "rebuild them here: `flipnet-rt build E`"
     assert _message(_manifest().check_tensorrt, "E", version="10.0", gpu="H200", compute_capability="9.0") == (
-        f"E: has no TensorRT plans; {rebuild}")
+        f"E: has no TensorRT plans; {rebuild}"
+    )
     for kwargs, what, theirs, ours in (
         (dict(version="10.1", gpu="H200", compute_capability="9.0"), "TensorRT version", "10.0", "10.1"),
         (dict(version="10.0", gpu="A100", compute_capability="9.0"), "GPU", "H200", "A100"),
         (dict(version="10.0", gpu="H200", compute_capability="8.0"), "compute capability", "9.0", "8.0"),
     ):
         assert _message(m.check_tensorrt, "E", **kwargs) == (
-            f"E: plans were built for {what} {theirs}, this machine has {ours}; {rebuild}")
+            f"E: plans were built for {what} {theirs}, this machine has {ours}; {rebuild}"
+        )
 
 
 def test_recorded_files_are_checked_for_place_and_size(tmp_path: Path):
@@ -76,15 +94,19 @@ def test_recorded_files_are_checked_for_place_and_size(tmp_path: Path):
     _manifest().check_files(tmp_path)
     root = tmp_path.resolve()
     assert _message(_manifest(files={"../x.onnx": {"bytes": 1}}).check_files, tmp_path) == (
-        f"{tmp_path}/../x.onnx: points outside the engine directory; refusing it")
+        f"{tmp_path}/../x.onnx: points outside the engine directory; refusing it"
+    )
     assert _message(_manifest(files={"gone.onnx": {"bytes": 1}}).check_files, tmp_path) == (
-        f"{root / 'gone.onnx'}: missing; re-export the engine directory")
+        f"{root / 'gone.onnx'}: missing; re-export the engine directory"
+    )
     (tmp_path / "sub").mkdir()
     assert _message(_manifest(files={"sub": {"bytes": 1}}).check_files, tmp_path) == (
-        f"{root / 'sub'}: missing; re-export the engine directory")  # a folder is not the file
+        f"{root / 'sub'}: missing; re-export the engine directory"
+    )  # a folder is not the file
     assert _message(_manifest(files={"vae_decoder.onnx": {"bytes": "6"}}).check_files, tmp_path) == (
         f"{root / 'vae_decoder.onnx'}: 5 bytes, the manifest says 6; the file is truncated or from another "
-        "export; re-export")
+        "export; re-export"
+    )
 
 
 def test_json_form_round_trips():
@@ -93,13 +115,29 @@ def test_json_form_round_trips():
     assert d == {
         "format_version": FORMAT_VERSION,
         "model": {"name": "tiny", "config_sha256": CONFIG.digest()},
-        "precision": "fp32", "opset": 17, "resolution": 64,
-        "networks": {"vae_decoder": {"onnx": "vae_decoder.onnx", "weights_sha256": "ab" * 32,
-                                     "profile": PROFILE.to_dict(), **SPEC.to_dict()}},
-        "versions": {"torch": "2.5"}, "files": {"vae_decoder.onnx": {"bytes": 5, "sha256": "x"}},
-        "tensorrt": {"version": "10.0", "gpu": "H200", "compute_capability": "9.0", "precision": "fp16",
-                     "plans": {"vae_decoder": "vae_decoder.plan"}, "profiles": {"vae_decoder": PROFILE.to_dict()},
-                     "strongly_typed": False, "tf32": False},
+        "precision": "fp32",
+        "opset": 17,
+        "resolution": 64,
+        "networks": {
+            "vae_decoder": {
+                "onnx": "vae_decoder.onnx",
+                "weights_sha256": "ab" * 32,
+                "profile": PROFILE.to_dict(),
+                **SPEC.to_dict(),
+            }
+        },
+        "versions": {"torch": "2.5"},
+        "files": {"vae_decoder.onnx": {"bytes": 5, "sha256": "x"}},
+        "tensorrt": {
+            "version": "10.0",
+            "gpu": "H200",
+            "compute_capability": "9.0",
+            "precision": "fp16",
+            "plans": {"vae_decoder": "vae_decoder.plan"},
+            "profiles": {"vae_decoder": PROFILE.to_dict()},
+            "strongly_typed": False,
+            "tf32": False,
+        },
         "extra": {"note": 1},
     }
     assert Manifest.from_dict(json.loads(json.dumps(d))) == m
@@ -109,18 +147,27 @@ def test_json_form_round_trips():
     assert Manifest.from_dict(bare) == _manifest(files={}, extra={})
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda d: d.update(format_version=2), "m.json: format_version 2 is not 1; re-export with this flipnet-rt"),
-    (lambda d: d.pop("format_version"), "m.json: format_version None is not 1; re-export with this flipnet-rt"),
-    (lambda d: d.pop("opset"), "m.json: malformed manifest (KeyError: 'opset'); re-export"),
-    (lambda d: d.update(opset="x"),
-     "m.json: malformed manifest (ValueError: invalid literal for int() with base 10: 'x'); re-export"),
-    (lambda d: d["tensorrt"].update(extra_field=1),
-     "m.json: malformed manifest (TypeError: TensorRTInfo.__init__() got an unexpected keyword argument "
-     "'extra_field'); re-export"),
-    (lambda d: d["networks"]["vae_decoder"]["profile"].update(B=[2, 1, 1]),
-     "m.json: malformed manifest (ValueError: profile.B: need 1 <= min <= opt <= max, got 2:1:1); re-export"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d.update(format_version=2), "m.json: format_version 2 is not 1; re-export with this flipnet-rt"),
+        (lambda d: d.pop("format_version"), "m.json: format_version None is not 1; re-export with this flipnet-rt"),
+        (lambda d: d.pop("opset"), "m.json: malformed manifest (KeyError: 'opset'); re-export"),
+        (
+            lambda d: d.update(opset="x"),
+            "m.json: malformed manifest (ValueError: invalid literal for int() with base 10: 'x'); re-export",
+        ),
+        (
+            lambda d: d["tensorrt"].update(extra_field=1),
+            "m.json: malformed manifest (TypeError: TensorRTInfo.__init__() got an unexpected keyword argument "
+            "'extra_field'); re-export",
+        ),
+        (
+            lambda d: d["networks"]["vae_decoder"]["profile"].update(B=[2, 1, 1]),
+            "m.json: malformed manifest (ValueError: profile.B: need 1 <= min <= opt <= max, got 2:1:1); re-export",
+        ),
+    ],
+)
 def test_malformed_manifests_are_refused(edit, message):
     d = json.loads(json.dumps(_manifest(tensorrt=TRT).to_dict()))
     edit(d)
@@ -137,9 +184,13 @@ def test_save_and_load(tmp_path: Path):
     missing = tmp_path / "none"
     assert _message(Manifest.load, missing) == (
         f"{missing / 'manifest.json'}: not found; create an engine directory with "
-        f"`flipnet-rt export --model DIR -o {missing}`")
+        f"`flipnet-rt export --model DIR -o {missing}`"
+    )
     path.write_text('{"a": 1,\n oops}')
-    assert _message(Manifest.load, tmp_path) == f"{path}: not valid JSON (Expecting property name enclosed in double quotes at line 2)"
+    assert (
+        _message(Manifest.load, tmp_path)
+        == f"{path}: not valid JSON (Expecting property name enclosed in double quotes at line 2)"
+    )
     path.write_text(json.dumps({"format_version": 1}))
     assert _message(Manifest.load, tmp_path) == f"{path}: malformed manifest (KeyError: 'networks'); re-export"
 
@@ -159,7 +210,10 @@ def test_prompts_round_trip_as_float32(tmp_path: Path):
     for k, v in prompts.items():
         assert loaded[k].dtype == np.float32
         np.testing.assert_array_equal(loaded[k], v)
-    assert _message(load_prompts, tmp_path / "none") == f"{tmp_path / 'none' / 'prompts.npz'}: missing; re-export the engine directory"
+    assert (
+        _message(load_prompts, tmp_path / "none")
+        == f"{tmp_path / 'none' / 'prompts.npz'}: missing; re-export the engine directory"
+    )
     (tmp_path / "prompts.npz").write_bytes(b"not a zip")
     assert _message(load_prompts, tmp_path).startswith(f"{tmp_path / 'prompts.npz'}: unreadable (")
     assert _message(load_prompts, tmp_path).endswith("); re-export the engine directory")
@@ -203,7 +257,7 @@ def test_the_manifest_is_written_atomically(monkeypatch, tmp_path: Path):
 
     monkeypatch.setattr(manifest_module.os, "replace", replace)
     _manifest().save(tmp_path)
-    (src, dst), = moves
+    ((src, dst),) = moves
     assert dst == tmp_path / "manifest.json" and src.parent == tmp_path
     assert src.name.startswith(".manifest.json.") and src.name.endswith(".tmp")
 
@@ -234,8 +288,10 @@ def test_the_shipped_engine_matches_the_specs_and_names_its_directory(tmp_path: 
     shipped = REPO / "models" / "demo-onnx"
     manifest, config = Manifest.load(shipped), FlipnetConfig.load(shipped)
     levels = {"h*w": 0, "h*w/4": 1, "h*w/16": 2, "h*w/64": 3}  # K/V of h*w / 4**level tokens
-    kv = [KVSpec(level=levels[str(t.shape[1])], channels=int(str(t.shape[2])))
-          for t in manifest.networks["unet_cond"].spec.outputs[::2]]
+    kv = [
+        KVSpec(level=levels[str(t.shape[1])], channels=int(str(t.shape[2])))
+        for t in manifest.networks["unet_cond"].spec.outputs[::2]
+    ]
     specs = network_specs(config, kv, "float32", fidelity="fidelity" in manifest.networks)
     for name, entry in manifest.networks.items():
         assert entry.spec.to_dict() == specs[name].to_dict(), name
@@ -244,7 +300,10 @@ def test_the_shipped_engine_matches_the_specs_and_names_its_directory(tmp_path: 
     assert specs["unet"].output_names == ["noise_pred"]
     assert [str(d) for d in specs["unet"].input("phi").shape] == ["1"]  # np.array([phi]), one value
     assert [str(d) for d in specs["unet"].input("context").shape] == [
-        "2*B", str(config.context_tokens), str(config.text_width)]
+        "2*B",
+        str(config.context_tokens),
+        str(config.text_width),
+    ]
     copy = tmp_path / "engine"
     shutil.copytree(shipped, copy)
     data = json.loads((copy / "manifest.json").read_text())

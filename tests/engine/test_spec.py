@@ -23,16 +23,26 @@ def _t(name, *dims, dtype="float32"):
     return TensorSpec(name, dtype, tuple(Dim.parse(d) for d in dims))
 
 
-SPEC = NetworkSpec("net", (_t("sample", "2*B", 4, "h", "w"), _t("timestep", "2*B"), _t("kv", "B", "h*w/4", 8),
-                           _t("phi", 1)),
-                   (_t("out", "2*B", 4, "h", "w"), _t("fixed", 3, 5)))
+SPEC = NetworkSpec(
+    "net",
+    (_t("sample", "2*B", 4, "h", "w"), _t("timestep", "2*B"), _t("kv", "B", "h*w/4", 8), _t("phi", 1)),
+    (_t("out", "2*B", 4, "h", "w"), _t("fixed", 3, 5)),
+)
 
 
-@pytest.mark.parametrize("text, dim, back", [
-    ("2*B", Dim(2, ("B",), 1), "2*B"), ("h*w/4", Dim(1, ("h", "w"), 4), "h*w/4"), (333, Dim(333), "333"),
-    ("333", Dim(333), "333"), ("2*B*3", Dim(6, ("B",), 1), "6*B"), (" B ", Dim(1, ("B",)), "B"), ("1", Dim(1), "1"),
-    ("4*h/2", Dim(4, ("h",), 2), "4*h/2"),
-])
+@pytest.mark.parametrize(
+    "text, dim, back",
+    [
+        ("2*B", Dim(2, ("B",), 1), "2*B"),
+        ("h*w/4", Dim(1, ("h", "w"), 4), "h*w/4"),
+        (333, Dim(333), "333"),
+        ("333", Dim(333), "333"),
+        ("2*B*3", Dim(6, ("B",), 1), "6*B"),
+        (" B ", Dim(1, ("B",)), "B"),
+        ("1", Dim(1), "1"),
+        ("4*h/2", Dim(4, ("h",), 2), "4*h/2"),
+    ],
+)
 def test_dimensions_parse_and_print(text, dim, back):
     assert Dim.parse(text) == dim and str(dim) == back and Dim.parse(str(dim)) == dim
     assert dim.static is (not dim.symbols)
@@ -62,11 +72,16 @@ def test_tensor_specs_round_trip():
 
 def test_profiles():
     p = Profile(B=(1, 2, 4), h=(8, 16, 32), w=(6, 12, 24))
-    assert [p.env(i) for i in range(3)] == [{"B": 1, "h": 8, "w": 6}, {"B": 2, "h": 16, "w": 12},
-                                           {"B": 4, "h": 32, "w": 24}]
+    assert [p.env(i) for i in range(3)] == [
+        {"B": 1, "h": 8, "w": 6},
+        {"B": 2, "h": 16, "w": 12},
+        {"B": 4, "h": 32, "w": 24},
+    ]
     assert p.to_dict() == {"B": [1, 2, 4], "h": [8, 16, 32], "w": [6, 12, 24]}
     assert Profile.from_dict(p.to_dict()) == p
-    assert Profile.from_dict({"B": [1, 1, 1], "h": ["2", 2, 2], "w": [3, 3, 3]}) == Profile((1, 1, 1), (2, 2, 2), (3, 3, 3))
+    assert Profile.from_dict({"B": [1, 1, 1], "h": ["2", 2, 2], "w": [3, 3, 3]}) == Profile(
+        (1, 1, 1), (2, 2, 2), (3, 3, 3)
+    )
     for key, bad in (("B", [0, 1, 2]), ("h", [2, 1, 3]), ("w", [1, 3, 2])):
         data = {**p.to_dict(), key: bad}
         with pytest.raises(ValueError) as info:
@@ -78,11 +93,18 @@ def test_network_spec_helpers():
     assert SPEC.input("kv") is SPEC.inputs[2]
     assert SPEC.input_names == ["sample", "timestep", "kv", "phi"] and SPEC.output_names == ["out", "fixed"]
     env = {"B": 2, "h": 4, "w": 6}
-    assert SPEC.shapes(env) == {"sample": (4, 4, 4, 6), "timestep": (4,), "kv": (2, 6, 8), "phi": (1,),
-                                "out": (4, 4, 4, 6), "fixed": (3, 5)}
+    assert SPEC.shapes(env) == {
+        "sample": (4, 4, 4, 6),
+        "timestep": (4,),
+        "kv": (2, 6, 8),
+        "phi": (1,),
+        "out": (4, 4, 4, 6),
+        "fixed": (3, 5),
+    }
     profile = Profile(B=(1, 2, 3), h=(4, 4, 8), w=(4, 8, 8))
     assert SPEC.profile_shapes(profile) == {
-        "sample": ((2, 4, 4, 4), (4, 4, 4, 8), (6, 4, 8, 8)), "timestep": ((2,), (4,), (6,)),
+        "sample": ((2, 4, 4, 4), (4, 4, 4, 8), (6, 4, 8, 8)),
+        "timestep": ((2,), (4,), (6,)),
         "kv": ((1, 4, 8), (2, 8, 8), (3, 16, 8)),
     }  # phi is static: not in the profile
     assert NetworkSpec.from_dict("net", SPEC.to_dict()) == SPEC
@@ -94,8 +116,7 @@ def test_infer_env_solves_and_checks_every_input():
     assert infer_env(SPEC, shapes) == {"B": 3, "h": 8, "w": 4}
     with pytest.raises(ValueError) as info:
         infer_env(SPEC, {**shapes, "timestep": (4,)})
-    assert str(info.value) == ("net: input timestep has shape (4,); the spec is [2*B] with "
-                               "{'B': 3, 'h': 8, 'w': 4}")
+    assert str(info.value) == ("net: input timestep has shape (4,); the spec is [2*B] with {'B': 3, 'h': 8, 'w': 4}")
     with pytest.raises(ValueError) as info:
         infer_env(SPEC, {**shapes, "kv": (3, 8)})
     assert str(info.value) == "net: input kv has shape (3, 8); the spec is [B, h*w/4, 8]"
@@ -106,7 +127,9 @@ def test_infer_env_solves_and_checks_every_input():
         infer_env(SPEC, {**shapes, "sample": (6, 4, 3, 3)})
     assert str(info.value).startswith("net: input kv has shape (3, 8, 8); the spec is [B, h*w/4, 8] with")
     assert shape_key(SPEC, {n: np.zeros(s) for n, s in shapes.items()}) == (
-        "net", ((6, 4, 8, 4), (6,), (3, 8, 8), (1,)))
+        "net",
+        ((6, 4, 8, 4), (6,), (3, 8, 8), (1,)),
+    )
 
 
 def test_kv_names():

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import face_like, restorer_latents
 from PIL import Image
 
 from flipnet_rt.cli.main import main
 from flipnet_rt.engine.manifest import EngineError, Manifest, TensorRTInfo
-from helpers import face_like, restorer_latents
 
 onnxruntime = pytest.importorskip("onnxruntime")
 
@@ -27,17 +27,27 @@ def tiny_engine_fp16(tmp_path_factory, tiny_model) -> Path:
     from flipnet_rt.models import random_model
 
     out = tmp_path_factory.mktemp("engines") / "tiny16"
-    export_engine(random_model("tiny"), out, precision="fp16", max_batch=2,
-                  networks=("unet", "vae_decoder", "face_encoder"))
+    export_engine(
+        random_model("tiny"), out, precision="fp16", max_batch=2, networks=("unet", "vae_decoder", "face_encoder")
+    )
     return out
 
 
 def test_engine_directory_layout(tiny_engine):
     names = sorted(p.name for p in tiny_engine.iterdir())
-    assert names == sorted([
-        "manifest.json", "flipnet.json", "prompts.npz", "unet.onnx", "unet_cond.onnx", "unet_input.onnx",
-        "vae_encoder.onnx", "vae_decoder.onnx", "face_encoder.onnx",
-    ])
+    assert names == sorted(
+        [
+            "manifest.json",
+            "flipnet.json",
+            "prompts.npz",
+            "unet.onnx",
+            "unet_cond.onnx",
+            "unet_input.onnx",
+            "vae_encoder.onnx",
+            "vae_decoder.onnx",
+            "face_encoder.onnx",
+        ]
+    )
     manifest = Manifest.load(tiny_engine)
     assert manifest.opset >= 17 and manifest.precision == "fp32"
     assert manifest.networks["unet"].spec.input_names == ["sample", "timestep", "context", "phi"]
@@ -61,18 +71,31 @@ def test_every_network_matches_pytorch(tiny_engine, capsys):
 
 def test_cond_and_input_graphs_reproduce_the_joint_graph(tiny_engine):
     manifest = Manifest.load(tiny_engine)
-    sessions = {n: onnxruntime.InferenceSession(str(tiny_engine / f"{n}.onnx"), providers=["CPUExecutionProvider"])
-                for n in ("unet", "unet_cond", "unet_input")}
+    sessions = {
+        n: onnxruntime.InferenceSession(str(tiny_engine / f"{n}.onnx"), providers=["CPUExecutionProvider"])
+        for n in ("unet", "unet_cond", "unet_input")
+    }
     rng = np.random.default_rng(0)
     b = 3
     x, y = rng.standard_normal((2, b, 4, 8, 8), dtype=np.float32)
     ctx = rng.standard_normal((b, 93, 64), dtype=np.float32)
     t_in, t_cond = np.full(b, 613, np.float32), np.full(b, 0, np.float32)
     phi = np.array([1.25], np.float32)
-    joint = sessions["unet"].run(None, {"sample": np.concatenate([x, y]), "timestep": np.concatenate([t_in, t_cond]),
-                                        "context": np.concatenate([ctx, ctx]), "phi": phi})[0][:b]
-    kv = dict(zip(manifest.networks["unet_cond"].spec.output_names,
-                  sessions["unet_cond"].run(None, {"sample": y, "timestep": t_cond, "context": ctx})))
+    joint = sessions["unet"].run(
+        None,
+        {
+            "sample": np.concatenate([x, y]),
+            "timestep": np.concatenate([t_in, t_cond]),
+            "context": np.concatenate([ctx, ctx]),
+            "phi": phi,
+        },
+    )[0][:b]
+    kv = dict(
+        zip(
+            manifest.networks["unet_cond"].spec.output_names,
+            sessions["unet_cond"].run(None, {"sample": y, "timestep": t_cond, "context": ctx}),
+        )
+    )
     split = sessions["unet_input"].run(None, {"sample": x, "timestep": t_in, "context": ctx, "phi": phi, **kv})[0]
     rel = np.linalg.norm(split - joint) / np.linalg.norm(joint)
     print(f"unet_cond + unet_input vs unet: relative L2 {rel:.2e}")
@@ -128,10 +151,15 @@ def test_manifest_round_trip_and_refusals(tiny_engine, tmp_path, tiny_config):
     other = dataclasses.replace(tiny_config, latent_scaling=0.5)
     with pytest.raises(EngineError, match="re-export it with `flipnet-rt export"):
         manifest.check_model(other, tiny_engine)
-    built = dataclasses.replace(manifest, tensorrt=TensorRTInfo("10.8.0", "NVIDIA H100 80GB HBM3", "9.0", "fp16", {}, {}))
+    built = dataclasses.replace(
+        manifest, tensorrt=TensorRTInfo("10.8.0", "NVIDIA H100 80GB HBM3", "9.0", "fp16", {}, {})
+    )
     built.check_tensorrt(tiny_engine, version="10.8.0", gpu="NVIDIA H100 80GB HBM3", compute_capability="9.0")
-    for kwargs, what in (({"version": "10.9.0"}, "TensorRT version 10.8.0"), ({"gpu": "NVIDIA L4"}, "GPU NVIDIA H100"),
-                         ({"compute_capability": "8.9"}, "compute capability 9.0")):
+    for kwargs, what in (
+        ({"version": "10.9.0"}, "TensorRT version 10.8.0"),
+        ({"gpu": "NVIDIA L4"}, "GPU NVIDIA H100"),
+        ({"compute_capability": "8.9"}, "compute capability 9.0"),
+    ):
         args = {"version": "10.8.0", "gpu": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0", **kwargs}
         with pytest.raises(EngineError, match=f"{what}.*flipnet-rt build"):
             built.check_tensorrt(tiny_engine, **args)
@@ -142,11 +170,15 @@ def _truncate(path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda p: p.unlink(), r"vae_decoder.onnx: missing; re-export"),
-    (lambda p: p.rename(p.with_name("vae_decoder.old.onnx")), r"vae_decoder.onnx: missing; re-export"),
-    (_truncate, r"vae_decoder.onnx: \d+ bytes, the manifest says \d+; .*re-export"),
-], ids=["deleted", "renamed", "truncated"])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: p.unlink(), r"vae_decoder.onnx: missing; re-export"),
+        (lambda p: p.rename(p.with_name("vae_decoder.old.onnx")), r"vae_decoder.onnx: missing; re-export"),
+        (_truncate, r"vae_decoder.onnx: \d+ bytes, the manifest says \d+; .*re-export"),
+    ],
+    ids=["deleted", "renamed", "truncated"],
+)
 def test_a_damaged_engine_file_is_refused_at_load(tiny_engine, tmp_path, capsys, damage, message):
     """Both load paths and the command line refuse the directory before running anything, naming the
     file and the fix (issue 19: without the check, ONNX Runtime fails later, mid-batch, or not at all)."""
@@ -185,8 +217,12 @@ def test_export_is_deterministic(tmp_path):
     from flipnet_rt.models import random_model
 
     hashes = [
-        {n: e.weights_sha256 for n, e in export_engine(random_model("tiny"), tmp_path / str(i),
-                                                        networks=("face_encoder", "vae_encoder")).networks.items()}
+        {
+            n: e.weights_sha256
+            for n, e in export_engine(
+                random_model("tiny"), tmp_path / str(i), networks=("face_encoder", "vae_encoder")
+            ).networks.items()
+        }
         for i in range(2)
     ]
     assert hashes[0] == hashes[1]
@@ -221,8 +257,12 @@ def test_polygraphy_runs_the_exported_graphs(tiny_engine):
         "face_encoder": "image:[2,3,64,64]",
     }
     for name, shape in shapes.items():
-        done = subprocess.run([polygraphy, "run", str(tiny_engine / f"{name}.onnx"), "--onnxrt",
-                               "--input-shapes", *shape.split()], capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [polygraphy, "run", str(tiny_engine / f"{name}.onnx"), "--onnxrt", "--input-shapes", *shape.split()],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0 and "PASSED" in done.stdout + done.stderr, done.stdout[-2000:] + done.stderr[-2000:]
 
 
@@ -263,18 +303,36 @@ def test_fp16_storage_is_lossless_and_halves_the_files(tmp_path, capsys):
     save_model_dir(random_model("tiny"), tmp_path / "model16", dtype=torch.float16)
     networks = "unet_cond,unet_input,vae_encoder,vae_decoder,face_encoder"
     for name, flags in (("plain", []), ("stored", ["--store-fp16"])):
-        assert main(["export", "--model", str(tmp_path / "model16"), "-o", str(tmp_path / name),
-                     "--profile-max-batch", "2", "--networks", networks, *flags]) == 0
+        assert (
+            main(
+                [
+                    "export",
+                    "--model",
+                    str(tmp_path / "model16"),
+                    "-o",
+                    str(tmp_path / name),
+                    "--profile-max-batch",
+                    "2",
+                    "--networks",
+                    networks,
+                    *flags,
+                ]
+            )
+            == 0
+        )
     import onnx
 
     def weight_bytes(name: str) -> int:
-        return sum(len(t.raw_data) for p in (tmp_path / name).glob("*.onnx")
-                   for t in onnx.load(str(p)).graph.initializer)
+        return sum(
+            len(t.raw_data) for p in (tmp_path / name).glob("*.onnx") for t in onnx.load(str(p)).graph.initializer
+        )
 
     sizes = {name: sum(p.stat().st_size for p in (tmp_path / name).glob("*.onnx*")) for name in ("plain", "stored")}
     weights = {name: weight_bytes(name) for name in ("plain", "stored")}
-    print(f"engine files: fp32 {sizes['plain']} B, fp16-stored {sizes['stored']} B; initializers "
-          f"{weights['plain']} -> {weights['stored']} B ({weights['stored'] / weights['plain']:.3f})")
+    print(
+        f"engine files: fp32 {sizes['plain']} B, fp16-stored {sizes['stored']} B; initializers "
+        f"{weights['plain']} -> {weights['stored']} B ({weights['stored'] / weights['plain']:.3f})"
+    )
     # Every weight is fp16-exact; what stays fp32 are a few computed constants (e.g. the timestep
     # embedding's frequencies). The files shrink less at this size: node protos are a large share.
     assert weights["stored"] < 0.52 * weights["plain"] and sizes["stored"] < sizes["plain"]
@@ -298,7 +356,8 @@ def test_store_fp16_keeps_what_fp16_cannot_hold(tmp_path):
     exact = np.array([0.5, -2.0, 1024.0], np.float32)
     inexact = np.array([0.1, 1e-9, 70000.0], np.float32)  # rounding, underflow, overflow
     graph = helper.make_graph(
-        [helper.make_node("Add", ["x", "a"], ["y0"]), helper.make_node("Add", ["y0", "b"], ["y"])], "g",
+        [helper.make_node("Add", ["x", "a"], ["y0"]), helper.make_node("Add", ["y0", "b"], ["y"])],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
         [numpy_helper.from_array(exact, "a"), numpy_helper.from_array(inexact, "b")],

@@ -17,10 +17,10 @@ import types
 
 import pytest
 
-from flipnet_rt.export import tensorrt_build
-from flipnet_rt.export.tensorrt_build import build, build_mode, create_config_flags
 from flipnet_rt.cli.main import main
 from flipnet_rt.engine.manifest import Manifest
+from flipnet_rt.export import tensorrt_build
+from flipnet_rt.export.tensorrt_build import build, build_mode, create_config_flags
 
 polygraphy_trt = pytest.importorskip("polygraphy.backend.trt", reason="Polygraphy is in the export extra")
 
@@ -90,14 +90,20 @@ def test_build_mode_follows_the_version():
 
 @pytest.mark.parametrize("version", ["9.3.0", "12.0.0"])
 def test_versions_outside_the_pinned_range_are_refused(version):
-    with pytest.raises(ValueError, match=rf"TensorRT {version} is not supported \(10.x and 11.x are\): "
-                                         r"pip install 'tensorrt>=10.0,<12'"):
+    with pytest.raises(
+        ValueError,
+        match=rf"TensorRT {version} is not supported \(10.x and 11.x are\): "
+        r"pip install 'tensorrt>=10.0,<12'",
+    ):
         build_mode(version, "fp16", "fp32")
 
 
 def test_tensorrt_11_builds_at_the_graphs_precision():
-    with pytest.raises(ValueError, match=r"--precision fp16: TensorRT 11.0.0 builds plans at their ONNX graphs' "
-                                         r"precision \(fp32 here.*flipnet-rt export --model MODEL --precision fp16"):
+    with pytest.raises(
+        ValueError,
+        match=r"--precision fp16: TensorRT 11.0.0 builds plans at their ONNX graphs' "
+        r"precision \(fp32 here.*flipnet-rt export --model MODEL --precision fp16",
+    ):
         build_mode("11.0.0", "fp16", "fp32")
     with pytest.raises(ValueError, match="--precision bf16"):
         build_mode("11.0.0", "bf16", "fp16")
@@ -191,8 +197,11 @@ def test_build_failures_are_one_line(engine, trt, builder, monkeypatch, capsys):
         raise PolygraphyException("Invalid Engine. Please ensure the engine was built correctly\nmore detail")
 
     monkeypatch.setattr(polygraphy_trt, "engine_from_network", fails)
-    with pytest.raises(RuntimeError, match=rf"^vae_decoder: TensorRT {trt.__version__} could not build "
-                                           r"vae_decoder.onnx: Invalid Engine. Please ensure .*correctly \(run with"):
+    with pytest.raises(
+        RuntimeError,
+        match=rf"^vae_decoder: TensorRT {trt.__version__} could not build "
+        r"vae_decoder.onnx: Invalid Engine. Please ensure .*correctly \(run with",
+    ):
         build(engine, precision="fp32", networks=["vae_decoder"])
     assert main(["build", str(engine), "--precision", "fp32"]) == 1
     err = capsys.readouterr().err.strip()

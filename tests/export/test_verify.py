@@ -22,8 +22,10 @@ def edit_weights(path: Path, scale: float = 1.25) -> str:
 
     size = path.stat().st_size
     model = onnx.load(str(path))
-    init = max((t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT and t.raw_data),
-               key=lambda t: len(t.raw_data))
+    init = max(
+        (t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT and t.raw_data),
+        key=lambda t: len(t.raw_data),
+    )
     init.raw_data = (numpy_helper.to_array(init) * np.float32(scale)).astype(np.float32).tobytes()
     onnx.save(model, str(path))
     assert path.stat().st_size == size, "the edit must keep the size, or the file check refuses it first"
@@ -45,8 +47,11 @@ def test_verify_fails_an_engine_with_edited_weights(edited_engine, capsys):
     print(out)
     assert code == 1
     assert out.strip().splitlines()[-1] == "verify: FAILED"
-    rows = {line.split()[1]: line for line in out.splitlines() if line.startswith("onnxruntime")
-            and not line.split()[1].startswith("end-to-end")}
+    rows = {
+        line.split()[1]: line
+        for line in out.splitlines()
+        if line.startswith("onnxruntime") and not line.split()[1].startswith("end-to-end")
+    }
     assert rows["vae_decoder"].endswith("FAIL"), rows
     assert all(row.endswith("ok") for name, row in rows.items() if name != "vae_decoder"), rows
     # (random:tiny's decoded images are mostly clipped to black/white, so the end-to-end PSNR of
@@ -69,14 +74,17 @@ def _check(rel_l2: float, limit: float = 1e-4):
     return Check("onnxruntime", "unet", 0.0, rel_l2, limit, rel_l2 <= limit)
 
 
-@pytest.mark.parametrize("checks, psnr, passed", [
-    ([1e-6, 1e-5], {"onnxruntime": 45.0}, True),
-    ([1e-6, 1e-4], {"onnxruntime": 40.0}, True),  # limits are inclusive
-    ([1e-6, 2e-4], {"onnxruntime": 45.0}, False),  # one network over its limit
-    ([1e-6, 1e-5], {"onnxruntime": 39.9}, False),  # end to end under the PSNR limit
-    ([1e-6], {"onnxruntime": 45.0, "tensorrt": 12.0}, False),  # any backend's PSNR
-    ([], {}, True),
-])
+@pytest.mark.parametrize(
+    "checks, psnr, passed",
+    [
+        ([1e-6, 1e-5], {"onnxruntime": 45.0}, True),
+        ([1e-6, 1e-4], {"onnxruntime": 40.0}, True),  # limits are inclusive
+        ([1e-6, 2e-4], {"onnxruntime": 45.0}, False),  # one network over its limit
+        ([1e-6, 1e-5], {"onnxruntime": 39.9}, False),  # end to end under the PSNR limit
+        ([1e-6], {"onnxruntime": 45.0, "tensorrt": 12.0}, False),  # any backend's PSNR
+        ([], {}, True),
+    ],
+)
 def test_report_passes_only_when_every_check_does(checks, psnr, passed):
     from flipnet_rt.export.verify import Report
 

@@ -14,8 +14,8 @@ pytest.importorskip("torch")
 
 import flipnet_rt.export.verify as verify_module  # noqa: E402
 from flipnet_rt.backends.base import BackendUnavailable  # noqa: E402
-from flipnet_rt.engine.spec import KVSpec, Profile, network_specs  # noqa: E402
 from flipnet_rt.config.presets import tiny  # noqa: E402
+from flipnet_rt.engine.spec import KVSpec, Profile, network_specs  # noqa: E402
 
 CONFIG = tiny()
 PROFILE = Profile(B=(1, 2, 2), h=(2, 4, 4), w=(2, 4, 4))
@@ -91,8 +91,10 @@ class EngineBackend:
         """Output j is off by error * (2, 1.5, 1.5, ...): the first has the largest relative error,
         a later one (twice as large) the largest absolute error."""
         self.runs.append(name)
-        return {k: v * np.float32(1 + self.error * (2 if j == 0 else 1.5))
-                for j, (k, v) in enumerate(_outputs(name, feeds).items())}
+        return {
+            k: v * np.float32(1 + self.error * (2 if j == 0 else 1.5))
+            for j, (k, v) in enumerate(_outputs(name, feeds).items())
+        }
 
     def from_numpy(self, array, dtype=None):
         self.dtypes.append(dtype)
@@ -108,8 +110,9 @@ class EngineBackend:
 def _setup(monkeypatch, *, precision="fp32", networks=tuple(SPECS), backends=()):
     entries = {n: SimpleNamespace(spec=SPECS[n], profile=PROFILE) for n in networks}
     checked = []
-    manifest = SimpleNamespace(precision=precision, networks=entries,
-                               check_model=lambda config, directory: checked.append((config, directory)))
+    manifest = SimpleNamespace(
+        precision=precision, networks=entries, check_model=lambda config, directory: checked.append((config, directory))
+    )
     engine = SimpleNamespace(manifest=manifest, config=CONFIG, prompts={"p": 1})
     monkeypatch.setattr(verify_module, "open_engine", lambda d: engine if d == "E" else None)
 
@@ -125,8 +128,9 @@ def _setup(monkeypatch, *, precision="fp32", networks=tuple(SPECS), backends=())
     monkeypatch.setattr(verify_module, "Restorer", TorchRestorer)
     types, opened = [], {}
     for name, applies, outcome in backends:
-        types.append(SimpleNamespace(name=name, kind=name, device="cpu",
-                                     applies=lambda e, a=applies: a and e is engine))
+        types.append(
+            SimpleNamespace(name=name, kind=name, device="cpu", applies=lambda e, a=applies: a and e is engine)
+        )
         opened[name] = outcome
     monkeypatch.setattr(verify_module, "REGISTRY", types)
 
@@ -146,8 +150,9 @@ IMAGES = [np.full((8, 8, 3), 100, np.uint8), np.full((8, 8, 3), 50, np.uint8)]
 
 def test_every_network_is_compared_on_the_reference_inputs(monkeypatch):
     good, bad = EngineBackend(0.0, 0), EngineBackend(2e-4, 3)
-    engine, checked = _setup(monkeypatch, backends=[("onnxruntime-cpu", True, good), ("tensorrt", True, bad),
-                                                    ("never", False, None)])
+    engine, checked = _setup(
+        monkeypatch, backends=[("onnxruntime-cpu", True, good), ("tensorrt", True, bad), ("never", False, None)]
+    )
     report = verify_module.verify("E", "random:tiny", images=IMAGES, steps=3, seed=5)
     assert checked == [(CONFIG, "E")]
     log = TorchRestorer.reference_log
@@ -168,7 +173,8 @@ def test_every_network_is_compared_on_the_reference_inputs(monkeypatch):
     # one check per backend and network, in that order, each network's session closed after it
     order = [n for n in names]
     assert [(c.backend, c.network) for c in report.checks] == (
-        [("onnxruntime-cpu", n) for n in order] + [("tensorrt", n) for n in order])
+        [("onnxruntime-cpu", n) for n in order] + [("tensorrt", n) for n in order]
+    )
     assert good.runs == order and good.closes == len(order) and bad.closes == len(order)
     for c in report.checks:
         assert c.limit == 1e-4
@@ -176,8 +182,10 @@ def test_every_network_is_compared_on_the_reference_inputs(monkeypatch):
             assert (c.max_abs, c.rel_l2, c.passed) == (0.0, 0.0, True)
         else:
             ref = _outputs(c.network, dict(log)[c.network])
-            errors = [verify_module._compare(v * np.float32(1 + 2e-4 * (2 if j == 0 else 1.5)), v)
-                      for j, v in enumerate(ref.values())]
+            errors = [
+                verify_module._compare(v * np.float32(1 + 2e-4 * (2 if j == 0 else 1.5)), v)
+                for j, v in enumerate(ref.values())
+            ]
             worst = max(errors, key=lambda e: e[1])  # the largest relative error decides
             assert (c.max_abs, c.rel_l2) == worst and c.passed is False
             if len(errors) > 1:
@@ -191,9 +199,11 @@ def test_every_network_is_compared_on_the_reference_inputs(monkeypatch):
     inits = [c for c in TorchRestorer.calls if c[0] == "init"][1:]
     assert inits == [("init", good, CONFIG, {"p": 1}), ("init", bad, CONFIG, {"p": 1})]
     restores = [c for c in TorchRestorer.calls if c[0] == "restore"]
-    assert restores == [("restore", "Reference", {"steps": 3, "seed": 5}, 2),
-                        ("restore", "EngineBackend", {"steps": 3, "seed": 5}, 2),
-                        ("restore", "EngineBackend", {"steps": 3, "seed": 5}, 2)]
+    assert restores == [
+        ("restore", "Reference", {"steps": 3, "seed": 5}, 2),
+        ("restore", "EngineBackend", {"steps": 3, "seed": 5}, 2),
+        ("restore", "EngineBackend", {"steps": 3, "seed": 5}, 2),
+    ]
     # end to end: the worst image's PSNR per backend (inf: identical; 3 grey levels everywhere)
     assert report.psnr_db == {"onnxruntime-cpu": float("inf"), "tensorrt": pytest.approx(20 * np.log10(255 / 3))}
     assert report.psnr_limit == 40.0 and report.skipped == [] and not report.passed
@@ -201,29 +211,46 @@ def test_every_network_is_compared_on_the_reference_inputs(monkeypatch):
 
 def test_fp16_limits_subsets_and_skips(monkeypatch):
     backend = EngineBackend(1e-2, 0)
-    _setup(monkeypatch, precision="fp16", networks=("unet_input", "vae_decoder", "unet_cond"),
-           backends=[("onnxruntime-cuda", True, BackendUnavailable("no GPU here")),
-                     ("onnxruntime-cpu", True, backend)])
+    _setup(
+        monkeypatch,
+        precision="fp16",
+        networks=("unet_input", "vae_decoder", "unet_cond"),
+        backends=[("onnxruntime-cuda", True, BackendUnavailable("no GPU here")), ("onnxruntime-cpu", True, backend)],
+    )
     later = EngineBackend(0.0, 0)
-    _setup(monkeypatch, precision="fp16", networks=("unet_input", "vae_decoder", "unet_cond"),
-           backends=[("onnxruntime-cuda", True, BackendUnavailable("no GPU here")),
-                     ("onnxruntime-cpu", True, backend), ("torch", True, later)])
+    _setup(
+        monkeypatch,
+        precision="fp16",
+        networks=("unet_input", "vae_decoder", "unet_cond"),
+        backends=[
+            ("onnxruntime-cuda", True, BackendUnavailable("no GPU here")),
+            ("onnxruntime-cpu", True, backend),
+            ("torch", True, later),
+        ],
+    )
     report = verify_module.verify("E", "m", images=IMAGES, networks=["vae_decoder", "unet_input"])
     assert later.runs == ["unet_input", "vae_decoder"]  # the backends after a skip still run
     assert [name for name, _ in TorchRestorer.reference_log] == ["unet_input", "vae_decoder"]  # manifest order
     assert all(c.limit == 2e-2 and c.passed for c in report.checks)
     assert report.psnr_limit == 25.0 and report.psnr_db == {}
-    assert report.skipped == ["onnxruntime-cuda: no GPU here",
-                              "onnxruntime-cpu end-to-end PSNR: the engine directory lacks some networks",
-                              "torch end-to-end PSNR: the engine directory lacks some networks"]
+    assert report.skipped == [
+        "onnxruntime-cuda: no GPU here",
+        "onnxruntime-cpu end-to-end PSNR: the engine directory lacks some networks",
+        "torch end-to-end PSNR: the engine directory lacks some networks",
+    ]
     assert not any(call[0] == "restore" for call in TorchRestorer.calls)  # no end-to-end without the networks
     # the default seed 0 and the four steps, when the five networks of a restore are there (no "unet")
-    _setup(monkeypatch, networks=("vae_encoder", "vae_decoder", "face_encoder", "unet_cond", "unet_input"),
-           backends=[("onnxruntime-cpu", True, EngineBackend(0.0, 0))])
+    _setup(
+        monkeypatch,
+        networks=("vae_encoder", "vae_decoder", "face_encoder", "unet_cond", "unet_input"),
+        backends=[("onnxruntime-cpu", True, EngineBackend(0.0, 0))],
+    )
     assert verify_module.verify("E", "m", images=IMAGES).psnr_db == {"onnxruntime-cpu": float("inf")}
     assert ("restore", "Reference", {"steps": 4, "seed": 0}, 2) in TorchRestorer.calls
     first = TorchRestorer.reference_log[0]
-    np.testing.assert_array_equal(first[1]["sample"], verify_module._inputs(SPECS["unet_cond"], PROFILE.env(0), 0)["sample"])
+    np.testing.assert_array_equal(
+        first[1]["sample"], verify_module._inputs(SPECS["unet_cond"], PROFILE.env(0), 0)["sample"]
+    )
 
 
 def test_a_check_exactly_at_its_limit_passes(monkeypatch):

@@ -10,16 +10,19 @@ import pytest
 
 pytest.importorskip("torch")
 
-from flipnet_rt.export.verify import Check, Report, _compare, _inputs, psnr  # noqa: E402
 from flipnet_rt.engine.spec import Dim, NetworkSpec, TensorSpec  # noqa: E402
+from flipnet_rt.export.verify import Check, Report, _compare, _inputs, psnr  # noqa: E402
 
 
 def test_report_lines_are_the_table_verify_prints():
     report = Report(
-        checks=[Check("onnxruntime", "unet_input", 1.5e-6, 2.25e-7, 1e-4, True),
-                Check("tensorrt", "vae_decoder", 0.125, 3e-3, 2e-2, True),
-                Check("tensorrt", "unet_cond", 2.0, 0.5, 2e-2, False)],
-        psnr_db={"onnxruntime": 52.3456, "tensorrt": 24.5}, psnr_limit=25.0,
+        checks=[
+            Check("onnxruntime", "unet_input", 1.5e-6, 2.25e-7, 1e-4, True),
+            Check("tensorrt", "vae_decoder", 0.125, 3e-3, 2e-2, True),
+            Check("tensorrt", "unet_cond", 2.0, 0.5, 2e-2, False),
+        ],
+        psnr_db={"onnxruntime": 52.3456, "tensorrt": 24.5},
+        psnr_limit=25.0,
         skipped=["onnxruntime-cuda: no GPU"],
     )
     assert report.lines() == [
@@ -64,10 +67,12 @@ def test_psnr_of_uint8_images():
 def test_inputs_are_seeded_draws_by_name():
     spec = NetworkSpec(
         "unet_input",
-        inputs=(TensorSpec("sample", "float32", (Dim.parse("2*B"), Dim(4), Dim.parse("h"), Dim.parse("w"))),
-                TensorSpec("timestep", "float32", (Dim.parse("B"),)),
-                TensorSpec("phi", "float32", (Dim(1),)),
-                TensorSpec("kv", "float16", (Dim.parse("B"), Dim(3)))),
+        inputs=(
+            TensorSpec("sample", "float32", (Dim.parse("2*B"), Dim(4), Dim.parse("h"), Dim.parse("w"))),
+            TensorSpec("timestep", "float32", (Dim.parse("B"),)),
+            TensorSpec("phi", "float32", (Dim(1),)),
+            TensorSpec("kv", "float16", (Dim.parse("B"), Dim(3))),
+        ),
         outputs=(TensorSpec("out", "float32", (Dim.parse("B"),)),),
     )
     feeds = _inputs(spec, {"B": 2, "h": 3, "w": 5}, seed=7)

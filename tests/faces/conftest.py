@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from faces.support import ASTRONAUT_LANDMARKS, DATA, DEMO_ENGINE, require
 
 
@@ -37,8 +36,11 @@ def mtcnn():
 def dlib_detector():
     import importlib.util
 
-    require(importlib.util.find_spec("dlib") is not None and importlib.util.find_spec("face_recognition_models") is not None,
-            "dlib-bin and face-recognition-models (the eval extra)")
+    require(
+        importlib.util.find_spec("dlib") is not None
+        and importlib.util.find_spec("face_recognition_models") is not None,
+        "dlib-bin and face-recognition-models (the eval extra)",
+    )
     from flipnet_rt.faces.detectors import load_detector
 
     return load_detector("dlib")
@@ -58,8 +60,8 @@ def astronaut_group():
     25 degrees) on a generated background; returns ``(image, [Face])`` with the true landmarks."""
     from skimage import data
 
-    from flipnet_rt.imaging.scene import background, place_face
     from flipnet_rt.faces.types import Face
+    from flipnet_rt.imaging.scene import background, place_face
 
     rng = np.random.default_rng(15)
     canvas = background(720, 1280, rng)

@@ -15,15 +15,16 @@ DATA = ROOT.parent / "shared" / "data"
 DEMO_ENGINE = ROOT / "models" / "demo-onnx"
 
 
-
 def load_rgb(path: Path) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.open(path).convert("RGB"))
 
+
 @dataclass
 class _Config:
     resolution: int
+
 
 class ShiftRestorer:
     """The issue's identity restorer (``offset`` 0): the restored face is its aligned input, plus

@@ -6,10 +6,16 @@ import math
 
 import numpy as np
 import pytest
-
 from faces.support import load_rgb
+
 from flipnet_rt.faces.align import (
-    CONSTANT_BORDER, FFHQ_TEMPLATE_512, affine_scale, estimate_affine, face_extent, template, warp_faces,
+    CONSTANT_BORDER,
+    FFHQ_TEMPLATE_512,
+    affine_scale,
+    estimate_affine,
+    face_extent,
+    template,
+    warp_faces,
 )
 from flipnet_rt.faces.types import BorderMode
 
@@ -88,8 +94,11 @@ def test_realigning_aligned_real_lq_faces(real_lq, mtcnn):
         rotation = math.degrees(math.atan2(affine[1, 0], affine[0, 0]))
         shift = float(np.linalg.norm(affine @ [256.0, 256.0, 1.0] - centre))
         print(f"{path.name}: scale {scale:+.3f}, rotation {rotation:+.2f} deg, centre shift {shift:.1f} px")
-        worst = {"scale": max(worst["scale"], abs(scale)), "rotation": max(worst["rotation"], abs(rotation)),
-                 "shift": max(worst["shift"], shift)}
+        worst = {
+            "scale": max(worst["scale"], abs(scale)),
+            "rotation": max(worst["rotation"], abs(rotation)),
+            "shift": max(worst["shift"], shift),
+        }
     print(f"worst over {len(real_lq)}: {worst}")
     assert worst["scale"] <= 0.15 and worst["rotation"] <= 5.0 and worst["shift"] <= 10.0
 

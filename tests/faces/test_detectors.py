@@ -6,11 +6,11 @@ import time
 
 import numpy as np
 import pytest
-
 from faces.support import load_rgb
+from synthetic.faces import group_picture, match_faces
+
 from flipnet_rt.faces.dlib_detector import five_points
 from flipnet_rt.faces.mtcnn import nms
-from synthetic.faces import group_picture, match_faces
 from flipnet_rt.faces.types import Face, FaceDetector
 
 FRAMES, PER_FRAME = 40, 3
@@ -22,7 +22,7 @@ def lfw_frames(lfw_val):
     eye distance 20-110 px (uniform), fixed seed."""
     rng = np.random.default_rng(2015)
     photos = [load_rgb(p) for p in lfw_val[: FRAMES * PER_FRAME]]
-    return [group_picture(photos[k * PER_FRAME:(k + 1) * PER_FRAME], rng) for k in range(FRAMES)]
+    return [group_picture(photos[k * PER_FRAME : (k + 1) * PER_FRAME], rng) for k in range(FRAMES)]
 
 
 @pytest.fixture(params=["mtcnn", "dlib"])
@@ -66,8 +66,10 @@ def test_recall_on_synthetic_lfw_frames(lfw_frames, mtcnn, dlib_detector):
                 missed.append(k)
         ms = (time.perf_counter() - start) / FRAMES * 1e3
         results[det.name] = (found / total, fps / FRAMES)
-        print(f"{det.name}: recall {found}/{total} = {found / total:.3f}, false positives {fps} "
-              f"({fps / FRAMES:.3f}/frame), frames with a miss {missed}, {ms:.0f} ms/frame (not a benchmark)")
+        print(
+            f"{det.name}: recall {found}/{total} = {found / total:.3f}, false positives {fps} "
+            f"({fps / FRAMES:.3f}/frame), frames with a miss {missed}, {ms:.0f} ms/frame (not a benchmark)"
+        )
     recall, fp_rate = results["mtcnn"]
     assert recall >= 0.98 and fp_rate <= 0.05
     assert results["dlib"][0] >= 0.80  # measured 0.9x here; HOG misses the strongest rotations

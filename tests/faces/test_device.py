@@ -13,8 +13,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faces.support import DEMO_ENGINE, require
-
 
 @pytest.fixture(scope="module")
 def frames(mtcnn):
@@ -39,14 +37,19 @@ def _restorers(restorer, mtcnn, **options):
     from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
 
     opts = FaceOptions(**options)
-    return (FaceRestorer(restorer, mtcnn, opts, frame_path="host"),
-            FaceRestorer(restorer, mtcnn, opts, frame_path="device"))
+    return (
+        FaceRestorer(restorer, mtcnn, opts, frame_path="host"),
+        FaceRestorer(restorer, mtcnn, opts, frame_path="device"),
+    )
 
 
 CASES = {  # name: (frames used, FaceOptions, sampling overrides)
     "four frames": ([0, 1, 2, 3], {}, {"color_fix": 0}),
-    "batches of 2, colour fix, constant border": ([0, 1, 2, 3], {"max_batch": 2, "border": "constant"},
-                                                  {"color_fix": 3}),
+    "batches of 2, colour fix, constant border": (
+        [0, 1, 2, 3],
+        {"max_batch": 2, "border": "constant"},
+        {"color_fix": 3},
+    ),
     "batches of 4 (two calls), guidance 2": ([0, 1, 2, 3], {"max_batch": 4}, {"guidance": 2.0}),
     "one frame": ([0], {}, {}),
     "two frames": ([3, 2], {}, {}),
@@ -87,7 +90,8 @@ def test_frames_without_faces_come_back_as_copies(demo_restorer):
 
     frames = [np.full((20, 30, 3), v, np.uint8) for v in (10, 200)]
     out, weights = DeviceFrames(demo_restorer.core, HostKernels(), "reflect", 0).restore(
-        frames, [np.empty((0, 2, 3)), []], [[], []], demo_restorer.options())
+        frames, [np.empty((0, 2, 3)), []], [[], []], demo_restorer.options()
+    )
     assert weights is None
     for a, b in zip(frames, out):
         assert b is not a
@@ -123,14 +127,20 @@ def test_which_kernels_run_which_arrays():
     from flipnet_rt.faces.device import kernels_for
 
     assert kernels_for("torch", "cuda", True) == "torch" and kernels_for("cupy", "cuda", True) == "cupy"
-    for args in (("torch", "cpu", True), ("torch", "cuda", False), ("cupy", "cuda", False), ("jax", "cuda", True),
-                 ("numpy", "cuda", True)):
+    for args in (
+        ("torch", "cpu", True),
+        ("torch", "cuda", False),
+        ("cupy", "cuda", False),
+        ("jax", "cuda", True),
+        ("numpy", "cuda", True),
+    ):
         assert kernels_for(*args) is None, args
 
 
 def test_the_frame_path_is_chosen_once(demo_restorer, mtcnn, tiny_restorer):
-    from flipnet_rt.faces.pipeline import FaceRestorer
     from faces.support import ShiftRestorer
+
+    from flipnet_rt.faces.pipeline import FaceRestorer
 
     assert FaceRestorer(demo_restorer, mtcnn).device_frames is None  # host by default
     assert FaceRestorer(demo_restorer, mtcnn, frame_path="auto").device_frames is None  # CPU: host
@@ -172,4 +182,3 @@ def test_host_kernels_keep_the_contract(frames):
         k.to_faces(np.full((1, 3, 4, 4), np.nan, np.float32))
     k.paste(frame, faces_u8[::-1].copy(), affines[::-1].copy())
     np.testing.assert_array_equal(frame, paste_faces(images[0], list(faces_u8[::-1]), list(affines[::-1])))
-

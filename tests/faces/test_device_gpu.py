@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from helpers import cupy_on_a_gpu, native_cuda_kernels
 
-from flipnet_rt.faces import kernels
-
-NAN_ERROR = (r"^to_uint8: the model's output contains NaN \(a numerically broken engine: rebuild it, "
-             r"or run in fp32\)$")
+NAN_ERROR = (
+    r"^to_uint8: the model's output contains NaN \(a numerically broken engine: rebuild it, "
+    r"or run in fp32\)$"
+)
 
 
 def _kernels(library: str):
@@ -47,8 +47,11 @@ def scene():
     cv2 = pytest.importorskip("cv2")
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:360, 0:640]
-    frame = np.ascontiguousarray(np.stack([(xx * 0.5 + yy) % 256, np.sin(xx / 9.0) * 100 + 128,
-                                           rng.integers(0, 256, (360, 640))], -1).astype(np.uint8))
+    frame = np.ascontiguousarray(
+        np.stack([(xx * 0.5 + yy) % 256, np.sin(xx / 9.0) * 100 + 128, rng.integers(0, 256, (360, 640))], -1).astype(
+            np.uint8
+        )
+    )
     affines = []
     for centre, angle in (((100.0, 150.0), -20.0), ((320.0, 180.0), 5.0), ((630.0, 20.0), 30.0)):
         m = cv2.getRotationMatrix2D(centre, angle, 0.8)
@@ -143,7 +146,9 @@ def test_whole_frames_on_the_torch_backend_match_the_host_path(tiny_model):
 
     class HostCrops(TorchKernels):  # the host's warp, uploaded: isolates the rest of the flow
         def crops(self, frame, affines, size, border):
-            return self.torch.from_numpy(kernels.warp_crop(frame.cpu().numpy(), list(affines), size, border)).to(frame.device)
+            return self.torch.from_numpy(kernels.warp_crop(frame.cpu().numpy(), list(affines), size, border)).to(
+                frame.device
+            )
 
     device.device_frames.kernels = HostCrops(kernels.nat, "cuda:0")
     got = device.restore_faces(frames, faces, seeds)
@@ -183,8 +188,10 @@ def test_a_nan_output_raises_at_the_download_and_no_batch_waits(monkeypatch):
     device = DeviceFrames(core, kernels, "reflect", max_batch=1)
     rng = np.random.default_rng(3)
     frames = [rng.integers(0, 256, (2 * r, 3 * r, 3), dtype=np.uint8) for _ in range(2)]
-    affines = [np.array([[[1.0, 0.0, -8.0], [0.0, 1.0, -8.0]]]),
-               np.array([[[1.0, 0.0, -40.0], [0.0, 1.0, -16.0]], [[0.9, 0.1, -60.0], [-0.1, 0.9, -20.0]]])]
+    affines = [
+        np.array([[[1.0, 0.0, -8.0], [0.0, 1.0, -8.0]]]),
+        np.array([[[1.0, 0.0, -40.0], [0.0, 1.0, -16.0]], [[0.9, 0.1, -60.0], [-0.1, 0.9, -20.0]]]),
+    ]
     sampling = types.SimpleNamespace(color_fix=0)
 
     with pytest.raises(ValueError, match=NAN_ERROR):

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flipnet_rt.imaging import native
 from flipnet_rt.faces import kernels
+from flipnet_rt.imaging import native
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backends"))
 from cupy_standin import standin_cupy  # noqa: E402
@@ -52,19 +52,25 @@ class StandinCudaKernels:
         host = self._host(out, np.float32, 4, "out")
         mode = {4: "reflect", 0: "constant"}[border]
         assert tuple(border_value) == kernels.border_args(mode)[1]
-        host[...] = kernels.warp_crop(self._host(frame, np.uint8, 3, "frame"), list(self._matrices(matrices)),
-                                     host.shape[2], mode)
+        host[...] = kernels.warp_crop(
+            self._host(frame, np.uint8, 3, "frame"), list(self._matrices(matrices)), host.shape[2], mode
+        )
 
     def paste_faces_cuda(self, frame, faces, matrices, stream=0):
         self.streams.append(("paste", stream))
-        kernels.paste_faces(self._host(frame, np.uint8, 3, "frame"), list(self._host(faces, np.uint8, 4, "faces")),
-                           list(self._matrices(matrices)), inplace=True)
+        kernels.paste_faces(
+            self._host(frame, np.uint8, 3, "frame"),
+            list(self._host(faces, np.uint8, 4, "faces")),
+            list(self._matrices(matrices)),
+            inplace=True,
+        )
 
     def wavelet_color_fix_cuda(self, image, reference, out, levels, stream=0):
         self.streams.append(("colour", stream))
         host = self._host(out, np.float32, 4, "out")
-        host[...] = native.wavelet_color_fix(self._host(image, np.float32, 4, "image"),
-                                             self._host(reference, np.float32, 4, "reference"), levels)
+        host[...] = native.wavelet_color_fix(
+            self._host(image, np.float32, 4, "image"), self._host(reference, np.float32, 4, "reference"), levels
+        )
 
 
 @pytest.fixture
@@ -123,8 +129,11 @@ def test_cuda_kernels_python_side_keeps_the_host_contract(request, scene, which)
     np.testing.assert_array_equal(np.asarray(fixed), host.color_fix(out, host.crops(image, affines, 64, "reflect"), 3))
     faces = kernels.to_faces(to_device(out))
     np.testing.assert_array_equal(np.asarray(faces), host.to_faces(out))
-    with pytest.raises(ValueError, match=r"^to_uint8: the model's output contains NaN \(a numerically broken "
-                                         r"engine: rebuild it, or run in fp32\)$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^to_uint8: the model's output contains NaN \(a numerically broken "
+        r"engine: rebuild it, or run in fp32\)$",
+    ):
         kernels.to_faces(to_device(np.full((1, 3, 4, 4), np.nan, np.float32)))
     kernels.paste(frame, faces, affines)
     want = host.upload(image)
@@ -197,9 +206,9 @@ def test_track_filtered_crops_on_torch_tensors_equal_the_host_paths(torch_kernel
     for t in range(4):
         frame = np.clip(np.rint(scene + rng.normal(0, 4, scene.shape)), 0, 255).astype(np.uint8)
         crops = [on_host(j, host.aligned_crop(frame, f), t) for j, f in enumerate(faces)]
-        (want, _), = host.restore_faces([frame], [faces], [[5, 6]], aligned=[crops])
-        (got, _), = device.restore_faces([frame], [faces], [[5, 6]], tracks=TrackCrops(on_device, [[0, 1]], [t]))
-        (plain, _), = host.restore_faces([frame], [faces], [[5, 6]])
+        ((want, _),) = host.restore_faces([frame], [faces], [[5, 6]], aligned=[crops])
+        ((got, _),) = device.restore_faces([frame], [faces], [[5, 6]], tracks=TrackCrops(on_device, [[0, 1]], [t]))
+        ((plain, _),) = host.restore_faces([frame], [faces], [[5, 6]])
         np.testing.assert_array_equal(want, got)
         assert (t == 0) == np.array_equal(want, plain)  # a track's first crop is its own
     assert on_device.tracks == 2

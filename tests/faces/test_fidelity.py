@@ -7,15 +7,16 @@ import logging
 
 import numpy as np
 import pytest
-
 from faces.support import ShiftRestorer
+
 from flipnet_rt.faces.fidelity import AUTO, FidelityChooser, blend, parse_fidelity
 from flipnet_rt.faces.paste import paste_faces
 from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
 
 
-@pytest.mark.parametrize("value, expected", [("auto", AUTO), (" AUTO ", AUTO), ("0", 0.0), ("1", 1.0), ("0.35", 0.35),
-                                             (0.5, 0.5), (1, 1.0)])
+@pytest.mark.parametrize(
+    "value, expected", [("auto", AUTO), (" AUTO ", AUTO), ("0", 0.0), ("1", 1.0), ("0.35", 0.35), (0.5, 0.5), (1, 1.0)]
+)
 def test_fidelity_values(value, expected):
     assert parse_fidelity(value) == expected
 
@@ -79,7 +80,9 @@ def test_weight_zero_is_the_restoration_and_one_the_input_crop_pasted(astronaut_
         if r0.crop_size == 64:  # the shift restorer's output at R: the aligned input + 40, nothing blended in
             assert np.array_equal(r0.output, np.clip(r0.aligned.astype(np.int16) + 40, 0, 255).astype(np.uint8))
         assert np.array_equal(r1.output, r1.aligned)  # bit for bit the input crop
-    by_area = sorted(results1, key=lambda r: ((r.face.box[2] - r.face.box[0]) * (r.face.box[3] - r.face.box[1]), r.index))
+    by_area = sorted(
+        results1, key=lambda r: ((r.face.box[2] - r.face.box[0]) * (r.face.box[3] - r.face.box[1]), r.index)
+    )
     assert np.array_equal(one, paste_faces(image, [r.aligned for r in by_area], [r.affine for r in by_area]))
     assert not np.array_equal(zero, one)
 
@@ -144,9 +147,8 @@ def test_given_crops_must_have_the_planned_size(astronaut_group):
     image, faces = astronaut_group
     fr = FaceRestorer(ShiftRestorer(64))
     crops = [fr.aligned_crop(image, f) for f in faces]
-    (out, results), = fr.restore_faces([image], [faces], [[1, 2, 3]], aligned=[crops])
-    (plain, _), = fr.restore_faces([image], [faces], [[1, 2, 3]])
+    ((out, results),) = fr.restore_faces([image], [faces], [[1, 2, 3]], aligned=[crops])
+    ((plain, _),) = fr.restore_faces([image], [faces], [[1, 2, 3]])
     assert np.array_equal(out, plain)  # the crops it would have warped itself
     with pytest.raises(ValueError, match="aligned: image 0 face 0 is 10x10"):
-        fr.restore_faces([image], [faces], [[1, 2, 3]],
-                         aligned=[[np.zeros((10, 10, 3), np.uint8)] + crops[1:]])
+        fr.restore_faces([image], [faces], [[1, 2, 3]], aligned=[[np.zeros((10, 10, 3), np.uint8)] + crops[1:]])

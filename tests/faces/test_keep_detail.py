@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from faces.support import load_rgb
+
+from flipnet_rt.config.options import image_seed
 from flipnet_rt.evaluation.scoring import evaluate, psnr, ssim
 from flipnet_rt.faces.pipeline import CropRestorer, FaceOptions, FaceRestorer
 from flipnet_rt.imaging.geometry import prepare_square
-from flipnet_rt.config.options import image_seed
 
 LFW_BOX = (50, 45, 200, 195)  # ../shared/data/README.md: frames the deep-funneled face
 COUNT = 24  # of the 300 val faces, for test time; the full set is measured in the closing note
@@ -42,10 +42,16 @@ def test_keep_detail_on_lfw_val_at_150(demo_restorer, hq_150):
     for keep in (True, False):
         out = FaceRestorer(demo_restorer, options=FaceOptions(keep_detail=keep, fidelity=0.0)).restore_crops(lqs, seeds)
         assert all(o.shape == (150, 150, 3) for o in out)
-        scores[keep] = (np.mean([psnr(o, h) for o, h in zip(out, hq_150)]), np.mean([ssim(o, h) for o, h in zip(out, hq_150)]))
+        scores[keep] = (
+            np.mean([psnr(o, h) for o, h in zip(out, hq_150)]),
+            np.mean([ssim(o, h) for o, h in zip(out, hq_150)]),
+        )
     lq = (np.mean([psnr(x, h) for x, h in zip(lqs, hq_150)]), np.mean([ssim(x, h) for x, h in zip(lqs, hq_150)]))
-    print(f"lfw/val x{len(lqs)} at 150 px (demo model 64 px): LQ {lq[0]:.2f} dB / {lq[1]:.4f}; "
-          f"keep-detail {scores[True][0]:.2f} dB / {scores[True][1]:.4f}; without {scores[False][0]:.2f} dB / {scores[False][1]:.4f}")
+    print(
+        f"lfw/val x{len(lqs)} at 150 px (demo model 64 px): LQ {lq[0]:.2f} dB / {lq[1]:.4f}; "
+        f"keep-detail {scores[True][0]:.2f} dB / {scores[True][1]:.4f}; "
+        f"without {scores[False][0]:.2f} dB / {scores[False][1]:.4f}"
+    )
     assert scores[True][0] > scores[False][0] and scores[True][1] > scores[False][1]
 
 

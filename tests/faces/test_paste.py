@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from faces.support import ShiftRestorer
+
 from flipnet_rt.faces.paste import paste_box, paste_faces, soft_mask
 from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
 
@@ -34,12 +34,14 @@ def test_identity_restorer_paste(astronaut_group, resolution, keep_detail):
     image, faces = astronaut_group
     restorer = ShiftRestorer(resolution)
     fr = FaceRestorer(restorer, options=FaceOptions(keep_detail=keep_detail))
-    (out, results), = fr.restore_faces([image], [faces], [[1, 2, 3]])
+    ((out, results),) = fr.restore_faces([image], [faces], [[1, 2, 3]])
     inside, _ = _union_mask(image.shape, results)
     psnr = _psnr(out, image)
     face_psnr = _psnr(out[inside], image[inside])
-    print(f"R={resolution} keep_detail={keep_detail}: crop sizes {[r.crop_size for r in results]}, whole-image PSNR "
-          f"{psnr:.2f} dB, inside the masks {face_psnr:.2f} dB, {inside.mean():.1%} of pixels in a mask")
+    print(
+        f"R={resolution} keep_detail={keep_detail}: crop sizes {[r.crop_size for r in results]}, whole-image PSNR "
+        f"{psnr:.2f} dB, inside the masks {face_psnr:.2f} dB, {inside.mean():.1%} of pixels in a mask"
+    )
     assert restorer.calls == [3]  # one batch
     assert out.shape == image.shape and out.dtype == np.uint8
     np.testing.assert_array_equal(out[~inside], image[~inside])  # bit-identical outside every mask
@@ -60,7 +62,9 @@ def test_seams_with_a_brightened_face(astronaut_group):
     image, faces = astronaut_group
     outs = {}
     for offset in (0, 20):
-        (outs[offset], results), = FaceRestorer(ShiftRestorer(64, offset=offset)).restore_faces([image], [faces], [[1, 2, 3]])
+        ((outs[offset], results),) = FaceRestorer(ShiftRestorer(64, offset=offset)).restore_faces(
+            [image], [faces], [[1, 2, 3]]
+        )
     inside, band = _union_mask(image.shape, results)
 
     def grey(x: np.ndarray) -> np.ndarray:
@@ -78,9 +82,11 @@ def test_seams_with_a_brightened_face(astronaut_group):
     seam = float(laplacian(change)[band].max())
     hard = grey(np.clip(outs[0].astype(np.int16) + 20 * inside[..., None], 0, 255)) - grey(outs[0])
     hard_seam = float(laplacian(hard).max())
-    print(f"max |delta Laplacian| in the blend band: feathered {seam:.2f} (per face, eye distance 30/60/100 px: "
-          f"{', '.join(f'{v:.2f}' for v in per_face)}; unsmoothed {float(laplacian(change, False)[band].max()):.2f}), "
-          f"hard paste {hard_seam:.2f} (unsmoothed {float(laplacian(hard, False).max()):.2f})")
+    print(
+        f"max |delta Laplacian| in the blend band: feathered {seam:.2f} (per face, eye distance 30/60/100 px: "
+        f"{', '.join(f'{v:.2f}' for v in per_face)}; unsmoothed {float(laplacian(change, False)[band].max()):.2f}), "
+        f"hard paste {hard_seam:.2f} (unsmoothed {float(laplacian(hard, False).max()):.2f})"
+    )
     assert seam <= 10.0
     assert hard_seam > 20.0  # the measure sees a hard seam at twice the bound and more
 
@@ -95,8 +101,9 @@ def _facexlib_full_frame(image: np.ndarray, face: np.ndarray, affine: np.ndarray
     mask = cv2.warpAffine(np.ones(face.shape[:2], np.float32), inv, (w, h))
     mask_e = cv2.erode(mask, np.ones((2, 2), np.uint8))
     w_edge = max(int(np.sqrt(float(mask_e.sum(dtype=np.float64)))) // 20, 1)
-    soft = cv2.GaussianBlur(cv2.erode(mask_e, np.ones((2 * w_edge, 2 * w_edge), np.uint8)),
-                            (2 * w_edge + 1, 2 * w_edge + 1), 0)[..., None]
+    soft = cv2.GaussianBlur(
+        cv2.erode(mask_e, np.ones((2 * w_edge, 2 * w_edge), np.uint8)), (2 * w_edge + 1, 2 * w_edge + 1), 0
+    )[..., None]
     return np.clip(np.rint(soft * mask_e[..., None] * restored + (1 - soft) * image), 0, 255).astype(np.uint8)
 
 
@@ -119,8 +126,11 @@ def test_box_bounded_paste_matches_full_frame(where):
     rim[y0:y1, x0:x1] = (soft > 0) & (mask_e < 1)
     black = np.zeros(image.shape[:2], np.float32)  # what facexlib blends in there: soft * (1 - mask_e) of black
     black[y0:y1, x0:x1] = 255 * soft * (1 - mask_e)
-    print(f"{where}: max |box-bounded - full frame| = {diff[~rim].max()} grey levels where mask_e = 1 "
-          f"({int((diff[~rim] > 0).sum())} pixels), {diff[rim].max() if rim.any() else 0} on the {int(rim.sum())}-pixel rim")
+    print(
+        f"{where}: max |box-bounded - full frame| = {diff[~rim].max()} grey levels where mask_e = 1 "
+        f"({int((diff[~rim] > 0).sum())} pixels), "
+        f"{diff[rim].max() if rim.any() else 0} on the {int(rim.sum())}-pixel rim"
+    )
     assert diff[~rim].max() <= 1  # blendLinear's normalised weights and OpenCV's fixed-point warp: rounding only
     # On the rim (mask_e < 1) we normalise the weights instead of blending facexlib's black in.
     assert (diff[rim] <= np.ceil(black[rim]) + 1).all()

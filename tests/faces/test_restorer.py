@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
-
 from faces.support import ShiftRestorer
+
 from flipnet_rt.faces.paste import paste_box, soft_mask
-from flipnet_rt.faces.report import image_entry, save_faces, write_report
 from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer, face_seed, select_faces
+from flipnet_rt.faces.report import image_entry, save_faces, write_report
 from flipnet_rt.faces.types import Face
 
 
@@ -42,9 +42,11 @@ def test_whole_picture_with_the_demo_engine(demo_faces, demo_restorer, astronaut
     _, plain = model_only.restore_image(image, seed=7)
     changed = [float(np.abs(r.output.astype(np.int16) - r.aligned).mean()) for r in plain]
     kept = [float(np.abs(r.output.astype(np.int16) - r.aligned).mean()) for r in results]
-    print(f"demo engine: crops {[r.crop_size for r in results]} (model 64 px), keep-detail "
-          f"{[r.keep_detail for r in results]}, mean |restored - aligned| per face {[f'{c:.2f}' for c in changed]} "
-          f"with fidelity 0, {[f'{c:.2f}' for c in kept]} with auto (weights {[round(r.fidelity, 2) for r in results]})")
+    print(
+        f"demo engine: crops {[r.crop_size for r in results]} (model 64 px), keep-detail "
+        f"{[r.keep_detail for r in results]}, mean |restored - aligned| per face {[f'{c:.2f}' for c in changed]} "
+        f"with fidelity 0, {[f'{c:.2f}' for c in kept]} with auto (weights {[round(r.fidelity, 2) for r in results]})"
+    )
     assert all(c > 0.5 for c in changed)  # the model did change every face
     # this clean picture: the estimator keeps most of each input face
     assert all(r.fidelity_source == "estimator" and r.fidelity > 0.5 for r in results)
@@ -100,7 +102,9 @@ def test_skipped_faces_are_reported_and_untouched():
     image = np.random.default_rng(1).integers(0, 256, (480, 800, 3), dtype=np.uint8)
     faces = [_face(10, 10, 40), _face(300, 200, 120)]
     restorer = ShiftRestorer(64, offset=30)
-    (out, results), = FaceRestorer(restorer, options=FaceOptions(max_faces=1)).restore_faces([image], [faces], [[5, 6]])
+    ((out, results),) = FaceRestorer(restorer, options=FaceOptions(max_faces=1)).restore_faces(
+        [image], [faces], [[5, 6]]
+    )
     assert [r.restored for r in results] == [False, True] and restorer.calls == [1]
     assert results[0].to_dict()["reason"].startswith("over max_faces")
     chunked = ShiftRestorer(64, offset=30)
@@ -126,6 +130,6 @@ def test_degenerate_landmarks_skip_that_face_only():
     image = np.random.default_rng(4).integers(0, 256, (200, 300, 3), dtype=np.uint8)
     bad = Face(box=[10, 10, 50, 50], score=0.9, landmarks=np.full((5, 2), 30.0))
     good = _face(120, 40, 100)
-    (out, results), = FaceRestorer(ShiftRestorer(64)).restore_faces([image], [[bad, good]], [[1, 2]])
+    ((out, results),) = FaceRestorer(ShiftRestorer(64)).restore_faces([image], [[bad, good]], [[1, 2]])
     assert [r.restored for r in results] == [False, True]
     assert "degenerate" in results[0].reason and out.shape == image.shape

@@ -45,22 +45,28 @@ def test_missing_parent_file_folder_fifo_and_empty(tmp_path: Path) -> None:
     assert _error(tmp_path / "x.png").reason == "file not found; check the path"
     (tmp_path / "plain").write_bytes(b"x")
     assert _error(tmp_path / "plain" / "c.png").reason == (
-        "file not found (a parent in the path is a file, not a folder)")
+        "file not found (a parent in the path is a file, not a folder)"
+    )
     (tmp_path / "d.png").mkdir()
     assert _error(tmp_path / "d.png").reason == (
-        "is a directory, not an image file; pass an image file (folders are for batch input)")
+        "is a directory, not an image file; pass an image file (folders are for batch input)"
+    )
     os.mkfifo(tmp_path / "pipe.png")
     assert _error(tmp_path / "pipe.png").reason == (
-        "is not a regular file (device, pipe or socket); pass an image file")
+        "is not a regular file (device, pipe or socket); pass an image file"
+    )
     (tmp_path / "e.png").write_bytes(b"")
     assert _error(tmp_path / "e.png").reason == "empty file (0 bytes); re-export or re-download the image"
 
 
-@pytest.mark.parametrize("exc, reason", [
-    (PermissionError(errno.EACCES, "Permission denied"), "permission denied on a parent folder; make it readable"),
-    (OSError(errno.EIO, "Input/output error"), "cannot access the file (Input/output error)"),
-    (OSError(errno.EIO, None), "cannot access the file (EIO)"),  # no strerror: the errno's name
-])
+@pytest.mark.parametrize(
+    "exc, reason",
+    [
+        (PermissionError(errno.EACCES, "Permission denied"), "permission denied on a parent folder; make it readable"),
+        (OSError(errno.EIO, "Input/output error"), "cannot access the file (Input/output error)"),
+        (OSError(errno.EIO, None), "cannot access the file (EIO)"),  # no strerror: the errno's name
+    ],
+)
 def test_stat_failures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc: OSError, reason: str) -> None:
     path = _png(tmp_path)
     real = pathlib.Path.stat
@@ -74,12 +80,15 @@ def test_stat_failures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc: OSE
     assert _error(path).reason == reason
 
 
-@pytest.mark.parametrize("exc, reason", [
-    (PermissionError(errno.EACCES, "Permission denied"), "permission denied; make the file readable (chmod +r)"),
-    (IsADirectoryError(errno.EISDIR, "Is a directory"), "is a directory, not an image file"),
-    (OSError(errno.EIO, "Input/output error"), "cannot read the file (Input/output error)"),
-    (OSError("vanished"), "cannot read the file (vanished)"),  # neither strerror nor errno
-])
+@pytest.mark.parametrize(
+    "exc, reason",
+    [
+        (PermissionError(errno.EACCES, "Permission denied"), "permission denied; make the file readable (chmod +r)"),
+        (IsADirectoryError(errno.EISDIR, "Is a directory"), "is a directory, not an image file"),
+        (OSError(errno.EIO, "Input/output error"), "cannot read the file (Input/output error)"),
+        (OSError("vanished"), "cannot read the file (vanished)"),  # neither strerror nor errno
+    ],
+)
 def test_open_failures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc: OSError, reason: str) -> None:
     path = _png(tmp_path)
 
@@ -97,13 +106,17 @@ def test_not_an_image_lists_the_formats_this_pillow_reads(tmp_path: Path) -> Non
     Image.init()
     formats = ", ".join(f for f in READ_FORMATS if f in Image.OPEN)
     assert _error(path).reason == (
-        f"not an image file Pillow can read (or a corrupt header); supported formats: {formats}")
+        f"not an image file Pillow can read (or a corrupt header); supported formats: {formats}"
+    )
 
 
-@pytest.mark.parametrize("exc, reason", [
-    (SyntaxError("bad\n  header"), "corrupt image header (bad header); re-export the image"),
-    (EOFError(), "corrupt image header (EOFError); re-export the image"),  # empty text: the type's name
-])
+@pytest.mark.parametrize(
+    "exc, reason",
+    [
+        (SyntaxError("bad\n  header"), "corrupt image header (bad header); re-export the image"),
+        (EOFError(), "corrupt image header (EOFError); re-export the image"),  # empty text: the type's name
+    ],
+)
 def test_corrupt_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc: Exception, reason: str) -> None:
     path = _png(tmp_path)
 
@@ -123,7 +136,8 @@ def test_decompression_bomb_without_a_pixel_count(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(Image, "open", bomb)
     assert _error(path).reason == (
         f"image too large: too big, over Pillow's decompression-bomb limit of {2 * Image.MAX_IMAGE_PIXELS:,}; "
-        "downscale it first")
+        "downscale it first"
+    )
 
 
 def test_only_the_bomb_warning_is_silenced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -144,7 +158,7 @@ def test_only_the_bomb_warning_is_silenced(tmp_path: Path, monkeypatch: pytest.M
     real_open = Image.open
 
     def noisy_open(*args, **kwargs):
-        warnings.warn("something else", UserWarning)
+        warnings.warn("something else", UserWarning, stacklevel=2)
         return real_open(*args, **kwargs)
 
     monkeypatch.setattr(Image, "open", noisy_open)
@@ -171,7 +185,8 @@ def test_decoder_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     path = _png(tmp_path)
     monkeypatch.setattr(Image, "open", lambda *a, **k: _FakeImage((3, 2)))
     assert _error(path).reason == (
-        "corrupt or truncated image data (ValueError: decoder broke); re-export or re-download the image")
+        "corrupt or truncated image data (ValueError: decoder broke); re-export or re-download the image"
+    )
 
 
 def test_max_pixels_is_inclusive(tmp_path: Path) -> None:
@@ -204,8 +219,6 @@ def test_unreadable_exif_is_logged_and_ignored(tmp_path: Path, monkeypatch: pyte
 
 
 def test_unsupported_pixel_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = _png(tmp_path)
-
     def no_convert(self, *args, **kwargs):
         raise ValueError("conversion\nnot supported")
 
@@ -288,10 +301,14 @@ def test_float_image_nan_is_black(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ check_rgb and its callers' names
 
 
-@pytest.mark.parametrize("call, where", [
-    (lambda a: fit(a, 4), "fit"), (lambda a: unfit(a, fit(_image(4, 4), 4)[1]), "unfit"),
-    (lambda a: save_image(a, Path("/nonexistent/x.png")), "save_image"),
-])
+@pytest.mark.parametrize(
+    "call, where",
+    [
+        (lambda a: fit(a, 4), "fit"),
+        (lambda a: unfit(a, fit(_image(4, 4), 4)[1]), "unfit"),
+        (lambda a: save_image(a, Path("/nonexistent/x.png")), "save_image"),
+    ],
+)
 def test_array_errors_name_the_caller(call, where) -> None:
     with pytest.raises(ValueError) as info:
         call(np.zeros((2, 2, 3)))
@@ -383,8 +400,9 @@ def test_an_existing_temporary_name_is_never_reused(tmp_path: Path, monkeypatch:
 def test_unknown_suffix_lists_the_writable_ones(tmp_path: Path) -> None:
     with pytest.raises(ValueError) as info:
         save_image(_image(2, 2), tmp_path / "x.gif")
-    assert str(info.value) == (f"{tmp_path / 'x.gif'}: cannot write '.gif' images; use one of "
-                               ".png, .jpg, .jpeg, .webp, .bmp, .tif, .tiff")
+    assert str(info.value) == (
+        f"{tmp_path / 'x.gif'}: cannot write '.gif' images; use one of .png, .jpg, .jpeg, .webp, .bmp, .tif, .tiff"
+    )
 
 
 # ------------------------------------------------------------------ tensor conversions
@@ -401,8 +419,9 @@ def test_tensor_shape_and_dtype_errors() -> None:
     x[0, 1, 0, :] = np.nan
     with pytest.raises(ValueError) as info:
         to_uint8(x)
-    assert str(info.value) == ("to_uint8: model output has 2 NaN values; the model overflowed, "
-                               "run it at a higher precision (float32)")
+    assert str(info.value) == (
+        "to_uint8: model output has 2 NaN values; the model overflowed, run it at a higher precision (float32)"
+    )
 
 
 def test_to_uint8_computes_half_precision_input_in_float32() -> None:
@@ -437,8 +456,9 @@ def test_float_image_scaling_is_exactly_rounded(tmp_path: Path) -> None:
 
     k = np.arange(256)
     near_halves = ((k + 0.5) / 255).astype(np.float32)
-    values = np.concatenate([np.nextafter(near_halves, np.float32(0)), near_halves,
-                             np.nextafter(near_halves, np.float32(1))]).reshape(3, 256)
+    values = np.concatenate(
+        [np.nextafter(near_halves, np.float32(0)), near_halves, np.nextafter(near_halves, np.float32(1))]
+    ).reshape(3, 256)
     values = np.clip(values, 0, 1).astype(np.float32)
     path = tmp_path / "f.tif"
     Image.fromarray(values, "F").save(path)

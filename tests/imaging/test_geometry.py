@@ -5,7 +5,6 @@ Every fixture image is written in code into pytest's tmp_path.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -16,6 +15,7 @@ from flipnet_rt.imaging.geometry import Placement, fit, unfit
 
 def _noise(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
 
 # --------------------------------------------------------------------------- size policy
 

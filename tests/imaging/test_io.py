@@ -44,6 +44,7 @@ def _png_with_size(width: int, height: int) -> bytes:
     data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
     return bytes(data)
 
+
 # --------------------------------------------------------------------------- loading
 
 

@@ -14,6 +14,7 @@ from flipnet_rt.imaging.tensor import to_float, to_uint8
 def _noise(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
+
 # --------------------------------------------------------------------------- model tensors
 
 

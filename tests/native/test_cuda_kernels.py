@@ -37,8 +37,11 @@ def scene():
     cv2 = pytest.importorskip("cv2")
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:540, 0:960]
-    frame = np.ascontiguousarray(np.stack([(xx * 0.5 + yy) % 256, np.sin(xx / 9.0) * 100 + 128,
-                                           rng.integers(0, 256, (540, 960))], -1).astype(np.uint8))
+    frame = np.ascontiguousarray(
+        np.stack([(xx * 0.5 + yy) % 256, np.sin(xx / 9.0) * 100 + 128, rng.integers(0, 256, (540, 960))], -1).astype(
+            np.uint8
+        )
+    )
     affines = []
     for _ in range(6):
         centre = (rng.uniform(0, 960), rng.uniform(0, 540))

@@ -18,8 +18,8 @@ import sys
 import numpy as np
 import pytest
 
-from flipnet_rt.imaging import native
 from flipnet_rt.faces import kernels
+from flipnet_rt.imaging import native
 
 cv2 = pytest.importorskip("cv2")
 
@@ -36,9 +36,12 @@ def _frame(height: int, width: int, seed: int) -> np.ndarray:
     """Gradients, a sine and uniform noise: smooth areas, sharp edges and every value."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
-    return np.ascontiguousarray(np.stack(
-        [(xx * 0.7 + yy * 0.3) % 256, np.sin(xx / 7.0) * 100 + 128, rng.integers(0, 256, (height, width))], -1,
-    ).astype(np.uint8))
+    return np.ascontiguousarray(
+        np.stack(
+            [(xx * 0.7 + yy * 0.3) % 256, np.sin(xx / 7.0) * 100 + 128, rng.integers(0, 256, (height, width))],
+            -1,
+        ).astype(np.uint8)
+    )
 
 
 def _affines(count: int, height: int, width: int, size: int, seed: int) -> list[np.ndarray]:
@@ -76,15 +79,20 @@ def test_warp_crop_matches_to_float_of_warp_faces(border, dtype):
     assert err <= GREY + rounding
 
 
-@pytest.mark.parametrize("border", [cv2.BORDER_CONSTANT, cv2.BORDER_REPLICATE, cv2.BORDER_REFLECT,
-                                    cv2.BORDER_REFLECT_101])
+@pytest.mark.parametrize(
+    "border", [cv2.BORDER_CONSTANT, cv2.BORDER_REPLICATE, cv2.BORDER_REFLECT, cv2.BORDER_REFLECT_101]
+)
 def test_warp_u8_matches_cv2_warp_affine(border):
     frame = _frame(90, 120, 2)
     affines = _affines(16, 90, 120, 48, 3)
     out = np.empty((16, 48, 48, 3), np.uint8)
     NAT.warp_u8(frame, np.ascontiguousarray(np.stack(affines)), out, border, (11, 12, 13))
-    want = np.stack([cv2.warpAffine(frame, m, (48, 48), flags=cv2.INTER_LINEAR, borderMode=border,
-                                    borderValue=(11, 12, 13)) for m in affines])
+    want = np.stack(
+        [
+            cv2.warpAffine(frame, m, (48, 48), flags=cv2.INTER_LINEAR, borderMode=border, borderValue=(11, 12, 13))
+            for m in affines
+        ]
+    )
     diff = np.abs(out.astype(int) - want)
     print(f"warp_u8 border {border}: max error {diff.max()} grey levels, {np.mean(diff > 0):.2e} of values differ")
     assert diff.max() <= 1
@@ -117,14 +125,16 @@ def test_paste_matches_reference_and_leaves_the_rest():
     direct = frame.copy()
     NAT.paste_faces(direct, np.ascontiguousarray(np.stack(faces)), np.ascontiguousarray(np.stack(affines)))
     diff = np.abs(direct.astype(int) - want)
-    print(f"paste: max error {diff.max()} grey levels, {np.mean(diff > 0):.2e} of values differ, "
-          f"{int((want != frame).any(-1).sum())} pixels changed by the reference")
+    print(
+        f"paste: max error {diff.max()} grey levels, {np.mean(diff > 0):.2e} of values differ, "
+        f"{int((want != frame).any(-1).sum())} pixels changed by the reference"
+    )
     assert diff.max() <= 1
     outside = np.ones((height, width), bool)
     for m in affines:
         box = paste_box(m, size, height, width)
         if box is not None:
-            outside[box[1]:box[3], box[0]:box[2]] = False
+            outside[box[1] : box[3], box[0] : box[2]] = False
     assert np.array_equal(direct[outside], frame[outside]), "pixels outside every box changed"
     assert (want != frame).any(), "the faces must change the frame"
 
@@ -136,7 +146,11 @@ def test_paste_in_runs_of_one_size_matches_reference():
 
     frame = _frame(160, 200, 9)
     affines = _affines(3, 160, 200, 48, 10)[:2] + _affines(1, 160, 200, 32, 11)
-    faces = [np.full((48, 48, 3), 200, np.uint8), np.full((48, 48, 3), 30, np.uint8), np.full((32, 32, 3), 90, np.uint8)]
+    faces = [
+        np.full((48, 48, 3), 200, np.uint8),
+        np.full((48, 48, 3), 30, np.uint8),
+        np.full((32, 32, 3), 90, np.uint8),
+    ]
     want = paste_faces(frame, faces, affines)
     target = frame.copy()
     mats = np.ascontiguousarray(np.stack(affines))
@@ -190,8 +204,9 @@ def test_outputs_are_never_copied():
 
 
 def _run(code: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, **env}
+    )
 
 
 def test_missing_module_falls_back_with_one_logged_line():
@@ -202,7 +217,8 @@ def test_missing_module_falls_back_with_one_logged_line():
         "from flipnet_rt.imaging import native\n"
         "x = np.random.default_rng(0).random((1, 3, 16, 16), np.float32)\n"
         "from flipnet_rt.imaging.colour import wavelet_color_fix\n"
-        "for _ in range(3): assert np.array_equal(native.wavelet_color_fix(x, x * 0.5, 2), wavelet_color_fix(x, x * 0.5, 2))\n"
+        "for _ in range(3):\n"
+        "    assert np.array_equal(native.wavelet_color_fix(x, x * 0.5, 2), wavelet_color_fix(x, x * 0.5, 2))\n"
         "print('module', native.module())\n"
     )
     done = _run(code)
@@ -218,7 +234,8 @@ def test_flipnet_native_0_forces_the_references():
         "from flipnet_rt.imaging import native\n"
         "from flipnet_rt.imaging.colour import wavelet_color_fix\n"
         "x = np.random.default_rng(0).random((1, 3, 16, 16), np.float32)\n"
-        "print(native.module(), np.array_equal(native.wavelet_color_fix(x, x * 0.5, 2), wavelet_color_fix(x, x * 0.5, 2)))\n"
+        "same = np.array_equal(native.wavelet_color_fix(x, x * 0.5, 2), wavelet_color_fix(x, x * 0.5, 2))\n"
+        "print(native.module(), same)\n"
     )
     done = _run(code, FLIPNET_NATIVE="0")
     assert done.stdout.split() == ["None", "True"]

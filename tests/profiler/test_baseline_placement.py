@@ -9,14 +9,15 @@ does: the weights "elsewhere" (``meta``) while the baseline is asked for the CPU
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from flipnet_rt.profiler.baseline import naive_restore, time_baseline
 from flipnet_rt.imaging.examples import degrade_example, example_face
+from flipnet_rt.profiler.baseline import naive_restore, time_baseline
 
 
 class PlacedModel:
@@ -32,7 +33,7 @@ class PlacedModel:
         self.moves: list[tuple[str, torch.dtype]] = []
         self.seen: list[str] = []  # the placement at each network call
 
-    def to(self, *args: Any, device: Any = None, dtype: torch.dtype | None = None, **_: Any) -> "PlacedModel":
+    def to(self, *args: Any, device: Any = None, dtype: torch.dtype | None = None, **_: Any) -> PlacedModel:
         for a in args:
             if isinstance(a, torch.dtype):
                 dtype = a
@@ -49,8 +50,10 @@ class PlacedModel:
     def _check(self, name: str, *args: Any) -> list[Any]:
         for a in args:
             if isinstance(a, torch.Tensor) and a.device != self.device:
-                raise RuntimeError(f"{name}: Expected all tensors to be on the same device, but found at least "
-                                   f"two devices, {self.device} and {a.device}!")
+                raise RuntimeError(
+                    f"{name}: Expected all tensors to be on the same device, but found at least "
+                    f"two devices, {self.device} and {a.device}!"
+                )
         self.seen.append(str(self.device))
         return [a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
 
@@ -86,8 +89,7 @@ def test_naive_restore_moves_the_weights_to_its_device_and_back(tiny_model, imag
 
 def test_time_baseline_after_a_close_runs_on_the_requested_device(tiny_model, images):
     placed = PlacedModel(tiny_model, "meta", torch.float16)  # e.g. an fp16 restorer, then its close
-    timing = time_baseline(placed, images, steps=2, guidance=1.5, warmup=1, iters=2, device="cpu",
-                           dtype="float32")
+    timing = time_baseline(placed, images, steps=2, guidance=1.5, warmup=1, iters=2, device="cpu", dtype="float32")
     assert 0 < timing["p50"] <= timing["p90"] <= timing["p99"]
     assert set(placed.seen) == {"cpu"}
     assert placed.moves[0] == ("cpu", torch.float32)  # once, before the warm-up: no move inside the timing
@@ -112,8 +114,27 @@ def test_bench_hands_the_baseline_its_device_and_precision(monkeypatch, tmp_path
         return {"p50": 1.0, "p90": 1.0, "p99": 1.0}
 
     monkeypatch.setattr(baseline, "time_baseline", recording)
-    code = main(["bench", "--model", "random:tiny", "--backend", "torch", "--batch", "1", "--steps", "1",
-                 "--warmup", "0", "--iters", "1", "--cond-cache", "on", "--baseline",
-                 "--json", str(tmp_path / "b.json")])
+    code = main(
+        [
+            "bench",
+            "--model",
+            "random:tiny",
+            "--backend",
+            "torch",
+            "--batch",
+            "1",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--iters",
+            "1",
+            "--cond-cache",
+            "on",
+            "--baseline",
+            "--json",
+            str(tmp_path / "b.json"),
+        ]
+    )
     assert code == 0
     assert len(calls) == 1 and calls[0]["device"] == "cpu" and calls[0]["dtype"] == "float32"

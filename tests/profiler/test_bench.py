@@ -8,16 +8,37 @@ import json
 import pytest
 import torch
 
-from flipnet_rt.profiler.runner import STAGES
 from flipnet_rt.cli.main import main
+from flipnet_rt.profiler.runner import STAGES
 
 
 @pytest.fixture(scope="module")
 def bench_json(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    code = main(["bench", "--model", "random:tiny", "--batch", "1,2", "--steps", "3", "--warmup", "1",
-                 "--iters", "3", "--cond-cache", "on,off", "--baseline",
-                 "--json", str(out / "b.json"), "--csv", str(out / "b.csv"), "--plot", str(out / "b.png")])
+    code = main(
+        [
+            "bench",
+            "--model",
+            "random:tiny",
+            "--batch",
+            "1,2",
+            "--steps",
+            "3",
+            "--warmup",
+            "1",
+            "--iters",
+            "3",
+            "--cond-cache",
+            "on,off",
+            "--baseline",
+            "--json",
+            str(out / "b.json"),
+            "--csv",
+            str(out / "b.csv"),
+            "--plot",
+            str(out / "b.png"),
+        ]
+    )
     assert code == 0
     return out
 
@@ -64,17 +85,24 @@ def test_count_flops_matches_an_independent_count(tiny_model, network):
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    from flipnet_rt.profiler.flops import count_flops
     from flipnet_rt.models.networks import NETWORKS
+    from flipnet_rt.profiler.flops import count_flops
 
     c = tiny_model.config
     g = torch.Generator().manual_seed(0)
     ctx = (c.context_tokens, c.text_width)
     feeds = {
-        "unet": {"sample": torch.randn(4, 4, 8, 8, generator=g), "timestep": torch.tensor([500.0, 500, 0, 0]),
-                 "context": torch.randn(4, *ctx, generator=g), "phi": torch.ones(1)},
-        "unet_cond": {"sample": torch.randn(2, 4, 8, 8, generator=g), "timestep": torch.zeros(2),
-                      "context": torch.randn(2, *ctx, generator=g)},
+        "unet": {
+            "sample": torch.randn(4, 4, 8, 8, generator=g),
+            "timestep": torch.tensor([500.0, 500, 0, 0]),
+            "context": torch.randn(4, *ctx, generator=g),
+            "phi": torch.ones(1),
+        },
+        "unet_cond": {
+            "sample": torch.randn(2, 4, 8, 8, generator=g),
+            "timestep": torch.zeros(2),
+            "context": torch.randn(2, *ctx, generator=g),
+        },
         "vae_decoder": {"latent": torch.randn(2, 4, 8, 8, generator=g)},
         "face_encoder": {"image": torch.randn(2, 3, c.resolution, c.resolution, generator=g)},
     }[network]
@@ -83,7 +111,9 @@ def test_count_flops_matches_an_independent_count(tiny_model, network):
     counter = FlopCounterMode(display=False)
     with sdpa_kernel([SDPBackend.MATH]), counter, torch.inference_mode():
         module(*feeds.values())
-    print(f"{network}: count_flops {counted / 1e6:.3f} MFLOP, math-kernel CPU run {counter.get_total_flops() / 1e6:.3f}")
+    print(
+        f"{network}: count_flops {counted / 1e6:.3f} MFLOP, math-kernel CPU run {counter.get_total_flops() / 1e6:.3f}"
+    )
     assert counted == counter.get_total_flops() > 0
 
 

@@ -10,9 +10,9 @@ import shutil
 import pytest
 
 from flipnet_rt.backends import probes
-from flipnet_rt.profiler import flops, runner
 from flipnet_rt.cli.main import main
 from flipnet_rt.engine.manifest import Manifest, TensorRTInfo
+from flipnet_rt.profiler import flops, runner
 
 FAST = ["--steps", "2", "--warmup", "0", "--iters", "1"]
 
@@ -34,8 +34,14 @@ def test_bench_tensorrt_without_tensorrt_is_a_usage_error(tiny_engine, tmp_path,
     manifest = Manifest.load(engine)
     for name in manifest.networks:
         (engine / f"{name}.plan").write_bytes(b"plan")
-    info = TensorRTInfo(version="10.13.0", gpu="H100", compute_capability="9.0", precision="fp16",
-                        plans={n: f"{n}.plan" for n in manifest.networks}, profiles={})
+    info = TensorRTInfo(
+        version="10.13.0",
+        gpu="H100",
+        compute_capability="9.0",
+        precision="fp16",
+        plans={n: f"{n}.plan" for n in manifest.networks},
+        profiles={},
+    )
     dataclasses.replace(manifest, tensorrt=info).save(engine)
     monkeypatch.setattr(probes, "tensorrt_installed", lambda: False)  # as on this machine, stated
     assert main(["bench", "--model", str(engine), "--backend", "tensorrt", *FAST]) == 2
@@ -60,8 +66,22 @@ def test_records_are_written_as_each_configuration_finishes(tmp_path, monkeypatc
     monkeypatch.setattr(runner, "run_config", run_config)
     monkeypatch.setattr(flops, "meta_copy", lambda model: copies.append(1) or real_copy(model))
     out = tmp_path / "b.json"
-    code = main(["bench", "--model", "random:tiny", "--batch", "1,2", "--cond-cache", "on,off", *FAST,
-                 "--json", str(out), "--csv", str(tmp_path / "b.csv")])
+    code = main(
+        [
+            "bench",
+            "--model",
+            "random:tiny",
+            "--batch",
+            "1,2",
+            "--cond-cache",
+            "on,off",
+            *FAST,
+            "--json",
+            str(out),
+            "--csv",
+            str(tmp_path / "b.csv"),
+        ]
+    )
     assert code == 1 and "stopped in the third configuration" in capsys.readouterr().err
     records = json.loads(out.read_text())["results"]
     assert [r["config"]["label"] for r in records] == ["b1 cache=on", "b1 cache=off"]
@@ -73,8 +93,27 @@ def test_records_are_written_as_each_configuration_finishes(tmp_path, monkeypatc
 @pytest.mark.slow
 def test_several_backends_in_one_run(tiny_engine, tmp_path):
     out = tmp_path / "b.json"
-    assert main(["bench", "--model", "random:tiny", "--engines", str(tiny_engine), "--backend", "onnxruntime,torch",
-                 "--device", "cpu", "--cond-cache", "on", *FAST, "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--model",
+                "random:tiny",
+                "--engines",
+                str(tiny_engine),
+                "--backend",
+                "onnxruntime,torch",
+                "--device",
+                "cpu",
+                "--cond-cache",
+                "on",
+                *FAST,
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     records = json.loads(out.read_text())["results"]
     assert [r["config"]["label"] for r in records] == ["onnxruntime b1 cache=on", "torch b1 cache=on"]
     assert [r["environment"]["backend"] for r in records] == ["onnxruntime", "torch"]

@@ -47,9 +47,7 @@ def diffusers_scheduler(cfg: ScheduleConfig, kind: SamplerKind, spacing: Spacing
         prediction_type=cfg.prediction_type.value,
     )
     if kind is SamplerKind.DDIM:
-        return diffusers.DDIMScheduler(
-            **common, set_alpha_to_one=cfg.set_alpha_to_one, clip_sample=False
-        )
+        return diffusers.DDIMScheduler(**common, set_alpha_to_one=cfg.set_alpha_to_one, clip_sample=False)
     if kind is SamplerKind.DPMPP_2M:
         return diffusers.DPMSolverMultistepScheduler(
             **common,
@@ -67,8 +65,9 @@ def rel_err(ours, ref: torch.Tensor) -> float:
     return float((ours - ref).abs().max() / ref.abs().max())
 
 
-def run_case(kind: SamplerKind, spacing: Spacing, steps: int, pred: PredictionType,
-             strength: float, eta: float) -> None:
+def run_case(
+    kind: SamplerKind, spacing: Spacing, steps: int, pred: PredictionType, strength: float, eta: float
+) -> None:
     cfg = ScheduleConfig(prediction_type=pred)
     grid = make_grid(cfg, kind, steps, spacing, strength)
     n = len(grid)
@@ -78,7 +77,7 @@ def run_case(kind: SamplerKind, spacing: Spacing, steps: int, pred: PredictionTy
     sched.set_timesteps(steps)
     init = min(int(steps * strength), steps)
     t_start = max(steps - init, 0)
-    ref_ts = sched.timesteps[t_start * sched.order:]
+    ref_ts = sched.timesteps[t_start * sched.order :]
     if hasattr(sched, "set_begin_index"):
         sched.set_begin_index(t_start * sched.order)
     np.testing.assert_array_equal(grid.timesteps, ref_ts.numpy().astype(np.int64))
@@ -113,20 +112,22 @@ def run_case(kind: SamplerKind, spacing: Spacing, steps: int, pred: PredictionTy
     for backend, wrap in (("numpy", lambda a: a), ("torch", torch.from_numpy)):
         ours = []
         noise_iter = iter([wrap(z) for z in noises])
-        model = lambda x, t: wrap(outputs[t])  # noqa: E731
+        model = lambda x, t, wrap=wrap: wrap(outputs[t])  # noqa: E731
         sample(
             kind,
             parameterized(model, ac, pred),
             wrap(x_init),
             grid,
             eta=eta,
-            noise_like=(lambda x: next(noise_iter)) if eta > 0 else None,
-            callback=lambda i, t, x, p: ours.append(x),
+            noise_like=(lambda x, it=noise_iter: next(it)) if eta > 0 else None,
+            callback=lambda i, t, x, p, ours=ours: ours.append(x),
         )
         assert len(ours) == n
         err = max(rel_err(a, b) for a, b in zip(ours, ref_xs))
-        print(f"{kind.value} {spacing.value} n={steps} {pred.value} strength={strength} "
-              f"eta={eta} [{backend}]: max rel err {err:.2e}")
+        print(
+            f"{kind.value} {spacing.value} n={steps} {pred.value} strength={strength} "
+            f"eta={eta} [{backend}]: max rel err {err:.2e}"
+        )
         assert err <= RTOL, f"{kind.value} {backend}: max rel err {err:.2e} > {RTOL:.0e}"
 
 
@@ -164,8 +165,7 @@ def test_euler_matches_diffusers(spacing, steps, strength, pred):
     run_case(SamplerKind.EULER, spacing, steps, pred, strength, 0.0)
 
 
-GRID_KINDS = [(k, s) for k in SamplerKind for s in Spacing
-              if not (k is SamplerKind.EULER and s is Spacing.LINSPACE)]
+GRID_KINDS = [(k, s) for k in SamplerKind for s in Spacing if not (k is SamplerKind.EULER and s is Spacing.LINSPACE)]
 
 
 @pytest.mark.parametrize("steps", [1, 7, 50, 61, 100])

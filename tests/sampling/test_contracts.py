@@ -37,7 +37,8 @@ def test_schedule_bounds():
     assert message(ScheduleConfig, num_train_timesteps=1) == "num_train_timesteps=1; use at least 2"
     for start, end in ((0.0, 0.012), (0.01, 0.01), (0.001, 1.0), (0.001, 1.5), (0.02, 0.01)):
         assert message(ScheduleConfig, beta_start=start, beta_end=end) == (
-            f"beta_start={start}, beta_end={end}; need 0 < beta_start < beta_end < 1")
+            f"beta_start={start}, beta_end={end}; need 0 < beta_start < beta_end < 1"
+        )
     assert ScheduleConfig(beta_start=1e-6, beta_end=0.999).alphas_cumprod()[-1] > 0
 
 
@@ -45,16 +46,14 @@ def test_schedule_bounds():
 def test_grid_refuses_any_length_mismatch_and_an_empty_grid(lengths):
     n, m, k = lengths
     got = message(Grid, timesteps=np.arange(n)[::-1], alpha_bar=np.full(m, 0.5), alpha_bar_next=np.ones(k))
-    assert got == ("Grid needs equal, non-zero lengths of timesteps, alpha_bar and alpha_bar_next; "
-                   f"got {n}, {m}, {k}")
+    assert got == (f"Grid needs equal, non-zero lengths of timesteps, alpha_bar and alpha_bar_next; got {n}, {m}, {k}")
 
 
 def test_grid_holds_read_only_int64_and_float64_copies():
     """The docstring's types, whatever the caller passed, and later edits of the inputs do not leak in."""
     ts, ab, abn = np.array([7, 3], np.int32), np.array([0.25, 0.5], np.float32), np.array([0.5, 1.0], np.float32)
     grid = Grid(timesteps=ts, alpha_bar=ab, alpha_bar_next=abn)
-    assert (grid.timesteps.dtype, grid.alpha_bar.dtype, grid.alpha_bar_next.dtype) == (
-        np.int64, np.float64, np.float64)
+    assert (grid.timesteps.dtype, grid.alpha_bar.dtype, grid.alpha_bar_next.dtype) == (np.int64, np.float64, np.float64)
     ts[0], ab[0], abn[0] = 9, 0.75, 0.75
     assert grid.timesteps.tolist() == [7, 3]
     assert grid.alpha_bar.tolist() == [0.25, 0.5] and grid.alpha_bar_next.tolist() == [0.5, 1.0]
@@ -68,7 +67,8 @@ def test_make_grid_messages():
         make_grid(CFG, SamplerKind.DDIM, 10.0, Spacing.LEADING)  # type: ignore[arg-type]
     assert str(exc.value) == "num_steps must be an int, got float"
     assert message(make_grid, CFG, SamplerKind.DDIM, 10, Spacing.LEADING, strength=0.0) == (
-        "strength=0.0; use 0 < strength <= 1 (1 is a full run from noise)")
+        "strength=0.0; use 0 < strength <= 1 (1 is a full run from noise)"
+    )
 
 
 def test_repeated_timesteps_are_refused():
@@ -77,8 +77,8 @@ def test_repeated_timesteps_are_refused():
     ts = np.linspace(0, CFG.num_train_timesteps - 1, 1001).round()[::-1][:-1]
     assert np.any(np.diff(ts) == 0) and ts.min() >= 0 and ts.max() < CFG.num_train_timesteps
     assert message(make_grid, CFG, SamplerKind.DPMPP_2M, 1000, Spacing.LINSPACE) == (
-        "num_steps=1000 with spacing='linspace' gives repeated or out-of-range timesteps for dpmpp-2m; "
-        "use fewer steps")
+        "num_steps=1000 with spacing='linspace' gives repeated or out-of-range timesteps for dpmpp-2m; use fewer steps"
+    )
     assert len(make_grid(CFG, SamplerKind.DDIM, 1000, Spacing.LINSPACE)) == 1000  # unique there
 
 
@@ -108,11 +108,13 @@ def test_ddim_step_is_deterministic_by_default():
 def test_sampler_messages():
     x = np.zeros((1, 1, 2, 2))
     assert message(dpmpp_2m_step, x, Prediction(x0=x, eps=x), 0.3, 0.5, x0_prev=x) == (
-        "dpmpp_2m_step: pass both x0_prev and alpha_bar_prev, or neither")
+        "dpmpp_2m_step: pass both x0_prev and alpha_bar_prev, or neither"
+    )
     grid = make_grid(CFG, SamplerKind.DDIM, 4, Spacing.LEADING)
     assert message(sample_ddim, lambda x, t: Prediction(x0=x, eps=x), x, grid, eta=0.5) == (
         "eta=0.5 > 0 needs noise_like, e.g. noise_like=torch.randn_like or "
-        "noise_like=lambda x: rng.standard_normal(x.shape, dtype=x.dtype)")
+        "noise_like=lambda x: rng.standard_normal(x.shape, dtype=x.dtype)"
+    )
 
 
 @pytest.mark.parametrize("eta, draws", [(0.0, 0), (0.5, 4)])
@@ -126,6 +128,5 @@ def test_ddim_draws_noise_only_when_eta_is_positive(eta, draws):
         return np.zeros_like(x)
 
     grid = make_grid(CFG, SamplerKind.DDIM, 4, Spacing.LEADING)
-    sample_ddim(lambda x, t: Prediction(x0=0.5 * x, eps=x), np.ones((1, 1, 2, 2)), grid, eta=eta,
-                noise_like=noise_like)
+    sample_ddim(lambda x, t: Prediction(x0=0.5 * x, eps=x), np.ones((1, 1, 2, 2)), grid, eta=eta, noise_like=noise_like)
     assert len(calls) == draws

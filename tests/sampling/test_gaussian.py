@@ -124,9 +124,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("spacing", [Spacing.LEADING, Spacing.TRAILING], ids=lambda s: s.value)
-@pytest.mark.parametrize(
-    "kind,eta,pred", CASES, ids=[f"{k.value}-eta{e:g}-{p.value}" for k, e, p in CASES]
-)
+@pytest.mark.parametrize("kind,eta,pred", CASES, ids=[f"{k.value}-eta{e:g}-{p.value}" for k, e, p in CASES])
 def test_gaussian_data_moments(kind, eta, pred, spacing):
     cfg = ScheduleConfig(prediction_type=pred)  # SD 2.1-base schedule, set_alpha_to_one=False
     ac = cfg.alphas_cumprod()
@@ -155,13 +153,15 @@ def test_gaussian_data_moments(kind, eta, pred, spacing):
     assert abs(std - ref_std) <= tol_std, f"std {std:.5f} vs {ref_std:.5f} +- {tol_std:.5f}"
 
 
-CONVERGENCE_CASES = [(SamplerKind.DDIM, 0.0), (SamplerKind.DDIM, 1.0),
-                     (SamplerKind.DPMPP_2M, 0.0), (SamplerKind.EULER, 0.0)]
+CONVERGENCE_CASES = [
+    (SamplerKind.DDIM, 0.0),
+    (SamplerKind.DDIM, 1.0),
+    (SamplerKind.DPMPP_2M, 0.0),
+    (SamplerKind.EULER, 0.0),
+]
 
 
-@pytest.mark.parametrize(
-    "kind,eta", CONVERGENCE_CASES, ids=[f"{k.value}-eta{e:g}" for k, e in CONVERGENCE_CASES]
-)
+@pytest.mark.parametrize("kind,eta", CONVERGENCE_CASES, ids=[f"{k.value}-eta{e:g}" for k, e in CONVERGENCE_CASES])
 def test_bias_vanishes_with_steps(kind, eta):
     """Our samplers' exact output moments, read off without sampling error, converge.
 
@@ -192,7 +192,9 @@ def test_bias_vanishes_with_steps(kind, eta):
             target = (MU, S)
         assert mean == pytest.approx(ref_mean, rel=1e-9, abs=1e-12)
         errs.append(max(abs(mean - target[0]), abs(std - target[1])))
-    print(f"{kind.value} eta={eta:g}: max(|mean - target|, |std - target|) at 10/50/250/1000 "
-          "steps: " + ", ".join(f"{e:.2e}" for e in errs))
+    print(
+        f"{kind.value} eta={eta:g}: max(|mean - target|, |std - target|) at 10/50/250/1000 "
+        "steps: " + ", ".join(f"{e:.2e}" for e in errs)
+    )
     assert errs[0] > errs[1] > errs[2] > errs[3]
     assert errs[3] < 1e-2

@@ -25,12 +25,16 @@ T = CFG.num_train_timesteps
 
 def test_alphas_cumprod_matches_diffusers():
     diffusers = pytest.importorskip("diffusers")
-    ref = diffusers.DDIMScheduler(
-        num_train_timesteps=T,
-        beta_start=CFG.beta_start,
-        beta_end=CFG.beta_end,
-        beta_schedule="scaled_linear",
-    ).alphas_cumprod.double().numpy()
+    ref = (
+        diffusers.DDIMScheduler(
+            num_train_timesteps=T,
+            beta_start=CFG.beta_start,
+            beta_end=CFG.beta_end,
+            beta_schedule="scaled_linear",
+        )
+        .alphas_cumprod.double()
+        .numpy()
+    )
     ours = CFG.alphas_cumprod()
     assert ours.dtype == np.float64 and ours.shape == (T,)
     err = float(np.max(np.abs(ours - ref) / ref))
@@ -46,9 +50,7 @@ def test_alphas_cumprod_values():
 
 
 def test_prediction_type_accepts_string():
-    assert ScheduleConfig(prediction_type="v_prediction").prediction_type is (
-        PredictionType.V_PREDICTION
-    )
+    assert ScheduleConfig(prediction_type="v_prediction").prediction_type is (PredictionType.V_PREDICTION)
 
 
 @pytest.mark.parametrize("kind", list(SamplerKind), ids=lambda k: k.value)

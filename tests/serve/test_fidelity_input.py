@@ -13,11 +13,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from faces.support import ShiftRestorer
 from helpers import face_like, served
-from flipnet_rt.faces.types import Face
+
 from flipnet_rt.config.options import Mode
+from flipnet_rt.faces.types import Face
 from flipnet_rt.serve.protocol import RequestError, model_runner, run_batch
 
 
@@ -56,26 +56,41 @@ def _max_diff(a: np.ndarray, b: np.ndarray) -> int:
 def test_fidelity_zero_is_the_restorer_and_one_the_input_row_by_row(restorer):
     a, b, c = face_like(64, 70), face_like(64, 71), face_like(64, 72)
     odd = np.ascontiguousarray(face_like(90, 73)[:72, :80])  # not the model's size: fitted and back
-    requests = [_request(a[None], [5], [0.0]),
-                _request(np.stack([b, c]), [6, 7], [0.0, 1.0]),  # two rows, their own weights
-                _request(a[None], [5], [1.0]),
-                _request(odd[None], [8], [0.0]),
-                _request(c[None], [7])]  # absent: auto, the estimator's weight
+    requests = [
+        _request(a[None], [5], [0.0]),
+        _request(np.stack([b, c]), [6, 7], [0.0, 1.0]),  # two rows, their own weights
+        _request(a[None], [5], [1.0]),
+        _request(odd[None], [8], [0.0]),
+        _request(c[None], [7]),
+    ]  # absent: auto, the estimator's weight
     run, calls = _counting(model_runner(restorer, Mode.RESTORE))
     answers = run_batch(requests, run, restorer.options, Mode.RESTORE)
     print(f"calls (images, fidelity): {calls}")
     assert sorted(calls, key=str) == sorted([(3, 0.0), (2, 1.0), (1, "auto")], key=str)  # never mixed
     assert not any(isinstance(x, RequestError) for x in answers)
-    got = {"a0": answers[0]["restored"][0], "b0": answers[1]["restored"][0], "c1": answers[1]["restored"][1],
-           "a1": answers[2]["restored"][0], "odd0": answers[3]["restored"][0], "c_auto": answers[4]["restored"][0]}
+    got = {
+        "a0": answers[0]["restored"][0],
+        "b0": answers[1]["restored"][0],
+        "c1": answers[1]["restored"][1],
+        "a1": answers[2]["restored"][0],
+        "odd0": answers[3]["restored"][0],
+        "c_auto": answers[4]["restored"][0],
+    }
     options = restorer.options()
-    expected = {"a0": restorer.restore([a], options, [5])[0], "b0": restorer.restore([b], options, [6])[0],
-                "odd0": restorer.restore([odd], options, [8])[0], "c_auto": served(restorer, c, options, 7),
-                "a1": a, "c1": c}
+    expected = {
+        "a0": restorer.restore([a], options, [5])[0],
+        "b0": restorer.restore([b], options, [6])[0],
+        "odd0": restorer.restore([odd], options, [8])[0],
+        "c_auto": served(restorer, c, options, 7),
+        "a1": a,
+        "c1": c,
+    }
     for name, want in expected.items():
         diff = _max_diff(got[name], want)
-        print(f"{name}: shape {got[name].shape}, max uint8 difference {diff} from "
-              f"{'the input' if name.endswith('1') else 'the auto blend' if name == 'c_auto' else 'Restorer.restore alone'}")
+        source = (
+            "the input" if name.endswith("1") else "the auto blend" if name == "c_auto" else "Restorer.restore alone"
+        )
+        print(f"{name}: shape {got[name].shape}, max uint8 difference {diff} from {source}")
         assert got[name].shape == want.shape and got[name].dtype == np.uint8
         assert diff == 0
     assert _max_diff(got["a0"], a) > 0  # the restoration does change the face
@@ -83,12 +98,14 @@ def test_fidelity_zero_is_the_restorer_and_one_the_input_row_by_row(restorer):
 
 def test_a_bad_fidelity_refuses_its_request_only(restorer):
     image = face_like(64, 80)
-    requests = [_request(image[None], [3], [0.0]),
-                _request(image[None], [3], [float("nan")]),
-                _request(image[None], [3], [1.5]),
-                _request(image[None], [3], [-1.0]),
-                _request(image[None], [3], [float("inf")]),
-                _request(np.stack([image, image]), [3, 4], [0.25, 2.0])]  # row 1 refuses the request
+    requests = [
+        _request(image[None], [3], [0.0]),
+        _request(image[None], [3], [float("nan")]),
+        _request(image[None], [3], [1.5]),
+        _request(image[None], [3], [-1.0]),
+        _request(image[None], [3], [float("inf")]),
+        _request(np.stack([image, image]), [3, 4], [0.25, 2.0]),
+    ]  # row 1 refuses the request
     run, calls = _counting(model_runner(restorer, Mode.RESTORE))
     answers = run_batch(requests, run, restorer.options, Mode.RESTORE)
     assert calls == [(1, 0.0)]  # only the valid request ran
@@ -162,16 +179,27 @@ def test_whole_image_model_takes_the_fidelity_per_row(monkeypatch):
     stand_in, detector = ShiftRestorer(64, offset=40), _FixedDetector()
     rng = np.random.default_rng(3)
     images = rng.integers(0, 256, (2, 128, 128, 3), dtype=np.uint8)
-    expected = {w: [FaceRestorer(stand_in, detector, FaceOptions(fidelity=w), sampling=None).restore_image(im, s)[0]
-                    for im, s in zip(images, (11, 12))] for w in (0.0, 0.5, 1.0)}
+    expected = {
+        w: [
+            FaceRestorer(stand_in, detector, FaceOptions(fidelity=w), sampling=None).restore_image(im, s)[0]
+            for im, s in zip(images, (11, 12))
+        ]
+        for w in (0.0, 0.5, 1.0)
+    }
     counted = _Counted(monkeypatch)
     infer = infer_function(stand_in, Mode.RESTORE, 256 * 256, whole_image_runner(stand_in, detector))
-    requests = [SimpleNamespace(data=_request(images, [11, 12], [0.5, 1.0])),
-                SimpleNamespace(data=_request(images[:1], [11], [0.0])),
-                SimpleNamespace(data=_request(images[1:], [12], [0.5]))]
+    requests = [
+        SimpleNamespace(data=_request(images, [11, 12], [0.5, 1.0])),
+        SimpleNamespace(data=_request(images[:1], [11], [0.0])),
+        SimpleNamespace(data=_request(images[1:], [12], [0.5])),
+    ]
     answers = infer(requests)
-    got = [(answers[0]["restored"][0], 0.5, 0), (answers[0]["restored"][1], 1.0, 1),
-           (answers[1]["restored"][0], 0.0, 0), (answers[2]["restored"][0], 0.5, 1)]
+    got = [
+        (answers[0]["restored"][0], 0.5, 0),
+        (answers[0]["restored"][1], 1.0, 1),
+        (answers[1]["restored"][0], 0.0, 0),
+        (answers[2]["restored"][0], 0.5, 1),
+    ]
     for out, w, i in got:
         diff = _max_diff(out, expected[w][i])
         changed = int(np.any(out != images[i], axis=2).sum())

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from helpers import face_like, served
+
 from flipnet_rt.cli.main import main
-from flipnet_rt.engine.manifest import Manifest
 from flipnet_rt.config.options import Mode
+from flipnet_rt.engine.manifest import Manifest
 from flipnet_rt.serve.protocol import OPTION_INPUTS, OUTPUT_NAMES
-from flipnet_rt.serve.repository import batchable, network_batch, RepositoryOptions
+from flipnet_rt.serve.repository import RepositoryOptions, batchable, network_batch
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,12 @@ def test_network_configs_parse_and_agree_with_the_manifest(repo, demo_engine):
                     shape = want.concrete(entry.profile.env(which))
                     shape = shape[1:] if batched else shape
                     assert len(shape) == len(tensor.dims)
-                    assert all(d in (-1, s) for d, s in zip(tensor.dims, shape)), (name, tensor.name, tensor.dims, shape)
+                    assert all(d in (-1, s) for d, s in zip(tensor.dims, shape)), (
+                        name,
+                        tensor.name,
+                        tensor.dims,
+                        shape,
+                    )
         assert (repo / name / "1" / "model.onnx").is_file()
     assert not batchable(manifest.networks["unet_input"])  # phi [1] has no batch axis
     assert batchable(manifest.networks["vae_decoder"])
@@ -77,7 +82,10 @@ def test_logic_configs_take_the_serve_inputs(repo):
         policy = config.dynamic_batching.default_queue_policy
         assert policy.max_queue_size == 64 and policy.timeout_action == model_config_pb2.ModelQueuePolicy.REJECT
         assert config.parameters["mode"].string_value == mode.value
-        assert "from flipnet_rt.serve.triton_model import TritonPythonModel" in (repo / mode.value / "1" / "model.py").read_text()
+        assert (
+            "from flipnet_rt.serve.triton_model import TritonPythonModel"
+            in (repo / mode.value / "1" / "model.py").read_text()
+        )
         assert (repo / mode.value / "1" / "engine" / "manifest.json").is_file()
 
 
@@ -94,22 +102,30 @@ def test_sampling_loop_over_the_repository_files_gives_the_restorer_bytes(repo, 
 
     def execute(network, feeds, outputs):
         if network not in sessions:
-            sessions[network] = ort.InferenceSession(str(repo / network / "1" / "model.onnx"),
-                                                     providers=["CPUExecutionProvider"])
+            sessions[network] = ort.InferenceSession(
+                str(repo / network / "1" / "model.onnx"), providers=["CPUExecutionProvider"]
+            )
         calls.append(network)
         return dict(zip(outputs, sessions[network].run(list(outputs), dict(feeds))))
 
     bls = load_restorer(repo / "restore" / "1" / "engine", execute)
     reference = Restorer.load(demo_engine, backend="onnxruntime")
     images = [face_like(64, 60), face_like(64, 61)]
-    requests = [{"image": images[0][None], "seed": np.array([[9]], np.int64),
-                 "fidelity": np.array([[0.0]], np.float32)},  # W = 0: the restoration itself
-                {"image": images[1][None], "seed": np.array([[10]], np.int64), "steps": np.array([[2]], np.int32)},
-                {"image": images[1][None], "steps": np.array([[0]], np.int32)}]
+    requests = [
+        {
+            "image": images[0][None],
+            "seed": np.array([[9]], np.int64),
+            "fidelity": np.array([[0.0]], np.float32),
+        },  # W = 0: the restoration itself
+        {"image": images[1][None], "seed": np.array([[10]], np.int64), "steps": np.array([[2]], np.int32)},
+        {"image": images[1][None], "steps": np.array([[0]], np.int32)},
+    ]
     answers = run_batch(requests, model_runner(bls, Mode.RESTORE), bls.options, Mode.RESTORE)
     assert {"vae_encoder", "face_encoder", "unet_cond", "unet_input", "vae_decoder"} <= set(calls)
-    expected = [reference.restore([images[0]], reference.options(), [9])[0],
-                served(reference, images[1], reference.options(steps=2), 10)]
+    expected = [
+        reference.restore([images[0]], reference.options(), [9])[0],
+        served(reference, images[1], reference.options(steps=2), 10),
+    ]
     for answer, want in zip(answers[:2], expected):
         diff = np.abs(answer["restored"][0].astype(int) - want.astype(int)).max()
         print(f"BLS loop vs Restorer: max uint8 difference {diff}")

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import serve_fuzz
 from helpers import face_like, served
 
@@ -67,10 +66,30 @@ def server(demo_engine, tmp_path_factory):
 
     http, grpc, metrics = _free_ports(3)
     log = tmp_path_factory.mktemp("serve") / "server.log"
-    cmd = [sys.executable, "-m", "flipnet_rt", "serve", "--model", str(demo_engine), "--backend", "onnxruntime",
-           "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
-           "--max-batch", str(MAX_BATCH), "--max-queue-delay-ms", "200", "--max-queue-size", str(QUEUE),
-           "--max-pixels", str(MAX_PIXELS)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "flipnet_rt",
+        "serve",
+        "--model",
+        str(demo_engine),
+        "--backend",
+        "onnxruntime",
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(metrics),
+        "--max-batch",
+        str(MAX_BATCH),
+        "--max-queue-delay-ms",
+        "200",
+        "--max-queue-size",
+        str(QUEUE),
+        "--max-pixels",
+        str(MAX_PIXELS),
+    ]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     srv = Server(proc, {"http": http, "grpc": grpc, "metrics": metrics}, log)
@@ -80,7 +99,12 @@ def server(demo_engine, tmp_path_factory):
         if proc.poll() is not None:
             pytest.fail(f"the server exited with {proc.returncode} while starting:\n{srv.log_tail()}")
         try:
-            if client.is_server_ready() and client.is_model_ready("restore") and client.is_model_ready("degrade") and client.is_model_ready("restore_image"):
+            if (
+                client.is_server_ready()
+                and client.is_model_ready("restore")
+                and client.is_model_ready("degrade")
+                and client.is_model_ready("restore_image")
+            ):
                 break
         except Exception:  # not listening yet
             pass
@@ -147,11 +171,14 @@ def test_http_concurrent_requests_are_batched_and_byte_identical(server, cases):
 
     before = _batch_sizes(server)
     client = httpclient.InferenceServerClient(server.http, concurrency=len(cases))
-    pending = [client.async_infer("restore", _inputs(httpclient, image, seed, **opts))
-               for image, seed, opts, _ in cases]
+    pending = [
+        client.async_infer("restore", _inputs(httpclient, image, seed, **opts)) for image, seed, opts, _ in cases
+    ]
     results = [p.get_result().as_numpy("restored") for p in pending]
     after = _batch_sizes(server)
-    seen = {size: after.get(size, 0) - before.get(size, 0) for size in after if after.get(size, 0) > before.get(size, 0)}
+    seen = {
+        size: after.get(size, 0) - before.get(size, 0) for size in after if after.get(size, 0) > before.get(size, 0)
+    }
     print(f"batch sizes Triton formed (size: executions): {seen}")
     for (image, seed, opts, expected), got in zip(cases, results):
         assert got.shape == (1, *image.shape) and got.dtype == np.uint8
@@ -174,12 +201,13 @@ def test_grpc_concurrent_requests_are_byte_identical(server, cases):
                 done[index] = error if error is not None else result.as_numpy("restored")
                 if len(done) == len(cases):
                     finished.set()
+
         return record
 
     for i, (image, seed, opts, _) in enumerate(cases):
         client.async_infer("restore", _inputs(grpcclient, image, seed, **opts), callback=callback(i))
     assert finished.wait(300), f"only {len(done)} of {len(cases)} gRPC responses came back"
-    for i, (image, seed, opts, expected) in enumerate(cases):
+    for i, (_image, seed, opts, expected) in enumerate(cases):
         assert not isinstance(done[i], Exception), f"request {i}: {done[i]}"
         diff = np.abs(done[i][0].astype(int) - expected.astype(int)).max()
         assert diff == 0, f"gRPC seed {seed} options {opts}: max uint8 difference {diff}"
@@ -191,9 +219,9 @@ def test_whole_images_match_the_face_restorer(server, reference):
     detected, restored and pasted back: the same bytes as FaceRestorer.restore_image in-process."""
     import tritonclient.http as httpclient
     from PIL import Image
+    from synthetic.faces import group_picture
 
     from flipnet_rt.faces.pipeline import FaceRestorer
-    from synthetic.faces import group_picture
 
     data = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "lfw" / "val"
     photos = sorted(data.glob("*.jpg"))[:2]
@@ -201,11 +229,19 @@ def test_whole_images_match_the_face_restorer(server, reference):
         if os.environ.get("CI") == "true":
             pytest.fail(f"{data}: the lfw/val faces are missing (CI must have ../shared/data)")
         pytest.skip(f"{data}: the lfw/val faces are missing")
-    picture, _ = group_picture([np.asarray(Image.open(p).convert("RGB")) for p in photos],
-                               np.random.default_rng(0), height=180, width=320, eye_distance=(16.0, 20.0),
-                               max_angle=10.0)
-    got = httpclient.InferenceServerClient(server.http).infer(
-        "restore_image", _inputs(httpclient, picture, 9)).as_numpy("restored")[0]
+    picture, _ = group_picture(
+        [np.asarray(Image.open(p).convert("RGB")) for p in photos],
+        np.random.default_rng(0),
+        height=180,
+        width=320,
+        eye_distance=(16.0, 20.0),
+        max_angle=10.0,
+    )
+    got = (
+        httpclient.InferenceServerClient(server.http)
+        .infer("restore_image", _inputs(httpclient, picture, 9))
+        .as_numpy("restored")[0]
+    )
     expected, results = FaceRestorer(reference, sampling=reference.options()).restore_image(picture, 9)
     assert sum(r.restored for r in results) == 2
     assert got.shape == picture.shape and np.array_equal(got, expected)
@@ -216,7 +252,11 @@ def test_degrade_matches_restorer(server, reference):
     import tritonclient.http as httpclient
 
     image = face_like(64, 40)
-    got = httpclient.InferenceServerClient(server.http).infer("degrade", _inputs(httpclient, image, 5)).as_numpy("degraded")
+    got = (
+        httpclient.InferenceServerClient(server.http)
+        .infer("degrade", _inputs(httpclient, image, 5))
+        .as_numpy("degraded")
+    )
     expected = reference.degrade([image], reference.options(), [5])[0]
     assert np.array_equal(got[0], expected)
 
@@ -249,19 +289,26 @@ def test_fidelity_input_per_row_and_its_refusals(server, reference, cases):
     (a, seed_a, _, _), (b, seed_b, _, _) = cases[0], cases[2]  # cases[0]: the model's defaults
     expected_a = reference.restore([a], reference.options(), [seed_a])[0]  # fidelity 0: the restoration
     images = np.stack([a, b])
-    tensors = [("image", images, "UINT8"), ("seed", np.array([[seed_a], [seed_b]], np.int64), "INT64"),
-               ("fidelity", np.array([[0.0], [1.0]], np.float32), "FP32")]
+    tensors = [
+        ("image", images, "UINT8"),
+        ("seed", np.array([[seed_a], [seed_b]], np.int64), "INT64"),
+        ("fidelity", np.array([[0.0], [1.0]], np.float32), "FP32"),
+    ]
     inputs = []
     for name, array, dtype in tensors:
         inputs.append(httpclient.InferInput(name, list(array.shape), dtype))
         inputs[-1].set_data_from_numpy(array)
     got = client.infer("restore", inputs).as_numpy("restored")
-    diffs = [int(np.abs(got[0].astype(int) - expected_a.astype(int)).max()),
-             int(np.abs(got[1].astype(int) - b.astype(int)).max())]
+    diffs = [
+        int(np.abs(got[0].astype(int) - expected_a.astype(int)).max()),
+        int(np.abs(got[1].astype(int) - b.astype(int)).max()),
+    ]
     print(f"fidelity 0: max uint8 difference {diffs[0]} from Restorer.restore; fidelity 1: {diffs[1]} from the input")
     assert diffs == [0, 0]
-    for model, value, expected in (("restore", float("nan"), "row 0: fidelity: nan is outside [0, 1]"),
-                                   ("degrade", 0.5, "'fidelity': applies to restore only")):
+    for model, value, expected in (
+        ("restore", float("nan"), "row 0: fidelity: nan is outside [0, 1]"),
+        ("degrade", 0.5, "'fidelity': applies to restore only"),
+    ):
         fidelity = httpclient.InferInput("fidelity", [1, 1], "FP32")
         fidelity.set_data_from_numpy(np.array([[value]], np.float32))
         with pytest.raises(InferenceServerException) as info:
@@ -271,13 +318,16 @@ def test_fidelity_input_per_row_and_its_refusals(server, reference, cases):
     assert server.proc.poll() is None
 
 
-@pytest.mark.parametrize("case, expected", [
-    ("float32 image", "input 'image': datatype FP32; send UINT8"),
-    ("four channels", "shape"),
-    ("over the size limit", "--max-pixels"),
-    ("steps 0", "steps: 0"),
-    ("unknown sampler", "sampler: 'fast' is not one of"),
-])
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("float32 image", "input 'image': datatype FP32; send UINT8"),
+        ("four channels", "shape"),
+        ("over the size limit", "--max-pixels"),
+        ("steps 0", "steps: 0"),
+        ("unknown sampler", "sampler: 'fast' is not one of"),
+    ],
+)
 def test_malformed_requests_get_clear_errors_and_the_server_keeps_serving(server, case, expected):
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
@@ -334,9 +384,11 @@ def test_overload_is_rejected_before_the_accepted_requests_finish(server):
         client.async_infer("restore", _inputs(grpcclient, face_like(64, i), i), callback=record)
     assert finished.wait(600), f"{len(served) + len(rejected)} of {n} requests answered"
     client.close()
-    print(f"{n} concurrent: {len(served)} served (last after {max(t for t, _ in served):.2f} s), "
-          f"{len(rejected)} rejected (last after {max((t for t, _ in rejected), default=0):.2f} s): "
-          f"{rejected[0][1] if rejected else ''}")
+    print(
+        f"{n} concurrent: {len(served)} served (last after {max(t for t, _ in served):.2f} s), "
+        f"{len(rejected)} rejected (last after {max((t for t, _ in rejected), default=0):.2f} s): "
+        f"{rejected[0][1] if rejected else ''}"
+    )
     assert rejected, "no request was rejected beyond the queue limit"
     assert all("queue" in message.lower() for _, message in rejected), rejected[0][1]
     # explicit and fast: every rejection came back before the last accepted request was served
@@ -393,8 +445,12 @@ def test_sigterm_stops_the_server_within_30_s(server):
     assert code == 0, server.log_tail()
     assert "server stopped" in server.log.read_text()
     time.sleep(1)  # let the children's exit be reaped by init
-    alive = [pid for pid in tree[1:] if Path(f"/proc/{pid}").exists() and "Z" not in
-             Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]]
+    alive = [
+        pid
+        for pid in tree[1:]
+        if Path(f"/proc/{pid}").exists()
+        and "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    ]
     assert not alive, f"processes left running after shutdown: {alive}"
     leftover = list(Path("/dev/shm").glob(f"pytrtion{server.proc.pid}-*"))  # PyTriton's spelling
     assert not leftover, f"shared memory left after shutdown: {leftover}"

@@ -6,7 +6,7 @@ Faces from aligned square photos (e.g. LFW deep-funneled crops) placed with
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -18,9 +18,16 @@ from flipnet_rt.imaging.scene import PlacedFace, background, place_face
 LFW_LANDMARKS = np.array([[104.0, 113.8], [145.7, 112.8], [125.0, 136.0], [107.0, 158.0], [144.0, 157.0]], np.float32)
 
 
-def group_picture(photos: Sequence[np.ndarray], rng: np.random.Generator, *, height: int = 720, width: int = 1280,
-                  eye_distance: tuple[float, float] = (20.0, 110.0), max_angle: float = 30.0,
-                  landmarks: np.ndarray = LFW_LANDMARKS) -> tuple[np.ndarray, list[PlacedFace]]:
+def group_picture(
+    photos: Sequence[np.ndarray],
+    rng: np.random.Generator,
+    *,
+    height: int = 720,
+    width: int = 1280,
+    eye_distance: tuple[float, float] = (20.0, 110.0),
+    max_angle: float = 30.0,
+    landmarks: np.ndarray = LFW_LANDMARKS,
+) -> tuple[np.ndarray, list[PlacedFace]]:
     """``len(photos)`` faces side by side in columns, random angle, eye distance and position."""
     canvas = background(height, width, rng)
     column = width / len(photos)

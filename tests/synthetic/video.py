@@ -7,9 +7,9 @@ scikit-image (the ``demo`` extra) at a chosen eye distance, and ``noisy`` adds f
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -43,10 +43,18 @@ def vfr_pts(n: int) -> list[int]:
     return pts
 
 
-def write_clip(path: Path, pts: Iterable[int], *, size: tuple[int, int] = (96, 64),
-               frame: Callable[[int], np.ndarray] | None = None, audio: bool = True,
-               colour: dict[str, int] | None = None, options: dict[str, str] | None = None,
-               codec: str = "libx264", pix_fmt: str = "yuv420p") -> Path:
+def write_clip(
+    path: Path,
+    pts: Iterable[int],
+    *,
+    size: tuple[int, int] = (96, 64),
+    frame: Callable[[int], np.ndarray] | None = None,
+    audio: bool = True,
+    colour: dict[str, int] | None = None,
+    options: dict[str, str] | None = None,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+) -> Path:
     """An H.264 (ultrafast, crf 12) clip at ``pts`` (1/90000 s) with a 440 Hz AAC mono track as long
     as the video. ``frame(i)`` draws frame i (``[H, W, 3]`` uint8; default: :func:`gradient`);
     ``colour``: colour tags (and matrix) of the video; ``options``: muxer options; ``codec``,
@@ -56,9 +64,11 @@ def write_clip(path: Path, pts: Iterable[int], *, size: tuple[int, int] = (96, 6
     width, height = size
     pts = list(pts)
     frame = frame or (lambda i: gradient(width, height, i))
-    settings = {"libx264": {"preset": "ultrafast", "crf": "12"},
-                "libx265": {"preset": "ultrafast", "crf": "12", "x265-params": "log-level=error"},
-                "libvpx-vp9": {"crf": "12", "b": "0", "deadline": "realtime", "cpu-used": "8"}}.get(codec, {})
+    settings = {
+        "libx264": {"preset": "ultrafast", "crf": "12"},
+        "libx265": {"preset": "ultrafast", "crf": "12", "x265-params": "log-level=error"},
+        "libvpx-vp9": {"crf": "12", "b": "0", "deadline": "realtime", "cpu-used": "8"},
+    }.get(codec, {})
     with av.open(str(path), "w", options=options or {}) as out:
         video = out.add_stream(codec, rate=25, options=settings)
         video.width, video.height, video.pix_fmt = width, height, pix_fmt
@@ -106,12 +116,13 @@ def astronaut_face(eye_distance: float) -> tuple[np.ndarray, np.ndarray]:
     x0, y0, side = 135, 30, 180  # a square around the head
     scale = eye_distance / float(np.linalg.norm(ASTRONAUT_LANDMARKS[1] - ASTRONAUT_LANDMARKS[0]))
     size = round(side * scale)
-    crop = Image.fromarray(data.astronaut()[y0:y0 + side, x0:x0 + side]).resize((size, size), Image.LANCZOS)
+    crop = Image.fromarray(data.astronaut()[y0 : y0 + side, x0 : x0 + side]).resize((size, size), Image.LANCZOS)
     return np.asarray(crop), (ASTRONAUT_LANDMARKS - [x0, y0]) * scale
 
 
-def face_scene(size: tuple[int, int] = (256, 192), *, eye_distance: float = 24.0,
-               faces: int = 1) -> tuple[np.ndarray, list[np.ndarray]]:
+def face_scene(
+    size: tuple[int, int] = (256, 192), *, eye_distance: float = 24.0, faces: int = 1
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """A still scene ``float32 [H, W, 3]`` with ``faces`` astronaut heads side by side on a gradient,
     and each head's ``[x0, y0, x1, y1]`` square."""
     width, height = size
@@ -122,7 +133,7 @@ def face_scene(size: tuple[int, int] = (256, 192), *, eye_distance: float = 24.0
     boxes = []
     for k in range(faces):
         x, y = int((k + 0.5) * width / faces - s / 2), int(height / 2 - s / 2)
-        scene[y:y + s, x:x + s] = head
+        scene[y : y + s, x : x + s] = head
         boxes.append(np.array([x, y, x + s, y + s]))
     return scene, boxes
 

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from flipnet_rt.train.checkpoint import flatten_optimizer, latest_checkpoint, rng_state, set_rng_state, unflatten_optimizer
+from flipnet_rt.train.checkpoint import (
+    flatten_optimizer,
+    latest_checkpoint,
+    rng_state,
+    set_rng_state,
+    unflatten_optimizer,
+)
 from flipnet_rt.train.config import ConfigError
 from flipnet_rt.train.stream import Layout, RunOrder
 
@@ -72,7 +78,7 @@ def test_run_order_shards_processes_and_accumulation():
     # micro-step m of step s: rank 0 takes 2 samples, rank 1 the next 2
     interleaved = []
     for m in range(6):
-        interleaved += ranks[0][2 * m: 2 * m + 2] + ranks[1][2 * m: 2 * m + 2]
+        interleaved += ranks[0][2 * m : 2 * m + 2] + ranks[1][2 * m : 2 * m + 2]
     assert interleaved == single
     with pytest.raises(ConfigError, match="not divisible"):
         Layout(6, accumulation=2, processes=2).check()
@@ -108,7 +114,10 @@ def test_base_digest_ignores_the_header_order(tmp_path):
     from flipnet_rt.train.base import DIGEST_FILES, digest
 
     tensors = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(2, np.float32)}
-    for d, metadata in (("a", {"format": "pt", "producer": "flipnet-rt"}), ("b", {"producer": "flipnet-rt", "format": "pt"})):
+    for d, metadata in (
+        ("a", {"format": "pt", "producer": "flipnet-rt"}),
+        ("b", {"producer": "flipnet-rt", "format": "pt"}),
+    ):
         (tmp_path / d).mkdir()
         for name in DIGEST_FILES:
             _write_safetensors_raw(tmp_path / d / name, tensors, metadata)

@@ -41,7 +41,13 @@ def test_paper_settings():
     assert (r.model.config, r.run.batch_size, r.run.steps, r.optim.lr) == ("sd21-base", 16, 90_000, 5e-5)
     s = r.restoration
     assert (s.unet_training, s.lora_rank, s.text_drop, s.id_drop, s.mse_weight, s.perceptual_weight) == (
-        UnetTraining.LORA, 64, 0.5, 0.3, 1.0, 0.01)
+        UnetTraining.LORA,
+        64,
+        0.5,
+        0.3,
+        1.0,
+        0.01,
+    )
     ae = load_config("ae", CONFIGS / "sd21_ae.toml")
     asso = load_config("ae", CONFIGS / "sd21_ae_association.toml")
     assert (ae.run.steps, ae.run.batch_size, asso.run.steps, asso.run.batch_size) == (200_000, 32, 80_000, 32)
@@ -81,8 +87,10 @@ def test_file_for_another_command_is_refused(tmp_path):
 
 
 def test_overrides_apply_with_types():
-    config = apply_overrides(RestorationTrainConfig(), {"run.steps": 7, "run.mixed_precision": "bf16",
-                                                        "restoration.lora_rank": 8, "data.crop_box": [1, 2, 3, 4]})
+    config = apply_overrides(
+        RestorationTrainConfig(),
+        {"run.steps": 7, "run.mixed_precision": "bf16", "restoration.lora_rank": 8, "data.crop_box": [1, 2, 3, 4]},
+    )
     assert (config.run.steps, config.run.mixed_precision, config.restoration.lora_rank) == (7, MixedPrecision.BF16, 8)
     assert config.data.crop_box == (1, 2, 3, 4)
     with pytest.raises(ConfigError, match=r"run\.stepz: unknown key"):
@@ -92,15 +100,33 @@ def test_overrides_apply_with_types():
 
 
 def test_cli_flags_become_keys():
-    args = build_parser().parse_args([
-        "restoration", "--steps", "5", "--lora-rank", "4", "--perceptual-weight", "0", "--vgg19", "v.safetensors",
-        "--gradient-checkpointing", "--set", "optim.warmup_steps=10", "--set", "data.hq_dir=/x y",
-    ])
+    args = build_parser().parse_args(
+        [
+            "restoration",
+            "--steps",
+            "5",
+            "--lora-rank",
+            "4",
+            "--perceptual-weight",
+            "0",
+            "--vgg19",
+            "v.safetensors",
+            "--gradient-checkpointing",
+            "--set",
+            "optim.warmup_steps=10",
+            "--set",
+            "data.hq_dir=/x y",
+        ]
+    )
     got = overrides(args)
     assert got == {
-        "run.steps": 5, "restoration.lora_rank": 4, "restoration.perceptual_weight": 0.0,
-        "perceptual.vgg19": "v.safetensors", "run.gradient_checkpointing": True,
-        "optim.warmup_steps": 10, "data.hq_dir": "/x y",
+        "run.steps": 5,
+        "restoration.lora_rank": 4,
+        "restoration.perceptual_weight": 0.0,
+        "perceptual.vgg19": "v.safetensors",
+        "run.gradient_checkpointing": True,
+        "optim.warmup_steps": 10,
+        "data.hq_dir": "/x y",
     }
     assert parse_value("[1, 2]") == [1, 2] and parse_value("1e-4") == 1e-4 and parse_value("a/b") == "a/b"
 

@@ -14,6 +14,8 @@ import pytest
 from helpers import face_like
 from PIL import Image
 
+from flipnet_rt.evaluation.degradations import DegradationConfig, DegradationParams, RandomDegradation, apply
+from flipnet_rt.imaging.geometry import prepare_square
 from flipnet_rt.train.data import (
     LFW_CROP_BOX,
     HQFaceFolder,
@@ -25,8 +27,6 @@ from flipnet_rt.train.data import (
     item_seed,
     load_captions,
 )
-from flipnet_rt.evaluation.degradations import DegradationConfig, DegradationParams, RandomDegradation, apply
-from flipnet_rt.imaging.geometry import prepare_square
 
 R = 32
 DEGRADE = RandomDegradation(DegradationConfig().scaled_to(R))
@@ -56,8 +56,12 @@ def check_item(item: dict, face: bool, resolution: int = R) -> None:
 
 
 def same_item(a: dict, b: dict) -> bool:
-    return (np.array_equal(a["hq"], b["hq"]) and np.array_equal(a["lq"], b["lq"])
-            and a["degradation"] == b["degradation"] and a["source"] == b["source"])
+    return (
+        np.array_equal(a["hq"], b["hq"])
+        and np.array_equal(a["lq"], b["lq"])
+        and a["degradation"] == b["degradation"]
+        and a["source"] == b["source"]
+    )
 
 
 @pytest.fixture
@@ -129,8 +133,10 @@ def test_hq_folder_limit_is_a_seeded_subset(tmp_path):
     make_faces(tmp_path, 10)
     subsets = {tuple(HQFaceFolder(tmp_path, R, DEGRADE, seed=s, limit=4).files) for s in range(6)}
     assert all(len(s) == 4 for s in subsets) and len(subsets) > 1
-    assert HQFaceFolder(tmp_path, R, DEGRADE, seed=3, limit=4).files == HQFaceFolder(
-        tmp_path, R, DEGRADE, seed=3, limit=4).files
+    assert (
+        HQFaceFolder(tmp_path, R, DEGRADE, seed=3, limit=4).files
+        == HQFaceFolder(tmp_path, R, DEGRADE, seed=3, limit=4).files
+    )
     with pytest.raises(ValueError, match="limit"):
         HQFaceFolder(tmp_path, R, DEGRADE, seed=0, limit=0)
 
@@ -182,12 +188,16 @@ def make_pairs(tmp_path: Path, hq_names: list[str], lq_names: list[str], size=(4
 
 
 def test_pairs_match_by_stem_and_report_unmatched(tmp_path, caplog):
-    hq_dir, lq_dir = make_pairs(tmp_path, ["a.png", "bb.png", "ccc.png", "only_hq.png"],
-                                ["a.jpg", "bb.png", "ccc.bmp", "only_lq.png"])
+    hq_dir, lq_dir = make_pairs(
+        tmp_path, ["a.png", "bb.png", "ccc.png", "only_hq.png"], ["a.jpg", "bb.png", "ccc.bmp", "only_lq.png"]
+    )
     with caplog.at_level(logging.WARNING, logger="flipnet_rt.train.data"):
         data = PairedFolder(hq_dir, lq_dir, R, seed=0)
-    assert [(h.name, lq.name) for h, lq in data.pairs] == [("a.png", "a.jpg"), ("bb.png", "bb.png"),
-                                                            ("ccc.png", "ccc.bmp")]
+    assert [(h.name, lq.name) for h, lq in data.pairs] == [
+        ("a.png", "a.jpg"),
+        ("bb.png", "bb.png"),
+        ("ccc.png", "ccc.bmp"),
+    ]
     assert sorted(p.name for p in data.unmatched) == ["only_hq.png", "only_lq.png"]
     assert "2 files without a partner" in caplog.text and "only_lq.png" in caplog.text
     item = data[1]
@@ -220,8 +230,7 @@ def test_pairs_small_and_mismatched_sizes(tmp_path):
 
 def test_pairs_key_pattern_and_duplicates(tmp_path):
     # Dense-Haze style names: 01_GT.png pairs 01_hazy.png.
-    hq_dir, lq_dir = make_pairs(tmp_path, ["01_GT.png", "02_GT.png", "x.png", "x.jpg"],
-                                ["01_hazy.png", "02_hazy.jpg"])
+    hq_dir, lq_dir = make_pairs(tmp_path, ["01_GT.png", "02_GT.png", "x.png", "x.jpg"], ["01_hazy.png", "02_hazy.jpg"])
     data = PairedFolder(hq_dir, lq_dir, R, seed=0, key_pattern=r"^(\d+)_(?:GT|hazy)$")
     assert [(h.name, lq.name) for h, lq in data.pairs] == [("01_GT.png", "01_hazy.png"), ("02_GT.png", "02_hazy.jpg")]
     assert sorted(p.name for p in data.unmatched) == ["x.jpg", "x.png"]
@@ -389,8 +398,10 @@ def test_lfw_smoke():
         mse = np.mean((item["lq"].astype(np.float64) - item["hq"]) ** 2)
         psnr.append(10 * np.log10(255**2 / max(mse, 1e-10)))
     hq = np.stack([it["hq"] for it in items]).astype(np.float64)
-    print(f"LFW: {len(data)} images (limit 8), built in {built:.2f} s, {per_item * 1000:.1f} ms/item; "
-          f"HQ mean {hq.mean():.1f} std {hq.std():.1f}; LQ PSNR median {np.median(psnr):.2f} dB "
-          f"(min {min(psnr):.2f}, max {max(psnr):.2f})")
+    print(
+        f"LFW: {len(data)} images (limit 8), built in {built:.2f} s, {per_item * 1000:.1f} ms/item; "
+        f"HQ mean {hq.mean():.1f} std {hq.std():.1f}; LQ PSNR median {np.median(psnr):.2f} dB "
+        f"(min {min(psnr):.2f}, max {max(psnr):.2f})"
+    )
     assert 40 < hq.mean() < 220 and hq.std() > 20  # real photos, not blank
     assert 10 < np.median(psnr) < 40

@@ -27,14 +27,13 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from helpers import face_like
 from PIL import Image
 from safetensors.torch import load_file
 
 from flipnet_rt.train.ae import AutoencoderStage
-from flipnet_rt.train.config import AeTrainConfig, from_dict
 from flipnet_rt.train.checkpoint import read_state
+from flipnet_rt.train.config import AeTrainConfig, from_dict
 from flipnet_rt.train.logging_utils import read_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,19 +57,62 @@ def _free_port() -> int:
 
 
 def _train(out: Path, hq: Path, *, processes: int, accumulation: int) -> None:
-    argv = ["-m", "flipnet_rt.train", "-q", "ae", "--hq-dir", str(hq), "--output-dir", str(out),
-            "--steps", str(STEPS), "--batch-size", str(BATCH), "--gradient-accumulation", str(accumulation),
-            "--lr", str(LR), "--num-workers", "0", "--perceptual-weight", "0", "--log-every", "1",
-            "--checkpoint-every", "1000", "--set", "ae.disc_channels=8", "--set", "ae.disc_layers=2",
-            "--set", "ae.adaptive_weight=false", "--set", "ae.adversarial_start=0"]
+    argv = [
+        "-m",
+        "flipnet_rt.train",
+        "-q",
+        "ae",
+        "--hq-dir",
+        str(hq),
+        "--output-dir",
+        str(out),
+        "--steps",
+        str(STEPS),
+        "--batch-size",
+        str(BATCH),
+        "--gradient-accumulation",
+        str(accumulation),
+        "--lr",
+        str(LR),
+        "--num-workers",
+        "0",
+        "--perceptual-weight",
+        "0",
+        "--log-every",
+        "1",
+        "--checkpoint-every",
+        "1000",
+        "--set",
+        "ae.disc_channels=8",
+        "--set",
+        "ae.disc_layers=2",
+        "--set",
+        "ae.adaptive_weight=false",
+        "--set",
+        "ae.adversarial_start=0",
+    ]
     if processes > 1:
-        argv = ["-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-                "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), *argv]
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+        argv = [
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(processes),
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(_free_port()),
+            *argv,
+        ]
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     env.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     done = subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"{processes} process(es): exit {done.returncode}\n{done.stdout}\n{done.stderr[-4000:]}"
+    assert done.returncode == 0, (
+        f"{processes} process(es): exit {done.returncode}\n{done.stdout}\n{done.stderr[-4000:]}"
+    )
 
 
 @pytest.mark.slow

@@ -9,7 +9,13 @@ import torch
 from safetensors.torch import save_file
 
 from flipnet_rt.train.config import AdversarialLoss
-from flipnet_rt.train.losses import PatchDiscriminator, association_loss, discriminator_loss, generator_loss, perceptual_loss
+from flipnet_rt.train.losses import (
+    PatchDiscriminator,
+    association_loss,
+    discriminator_loss,
+    generator_loss,
+    perceptual_loss,
+)
 from flipnet_rt.train.vgg import LAYER_NAMES, VGG19Features, load_vgg19
 
 
@@ -55,9 +61,16 @@ def _random_vgg_file(path, layers=("relu1_2", "relu2_2")):
 def test_vgg19_loads_torchvision_layout(tmp_path):
     path = _random_vgg_file(tmp_path / "vgg.safetensors")
     vgg = load_vgg19(path, ["relu1_2", "relu2_2"])
-    assert set(vgg.state_dict()) == {"features.0.weight", "features.0.bias", "features.2.weight",
-                                     "features.2.bias", "features.5.weight", "features.5.bias",
-                                     "features.7.weight", "features.7.bias"}
+    assert set(vgg.state_dict()) == {
+        "features.0.weight",
+        "features.0.bias",
+        "features.2.weight",
+        "features.2.bias",
+        "features.5.weight",
+        "features.5.bias",
+        "features.7.weight",
+        "features.7.bias",
+    }
     assert LAYER_NAMES[3] == "relu1_2" and LAYER_NAMES[35] == "relu5_4" and len(LAYER_NAMES) == 37
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     y = x.clone().requires_grad_(True)

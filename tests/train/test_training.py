@@ -50,8 +50,16 @@ class GeneratedPairs:
             hq = face_like(R, seed=i)
             small = Image.fromarray(hq).resize((R // 4, R // 4), Image.Resampling.BICUBIC)
             lq = np.asarray(small.resize((R, R), Image.Resampling.BICUBIC))
-            self.items.append({"hq": hq, "lq": lq, "caption": caption, "face": True,
-                               "source": f"generated/{i}.png", "degradation": None})
+            self.items.append(
+                {
+                    "hq": hq,
+                    "lq": lq,
+                    "caption": caption,
+                    "face": True,
+                    "source": f"generated/{i}.png",
+                    "degradation": None,
+                }
+            )
 
     def __len__(self) -> int:
         return len(self.items)
@@ -65,8 +73,13 @@ class GeneratedPairs:
 
 def _config(cls, out: Path, **overrides):
     base = {
-        "run.output_dir": str(out), "run.steps": 3, "run.batch_size": 2, "run.num_workers": 0,
-        "run.checkpoint_every": 1000, "run.log_every": 1, "optim.lr": 1e-3,
+        "run.output_dir": str(out),
+        "run.steps": 3,
+        "run.batch_size": 2,
+        "run.num_workers": 0,
+        "run.checkpoint_every": 1000,
+        "run.log_every": 1,
+        "optim.lr": 1e-3,
     }
     if cls is AeTrainConfig:
         base.update({"ae.perceptual_weight": 0.0, "ae.disc_channels": 8, "ae.disc_layers": 2})
@@ -123,8 +136,9 @@ def vae_run(vae_result) -> Path:
 @pytest.fixture(scope="module")
 def ae_run(tmp_path_factory, ae_rec_result) -> Path:
     out = tmp_path_factory.mktemp("ae-asso")
-    config = _config(AeTrainConfig, out, **{"run.steps": 1, "ae.stage": "association",
-                                            "ae.init": str(ae_rec_result.output_dir)})
+    config = _config(
+        AeTrainConfig, out, **{"run.steps": 1, "ae.stage": "association", "ae.init": str(ae_rec_result.output_dir)}
+    )
     train_ae(config, dataset=GeneratedPairs(4), progress=False)
     return out
 
@@ -132,13 +146,17 @@ def ae_run(tmp_path_factory, ae_rec_result) -> Path:
 @pytest.fixture(scope="module")
 def restoration_result(tmp_path_factory, vae_run, ae_run):
     out = tmp_path_factory.mktemp("restoration")
-    return _three_steps("restoration", out, **{"restoration.vae_checkpoint": str(vae_run),
-                                               "restoration.ae_checkpoint": str(ae_run)})()
+    return _three_steps(
+        "restoration", out, **{"restoration.vae_checkpoint": str(vae_run), "restoration.ae_checkpoint": str(ae_run)}
+    )()
 
 
 def _restoration(out: Path, vae_run: Path, ae_run: Path, **overrides) -> RestorationTrainConfig:
-    return _config(RestorationTrainConfig, out, **{"restoration.vae_checkpoint": str(vae_run),
-                                                   "restoration.ae_checkpoint": str(ae_run), **overrides})
+    return _config(
+        RestorationTrainConfig,
+        out,
+        **{"restoration.vae_checkpoint": str(vae_run), "restoration.ae_checkpoint": str(ae_run), **overrides},
+    )
 
 
 def _falls(history: list[dict], term: str, factor: float) -> None:
@@ -159,10 +177,17 @@ def test_vae_overfits(tmp_path, fixed_draws):
 
 
 def test_ae_reconstruction_overfits(tmp_path, fixed_draws, vgg_file):
-    config = _config(AeTrainConfig, tmp_path, **{
-        "run.steps": 12, "optim.lr": 2e-3, "ae.perceptual_weight": 0.5, "perceptual.vgg19": str(vgg_file),
-        "perceptual.layers": ["relu1_2"],
-    })
+    config = _config(
+        AeTrainConfig,
+        tmp_path,
+        **{
+            "run.steps": 12,
+            "optim.lr": 2e-3,
+            "ae.perceptual_weight": 0.5,
+            "perceptual.vgg19": str(vgg_file),
+            "perceptual.layers": ["relu1_2"],
+        },
+    )
     result = train_ae(config, dataset=GeneratedPairs(2), progress=False)
     assert {"l1", "perceptual", "adversarial", "adversarial_scale", "disc"} <= set(result.history[0])
     _falls(result.history, "l1", 0.8)
@@ -170,19 +195,35 @@ def test_ae_reconstruction_overfits(tmp_path, fixed_draws, vgg_file):
 
 
 def test_ae_association_overfits(tmp_path, fixed_draws, ae_run):
-    config = _config(AeTrainConfig, tmp_path, **{
-        "run.steps": 12, "optim.lr": 2e-3, "ae.stage": "association", "ae.init": str(ae_run), "ae.adversarial_weight": 0.0,
-    })
+    config = _config(
+        AeTrainConfig,
+        tmp_path,
+        **{
+            "run.steps": 12,
+            "optim.lr": 2e-3,
+            "ae.stage": "association",
+            "ae.init": str(ae_run),
+            "ae.adversarial_weight": 0.0,
+        },
+    )
     result = train_ae(config, dataset=GeneratedPairs(2), progress=False)
     _falls(result.history, "association", 0.7)
     _falls(result.history, "loss", 0.8)
 
 
 def test_restoration_overfits(tmp_path, fixed_draws, vae_run, ae_run, vgg_file):
-    config = _restoration(tmp_path, vae_run, ae_run, **{
-        "run.steps": 12, "optim.lr": 1e-2, "restoration.perceptual_weight": 0.01, "perceptual.vgg19": str(vgg_file),
-        "perceptual.layers": ["relu1_2"],
-    })
+    config = _restoration(
+        tmp_path,
+        vae_run,
+        ae_run,
+        **{
+            "run.steps": 12,
+            "optim.lr": 1e-2,
+            "restoration.perceptual_weight": 0.01,
+            "perceptual.vgg19": str(vgg_file),
+            "perceptual.layers": ["relu1_2"],
+        },
+    )
     result = train_diffusion(config, dataset=GeneratedPairs(2), progress=False)
     assert set(result.history[0]) == {"loss", "ldm", "ldm_input", "ldm_condition", "mse", "perceptual"}
     _falls(result.history, "loss", 0.85)
@@ -190,8 +231,11 @@ def test_restoration_overfits(tmp_path, fixed_draws, vae_run, ae_run, vgg_file):
 
 
 def test_degradation_overfits(tmp_path, fixed_draws, vae_run):
-    config = _config(DegradationTrainConfig, tmp_path, **{
-        "run.steps": 12, "optim.lr": 1e-2, "degradation.vae_checkpoint": str(vae_run)})
+    config = _config(
+        DegradationTrainConfig,
+        tmp_path,
+        **{"run.steps": 12, "optim.lr": 1e-2, "degradation.vae_checkpoint": str(vae_run)},
+    )
     result = train_diffusion(config, dataset=GeneratedPairs(2), progress=False)
     assert set(result.history[0]) == {"loss", "ldm", "ldm_input", "ldm_condition"}  # L_ldm only
     _falls(result.history, "ldm", 0.85)
@@ -202,15 +246,18 @@ def test_degradation_overfits(tmp_path, fixed_draws, vae_run):
 
 @pytest.mark.parametrize("kind", ["restoration", "ae", "vae"])
 def test_resume_is_bitwise_exact(tmp_path, kind, request):
-    whole = request.getfixturevalue({"restoration": "restoration_result", "ae": "ae_rec_result",
-                                     "vae": "vae_result"}[kind])
+    whole = request.getfixturevalue(
+        {"restoration": "restoration_result", "ae": "ae_rec_result", "vae": "vae_result"}[kind]
+    )
     assert len(whole.history) == 3
     copy = tmp_path / "run"
     shutil.copytree(whole.output_dir, copy)
     overrides = {}
     if kind == "restoration":
-        overrides = {"restoration.vae_checkpoint": str(request.getfixturevalue("vae_run")),
-                     "restoration.ae_checkpoint": str(request.getfixturevalue("ae_run"))}
+        overrides = {
+            "restoration.vae_checkpoint": str(request.getfixturevalue("vae_run")),
+            "restoration.ae_checkpoint": str(request.getfixturevalue("ae_run")),
+        }
     torch.manual_seed(12345)  # the resumed run must not depend on the state it finds
     np.random.seed(12345)
     resumed = _three_steps(kind, copy, **overrides)(resume=copy / "checkpoints/step_00000002")
@@ -235,7 +282,13 @@ def test_checkpoints_hold_no_pickle(restoration_result):
             with safe_open(str(path), framework="pt") as f:
                 assert list(f.keys())
     names = {p.name for p in files}
-    assert {"model.safetensors", "model.optimizer.safetensors", "rng_0.safetensors", "rng_0.json", "state.json"} <= names
+    assert {
+        "model.safetensors",
+        "model.optimizer.safetensors",
+        "rng_0.safetensors",
+        "rng_0.json",
+        "state.json",
+    } <= names
     state = json.loads((checkpoint / "state.json").read_text())
     assert state["position"] == {"samples": 6, "epoch": 1, "index": 1}
     assert state["parts"]["model"]["scheduler"]["last_epoch"] == 3
@@ -255,9 +308,11 @@ def test_restoration_trains_lora_boosthub_and_adapter_only(tmp_path, vae_run, ae
     stage = DiffusionStage(config, accelerator, None)
     named = dict(stage.model.named_parameters())
     trainable = [n for n, p in named.items() if p.requires_grad]
-    kinds = {"lora": [n for n in trainable if ".lora_" in n],
-             "boosthub": [n for n in trainable if ".processor." in n],
-             "adapter": [n for n in trainable if n.startswith("face.adapter.")]}
+    kinds = {
+        "lora": [n for n in trainable if ".lora_" in n],
+        "boosthub": [n for n in trainable if ".processor." in n],
+        "adapter": [n for n in trainable if n.startswith("face.adapter.")],
+    }
     assert all(kinds.values()), {k: len(v) for k, v in kinds.items()}
     assert sorted(sum(kinds.values(), [])) == sorted(trainable)
     hubs = stage.model.unet.boosthubs
@@ -290,7 +345,9 @@ def test_t_cond_max_bounds_the_condition_timesteps_only(tmp_path, vae_run, ae_ru
 
     stage.bind(accelerator, {"model": spy})
     images = torch.zeros(64, 3, R, R)  # the spy never looks at them
-    stage.micro_step(Batch(images, images, torch.ones(64, dtype=torch.bool), [""] * 64), torch.Generator().manual_seed(0), 0)
+    stage.micro_step(
+        Batch(images, images, torch.ones(64, dtype=torch.bool), [""] * 64), torch.Generator().manual_seed(0), 0
+    )
     t_x, t_y = seen[0].chunk(2)
     assert t_y.max() < 5 and len(set(t_y.tolist())) > 1
     assert t_x.max() >= 5, "t_x must keep the whole schedule"
@@ -304,8 +361,7 @@ def test_t_cond_max_bounds_the_condition_timesteps_only(tmp_path, vae_run, ae_ru
 
 def test_merge_output_loads_and_restores(tmp_path, restoration_result):
     from flipnet_rt.cli.main import main as rt_main
-    from flipnet_rt.models import lora_layers, load_model_dir
-
+    from flipnet_rt.models import load_model_dir, lora_layers
     from flipnet_rt.train.checkpoint import load_trainable, read_state, read_weights
     from flipnet_rt.train.config import from_dict
 
@@ -322,7 +378,10 @@ def test_merge_output_loads_and_restores(tmp_path, restoration_result):
     assert not lora_layers(merged.unet.unet)
     assert merged.config.latent_scaling == stage.model.config.latent_scaling != 0.18215
     g = torch.Generator().manual_seed(0)
-    sample, context = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, merged.config.context_tokens, 64, generator=g)
+    sample, context = (
+        torch.randn(2, 4, 8, 8, generator=g),
+        torch.randn(2, merged.config.context_tokens, 64, generator=g),
+    )
     t = torch.tensor([500, 0])
     with torch.no_grad():
         want = stage.model.unet.eval()(sample, t, context)
@@ -334,7 +393,9 @@ def test_merge_output_loads_and_restores(tmp_path, restoration_result):
     inputs = tmp_path / "in"
     inputs.mkdir()
     Image.fromarray(face_like(R, seed=7)).save(inputs / "face.png")
-    code = rt_main(["restore", str(inputs), "-o", str(tmp_path / "out"), "--model", str(out), "--steps", "2", "--aligned"])
+    code = rt_main(
+        ["restore", str(inputs), "-o", str(tmp_path / "out"), "--model", str(out), "--steps", "2", "--aligned"]
+    )
     assert code == 0 and (tmp_path / "out" / "face.png").is_file()
 
 
@@ -351,8 +412,17 @@ def test_missing_paths_name_the_option(tmp_path, capsys, vae_run, ae_run):
     assert "--vae-checkpoint" in error("restoration", *tiny, "--ae-checkpoint", str(ae_run))
     assert "--vae-checkpoint" in error("degradation", "--lora-rank", "4", "--vae-checkpoint", str(tmp_path / "none"))
     assert "--sd-dir" in error("restoration", *tiny, "--sd-dir", str(tmp_path / "sd"), "--ae-checkpoint", str(ae_run))
-    assert "--vgg19" in error("restoration", "--lora-rank", "4", "--vae-checkpoint", str(vae_run),
-                              "--ae-checkpoint", str(ae_run), "--perceptual-weight", "0.01")
+    assert "--vgg19" in error(
+        "restoration",
+        "--lora-rank",
+        "4",
+        "--vae-checkpoint",
+        str(vae_run),
+        "--ae-checkpoint",
+        str(ae_run),
+        "--perceptual-weight",
+        "0.01",
+    )
     assert "--vgg19" in error("ae", "--hq-dir", str(tmp_path))
     assert "--hq-dir" in error("ae", "--perceptual-weight", "0", "--hq-dir", str(tmp_path / "faces"))
     assert "--init" in error("ae", "--perceptual-weight", "0", "--stage", "association")
@@ -386,8 +456,11 @@ def test_sd_dir_run_embeds_captions_and_keeps_the_sd_vae(tmp_path, ae_run):
     from safetensors.torch import load_file
 
     sd = _tiny_sd_folder(tmp_path / "sd")
-    config = _config(RestorationTrainConfig, tmp_path / "run", **{
-        "model.sd_dir": str(sd), "restoration.ae_checkpoint": str(ae_run), "run.steps": 2})
+    config = _config(
+        RestorationTrainConfig,
+        tmp_path / "run",
+        **{"model.sd_dir": str(sd), "restoration.ae_checkpoint": str(ae_run), "run.steps": 2},
+    )
     data = GeneratedPairs(2, caption="a smiling face")
     accelerator = make_accelerator(config)
     result = train_diffusion(config, dataset=data, accelerator=accelerator, progress=False)
@@ -419,9 +492,28 @@ def test_cli_trains_from_an_image_folder_and_resumes(tmp_path):
     for i in range(3):
         Image.fromarray(face_like(80, seed=i)).save(hq / f"{i}.png")  # resized to 64 by the dataset
     out = tmp_path / "run"
-    argv = ["-q", "ae", "--hq-dir", str(hq), "--output-dir", str(out), "--batch-size", "2", "--num-workers", "0",
-            "--perceptual-weight", "0", "--set", "ae.disc_channels=8", "--set", "ae.disc_layers=2",
-            "--log-every", "1", "--checkpoint-every", "1"]
+    argv = [
+        "-q",
+        "ae",
+        "--hq-dir",
+        str(hq),
+        "--output-dir",
+        str(out),
+        "--batch-size",
+        "2",
+        "--num-workers",
+        "0",
+        "--perceptual-weight",
+        "0",
+        "--set",
+        "ae.disc_channels=8",
+        "--set",
+        "ae.disc_layers=2",
+        "--log-every",
+        "1",
+        "--checkpoint-every",
+        "1",
+    ]
     assert train_main([*argv, "--steps", "2"]) == 0
     assert train_main([*argv, "--steps", "3", "--resume", "auto"]) == 0
     rows = (out / "metrics.csv").read_text().splitlines()
@@ -435,8 +527,9 @@ def test_cli_trains_from_an_image_folder_and_resumes(tmp_path):
 def test_gradient_checkpointing_changes_nothing_but_memory(tmp_path, vae_run, ae_run):
     runs = []
     for flag in (False, True):
-        config = _restoration(tmp_path / str(flag), vae_run, ae_run, **{"run.steps": 2,
-                                                                        "run.gradient_checkpointing": flag})
+        config = _restoration(
+            tmp_path / str(flag), vae_run, ae_run, **{"run.steps": 2, "run.gradient_checkpointing": flag}
+        )
         runs.append(train_diffusion(config, dataset=GeneratedPairs(2), progress=False).history)
     plain, checkpointed = runs
     assert plain[0] == checkpointed[0]  # the same forward

@@ -11,7 +11,6 @@ from pathlib import Path
 import av
 import numpy as np
 from helpers import require  # noqa: F401 (the tests import it from here)
-
 from synthetic.video import (
     cfr_pts,
     face_scene,
@@ -21,8 +20,18 @@ from synthetic.video import (
     write_clip,
 )
 
-__all__ = ["StandInFaces", "cfr_pts", "flicker", "frame_times", "gradient", "require", "static_face_frames", "stream_packets",
-           "vfr_pts", "write_clip"]
+__all__ = [
+    "StandInFaces",
+    "cfr_pts",
+    "flicker",
+    "frame_times",
+    "gradient",
+    "require",
+    "static_face_frames",
+    "stream_packets",
+    "vfr_pts",
+    "write_clip",
+]
 
 
 def frame_times(path: Path) -> list[Fraction]:
@@ -39,10 +48,15 @@ def stream_packets(path: Path, kind: str = "audio") -> list[tuple[Fraction | Non
         return [(None if p.pts is None else p.pts * p.time_base, bytes(p)) for p in c.demux(s) if p.size]
 
 
-
-
-def static_face_frames(n: int, *, size: tuple[int, int] = (256, 192), eye_distance: float = 24.0,
-                       noise: float = 4.0, faces: int = 1, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def static_face_frames(
+    n: int,
+    *,
+    size: tuple[int, int] = (256, 192),
+    eye_distance: float = 24.0,
+    noise: float = 4.0,
+    faces: int = 1,
+    seed: int = 0,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """``n`` frames of a still scene with ``faces`` astronaut heads plus fresh Gaussian sensor noise
     (``noise`` grey levels) in every frame; returns (frames, each head's [x0, y0, x1, y1] box)."""
     scene, boxes = face_scene(size, eye_distance=eye_distance, faces=faces)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
 import pytest
+from video.clips import cfr_pts, frame_times, require, static_face_frames, stream_packets, write_clip
 
 from flipnet_rt.cli.main import main
-from video.clips import cfr_pts, frame_times, require, static_face_frames, stream_packets, write_clip
 
 ENGINE = Path(__file__).resolve().parents[2] / "models" / "demo-onnx"
 
@@ -24,8 +23,25 @@ def test_restores_a_clip(tmp_path, capsys):
     frames, _ = static_face_frames(6, eye_distance=15.0, size=(160, 96))
     src = write_clip(tmp_path / "in.mp4", cfr_pts(6), size=(160, 96), frame=lambda i: frames[i])
     out = tmp_path / "out.mkv"
-    code = main(["video", str(src), "-o", str(out), "--model", str(ENGINE), "--backend", "onnxruntime",
-                 "--device", "cpu", "--batch-size", "4", "--preset", "ultrafast", "--detect-thread"])
+    code = main(
+        [
+            "video",
+            str(src),
+            "-o",
+            str(out),
+            "--model",
+            str(ENGINE),
+            "--backend",
+            "onnxruntime",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "4",
+            "--preset",
+            "ultrafast",
+            "--detect-thread",
+        ]
+    )
     err = capsys.readouterr().err
     print(err)
     assert code == 0 and "1 face tracks" in err
@@ -43,16 +59,19 @@ def test_not_a_video_is_exit_1_with_one_line(tmp_path, capsys):
     assert files(tmp_path) == ["notes.mp4"]
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--codec", "nope"], "no such encoder"),
-    (["--crf", "99"], "--crf"),
-    (["--detect-every", "20", "--tracking", "interpolate"], "error: --lookahead: 10; must be at least"),
-    (["--batch-size", "0"], "error: --batch-size: 0; must be 1 or more"),
-    (["--smoothing", "-1"], "error: --smoothing: -1.0; must be 0"),
-    (["--duration", "0"], "--duration"),
-    (["--workers", "-1"], "--workers -1"),
-    (["--fidelity", "2"], "fidelity: '2' is outside [0, 1]"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--codec", "nope"], "no such encoder"),
+        (["--crf", "99"], "--crf"),
+        (["--detect-every", "20", "--tracking", "interpolate"], "error: --lookahead: 10; must be at least"),
+        (["--batch-size", "0"], "error: --batch-size: 0; must be 1 or more"),
+        (["--smoothing", "-1"], "error: --smoothing: -1.0; must be 0"),
+        (["--duration", "0"], "--duration"),
+        (["--workers", "-1"], "--workers -1"),
+        (["--fidelity", "2"], "fidelity: '2' is outside [0, 1]"),
+    ],
+)
 def test_usage_errors_are_exit_2(clips, tmp_path, capsys, extra, message):
     code = main(["video", str(clips["cfr"]), "-o", str(tmp_path / "out.mp4"), "--model", str(ENGINE), *extra])
     err = capsys.readouterr().err
@@ -85,9 +104,30 @@ def test_frame_path_device_writes_the_frames_of_the_host_path(tmp_path, capsys):
     outs = {}
     for path in ("host", "device"):
         outs[path] = tmp_path / f"{path}.mp4"
-        code = main(["video", str(src), "-o", str(outs[path]), "--model", str(ENGINE), "--backend", "onnxruntime",
-                     "--device", "cpu", "--batch-size", "4", "--preset", "ultrafast", "--encoder-threads", "1",
-                     "--frame-path", path, "--workers", "1"])
+        code = main(
+            [
+                "video",
+                str(src),
+                "-o",
+                str(outs[path]),
+                "--model",
+                str(ENGINE),
+                "--backend",
+                "onnxruntime",
+                "--device",
+                "cpu",
+                "--batch-size",
+                "4",
+                "--preset",
+                "ultrafast",
+                "--encoder-threads",
+                "1",
+                "--frame-path",
+                path,
+                "--workers",
+                "1",
+            ]
+        )
         assert code == 0, capsys.readouterr().err
     host, device = _frames(outs["host"]), _frames(outs["device"])
     diff = max(int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(host, device))
@@ -97,8 +137,22 @@ def test_frame_path_device_writes_the_frames_of_the_host_path(tmp_path, capsys):
 
 
 def test_frame_path_device_without_device_kernels_is_exit_2(clips, tmp_path, capsys):
-    code = main(["video", str(clips["cfr"]), "-o", str(tmp_path / "out.mp4"), "--model", "random:tiny",
-                 "--backend", "torch", "--device", "cpu", "--frame-path", "device"])
+    code = main(
+        [
+            "video",
+            str(clips["cfr"]),
+            "-o",
+            str(tmp_path / "out.mp4"),
+            "--model",
+            "random:tiny",
+            "--backend",
+            "torch",
+            "--device",
+            "cpu",
+            "--frame-path",
+            "device",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     print(err)
     assert code == 2 and err == [err[0]] and err[0].startswith("error: frame path device: needs a Restorer")

@@ -9,14 +9,14 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from video.clips import cfr_pts, frame_times, require, static_face_frames, write_clip
+from video.processors import IdentityProcessor
 
 import flipnet_rt.video.encoding as encoding
 from flipnet_rt.cli.main import main
 from flipnet_rt.video.encoding import EncoderOptions
 from flipnet_rt.video.errors import VideoError
 from flipnet_rt.video.transcode import transcode
-from video.clips import cfr_pts, frame_times, require, static_face_frames, write_clip
-from video.processors import IdentityProcessor
 
 ENGINE = Path(__file__).resolve().parents[2] / "models" / "demo-onnx"
 TAGS = ("colorspace", "color_range", "color_primaries", "color_trc")
@@ -30,18 +30,28 @@ def probe(path: Path) -> dict:
         v = c.streams.video[0]
         frames = list(c.decode(v))
         frame = frames[0]
-        return {"codec": v.codec_context.name, "size": (frame.width, frame.height), "pix_fmt": frame.format.name,
-                "bits": max(p.bits for p in frame.format.components), "frames": len(frames),
-                "tags": {k: int(getattr(v.codec_context, k)) for k in TAGS},
-                "frame_tags": {k: int(getattr(frame, k)) for k in TAGS}}
+        return {
+            "codec": v.codec_context.name,
+            "size": (frame.width, frame.height),
+            "pix_fmt": frame.format.name,
+            "bits": max(p.bits for p in frame.format.components),
+            "frames": len(frames),
+            "tags": {k: int(getattr(v.codec_context, k)) for k in TAGS},
+            "frame_tags": {k: int(getattr(frame, k)) for k in TAGS},
+        }
 
 
 def psnr(a: Path, b: Path) -> float:
     """Worst frame PSNR (dB, RGB) between two videos."""
     with av.open(str(a)) as x, av.open(str(b)) as y:
-        return min(10 * np.log10(255**2 / max(np.mean((f.to_ndarray(format="rgb24").astype(float)
-                                                       - g.to_ndarray(format="rgb24")) ** 2), 1e-9))
-                   for f, g in zip(x.decode(video=0), y.decode(video=0)))
+        return min(
+            10
+            * np.log10(
+                255**2
+                / max(np.mean((f.to_ndarray(format="rgb24").astype(float) - g.to_ndarray(format="rgb24")) ** 2), 1e-9)
+            )
+            for f, g in zip(x.decode(video=0), y.decode(video=0))
+        )
 
 
 def warnings_of(caplog) -> list[str]:
@@ -56,8 +66,9 @@ def written(folder: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def odd_clip(tmp_path_factory) -> Path:
     """The issue's input: a valid 161x121 H.264 yuv444p clip (3 frames)."""
-    return write_clip(tmp_path_factory.mktemp("odd") / "in.mp4", cfr_pts(3), size=(161, 121), audio=False,
-                      pix_fmt="yuv444p")
+    return write_clip(
+        tmp_path_factory.mktemp("odd") / "in.mp4", cfr_pts(3), size=(161, 121), audio=False, pix_fmt="yuv444p"
+    )
 
 
 @pytest.mark.parametrize("pix_fmt", ["auto", "yuv420p"])
@@ -86,9 +97,15 @@ def test_odd_size_with_vp9_keeps_its_chroma(tmp_path, caplog):
     assert got["size"] == (65, 65) and got["frames"] == 2 and got["pix_fmt"] == "yuv420p" and notes == []
 
 
-@pytest.mark.parametrize("codec, source, want", [
-    ("libx265", "yuv420p", "yuv444p"), ("libx265", "yuv420p10le", "yuv444p10le"),
-    ("libx264", "yuv420p10le", "yuv444p10le"), ("libvpx-vp9", "yuv420p", "yuv420p")])
+@pytest.mark.parametrize(
+    "codec, source, want",
+    [
+        ("libx265", "yuv420p", "yuv444p"),
+        ("libx265", "yuv420p10le", "yuv444p10le"),
+        ("libx264", "yuv420p10le", "yuv444p10le"),
+        ("libvpx-vp9", "yuv420p", "yuv420p"),
+    ],
+)
 def test_odd_size_choice(codec, source, want):
     """The format chosen for an odd 4:2:0 input (the encoders are opened, not run: the bundled
     libx265 is not run here, it corrupts memory now and then in this process)."""
@@ -115,14 +132,37 @@ def test_cli_restores_an_odd_size(tmp_path, caplog, capsys):
     encoding (--pix-fmt auto: the input's yuv444p), demo engine: exit 0, size and format kept, no warning."""
     require((ENGINE / "manifest.json").is_file(), f"{ENGINE} (the shipped demo engine)")
     frames, _ = static_face_frames(3, eye_distance=15.0, size=(161, 121))
-    src = write_clip(tmp_path / "in.mp4", cfr_pts(3), size=(161, 121), frame=lambda i: frames[i],
-                     pix_fmt="yuv444p")
+    src = write_clip(tmp_path / "in.mp4", cfr_pts(3), size=(161, 121), frame=lambda i: frames[i], pix_fmt="yuv444p")
     out = tmp_path / "out.mp4"
-    code = main(["video", str(src), "-o", str(out), "--model", str(ENGINE), "--backend", "onnxruntime",
-                 "--device", "cpu", "--batch-size", "4", "--preset", "ultrafast", "--workers", "1"])
+    code = main(
+        [
+            "video",
+            str(src),
+            "-o",
+            str(out),
+            "--model",
+            str(ENGINE),
+            "--backend",
+            "onnxruntime",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "4",
+            "--preset",
+            "ultrafast",
+            "--workers",
+            "1",
+        ]
+    )
     got, notes, err = probe(out) if out.exists() else None, warnings_of(caplog), capsys.readouterr().err
     print(code, got, notes, err)
-    assert code == 0 and "1 face tracks" in err and got["size"] == (161, 121) and got["frames"] == 3 and frame_times(out) == frame_times(src)
+    assert (
+        code == 0
+        and "1 face tracks" in err
+        and got["size"] == (161, 121)
+        and got["frames"] == 3
+        and frame_times(out) == frame_times(src)
+    )
     assert got["pix_fmt"] == "yuv444p" and not notes and written(tmp_path) == ["out.mp4"]
 
 
@@ -135,8 +175,9 @@ def ten_bit(codec: str) -> bool:
 def test_ten_bit_input_stays_ten_bit_with_its_tags(tmp_path, caplog, codec):
     """A 10-bit BT.709 limited-range input is written 10-bit (libx264 output), every tag kept.
     Before the fix: yuv420p, 8-bit, without a word."""
-    src = write_clip(tmp_path / "in.mkv", cfr_pts(3), size=(64, 64), audio=False, codec=codec,
-                     pix_fmt="yuv420p10le", colour=BT709)
+    src = write_clip(
+        tmp_path / "in.mkv", cfr_pts(3), size=(64, 64), audio=False, codec=codec, pix_fmt="yuv420p10le", colour=BT709
+    )
     assert probe(src)["pix_fmt"] == "yuv420p10le"
     out = tmp_path / "out.mkv"
     transcode(src, out, IdentityProcessor(), encoder=EncoderOptions(**FAST))
@@ -149,8 +190,7 @@ def test_ten_bit_input_stays_ten_bit_with_its_tags(tmp_path, caplog, codec):
 
 def test_ten_bit_to_an_eight_bit_encoder_says_so(tmp_path, caplog):
     """libvpx-vp9 as bundled has no 10-bit format: 8-bit, tags kept, one warning line naming the change."""
-    src = write_clip(tmp_path / "in.mkv", cfr_pts(3), size=(64, 48), audio=False, pix_fmt="yuv420p10le",
-                     colour=BT709)
+    src = write_clip(tmp_path / "in.mkv", cfr_pts(3), size=(64, 48), audio=False, pix_fmt="yuv420p10le", colour=BT709)
     out = tmp_path / "out.webm"
     transcode(src, out, IdentityProcessor(), encoder=EncoderOptions(codec="libvpx-vp9", preset=None))
     got, notes = probe(out), warnings_of(caplog)
@@ -172,16 +212,22 @@ def test_an_explicit_eight_bit_pix_fmt_is_kept_and_said(tmp_path, caplog):
     assert "--pix-fmt auto" in notes[0]
 
 
-@pytest.mark.parametrize("colour", [{"color_range": 1}, {"colorspace": 5, "color_range": 1, "color_primaries": 5,
-                                                         "color_trc": 6}, {**BT709, "color_range": 2}],
-                         ids=["range-only", "bt601-limited", "bt709-full"])
-@pytest.mark.parametrize("out_name, codec", [("out.mp4", "libx264"), ("out.mkv", "libx264"),
-                                             ("out.webm", "libvpx-vp9")])
+@pytest.mark.parametrize(
+    "colour",
+    [
+        {"color_range": 1},
+        {"colorspace": 5, "color_range": 1, "color_primaries": 5, "color_trc": 6},
+        {**BT709, "color_range": 2},
+    ],
+    ids=["range-only", "bt601-limited", "bt709-full"],
+)
+@pytest.mark.parametrize(
+    "out_name, codec", [("out.mp4", "libx264"), ("out.mkv", "libx264"), ("out.webm", "libvpx-vp9")]
+)
 def test_vp9_colour_tags_are_kept(tmp_path, colour, out_name, codec):
     """A VP9 input's range (alone: the usual VP9 case) and its other tags survive into every output.
     Before the fix: a range-only limited VP9 written as H.264 in .mp4 came out 'unspecified'."""
-    src = write_clip(tmp_path / "in.webm", cfr_pts(2), size=(64, 64), audio=False, codec="libvpx-vp9",
-                     colour=colour)
+    src = write_clip(tmp_path / "in.webm", cfr_pts(2), size=(64, 64), audio=False, codec="libvpx-vp9", colour=colour)
     want = {k: colour.get(k, 2 if k != "color_range" else 0) for k in TAGS}
     assert probe(src)["tags"] == want
     out = tmp_path / out_name
@@ -203,12 +249,43 @@ def test_cli_restores_a_ten_bit_clip(tmp_path, caplog, capsys):
     """`flipnet-rt video` (default --pix-fmt auto) on a 10-bit HEVC clip with faces: exit 0, 10-bit, tags kept."""
     require((ENGINE / "manifest.json").is_file(), f"{ENGINE} (the shipped demo engine)")
     frames, _ = static_face_frames(3, eye_distance=15.0, size=(96, 64))
-    src = write_clip(tmp_path / "in.mkv", cfr_pts(3), size=(96, 64), frame=lambda i: frames[i], codec="libx265",
-                     pix_fmt="yuv420p10le", colour=BT709)
+    src = write_clip(
+        tmp_path / "in.mkv",
+        cfr_pts(3),
+        size=(96, 64),
+        frame=lambda i: frames[i],
+        codec="libx265",
+        pix_fmt="yuv420p10le",
+        colour=BT709,
+    )
     out = tmp_path / "out.mkv"
-    code = main(["video", str(src), "-o", str(out), "--model", str(ENGINE), "--backend", "onnxruntime",
-                 "--device", "cpu", "--batch-size", "4", "--preset", "ultrafast", "--workers", "1"])
+    code = main(
+        [
+            "video",
+            str(src),
+            "-o",
+            str(out),
+            "--model",
+            str(ENGINE),
+            "--backend",
+            "onnxruntime",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "4",
+            "--preset",
+            "ultrafast",
+            "--workers",
+            "1",
+        ]
+    )
     got, notes, err = probe(out) if out.exists() else None, warnings_of(caplog), capsys.readouterr().err
     print(code, got, notes, err)
-    assert code == 0 and "1 face tracks" in err and got["pix_fmt"] == "yuv420p10le" and got["tags"] == BT709 and got["frames"] == 3
+    assert (
+        code == 0
+        and "1 face tracks" in err
+        and got["pix_fmt"] == "yuv420p10le"
+        and got["tags"] == BT709
+        and got["frames"] == 3
+    )
     assert not [n for n in notes if "bit" in n] and written(tmp_path) == ["out.mkv"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from flipnet_rt.video.regions import detect_near
-from flipnet_rt.video.pipeline import VideoOptions, VideoRestorer
 from synthetic.video import astronaut_face, noisy
 from video.clips import StandInFaces, static_face_frames
+
+from flipnet_rt.video.pipeline import VideoOptions, VideoRestorer
+from flipnet_rt.video.regions import detect_near
 
 EYES = 15.0  # px between the eyes: the demo model's own scale, as in the other video tests
 
@@ -73,7 +73,7 @@ def moving_face_frames(n: int, *, step: float = 2.0, appear: int = 0, size=(320,
         scene[..., 0] += 60 * np.linspace(0, 1, width)[None]
         if t >= appear:
             x, y = int(40 + step * t), (height - s) // 2
-            scene[y:y + s, x:x + s] = head
+            scene[y : y + s, x : x + s] = head
         frame = noisy(scene, 3.0, rng)
         frame[0, 0] = t
         frames.append(frame)
@@ -88,7 +88,7 @@ def shifted(box: np.ndarray, fraction: float) -> np.ndarray:
 def test_mtcnn_near_a_predicted_box_finds_what_the_full_search_finds(mtcnn):
     frames, _ = static_face_frames(1, size=(320, 200), eye_distance=EYES)
     image = frames[0]
-    full, = mtcnn.detect(image)
+    (full,) = mtcnn.detect(image)
     for fraction in (0.0, 0.15, -0.15):  # predictions off by up to 15 % of the box side
         near = detect_near(mtcnn, image, [shifted(full.box, fraction)])
         assert len(near) == 1
@@ -104,7 +104,7 @@ def test_mtcnn_near_a_predicted_box_finds_what_the_full_search_finds(mtcnn):
 def test_window_search_for_detectors_without_their_own(mtcnn, face_px):
     frames, _ = static_face_frames(1, size=(320, 200), eye_distance=24.0)
     image = frames[0]
-    full, = mtcnn.detect(image)
+    (full,) = mtcnn.detect(image)
     near = detect_near(WindowOnly(mtcnn), image, [shifted(full.box, 0.1)], face_px=face_px)
     assert len(near) == 1
     error = float(np.abs(near[0].landmarks - full.landmarks).max())
@@ -169,8 +169,10 @@ def test_engine_workers_restore_the_same_frames_in_order(demo_faces, demo_engine
     from flipnet_rt.runtime.restorer import Restorer
 
     engine = demo_engine
-    workers = [FaceRestorer(Restorer.load(engine, backend="onnxruntime", device="cpu", threads=1), demo_faces.detector)
-               for _ in range(2)]
+    workers = [
+        FaceRestorer(Restorer.load(engine, backend="onnxruntime", device="cpu", threads=1), demo_faces.detector)
+        for _ in range(2)
+    ]
     frames, _ = static_face_frames(7, size=(160, 120), eye_distance=EYES)
     one = list(VideoRestorer(workers[:1], VideoOptions(batch_size=2, lookahead=2)).restore_frames(frames))
     two = list(VideoRestorer(workers, VideoOptions(batch_size=2, lookahead=2)).restore_frames(frames))

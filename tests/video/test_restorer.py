@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from video.clips import cfr_pts, flicker, frame_times, static_face_frames, stream_packets, write_clip
+from video.processors import IdentityProcessor
 
 from flipnet_rt.runtime.profiling import StageTimer
 from flipnet_rt.video.frames import Frame
 from flipnet_rt.video.pipeline import SeedMode, VideoOptions, VideoRestorer
 from flipnet_rt.video.transcode import transcode
-from video.clips import cfr_pts, flicker, frame_times, static_face_frames, stream_packets, write_clip
-from video.processors import IdentityProcessor
 
 
 class CountingFaces:
@@ -41,9 +41,11 @@ def test_one_seed_per_track_does_not_flicker(demo_faces, demo_video_restorer, ey
     input (issue 25)."""
     frames, _ = static_face_frames(12, size=(320, 256), eye_distance=eye_distance, noise=4.0)
     box = inner_box(demo_faces.detect(frames[0])[0].box)
-    runs = {"default": VideoOptions(batch_size=8),
-            "track, unfiltered": VideoOptions(batch_size=8, stabilise=False),
-            "seed per frame, unfiltered": VideoOptions(batch_size=8, seed_mode=SeedMode.FRAME, stabilise=False)}
+    runs = {
+        "default": VideoOptions(batch_size=8),
+        "track, unfiltered": VideoOptions(batch_size=8, stabilise=False),
+        "seed per frame, unfiltered": VideoOptions(batch_size=8, seed_mode=SeedMode.FRAME, stabilise=False),
+    }
     from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
 
     plain = FaceRestorer(demo_video_restorer, demo_faces.detector, FaceOptions(fidelity=0.0))
@@ -58,9 +60,11 @@ def test_one_seed_per_track_does_not_flicker(demo_faces, demo_video_restorer, ey
         assert restorer.tracks_seen == 1  # one face, one track, whatever the seeds
     source = flicker(frames, box)
     default, frame = results["default"], results["seed per frame, unfiltered"]
-    print(f"eyes {eye_distance:g} px: mean frame-to-frame |difference| in the face: input {source:.2f}, "
-          + ", ".join(f"{k} {v:.2f}" for k, v in results.items())
-          + f"; default / seed per frame {default / frame:.2f}, default / input {default / source:.2f}")
+    print(
+        f"eyes {eye_distance:g} px: mean frame-to-frame |difference| in the face: input {source:.2f}, "
+        + ", ".join(f"{k} {v:.2f}" for k, v in results.items())
+        + f"; default / seed per frame {default / frame:.2f}, default / input {default / source:.2f}"
+    )
     assert default <= 0.3 * frame and default <= 0.3 * results["seed per frame, fidelity 0 (before issue 25)"]
     assert default <= 0.5 * source
 
@@ -78,8 +82,11 @@ def test_frames_come_back_in_order_with_their_timestamps_and_batched(demo_faces)
     assert [f.index for f in out] == list(range(4)) and [f.pts for f in out] == [1000 + 7 * i for i in range(4)]
     assert restorer.tracks_seen == 3
     assert counting.batches == [6, 6]  # 3 faces x 2 frames per core call: a third frame would exceed 7
-    changed = [np.abs(o.image.astype(int) - f.astype(int))[y0:y1, x0:x1].mean()
-               for o, f in zip(out, frames) for (x0, y0, x1, y1) in boxes]
+    changed = [
+        np.abs(o.image.astype(int) - f.astype(int))[y0:y1, x0:x1].mean()
+        for o, f in zip(out, frames)
+        for (x0, y0, x1, y1) in boxes
+    ]
     assert min(changed) > 1.0  # every face of every frame went through the model
 
 
@@ -109,11 +116,15 @@ def test_detect_every_k_interpolates_between_detections(demo_faces):
             return demo_faces.detect(image)
 
     counting = CountingFaces(demo_faces)
-    restorer = VideoRestorer(counting, VideoOptions(detect_every=5, lookahead=5, batch_size=7, tracking="interpolate"), detector=Counting())
+    restorer = VideoRestorer(
+        counting, VideoOptions(detect_every=5, lookahead=5, batch_size=7, tracking="interpolate"), detector=Counting()
+    )
     out = list(restorer.restore_frames(frames))
     assert len(calls) == 3  # frames 0 and 5, and the last one (6) at the end
     assert counting.batches == [7] and len(out) == 7  # the 5 frames between detections got interpolated faces
-    ahead = VideoRestorer(counting, VideoOptions(detect_every=5, lookahead=5, batch_size=7, tracking="interpolate"), detector=Counting())
+    ahead = VideoRestorer(
+        counting, VideoOptions(detect_every=5, lookahead=5, batch_size=7, tracking="interpolate"), detector=Counting()
+    )
     annotated = [ahead.detect_ahead(Frame(i, i, None, image)) for i, image in enumerate(frames)]
     assert [f.faces is not None for f in annotated] == [True, False, False, False, False, True, False]
     again = list(ahead.restore_frames(annotated))
@@ -124,10 +135,14 @@ def test_detect_every_k_interpolates_between_detections(demo_faces):
 
 def test_bad_options():
     # library errors name the field (issue 28); the CLI shows the flag (tests/video/test_cli.py)
-    for kwargs, match in [({"batch_size": 0}, "^batch_size: 0; "), ({"detect_every": 0}, "^detect_every: 0; "),
-                          ({"detect_every": 12, "lookahead": 10, "tracking": "interpolate"}, "^lookahead: 10; "),
-                          ({"smoothing": -1}, "^smoothing: -1; "), ({"tracking": "kalman"}, "^tracking: 'kalman' is"),
-                          ({"seed_mode": "scene"}, "^seed_mode: 'scene' is not one of track, frame")]:
+    for kwargs, match in [
+        ({"batch_size": 0}, "^batch_size: 0; "),
+        ({"detect_every": 0}, "^detect_every: 0; "),
+        ({"detect_every": 12, "lookahead": 10, "tracking": "interpolate"}, "^lookahead: 10; "),
+        ({"smoothing": -1}, "^smoothing: -1; "),
+        ({"tracking": "kalman"}, "^tracking: 'kalman' is"),
+        ({"seed_mode": "scene"}, "^seed_mode: 'scene' is not one of track, frame"),
+    ]:
         with pytest.raises(ValueError, match=match):
             VideoOptions(**kwargs)
 
@@ -140,18 +155,22 @@ def test_a_generated_clip_restored_by_the_demo_engine(demo_faces, tmp_path):
     timer = StageTimer()
     video = VideoRestorer(demo_faces, VideoOptions(batch_size=4), timer=timer)
     report = transcode(src, out, video, timer=timer, prepare=video.detect_ahead)  # detection in its own thread
-    print(f"{report.frames} frames in {report.seconds:.1f} s ({report.fps:.1f} frames/s); busy seconds "
-          + ", ".join(f"{k} {v:.2f}" for k, v in sorted(report.stages.items())))
+    print(
+        f"{report.frames} frames in {report.seconds:.1f} s ({report.fps:.1f} frames/s); busy seconds "
+        + ", ".join(f"{k} {v:.2f}" for k, v in sorted(report.stages.items()))
+    )
     assert frame_times(out) == frame_times(src) and stream_packets(out) == stream_packets(src)
     plain = tmp_path / "plain.mp4"
     transcode(src, plain, IdentityProcessor())  # the same encoder settings without restoration
     import av
 
     with av.open(str(plain)) as a, av.open(str(out)) as b:
-        pairs = [(x.to_ndarray(format="rgb24").astype(int), y.to_ndarray(format="rgb24").astype(int))
-                 for x, y in zip(a.decode(video=0), b.decode(video=0))]
+        pairs = [
+            (x.to_ndarray(format="rgb24").astype(int), y.to_ndarray(format="rgb24").astype(int))
+            for x, y in zip(a.decode(video=0), b.decode(video=0))
+        ]
     x0, y0, x1, y1 = boxes[0]
-    face = np.mean([np.abs(x - y)[y0 + 20:y1 - 20, x0 + 20:x1 - 20].mean() for x, y in pairs])
+    face = np.mean([np.abs(x - y)[y0 + 20 : y1 - 20, x0 + 20 : x1 - 20].mean() for x, y in pairs])
     corner = np.mean([np.abs(x - y)[:20, :20].mean() for x, y in pairs])
     print(f"mean |restored - identity transcode|: face {face:.2f}, background corner {corner:.2f}")
     # the face was restored (fidelity auto keeps much of this mildly noisy input); the background only

@@ -14,8 +14,11 @@ LAYOUT = np.array([[0.35, 0.4], [0.65, 0.4], [0.5, 0.55], [0.38, 0.72], [0.62, 0
 
 
 def face_at(x: float, y: float, size: float = 60.0, score: float = 0.99) -> Face:
-    return Face(box=np.array([x, y, x + size, y + size], np.float32), score=score,
-                landmarks=np.array([x, y], np.float32) + LAYOUT * size)
+    return Face(
+        box=np.array([x, y, x + size, y + size], np.float32),
+        score=score,
+        landmarks=np.array([x, y], np.float32) + LAYOUT * size,
+    )
 
 
 def test_iou():
@@ -75,15 +78,20 @@ def test_smoother_removes_jitter_and_follows_motion_without_lag():
         smoother.observe(0, t, face_at(truth[t] + jitter[0], 80 + jitter[1]))
     raw_err, smooth_err = [], []
     for t in range(10, 50):
-        (tid, face), = smoother.faces_at(t)
+        ((tid, face),) = smoother.faces_at(t)
         want = face_at(truth[t], 80).landmarks
         smooth_err.append(np.abs(face.landmarks - want).mean())
     rng = np.random.default_rng(0)
     raw_err = [np.abs(rng.normal(0, 2.0, 2)).mean() for _ in range(40)]
     print(f"mean landmark error: raw {np.mean(raw_err):.2f} px, smoothed {np.mean(smooth_err):.2f} px")
     assert np.mean(smooth_err) < 0.5 * np.mean(raw_err)  # sigma 2 averages ~7 detections
-    assert abs(np.mean([f.landmarks[:, 0].mean() for _, f in [smoother.faces_at(30)[0]]])
-               - face_at(truth[30], 80).landmarks[:, 0].mean()) < 1.5  # no lag on steady motion
+    assert (
+        abs(
+            np.mean([f.landmarks[:, 0].mean() for _, f in [smoother.faces_at(30)[0]]])
+            - face_at(truth[30], 80).landmarks[:, 0].mean()
+        )
+        < 1.5
+    )  # no lag on steady motion
 
 
 def test_short_misses_are_filled_long_ones_are_not_and_no_extrapolation():
@@ -121,8 +129,8 @@ def test_smoother_takes_a_track_followed_backwards():
     for t in (5, 6, 7, 8, 4, 3):  # detected at 5, then followed on, and back to 4 and 3
         backwards.observe(0, t, faces[t])
     for t in range(3, 9):
-        (_, a), = forwards.faces_at(t)
-        (_, b), = backwards.faces_at(t)
+        ((_, a),) = forwards.faces_at(t)
+        ((_, b),) = backwards.faces_at(t)
         np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-9)
     with pytest.raises(ValueError, match="frame 4 observed twice"):
         backwards.observe(0, 4, faces[4])

@@ -10,14 +10,14 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from video.clips import cfr_pts, frame_times, gradient, stream_packets, write_clip
+from video.processors import IdentityProcessor
 
 from flipnet_rt.runtime.profiling import StageTimer
 from flipnet_rt.video.encoding import EncoderOptions
 from flipnet_rt.video.errors import VideoError
 from flipnet_rt.video.frames import Frame
 from flipnet_rt.video.transcode import transcode
-from video.clips import cfr_pts, frame_times, gradient, stream_packets, write_clip
-from video.processors import IdentityProcessor
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -31,8 +31,9 @@ def test_identity_keeps_every_timestamp_and_the_audio_bytes(clips, tmp_path, kin
     report = transcode(clips[kind], out, IdentityProcessor(), timer=timer)
     want, got = frame_times(clips[kind]), frame_times(out)
     gaps = {float(b - a) for a, b in zip(want, want[1:])}
-    print(f"{kind}: {len(got)} frames (input {len(want)}), distinct frame gaps {sorted(gaps)} s; "
-          f"stages {timer.totals()}")
+    print(
+        f"{kind}: {len(got)} frames (input {len(want)}), distinct frame gaps {sorted(gaps)} s; stages {timer.totals()}"
+    )
     assert report.frames == len(want) == 60
     assert got == want  # exact rationals: every frame's pts x time base
     if kind == "vfr":
@@ -49,9 +50,13 @@ def test_pixels_survive_the_round_trip(clips, tmp_path):
     transcode(clips["cfr"], out, IdentityProcessor())
     with av.open(str(clips["cfr"])) as a, av.open(str(out)) as b:
         worst = min(
-            10 * np.log10(255**2 / max(np.mean((x.to_ndarray(format="rgb24").astype(float)
-                                                 - y.to_ndarray(format="rgb24")) ** 2), 1e-9))
-            for x, y in zip(a.decode(video=0), b.decode(video=0)))
+            10
+            * np.log10(
+                255**2
+                / max(np.mean((x.to_ndarray(format="rgb24").astype(float) - y.to_ndarray(format="rgb24")) ** 2), 1e-9)
+            )
+            for x, y in zip(a.decode(video=0), b.decode(video=0))
+        )
     print(f"identity re-encode (crf 18): worst frame PSNR {worst:.1f} dB")
     # crf 18 on a smooth gradient; 4:2:0 chroma and two YUV<->RGB conversions cost a few dB. A
     # colour-matrix mismatch (BT.601 vs 709) would drop this below 30 dB.
@@ -81,8 +86,10 @@ def test_start_and_duration_cut_a_range(clips, tmp_path):
     times = frame_times(out)
     source = [t for t in frame_times(clips["cfr"]) if Fraction(4, 5) <= t < Fraction(9, 5)]
     audio = stream_packets(out)
-    print(f"cut: {len(times)} frames {float(times[0])}..{float(times[-1])} s; audio {len(audio)} packets "
-          f"{float(audio[0][0]):.3f}..{float(audio[-1][0]):.3f} s")
+    print(
+        f"cut: {len(times)} frames {float(times[0])}..{float(times[-1])} s; audio {len(audio)} packets "
+        f"{float(audio[0][0]):.3f}..{float(audio[-1][0]):.3f} s"
+    )
     assert report.frames == len(source) == 25
     assert times == [t - Fraction(4, 5) for t in source]  # shifted by exactly --start
     assert 0 <= float(audio[0][0]) < 0.07 and float(audio[-1][0]) < 1.0
@@ -102,8 +109,12 @@ def test_not_a_video_is_one_line_and_nothing_written(tmp_path):
 @pytest.mark.parametrize("layout", ["mp4-faststart", "mkv"])
 def test_truncated_video_fails_and_leaves_nothing(tmp_path, layout):
     suffix, options = (".mp4", {"movflags": "faststart"}) if layout == "mp4-faststart" else (".mkv", {})
-    full = write_clip(tmp_path / f"full{suffix}", cfr_pts(50), options=options,
-                      frame=lambda i: np.random.default_rng(i).integers(0, 255, (64, 96, 3), np.uint8))
+    full = write_clip(
+        tmp_path / f"full{suffix}",
+        cfr_pts(50),
+        options=options,
+        frame=lambda i: np.random.default_rng(i).integers(0, 255, (64, 96, 3), np.uint8),
+    )
     data = full.read_bytes()
     cut = tmp_path / f"cut{suffix}"
     cut.write_bytes(data[: len(data) * 2 // 3])
@@ -166,10 +177,12 @@ def test_encoder_failure_in_its_thread_reaches_the_caller(clips, tmp_path):
 
 
 def test_bad_encoder_options_are_usage_errors(clips, tmp_path):
-    for options, match in [(EncoderOptions(codec="nope"), "no such encoder"),
-                           (EncoderOptions(codec="aac"), "audio encoder"),
-                           (EncoderOptions(pix_fmt="rgb48le"), "--pix-fmt"),
-                           (EncoderOptions(crf=99), "--crf")]:
+    for options, match in [
+        (EncoderOptions(codec="nope"), "no such encoder"),
+        (EncoderOptions(codec="aac"), "audio encoder"),
+        (EncoderOptions(pix_fmt="rgb48le"), "--pix-fmt"),
+        (EncoderOptions(crf=99), "--crf"),
+    ]:
         with pytest.raises(ValueError, match=match):
             transcode(clips["cfr"], tmp_path / "out.mp4", IdentityProcessor(), encoder=options)
     assert os.listdir(tmp_path) == []

@@ -41,7 +41,7 @@ def _captions_json(where: str, text: str) -> dict[str, str]:
     except json.JSONDecodeError as exc:
         raise ValueError(f"{where}:{exc.lineno}: invalid JSON ({exc.msg}, column {exc.colno})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a JSON object {{\"file name\": \"caption\"}}, got {type(data).__name__}")
+        raise ValueError(f'{where}: expected a JSON object {{"file name": "caption"}}, got {type(data).__name__}')
     for key, value in data.items():
         if not isinstance(value, str):
             raise ValueError(f"{where}: caption of {key!r} must be a string, got {type(value).__name__}")
@@ -97,8 +97,11 @@ class CaptionIndex:
             self._by_stem.setdefault(pure.stem, caption)
 
     def __call__(self, relative: PurePath) -> str | None:
-        for table, key in ((self._by_path, relative.as_posix()), (self._by_name, relative.name),
-                           (self._by_stem, relative.stem)):
+        for table, key in (
+            (self._by_path, relative.as_posix()),
+            (self._by_name, relative.name),
+            (self._by_stem, relative.stem),
+        ):
             if key in table:
                 return table[key]
         return None

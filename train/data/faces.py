@@ -9,6 +9,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
+
 from flipnet_rt.evaluation.degradations import MakesLQ
 from flipnet_rt.imaging.geometry import prepare_square
 from flipnet_rt.imaging.io import ImageError, format_path, load_image
@@ -60,8 +61,10 @@ class HQFaceFolder(EpochMixin, Sequence):
         self.resolution = check_resolution("HQFaceFolder", resolution)
         self.seed = check_seed("HQFaceFolder", seed)
         if crop_box is not None and (len(crop_box) != 4 or crop_box[2] <= crop_box[0] or crop_box[3] <= crop_box[1]):
-            raise ValueError(f"HQFaceFolder: crop_box must be (left, top, right, bottom) with right > left "
-                             f"and bottom > top, got {crop_box!r}")
+            raise ValueError(
+                f"HQFaceFolder: crop_box must be (left, top, right, bottom) with right > left "
+                f"and bottom > top, got {crop_box!r}"
+            )
         self.crop_box = None if crop_box is None else tuple(int(v) for v in crop_box)
         self.degradation = degradation
         self.skipped: list[tuple[Path, str]] = []

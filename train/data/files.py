@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from flipnet_rt.jobs.batchio import is_image_path
 from flipnet_rt.imaging.io import MAX_PIXELS, READ_FORMATS, format_path
+from flipnet_rt.jobs.batchio import is_image_path
 
 from .seeding import STREAM_SUBSET, item_rng
 
@@ -61,8 +61,12 @@ def header_problem(path: Path) -> str | None:
 
 
 def pick_valid(
-    where: str, candidates: Sequence[Any], paths: Callable[[Any], Sequence[Path]],
-    limit: int | None, seed: int, skipped: list[tuple[Path, str]],
+    where: str,
+    candidates: Sequence[Any],
+    paths: Callable[[Any], Sequence[Path]],
+    limit: int | None,
+    seed: int,
+    skipped: list[tuple[Path, str]],
 ) -> list[Any]:
     """Header-check ``candidates`` (all, or in a seeded random order until ``limit`` are good).
 

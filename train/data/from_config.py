@@ -46,9 +46,13 @@ def face_dataset(data: DataSection, resolution: int, seed: int) -> Sequence:
             raise ConfigError(f"--captions {data.captions}: no such file; set data.captions to a JSON or CSV file")
         captions = load_captions(data.captions)
     faces = HQFaceFolder(
-        data.hq_dir, resolution, make_lq, seed=seed,
+        data.hq_dir,
+        resolution,
+        make_lq,
+        seed=seed,
         crop_box=tuple(data.crop_box) if data.crop_box else None,
-        limit=data.limit or None, captions=captions,
+        limit=data.limit or None,
+        captions=captions,
     )
     if data.offshelf_dir:
         if not Path(data.offshelf_dir).is_dir():
@@ -66,8 +70,14 @@ def degradation_dataset(data: DataSection, resolution: int, seed: int) -> Sequen
                 raise ConfigError(f"data.paired[{i}].{key} {getattr(source, key)}: no such folder")
         captions = load_captions(source.captions) if source.captions else None
         paired = PairedFolder(
-            source.hq_dir, source.lq_dir, resolution, limit=source.limit or None, seed=seed,
-            fit=source.fit, key_pattern=source.key_pattern or None, captions=captions,
+            source.hq_dir,
+            source.lq_dir,
+            resolution,
+            limit=source.limit or None,
+            seed=seed,
+            fit=source.fit,
+            key_pattern=source.key_pattern or None,
+            captions=captions,
         )
         parts.append((paired, None))
     if data.hq_dir:

@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 
 
-def make_item(hq: np.ndarray, lq: np.ndarray, caption: str, face: bool, source: Path,
-              degradation: dict[str, Any] | None) -> dict[str, Any]:
+def make_item(
+    hq: np.ndarray, lq: np.ndarray, caption: str, face: bool, source: Path, degradation: dict[str, Any] | None
+) -> dict[str, Any]:
     """One item: ``hq``/``lq`` ``uint8 [R, R, 3]`` RGB, ``source`` stored as ``str``."""
-    return {"hq": hq, "lq": lq, "caption": caption, "face": face, "source": str(source),
-            "degradation": degradation}
+    return {"hq": hq, "lq": lq, "caption": caption, "face": face, "source": str(source), "degradation": degradation}
 
 
 def collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

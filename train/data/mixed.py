@@ -42,8 +42,10 @@ class MixedDataset(EpochMixin, Sequence):
                 chosen = range(n)
             else:
                 if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 1 <= count <= n:
-                    raise ValueError(f"MixedDataset: part {p} ({type(dataset).__name__}) has {n} items; "
-                                     f"count must be in 1..{n} or None for all, got {count!r}")
+                    raise ValueError(
+                        f"MixedDataset: part {p} ({type(dataset).__name__}) has {n} items; "
+                        f"count must be in 1..{n} or None for all, got {count!r}"
+                    )
                 subset = item_rng(self.seed, 0, p, STREAM_SUBSET).choice(n, size=int(count), replace=False)
                 chosen = sorted(subset.tolist())
             index.extend((p, i) for i in chosen)

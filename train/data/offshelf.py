@@ -68,8 +68,12 @@ class OffShelfPool(EpochMixin, Sequence):
             self.variants.append(sorted(found))
         self.missing = sum(1 for v in self.variants if not v)
         if self.missing:
-            logger.warning("OffShelfPool(%s): %d of %d HQ images have no off-shelf variant; they use on-the-fly LQ",
-                           format_path(self.pool_dir), self.missing, len(base))
+            logger.warning(
+                "OffShelfPool(%s): %d of %d HQ images have no off-shelf variant; they use on-the-fly LQ",
+                format_path(self.pool_dir),
+                self.missing,
+                len(base),
+            )
 
     def __len__(self) -> int:
         return len(self.base)

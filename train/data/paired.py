@@ -90,14 +90,22 @@ class PairedFolder(EpochMixin, Sequence):
         hq = _keyed(self.hq_dir, pattern)
         lq = _keyed(self.lq_dir, pattern)
         self.unmatched: list[Path] = sorted(
-            hq.unmatched + lq.unmatched + [p for k, p in hq.files.items() if k not in lq.files]
+            hq.unmatched
+            + lq.unmatched
+            + [p for k, p in hq.files.items() if k not in lq.files]
             + [p for k, p in lq.files.items() if k not in hq.files]
         )
         if self.unmatched:
             names = ", ".join(format_path(p) for p in self.unmatched[:5])
             more = f" and {len(self.unmatched) - 5} more" if len(self.unmatched) > 5 else ""
-            logger.warning("PairedFolder(%s, %s): %d files without a partner, ignored: %s%s",
-                           format_path(self.hq_dir), format_path(self.lq_dir), len(self.unmatched), names, more)
+            logger.warning(
+                "PairedFolder(%s, %s): %d files without a partner, ignored: %s%s",
+                format_path(self.hq_dir),
+                format_path(self.lq_dir),
+                len(self.unmatched),
+                names,
+                more,
+            )
         candidates = [(hq.files[k], lq.files[k]) for k in sorted(hq.files) if k in lq.files]
         self.skipped: list[tuple[Path, str]] = []
         self.pairs: list[tuple[Path, Path]] = pick_valid(
