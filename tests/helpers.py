@@ -118,8 +118,9 @@ def restorer_latents(restorer, images, options=None, seeds=None, mode=None) -> n
     """The latents ``float32 [B, 4, h, w]`` that ``restorer.restore(images, options, seeds)`` (or
     ``degrade`` with ``mode``) samples before decoding: its own fit and seeds, then
     ``DiffusionCore.latents`` (for parity checks)."""
-    from flipnet_rt.config.options import Mode
+    from flipnet_rt.config.options import Mode, image_seed
 
     options = options or restorer.options()
     pixels, _ = restorer._fit(images)
-    return restorer.core.latents(pixels, mode or Mode.RESTORE, options, restorer._seeds(options, seeds, len(images)))
+    seeds = seeds if seeds is not None else [image_seed(options.seed, i) for i in range(len(images))]
+    return restorer.core.latents(pixels, mode or Mode.RESTORE, options, seeds)

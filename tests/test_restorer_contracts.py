@@ -288,9 +288,9 @@ def test_run_device_is_run_host_on_the_backends_arrays(demo_core):
         print(f"run_device vs run_host, {mode.value}, guidance {opts.guidance}: max error {err:.2e}")
         assert err == 0.0
     assert not np.array_equal(got, core.run_device(pixels, Mode.RESTORE, options, [3, 5])[:2])  # seeds reach it
-    with pytest.raises(ValueError, match=r"^pixels: expected \[B, 3, 64, 64\], got \(2, 3, 32, 32\)$"):
+    with pytest.raises(ValueError, match=r"^pixels: expected float \[B, 3, 64, 64\], got float32 \(2, 3, 32, 32\)$"):
         core.run_device(pixels[:, :, :32, :32], Mode.RESTORE, options, [3, 4])
-    with pytest.raises(ValueError, match=r"^pixels: expected \[B, 3, 64, 64\], got \(3, 64, 64\)$"):
+    with pytest.raises(ValueError, match=r"^pixels: expected float \[B, 3, 64, 64\], got float32 \(3, 64, 64\)$"):
         core.run_device(pixels[0], Mode.RESTORE, options, [3])
     with pytest.raises(ValueError, match="^seeds: 1 given for 2 images$"):
         core.run_device(pixels, Mode.RESTORE, options, [3])

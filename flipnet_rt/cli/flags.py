@@ -22,6 +22,7 @@ DEVICES = ("auto", "cpu", "cuda")
 _FLAG_OF_FIELD = {
     "t_cond": "--cond-t",
     "encoder_threads": "--encoder-threads",
+    "threads": "--encoder-threads",  # EncoderOptions.threads
     "exit_timeout_s": "--exit-timeout",
     "idle_timeout_s": "--idle-timeout",
     "request_timeout_s": "--request-timeout",

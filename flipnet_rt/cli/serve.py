@@ -142,25 +142,24 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.model:
         print("error: no model: pass --model DIR (an engine or model directory) or random:CONFIG", file=sys.stderr)
         return 2
-    config = ServeConfig(
-        model=args.model,
-        host=args.host,
-        http_port=args.http_port,
-        grpc_port=args.grpc_port,
-        metrics_port=args.metrics_port,
-        max_batch=args.max_batch,
-        max_queue_delay_ms=args.max_queue_delay_ms,
-        max_queue_size=args.max_queue_size,
-        instances=args.instances,
-        max_pixels=args.max_pixels,
-        backend=args.backend,
-        device=None if args.device == "auto" else args.device,
-        exit_timeout_s=args.exit_timeout,
-        idle_timeout_s=args.idle_timeout,
-        request_timeout_s=args.request_timeout,
-    )
     try:
-        config.validate()
+        config = ServeConfig(
+            model=args.model,
+            host=args.host,
+            http_port=args.http_port,
+            grpc_port=args.grpc_port,
+            metrics_port=args.metrics_port,
+            max_batch=args.max_batch,
+            max_queue_delay_ms=args.max_queue_delay_ms,
+            max_queue_size=args.max_queue_size,
+            instances=args.instances,
+            max_pixels=args.max_pixels,
+            backend=args.backend,
+            device=None if args.device == "auto" else args.device,
+            exit_timeout_s=args.exit_timeout,
+            idle_timeout_s=args.idle_timeout,
+            request_timeout_s=args.request_timeout,
+        )
     except ValueError as exc:
         print(f"error: {usage_message(exc, (f.name for f in dataclasses.fields(ServeConfig)))}", file=sys.stderr)
         return 2
@@ -214,7 +213,7 @@ def _export(args: argparse.Namespace) -> int:
         )
         out = write_repository(args.engine, args.output, options)
     except (EngineError, ValueError, FileExistsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {usage_message(exc, (f.name for f in dataclasses.fields(RepositoryOptions)))}", file=sys.stderr)
         return 2
     print(
         f"wrote Triton model repository {out} (run it with NVIDIA's Triton container: see {out}/README.md)",

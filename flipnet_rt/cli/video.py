@@ -142,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         encoder, options = _options(args, EncoderOptions, VideoOptions)
     except ValueError as exc:
-        print(f"error: {usage_message(exc, (f.name for f in dataclasses.fields(VideoOptions)))}", file=sys.stderr)
+        fields = [f.name for options in (VideoOptions, EncoderOptions) for f in dataclasses.fields(options)]
+        print(f"error: {usage_message(exc, fields)}", file=sys.stderr)
         return 2
     try:  # a bad input costs one line and no model load
         VideoSource(args.input, start=args.start, duration=args.duration).open().close()
@@ -173,7 +174,7 @@ def _options(args: argparse.Namespace, EncoderOptions, VideoOptions):
         raise ValueError("--start must be >= 0 and --duration > 0 seconds")
     encoder = EncoderOptions(
         codec=args.codec, crf=args.crf, preset=args.preset or None, pix_fmt=args.pix_fmt, threads=args.encoder_threads
-    ).validate()
+    )
     options = VideoOptions(
         batch_size=args.batch_size,
         detect_every=args.detect_every,

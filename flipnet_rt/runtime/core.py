@@ -99,6 +99,7 @@ class DiffusionCore:
     def run_host(self, pixels: np.ndarray, mode: Mode, options: SamplingOptions, seeds: Sequence[int]) -> np.ndarray:
         """Condition images -> generated images, both host ``float32 [B, 3, R, R]`` in [-1, 1] (R: the
         model's resolution); ``seeds`` gives each image its noise stream."""
+        self._check(pixels, options, seeds)
         with self._lock:
             latents = self._generate(pixels, mode, options, seeds)
             image = self._run_network("vae_decoder", {"latent": latents})["image"]
@@ -111,12 +112,7 @@ class DiffusionCore:
         images ``[B, 3, R, R]`` there, the caller's own (:mod:`flipnet_rt.faces.device`): in the
         engine's dtype from a TensorRT/ONNX Runtime engine (float16 from a float16 one), float32 from
         the torch backend (its networks' outputs come back float32 at any compute dtype)."""
-        r = self.config.resolution
-        if len(pixels.shape) != 4 or tuple(pixels.shape[1:]) != (3, r, r):
-            raise ValueError(f"pixels: expected [B, 3, {r}, {r}], got {tuple(pixels.shape)}")
-        if len(seeds) != pixels.shape[0]:
-            raise ValueError(f"seeds: {len(seeds)} given for {pixels.shape[0]} images")
-        options.validate(self.config)
+        self._check(pixels, options, seeds)
         with self._lock:
             latents = self.generate(pixels, mode, options, seeds)
             image = self._run_network("vae_decoder", {"latent": latents})["image"]
@@ -150,6 +146,7 @@ class DiffusionCore:
 
     def latents(self, pixels: np.ndarray, mode: Mode, options: SamplingOptions, seeds: Sequence[int]) -> np.ndarray:
         """The sampled latents ``float32 [B, 4, h, w]`` before decoding (for parity checks)."""
+        self._check(pixels, options, seeds)
         with self._lock:
             return self.backend.to_numpy(self._generate(pixels, mode, options, seeds)).copy()
 
@@ -162,13 +159,17 @@ class DiffusionCore:
         with self.stage(network):
             return self.backend.run(network, feeds)
 
-    def _generate(self, pixels: np.ndarray, mode: Mode, options: SamplingOptions, seeds: Sequence[int]) -> Array:
-        options.validate(self.config)
+    def _check(self, pixels: Array, options: SamplingOptions, seeds: Sequence[int]) -> None:
+        """A call's inputs, checked once where they enter the core (run_host, run_device, latents):
+        condition images ``[B, 3, R, R]``, one seed per image, options valid for this model."""
         r = self.config.resolution
-        if pixels.ndim != 4 or pixels.shape[1:] != (3, r, r):
-            raise ValueError(f"pixels: expected float [B, 3, {r}, {r}], got {pixels.dtype} {pixels.shape}")
-        if len(seeds) != len(pixels):
-            raise ValueError(f"seeds: {len(seeds)} given for {len(pixels)} images")
+        if len(pixels.shape) != 4 or tuple(pixels.shape[1:]) != (3, r, r):
+            raise ValueError(f"pixels: expected float [B, 3, {r}, {r}], got {pixels.dtype} {tuple(pixels.shape)}")
+        if len(seeds) != pixels.shape[0]:
+            raise ValueError(f"seeds: {len(seeds)} given for {pixels.shape[0]} images")
+        options.validate(self.config)
+
+    def _generate(self, pixels: np.ndarray, mode: Mode, options: SamplingOptions, seeds: Sequence[int]) -> Array:
         with self.stage("preprocessing"):
             device_pixels = self.backend.from_numpy(np.ascontiguousarray(pixels, np.float32))
         return self.generate(device_pixels, mode, options, seeds)

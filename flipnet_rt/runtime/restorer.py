@@ -165,11 +165,11 @@ class Restorer:
     ) -> list[np.ndarray]:
         if not images:
             return []
-        options.validate(self.config)
-        seeds = self._seeds(options, seeds, len(images))
+        if seeds is None:
+            seeds = [image_seed(options.seed, i) for i in range(len(images))]
         with self.core.stage("preprocessing"):
             pixels, placements = self._fit(images)
-        out = self.core.run_host(pixels, mode, options, seeds)
+        out = self.core.run_host(pixels, mode, options, seeds)  # checks the options and seeds
         with self.core.stage("postprocessing"):
             if mode is Mode.RESTORE and options.color_fix:
                 out = wavelet_color_fix(out, pixels, options.color_fix)
@@ -179,10 +179,3 @@ class Restorer:
         """``float32 [B, 3, R, R]`` model inputs and each image's placement."""
         fitted, placements = zip(*(fit(img, self.config.resolution) for img in images))
         return to_float(np.stack(fitted)), placements
-
-    @staticmethod
-    def _seeds(options: SamplingOptions, seeds: Sequence[int] | None, count: int) -> list[int]:
-        seeds = list(seeds) if seeds is not None else [image_seed(options.seed, i) for i in range(count)]
-        if len(seeds) != count:
-            raise ValueError(f"seeds: {len(seeds)} given for {count} images")
-        return seeds

@@ -148,16 +148,6 @@ class Grid:
         return len(self.timesteps)
 
     @property
-    def sigmas(self) -> np.ndarray:
-        """[n] float64, k-diffusion noise levels ``sqrt((1 - ab) / ab)`` of the inputs."""
-        return np.sqrt((1.0 - self.alpha_bar) / self.alpha_bar)
-
-    @property
-    def sigmas_next(self) -> np.ndarray:
-        """[n] float64, the noise levels the steps move to (0 at the clean end)."""
-        return np.sqrt((1.0 - self.alpha_bar_next) / self.alpha_bar_next)
-
-    @property
     def init_alpha_bar(self) -> float:
         """Noise level of the sampler's input: img2img starts from ``q_sample(x0, eps, this)``."""
         return float(self.alpha_bar[0])

@@ -73,17 +73,17 @@ class RepositoryOptions:
     kind: str = "gpu"  # instance kind of the network models: "gpu" | "cpu"
     max_pixels: int = DEFAULT_MAX_PIXELS
 
-    def validate(self) -> RepositoryOptions:
+    def __post_init__(self) -> None:
+        """Checked once, when made; errors name the field (the command line shows its flag)."""
         if self.platform not in PLATFORMS:
-            raise ValueError(f"--platform {self.platform}: use one of {', '.join(PLATFORMS)}")
+            raise ValueError(f"platform: {self.platform}; use one of {', '.join(PLATFORMS)}")
         if self.kind not in ("gpu", "cpu"):
-            raise ValueError(f"--kind {self.kind}: use gpu or cpu")
+            raise ValueError(f"kind: {self.kind}; use gpu or cpu")
         for name in ("max_batch", "max_queue_size", "instances", "max_pixels"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')}: {getattr(self, name)}; use 1 or more")
+                raise ValueError(f"{name}: {getattr(self, name)}; use 1 or more")
         if self.max_queue_delay_ms < 0:
-            raise ValueError(f"--max-queue-delay-ms: {self.max_queue_delay_ms}; use 0 or more")
-        return self
+            raise ValueError(f"max_queue_delay_ms: {self.max_queue_delay_ms}; use 0 or more")
 
 
 def network_batch(name: str, options: RepositoryOptions) -> int:
@@ -158,7 +158,7 @@ def write_repository(engine_dir: Path, out: Path, options: RepositoryOptions | N
             for ``platform="tensorrt"``, or its profile cannot take the batch (names the fix).
         FileExistsError: ``out`` exists and is not empty.
     """
-    options = (options or RepositoryOptions()).validate()
+    options = options or RepositoryOptions()
     engine_dir, out = Path(engine_dir), Path(out)
     manifest, _ = read_engine(engine_dir)
     sources = {name: _network_files(engine_dir, manifest, name, options) for name in manifest.networks}

@@ -88,8 +88,9 @@ class ServeConfig:
     idle_timeout_s: float = 30.0
     request_timeout_s: float = 60.0
 
-    def validate(self) -> ServeConfig:
-        """Errors name the field (``max_batch: 0; ...``); the command line shows its flag."""
+    def __post_init__(self) -> None:
+        """Checked once, when made: errors name the field (``max_batch: 0; ...``); the command line
+        shows its flag."""
         for name in ("max_batch", "instances", "max_queue_size", "max_pixels", "exit_timeout_s"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: {getattr(self, name)}; use 1 or more")
@@ -101,7 +102,6 @@ class ServeConfig:
         ports = (self.http_port, self.grpc_port, self.metrics_port)
         if len(set(ports)) != 3 or not all(0 < p < 65536 for p in ports):
             raise ValueError(f"ports {ports}: give three different ports in 1..65535")
-        return self
 
 
 def python_libdir_env() -> dict[str, str]:
@@ -209,7 +209,6 @@ def serve(config: ServeConfig, *, on_ready: Callable[[], None] | None = None) ->
     from .gateway import Gateway, Health, Limits
     from .watchdog import StubWatchdog, descendants, release_shared_memory, stubs
 
-    config.validate()
     os.environ.update(python_libdir_env())
     restorers = [
         Restorer.load(config.model, backend=config.backend, device=config.device) for _ in range(config.instances)

@@ -41,27 +41,27 @@ class EncoderOptions:
     threads: int = 0
     extra: Mapping[str, str] = field(default_factory=dict)
 
-    def validate(self) -> EncoderOptions:
-        """Raises ValueError naming the fix when this PyAV build cannot encode with these options."""
+    def __post_init__(self) -> None:
+        """Checked once, when made: ValueError naming the field and the fix when this PyAV build
+        cannot encode with these options (the command line shows the field as its flag)."""
         import av
 
         try:
             codec = av.Codec(self.codec, "w")
         except Exception:  # av.codec.codec.UnknownCodecError
             raise ValueError(
-                f"--codec {self.codec}: this FFmpeg (PyAV {av.__version__}) has no such encoder; "
+                f"codec: {self.codec}: this FFmpeg (PyAV {av.__version__}) has no such encoder; "
                 f"try libx264, libx265, libvpx-vp9 or libaom-av1"
             ) from None
         if codec.type != "video":
-            raise ValueError(f"--codec {self.codec}: is a {codec.type} encoder; give a video encoder such as libx264")
+            raise ValueError(f"codec: {self.codec} is a {codec.type} encoder; give a video encoder such as libx264")
         formats = {f.name for f in codec.video_formats or ()}
         if formats and self.pix_fmt != AUTO and self.pix_fmt not in formats:
-            raise ValueError(f"--pix-fmt {self.pix_fmt}: {self.codec} takes auto, {', '.join(sorted(formats))}")
+            raise ValueError(f"pix_fmt: {self.pix_fmt}; {self.codec} takes auto, {', '.join(sorted(formats))}")
         if self.crf is not None and not 0 <= self.crf <= 63:
-            raise ValueError(f"--crf {self.crf}: outside 0..63 (libx264: 0 lossless, 18 transparent, 23 default)")
+            raise ValueError(f"crf: {self.crf} is outside 0..63 (libx264: 0 lossless, 18 transparent, 23 default)")
         if self.threads < 0:
-            raise ValueError(f"--encoder-threads {self.threads}: must be 0 (automatic) or more")
-        return self
+            raise ValueError(f"threads: {self.threads}; use 0 (automatic) or more")
 
     def codec_options(self) -> dict[str, str]:
         """The FFmpeg private options of the encoder (strings, as ``AVDictionary`` takes them)."""

@@ -111,7 +111,7 @@ def transcode(
     Raises :class:`~.errors.VideoError` (bad input or output; nothing written) or whatever the
     processor raised.
     """
-    encoder = (encoder or EncoderOptions()).validate()
+    encoder = encoder or EncoderOptions()
     if queue_depth < 1:
         raise ValueError(f"queue_depth {queue_depth}: must be 1 or more")
     destination = Path(destination)
@@ -150,6 +150,7 @@ def transcode(
                 return
 
     def prep() -> None:
+        assert prepare is not None, "started only with a prepare"
         while (item := decoded.get()) is not _END:
             prepared.put(prepare(item) if isinstance(item, Frame) else item)
         prepared.put(_END)
@@ -174,6 +175,7 @@ def transcode(
         threads.append(threading.Thread(target=guarded(prep), name="flipnet-prepare", daemon=True))
     from tqdm import tqdm
 
+    assert src.info is not None, "opened above"
     bar = tqdm(
         total=src.info.frames,
         desc="video",

@@ -82,8 +82,8 @@ def test_library_errors_name_fields_and_the_cli_shows_flags():
     assert usage_message(ValueError("t_cond: 5 is outside [0, 4]"), fields) == "--cond-t: 5 is outside [0, 4]"
     assert usage_message(ValueError("seeds: 2 given for 3 images"), fields) == "seeds: 2 given for 3 images"
     with pytest.raises(ValueError) as exc:
-        ServeConfig(model="m", idle_timeout_s=0).validate()
+        ServeConfig(model="m", idle_timeout_s=0)
     assert str(exc.value) == "idle_timeout_s: 0; use a number of seconds > 0"
     assert usage_message(exc.value, fields) == "--idle-timeout: 0; use a number of seconds > 0"
     with pytest.raises(ValueError, match=r"^max_batch: 0; use 1 or more$"):
-        ServeConfig(model="m", max_batch=0).validate()
+        ServeConfig(model="m", max_batch=0)

@@ -176,16 +176,17 @@ def test_encoder_failure_in_its_thread_reaches_the_caller(clips, tmp_path):
     assert leftovers(tmp_path) == [] and not (tmp_path / "out.mp4").exists()
 
 
-def test_bad_encoder_options_are_usage_errors(clips, tmp_path):
+def test_bad_encoder_options_are_refused_when_made():
+    """Checked once, when made (no EncoderOptions that cannot encode exists); errors name the field."""
     for options, match in [
-        (EncoderOptions(codec="nope"), "no such encoder"),
-        (EncoderOptions(codec="aac"), "audio encoder"),
-        (EncoderOptions(pix_fmt="rgb48le"), "--pix-fmt"),
-        (EncoderOptions(crf=99), "--crf"),
+        ({"codec": "nope"}, "^codec: nope: this FFmpeg .* no such encoder"),
+        ({"codec": "aac"}, "^codec: aac is a audio encoder"),
+        ({"pix_fmt": "rgb48le"}, "^pix_fmt: rgb48le; libx264 takes auto, "),
+        ({"crf": 99}, "^crf: 99 is outside 0..63"),
+        ({"threads": -1}, r"^threads: -1; use 0 \(automatic\) or more$"),
     ]:
         with pytest.raises(ValueError, match=match):
-            transcode(clips["cfr"], tmp_path / "out.mp4", IdentityProcessor(), encoder=options)
-    assert os.listdir(tmp_path) == []
+            EncoderOptions(**options)
 
 
 def test_holding_processor_keeps_audio_in_order(clips, tmp_path):
