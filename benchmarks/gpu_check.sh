@@ -80,9 +80,11 @@ mkdir -p "$OUT"
 W=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")/gpu_check  # every result, packed into $OUT after each step
 mkdir -p "$W"
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-# train/ and export/ install as flipnet_rt.train / flipnet_rt.export (pyproject.toml); from the source
-# tree they are links (git ignores them)
-for d in train export; do [ -e flipnet_rt/$d ] || ln -s ../$d flipnet_rt/$d; done
+# train/ and export/ install as flipnet_rt.train / flipnet_rt.export (pyproject.toml); from a source
+# tree (not installed) they are links (git ignores them; a dry run leaves the tree alone)
+if [ -z "${GPU_CHECK_DRY:-}" ] && ! python3 -c 'import flipnet_rt.export' > /dev/null 2>&1; then
+  for d in train export; do [ -e flipnet_rt/$d ] || ln -s ../$d flipnet_rt/$d; done
+fi
 
 pack() {  # summary.txt and the archive into $OUT (written beside, then moved: never half an archive)
   cp "$W/summary.txt" "$OUT/summary.txt"

@@ -44,13 +44,16 @@ WORKERS = 2 if CORES >= 2 else 1  # what `flipnet-rt video --workers 0` (the def
 @pytest.fixture(scope="module")
 def parts():
     """(Restorer with ONNX Runtime's default threads, MTCNN, the CLI's default engine workers) loaded once."""
+    from flipnet_rt.backends.registry import BackendOptions
     from flipnet_rt.faces.detectors import load_detector
     from flipnet_rt.runtime.restorer import Restorer
 
     if not (ENGINE / "manifest.json").is_file():
         pytest.fail(f"{ENGINE}: the shipped demo engine is missing")
     workers = [
-        Restorer.load(ENGINE, backend="onnxruntime", device="cpu", threads=max(1, CORES // WORKERS))
+        Restorer.load(
+            ENGINE, backend="onnxruntime", device="cpu", options=BackendOptions(threads=max(1, CORES // WORKERS))
+        )
         for _ in range(WORKERS)
     ]
     return Restorer.load(ENGINE, backend="onnxruntime", device="cpu"), load_detector("mtcnn"), workers

@@ -81,9 +81,11 @@ class ThreadSampler:
 
 def cores_check(engine: Path, calls: int = 12) -> str:
     """ms per face of one single-threaded worker alone and of two at once (batches of 4)."""
+    from flipnet_rt.backends.registry import BackendOptions
     from flipnet_rt.runtime.restorer import Restorer
 
-    workers = [Restorer.load(engine, backend="onnxruntime", device="cpu", threads=1) for _ in range(2)]
+    one_thread = BackendOptions(threads=1)
+    workers = [Restorer.load(engine, backend="onnxruntime", device="cpu", options=one_thread) for _ in range(2)]
     rng = np.random.default_rng(0)
     faces = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(4)]
     for w in workers:
@@ -121,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import test_bench_video as bench
 
+    from flipnet_rt.backends.registry import BackendOptions
     from flipnet_rt.faces.detectors import load_detector
     from flipnet_rt.runtime.profiling import StageTimer
     from flipnet_rt.runtime.restorer import Restorer
@@ -138,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
                     src, folder / "out.mp4", bench.timed_faces(restorer, detector, timer), detector, timer
                 )
         else:
-            workers = [Restorer.load(bench.ENGINE, backend="onnxruntime", device="cpu", threads=1) for _ in range(2)]
+            one_thread = BackendOptions(threads=1)
+            workers = [
+                Restorer.load(bench.ENGINE, backend="onnxruntime", device="cpu", options=one_thread) for _ in range(2)
+            ]
 
             def go(timer):
                 faces = [bench.timed_faces(w, detector, timer) for w in workers]

@@ -54,6 +54,7 @@ def measure(
 ) -> dict:
     from synthetic.video import cfr_pts, face_scene, noisy, write_clip
 
+    from flipnet_rt.backends.registry import BackendOptions
     from flipnet_rt.faces.detectors import load_detector
     from flipnet_rt.faces.pipeline import FaceRestorer
     from flipnet_rt.runtime.profiling import StageTimer
@@ -74,7 +75,13 @@ def measure(
     detector = load_detector("mtcnn")
     faces = [
         FaceRestorer(
-            Restorer.load(engine, backend="onnxruntime", device="cpu", low_memory=low_memory, threads=threads), detector
+            Restorer.load(
+                engine,
+                backend="onnxruntime",
+                device="cpu",
+                options=BackendOptions(low_memory=low_memory, threads=threads),
+            ),
+            detector,
         )
         for _ in range(workers)
     ]
@@ -122,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--low-memory",
         action="store_true",
-        help="ONNX Runtime without its CPU memory arena and pre-packed weights (Restorer.load(low_memory=True))",
+        help="ONNX Runtime without its CPU memory arena and pre-packed weights (BackendOptions(low_memory=True))",
     )
     p.add_argument("--workers", type=int, default=2, help="engine workers (VideoRestorer with that many restorers)")
     p.add_argument("--json", type=Path)

@@ -37,7 +37,7 @@ DTYPES = {"fp32": (torch.float32, "float32"), "fp16": (torch.float16, "float16")
 
 def latent_multiple(model: FlipNet) -> int:
     """Latent sizes must be multiples of this (the UNet halves them len(blocks) - 1 times)."""
-    return 2 ** (len(model.unet.unet.config.block_out_channels) - 1)
+    return 2 ** (len(model.unet.unet.config["block_out_channels"]) - 1)
 
 
 def _example_env(model: FlipNet) -> dict[str, int]:
@@ -151,9 +151,10 @@ def export_network(
     module = NETWORKS[name](model).eval()
     examples = _examples(spec, _example_env(model), dtype)
     dims = _torch_dims(spec, model, max_batch)
-    dynamic = tuple(dims[t.name] for t in spec.inputs)
+    flat = tuple(dims[t.name] for t in spec.inputs)
+    dynamic: tuple[dict[int, Dim] | None | tuple[dict[int, Dim] | None, ...], ...] = flat
     if name == "unet_input":  # forward(sample, timestep, context, phi, *kv)
-        dynamic = (*dynamic[:4], dynamic[4:])
+        dynamic = (*flat[:4], flat[4:])
     with torch.inference_mode(False), torch.no_grad():
         program = torch.onnx.export(
             module,
@@ -165,6 +166,7 @@ def export_network(
             output_names=spec.output_names,
             verbose=False,
         )
+    assert program is not None, "dynamo=True returns the program"
     program.save(str(path))  # external data automatically above 2 GB
 
 

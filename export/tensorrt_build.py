@@ -119,7 +119,7 @@ def build_profiles(
         if resolution is not None:
             if any(r % multiple for r in resolution):
                 raise ValueError(f"--profile-resolution: {resolution} must be multiples of {multiple}")
-            latent = tuple(r // vae_factor for r in resolution)
+            latent = (resolution[0] // vae_factor, resolution[1] // vae_factor, resolution[2] // vae_factor)
             profile = dataclasses.replace(profile, h=latent, w=latent)
         profiles[name] = profile
     return profiles

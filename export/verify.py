@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from flipnet_rt.backends.base import BackendUnavailable
-from flipnet_rt.backends.registry import REGISTRY
+from flipnet_rt.backends.registry import REGISTRY, BackendOptions
 from flipnet_rt.backends.select import select_backend
 from flipnet_rt.engine.artifacts import EngineArtifacts, ModelArtifacts, open_engine
 from flipnet_rt.engine.spec import NetworkSpec
@@ -166,13 +166,15 @@ def verify(
     # Phase 2, each engine backend that can run here: one network at a time.
     for backend_type in (t for t in REGISTRY if t.applies(engine)):
         try:  # the same choice Restorer.load makes; the networks are checked one by one, even a subset
-            opened = select_backend(backend_type.kind, model=engine, device=backend_type.device, low_memory=True)
+            opened = select_backend(
+                backend_type.kind, model=engine, device=backend_type.device, options=BackendOptions(low_memory=True)
+            )
         except BackendUnavailable as exc:
             report.skipped.append(f"{backend_type.name}: {exc}")
             continue
         with opened.backend as backend:
             _check_backend(report, backend_type.name, backend, engine, names, cases, limits)
-            if not end_to_end:
+            if not end_to_end or expected is None:  # (expected is None exactly without end_to_end)
                 report.skipped.append(f"{backend_type.name} end-to-end PSNR: the engine directory lacks some networks")
                 continue
             got = Restorer(backend, engine.config, engine.prompts).restore(images, options)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("torch", "diffusers", "peft", "transformers", "cv2", "tensorrt")
+HEAVY = ("torch", "diffusers", "peft", "transformers", "cv2", "tensorrt", "ray")
 LIGHT_MODULES = (
     "flipnet_rt",
     "flipnet_rt.config.model",

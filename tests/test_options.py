@@ -144,3 +144,15 @@ def test_image_seeds_are_stable_63_bit_streams():
     assert image_seed(2**40, 10**6, 5) == 4881362840288522470
     seeds = {image_seed(s, i, v) for s in range(3) for i in range(3) for v in range(3)}
     assert len(seeds) == 27 and all(0 <= s < 2**63 for s in seeds)
+
+
+def test_key_seeds_are_stable_63_bit_streams_of_the_output_path():
+    """restore/degrade/cluster seeds (issue 30): pinned values; each (seed, key, variant) is its own
+    stream, and the key is text (a path with POSIX separators), not a position."""
+    from flipnet_rt.config.options import key_seed
+
+    assert key_seed(0, "a.png") == key_seed(0, "a.png", 0) == 3919486721541588721
+    assert key_seed(7, "sub/b_v1.png", 1) == 6983259396158227112
+    assert key_seed(7, "sub/b_v1.png", 1) != key_seed(7, "sub/b_v1.png", 0) != key_seed(8, "sub/b_v1.png", 0)
+    seeds = {key_seed(s, k, v) for s in range(3) for k in ("a.png", "b.png", "sub/a.png", "é.png") for v in range(3)}
+    assert len(seeds) == 36 and all(0 <= s < 2**63 for s in seeds)

@@ -123,6 +123,8 @@ def test_degrade_is_its_own_mode_and_takes_the_seeds_given(tiny_restorer, tiny_c
 
 def test_load_hands_every_setting_to_the_backend_choice(monkeypatch, tiny_config):
     import flipnet_rt.backends.select as select
+    from flipnet_rt.backends.registry import BackendOptions
+    from flipnet_rt.config.precision import Precision
     from flipnet_rt.runtime.restorer import Restorer
 
     seen = {}
@@ -142,12 +144,8 @@ def test_load_hands_every_setting_to_the_backend_choice(monkeypatch, tiny_config
         "random:tiny",
         backend="onnxruntime",
         device="cpu",
-        precision="fp16",
+        options=BackendOptions(precision="fp16", cuda_graphs=True, compile=True, threads=3, low_memory=True),
         cond_cache=False,
-        cuda_graphs=True,
-        compile=True,
-        threads=3,
-        low_memory=True,
         engine_dir="E",
         timer=timer,
     )
@@ -156,11 +154,7 @@ def test_load_hands_every_setting_to_the_backend_choice(monkeypatch, tiny_config
         model="random:tiny",
         engine_dir="E",
         device="cpu",
-        precision="fp16",
-        cuda_graphs=True,
-        compile=True,
-        threads=3,
-        low_memory=True,
+        options=BackendOptions(precision=Precision.FP16, cuda_graphs=True, compile=True, threads=3, low_memory=True),
     )
     assert restorer.backend is backend and restorer.config is tiny_config and restorer.cond_cache is False
     assert restorer.core.timer is timer and set(restorer.core.prompts) == {"restore"}
@@ -170,11 +164,7 @@ def test_load_hands_every_setting_to_the_backend_choice(monkeypatch, tiny_config
         model="m",
         engine_dir=None,
         device=None,
-        precision="fp32",
-        cuda_graphs=False,
-        compile=False,
-        threads=None,
-        low_memory=False,
+        options=None,
     )
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ from .base import model_config
 from .checkpoint import CheckpointError, load_trainable, read_state, read_weights, resolve_checkpoint
 from .config import AeStage, AeTrainConfig
 from .data import face_dataset
+from .data.seeding import EpochDataset
 from .loop import Batch, RunResult, Stage, TrainedPart, run_stage
 from .losses import PatchDiscriminator, association_loss, discriminator_loss, generator_loss, perceptual_loss
 from .vgg import VGG19Features, load_vgg19
@@ -110,6 +110,8 @@ class AutoencoderStage(Stage):
 
     def load_init(self) -> None:
         """Weights of the previous stage (autoencoder and discriminator)."""
+        if self.init_dir is None:
+            raise CheckpointError("--init: no checkpoint to start from (ae.init is empty)")
         directory = resolve_checkpoint(self.init_dir, "--init")
         state = read_state(directory)
         if state["config"].get("command") != "ae":
@@ -165,7 +167,9 @@ class AutoencoderStage(Stage):
 
     def _adaptive_weight(self, reconstruction: torch.Tensor, adversarial: torch.Tensor) -> torch.Tensor:
         """VQGAN's ``||grad L_rec|| / (||grad L_adv|| + 1e-4)`` at the decoder's last layer, in [0, 1e4]."""
-        last = self.autoencoder.decoder.net[-1].weight
+        conv = self.autoencoder.decoder.net[-1]
+        assert isinstance(conv, nn.Conv2d), "the decoder ends with a convolution"
+        last = conv.weight
         g_rec = torch.autograd.grad(reconstruction, last, retain_graph=True)[0]
         g_adv = torch.autograd.grad(adversarial, last, retain_graph=True)[0]
         return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0.0, 1e4).detach()
@@ -181,7 +185,7 @@ class AutoencoderStage(Stage):
 def train_ae(
     config: AeTrainConfig,
     *,
-    dataset: Sequence | None = None,
+    dataset: EpochDataset | None = None,
     resume: str | Path | None = None,
     accelerator: Any = None,
     progress: bool = True,

@@ -121,7 +121,9 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"torch_cuda_{i}"] = s
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = np.random.get_state()
+    assert isinstance(state, tuple), "the legacy global RandomState (MT19937) has a tuple state"
+    name, keys, pos, has_gauss, cached = state
     version, py_state, gauss = random.getstate()
     return tensors, {
         "numpy": {

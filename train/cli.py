@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import CheckpointError
-from .config import ConfigError, check, load_config, parse_value
+from .config import AeTrainConfig, ConfigError, VaeTrainConfig, check, load_config, parse_value
 
 log = logging.getLogger("flipnet_rt.train.cli")
 
@@ -177,13 +177,18 @@ def run(args: argparse.Namespace) -> int:
         return train_fidelity(args)
     config = check(load_config(args.command, args.train_config, overrides(args)))
     progress = not args.quiet
-    if args.command == "ae":
-        from .ae import train_ae as train
-    elif args.command == "vae":
-        from .vae import train_vae as train
+    if isinstance(config, AeTrainConfig):  # the command's config class (config.COMMANDS)
+        from .ae import train_ae
+
+        result = train_ae(config, resume=args.resume, progress=progress)
+    elif isinstance(config, VaeTrainConfig):
+        from .vae import train_vae
+
+        result = train_vae(config, resume=args.resume, progress=progress)
     else:
-        from .restoration import train_diffusion as train
-    result = train(config, resume=args.resume, progress=progress)
+        from .restoration import train_diffusion
+
+        result = train_diffusion(config, resume=args.resume, progress=progress)
     log.info("%s: step %d, checkpoint %s", args.command, result.step, result.checkpoint)
     return 0
 

@@ -367,7 +367,7 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _convert(inner, value, where)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return from_dict(hint, value, f"{where}.")
     if isinstance(hint, type) and issubclass(hint, Enum):
         try:

@@ -17,7 +17,8 @@
 4. Written to ``MODEL_DIR/fidelity.safetensors``; ``flipnet-rt export`` then puts the ``fidelity``
    network into the engine directory (``--fidelity auto`` uses it).
 
-The generated faces are cached in ``--cache`` (an ``.npz``), so a second run only trains.
+The generated faces are cached in ``--cache`` (an ``.npz``; round k > 0 of ``--rounds`` beside it
+as ``NAME.round<k>.npz``), so a second run only trains.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import logging
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,7 +59,10 @@ def make_faces(
 
     r = restorer.config.resolution
     options = restorer.options(seed=seed)
-    inputs, hqs, levels, seeds = [], [], [], []
+    inputs: list[np.ndarray] = []
+    hqs: list[np.ndarray] = []
+    levels: list[int] = []
+    seeds: list[int] = []
     picks = np.random.default_rng(seed).permutation(len(files))
     for i in picks:
         if len(inputs) == count:
@@ -158,7 +163,7 @@ def train(
             "oracle": psnr_of(blend_mse(oracle_weight(vx, vy, vh), vx, vy, vh)),
         }
     levels = data["level"][val.numpy()]
-    report = {"faces": n, "held_out": n_val, "steps": steps, "levels": {}}
+    report: dict[str, Any] = {"faces": n, "held_out": n_val, "steps": steps, "levels": {}}  # JSON
     for i, level in enumerate(LEVELS):
         mask = torch.from_numpy(levels == i)
         if mask.any():
@@ -171,6 +176,11 @@ def train(
     return net, report
 
 
+def _round_cache(cache: Path, k: int) -> Path:
+    """Round k's cache: ``--cache`` itself for round 0, ``NAME.round<k>.npz`` beside it after."""
+    return cache if k == 0 else cache.with_name(f"{cache.stem}.round{k}{cache.suffix}")
+
+
 def main(args: argparse.Namespace) -> int:
     from flipnet_rt.models.io import save_fidelity
     from flipnet_rt.runtime.restorer import Restorer
@@ -179,23 +189,34 @@ def main(args: argparse.Namespace) -> int:
     model_dir = Path(args.model)
     if not (model_dir / "flipnet.json").is_file():
         raise FileNotFoundError(f"--model {model_dir}: not a model directory (no flipnet.json)")
-    cache = Path(args.cache) if args.cache else None
+    if args.rounds < 1:
+        raise ValueError(f"--rounds: {args.rounds}; use 1 or more")
     start = time.perf_counter()
-    if cache is not None and cache.is_file():
-        with np.load(cache) as f:
-            data = {k: f[k] for k in f.files}
-        log.info("faces from %s (%d)", cache, len(data["input"]))
-    else:
-        files = list_images(Path(args.hq_dir))
-        if not files:
-            raise FileNotFoundError(f"--hq-dir {args.hq_dir}: no images")
-        source = args.engine or model_dir
-        restorer = Restorer.load(source, backend="onnxruntime" if args.engine else "torch", device="cpu")
-        with restorer:
-            data = make_faces(restorer, files, args.faces, args.seed, LFW_CROP_BOX if args.lfw_crop else None)
-        if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(cache, **data)
+    rounds: list[dict[str, np.ndarray]] = []
+    restorer = None
+    try:
+        for k in range(args.rounds):  # round k: --faces more faces drawn with seed + k
+            cache = _round_cache(Path(args.cache), k) if args.cache else None
+            if cache is not None and cache.is_file():
+                with np.load(cache) as f:
+                    rounds.append({key: f[key] for key in f.files})
+                log.info("faces from %s (%d)", cache, len(rounds[-1]["input"]))
+                continue
+            if restorer is None:
+                files = list_images(Path(args.hq_dir))
+                if not files:
+                    raise FileNotFoundError(f"--hq-dir {args.hq_dir}: no images")
+                source = args.engine or model_dir
+                restorer = Restorer.load(source, backend="onnxruntime" if args.engine else "torch", device="cpu")
+            crop = LFW_CROP_BOX if args.lfw_crop else None
+            rounds.append(make_faces(restorer, files, args.faces, args.seed + k, crop))
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                np.savez(cache, **rounds[-1])  # type: ignore[arg-type]  # numpy's stub matches **kwds to allow_pickle
+    finally:
+        if restorer is not None:
+            restorer.close()
+    data = {key: np.concatenate([r[key] for r in rounds]) for key in rounds[0]}
     made = time.perf_counter() - start
     net, report = train(data, steps=args.steps, seed=args.seed)
     report.update(
@@ -234,7 +255,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_false",
         help="use the whole images (default: LFW's face box 50,45,200,195)",
     )
-    p.add_argument("--faces", type=int, default=3000, help="training faces (10%% held out)")
+    p.add_argument("--faces", type=int, default=3000, help="training faces per round (10%% held out)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="rounds of --faces faces, round k drawn with seed + k (each its own cache); trained on together",
+    )
     p.add_argument("--steps", type=int, default=1500, help="optimizer steps (batch 64)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", metavar="F.npz", help="keep the generated faces here and reuse them")

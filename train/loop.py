@@ -25,10 +25,10 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from torch import nn
 
 from .checkpoint import Part, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, to_dict
+from .data.seeding import EpochDataset
 from .logging_utils import MetricsLogger
 from .stream import Layout, make_loader, position, to_images
 
@@ -104,6 +105,9 @@ class Stage:
 
     def load_extra(self, extra: dict[str, Any]) -> None:
         """Restore what :meth:`extra_state` saved (on resume)."""
+
+
+S = TypeVar("S", bound=Stage)
 
 
 @dataclass
@@ -183,10 +187,10 @@ def resolve_resume(resume: str | Path | None, output_dir: Path) -> Path | None:
 
 def run_stage(
     config: TrainConfig,
-    build: Callable[[Any, Path | None], Stage],
-    make_dataset: Callable[[Stage], Sequence],
+    build: Callable[[Any, Path | None], S],
+    make_dataset: Callable[[S], EpochDataset],
     *,
-    dataset: Sequence | None = None,
+    dataset: EpochDataset | None = None,
     resume: str | Path | None = None,
     accelerator: Any = None,
     progress: bool = True,
@@ -223,7 +227,7 @@ def _check_resume_config(saved: dict[str, Any], current: dict[str, Any]) -> None
 def fit(
     stage: Stage,
     config: TrainConfig,
-    dataset: Sequence,
+    dataset: EpochDataset,
     *,
     accelerator: Any,
     resume_dir: Path | None = None,
@@ -239,8 +243,9 @@ def fit(
     ckpt_root = out / "checkpoints"
 
     parts = stage.parts()
+    beta1, beta2 = optim.betas  # two numbers (checked with the config)
     optimizers = [
-        torch.optim.AdamW(p.params(), lr=p.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay, eps=optim.eps)
+        torch.optim.AdamW(p.params(), lr=p.lr, betas=(beta1, beta2), weight_decay=optim.weight_decay, eps=optim.eps)
         for p in parts
     ]
     prepared = accelerator.prepare(*[p.forward for p in parts], *optimizers)
@@ -294,9 +299,9 @@ def fit(
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v) / run.gradient_accumulation
         result.history.append(sums)
-        for k, v in sums.items():
+        for k, value in sums.items():
             acc = window.setdefault(k, [0.0, 0])
-            acc[0], acc[1] = acc[0] + v, acc[1] + 1
+            acc[0], acc[1] = acc[0] + value, acc[1] + 1
         done = step + 1
         if done == 1 or done % run.log_every == 0 or done == run.steps:
             values = _reduce(accelerator, {k: total / n for k, (total, n) in window.items()})

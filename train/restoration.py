@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from .base import BASE_DIR, build_base, digest, make_trainable, read_base, write
 from .checkpoint import CheckpointError, read_state, read_weights, resolve_checkpoint
 from .config import DegradationTrainConfig, RestorationTrainConfig
 from .data import degradation_dataset, face_dataset
+from .data.seeding import EpochDataset
 from .loop import Batch, RunResult, Stage, TrainedPart, run_stage
 from .losses import perceptual_loss
 from .text import CaptionEncoder, PromptBank
@@ -58,6 +58,9 @@ def config_mode(config: DiffusionConfig) -> Mode:
 
 class DiffusionLoss(nn.Module):
     """The losses of one micro-batch (the module Accelerate prepares: DDP syncs its trainables)."""
+
+    sqrt_ab: torch.Tensor  # buffers
+    sqrt_1m_ab: torch.Tensor
 
     def __init__(
         self,
@@ -131,7 +134,7 @@ class DiffusionLoss(nn.Module):
             x0_hat = model.decode(z0_hat).float()
             terms["mse"] = F.mse_loss(x0_hat, hq)  # Eq. (8)
             loss = loss + self.mse_weight * terms["mse"]
-            if self.perceptual_weight:
+            if self.perceptual_weight and self.vgg is not None:  # (the weight is 0 without a VGG)
                 terms["perceptual"] = perceptual_loss(self.vgg, x0_hat, hq)
                 loss = loss + self.perceptual_weight * terms["perceptual"]
         terms["loss"] = loss
@@ -174,8 +177,8 @@ class DiffusionStage(Stage):
 
         vgg = None
         mse_weight = perceptual_weight = 0.0
-        if self.mode is Mode.RESTORE:
-            mse_weight, perceptual_weight = section.mse_weight, section.perceptual_weight
+        if isinstance(config, RestorationTrainConfig):  # self.mode is Mode.RESTORE
+            mse_weight, perceptual_weight = config.diffusion.mse_weight, config.diffusion.perceptual_weight
             if perceptual_weight > 0:
                 vgg = load_vgg19(config.perceptual.vgg19, config.perceptual.layers)
             else:
@@ -257,14 +260,14 @@ class DiffusionStage(Stage):
 def train_diffusion(
     config: DiffusionConfig,
     *,
-    dataset: Sequence | None = None,
+    dataset: EpochDataset | None = None,
     resume: str | Path | None = None,
     accelerator: Any = None,
     progress: bool = True,
 ) -> RunResult:
     """``flipnet-train restoration`` / ``degradation``: build, then run the shared loop."""
 
-    def data(stage: DiffusionStage) -> Sequence:
+    def data(stage: DiffusionStage) -> EpochDataset:
         make = face_dataset if stage.mode is Mode.RESTORE else degradation_dataset
         return make(config.data, stage.model.config.resolution, config.run.seed)
 

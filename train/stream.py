@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .config import ConfigError
+from .data.seeding import EpochDataset
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class RunOrder(Sampler):
 class EpochKeyed(Dataset):
     """``dataset[(epoch, index)]``: sets the epoch (in whichever worker reads it), then reads."""
 
-    def __init__(self, dataset: Sequence) -> None:
+    def __init__(self, dataset: EpochDataset) -> None:
         self.dataset = dataset
         self._epoch: int | None = None
 
@@ -116,7 +117,7 @@ def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def make_loader(
-    dataset: Sequence, *, seed: int, layout: Layout, rank: int, start_step: int, num_workers: int
+    dataset: EpochDataset, *, seed: int, layout: Layout, rank: int, start_step: int, num_workers: int
 ) -> DataLoader:
     """An endless loader of this process's micro-batches from ``start_step`` on."""
     order = RunOrder(len(dataset), seed, layout, rank, start_step)

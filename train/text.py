@@ -39,7 +39,7 @@ class CaptionEncoder:
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     def to(self, device: torch.device) -> CaptionEncoder:
-        self.encoder.to(device)
+        self.encoder.to(device)  # type: ignore[arg-type]  # transformers' typed wrapper of to() misreads self
         return self
 
     @torch.no_grad()

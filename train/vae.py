@@ -18,18 +18,18 @@ over the steps and stored in the checkpoint; restoration training and ``merge`` 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL
+from diffusers.models import AutoencoderKL
 from torch import nn
 
 from .base import model_config
 from .config import VaeTrainConfig
 from .data import face_dataset
+from .data.seeding import EpochDataset
 from .loop import Batch, RunResult, Stage, TrainedPart, run_stage
 from .losses import perceptual_loss
 from .vgg import VGG19Features, load_vgg19
@@ -125,7 +125,7 @@ class VaeStage(Stage):
 def train_vae(
     config: VaeTrainConfig,
     *,
-    dataset: Sequence | None = None,
+    dataset: EpochDataset | None = None,
     resume: str | Path | None = None,
     accelerator: Any = None,
     progress: bool = True,

@@ -49,6 +49,9 @@ class VGG19Features(nn.Module):
     Frozen and in eval mode; gradients still flow to the input.
     """
 
+    mean: torch.Tensor  # buffers
+    std: torch.Tensor
+
     def __init__(self, layers: Sequence[str]) -> None:
         super().__init__()
         unknown = [name for name in layers if name not in LAYER_NAMES]
@@ -59,7 +62,7 @@ class VGG19Features(nn.Module):
         modules: list[nn.Module] = []
         channels = 3
         for item in _CFG:
-            if item == "M":
+            if isinstance(item, str):  # "M"
                 modules.append(nn.MaxPool2d(kernel_size=2, stride=2))
             else:
                 modules += [nn.Conv2d(channels, item, kernel_size=3, padding=1), nn.ReLU(inplace=False)]

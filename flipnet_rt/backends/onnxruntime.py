@@ -233,12 +233,17 @@ class OnnxRuntimeCudaBackend(OnDevice, OnnxRuntimeBackend):
         engines for a detector's 12x12 to 48x48 networks cost more than they save: it stays on the CPU)."""
         return (CUDA_PROVIDER,) if self.provider == CUDA_PROVIDER else ()
 
-    def _providers_for(self, network: str) -> list:
-        return self.provider_options(network, self._stream.handle)
-
-    def session(self, network: str):
+    def _device_stream(self) -> DeviceStream:
+        """The backend's one CUDA stream, created on first use."""
         if self._stream is None:
             self._stream = self.arrays.new_stream()
+        return self._stream
+
+    def _providers_for(self, network: str) -> list:
+        return self.provider_options(network, self._device_stream().handle)
+
+    def session(self, network: str):
+        self._device_stream()
         fresh = network not in self._sessions
         session = super().session(network)
         if fresh and self.provider not in session.get_providers():  # ORT falls back to the CPU silently
@@ -258,7 +263,7 @@ class OnnxRuntimeCudaBackend(OnDevice, OnnxRuntimeBackend):
         session = self.session(spec.name)
         outputs = self.output_buffers(spec, feeds)
         binding, arrays = session.io_binding(), self.arrays
-        with self._stream:
+        with self._device_stream():
             inputs = {t.name: arrays.as_input(feeds[t.name], t.dtype) for t in spec.inputs}  # kept alive to run
             for t in spec.inputs:
                 x = inputs[t.name]

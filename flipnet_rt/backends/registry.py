@@ -24,7 +24,11 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
+import numpy as np
+
+from ..config.model import FlipnetConfig
 from ..config.precision import Precision
 from ..engine.artifacts import Artifacts, EngineArtifacts, ModelArtifacts
 from . import fixes, probes
@@ -36,10 +40,12 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------------------- options
 @dataclass(frozen=True)
 class BackendOptions:
-    """What a backend is opened with; each backend reads the fields that apply to it.
+    """What a backend is opened with; each backend reads the fields that apply to it. The one
+    definition of these settings: ``Restorer.load(options=...)`` and :func:`~.select.select_backend`
+    take it as it is.
 
     Attributes:
-        device_index: the CUDA device (GPU backends).
+        device_index: the CUDA device (GPU backends); ``select_backend`` sets it from ``device``.
         precision: the torch backend's dtype (engines run at the precision they were exported/built in).
         cuda_graphs: one CUDA graph per network and shape (tensorrt, torch on CUDA).
         compile: ``torch.compile`` the UNet networks (torch; minutes per shape).
@@ -56,32 +62,44 @@ class BackendOptions:
     threads: int | None = None
     low_memory: bool = False
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "precision", Precision.parse(self.precision))
+
 
 @dataclass(frozen=True)
 class Opened:
     """An opened backend and what a Restorer needs beside it."""
 
     backend: Backend
-    config: object  # FlipnetConfig
-    prompts: dict  # the fixed prompts' embeddings, [77, D] float32 each
+    config: FlipnetConfig
+    prompts: dict[str, np.ndarray]  # the fixed prompts' embeddings, [77, D] float32 each
     candidate: str
 
 
 # ---------------------------------------------------------------------------------------- types
-class BackendType(ABC):
+A = TypeVar("A", EngineArtifacts, ModelArtifacts)
+
+
+class BackendType(ABC, Generic[A]):
     """One registry entry: a backend class's declaration, without importing it."""
 
     name: str  # the candidate name: "onnxruntime-cpu"
     kind: str  # what --backend calls it: "onnxruntime"
     device: str  # "cpu" | "cuda"
-    artifact: type  # EngineArtifacts or ModelArtifacts
+    artifact: type[A]  # EngineArtifacts or ModelArtifacts
 
     def applies(self, artifacts: Artifacts) -> bool:
         return isinstance(artifacts, self.artifact)
 
+    def _own(self, artifacts: Artifacts) -> A:
+        """``artifacts`` as this backend's kind (callers pass only artifacts it ``applies`` to)."""
+        if not isinstance(artifacts, self.artifact):
+            raise TypeError(f"{self.name} runs {self.artifact.__name__}, not {type(artifacts).__name__}")
+        return artifacts
+
     def probe(self, artifacts: Artifacts, options: BackendOptions) -> str | None:
         """None when this backend can run ``artifacts`` here, else one line naming the fix."""
-        reason = self._probe(artifacts, options)
+        reason = self._probe(self._own(artifacts), options)
         if reason is None and self.device == "cuda" and not probes.cuda_visible():
             return (
                 f"{self.name}: {fixes.no_gpu('torch' if self.kind == 'torch' or probes.torch_installed() else 'CuPy')}"
@@ -91,25 +109,32 @@ class BackendType(ABC):
         return reason
 
     @abstractmethod
-    def _probe(self, artifacts: Artifacts, options: BackendOptions) -> str | None: ...
+    def _probe(self, artifacts: A, options: BackendOptions) -> str | None: ...
 
-    @abstractmethod
     def open(self, artifacts: Artifacts, options: BackendOptions) -> Opened:
         """Construct the backend (no GPU touched; a plan's GPU/TensorRT match is checked here)."""
+        return self._open(self._own(artifacts), options)
+
+    @abstractmethod
+    def _open(self, artifacts: A, options: BackendOptions) -> Opened: ...
 
 
-def _needs_torch(backend: BackendType) -> str | None:
+#: A registry entry of either kind.
+AnyBackendType = BackendType[EngineArtifacts] | BackendType[ModelArtifacts]
+
+
+def _needs_torch(backend: AnyBackendType) -> str | None:
     if probes.torch_installed():
         return None
     return fixes.no_torch("the torch backend needs", backend.device == "cuda")
 
 
-def _needs_gpu_arrays(backend: BackendType) -> str | None:
+def _needs_gpu_arrays(backend: AnyBackendType) -> str | None:
     """The GPU backends' device arrays: CuPy (``flipnet-rt[gpu]``) or torch."""
     return None if probes.gpu_arrays_installed() else f"{backend.name}: {fixes.no_gpu_arrays()}"
 
 
-class TensorRTType(BackendType):
+class TensorRTType(BackendType[EngineArtifacts]):
     name, kind, device, artifact = "tensorrt", "tensorrt", "cuda", EngineArtifacts
 
     def _probe(self, artifacts: EngineArtifacts, options: BackendOptions) -> str | None:
@@ -125,7 +150,7 @@ class TensorRTType(BackendType):
             return fixes.NO_TENSORRT
         return _needs_gpu_arrays(self)
 
-    def open(self, artifacts: EngineArtifacts, options: BackendOptions) -> Opened:
+    def _open(self, artifacts: EngineArtifacts, options: BackendOptions) -> Opened:
         from .tensorrt import TensorRTBackend
 
         backend = TensorRTBackend(
@@ -140,7 +165,7 @@ class TensorRTType(BackendType):
 PROTOBUF_LIMIT = 2**31 - 1
 
 
-class OnnxRuntimeCudaType(BackendType):
+class OnnxRuntimeCudaType(BackendType[EngineArtifacts]):
     """Ready only when a created session really runs on CUDA: ``get_available_providers()`` lists
     CUDA whenever onnxruntime-gpu is installed, also when its CUDA/cuDNN libraries cannot load."""
 
@@ -175,7 +200,7 @@ class OnnxRuntimeCudaType(BackendType):
             )
         return None
 
-    def open(self, artifacts: EngineArtifacts, options: BackendOptions) -> Opened:
+    def _open(self, artifacts: EngineArtifacts, options: BackendOptions) -> Opened:
         from .onnxruntime import OnnxRuntimeCudaBackend
 
         if options.cuda_graphs:
@@ -205,13 +230,13 @@ def smallest_graph(artifacts: EngineArtifacts):
     return artifacts.directory / artifacts.manifest.networks[network].onnx
 
 
-class OnnxRuntimeCpuType(BackendType):
+class OnnxRuntimeCpuType(BackendType[EngineArtifacts]):
     name, kind, device, artifact = "onnxruntime-cpu", "onnxruntime", "cpu", EngineArtifacts
 
     def _probe(self, artifacts: EngineArtifacts, options: BackendOptions) -> str | None:
         return None if "CPUExecutionProvider" in probes.ort_providers() else fixes.NO_ONNXRUNTIME
 
-    def open(self, artifacts: EngineArtifacts, options: BackendOptions) -> Opened:
+    def _open(self, artifacts: EngineArtifacts, options: BackendOptions) -> Opened:
         from .onnxruntime import OnnxRuntimeBackend
 
         backend = OnnxRuntimeBackend(
@@ -220,7 +245,7 @@ class OnnxRuntimeCpuType(BackendType):
         return Opened(backend, artifacts.config, artifacts.prompts, self.name)
 
 
-class TorchType(BackendType):
+class TorchType(BackendType[ModelArtifacts]):
     kind, artifact = "torch", ModelArtifacts
 
     def __init__(self, device: str) -> None:
@@ -230,7 +255,7 @@ class TorchType(BackendType):
     def _probe(self, artifacts: ModelArtifacts, options: BackendOptions) -> str | None:
         return _needs_torch(self)
 
-    def open(self, artifacts: ModelArtifacts, options: BackendOptions) -> Opened:
+    def _open(self, artifacts: ModelArtifacts, options: BackendOptions) -> Opened:
         from ..models import PROMPT_KINDS
         from .torch import TorchBackend
 
@@ -248,7 +273,7 @@ class TorchType(BackendType):
 
 
 #: Every backend, in ``auto``'s order: the first that can run is chosen.
-REGISTRY: tuple[BackendType, ...] = (
+REGISTRY: tuple[AnyBackendType, ...] = (
     TensorRTType(),
     OnnxRuntimeCudaType(),
     TorchType("cuda"),

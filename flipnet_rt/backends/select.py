@@ -9,11 +9,11 @@ can run; a named backend takes its own candidates (GPU first) and, when none can
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
 
-from ..config.precision import Precision
 from ..engine.artifacts import EngineArtifacts, ModelArtifacts, open_artifacts, open_engine
 from ..engine.manifest import EngineError
 from . import fixes, probes
@@ -45,12 +45,7 @@ def select_backend(
     model: Any = None,
     engine_dir: Path | str | None = None,
     device: str | None = None,
-    precision: Precision | str = Precision.FP32,
-    cuda_graphs: bool = False,
-    compile: bool = False,
-    tensorrt_provider: bool = False,
-    threads: int | None = None,
-    low_memory: bool = False,
+    options: BackendOptions | None = None,
 ) -> Opened:
     """Choose and open the backend (opening touches no GPU; a TensorRT plan's compatibility with
     this GPU and TensorRT is checked here, so a mismatch fails at load).
@@ -61,9 +56,8 @@ def select_backend(
             loaded FlipNet or already opened artifacts (:mod:`flipnet_rt.engine.artifacts`).
         engine_dir: an engine directory given beside a model (both artifacts: auto picks the best).
         device: None or "auto" (the best available), "cpu", "cuda" or "cuda:N".
-        precision: the torch backend's dtype; engines run at the precision they were exported/built in.
-        cuda_graphs, compile, tensorrt_provider, threads, low_memory: see
-            :class:`~flipnet_rt.backends.registry.BackendOptions`.
+        options: the backend settings (:class:`~flipnet_rt.backends.registry.BackendOptions`; its
+            ``device_index`` comes from ``device``).
 
     Raises:
         BackendUnavailable: nothing of ``kind`` can run here; one line naming the fix.
@@ -81,16 +75,8 @@ def select_backend(
     applicable = [t for t in candidates if given.has(t.artifact)]
     if not applicable:
         raise BackendUnavailable(fixes.wrong_artifact(kind, given.engine_name, given.model_name))
-    options = BackendOptions(
-        device_index=index,
-        precision=Precision.parse(precision),
-        cuda_graphs=cuda_graphs,
-        compile=compile,
-        tensorrt_provider=tensorrt_provider,
-        threads=threads,
-        low_memory=low_memory,
-    )
-    if compile and not any(t.kind == "torch" for t in applicable):
+    options = dataclasses.replace(options or BackendOptions(), device_index=index)
+    if options.compile and not any(t.kind == "torch" for t in applicable):
         log.warning("--compile applies to the torch backend only; it is ignored here")
     reasons = []
     for candidate in applicable:
@@ -134,9 +120,12 @@ class _Given:
         return self._model is not None
 
     def get(self, artifact: type) -> EngineArtifacts | ModelArtifacts:
+        """The artifacts of a kind that ``has`` found."""
         if artifact is ModelArtifacts:
+            assert self._model is not None, "get() after has()"
             return self._model
         if self._engine is None:
+            assert self._engine_dir is not None, "get() after has()"
             self._engine = open_engine(self._engine_dir)
         return self._engine
 

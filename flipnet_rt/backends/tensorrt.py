@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engine.manifest import EngineError, Manifest
+from ..engine.manifest import EngineError, Manifest, TensorRTInfo
 from ..engine.spec import NetworkSpec, Profile, ShapeKey, infer_env, shape_key
 from . import fixes
 from .base import Array, Backend
@@ -192,13 +192,19 @@ class TensorRTBackend(OnDevice, Backend):
             )
             self._compatible = True
 
+    def _built(self) -> TensorRTInfo:
+        """The manifest's record of the plans (``check_compatible``, run first, refuses a directory without one)."""
+        built = self.manifest.tensorrt
+        assert built is not None, "check_compatible() passed"
+        return built
+
     def _plan(self, network: str) -> _Plan:
         plan = self._plans.get(network)
         if plan is not None:
             return plan
         self.check_compatible()
         trt = self._tensorrt()
-        name = self.manifest.tensorrt.plans.get(network)
+        name = self._built().plans.get(network)
         if name is None:
             raise EngineError(
                 f"{self.directory}: no TensorRT plan for {network}; rebuild all networks: "
@@ -287,7 +293,7 @@ class TensorRTBackend(OnDevice, Backend):
         are bound to them directly; the plan must agree with the spec on the output shapes."""
         shapes = dict(zip(spec.input_names, key[1]))
         env = infer_env(spec, shapes)
-        recorded = self.manifest.tensorrt.profiles.get(spec.name)
+        recorded = self._built().profiles.get(spec.name)
         if recorded:
             check_profile(spec, env, Profile.from_dict(recorded), self.directory)
         inputs, aliased = {}, set()

@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..backends.registry import BackendOptions
     from ..engine.artifacts import ModelArtifacts, open_artifacts
     from ..imaging.examples import degrade_example, example_face
     from ..profiler import report
@@ -135,9 +136,7 @@ def _run(args: argparse.Namespace) -> int:
             engine_dir=args.engines,
             backend=backend,
             device=args.device,
-            precision=args.precision,
-            cuda_graphs=graph,
-            compile=compile_,
+            options=BackendOptions(precision=args.precision, cuda_graphs=graph, compile=compile_),
         )
 
     records: list[dict] = []

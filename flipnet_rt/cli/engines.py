@@ -107,17 +107,15 @@ def _export(args: argparse.Namespace) -> int:
     if not args.model:
         return _error("no model: pass --model DIR or --model random:<config>", 2)
     start = time.perf_counter()
-    networks = {}
-    if args.networks:
-        networks["networks"] = [n.strip() for n in args.networks.split(",") if n.strip()]
+    networks = [n.strip() for n in args.networks.split(",") if n.strip()] if args.networks else None
     manifest = export_engine(
         load_model(args.model),
         args.output,
         precision=args.precision.value,
         resolution=args.resolution,
         max_batch=args.profile_max_batch,
+        networks=networks,
         fp16_storage=args.store_fp16,
-        **networks,
     )
     size = sum(f["bytes"] for f in manifest.files.values())
     print(
@@ -140,7 +138,9 @@ def _build(args: argparse.Namespace) -> int:
         timing_cache=args.timing_cache,
         refittable=args.refittable,
     )
-    print(f"built {len(manifest.tensorrt.plans)} TensorRT plans for {manifest.tensorrt.gpu}")
+    built = manifest.tensorrt
+    assert built is not None, "build() records its plans in the manifest"
+    print(f"built {len(built.plans)} TensorRT plans for {built.gpu}")
     return 0
 
 

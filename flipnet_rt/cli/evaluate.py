@@ -11,11 +11,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..imaging.geometry import prepare_square
 from ..imaging.io import ImageError, format_path, load_image
 from ..jobs.batchio import is_image_path
 from .faces import fidelity_arg, keep_detail_arg
+
+if TYPE_CHECKING:
+    from ..evaluation.scoring import EvalReport, LevelsReport
 
 
 def add_parser(sub: argparse._SubParsersAction, run_args) -> None:
@@ -136,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         size=resolution,
         keep_detail=args.keep_detail if resolution != restorer.config.resolution else None,
     )
+    report: EvalReport | LevelsReport
     if levels is not None:
         report = evaluation.evaluate_levels(
             faces_restorer,

@@ -50,6 +50,16 @@ def face_args(parser: argparse.ArgumentParser) -> None:
     fidelity_arg(g)
 
 
+def aligned_arg(group: argparse._ActionsContainer) -> None:
+    """``--aligned`` (restore, cluster restore): the inputs are face crops."""
+    group.add_argument(
+        "--aligned",
+        action="store_true",
+        help="the inputs are face crops already aligned to the model's layout (no detection, "
+        "no paste-back): each is restored as a whole",
+    )
+
+
 def keep_detail_arg(group: argparse._ActionsContainer) -> None:
     """``--no-keep-detail`` (restore, video, eval): ``FaceOptions.keep_detail``."""
     group.add_argument(

@@ -79,7 +79,7 @@ def deprecated_alias(parser: argparse._ActionsContainer, old: str, new: argparse
         action=_DeprecatedAlias,
         new=new.option_strings[-1],
         dest=new.dest,
-        type=new.type,
+        type=new.type,  # type: ignore[arg-type]  # None is argparse's default; typeshed omits it
         choices=new.choices,
         metavar=new.metavar,
         default=argparse.SUPPRESS,

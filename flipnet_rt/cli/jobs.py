@@ -29,6 +29,7 @@ class UsageError(RuntimeError):
 def load_restorer(args: argparse.Namespace, threads: int | None = None):
     """The Restorer for --model on --backend (auto: the fastest that can run here); ``threads``:
     ONNX Runtime CPU intra-op threads (None: its default)."""
+    from ..backends.registry import BackendOptions
     from ..runtime.restorer import Restorer
 
     try:
@@ -37,36 +38,45 @@ def load_restorer(args: argparse.Namespace, threads: int | None = None):
             backend=args.backend,
             device=args.device,
             cond_cache=args.cond_cache,
-            cuda_graphs=args.cuda_graphs,
-            compile=args.compile,
-            low_memory=args.low_memory,
-            threads=threads,
+            options=BackendOptions(
+                cuda_graphs=args.cuda_graphs, compile=args.compile, low_memory=args.low_memory, threads=threads
+            ),
         )
     except (OSError, ValueError, KeyError) as exc:  # BackendUnavailable and EngineError are ValueErrors
         raise UsageError(f"--model {args.model}: {exc}") from None
     try:
-        options = restorer.options(
-            sampler=args.sampler,
-            steps=args.steps,
-            spacing=args.spacing,
-            guidance=args.guidance,
-            phi=args.phi,
-            t_cond=args.t_cond,
-            strength=args.strength,
-            eta=args.eta,
-            seed=args.seed,
-            color_fix=args.color_fix,
-        )
+        options = restorer.options(**sampling_overrides(args))
     except ValueError as exc:  # the option's own message names it ("steps: 0; use 1 or more")
         restorer.close()
         raise UsageError(str(exc)) from None
     return restorer, options
 
 
+def sampling_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The sampling flags as ``SamplingOptions`` overrides (None: the model's default)."""
+    return dict(
+        sampler=args.sampler,
+        steps=args.steps,
+        spacing=args.spacing,
+        guidance=args.guidance,
+        phi=args.phi,
+        t_cond=args.t_cond,
+        strength=args.strength,
+        eta=args.eta,
+        seed=args.seed,
+        color_fix=args.color_fix,
+    )
+
+
+def variants_arg(parser: argparse.ArgumentParser) -> None:
+    """``--variants K`` (degrade, cluster degrade)."""
+    parser.add_argument("--variants", type=int, default=1, metavar="K", help="degraded versions per image")
+
+
 def run_jobs(args: argparse.Namespace, *, variants: int = 1) -> int:
     from tqdm import tqdm
 
-    from ..config.options import image_seed
+    from ..config.options import key_seed
 
     jobs, report_errors = plan_jobs(args.inputs, args.output, variants=variants)
     report = BatchReport(written=[], errors=list(report_errors))
@@ -87,7 +97,7 @@ def run_jobs(args: argparse.Namespace, *, variants: int = 1) -> int:
             loaded = _load_batch(batch, report, run)
             if loaded:
                 ready, images = zip(*loaded)
-                seeds = [image_seed(options.seed, job.index) for job in ready]
+                seeds = [key_seed(options.seed, job.key, job.variant) for job in ready]
                 try:
                     outputs = run(list(images), seeds)
                 except (RuntimeError, ValueError) as exc:  # e.g. out of memory: these images fail, the rest go on
@@ -158,7 +168,8 @@ class _WholeImages:
         if not any(r.restored for r in results):
             why = "no face found" if not results else "no face selected (see --max-faces, --min-face-size)"
             tqdm_warn(f"warning: {job.source}: {why}; written unchanged")
-        self.entries.append(image_entry(str(job.source), image.shape, results, seed=seed, output=str(job.output)))
+        if self.args.report:  # kept for the report only (a long job's entries would only grow)
+            self.entries.append(image_entry(str(job.source), image.shape, results, seed=seed, output=str(job.output)))
         if self.args.save_faces:
             stem = job.output.relative_to(self.args.output).with_suffix("").as_posix().replace("/", "__")
             save_faces(self.args.save_faces, stem, results)
@@ -167,7 +178,8 @@ class _WholeImages:
     def failed(self, job: Job, error: str) -> None:
         from ..faces.report import image_entry
 
-        self.entries.append(image_entry(str(job.source), (), [], error=error))
+        if self.args.report:
+            self.entries.append(image_entry(str(job.source), (), [], error=error))
 
     def close(self, report: BatchReport) -> None:
         if self.args.report:

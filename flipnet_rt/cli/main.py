@@ -4,6 +4,7 @@
                        [--aligned] [--save-faces DIR] [--report F.json]
     flipnet-rt degrade INPUT... -o OUTDIR --variants K [--model ...] [sampler options]
     flipnet-rt video IN -o OUT [--model ...] [sampler, face, temporal and encoder options]
+    flipnet-rt cluster restore|degrade|video INPUT... -o OUT [--address ...] [--actors N] ... (Ray; docs/cluster.md)
     flipnet-rt info [--model ENGINE_DIR|MODEL_DIR|random:CONFIG]
     flipnet-rt export --model DIR|random:CONFIG -o ENGINE_DIR [--precision fp32|fp16] ...
     flipnet-rt build ENGINE_DIR [--precision fp16|bf16|fp32] [--batch MIN:OPT:MAX] ...
@@ -29,11 +30,11 @@ from pathlib import Path
 from .. import __version__
 from ..backends.registry import KINDS
 from ..sampling import SamplerKind, Spacing
-from . import bench, engines, evaluate, serve, video
+from . import bench, cluster, engines, evaluate, serve, video
 from . import info as info_cmd
-from .faces import face_args
+from .faces import aligned_arg, face_args
 from .flags import DEVICES, choices
-from .jobs import run_jobs
+from .jobs import run_jobs, variants_arg
 
 log = logging.getLogger("flipnet_rt.cli")
 
@@ -137,12 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore = sub.add_parser("restore", help="restore every face of whole images (or aligned face crops: --aligned)")
     _job_args(restore)
     w = restore.add_argument_group("whole images")
-    w.add_argument(
-        "--aligned",
-        action="store_true",
-        help="the inputs are face crops already aligned to the model's layout (no detection, "
-        "no paste-back): each is restored as a whole",
-    )
+    aligned_arg(w)
     w.add_argument(
         "--save-faces",
         type=Path,
@@ -160,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     degrade = sub.add_parser("degrade", help="synthesise real-world-like degraded versions of HQ faces (Sec. 5.1)")
     _job_args(degrade)
-    degrade.add_argument("--variants", type=int, default=1, metavar="K", help="degraded versions per image")
+    variants_arg(degrade)
 
     info = sub.add_parser("info", help="model, backend and environment summary")
     _model_arg(info)
@@ -169,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(sub, run_args)
     serve.add_parser(sub, _model_arg)
     video.add_parser(sub, run_args)
+    cluster.add_parser(sub, run_args)
     return parser
 
 
@@ -188,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve.run(args)
     if args.command == "video":
         return video.run(args)
+    if args.command == "cluster":
+        return cluster.run(args)
     if not args.model:
         parser.error(f"no model: pass --model DIR or --model random:tiny, or set ${MODEL_ENV}")
     if args.batch_size < 1:

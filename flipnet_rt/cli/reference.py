@@ -104,6 +104,16 @@ def subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, str, argpars
     return out
 
 
+def nested(parser: argparse.ArgumentParser, prefix: str = "") -> list[tuple[str, str, argparse.ArgumentParser]]:
+    """Every subcommand at any depth as ``(name, one-line help, parser)``, each before its own
+    (``cluster``, then ``cluster restore``...)."""
+    out = []
+    for name, text, sub in subcommands(parser):
+        out.append((prefix + name, text, sub))
+        out += nested(sub, f"{prefix}{name} ")
+    return out
+
+
 def arguments(parser: argparse.ArgumentParser) -> list[argparse.Action]:
     """The documented arguments of one parser: everything but -h/--help and the subcommand slot."""
     return [
@@ -206,7 +216,7 @@ def render(cmds: list[Command] | None = None) -> str:
         subs = subcommands(cmd.parser)
         links = ", ".join(f"[{name}](#{_anchor(f'{cmd.name} {name}')})" for name, _, _ in subs)
         lines.append(f"- [`{cmd.name}`](#{_anchor(cmd.name)}): {links}")
-        for name, _, sub in subs:
+        for name, _, sub in nested(cmd.parser):
             for a in arguments(sub):
                 for s in a.option_strings:
                     index.setdefault(s, {}).setdefault(cmd.name, []).append(name)
@@ -216,8 +226,8 @@ def render(cmds: list[Command] | None = None) -> str:
             lines.append(_cell(cmd.parser.description) + f" (`{cmd.entry}`).")
         lines += ["", "```text", _usage(cmd.parser), "```"]
         lines += _tables(cmd.parser)
-        for name, text, sub in subcommands(cmd.parser):
-            lines += ["", f"### {cmd.name} {name}", ""]
+        for name, text, sub in nested(cmd.parser):
+            lines += ["", f"{'#' * (3 + name.count(' '))} {cmd.name} {name}", ""]
             if text:
                 lines += [_cell(text)[:1].upper() + _cell(text)[1:] + ".", ""]
             lines += ["```text", _usage(sub), "```"]

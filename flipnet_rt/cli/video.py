@@ -32,6 +32,11 @@ def add_parser(sub: argparse._SubParsersAction, run_args) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (never IN)")
     run_args(p)
+    video_args(p)
+
+
+def video_args(p: argparse.ArgumentParser) -> None:
+    """The face, temporal and encoding options (video, cluster video), after ``run_args``."""
     p.set_defaults(batch_size=8)
     face_args(p)
     t = p.add_argument_group("temporal consistency")
@@ -166,6 +171,11 @@ def _options(args: argparse.Namespace, EncoderOptions, VideoOptions):
         raise ValueError(f"-o {out}: no folder {out.parent}; create it first")
     if not out.suffix:
         raise ValueError(f"-o {out}: give an extension (.mp4, .mkv, .mov) so the container is known")
+    return video_options(args, EncoderOptions, VideoOptions)
+
+
+def video_options(args: argparse.Namespace, EncoderOptions, VideoOptions):
+    """The encoder and video options of the command line (video, cluster video); ValueError -> exit 2."""
     if args.workers < 0:
         raise ValueError(f"--workers {args.workers}: must be 0 (automatic) or more")
     if args.queue_depth < 1:
@@ -242,4 +252,8 @@ def _workers(args: argparse.Namespace, restorer, sampling) -> list:
         return [build_face_restorer(args, restorer, sampling, args.frame_path)]
     restorer.close()  # reloaded with the threads of a worker (ONNX Runtime opens sessions on first use)
     threads = max(1, cores // count) if cpu else None
-    return [build_face_restorer(args, *load_restorer(args, threads=threads), args.frame_path) for _ in range(count)]
+    workers = []
+    for _ in range(count):
+        worker, worker_sampling = load_restorer(args, threads=threads)
+        workers.append(build_face_restorer(args, worker, worker_sampling, args.frame_path))
+    return workers

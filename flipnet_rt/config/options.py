@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +40,7 @@ class SamplingOptions(Defaults):
     def from_config(cls, config: FlipnetConfig, **overrides: object) -> SamplingOptions:
         d = config.defaults
         base = cls(**{f.name: getattr(d, f.name) for f in dataclasses.fields(d)})
-        given = {k: v for k, v in overrides.items() if v is not None}
+        given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}  # replace checks names
         return dataclasses.replace(base, **given).validate(config)
 
     def validate(self, config: FlipnetConfig) -> SamplingOptions:
@@ -71,6 +73,16 @@ def image_seed(seed: int, index: int, variant: int = 0) -> int:
     """The seed of one image of a job: independent streams for each (seed, index, variant)."""
     # int first: numpy 1.x cannot shift a uint64 by a Python int (no safe common type)
     return int(np.random.SeedSequence([seed, index, variant]).generate_state(1, np.uint64)[0]) >> 1
+
+
+def key_seed(seed: int, key: str, variant: int = 0) -> int:
+    """The seed of the image named ``key`` (its output's path relative to the output folder, POSIX
+    separators, e.g. ``"sub/a.png"``) in a job with base ``seed``: independent streams for each
+    (seed, key, variant), whatever else the job holds, however it is batched and wherever it runs
+    (``restore``, ``degrade`` and ``cluster`` all use it, issue 30)."""
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest()
+    entropy = [seed, variant, int.from_bytes(digest, "little")]
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]) >> 1
 
 
 def schedule_config(config: FlipnetConfig) -> ScheduleConfig:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from ..sampling import PredictionType
 from .model import FaceSpec, FlipnetConfig, ScheduleSpec
 
 # Stable Diffusion 2.1-base, unet/config.json and vae/config.json (diffusers layout).
@@ -173,7 +174,7 @@ def demo() -> FlipnetConfig:
     return FlipnetConfig(
         name="demo",
         resolution=64,
-        schedule=ScheduleSpec(prediction_type="v_prediction"),
+        schedule=ScheduleSpec(prediction_type=PredictionType.V_PREDICTION),
         unet=DEMO_UNET,
         vae=DEMO_VAE,
         face=FaceSpec(grid=4, dim=32, channels=(16, 32, 32, 64, 64), adapter_hidden=64),

@@ -202,7 +202,8 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def save_prompts(directory: Path, prompts: Mapping[str, np.ndarray]) -> None:
     """The fixed prompts' embeddings, ``[77, D]`` each, as a plain (pickle-free) npz."""
-    np.savez(Path(directory) / PROMPTS_NAME, **{k: np.asarray(v, dtype=np.float32) for k, v in prompts.items()})
+    arrays = {k: np.asarray(v, dtype=np.float32) for k, v in prompts.items()}
+    np.savez(Path(directory) / PROMPTS_NAME, **arrays)  # type: ignore[arg-type]  # numpy's stub matches **kwds to allow_pickle
 
 
 def load_prompts(directory: Path) -> dict[str, np.ndarray]:

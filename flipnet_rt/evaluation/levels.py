@@ -98,6 +98,11 @@ class LevelDegradation:
         return f"LevelDegradation({self.level.value!r})"
 
 
+def _scaled(config: DegradationConfig | None, resolution: int | None) -> DegradationConfig | None:
+    """``config`` scaled to ``resolution`` (None: no degradation, or scaled per image)."""
+    return None if config is None or resolution is None else config.scaled_to(resolution)
+
+
 class LevelMix:
     """``(image, seed) -> (lq, LeveledParams)``: a level drawn by ``weights``, then its degradation.
 
@@ -126,19 +131,17 @@ class LevelMix:
         self.levels = tuple(levels)
         self.cumulative = np.cumsum(values) / total
         self.resolution = resolution
-        self._configs = {
-            lv: (None if LEVEL_CONFIGS[lv] is None or resolution is None else LEVEL_CONFIGS[lv].scaled_to(resolution))
-            for lv in self.levels
-        }
+        self._configs = {lv: _scaled(LEVEL_CONFIGS[lv], resolution) for lv in self.levels}
 
     def __call__(self, image: np.ndarray, seed: int) -> tuple[np.ndarray, LeveledParams]:
         rng = np.random.default_rng(seed)
         level = self.levels[
             min(int(np.searchsorted(self.cumulative, rng.random(), side="right")), len(self.levels) - 1)
         ]
-        if LEVEL_CONFIGS[level] is None:
+        base = LEVEL_CONFIGS[level]
+        if base is None:
             return image.copy(), LeveledParams(level, None)
-        config = self._configs[level] or LEVEL_CONFIGS[level].scaled_to(int(image.shape[0]))
+        config = self._configs[level] or base.scaled_to(int(image.shape[0]))
         params = sample_params(rng, config)
         return apply(image, params), LeveledParams(level, params)
 

@@ -127,13 +127,14 @@ class EvalReport:
 
     def improved(self) -> dict[str, bool | None]:
         """Whether the restored mean beats the input's (higher PSNR/SSIM, lower identity distance)."""
-        out = {}
+        out: dict[str, bool | None] = {}
         for key, _, higher in self.METRICS:
             pair = self.summary()[key]
-            if pair["input"] is None or pair["restored"] is None:
+            before, after = pair["input"], pair["restored"]
+            if before is None or after is None:
                 out[key] = None
             else:
-                out[key] = pair["restored"] > pair["input"] if higher else pair["restored"] < pair["input"]
+                out[key] = after > before if higher else after < before
         return out
 
     def to_dict(self) -> dict:

@@ -344,7 +344,7 @@ class DeviceFrames:
     def restore(
         self,
         images: Sequence[np.ndarray],
-        affines: Sequence[np.ndarray],
+        affines: Sequence[np.ndarray | Sequence[np.ndarray]],
         seeds: Sequence[Sequence[int]],
         sampling: SamplingOptions,
         stabilise: tuple[Any, Sequence[int], Sequence[int]] | None = None,
@@ -369,8 +369,8 @@ class DeviceFrames:
         k, core, r = self.kernels, self.core, self.resolution
         nan: list = []  # to_faces' device-side NaN flags, checked once with the download
         frames = [k.upload(image) for image in images]
-        affines = [np.asarray(a, np.float64).reshape(-1, 2, 3) for a in affines]
-        crops = [k.crops(frame, a, r, self.border) for frame, a in zip(frames, affines) if len(a)]
+        mats = [np.asarray(a, np.float64).reshape(-1, 2, 3) for a in affines]
+        crops = [k.crops(frame, a, r, self.border) for frame, a in zip(frames, mats) if len(a)]
         flat_seeds = [int(s) for per in seeds for s in per]
         if not crops:
             return [k.download(frame) for frame in frames], None
@@ -400,7 +400,7 @@ class DeviceFrames:
             faces.append(restored)
         faces = faces[0] if len(faces) == 1 else be.concat(faces)
         start = 0
-        for frame, a in zip(frames, affines):
+        for frame, a in zip(frames, mats):
             if len(a):  # faces are in the frames' order, each frame's in paste order
                 k.paste(frame, faces[start : start + len(a)], a)
                 start += len(a)

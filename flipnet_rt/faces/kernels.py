@@ -8,8 +8,12 @@ are the kernels' argument conventions, shared with the CUDA calls.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .types import BorderMode
 
 #: cv2's border codes for the faces' border modes (BORDER_REFLECT_101 = 4, BORDER_CONSTANT = 0).
 _CV2_BORDER = {"reflect": 4, "constant": 0}
@@ -24,7 +28,7 @@ def border_args(border: object) -> tuple[int, tuple[int, int, int]]:
     return _CV2_BORDER[mode.value], (CONSTANT_BORDER if mode is BorderMode.CONSTANT else (0, 0, 0))
 
 
-def affine_matrices(affines: Sequence[np.ndarray]) -> np.ndarray:
+def affine_matrices(affines: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     """``[N, 2, 3]`` affines as the kernels take them: C-contiguous float64, finite."""
     m = np.ascontiguousarray(np.asarray(affines, np.float64).reshape(-1, 2, 3))
     if not np.all(np.isfinite(m)):
@@ -33,7 +37,11 @@ def affine_matrices(affines: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def warp_crop(
-    image: np.ndarray, affines: Sequence[np.ndarray], size: int, border: object = "reflect", dtype: type = np.float32
+    image: np.ndarray,
+    affines: Sequence[np.ndarray],
+    size: int,
+    border: BorderMode | str = "reflect",
+    dtype: type = np.float32,
 ) -> np.ndarray:
     """The aligned crops of ``image`` as the engine's input (OpenCV on the CPU: see :data:`NATIVE_CPU`).
 

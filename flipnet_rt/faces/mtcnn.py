@@ -107,20 +107,20 @@ class MtcnnDetector:
         box's candidates, regressed, goes to ONet (two small network calls for all the boxes)."""
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"detect_near: expected a uint8 [H, W, 3] RGB image, got {image.dtype} {image.shape}")
-        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-        if not len(boxes):
+        near = np.asarray(boxes, np.float64).reshape(-1, 4)
+        if not len(near):
             return []
-        side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])[:, None]
-        cx, cy = (boxes[:, 0:1] + boxes[:, 2:3]) / 2 + 0.5, (boxes[:, 1:2] + boxes[:, 3:4]) / 2 + 0.5  # 1-based
+        side = np.maximum(near[:, 2] - near[:, 0], near[:, 3] - near[:, 1])[:, None]
+        cx, cy = (near[:, 0:1] + near[:, 2:3]) / 2 + 0.5, (near[:, 1:2] + near[:, 3:4]) / 2 + 0.5  # 1-based
         dx, dy, grow = (np.array(v)[None] for v in zip(*_NEAR))
         half = side * grow / 2
         x, y = cx + dx * side, cy + dy * side
         candidates = np.fix(np.stack([x - half, y - half, x + half, y + half], axis=-1)).reshape(-1, 4)
         reg, prob = self.rnet(_crops(image, candidates, 24))
-        score = prob[:, 1].reshape(len(boxes), len(_NEAR))
+        score = prob[:, 1].reshape(len(near), len(_NEAR))
         best = score.argmax(axis=1)
-        pick = np.arange(len(boxes)) * len(_NEAR) + best
-        keep = score[np.arange(len(boxes)), best] > self.config.thresholds[1]
+        pick = np.arange(len(near)) * len(_NEAR) + best
+        keep = score[np.arange(len(near)), best] > self.config.thresholds[1]
         if not keep.any():
             return []
         pick = pick[keep]
@@ -146,7 +146,8 @@ class MtcnnDetector:
 
         h, w = image.shape[:2]
         m = 12.0 / self.config.min_face_size
-        scales, side = [], min(h, w) * m
+        scales: list[float] = []
+        side = min(h, w) * m
         while side >= 12:
             scales.append(m * self.config.factor ** len(scales))
             side *= self.config.factor

@@ -48,6 +48,7 @@ from .types import BorderMode, Face, FaceDetector, FaceResult, FramePath
 if TYPE_CHECKING:
     from ..config.model import FlipnetConfig
     from ..config.options import SamplingOptions
+    from ..imaging.geometry import Placement
     from ..runtime.core import DiffusionCore
     from .device import DeviceFrames
 
@@ -76,6 +77,14 @@ def restorer_core(restorer: RestorerLike) -> DiffusionCore | None:
     from ..runtime.restorer import Restorer
 
     return restorer.core if isinstance(restorer, Restorer) else None
+
+
+def _planned(result: FaceResult, value: np.ndarray | None) -> np.ndarray:
+    """``value``, one of ``result``'s ``affine``/``aligned``/``output``: set by the step that planned,
+    aligned or restored the face, before any later step reads it."""
+    if value is None:
+        raise RuntimeError(f"face {result.index}: read before the step that sets it ({result.reason or 'planned'})")
+    return value
 
 
 def face_seed(seed: int, index: int) -> int:
@@ -202,7 +211,7 @@ class FaceRestorer:
         kernels = frame_kernels(core.backend) if core is not None else None
         if path is FramePath.AUTO and (kernels is None or isinstance(kernels, HostKernels)):
             return None
-        if kernels is None:
+        if core is None or kernels is None:  # (kernels is None whenever core is)
             raise ValueError(
                 "frame path device: needs a Restorer on ONNX Runtime CPU, or on a GPU backend with "
                 "flipnet_rt._native built with CUDA kernels (FLIPNET_CUDA=ON pip install .); "
@@ -250,10 +259,10 @@ class FaceRestorer:
         (:mod:`flipnet_rt.video.stabilise`) and hands back as ``aligned``."""
         result = FaceResult(face=face, index=0, seed=0, restored=True)
         try:
-            self._plan(result)
+            affine = self._plan(result)
         except ValueError:
             return None
-        return warp_faces(image, [result.affine], result.crop_size, self.options.border)[0]
+        return warp_faces(image, [affine], result.crop_size, self.options.border)[0]
 
     def restore_faces(
         self,
@@ -314,7 +323,7 @@ class FaceRestorer:
             if given is None and tracks is not None:
                 given = tracks.stabiliser(
                     tracks.tracks[i][result.index],
-                    warp_faces(images[i], [result.affine], result.crop_size, self.options.border)[0],
+                    warp_faces(images[i], [_planned(result, result.affine)], result.crop_size, self.options.border)[0],
                     tracks.frames[i],
                 )
             if given is not None and given.shape[:2] != (result.crop_size, result.crop_size):
@@ -328,7 +337,7 @@ class FaceRestorer:
         weights = self._weights(inputs, restored)
         for (_, result), model_input, out, w in zip(owners, inputs, restored, weights.values):
             result.fidelity, result.fidelity_source = w, weights.source
-            result.output = blend(result.aligned, self._back(result, model_input, out), w)
+            result.output = blend(_planned(result, result.aligned), self._back(result, model_input, out), w)
         return [(self._paste(image, rs), rs) for image, rs in zip(images, results)]
 
     def _on_device(self, images: Sequence[np.ndarray], results: list[list[FaceResult]], tracks: Any | None) -> list:
@@ -341,14 +350,22 @@ class FaceRestorer:
                 [tracks.tracks[i][r.index] for i, d in enumerate(done) for r in d],
                 [tracks.frames[i] for i, d in enumerate(done) for _ in d],
             )
+        assert self.device_frames is not None, "restore_faces takes this path only with device frames"
         out, weights = self.device_frames.restore(
-            images, [[r.affine for r in d] for d in done], [[r.seed for r in d] for d in done], self.sampling, stabilise
+            images,
+            [[_planned(r, r.affine) for r in d] for d in done],
+            [[r.seed for r in d] for d in done],
+            self.sampling,
+            stabilise,
         )
         flat = [r for d in done for r in d]
         chooser = self.fidelity
         source = "estimator" if chooser.estimates else "none" if chooser.fidelity == AUTO else "fixed"
         fixed = 0.0 if chooser.fidelity == AUTO else float(chooser.fidelity)  # auto without an estimator: 0
-        values = weights if chooser.estimates else [fixed] * len(flat)
+        values: Sequence[float] | np.ndarray = [fixed] * len(flat)
+        if chooser.estimates:
+            assert weights is not None, "the device frames estimated every face's weight"
+            values = weights
         for r, w in zip(flat, values):
             r.fidelity, r.fidelity_source = float(w), source
         return list(zip(out, results))
@@ -375,7 +392,8 @@ class FaceRestorer:
         and the weights the blend would use (``flipnet-rt eval --levels`` scores both from one run)."""
         from ..imaging.geometry import fit, unfit
 
-        jobs, inputs = [], []
+        jobs: list[tuple[np.ndarray | None, Placement]] = []
+        inputs: list[np.ndarray] = []
         for i, crop in enumerate(crops):
             _check_image(crop, i)
             side = max(crop.shape[:2])
@@ -415,8 +433,8 @@ class FaceRestorer:
             values.extend(self.fidelity.weights(inputs[k : k + step], restored[k : k + step]).values)
         return Weights(values, "estimator")
 
-    def _plan(self, result: FaceResult) -> None:
-        """The face's affine, crop side S and keep-detail choice (steps 1-2, without the warp)."""
+    def _plan(self, result: FaceResult) -> np.ndarray:
+        """The face's affine (returned), crop side S and keep-detail choice (steps 1-2, without the warp)."""
         res = self.resolution
         affine = estimate_affine(result.face.landmarks, res)
         extent = face_extent(affine, res)
@@ -424,24 +442,25 @@ class FaceRestorer:
         result.affine = rescale_affine(affine, size / res)
         result.crop_size = size
         result.keep_detail = self.options.keep_detail and size / res >= self.options.keep_detail_ratio
+        return result.affine
 
     def _align(self, image: np.ndarray, result: FaceResult, given: np.ndarray | None = None) -> np.ndarray:
         """The planned face's aligned crop (``given``, or warped; kept in the result) and the model's input."""
         if given is None:
-            given = warp_faces(image, [result.affine], result.crop_size, self.options.border)[0]
+            given = warp_faces(image, [_planned(result, result.affine)], result.crop_size, self.options.border)[0]
         result.aligned = given
-        return downsample(result.aligned, self.resolution)
+        return downsample(given, self.resolution)
 
     def _back(self, result: FaceResult, model_input: np.ndarray, restored: np.ndarray) -> np.ndarray:
         if result.keep_detail:
-            return keep_detail(result.aligned, restored, model_input)
+            return keep_detail(_planned(result, result.aligned), restored, model_input)
         return upsample_restored(restored, result.crop_size)
 
     def _paste(self, image: np.ndarray, results: list[FaceResult]) -> np.ndarray:
         done = _paste_order(results)
         if not done:
             return image.copy()
-        return paste_faces(image, [r.output for r in done], [r.affine for r in done])
+        return paste_faces(image, [_planned(r, r.output) for r in done], [_planned(r, r.affine) for r in done])
 
 
 class CropRestorer:

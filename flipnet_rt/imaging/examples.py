@@ -30,9 +30,11 @@ def example_face(size: int = 256, seed: int = 0) -> np.ndarray:
 def degrade_example(image: np.ndarray, seed: int = 0) -> np.ndarray:
     """Blur, downsample x4, noise, JPEG q=30, upsample: a fixed classical degradation (Eq. 9 style)."""
     h, w = image.shape[:2]
-    small = Image.fromarray(image).filter(ImageFilter.GaussianBlur(2.0)).resize((w // 4, h // 4), Image.BICUBIC)
+    small = (
+        Image.fromarray(image).filter(ImageFilter.GaussianBlur(2.0)).resize((w // 4, h // 4), Image.Resampling.BICUBIC)
+    )
     arr = np.asarray(small).astype(np.float64) + np.random.default_rng(seed).normal(0, 6, (h // 4, w // 4, 3))
     noisy = Image.fromarray(np.clip(arr, 0, 255).round().astype(np.uint8))
     buffer = io.BytesIO()
     noisy.save(buffer, format="JPEG", quality=30)
-    return np.asarray(Image.open(buffer).convert("RGB").resize((w, h), Image.BICUBIC))
+    return np.asarray(Image.open(buffer).convert("RGB").resize((w, h), Image.Resampling.BICUBIC))

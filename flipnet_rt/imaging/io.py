@@ -201,8 +201,9 @@ def _open_and_decode(path: Path, fp: Any, max_pixels: int) -> Image.Image:
             f"corrupt or truncated image data ({type(exc).__name__}: {_one_line(exc)}); "
             "re-export or re-download the image",
         ) from None
-    if getattr(image, "n_frames", 1) > 1:
-        logger.debug("%s: %d frames, using the first", format_path(path), image.n_frames)
+    frames = getattr(image, "n_frames", 1)  # multi-frame formats only
+    if frames > 1:
+        logger.debug("%s: %d frames, using the first", format_path(path), frames)
     return image
 
 

@@ -49,7 +49,7 @@ def module() -> ModuleType | None:
         _log.info("FLIPNET_NATIVE=0: using the Python reference kernels")
         return None
     try:
-        from flipnet_rt import _native
+        import flipnet_rt._native as _native  # (the compiled extension: no stubs)
     except ImportError as exc:
         _log.warning(
             "native kernels unavailable (%s); using the Python reference kernels "

@@ -19,8 +19,10 @@ for problems found while planning, so one bad input never stops the batch:
   second is refused, naming the first.
 
 Jobs are sorted by their path under OUTDIR before the new suffix (then variant)
-and numbered by ``Job.index``; the caller derives per-image seeds from the index,
-so a result does not depend on batch size or on which batch the image landed in.
+and numbered by ``Job.index``. Each job's ``key`` is its output's path under OUTDIR
+(POSIX separators); the caller derives its seed from ``(seed, key, variant)``
+(:func:`flipnet_rt.config.options.key_seed`), so a result depends neither on batch
+size nor on the other files of the job nor on the machine that ran it.
 """
 
 from __future__ import annotations
@@ -47,12 +49,17 @@ class Job:
     Attributes:
         source: the input file, as found (not resolved).
         output: where the restored image goes.
-        index: position in the sorted job list; per-image seeds derive from it.
+        index: position in the sorted job list.
+        key: the output's path relative to OUTDIR, POSIX separators (``"sub/a_v1.png"``); the
+            image's seed derives from it and ``variant`` (:func:`~flipnet_rt.config.options.key_seed`).
+        variant: which of the source's ``variants`` outputs this is (0 with one).
     """
 
     source: Path
     output: Path
     index: int
+    key: str = ""
+    variant: int = 0
 
 
 @dataclass
@@ -90,16 +97,19 @@ def plan_jobs(
     inputs: Sequence[str | Path],
     outdir: Path,
     *,
-    suffix: str = ".png",
+    suffix: str | None = ".png",
     variants: int = 1,
+    take: frozenset[str] = IMAGE_SUFFIXES,
 ) -> tuple[list[Job], list[str]]:
     """Map input files and folders to output files.
 
     Args:
         inputs: files and folders, as given on the command line.
         outdir: the output folder (need not exist).
-        suffix: output suffix, a key of :data:`flipnet_rt.imaging.io.SAVE_FORMATS` (``"png"`` works too).
+        suffix: output suffix, a key of :data:`flipnet_rt.imaging.io.SAVE_FORMATS` (``"png"`` works too);
+            None keeps each source's own suffix (videos).
         variants: outputs per source; more than one adds ``_v{k}`` to the stem.
+        take: the suffixes taken from folders (lower case; default :data:`IMAGE_SUFFIXES`).
 
     Returns:
         ``(jobs, errors)``: jobs sorted as the module docstring says and numbered 0..N-1;
@@ -109,7 +119,7 @@ def plan_jobs(
         ValueError: unsupported ``suffix`` or ``variants < 1`` (caller bugs, not
             bad input files).
     """
-    suffix = _normalise_suffix(suffix)
+    suffix = _normalise_suffix(suffix) if suffix is not None else None
     if variants < 1:
         raise ValueError(f"plan_jobs: variants must be >= 1, got {variants}")
     outdir = Path(outdir)
@@ -117,7 +127,7 @@ def plan_jobs(
         return [], [f"{format_path(outdir)}: output folder is an existing file; choose another -o folder"]
 
     errors: list[str] = []
-    sources = _collect_sources(inputs, outdir, errors)
+    sources = _collect_sources(inputs, outdir, errors, take)
     input_keys = {source.key for source in sources}
     input_resolved = {_resolve(source.path): source.path for source in sources}
 
@@ -134,7 +144,10 @@ def plan_jobs(
             planned.append((source.relative, variant, source.path, output))
 
     planned.sort(key=lambda item: (item[0].parts, item[1]))
-    jobs = [Job(source=src, output=out, index=i) for i, (_, _, src, out) in enumerate(planned)]
+    jobs = [
+        Job(source=src, output=out, index=i, key=out.relative_to(outdir).as_posix(), variant=variant)
+        for i, (_, variant, src, out) in enumerate(planned)
+    ]
     logger.debug("planned %d jobs, %d errors", len(jobs), len(errors))
     return jobs, errors
 
@@ -158,14 +171,18 @@ def _normalise_suffix(suffix: str) -> str:
     return dotted
 
 
-def _output_names(relative: PurePath, suffix: str, variants: int) -> list[PurePath]:
+def _output_names(relative: PurePath, suffix: str | None, variants: int) -> list[PurePath]:
+    if suffix is None:
+        suffix = relative.suffix
     if variants == 1:
         return [relative.with_name(relative.name + suffix) if not relative.suffix else relative.with_suffix(suffix)]
     stem = relative.stem
     return [relative.with_name(f"{stem}_v{k}{suffix}") for k in range(variants)]
 
 
-def _collect_sources(inputs: Sequence[str | Path], outdir: Path, errors: list[str]) -> list[_Source]:
+def _collect_sources(
+    inputs: Sequence[str | Path], outdir: Path, errors: list[str], take: frozenset[str] = IMAGE_SUFFIXES
+) -> list[_Source]:
     """Every source in argument order (folder contents sorted), duplicates dropped."""
     skip_dir = _resolve(outdir)
     skip_key = _identity(outdir) if outdir.is_dir() else None
@@ -180,8 +197,9 @@ def _collect_sources(inputs: Sequence[str | Path], outdir: Path, errors: list[st
             kind = "broken link" if path.is_symlink() else "not found"
             errors.append(f"{format_path(path)}: input {kind}; check the path")
             continue
+        found: list[tuple[Path, PurePath]]  # (file, its path under OUTDIR)
         if path.is_dir():
-            found = [(file, file.relative_to(path)) for file in _walk(path, skip_dir, skip_key, errors)]
+            found = [(file, file.relative_to(path)) for file in _walk(path, skip_dir, skip_key, errors, take)]
         else:
             found = [(path, PurePath(path.name))]
         for file, relative in found:
@@ -194,7 +212,13 @@ def _collect_sources(inputs: Sequence[str | Path], outdir: Path, errors: list[st
     return sources
 
 
-def _walk(top: Path, skip_dir: Path, skip_key: tuple[int, int] | str | None, errors: list[str]) -> Iterator[Path]:
+def _walk(
+    top: Path,
+    skip_dir: Path,
+    skip_key: tuple[int, int] | str | None,
+    errors: list[str],
+    take: frozenset[str] = IMAGE_SUFFIXES,
+) -> Iterator[Path]:
     """Image files under ``top``, sorted; skips hidden entries, symlinked folders and the
     output folder (``skip_dir`` resolved, ``skip_key`` its identity when it exists)."""
 
@@ -214,7 +238,7 @@ def _walk(top: Path, skip_dir: Path, skip_key: tuple[int, int] | str | None, err
             kept.append(name)
         dirnames[:] = kept
         for name in sorted(filenames):
-            if not name.startswith(".") and is_image_path(name):
+            if not name.startswith(".") and PurePath(name).suffix.lower() in take:
                 yield Path(folder, name)
 
 

@@ -17,9 +17,11 @@ projections are deliberately not named ``to_q/to_k/to_v``: peft would wrap them 
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from diffusers.models import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch import nn
 
@@ -58,11 +60,24 @@ class Fp32AttnProcessor:
     and refuses anything else rather than compute it differently.
     """
 
-    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
-                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None) -> torch.Tensor:
-        extras = (attention_mask is not None or attn.group_norm is not None or attn.spatial_norm is not None
-                  or attn.norm_q is not None or attn.norm_k is not None or attn.norm_cross or attn.residual_connection
-                  or hidden_states.ndim != 3)
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        extras = (
+            attention_mask is not None
+            or attn.group_norm is not None
+            or attn.spatial_norm is not None
+            or attn.norm_q is not None
+            or attn.norm_k is not None
+            or attn.norm_cross
+            or attn.residual_connection
+            or hidden_states.ndim != 3
+        )
         if extras:
             raise NotImplementedError("fp32 attention covers Stable Diffusion's transformer attention only")
         context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
@@ -159,13 +174,14 @@ class BoostHubProcessor(nn.Module):
         return torch.cat([joint, out[half:]])
 
 
-def add_boosthub(unet: nn.Module) -> dict[str, BoostHubProcessor]:
+def add_boosthub(unet: UNet2DConditionModel) -> dict[str, BoostHubProcessor]:
     """Put a fresh BoostHub beside every ``attn1`` of a diffusers UNet; other layers keep theirs.
 
     Call before adding LoRA (peft freezes what exists when it is added). Returns the new
     processors by attention-layer name.
     """
-    processors = dict(unet.attn_processors)  # every attention layer: set_attn_processor needs all
+    # every attention layer: set_attn_processor needs all (Any: diffusers' processor union omits custom ones)
+    processors: dict[str, Any] = dict(unet.attn_processors)
     added: dict[str, BoostHubProcessor] = {}
     modules = dict(unet.named_modules())
     for name in processors:
@@ -179,23 +195,23 @@ def add_boosthub(unet: nn.Module) -> dict[str, BoostHubProcessor]:
     return added
 
 
-def set_attention_upcast(unet: nn.Module, upcast: bool) -> None:
+def set_attention_upcast(unet: UNet2DConditionModel, upcast: bool) -> None:
     """Every attention of the UNet in float32 (``upcast``) or in the model's dtype (SDPA as usual).
 
     BoostHub processors keep their weights and switch in place; the other layers (cross-attention)
     get :class:`Fp32AttnProcessor` or ``AttnProcessor2_0``.
     """
-    processors = {}
+    processors: dict[str, Any] = {}  # Any: diffusers' processor union omits custom ones
     for name, processor in unet.attn_processors.items():
         if isinstance(processor, BoostHubProcessor):
             processor.upcast = upcast
+            processors[name] = processor
         else:
-            processor = Fp32AttnProcessor() if upcast else AttnProcessor2_0()
-        processors[name] = processor
+            processors[name] = Fp32AttnProcessor() if upcast else AttnProcessor2_0()
     unet.set_attn_processor(processors)
 
 
-def boosthub_processors(unet: nn.Module) -> list[BoostHubProcessor]:
+def boosthub_processors(unet: UNet2DConditionModel) -> list[BoostHubProcessor]:
     """Every BoostHub of the UNet; raises if any ``attn1`` lost its BoostHub.
 
     ``set_attn_processor(AttnProcessor2_0())`` and ``fuse_qkv_projections()`` silently replace

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers.models import AutoencoderKL, UNet2DConditionModel  # (top level: mypy reads the torch-less dummies)
 from torch import nn
 
 from ..config.model import FlipnetConfig

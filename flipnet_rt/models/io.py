@@ -18,8 +18,9 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -176,7 +177,7 @@ def load_model(spec: str | Path, *, dtype: torch.dtype = torch.float32) -> FlipN
     text = str(spec)
     if text.startswith(RANDOM_PREFIX):
         log.warning("model %s has random weights: its output is not a restoration", text)
-        return random_model(text[len(RANDOM_PREFIX):]).to(dtype)
+        return random_model(text[len(RANDOM_PREFIX) :]).to(dtype)
     return load_model_dir(Path(text), dtype=dtype)
 
 
@@ -187,7 +188,7 @@ def from_diffusers(diffusers_dir: Path, config: FlipnetConfig | str = "sd21-base
     loading (copies of the pretrained to_q/to_k/to_v, W_O = 0); the face embedder starts random;
     the fixed prompts are embedded with the folder's text encoder.
     """
-    from diffusers import AutoencoderKL
+    from diffusers.models import AutoencoderKL
 
     from .unet import load_base_unet
 
@@ -195,9 +196,9 @@ def from_diffusers(diffusers_dir: Path, config: FlipnetConfig | str = "sd21-base
         config = preset(config)
     root = Path(diffusers_dir)
     unet = load_base_unet(root)
-    if unet.config.cross_attention_dim != config.text_width:
+    if unet.config["cross_attention_dim"] != config.text_width:
         raise ConfigError(
-            f"{root}/unet: cross_attention_dim {unet.config.cross_attention_dim} differs from "
+            f"{root}/unet: cross_attention_dim {unet.config['cross_attention_dim']} differs from "
             f"{config.text_width} of config {config.name!r}; pick the matching config"
         )
     vae = AutoencoderKL.from_pretrained(root / "vae", use_safetensors=True, local_files_only=True)

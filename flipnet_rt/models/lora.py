@@ -7,7 +7,7 @@ engines carry no LoRA branch. BoostHub's own projections are not targeted.
 
 from __future__ import annotations
 
-from diffusers import UNet2DConditionModel
+from diffusers.models import UNet2DConditionModel
 from peft import LoraConfig
 from peft.tuners.tuners_utils import BaseTunerLayer
 
@@ -23,7 +23,7 @@ def add_lora(unet: UNet2DConditionModel, rank: int = 64, alpha: float | None = N
     """
     config = LoraConfig(
         r=rank,
-        lora_alpha=alpha if alpha is not None else rank,
+        lora_alpha=alpha if alpha is not None else rank,  # type: ignore[arg-type]  # peft says int; any number scales
         target_modules=LORA_TARGETS,
         init_lora_weights=True,
     )

@@ -32,10 +32,13 @@ class KVLayer:
 def kv_layout(model: FlipNet) -> list[KVLayer]:
     """The BoostHub layers in the UNet's processor order (the order of ``k_XX``/``v_XX``)."""
     unet = model.unet.unet
-    levels = len(unet.config.block_out_channels)
+    levels = len(unet.config["block_out_channels"])
     layers = []
-    hubs = {name.removesuffix(".processor"): p for name, p in unet.attn_processors.items()
-            if isinstance(p, BoostHubProcessor)}
+    hubs = {
+        name.removesuffix(".processor"): p
+        for name, p in unet.attn_processors.items()
+        if isinstance(p, BoostHubProcessor)
+    }
     for name, hub in hubs.items():
         block, *rest = name.split(".")
         if block == "down_blocks":
@@ -70,8 +73,9 @@ class JointUNet(nn.Module):
         super().__init__()
         self.unet = model.unet
 
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor,
-                phi: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor, phi: torch.Tensor
+    ) -> torch.Tensor:
         return self.unet(sample, timestep, context, phi)
 
 
@@ -96,8 +100,9 @@ class InputUNet(nn.Module):
         super().__init__()
         self.unet = model.unet
 
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor,
-                phi: torch.Tensor, *kv: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor, phi: torch.Tensor, *kv: torch.Tensor
+    ) -> torch.Tensor:
         hubs = self.unet.boosthubs
         if len(kv) != 2 * len(hubs):
             raise ValueError(f"unet_input needs {2 * len(hubs)} K/V tensors, got {len(kv)}")

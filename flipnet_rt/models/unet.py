@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
-from diffusers import UNet2DConditionModel
+from diffusers.models import UNet2DConditionModel
 from torch import nn
 
 from .boosthub import add_boosthub, boosthub_processors

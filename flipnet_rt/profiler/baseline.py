@@ -86,7 +86,7 @@ def _naive_restore(
     seed: int,
     device: str,
 ) -> list[np.ndarray]:
-    from diffusers import DPMSolverMultistepScheduler
+    from diffusers.schedulers.scheduling_dpmsolver_multistep import DPMSolverMultistepScheduler
 
     s = model.config.schedule
     scheduler = DPMSolverMultistepScheduler(

@@ -22,7 +22,7 @@ uint8 conversion) is :class:`flipnet_rt.runtime.restorer.Restorer`'s; whole imag
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 
 import numpy as np
@@ -240,7 +240,7 @@ class DiffusionCore:
         return self.backend.from_numpy(host)
 
 
-def device_timesteps(timesteps: Sequence[int], make: Callable[[int], Array]) -> dict[int, Array]:
+def device_timesteps(timesteps: Iterable[int], make: Callable[[int], Array]) -> dict[int, Array]:
     """Every step's timestep tensor, made on the backend's device once per run (``[n]`` or ``[2n]``
     float32 each), so the loop makes no host-to-device transfer (a blocking one from pageable memory
     on a GPU) per step. A timestep the grid did not list (no sampler asks for one) is made on use."""

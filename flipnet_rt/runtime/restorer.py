@@ -11,19 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..backends.base import Backend
 from ..config.model import FlipnetConfig
 from ..config.options import Mode, SamplingOptions, image_seed
-from ..config.precision import Precision
 from ..imaging.geometry import fit, unfit
 from ..imaging.native import wavelet_color_fix  # the C++ kernel where built (~10x faster), else imaging.colour
 from ..imaging.tensor import to_float, to_uint8
 from .core import DiffusionCore
 from .profiling import StageTimer
+
+if TYPE_CHECKING:
+    from ..backends.registry import BackendOptions
 
 
 class Restorer:
@@ -55,12 +57,8 @@ class Restorer:
         *,
         backend: str = "auto",
         device: str | None = None,
-        precision: Precision | str = Precision.FP32,
+        options: BackendOptions | None = None,
         cond_cache: bool = True,
-        cuda_graphs: bool = False,
-        compile: bool = False,
-        threads: int | None = None,
-        low_memory: bool = False,
         engine_dir: Path | str | None = None,
         timer: StageTimer | None = None,
     ) -> Restorer:
@@ -68,23 +66,15 @@ class Restorer:
 
         ``auto`` picks TensorRT > ONNX Runtime CUDA > PyTorch CUDA > ONNX Runtime CPU (> PyTorch CPU)
         by what is installed and what the artifacts allow (:mod:`flipnet_rt.backends.select`);
-        ``device`` None picks the GPU when one can run; ``engine_dir`` beside a model offers both.
+        ``device`` None picks the GPU when one can run; ``options``: the backend settings
+        (:class:`~flipnet_rt.backends.registry.BackendOptions`: precision, CUDA graphs, compile,
+        threads, ...); ``engine_dir`` beside a model offers both.
         Raises ``BackendUnavailable`` (a ValueError) naming the fix when the requested backend
         cannot run here, ``EngineError`` when an engine directory is unusable.
         """
         from ..backends.select import select_backend
 
-        opened = select_backend(
-            backend,
-            model=model,
-            engine_dir=engine_dir,
-            device=device,
-            precision=precision,
-            cuda_graphs=cuda_graphs,
-            compile=compile,
-            threads=threads,
-            low_memory=low_memory,
-        )
+        opened = select_backend(backend, model=model, engine_dir=engine_dir, device=device, options=options)
         return cls(opened.backend, opened.config, opened.prompts, cond_cache=cond_cache, timer=timer)
 
     def variant(self, *, cond_cache: bool | None = None, timer: StageTimer | None = None) -> Restorer:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -38,7 +38,18 @@ __all__ = [
     "sample_euler",
 ]
 
-A = TypeVar("A")  # numpy.ndarray or torch.Tensor, [B, C, H, W]
+_L = TypeVar("_L", bound="LinearArray")
+
+
+class LinearArray(Protocol):
+    """What the samplers do with arrays: scale by a Python float, add, subtract (numpy, torch, CuPy)."""
+
+    def __rmul__(self: _L, other: float, /) -> _L: ...
+    def __add__(self: _L, other: _L, /) -> _L: ...
+    def __sub__(self: _L, other: _L, /) -> _L: ...
+
+
+A = TypeVar("A", bound=LinearArray)  # numpy.ndarray or torch.Tensor, [B, C, H, W]
 
 
 @dataclass(frozen=True)
@@ -147,7 +158,7 @@ def dpmpp_2m_step(
     h = _lambda(an) - _lambda(a)
     c_x = sigma_t / sigma_s
     c_d = -alpha_t * math.expm1(-h)  # alpha_t (1 - e^{-h})
-    if x0_prev is None:
+    if x0_prev is None or alpha_bar_prev is None:  # both or neither (checked above)
         return c_x * x + c_d * pred.x0
     r0 = (_lambda(a) - _lambda(float(alpha_bar_prev))) / h
     # D0 = x0, D1 = (x0 - x0_prev) / r0;  x' = c_x x + c_d D0 + 0.5 c_d D1

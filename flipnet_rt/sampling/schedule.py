@@ -160,8 +160,8 @@ def _ddim_timesteps(n: int, T: int, spacing: Spacing, offset: int) -> np.ndarray
     if spacing is Spacing.LEADING:
         ratio = T // n
         return (np.arange(0, n) * ratio).round()[::-1].astype(np.int64) + offset
-    ratio = T / n  # TRAILING; [:n] drops the round-off point at -1, see module docstring
-    return np.round(np.arange(T, 0, -ratio)).astype(np.int64)[:n] - 1
+    stride = T / n  # TRAILING; [:n] drops the round-off point at -1, see module docstring
+    return np.round(np.arange(T, 0, -stride)).astype(np.int64)[:n] - 1
 
 
 def _dpm_timesteps(n: int, T: int, spacing: Spacing, offset: int) -> np.ndarray:
@@ -171,8 +171,8 @@ def _dpm_timesteps(n: int, T: int, spacing: Spacing, offset: int) -> np.ndarray:
     if spacing is Spacing.LEADING:
         ratio = T // (n + 1)
         return (np.arange(0, n + 1) * ratio).round()[::-1][:-1].astype(np.int64) + offset
-    ratio = T / n  # TRAILING
-    return np.arange(T, 0, -ratio).round().astype(np.int64)[:n] - 1
+    stride = T / n  # TRAILING
+    return np.arange(T, 0, -stride).round().astype(np.int64)[:n] - 1
 
 
 def make_grid(

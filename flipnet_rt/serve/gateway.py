@@ -47,13 +47,9 @@ from .protocol import FIDELITY_INPUT, IMAGE_INPUT, OPTION_INPUTS, RequestError, 
 log = logging.getLogger(__name__)
 
 #: KServe v2 datatype of each input (the model configs' dtypes).
+_OPTION_DATATYPES: dict[type, str] = {np.int64: "INT64", np.int32: "INT32", np.float32: "FP32", np.bytes_: "BYTES"}
 DATATYPES: dict[str, str] = {IMAGE_INPUT: "UINT8"}
-DATATYPES.update(
-    {
-        o.name: {np.int64: "INT64", np.int32: "INT32", np.float32: "FP32", np.bytes_: "BYTES"}[o.dtype]
-        for o in OPTION_INPUTS
-    }
-)
+DATATYPES.update({o.name: _OPTION_DATATYPES[o.dtype] for o in OPTION_INPUTS})
 _NUMPY = {"UINT8": np.uint8, "INT32": np.int32, "INT64": np.int64, "FP32": np.float32}
 _INFER = re.compile(r"^/v2/models/(?P<model>[^/]+)(?:/versions/[^/]+)?/infer$")
 _READY = re.compile(r"^/v2/(?:health/(?:ready|live)|models/(?P<model>[^/]+)(?:/versions/[^/]+)?/ready)$")

@@ -20,12 +20,15 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..config.options import Mode
-from .protocol import IMAGE_INPUT, OPTION_INPUTS, RequestError, model_runner, run_batch
+from .protocol import IMAGE_INPUT, OPTION_INPUTS, RequestError, Run, model_runner, run_batch
+
+if TYPE_CHECKING:
+    from ..runtime.restorer import Restorer
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,7 @@ log = logging.getLogger(__name__)
 ENGINE_FILES_DIR = "engine"
 
 
-def load_restorer(engine_files: Path, execute) -> Any:
+def load_restorer(engine_files: Path, execute) -> Restorer:
     """A Restorer over the repository's network models: ``execute(network, feeds, outputs)`` runs one."""
     from ..engine.artifacts import open_engine
     from ..runtime.restorer import Restorer
@@ -60,8 +63,8 @@ class TritonPythonModel:
         self.max_pixels = int(params["max_pixels"])
         self.output = config["output"][0]["name"]
         here = Path(args["model_repository"]) / str(args["model_version"]) / ENGINE_FILES_DIR
-        self.restorer = load_restorer(here, self._bls)
-        self.run = model_runner(self.restorer, self.mode)  # keeps one FaceRestorer per fidelity
+        self.restorer: Restorer | None = load_restorer(here, self._bls)
+        self.run: Run | None = model_runner(self.restorer, self.mode)  # keeps one FaceRestorer per fidelity
 
     def _bls(self, network: str, feeds: Mapping[str, np.ndarray], outputs: Sequence[str]) -> dict[str, np.ndarray]:
         pb = self._pb
@@ -82,6 +85,8 @@ class TritonPythonModel:
         for request in requests:
             tensors = {name: pb.get_input_tensor_by_name(request, name) for name in names}
             batch.append({name: t.as_numpy() for name, t in tensors.items() if t is not None})
+        if self.restorer is None or self.run is None:
+            raise RuntimeError("execute() after finalize()")
         answers = run_batch(batch, self.run, self.restorer.options, self.mode, max_pixels=self.max_pixels)
         responses = []
         for answer in answers:

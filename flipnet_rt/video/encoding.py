@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 #: ``pix_fmt`` that follows the input: its format when the encoder takes it, else the closest one.
 AUTO = "auto"
@@ -165,7 +166,7 @@ def _opens(codec: str, width: int, height: int, pix_fmt: str, options: Mapping[s
     import av
 
     try:
-        cc = av.CodecContext.create(codec, "w")
+        cc = cast("av.VideoCodecContext", av.CodecContext.create(codec, "w"))
         cc.width, cc.height, cc.pix_fmt = width, height, pix_fmt
         cc.time_base, cc.framerate = Fraction(1, 25), Fraction(25)
         cc.options = dict(options)
@@ -200,13 +201,13 @@ def choose_pix_fmt(
     codec = av.Codec(encoder.codec, "w")
     formats = [f.name for f in codec.video_formats or ()]
     source = _layout(source_fmt) if source_fmt else None
-    if source is not None and source_fmt.startswith("yuvj"):
+    if source is not None and source_fmt is not None and source_fmt.startswith("yuvj"):
         source = _layout("yuv" + source_fmt[4:]) or source
     if encoder.pix_fmt != AUTO:
         first = encoder.pix_fmt
         target = _layout(first) or _Layout(first, 8, (1, 1), "yuv", True)
     else:
-        target = source or _layout("yuv420p")
+        target = source or _Layout("yuv420p", 8, (1, 1), "yuv", True)  # 8-bit 4:2:0 where the input has none
         ranked = _rank(formats, target) if formats else []
         first = (
             source_fmt
@@ -246,7 +247,7 @@ def choose_pix_fmt(
     lost_text = f" ({' and '.join(lost)})" if lost else ""
     if why is not None:
         return chosen, f"{name}: {why}; writing {now} to keep the size{lost_text}"
-    if not lost:
+    if not lost or source is None:
         return chosen, None
     how = (
         f"as --pix-fmt {encoder.pix_fmt} asks; --pix-fmt auto keeps the input's"

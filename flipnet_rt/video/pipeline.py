@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from fractions import Fraction
 from typing import TYPE_CHECKING
@@ -134,9 +134,10 @@ class VideoOptions:
 @dataclass
 class _Held:
     frame: Frame
-    faces: list = None  # [(track id, Face)] once planned
+    faces: list = field(default_factory=list)  # [(track id, Face)], filled once planned
     detected: bool = False
-    aligned: list | None = None  # each face's input crop filtered along its track (stabilise), once planned
+    # each face's input crop filtered along its track (stabilise), once planned
+    aligned: list[np.ndarray | None] | None = None
 
 
 class VideoRestorer:
@@ -340,6 +341,7 @@ class VideoRestorer:
         return out
 
     def _stable_crop(self, held: _Held, track: int, face: Face) -> np.ndarray | None:
+        assert self.stabiliser is not None, "called only to stabilise"
         crop = self.faces.aligned_crop(held.frame.image, face)
         return None if crop is None else self.stabiliser(track, crop, held.frame.index)
 
@@ -409,15 +411,18 @@ class VideoRestorer:
         with_faces = [h for h in batch if h.faces]
         if with_faces:
             with self._stage("faces"):
-                aligned = tracks = None
+                aligned: list[list[np.ndarray | None]] | None = None
+                tracks: TrackCrops | None = None
                 if self._stabilise_on_device:  # one worker: batches come here in frame order
+                    assert self.stabiliser is not None, "on the device only to stabilise"
                     tracks = TrackCrops(
                         self.stabiliser,
                         [[tid for tid, _ in h.faces] for h in with_faces],
                         [h.frame.index for h in with_faces],
                     )
                 elif self.stabiliser is not None:
-                    aligned = [h.aligned for h in with_faces]
+                    aligned = [h.aligned for h in with_faces if h.aligned is not None]
+                    assert len(aligned) == len(with_faces), "_advance cropped every frame with faces"
                 results = faces.restore_faces(
                     [h.frame.image for h in with_faces],
                     [[f for _, f in h.faces] for h in with_faces],

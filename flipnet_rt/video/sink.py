@@ -15,13 +15,18 @@ import logging
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .encoding import EncoderOptions, choose_pix_fmt
 from .errors import VideoError
 from .frames import Frame
-from .source import VideoSource
+from .source import VideoInfo, VideoSource
+
+if TYPE_CHECKING:
+    from av.container import OutputContainer
+    from av.video.stream import VideoStream
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +58,8 @@ class VideoSink:
         self.source = source
         self.encoder = encoder
         self.tmp = partial_path(self.destination)
-        self.container = None
-        self.video = None
+        self.container: OutputContainer | None = None
+        self.video: VideoStream | None = None
         self._copies: dict[int, tuple[object, int]] = {}  # input stream index -> (output stream, shift)
         self.frames = 0
         self.packets = 0
@@ -74,7 +79,9 @@ class VideoSink:
         if change:
             log.warning("%s", change)
         try:
-            self.container = av.open(str(self.tmp), "w", options=_muxer_options(self.destination, info.colour))
+            container = self.container = av.open(
+                str(self.tmp), "w", options=_muxer_options(self.destination, info.colour)
+            )
         except (av.error.FFmpegError, ValueError, OSError) as exc:
             self.tmp.unlink(missing_ok=True)
             raise VideoError(
@@ -82,25 +89,28 @@ class VideoSink:
                 f"use an .mp4, .mkv or .mov name and check the folder is writable"
             ) from None
         try:
-            self._add_video(info)
+            self._add_video(container, info)
             for stream in self.source.copy_streams:
-                self._add_copy(stream)
+                self._add_copy(container, stream)
         except BaseException:
             self.abort()
             raise
         return self
 
-    def _add_video(self, info) -> None:
+    def _add_video(self, container: OutputContainer, info: VideoInfo) -> None:
         import av
+        from av.video.stream import VideoStream
 
         enc = self.encoder
         try:
-            stream = self.container.add_stream(enc.codec, rate=info.rate, options=enc.codec_options())
+            stream = container.add_stream(enc.codec, rate=info.rate, options=enc.codec_options())
         except (ValueError, av.error.FFmpegError) as exc:  # e.g. "'webm' format does not support 'libx264' codec"
             raise VideoError(
                 f"{self.destination}: a {self.destination.suffix} file cannot hold {enc.codec} video "
                 f"({exc}); use an .mkv name or another --codec"
             ) from None
+        if not isinstance(stream, VideoStream):
+            raise VideoError(f"--codec {enc.codec}: not a video codec ({stream.type}); use a video codec")
         stream.width, stream.height, stream.pix_fmt = info.width, info.height, self.pix_fmt
         stream.time_base = info.time_base  # the input's: every frame keeps its pts (VFR included)
         cc = stream.codec_context
@@ -112,9 +122,9 @@ class VideoSink:
             setattr(cc, key, value)
         self.video = stream
 
-    def _add_copy(self, stream) -> None:
+    def _add_copy(self, container: OutputContainer, stream) -> None:
         name = stream.codec_context.name if stream.codec_context is not None else "unknown codec"
-        supported = self.container.supported_codecs
+        supported = container.supported_codecs
         if stream.codec_context is not None and supported and name not in supported:
             log.warning(
                 "%s: stream #%d (%s %s) cannot go in a %s file and is dropped; use .mkv to keep it",
@@ -126,7 +136,7 @@ class VideoSink:
             )
             return
         try:
-            out = self.container.add_stream_from_template(stream)
+            out = container.add_stream_from_template(stream)
         except Exception as exc:  # PyAV raises ValueError/FFmpegError for codecs the muxer refuses
             log.warning(
                 "%s: stream #%d (%s %s) cannot be copied (%s) and is dropped",
@@ -139,12 +149,20 @@ class VideoSink:
             return
         self._copies[stream.index] = (out, self.source.shift(stream.time_base))
 
+    def _opened(self) -> tuple[OutputContainer, VideoStream]:
+        """The output file and its video stream (``open`` first)."""
+        if self.container is None or self.video is None:
+            raise RuntimeError(f"{self.destination}: the sink is not open")
+        return self.container, self.video
+
     # ------------------------------------------------------------------ write
     def write_frame(self, frame: Frame) -> None:
         """Encode one restored frame at its input pts (``[H, W, 3]`` uint8 RGB)."""
         import av
 
         info = self.source.info
+        assert info is not None, "open() first"
+        container, video = self._opened()
         image = frame.image
         if image.shape != (info.height, info.width, 3) or image.dtype != np.uint8:
             raise VideoError(
@@ -156,8 +174,8 @@ class VideoSink:
         out = rgb.reformat(format=self.pix_fmt, dst_color_range=info.colour.get("color_range") or None)
         out.pts = frame.pts
         out.time_base = frame.time_base
-        for packet in self.video.encode(out):
-            self.container.mux(packet)
+        for packet in video.encode(out):
+            container.mux(packet)
         self.frames += 1
 
     def write_packet(self, packet) -> None:
@@ -172,16 +190,17 @@ class VideoSink:
             if packet.dts is not None:
                 packet.dts -= shift
         packet.stream = stream
-        self.container.mux(packet)
+        self._opened()[0].mux(packet)
         self.packets += 1
 
     # ------------------------------------------------------------------ finish
     def commit(self) -> Path:
         """Flush the encoder, close the file and move it onto the destination (atomic rename)."""
         try:
-            for packet in self.video.encode(None):
-                self.container.mux(packet)
-            self.container.close()
+            container, video = self._opened()
+            for packet in video.encode(None):
+                container.mux(packet)
+            container.close()
             self.container = None
             os.replace(self.tmp, self.destination)
         except BaseException:

@@ -16,9 +16,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import VideoError
 from .frames import Frame
+
+if TYPE_CHECKING:
+    from av.container import InputContainer
+    from av.video.stream import VideoStream
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +66,8 @@ class VideoSource:
         self.path = Path(path)
         self.start = start or 0.0
         self.end = None if duration is None else self.start + duration
-        self.container = None
-        self.video = None
+        self.container: InputContainer | None = None
+        self.video: VideoStream | None = None
         self.copy_streams: list = []
         self.info: VideoInfo | None = None
         self.decoded = 0
@@ -74,13 +79,12 @@ class VideoSource:
         if not self.path.is_file():
             raise VideoError(f"{self.path}: no such file")
         try:
-            self.container = av.open(str(self.path), "r")
+            c = self.container = av.open(str(self.path), "r")
         except av.error.FFmpegError as exc:
             raise VideoError(
                 f"{self.path}: not a video FFmpeg can read ({_describe(exc)}); "
                 f"check the file is complete and is a video"
             ) from None
-        c = self.container
         if not c.streams.video:
             self.close()
             raise VideoError(
@@ -100,6 +104,9 @@ class VideoSource:
         for s in c.streams:
             if s is not video and s.type not in COPY_TYPES:
                 log.warning("%s: stream #%d (%s) is not copied", self.path, s.index, s.type)
+        if video.time_base is None:
+            self.close()
+            raise VideoError(f"{self.path}: video stream has no time base; the file is damaged")
         cc = video.codec_context
         rate = video.average_rate or video.guessed_rate
         colour = {k: int(getattr(cc, k)) for k in ("colorspace", "color_range", "color_primaries", "color_trc")}
@@ -171,9 +178,10 @@ class VideoSource:
 
         video, c = self.video, self.container
         assert video is not None and c is not None, "open() first"
-        if self.start:
-            c.seek(int(self.start / video.time_base), stream=video, backward=True, any_frame=False)
         tb = video.time_base
+        assert tb is not None, "open() refuses a video stream without one"
+        if self.start:
+            c.seek(int(self.start / tb), stream=video, backward=True, any_frame=False)
         shift = self.shift(tb)
         last_time = None
         ended = {s.index: False for s in (video, *self.copy_streams)}
@@ -195,7 +203,7 @@ class VideoSource:
                         f"{self.path}: corrupt video data near {self._at(last_time)}; "
                         f"the file is damaged, re-encode or re-download it"
                     )
-                for frame in packet.decode():
+                for frame in video.decode(packet):  # = packet.decode(), typed as video frames
                     pts = frame.pts
                     t = None if pts is None else float(pts * tb)
                     if self.start and t is not None and t < self.start - 1e-9:
@@ -228,6 +236,7 @@ class VideoSource:
                 + "; the file is empty or damaged, or the range is past its end"
             )
         video = self.video
+        assert video is not None, "open() first"  # frames were decoded
         header_frames = video.frames if video.frames > 0 else None
         expected = self._stream_seconds(video)
         if self.end is not None and expected is not None:

@@ -95,7 +95,7 @@ class FaceTracker:
                             score[i, j] = 0.0  # below every IoU match, above no match
             score[[i for i in range(len(faces)) if ids[i] >= 0]] = -1.0  # continued by ``known``
             while score.size and score.max() >= 0:
-                i, j = np.unravel_index(int(np.argmax(score)), score.shape)
+                i, j = divmod(int(np.argmax(score)), score.shape[1])  # the [faces, tracks] index
                 ids[i] = self._continue(open_tracks[j], frame, faces[i])
                 score[i, :] = -1.0
                 score[:, j] = -1.0

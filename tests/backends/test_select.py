@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from flipnet_rt.backends import probes, registry
+from flipnet_rt.backends.registry import BackendOptions
 from flipnet_rt.backends.select import BackendUnavailable, available_backends, select_backend
 from flipnet_rt.config.presets import tiny
 from flipnet_rt.engine.artifacts import EngineArtifacts, ModelArtifacts, open_artifacts
@@ -213,7 +214,9 @@ def test_tensorrt_provider_refuses_graphs_over_2_gb(machine, engine_dir, monkeyp
         match=r"TensorRT provider cannot take unet \(3.2 GiB .* 2 GB\): build "
         r"native plans .*flipnet-rt build ENGINE_DIR, then --backend tensorrt",
     ):
-        select_backend("onnxruntime", engine_dir=engine_dir, device="cuda", tensorrt_provider=True)
+        select_backend(
+            "onnxruntime", engine_dir=engine_dir, device="cuda", options=BackendOptions(tensorrt_provider=True)
+        )
     assert select_backend("onnxruntime", engine_dir=engine_dir, device="cuda") == "onnxruntime-cuda"  # CUDA takes it
 
 
@@ -309,7 +312,7 @@ def test_device_and_option_errors(machine, engine_dir):
     with pytest.raises(BackendUnavailable, match="--backend openvino: use one of auto, tensorrt, onnxruntime, torch"):
         select_backend("openvino", engine_dir=engine_dir)
     with pytest.raises(BackendUnavailable, match="CUDA graphs need a CUDA GPU; drop --cuda-graphs"):
-        select_backend("torch", model="random:tiny", cuda_graphs=True)
+        select_backend("torch", model="random:tiny", options=BackendOptions(cuda_graphs=True))
     with pytest.raises(BackendUnavailable, match="no model"):
         select_backend("auto")
 
@@ -348,7 +351,7 @@ def test_selected_backends_are_built(machine, engine_dir, plans_dir, tiny_model,
     chosen = select_backend("auto", engine_dir=engine_dir, device="cuda:1")
     assert isinstance(chosen.backend, OnnxRuntimeCudaBackend) and chosen.backend.device == "cuda:1"
     monkeypatch.setattr(TensorRTBackend, "check_compatible", lambda self: None)
-    chosen = select_backend("auto", engine_dir=plans_dir, cuda_graphs=True)
+    chosen = select_backend("auto", engine_dir=plans_dir, options=BackendOptions(cuda_graphs=True))
     assert isinstance(chosen.backend, TensorRTBackend) and chosen.backend.cuda_graph
 
 

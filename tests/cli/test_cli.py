@@ -232,9 +232,9 @@ def test_sampling_flags_reach_the_restorer(inputs, tmp_path, monkeypatch, comman
         9,
     )
     assert (options.sampler.value, options.spacing.value) == ("ddim", "trailing")
-    from flipnet_rt.config.options import image_seed
+    from flipnet_rt.config.options import key_seed
 
-    assert call["seeds"] == [image_seed(9, 0)]
+    assert call["seeds"] == [key_seed(9, "a.png")]
 
     from flipnet_rt.config.options import SamplingOptions
     from flipnet_rt.runtime.restorer import Restorer
@@ -245,7 +245,7 @@ def test_sampling_flags_reach_the_restorer(inputs, tmp_path, monkeypatch, comman
         sampler="ddim", steps=4, spacing="trailing", guidance=2.75, phi=0.25, t_cond=40, strength=0.5, seed=9
     )
     image = np.asarray(Image.open(inputs / "a.png").convert("RGB"))
-    expected = getattr(library, command)([image], want, [image_seed(9, 0)])[0]
+    expected = getattr(library, command)([image], want, [key_seed(9, "a.png")])[0]
     np.testing.assert_array_equal(np.asarray(Image.open(out / "a.png")), expected)
 
 
@@ -289,3 +289,18 @@ def test_no_cond_cache_gives_the_same_image_through_the_joint_graph(inputs, tmp_
     assert [c["cond_cache"] for c in spy.calls] == [True, False]
     a, b = (np.asarray(Image.open(d / "a.png")).astype(int) for d in (cached, joint))
     assert np.abs(a - b).max() <= 1  # float32 reassociation only (tests/test_restorer.py: rel 1e-5)
+
+
+def test_an_images_seed_is_its_output_path_not_its_place_in_the_job(inputs, tmp_path):
+    """Adding a file that sorts first to a folder changes no other file's restoration (issue 30:
+    seeds derive from --seed and the output's path under OUTDIR, not the position in the job)."""
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for name in ("b.png", "c.png"):
+        (folder / name).write_bytes((inputs / "a.png").read_bytes())
+    assert main(["degrade", str(folder), "-o", str(tmp_path / "1"), *FAST]) == 0
+    Image.fromarray(face_like(64, 5)).save(folder / "a.png")
+    assert main(["degrade", str(folder), "-o", str(tmp_path / "2"), *FAST]) == 0
+    for name in ("b.png", "c.png"):
+        assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "2" / name).read_bytes(), name
+    assert (tmp_path / "2" / "b.png").read_bytes() != (tmp_path / "2" / "c.png").read_bytes()  # own streams

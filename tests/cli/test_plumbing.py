@@ -26,7 +26,7 @@ import flipnet_rt.cli.main as cli
 from flipnet_rt import __version__
 from flipnet_rt.cli import jobs
 from flipnet_rt.cli.main import build_parser, main
-from flipnet_rt.config.options import SamplingOptions, image_seed
+from flipnet_rt.config.options import SamplingOptions, key_seed
 from flipnet_rt.faces.types import Face, FaceResult
 
 DEFAULTS = dict(
@@ -300,6 +300,7 @@ def test_verbose_sets_debug_logging(monkeypatch, commands, flag, level):
 
 
 def test_load_restorer_hands_every_flag_on(monkeypatch, tiny_restorer):
+    from flipnet_rt.backends.registry import BackendOptions
     from flipnet_rt.runtime.restorer import Restorer
 
     seen = {}
@@ -354,10 +355,7 @@ def test_load_restorer_hands_every_flag_on(monkeypatch, tiny_restorer):
         backend="torch",
         device="cpu",
         cond_cache=False,
-        cuda_graphs=True,
-        compile=True,
-        low_memory=True,
-        threads=3,
+        options=BackendOptions(cuda_graphs=True, compile=True, low_memory=True, threads=3),
     )
     assert options == SamplingOptions.from_config(
         tiny_restorer.config,
@@ -380,10 +378,7 @@ def test_load_restorer_hands_every_flag_on(monkeypatch, tiny_restorer):
         backend="auto",
         device="auto",
         cond_cache=True,
-        cuda_graphs=False,
-        compile=False,
-        low_memory=False,
-        threads=None,
+        options=BackendOptions(),
     )
     assert options == tiny_restorer.options()  # the model's defaults, seed 0
 
@@ -471,7 +466,8 @@ def test_degrade_and_aligned_restore_run_the_restorer_with_each_images_seed(pict
     assert files(out) == ["a_v0.png", "a_v1.png", "c_v0.png", "c_v1.png"]
     options = tiny_load.options(steps=1, seed=5)
     images = [np.asarray(Image.open(pictures / n)) for n in ("a.png", "a.png", "c.png", "c.png")]
-    want = tiny_load.degrade(images, options, [image_seed(5, i) for i in range(4)])
+    seeds = [key_seed(5, f"{name}_v{k}.png", k) for name in "ac" for k in range(2)]  # the output's path
+    want = tiny_load.degrade(images, options, seeds)
     for name, image in zip(("a_v0", "a_v1", "c_v0", "c_v1"), want):
         np.testing.assert_array_equal(np.asarray(Image.open(out / f"{name}.png")), image)
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"degrade: wrote 4 image(s) to {out}"
@@ -499,7 +495,7 @@ def test_degrade_and_aligned_restore_run_the_restorer_with_each_images_seed(pict
 
     args = build_parser().parse_args(["restore", "x", "-o", "o", "--aligned"])
     expected = build_face_restorer(args, tiny_load, tiny_load.options(steps=1, color_fix=0)).restore_crops(
-        [images[0]], [image_seed(0, 0)], tiny_load.options(steps=1, color_fix=0)
+        [images[0]], [key_seed(0, "a.png")], tiny_load.options(steps=1, color_fix=0)
     )[0]
     np.testing.assert_array_equal(np.asarray(Image.open(aligned / "a.png")), expected)
 
@@ -685,7 +681,7 @@ def test_whole_images_write_their_report_saved_faces_and_warnings(tmp_path, monk
     err = capsys.readouterr().err
     assert code == 1
     assert built == [("dlib", tiny_load, tiny_load.options(steps=1, seed=3))]
-    assert recorder.calls == [[image_seed(3, 1), image_seed(3, 2), image_seed(3, 3)]]  # broken.png is job 0
+    assert recorder.calls == [[key_seed(3, name) for name in ("none.png", "sub/one.png", "two.png")]]
     assert files(out) == ["none.png", "sub/one.png", "two.png"]
     source = np.asarray(Image.open(folder / "two.png"))
     np.testing.assert_array_equal(np.asarray(Image.open(out / "two.png")), np.clip(source.astype(int) + 1, 0, 255))
@@ -710,7 +706,7 @@ def test_whole_images_write_their_report_saved_faces_and_warnings(tmp_path, monk
     one = entries["one.png"]
     assert (one["output"], one["seed"], one["width"], one["height"], one["restored"]) == (
         str(out / "sub" / "one.png"),
-        image_seed(3, 2),
+        key_seed(3, "sub/one.png"),
         32,
         32,
         1,

@@ -134,8 +134,8 @@ def _setup(monkeypatch, *, precision="fp32", networks=tuple(SPECS), backends=())
         opened[name] = outcome
     monkeypatch.setattr(verify_module, "REGISTRY", types)
 
-    def select_backend(kind, *, model, device, low_memory):
-        assert model is engine and device == "cpu" and low_memory is True
+    def select_backend(kind, *, model, device, options):
+        assert model is engine and device == "cpu" and options.low_memory is True
         outcome = opened[kind]
         if isinstance(outcome, Exception):
             raise outcome

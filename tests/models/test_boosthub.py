@@ -9,8 +9,8 @@ import torch
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import AttnProcessor2_0
 
-from flipnet_rt.models import FlipNetUNet, add_boosthub, boosthub_processors
 from flipnet_rt.config.presets import SD21_BASE_UNET, TINY_UNET
+from flipnet_rt.models import FlipNetUNet, add_boosthub, boosthub_processors
 
 
 def dual_inputs(batch: int = 2, seed: int = 0, width: int = 64, tokens: int = 77 + 16):
@@ -82,8 +82,11 @@ def test_input_half_depends_on_the_condition_half(plain_unet):
 def test_initialisation_copies_projections_and_zeros_w_o(plain_unet):
     model = boosted(plain_unet)
     modules = dict(model.unet.named_modules())
-    hubs = {name.removesuffix(".processor"): p for name, p in model.unet.attn_processors.items()
-            if name.removesuffix(".processor").endswith("attn1")}
+    hubs = {
+        name.removesuffix(".processor"): p
+        for name, p in model.unet.attn_processors.items()
+        if name.removesuffix(".processor").endswith("attn1")
+    }
     assert len(hubs) == len(model.boosthubs) > 0
     for layer, hub in hubs.items():
         attn = modules[layer]
@@ -204,8 +207,10 @@ def test_boosthub_output_is_eq5_and_linear_in_phi(plain_unet, streams):
         want = _eq5(hub, layer, f_x, f_y, phi)
         linear = outs[0.0] + phi * (outs[1.0] - outs[0.0])
         err, lin = float((outs[phi] - want).abs().max()), float((outs[phi] - linear).abs().max())
-        print(f"{streams} phi={phi}: max-abs vs Eq. (5) {err:.2e}, vs linear {lin:.2e}; "
-              f"phi's term {float((outs[1.0] - outs[0.0]).abs().max()):.2e}")
+        print(
+            f"{streams} phi={phi}: max-abs vs Eq. (5) {err:.2e}, vs linear {lin:.2e}; "
+            f"phi's term {float((outs[1.0] - outs[0.0]).abs().max()):.2e}"
+        )
         # float32 attention vs the float64 formula: measured ~1e-7; phi's term is ~1e-1
         assert err < 1e-5 and lin < 1e-5
 

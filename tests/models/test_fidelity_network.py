@@ -23,7 +23,10 @@ def tiny_with_fidelity():
 def _pair(r: int, batch: int = 3) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     image = rng.uniform(-1, 1, (batch, 3, r, r)).astype(np.float32)
-    return {"image": image, "restored": np.clip(image + 0.1 * rng.standard_normal(image.shape), -1, 1).astype(np.float32)}
+    return {
+        "image": image,
+        "restored": np.clip(image + 0.1 * rng.standard_normal(image.shape), -1, 1).astype(np.float32),
+    }
 
 
 def test_the_estimator_gives_one_weight_in_0_1_per_face():
@@ -50,9 +53,9 @@ def test_model_directory_round_trip_keeps_the_estimator(tmp_path, tiny_with_fide
 
 
 def test_export_and_onnx_runtime_parity(tmp_path, tiny_with_fidelity):
-    from flipnet_rt.export.exporter import export_engine
     from flipnet_rt.backends.onnxruntime import OnnxRuntimeBackend
     from flipnet_rt.backends.torch import TorchBackend
+    from flipnet_rt.export.exporter import export_engine
 
     out = tmp_path / "engine"
     export_engine(tiny_with_fidelity, out, max_batch=4, networks=["fidelity"])
@@ -63,7 +66,9 @@ def test_export_and_onnx_runtime_parity(tmp_path, tiny_with_fidelity):
     feeds = _pair(r)
     ours = OnnxRuntimeBackend(out, manifest).run("fidelity", feeds)["weight"]
     torch_backend = TorchBackend(tiny_with_fidelity)
-    ref = torch_backend.to_numpy(torch_backend.run("fidelity", {k: torch.from_numpy(v) for k, v in feeds.items()})["weight"])
+    ref = torch_backend.to_numpy(
+        torch_backend.run("fidelity", {k: torch.from_numpy(v) for k, v in feeds.items()})["weight"]
+    )
     err = float(np.abs(np.asarray(ours) - ref).max())
     print(f"fidelity ONNX Runtime vs torch: max |error| {err:.2e} (weights {ref})")
     assert ours.shape == (3,) and err <= 1e-5  # fp32 on both; a few ulps of reordered sums

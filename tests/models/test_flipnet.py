@@ -13,10 +13,10 @@ def test_context_is_text_then_id_tokens(tiny_model):
     ctx = tiny_model.context("restore", ids, 3)
     assert ctx.shape == (3, c.text_tokens + c.face.tokens, c.text_width)
     assert torch.equal(ctx[:, : c.text_tokens], tiny_model.prompt("restore").expand(3, -1, -1))
-    assert torch.equal(ctx[:, c.text_tokens:], ids)
+    assert torch.equal(ctx[:, c.text_tokens :], ids)
     dropped = tiny_model.context("negative", None, 2)
     assert dropped.shape == (2, c.context_tokens, c.text_width)
-    assert not dropped[:, c.text_tokens:].any(), "a dropped embedding is N zero tokens"
+    assert not dropped[:, c.text_tokens :].any(), "a dropped embedding is N zero tokens"
 
 
 @torch.no_grad()

@@ -29,8 +29,11 @@ def assert_same_tensors(a: torch.nn.Module, b: torch.nn.Module) -> None:
 def test_round_trip_is_bitwise(tiny_model, tmp_path):
     save_model_dir(tiny_model, tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
-        "face_encoder.safetensors", "flipnet.json", "prompt_embeds.safetensors",
-        "unet.safetensors", "vae.safetensors",
+        "face_encoder.safetensors",
+        "flipnet.json",
+        "prompt_embeds.safetensors",
+        "unet.safetensors",
+        "vae.safetensors",
     ]
     loaded = load_model_dir(tmp_path / "m")
     assert_same_tensors(tiny_model, loaded)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from flipnet_rt.models import FlipNetUNet, add_lora, build_unet, lora_layers, merge_lora
 from flipnet_rt.config.presets import TINY_UNET
+from flipnet_rt.models import FlipNetUNet, add_lora, build_unet, lora_layers, merge_lora
 
 
 def test_lora_targets_every_attention_projection_but_not_boosthub():

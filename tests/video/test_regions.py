@@ -165,12 +165,16 @@ def test_a_face_that_appears_between_full_searches_is_followed_back(mtcnn):
 def test_engine_workers_restore_the_same_frames_in_order(demo_faces, demo_engine):
     """Two workers (each its own backend) give the pixels of one, in order; an error on a worker
     reaches the caller."""
+    from flipnet_rt.backends.registry import BackendOptions
     from flipnet_rt.faces.pipeline import FaceRestorer
     from flipnet_rt.runtime.restorer import Restorer
 
     engine = demo_engine
     workers = [
-        FaceRestorer(Restorer.load(engine, backend="onnxruntime", device="cpu", threads=1), demo_faces.detector)
+        FaceRestorer(
+            Restorer.load(engine, backend="onnxruntime", device="cpu", options=BackendOptions(threads=1)),
+            demo_faces.detector,
+        )
         for _ in range(2)
     ]
     frames, _ = static_face_frames(7, size=(160, 120), eye_distance=EYES)

@@ -53,7 +53,7 @@ class HQFaceFolder(EpochMixin, Sequence):
         degradation: MakesLQ,
         *,
         seed: int,
-        crop_box: tuple[int, int, int, int] | None = None,
+        crop_box: Sequence[int] | None = None,
         limit: int | None = None,
         captions: Mapping[str, str] | None = None,
     ) -> None:
@@ -65,7 +65,10 @@ class HQFaceFolder(EpochMixin, Sequence):
                 f"HQFaceFolder: crop_box must be (left, top, right, bottom) with right > left "
                 f"and bottom > top, got {crop_box!r}"
             )
-        self.crop_box = None if crop_box is None else tuple(int(v) for v in crop_box)
+        self.crop_box: tuple[int, int, int, int] | None = None
+        if crop_box is not None:
+            left, top, right, bottom = (int(v) for v in crop_box)
+            self.crop_box = (left, top, right, bottom)
         self.degradation = degradation
         self.skipped: list[tuple[Path, str]] = []
         files = list_images(self.root)

@@ -7,10 +7,9 @@ Degradation mode (Sec. 4.2): the real-world paired folders plus the HQ faces, on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
-from flipnet_rt.evaluation.degradations import DegradationConfig, RandomDegradation
+from flipnet_rt.evaluation.degradations import DegradationConfig, MakesLQ, RandomDegradation
 
 from ..config import ConfigError, DataSection
 from .captions import load_captions
@@ -18,9 +17,10 @@ from .faces import HQFaceFolder
 from .mixed import MixedDataset
 from .offshelf import OffShelfPool
 from .paired import PairedFolder
+from .seeding import EpochDataset
 
 
-def face_dataset(data: DataSection, resolution: int, seed: int) -> Sequence:
+def face_dataset(data: DataSection, resolution: int, seed: int) -> EpochDataset:
     """HQ faces with LQ (on the fly, or off-shelf with probability ``offshelf_probability``)."""
     if not data.hq_dir:
         raise ConfigError("data.hq_dir: no HQ face folder given; pass --hq-dir DIR or set data.hq_dir")
@@ -32,7 +32,7 @@ def face_dataset(data: DataSection, resolution: int, seed: int) -> Sequence:
         raise ConfigError(f"data.degradation: {exc}") from None
     if data.scale_degradation:
         degradation = degradation.scaled_to(resolution)
-    make_lq = RandomDegradation(degradation)
+    make_lq: MakesLQ = RandomDegradation(degradation)
     if data.degradation_levels:
         from flipnet_rt.evaluation.levels import LevelMix
 
@@ -61,9 +61,9 @@ def face_dataset(data: DataSection, resolution: int, seed: int) -> Sequence:
     return faces
 
 
-def degradation_dataset(data: DataSection, resolution: int, seed: int) -> Sequence:
+def degradation_dataset(data: DataSection, resolution: int, seed: int) -> EpochDataset:
     """Sec. 4.2: every ``[[data.paired]]`` folder (or ``limit`` random pairs of it) + the HQ faces."""
-    parts: list[tuple[Sequence, int | None]] = []
+    parts: list[tuple[EpochDataset, int | None]] = []
     for i, source in enumerate(data.paired):
         for key in ("hq_dir", "lq_dir"):
             if not Path(getattr(source, key)).is_dir():

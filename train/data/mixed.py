@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .seeding import STREAM_ORDER, STREAM_SUBSET, EpochMixin, check_index, check_seed, item_rng
+from .seeding import STREAM_ORDER, STREAM_SUBSET, EpochDataset, EpochMixin, check_index, check_seed, item_rng
 
 
 class MixedDataset(EpochMixin, Sequence):
@@ -25,7 +25,7 @@ class MixedDataset(EpochMixin, Sequence):
             resolutions.
     """
 
-    def __init__(self, parts: Sequence[tuple[Sequence, int | None]], *, seed: int, shuffle: bool = True) -> None:
+    def __init__(self, parts: Sequence[tuple[EpochDataset, int | None]], *, seed: int, shuffle: bool = True) -> None:
         if not parts:
             raise ValueError("MixedDataset: needs at least one (dataset, count) part")
         self.seed = check_seed("MixedDataset", seed)
@@ -38,6 +38,7 @@ class MixedDataset(EpochMixin, Sequence):
         index: list[tuple[int, int]] = []
         for p, (dataset, count) in enumerate(parts):
             n = len(dataset)
+            chosen: Sequence[int]
             if count is None:
                 chosen = range(n)
             else:

@@ -7,6 +7,8 @@ function of (dataset seed, epoch, index), whatever the worker process or reading
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 import numpy as np
 
 # Random streams (the last SeedSequence word): per item (seed, epoch, index, stream) ...
@@ -49,6 +51,16 @@ def check_index(index: int, length: int) -> int:
     if not -length <= index < length:
         raise IndexError(f"dataset index {index} out of range for {length} items")
     return int(index) % length
+
+
+class EpochDataset(Protocol):
+    """What training reads: items by index, for the epoch last given to ``set_epoch``."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int, /) -> Any: ...
+
+    def set_epoch(self, epoch: int) -> None: ...
 
 
 class EpochMixin:
