@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..faces.detectors import DetectorKind
 from .flags import choices
+
+if TYPE_CHECKING:
+    from ..config.options import SamplingOptions
+    from ..faces.pipeline import FaceRestorer
+    from ..runtime.restorer import Restorer
 
 
 def _thresholds(text: str) -> tuple[float, ...]:
@@ -84,7 +89,9 @@ def fidelity_arg(group: argparse._ActionsContainer) -> None:
     )
 
 
-def build_face_restorer(args: argparse.Namespace, restorer: Any, sampling: Any, frame_path: str = "host") -> Any:
+def build_face_restorer(
+    args: argparse.Namespace, restorer: Restorer, sampling: SamplingOptions, frame_path: str = "host"
+) -> FaceRestorer:
     """The FaceRestorer for these options over ``restorer`` (the detector on the restorer's device;
     ``frame_path``: :class:`~flipnet_rt.faces.types.FramePath`, ``video --frame-path``).
 

@@ -31,12 +31,15 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..config.options import MAX_SEED, Mode, SamplingOptions
 from ..faces.fidelity import AUTO
+
+if TYPE_CHECKING:
+    from ..runtime.restorer import Restorer
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +223,7 @@ def group_rows(rows: Sequence[Row]) -> list[list[Row]]:
     return list(groups.values())
 
 
-def model_runner(restorer: Any, mode: Mode) -> Run:
+def model_runner(restorer: Restorer, mode: Mode) -> Run:
     """What answers a group of rows of the ``restore`` (aligned crops) or ``degrade`` model.
 
     ``restore``: ``FaceRestorer(restorer, options=FaceOptions(keep_detail=False, fidelity=f),

@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -55,6 +55,11 @@ from .protocol import (
     model_runner,
     run_batch,
 )
+
+if TYPE_CHECKING:
+    from ..config.options import SamplingOptions
+    from ..faces.types import FaceDetector
+    from ..runtime.restorer import Restorer
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +143,7 @@ def model_config(config: ServeConfig) -> Any:
     return ModelConfig(max_batch_size=config.max_batch, batcher=batcher)
 
 
-def whole_image_runner(restorer: Any, detector: Any) -> Run:
+def whole_image_runner(restorer: Restorer, detector: FaceDetector) -> Run:
     """``(images, options, seeds, fidelity) -> images``: every face of each whole image
     (``uint8 [H, W, 3]``, any size) restored and pasted back, the same bytes as
     ``FaceRestorer(restorer, detector, FaceOptions(fidelity=fidelity), sampling=options).restore_image(image, seed)``.
@@ -147,17 +152,19 @@ def whole_image_runner(restorer: Any, detector: Any) -> Run:
     from ..faces.pipeline import FaceOptions, FaceRestorer
 
     @functools.lru_cache(maxsize=FACE_RESTORER_CACHE)
-    def faces(options: Any, fidelity: Fidelity) -> FaceRestorer:
+    def faces(options: SamplingOptions, fidelity: Fidelity) -> FaceRestorer:
         return FaceRestorer(restorer, detector, FaceOptions(fidelity=fidelity), sampling=options)
 
-    def run(images: list[np.ndarray], options: Any, seeds: list[int], fidelity: Fidelity = AUTO) -> list[np.ndarray]:
+    def run(
+        images: list[np.ndarray], options: SamplingOptions, seeds: list[int], fidelity: Fidelity = AUTO
+    ) -> list[np.ndarray]:
         return [image for image, _ in faces(options, fidelity).restore_images(images, seeds)]
 
     return run
 
 
 def infer_function(
-    restorer: Any, mode: Mode, max_pixels: int, run: Run | None = None
+    restorer: Restorer, mode: Mode, max_pixels: int, run: Run | None = None
 ) -> Callable[[list], list[dict[str, np.ndarray]]]:
     """The PyTriton inference callable of one model instance: a batch of requests -> responses.
     ``run``: what answers a group of images (default: :func:`~.protocol.model_runner`, aligned crops
