@@ -8,7 +8,7 @@ The group picture is three copies of that face (shifted, mirrored, rotated, at a
 64 px) composited onto a textured background, the whole picture degraded the same way; every face
 is detected, aligned, restored in one batch and pasted back (:mod:`flipnet_rt.faces`). Writes
 ``outputs/demo/group_{hq,lq,restored,side_by_side}.png`` and prints PSNR/SSIM inside the faces'
-boxes. Measured with the demo engine (version 2, fidelity auto): seed 0 19.45 -> 20.12 dB, SSIM
+boxes. Measured with the demo engine (version 2, fidelity auto): seed 0 19.45 -> 20.13 dB, SSIM
 0.455 -> 0.513 (a 64-px model trained for a few CPU hours: a demonstration of the pipeline, not of
 FLIPNET's quality). Needs the ``demo`` extra (scikit-image, OpenCV).
 
