@@ -9,12 +9,12 @@ import pytest
 
 
 def _import_mutated_copies() -> None:
-    """Under ``make mutants`` mutmut runs the tests from ./mutants, whose flipnet_rt/ and export/ hold
+    """Under ``make mutants`` mutmut runs the tests from ./mutants, whose flipnet_rt/ (export/ laid out
+    as flipnet_rt/export/ by tests/mutation_run.py) holds
     the mutated sources; the editable install's redirecting finder (scikit-build-core) would hand
     out the originals instead. Put the mutated copies first (the compiled _native module still
-    comes from the install; export/ is installed as ``flipnet_rt.export``)."""
+    comes from the install)."""
     import importlib.machinery
-    import importlib.util
     import sys
 
     root = Path.cwd()
@@ -26,10 +26,6 @@ def _import_mutated_copies() -> None:
         def find_spec(fullname, path=None, target=None):
             if fullname.partition(".")[0] != "flipnet_rt" or fullname == "flipnet_rt._native":
                 return None
-            if fullname == "flipnet_rt.export":  # pyproject.toml installs export/ under this name
-                return importlib.util.spec_from_file_location(
-                    fullname, root / "export" / "__init__.py", submodule_search_locations=[str(root / "export")]
-                )
             return importlib.machinery.PathFinder.find_spec(fullname, path or [str(root)])
 
     sys.meta_path.insert(0, MutantsFirst)

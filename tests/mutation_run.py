@@ -83,7 +83,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
         ],
     ),
     "verify": (
-        ["export/verify.py"],
+        ["flipnet_rt/export/verify.py"],
         ["tests/export/test_verify.py", "tests/export/test_verify_helpers.py", "tests/export/test_verify_flow.py"],
     ),
     "cli": (
@@ -158,8 +158,14 @@ def group_pyproject(text: str, modules: list[str], tests: list[str]) -> str:
     return text[:start] + body + text[end:]
 
 
+#: Folders of the repository copied to where they install (pyproject.toml's wheel.packages): mutmut
+#: names a mutant by its file's path, so that path must be the module's import name.
+INSTALLED_AS = {"export/": "flipnet_rt/export/", "train/": "flipnet_rt/train/"}
+
+
 def sync(dest: Path) -> None:
-    """Copy the working tree's tracked and untracked-but-not-ignored files into dest."""
+    """Copy the working tree's tracked and untracked-but-not-ignored files into dest (export/ and
+    train/ as flipnet_rt/export/ and flipnet_rt/train/, their import names)."""
     files = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT,
@@ -167,7 +173,11 @@ def sync(dest: Path) -> None:
         check=True,
     ).stdout
     for name in files.decode().split("\0"):
-        src, dst = ROOT / name, dest / name
+        src = ROOT / name
+        for folder, installed in INSTALLED_AS.items():
+            if name.startswith(folder):
+                name = installed + name[len(folder) :]
+        dst = dest / name
         if not name or not src.is_file() or src.is_symlink():
             continue
         if not dst.is_file() or dst.read_bytes() != src.read_bytes():
