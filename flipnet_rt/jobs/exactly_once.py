@@ -295,13 +295,8 @@ class Store:
 
     def write_image(self, key: str, image: np.ndarray) -> None:
         """Write ``uint8 [H, W, 3]`` as ``key`` atomically (format from the suffix). OSError on failure."""
-        if not self.url:
-            save_image(image, Path(self.root, key))
-            return
-        with tempfile.TemporaryDirectory(prefix="flipnet-out-") as scratch:
-            local = Path(scratch, PurePosixPath(key).name)
+        with self.staged(key) as local:  # save_image itself renames atomically into a local destination
             save_image(image, local)
-            self.publish(local, key)
 
     @contextlib.contextmanager
     def staged(self, key: str) -> Iterator[Path]:
