@@ -23,7 +23,7 @@ import torch
 from torch.export import Dim
 
 from flipnet_rt.engine.manifest import Manifest, NetworkEntry, save_prompts
-from flipnet_rt.engine.spec import KVSpec, NetworkSpec, Profile, network_specs
+from flipnet_rt.engine.spec import DETECTOR, DETECTOR_PROFILE, KVSpec, NetworkSpec, Profile, network_specs
 from flipnet_rt.models import PROMPT_KINDS, FlipNet
 from flipnet_rt.models.boosthub import set_attention_upcast
 from flipnet_rt.models.networks import NETWORKS, kv_layout, model_networks
@@ -50,7 +50,8 @@ def _torch_dims(spec: NetworkSpec, model: FlipNet, max_batch: int) -> dict[str, 
     """torch.export dynamic shapes for a spec: B, h, w become Dims (h = m * hq for UNet multiples)."""
     m = latent_multiple(model) if spec.name.startswith("unet") else 1
     max_latent = 512  # 4096-pixel images; far beyond any profile, only bounds the symbolic range
-    batch = Dim("half" if spec.name == "unet" else "batch", min=1, max=2 * max_batch)
+    most = max(2 * max_batch, DETECTOR_PROFILE.B[2]) if spec.name == DETECTOR else 2 * max_batch
+    batch = Dim("half" if spec.name == "unet" else "batch", min=1, max=most)
     hq = Dim("hq", min=1, max=max_latent // m)
     wq = Dim("wq", min=1, max=max_latent // m)
     symbols = {"B": batch, "h": m * hq if m > 1 else hq, "w": m * wq if m > 1 else wq}
@@ -243,6 +244,8 @@ def export_engine(
                 log.info("%s: %d weight tensors stored as fp16", name, store_fp16(path))
             per_stream = 2 if name.startswith("unet") else 1  # guidance branches share the call
             profile = Profile(B=(1, per_stream, per_stream * max_batch), h=(latent,) * 3, w=(latent,) * 3)
+            if name == DETECTOR:  # frames, not faces: its own range of sizes
+                profile = DETECTOR_PROFILE
             entries[name] = NetworkEntry(specs[name], profile, path.name, weights_sha256(path))
             log.info("exported %s in %.1f s", name, time.perf_counter() - start)
         save_prompts(staging, {k: model.prompt(k).float().cpu().numpy() for k in PROMPT_KINDS})

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from flipnet_rt.backends.base import BackendUnavailable
 from flipnet_rt.engine.manifest import Manifest, TensorRTInfo
-from flipnet_rt.engine.spec import Profile
+from flipnet_rt.engine.spec import DETECTOR, Profile
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +108,15 @@ def build_profiles(
     """Each network's profile: the export's, with the user's image batch and pixel range applied.
 
     UNet networks take both guidance branches in one call, so their B range is twice the images'.
+    The face detector keeps its own (frames, not faces: :data:`~flipnet_rt.engine.spec.DETECTOR_PROFILE`).
     """
     multiple = int(manifest.extra.get("latent_multiple", 1)) * vae_factor
     profiles = {}
     for name, entry in manifest.networks.items():
         profile = entry.profile
+        if name == DETECTOR:
+            profiles[name] = profile
+            continue
         if batch is not None:
             k = 2 if name.startswith("unet") else 1
             profile = dataclasses.replace(profile, B=(batch[0], k * batch[1], k * batch[2]))

@@ -11,6 +11,12 @@ PyTorch's for the same seed. Thresholds (fp32 / fp16), from measurements on ``ra
 
     per network relative L2   fp32 <= 1e-4     fp16 <= 2e-2
     end to end PSNR           fp32 >= 40 dB    fp16 >= 25 dB
+    detector's faces          boxes and landmarks within 0.5 px of PyTorch's (any precision)
+
+The face detector (``detector``) runs on a face image scaled to a 256 x 256 frame, and what it finds
+is decoded as :class:`~flipnet_rt.faces.retinaface.RetinaFaceDetector` decodes it: each face PyTorch
+finds must be found by the backend with every box edge and landmark within 0.5 px (the detector's
+float32 graph: torch and ONNX Runtime agree to about 1e-4 px, tests/models/test_retinaface.py).
 
 Memory: PyTorch runs first (every network's reference and the end-to-end images), then the
 PyTorch model is freed and each backend runs one network at a time (ONNX Runtime without pre-packed
@@ -34,12 +40,14 @@ from flipnet_rt.backends.base import BackendUnavailable
 from flipnet_rt.backends.registry import REGISTRY, BackendOptions
 from flipnet_rt.backends.select import select_backend
 from flipnet_rt.engine.artifacts import EngineArtifacts, ModelArtifacts, open_engine
-from flipnet_rt.engine.spec import NetworkSpec
+from flipnet_rt.engine.spec import DETECTOR, NetworkSpec
 from flipnet_rt.runtime.restorer import Restorer
 
 log = logging.getLogger(__name__)
 
 THRESHOLDS = {"fp32": {"rel_l2": 1e-4, "psnr_db": 40.0}, "fp16": {"rel_l2": 2e-2, "psnr_db": 25.0}}
+DETECTOR_PX = 0.5  # the detector's boxes and landmarks vs PyTorch's, in frame pixels (issue 29)
+DETECTOR_FRAME = 256  # the side of the frame the verify face image is scaled to for the detector
 
 
 @dataclass
@@ -58,10 +66,15 @@ class Report:
     psnr_db: dict[str, float] = field(default_factory=dict)
     psnr_limit: float = 0.0
     skipped: list[str] = field(default_factory=list)
+    detector_px: dict[str, float] = field(default_factory=dict)  # backend -> worst box/landmark difference
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks) and all(p >= self.psnr_limit for p in self.psnr_db.values())
+        return (
+            all(c.passed for c in self.checks)
+            and all(p >= self.psnr_limit for p in self.psnr_db.values())
+            and all(px <= DETECTOR_PX for px in self.detector_px.values())
+        )
 
     def lines(self) -> list[str]:
         rows = [f"{'backend':<16} {'network':<13} {'max abs':>10} {'rel L2':>10} {'limit':>8}  result"]
@@ -74,6 +87,11 @@ class Report:
             rows.append(
                 f"{name:<16} end-to-end PSNR vs torch fp32: {value:.2f} dB "
                 f"(limit {self.psnr_limit:.0f} dB)  {'ok' if value >= self.psnr_limit else 'FAIL'}"
+            )
+        for name, px in self.detector_px.items():
+            rows.append(
+                f"{name:<16} detector faces vs torch fp32: {px:.2e} px "
+                f"(limit {DETECTOR_PX} px)  {'ok' if px <= DETECTOR_PX else 'FAIL'}"
             )
         rows += [f"skipped: {s}" for s in self.skipped]
         return rows
@@ -102,6 +120,37 @@ def _fidelity_inputs(restorer: Restorer, image: np.ndarray, seed: int) -> dict[s
     face = fit(image, restorer.config.resolution)[0]
     restored = restorer.restore([face], restorer.options(steps=2, seed=seed))[0]
     return {"image": to_float(face[None]), "restored": to_float(restored[None])}
+
+
+def _detector_inputs(image: np.ndarray) -> dict[str, np.ndarray]:
+    """The detector's feed for a face image: scaled to a ``DETECTOR_FRAME`` square frame, as the face
+    pipeline prepares frames (:func:`~flipnet_rt.faces.retinaface.preprocess`)."""
+    import cv2
+
+    from flipnet_rt.faces.retinaface import preprocess
+
+    frame = cv2.resize(np.ascontiguousarray(image), (DETECTOR_FRAME, DETECTOR_FRAME), interpolation=cv2.INTER_LINEAR)
+    return {"input": preprocess([frame], None)[0]}
+
+
+def detector_difference(ours: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> float | None:
+    """The worst box-edge or landmark difference (px) between the faces decoded from two runs of the
+    detector on the same input; infinite when a face of ``ref`` has no counterpart (same count, same
+    order); None when ``ref`` has no face (nothing to compare)."""
+    from flipnet_rt.faces.retinaface import RetinaFaceDetector
+
+    decode = RetinaFaceDetector(network=lambda x: ()).decode
+    size = (DETECTOR_FRAME, DETECTOR_FRAME)
+    theirs = decode(ref["loc"], ref["conf"], ref["landmarks"], size, (1.0, 1.0))[0]
+    mine = decode(ours["loc"], ours["conf"], ours["landmarks"], size, (1.0, 1.0))[0]
+    if not theirs:
+        return None
+    if len(mine) != len(theirs):
+        return float("inf")
+    worst = 0.0
+    for a, b in zip(mine, theirs):
+        worst = max(worst, float(np.abs(a.box - b.box).max()), float(np.abs(a.landmarks - b.landmarks).max()))
+    return worst
 
 
 def _compare(ours: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
@@ -145,6 +194,8 @@ def verify(
         feeds = _inputs(entry.spec, entry.profile.env(0), seed)  # the smallest profile shape bounds memory
         if name == "fidelity" and images:  # a face and its restoration: noise saturates the estimator at 0
             feeds = _fidelity_inputs(torch_restorer, images[0], seed)
+        if name == DETECTOR and images:  # a face to find: on noise the decoded faces would be empty
+            feeds = _detector_inputs(images[0])
         if name == "unet_input" and kv_cache:
             feeds.update({k: v for k, v in kv_cache.items() if k in feeds})
         with torch.inference_mode():
@@ -198,5 +249,12 @@ def _check_backend(
             ),
             key=lambda e: e[1],
         )
+        if network == DETECTOR:
+            outputs = engine.manifest.networks[network].spec.output_names
+            px = detector_difference({k: backend.to_numpy(ours[k]) for k in outputs}, ref_np)
+            if px is None:
+                report.skipped.append(f"{name} detector faces: PyTorch found no face in the verify image to compare")
+            else:
+                report.detector_px[name] = px
         backend.close()  # one network's session at a time bounds memory
         report.checks.append(Check(name, network, worst[0], worst[1], limits["rel_l2"], worst[1] <= limits["rel_l2"]))

@@ -112,7 +112,8 @@ class TorchBackend(Backend):
         """Move the model to the device and wrap the networks (once; again after ``close``).
         torch.compile is lazy, so nothing compiles before a network's first call."""
         self.model.to(device=self.device, dtype=self.torch_dtype).eval().requires_grad_(False)
-        modules = {name: NETWORKS[name](self.model) for name in self.specs}  # eager, as exported
+        # eager, as exported; .to() moves the networks not made of the model's modules (the detector)
+        modules = {name: NETWORKS[name](self.model).to(self.device) for name in self.specs}
         self._callables = {
             name: torch.compile(module) if self.compile and name in UNET_NETWORKS else module
             for name, module in modules.items()

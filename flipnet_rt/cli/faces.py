@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ..faces.detectors import DetectorKind
+from ..faces.detectors import DEFAULT_DETECTOR, DetectorKind
+from ..faces.rotations import parse_angles
 from .flags import choices
 
 if TYPE_CHECKING:
     from ..config.options import SamplingOptions
     from ..faces.pipeline import FaceRestorer
     from ..runtime.restorer import Restorer
+
+
+#: The detector's option fields in its errors (flags: :func:`~flipnet_rt.cli.flags.flag_of`).
+DETECTOR_FIELDS = ("detect_size", "detect_angles", "thresholds")
 
 
 def _thresholds(text: str) -> tuple[float, ...]:
@@ -24,21 +29,45 @@ def _thresholds(text: str) -> tuple[float, ...]:
     return values
 
 
+def _angles(text: str) -> tuple[int, ...]:
+    try:
+        return parse_angles(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("detect_angles: ")) from None
+
+
 def face_args(parser: argparse.ArgumentParser) -> None:
     """--detector and the face selection options (whole-image face restoration)."""
     g = parser.add_argument_group("faces (whole images and video)")
     g.add_argument(
         "--detector",
         choices=choices(DetectorKind),
-        default="mtcnn",
-        help="mtcnn: three ONNX networks on the restorer's device (default); dlib: HOG on the CPU (the eval extra)",
+        default=DEFAULT_DETECTOR.value,
+        help="retinaface (default): one network pass per frame, on the restorer's backend; mtcnn: "
+        "an image pyramid of small networks, slower on large frames but finds faces down to "
+        "--min-face-size at any frame size; dlib: HOG on the CPU (the eval extra)",
+    )
+    g.add_argument(
+        "--detect-size",
+        type=int,
+        metavar="PX",
+        help="retinaface: the longer side the detector sees (default 1280; larger frames are "
+        "shrunk to it, smaller ones kept): faces under about 45 * frame side / PX pixels are "
+        "missed; smaller is faster",
+    )
+    g.add_argument(
+        "--detect-angles",
+        type=_angles,
+        metavar="A,B,..",
+        help="also look for faces turned by these clockwise angles, e.g. 0,90,180,270 for photos "
+        "lying on their side (one detector pass per angle; default 0)",
     )
     g.add_argument(
         "--detect-thresholds",
         type=_thresholds,
         metavar="P,R,O",
-        help="MTCNN's three stage thresholds (default 0.6,0.7,0.7; higher: fewer false faces, "
-        "more missed ones); dlib: one SVM margin (default 0)",
+        help="retinaface: the face probability kept (default 0.7); MTCNN's three stage thresholds "
+        "(default 0.6,0.7,0.7; higher: fewer false faces, more missed ones); dlib: one SVM margin (default 0)",
     )
     g.add_argument(
         "--min-face-size",
@@ -106,6 +135,9 @@ def build_face_restorer(
         min_face_size=args.min_face_size,
         thresholds=args.detect_thresholds,
         providers=providers_like(restorer.backend),
+        detect_size=args.detect_size,
+        angles=args.detect_angles,
+        network=restorer.detector_network() if args.detector == DetectorKind.RETINAFACE.value else None,
     )
     options = FaceOptions(
         max_faces=args.max_faces,

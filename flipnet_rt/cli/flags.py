@@ -27,6 +27,7 @@ _FLAG_OF_FIELD = {
     "idle_timeout_s": "--idle-timeout",
     "request_timeout_s": "--request-timeout",
     "stabilise": "--no-stabilise",
+    "thresholds": "--detect-thresholds",  # the detectors' (load_detector)
 }
 
 

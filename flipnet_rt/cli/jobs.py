@@ -120,12 +120,13 @@ def run_jobs(args: argparse.Namespace, *, variants: int = 1) -> int:
 def _runner(args: argparse.Namespace, restorer, options) -> _Crops | _WholeImages:
     if args.command == "degrade":
         return _Crops(lambda images, seeds: restorer.degrade(images, options, seeds))
-    from .faces import build_face_restorer
+    from .faces import DETECTOR_FIELDS, build_face_restorer
+    from .flags import usage_message
 
     try:
         faces = build_face_restorer(args, restorer, options)
     except (ValueError, FileNotFoundError, ImportError) as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(usage_message(exc, DETECTOR_FIELDS)) from None
     if args.aligned:
         return _Crops(lambda images, seeds: faces.restore_crops(images, seeds, options))
     return _WholeImages(faces, args)
@@ -189,6 +190,8 @@ class _WholeImages:
                 "model": str(self.args.model),
                 "seed": self.args.seed,
                 "detector": self.args.detector,
+                "detect_size": self.args.detect_size,
+                "detect_angles": list(self.args.detect_angles or (0,)),
                 "errors": list(report.errors),
             }
             write_report(self.args.report, self.entries, meta)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..faces.types import FramePath
 from ..video.pipeline import SeedMode, Tracking
-from .faces import build_face_restorer, face_args
+from .faces import DETECTOR_FIELDS, build_face_restorer, face_args
 from .flags import choices, usage_message
 
 
@@ -48,6 +48,14 @@ def video_args(p: argparse.ArgumentParser) -> None:
         help="search the whole frame for faces every K frames (default 10; 1: every frame); "
         "between, faces are followed as --tracking says. A face visible for less than K "
         "frames can be missed",
+    )
+    t.add_argument(
+        "--detect-batch",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N full-frame searches in one detector call (retinaface; frames wait for it: "
+        "memory N x K frames); for a detector on a GPU (default 1)",
     )
     t.add_argument(
         "--tracking",
@@ -188,6 +196,7 @@ def video_options(args: argparse.Namespace, EncoderOptions, VideoOptions):
     options = VideoOptions(
         batch_size=args.batch_size,
         detect_every=args.detect_every,
+        detect_batch=args.detect_batch,
         tracking=args.tracking,
         lookahead=args.lookahead,
         smoothing=args.smoothing,
@@ -207,7 +216,7 @@ def _restore(args: argparse.Namespace, encoder, options) -> int:
     try:
         workers = _workers(args, *load_restorer(args))
     except (UsageError, ValueError, FileNotFoundError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {usage_message(exc, DETECTOR_FIELDS)}", file=sys.stderr)
         return 2
     video = VideoRestorer(workers, options)
     try:

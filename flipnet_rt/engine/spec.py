@@ -205,11 +205,38 @@ def kv_names(count: int) -> list[str]:
     return [f"{kind}_{i:02d}" for i in range(count) for kind in ("k", "v")]
 
 
+#: The face detector (:mod:`flipnet_rt.faces.retinaface`): frames of ``32*h x 32*w`` pixels (BGR minus
+#: the mean), one output row per prior box (2 per cell of the stride 8, 16 and 32 grids: 42 per 32x32).
+DETECTOR = "detector"
+#: Its TensorRT profile, whatever the model: 1-8 frames of 32 to 2048 px a side (--detect-size at most
+#: 2048), best for a 720p frame at 1280 (736 x 1280); portrait frames (h > w) run in the same profile.
+DETECTOR_PROFILE = Profile(B=(1, 1, 8), h=(1, 23, 64), w=(1, 40, 64))
+
+
+def detector_spec() -> NetworkSpec:
+    """The detector's I/O: float32 whatever the engine's precision (pixel-scale inputs; a small network)."""
+    return NetworkSpec(
+        DETECTOR,
+        (_t("input", "float32", "B", 3, "32*h", "32*w"),),
+        (
+            _t("loc", "float32", "B", "42*h*w", 4),
+            _t("conf", "float32", "B", "42*h*w", 2),
+            _t("landmarks", "float32", "B", "42*h*w", 10),
+        ),
+    )
+
+
 def network_specs(
-    config: FlipnetConfig, kv: Iterable[KVSpec], dtype: str = "float32", *, fidelity: bool = False
+    config: FlipnetConfig,
+    kv: Iterable[KVSpec],
+    dtype: str = "float32",
+    *,
+    fidelity: bool = False,
+    detector: bool = True,
 ) -> dict[str, NetworkSpec]:
     """The I/O spec of every network of DESIGN §4 for a model config and its BoostHub layout; with
-    ``fidelity`` also the fidelity estimator's (:mod:`flipnet_rt.models.fidelity`)."""
+    ``fidelity`` also the fidelity estimator's (:mod:`flipnet_rt.models.fidelity`), with ``detector``
+    the face detector's (:func:`detector_spec`)."""
     kv = list(kv)
     c, f = config.latent_channels, config.vae_factor
     ctx = (config.context_tokens, config.text_width)
@@ -268,4 +295,6 @@ def network_specs(
             (_t("image", dtype, *face_image), _t("restored", dtype, *face_image)),
             (_t("weight", dtype, "B"),),
         )
+    if detector:
+        specs[DETECTOR] = detector_spec()
     return specs

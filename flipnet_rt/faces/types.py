@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol, runtime_checkable
@@ -70,6 +71,13 @@ class FaceDetector(Protocol):
     name: str
 
     def detect(self, image: np.ndarray) -> list[Face]: ...
+
+
+@runtime_checkable
+class BatchFaceDetector(FaceDetector, Protocol):
+    """A detector that also searches several same-sized frames in one call (video's ``detect_batch``)."""
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]: ...
 
 
 def sort_faces(faces: list[Face]) -> list[Face]:

@@ -159,6 +159,21 @@ class Fidelity(nn.Module):
         return self.fidelity(image, restored)
 
 
+class Detector(nn.Module):
+    """``detector``: the face detector, ``input [B, 3, 32h, 32w]`` (BGR minus the mean) ->
+    ``loc``, ``conf``, ``landmarks`` per prior box (:mod:`flipnet_rt.faces.retinaface`). Not part of
+    the FLIPNET weights: every model runs the shipped RetinaFace (:mod:`.retinaface`), in float32."""
+
+    def __init__(self, model: FlipNet) -> None:
+        super().__init__()
+        from .retinaface import load_retinaface
+
+        self.net = load_retinaface()
+
+    def forward(self, input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.net(input)
+
+
 NETWORKS: dict[str, type[nn.Module]] = {
     "unet": JointUNet,
     "unet_cond": ConditionUNet,
@@ -167,6 +182,7 @@ NETWORKS: dict[str, type[nn.Module]] = {
     "vae_decoder": VaeDecoder,
     "face_encoder": FaceEncoder,
     "fidelity": Fidelity,
+    "detector": Detector,
 }
 
 

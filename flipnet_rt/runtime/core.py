@@ -30,6 +30,7 @@ import numpy as np
 from ..backends.base import Array, Backend
 from ..config.model import FlipnetConfig
 from ..config.options import Mode, SamplingOptions
+from ..engine.spec import DETECTOR
 from ..sampling import make_grid, parameterized, q_sample, sample
 from .profiling import StageTimer
 
@@ -79,6 +80,7 @@ class DiffusionCore:
         self.alphas_cumprod = self.schedule.alphas_cumprod()
         self._prompts = {k: backend.from_numpy(v[None]) for k, v in self.prompts.items()}
         self._lock = threading.Lock()
+        self._detect_lock = threading.Lock()
 
     @property
     def cond_cache(self) -> bool:
@@ -143,6 +145,29 @@ class DiffusionCore:
         with self._lock:
             weight = self._run_network("fidelity", {"image": pixels, "restored": restored})["weight"]
             return self.backend.concat([weight])
+
+    @property
+    def has_detector(self) -> bool:
+        """Whether the engine carries the face detector (``detector`` network; engines exported before
+        issue 29 do not: the face pipeline runs the shipped ONNX file then)."""
+        return DETECTOR in self.backend.specs
+
+    def detect_host(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The face detector on host frames ``float32 [B, 3, 32h, 32w]`` (BGR minus the mean:
+        :func:`flipnet_rt.faces.retinaface.preprocess`) -> host copies of ``loc``, ``conf``, ``landmarks``.
+
+        Detector calls are serialised among themselves but not with restoration: a backend's per-call
+        state (buffers, bindings, sessions) is kept per network and shape, so a video's detection
+        thread overlaps the engine worker's sampling instead of waiting for it."""
+        with self._detect_lock:
+            be = self.backend
+            out = self._run_network(
+                DETECTOR, {"input": be.from_numpy(np.ascontiguousarray(frames, np.float32), "float32")}
+            )
+            loc, conf, landmarks = (
+                be.to_numpy(out[n]).astype(np.float32, copy=True) for n in ("loc", "conf", "landmarks")
+            )
+            return loc, conf, landmarks
 
     def latents(self, pixels: np.ndarray, mode: Mode, options: SamplingOptions, seeds: Sequence[int]) -> np.ndarray:
         """The sampled latents ``float32 [B, 4, h, w]`` before decoding (for parity checks)."""

@@ -9,7 +9,7 @@ paste back) are :mod:`flipnet_rt.faces`'s, built on this.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,6 +125,12 @@ class Restorer:
     ) -> list[np.ndarray]:
         """Synthesise a real-world-like LQ version of each HQ face (degradation mode, Sec. 4.2)."""
         return self._run(images, Mode.DEGRADE, options or self.options(), seeds)
+
+    def detector_network(self) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
+        """The engine's face detector on this restorer's backend and device, as the call
+        :class:`~flipnet_rt.faces.retinaface.RetinaFaceDetector` takes; None when the engine has none
+        (engines exported before it: the detector runs the shipped ONNX file instead)."""
+        return self.core.detect_host if self.core.has_detector else None
 
     @property
     def has_fidelity(self) -> bool:

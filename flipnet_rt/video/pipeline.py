@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..config.options import image_seed
+from ..faces.types import BatchFaceDetector
 from ..runtime.profiling import StageTimer
 from .frames import Frame
 from .regions import find_near, refine
@@ -88,6 +89,10 @@ class VideoOptions:
     max_gap: longest run of frames without a detection filled by interpolation (misses, and the
         frames between detections when detect_every > 1).
     seed: base seed; seed_mode: :class:`SeedMode`.
+    detect_batch: full-frame searches run together in one detector call (a detector with
+        ``detect_batch``, e.g. RetinaFace; others search frame by frame): frames wait, undetected,
+        until this many searches are due (memory: up to ``detect_batch * detect_every`` more
+        frames); worth it where the detector runs on a GPU, not on the CPU (docs/studies/detector).
     stabilise: filter what the output takes from the input (the fidelity blend, keep-detail's band)
         along each track (:mod:`.stabilise`): the faces' input crops, not their per-frame noise (on
         the device frame path on the GPU, with one engine worker: the filter needs frame order).
@@ -102,6 +107,7 @@ class VideoOptions:
     seed: int = 0
     seed_mode: SeedMode = SeedMode.TRACK
     stabilise: bool = True
+    detect_batch: int = 1
 
     def __post_init__(self) -> None:
         for name, kind in (("seed_mode", SeedMode), ("tracking", Tracking)):
@@ -116,6 +122,8 @@ class VideoOptions:
             raise ValueError(f"batch_size: {self.batch_size}; must be 1 or more")
         if self.detect_every < 1:
             raise ValueError(f"detect_every: {self.detect_every}; must be 1 or more")
+        if self.detect_batch < 1:
+            raise ValueError(f"detect_batch: {self.detect_batch}; must be 1 or more")
         if self.lookahead < self.detect_every and self.tracking is Tracking.INTERPOLATE:
             raise ValueError(
                 f"lookahead: {self.lookahead}; must be at least detect_every "
@@ -184,6 +192,9 @@ class VideoRestorer:
             )
             self.stabiliser, self._stabilise_on_device = None, False
         self._held: deque[_Held] = deque()  # decoded, waiting for look-ahead
+        # decoded, waiting for a batch of full-frame searches (options.detect_batch), not yet in _held
+        self._pending: list[_Held] = []
+        self._batch_detector = self.detector if isinstance(self.detector, BatchFaceDetector) else None
         self._batch: list[_Held] = []  # planned, waiting for the batch to fill
         self._ready: deque[Frame] = deque()  # restored, for pull()
         self._running: deque[tuple[list[_Held], Future]] = deque()  # batches on the workers, in order
@@ -213,14 +224,42 @@ class VideoRestorer:
         frame = Frame(self._count, frame.pts, frame.time_base, image)  # our own index: the tracker's clock
         self._count += 1
         held = _Held(frame)
+        if ahead is None and self.options.detect_batch > 1 and self._batch_detector is not None:
+            self._pending.append(held)
+            due = sum(1 for h in self._pending if self._due(h))
+            return self._run_pending() if due >= self.options.detect_batch else []
         self._held.append(held)
         if ahead is not None:
             self._track(held, list(ahead), full=True)
-        elif frame.index % self.options.detect_every == 0:
+        elif self._due(held):
             self._detect(held)
         elif self.options.tracking is Tracking.REGION:
             self._detect_near(held)
         return self._advance(final=False)
+
+    def _due(self, held: _Held) -> bool:
+        """Whether ``held`` is a frame whose whole is searched (every ``detect_every``-th)."""
+        return held.frame.index % self.options.detect_every == 0
+
+    def _run_pending(self) -> list[Frame]:
+        """The waiting frames' full-frame searches in one detector call, then each frame in order as
+        :meth:`push` takes it (tracked, or followed near its tracks); returns the frames finished."""
+        pending, self._pending = self._pending, []
+        due = [h for h in pending if self._due(h)]
+        found: dict[int, list[Face]] = {}
+        if due and self._batch_detector is not None:
+            with self._stage("detect"):
+                batches = self._batch_detector.detect_batch([h.frame.image for h in due])
+            found = {h.frame.index: faces for h, faces in zip(due, batches)}
+        out: list[Frame] = []
+        for held in pending:
+            self._held.append(held)
+            if held.frame.index in found:
+                self._track(held, found[held.frame.index], full=True)
+            elif self.options.tracking is Tracking.REGION:
+                self._detect_near(held)
+            out += self._advance(final=False, newest=held.frame.index)
+        return out
 
     def detect_ahead(self, frame: Frame) -> Frame:
         """Run the detector on ``frame`` if it is a detection frame (its ``index`` counts from 0 with
@@ -235,9 +274,10 @@ class VideoRestorer:
 
     def flush(self) -> list[Frame]:
         """Finish every held frame (the end of the video) and return them, in order."""
+        out = self._run_pending() if self._pending else []
         if self._held and not self._held[-1].detected:
             self._detect(self._held[-1])  # the last frame closes the tracks' last interval
-        return self._advance(final=True)
+        return out + self._advance(final=True)
 
     # ------------------------------------------------------------------ feed / pull API
     def feed(self, image: np.ndarray | Frame, pts: int | None = None) -> None:
@@ -322,9 +362,10 @@ class VideoRestorer:
             self.smoother.observe(track_id, held.frame.index, match)
             box = match.box
 
-    def _advance(self, final: bool) -> list[Frame]:
+    def _advance(self, final: bool, newest: int | None = None) -> list[Frame]:
+        """Finish the held frames ``lookahead`` frames older than ``newest`` (default: the newest pushed)."""
         out: list[Frame] = []
-        newest = self._count - 1
+        newest = self._count - 1 if newest is None else newest
         while self._held and (final or self._held[0].frame.index <= newest - self.options.lookahead):
             held = self._held.popleft()
             with self._stage("track"):

@@ -51,7 +51,9 @@ DEFAULTS = dict(
     verbose=False,
 )
 FACE_DEFAULTS = dict(
-    detector="mtcnn",
+    detector="retinaface",
+    detect_size=None,
+    detect_angles=None,
     detect_thresholds=None,
     min_face_size=20.0,
     max_faces=0,
@@ -697,6 +699,8 @@ def test_whole_images_write_their_report_saved_faces_and_warnings(tmp_path, monk
         "model": "tiny",
         "seed": 3,
         "detector": "dlib",
+        "detect_size": None,
+        "detect_angles": [0],
         "errors": [lines(err, "error: ")[0].removeprefix("error: ")],
     }
     entries = {Path(e["image"]).name: e for e in document["images"]}

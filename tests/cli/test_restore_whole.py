@@ -118,3 +118,68 @@ def test_fidelity_lands_in_the_report_and_a_bad_one_is_one_line(pictures, tmp_pa
         err = capsys.readouterr().err.strip()
         assert code == 2 and err.count("\n") == 0 and err.startswith("error: fidelity: ") and "auto" in err
     assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+
+
+def test_detector_flags_reach_the_detector_and_the_report(pictures, tmp_path, capsys):
+    """Issue 29: RetinaFace by default; with --detect-angles the faces of the group turned on its side
+    come with their own eyes in order (the eye line turned 90 degrees: pointing down the image, so
+    alignment turns each face upright), which a plain search gets wrong; --detect-size and the
+    detector land in the report; bad values are one line."""
+    group = np.asarray(Image.open(pictures / "group.png"))
+    Image.fromarray(np.ascontiguousarray(np.rot90(group, -1))).save(tmp_path / "turned.png")
+    base = ["--model", str(ENGINE), "--seed", "5"]
+    eyes = {}
+    for name, extra in (("plain", []), ("angles", ["--detect-angles", "0,90,180,270", "--detect-size", "960"])):
+        report = tmp_path / f"{name}.json"
+        assert (
+            main(
+                [
+                    "restore",
+                    str(tmp_path / "turned.png"),
+                    "-o",
+                    str(tmp_path / name),
+                    *base,
+                    *extra,
+                    "--report",
+                    str(report),
+                ]
+            )
+            == 0
+        )
+        data = json.loads(report.read_text())
+        points = [f["landmarks"] for f in data["images"][0]["faces"]]
+        # the direction of each face's eye line (left eye -> right eye), in degrees from the image's x axis
+        eyes[name] = sorted(
+            round(
+                float(
+                    np.degrees(np.arctan2(p["right_eye"][1] - p["left_eye"][1], p["right_eye"][0] - p["left_eye"][0]))
+                )
+            )
+            for p in points
+        )
+        assert data["meta"]["detector"] == "retinaface"
+        if name == "angles":
+            assert data["meta"]["detect_angles"] == [0, 90, 180, 270] and data["meta"]["detect_size"] == 960
+    from flipnet_rt.demo import group_picture
+
+    truth = sorted(  # the placed faces' eye lines, turned 90 degrees with the picture
+        round(float(np.degrees(np.arctan2(*(t.landmarks[1] - t.landmarks[0])[::-1])))) + 90 for t in group_picture(0)[1]
+    )
+    print(f"eye lines in the turned group picture: truth {truth}, found {eyes}")
+    assert len(eyes["angles"]) == 3 and max(abs(a - t) for a, t in zip(eyes["angles"], truth)) <= 10
+    assert len(eyes["plain"]) != 3 or max(abs(a - t) for a, t in zip(eyes["plain"], truth)) > 20
+    capsys.readouterr()
+    for flags, message in (
+        (["--detect-angles", "45"], "argument --detect-angles: '45'; give clockwise angles from 0, 90, 180, 270"),
+        (["--detect-size", "8"], "--detect-size: 8 px; use 32 to 2048"),
+        (
+            ["--detector", "mtcnn", "--detect-size", "640"],
+            "--detect-size: applies to the retinaface detector, not mtcnn",
+        ),
+    ):
+        try:
+            code = main(["restore", str(pictures / "group.png"), "-o", str(tmp_path / "bad"), *base, *flags])
+        except SystemExit as exc:  # argparse's own usage errors
+            code = exc.code
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert code == 2 and message in err, err

@@ -155,7 +155,17 @@ def test_every_network_spec_matches_the_pytorch_network(tiny_model):
         assert {k: tuple(v.shape) for k, v in out.items()} == {t.name: shapes[t.name] for t in spec.outputs}, name
     config = tiny_model.config
     specs = network_specs(config, [KVSpec(0, 32), KVSpec(2, 64)], "float16")
-    assert set(specs) == {"unet", "unet_cond", "unet_input", "vae_encoder", "vae_decoder", "face_encoder"}
+    assert set(specs) == {"unet", "unet_cond", "unet_input", "vae_encoder", "vae_decoder", "face_encoder", "detector"}
+    assert "detector" not in network_specs(config, [KVSpec(0, 32)], detector=False)
+    # the detector: float32 frames of 32h x 32w whatever the engine's precision, 42 prior boxes per 32x32
+    detector = specs["detector"]
+    assert {t.dtype for t in (*detector.inputs, *detector.outputs)} == {"float32"}
+    assert detector.shapes({"B": 2, "h": 23, "w": 40}) == {
+        "input": (2, 3, 736, 1280),
+        "loc": (2, 42 * 23 * 40, 4),
+        "conf": (2, 42 * 23 * 40, 2),
+        "landmarks": (2, 42 * 23 * 40, 10),
+    }
     assert specs["unet_cond"].output_names == kv_names(2)
     assert [str(d) for d in specs["unet_cond"].outputs[2].shape] == ["B", "h*w/16", "64"]
     assert specs["unet"].input("timestep").dtype == "float32" and specs["unet"].input("phi").dtype == "float16"

@@ -88,3 +88,23 @@ def test_inputs_are_seeded_draws_by_name():
     assert {k: v.dtype for k, v in feeds.items()} == dict.fromkeys(feeds, np.float32)
     big = _inputs(spec, {"B": 4000, "h": 1, "w": 1}, seed=0)["timestep"]
     assert big.min() >= 0 and big.max() <= 999 and big.max() >= 990  # [0, 1000): every training step
+
+
+def test_detector_difference_compares_the_decoded_faces():
+    """verify's detector check (issue 29): the faces decoded from a backend's outputs against PyTorch's,
+    in pixels; a face moved by more than 0.5 px fails, a face missing is infinite, no face to compare is None."""
+    from skimage import data
+
+    from flipnet_rt.export.verify import DETECTOR_PX, _detector_inputs, detector_difference
+    from flipnet_rt.faces.onnx_session import OnnxNet
+    from flipnet_rt.faces.retinaface import SHIPPED_WEIGHTS
+
+    net = OnnxNet(SHIPPED_WEIGHTS)
+    feeds = _detector_inputs(data.astronaut()[:300, 100:400])  # her face, scaled to the 256 px frame
+    ref = dict(zip(("loc", "conf", "landmarks"), net(feeds["input"])))
+    assert detector_difference(ref, ref) == 0.0
+    moved = dict(ref, landmarks=ref["landmarks"] + np.float32(0.6 / (0.1 * 16)))  # >= 0.6 px at every anchor
+    assert detector_difference(moved, ref) > DETECTOR_PX
+    lost = dict(ref, conf=np.zeros_like(ref["conf"]))
+    assert detector_difference(lost, ref) == math.inf
+    assert detector_difference(ref, lost) is None

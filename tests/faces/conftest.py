@@ -33,6 +33,13 @@ def mtcnn():
 
 
 @pytest.fixture(scope="session")
+def retinaface():
+    from flipnet_rt.faces.detectors import load_detector
+
+    return load_detector("retinaface")
+
+
+@pytest.fixture(scope="session")
 def dlib_detector():
     import importlib.util
 

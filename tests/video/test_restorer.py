@@ -133,11 +133,48 @@ def test_detect_every_k_interpolates_between_detections(demo_faces):
         np.testing.assert_array_equal(a.image, b.image)
 
 
+@pytest.mark.parametrize("tracking", ["region", "interpolate"])
+def test_full_searches_batched_across_frames_give_the_same_video(demo_faces, tracking):
+    """Issue 29: with ``detect_batch`` the frames due for a full search (every 2nd here) are searched
+    in one detector call per 3 of them; every frame comes out as it does searched one by one."""
+    from flipnet_rt.faces.detectors import load_detector
+
+    frames, _ = static_face_frames(9, faces=2, size=(320, 256), eye_distance=30.0)
+    retinaface = load_detector("retinaface")
+    batches: list[int] = []
+
+    class Batching:
+        name = "retinaface"
+
+        def detect(self, image):
+            return retinaface.detect(image)
+
+        def detect_batch(self, images):
+            batches.append(len(images))
+            return retinaface.detect_batch(images)
+
+    runs = {}
+    for size in (1, 3):
+        options = VideoOptions(detect_every=2, lookahead=2, batch_size=4, tracking=tracking, detect_batch=size)
+        restorer = VideoRestorer(demo_faces, options, detector=Batching())
+        out = []
+        for i, image in enumerate(frames):
+            out += restorer.push(image)
+            assert len(out) <= max(0, i + 1 - 2)  # never ahead of the pushed frames
+        out += restorer.flush()
+        assert [f.index for f in out] == list(range(9)) and restorer.tracks_seen == 2
+        runs[size] = out
+    assert batches == [3, 2]  # frames 0, 2, 4 together, then 6 and 8 at the end (batch size 1: detect())
+    for a, b in zip(runs[1], runs[3]):
+        np.testing.assert_array_equal(a.image, b.image)
+
+
 def test_bad_options():
     # library errors name the field (issue 28); the CLI shows the flag (tests/video/test_cli.py)
     for kwargs, match in [
         ({"batch_size": 0}, "^batch_size: 0; "),
         ({"detect_every": 0}, "^detect_every: 0; "),
+        ({"detect_batch": 0}, "^detect_batch: 0; "),
         ({"detect_every": 12, "lookahead": 10, "tracking": "interpolate"}, "^lookahead: 10; "),
         ({"smoothing": -1}, "^smoothing: -1; "),
         ({"tracking": "kalman"}, "^tracking: 'kalman' is"),
