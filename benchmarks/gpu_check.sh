@@ -30,13 +30,15 @@
 #   device_pipeline    (f) frame-to-frame on the device with CuPy arrays vs the host pipeline
 #   parity_bench       (c)+(d) one process, one random:sd21-base: fp16 parity/NaN and the attention
 #                      upcast (benchmarks/gpu_parity.py), then the reduced bench with --baseline
+#   gpu_detect         (h) face detection: the RetinaFace network on CUDA (fp32, fp16; batch 1, 8)
+#                      vs MTCNN on the host (benchmarks/gpu_detect.py, issue 29); needs no CUDA build
 #   gpu_video          (g) video: host vs device frame path
 # Steps (e) tests, (f) and (g) need the CUDA build: when it failed they are skipped, saying why.
 #
 # What comes back ($OUT keeps at most 8 files): $OUT/summary.txt and $OUT/gpu_check.tar.gz, both
 # rewritten after every step (a command stopped at its limit keeps what finished). The archive holds
 # gpu_check/: summary.txt, log.txt (all output), native_build.log, gpu_tests.xml, native_tests.xml,
-# parity.json, bench.json, bench.csv, device_pipeline.json, gpu_video.json.
+# parity.json, bench.json, bench.csv, device_pipeline.json, gpu_detect.json, gpu_video.json.
 set -uo pipefail  # no -e: every step runs and records, whatever the one before it did
 cd "$(dirname "$0")/.." || exit 2
 
@@ -47,9 +49,10 @@ PLAN=(
   "native_cuda_build 175 (e) build, in the background from the start: overlaps preflight and gpu_tests"
   "gpu_tests 140 (a)+(b) GPU-marked tests: CUDA graphs vs eager, TensorRT backend on a torch double"
   "native_cuda_tests 60 (e) CUDA kernels vs the CPU kernels; device frame path's kernel contract"
-  "device_pipeline 80 (f) warp-crop -> engine -> paste on the device (CuPy) vs the host pipeline"
+  "device_pipeline 65 (f) warp-crop -> engine -> paste on the device (CuPy) vs the host pipeline"
   "parity_bench 175 (c)+(d) random:sd21-base loaded once: fp16 parity/NaN, upcast, bench --baseline"
-  "gpu_video 70 (g) VideoRestorer frames/s, host vs device frame path"
+  "gpu_detect 40 (h) RetinaFace network on CUDA (fp32/fp16, batch 1/8) vs MTCNN on the host"
+  "gpu_video 60 (g) VideoRestorer frames/s, host vs device frame path"
 )
 BACKGROUND=native_cuda_build
 
@@ -283,6 +286,9 @@ fi
 step parity_bench python3 benchmarks/gpu_parity.py --json "$W/parity.json" -- \
   --device cuda --backend torch --precision fp16 --steps 20 --guidance 1.5 --batch 1 --cond-cache on,off \
   --cuda-graphs off,on --warmup 1 --iters 3 --baseline --json "$W/bench.json" --csv "$W/bench.csv"
+
+# (h) face detection (issue 29): torch RetinaFace on CUDA vs MTCNN on the host; needs no CUDA build
+step gpu_detect python3 benchmarks/gpu_detect.py --json "$W/gpu_detect.json"
 
 # (g) video: host vs device frame path (demo model on torch CUDA, 720p, 3 faces)
 if [ "$build_status" = 0 ]; then

@@ -7,7 +7,8 @@ frame (1080p: 40, 70, 110 px). Every benchmark stores ``ms_per_face`` (mean roun
 ``paste_full_frame`` is facexlib's full-frame algorithm on the same faces, the baseline of its ratio;
 both also store ``cpu_ms_per_face_1_thread`` (process CPU time with one OpenCV thread).
 ``restore`` is the 64-px demo engine on ONNX Runtime CPU (one batch of the 3 faces; the model's
-cost does not depend on the frame). MTCNN runs with its default minimum face size (20 px).
+cost does not depend on the frame). ``detection`` runs each detector with its defaults: RetinaFace
+(the default, frames shrunk to 1280 px) and MTCNN (minimum face size 20 px), grouped by frame size.
 """
 
 from __future__ import annotations
@@ -65,13 +66,19 @@ def _per_face(benchmark, n: int, name: str) -> None:
     benchmark.extra_info["ms_per_face"] = benchmark.stats.stats.mean * 1e3 / n
 
 
-def test_detection(benchmark, frame):
+@pytest.fixture(scope="module", params=["retinaface", "mtcnn"])
+def detector(request):
     from flipnet_rt.faces.detectors import load_detector
 
+    return load_detector(request.param)
+
+
+def test_detection(benchmark, frame, detector):
     name, image, faces = frame
-    detector = load_detector("mtcnn")
+    benchmark.group = f"detection {name}"  # both detectors side by side per frame size
     found = benchmark.pedantic(detector.detect, args=(image,), rounds=3, warmup_rounds=1)
     assert len(found) >= len(faces)
+    benchmark.extra_info["detector"] = detector.name
     _per_face(benchmark, len(faces), name)
 
 

@@ -1,7 +1,8 @@
-"""Video throughput on the demo engine (64 px, ONNX Runtime CPU) with MTCNN (``make bench``).
+"""Video throughput on the demo engine (64 px, ONNX Runtime CPU) with each face detector (``make bench``).
 
-For each frame size (640x360, 1280x720) and face count (1, 3) a generated clip (the astronaut's
-head at the demo model's scale, fresh sensor noise every frame, a sine AAC track) is restored
+For each detector (``retinaface``, the default, and ``mtcnn``), frame size (640x360, 1280x720) and
+face count (1, 3) a generated clip (the astronaut's head at the demo model's scale, fresh sensor
+noise every frame, a sine AAC track; both detectors find every head) is restored
 
 - by a **naive sequential loop**: decode → detect → align → restore → paste → encode, one frame at
   a time in one thread, every stage timed (the share of each stage is the naive loop's);
@@ -41,11 +42,18 @@ CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os
 WORKERS = 2 if CORES >= 2 else 1  # what `flipnet-rt video --workers 0` (the default) picks here
 
 
-@pytest.fixture(scope="module")
-def parts():
-    """(Restorer with ONNX Runtime's default threads, MTCNN, the CLI's default engine workers) loaded once."""
-    from flipnet_rt.backends.registry import BackendOptions
+@pytest.fixture(scope="module", params=["retinaface", "mtcnn"])
+def detector(request):
+    """The detector (its defaults), loaded once per module and detector."""
     from flipnet_rt.faces.detectors import load_detector
+
+    return load_detector(request.param)
+
+
+@pytest.fixture(scope="module")
+def parts(detector):
+    """(Restorer with ONNX Runtime's default threads, the detector, the CLI's default engine workers) loaded once."""
+    from flipnet_rt.backends.registry import BackendOptions
     from flipnet_rt.runtime.restorer import Restorer
 
     if not (ENGINE / "manifest.json").is_file():
@@ -56,7 +64,7 @@ def parts():
         )
         for _ in range(WORKERS)
     ]
-    return Restorer.load(ENGINE, backend="onnxruntime", device="cpu"), load_detector("mtcnn"), workers
+    return Restorer.load(ENGINE, backend="onnxruntime", device="cpu"), detector, workers
 
 
 def timed_faces(restorer, detector, timer):
@@ -65,9 +73,9 @@ def timed_faces(restorer, detector, timer):
     from flipnet_rt.faces.pipeline import FaceRestorer
 
     class Timed(FaceRestorer):
-        def _align(self, image, result):
+        def _align(self, image, result, given=None):
             with timer.stage("align"):
-                return super()._align(image, result)
+                return super()._align(image, result, given)
 
         def _back(self, result, model_input, restored):
             with timer.stage("paste"):
@@ -194,6 +202,7 @@ def test_video_throughput(benchmark, parts, tmp_path, size, faces_per_frame):
     naive_s, totals = best["naive"]
     busy = sum(totals.get(s, 0.0) for s in STAGES)
     info = {
+        "detector": detector.name,
         "size": f"{size[0]}x{size[1]}",
         "faces_per_frame": faces_per_frame,
         "frames": FRAMES,

@@ -44,8 +44,13 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
         ["flipnet_rt/sampling/*", "flipnet_rt/config/options.py"],
         ["tests/sampling", "tests/test_restorer_reference.py", "tests/test_config.py", "tests/test_options.py"],
     ),
-    "imaging": (
-        ["flipnet_rt/imaging/*"],
+    "imaging": (  # the image primitives; scene.py/examples.py (demo pictures) and native.py (tests/native) are not
+        [
+            "flipnet_rt/imaging/colour.py",
+            "flipnet_rt/imaging/geometry.py",
+            "flipnet_rt/imaging/io.py",
+            "flipnet_rt/imaging/tensor.py",
+        ],
         ["tests/imaging"],
     ),
     "engine": (

@@ -241,6 +241,48 @@ def test_variants_ordered_numerically(tmp_path: Path) -> None:
     assert [job.output.name for job in jobs] == [f"a_v{k}.png" for k in range(12)]
 
 
+def test_each_job_carries_the_key_and_variant_its_seed_derives_from(tmp_path: Path) -> None:
+    """restore, degrade and cluster seed each output by (seed, key, variant) (issue 30): the key is the
+    output's path under OUTDIR (POSIX separators), the variant its ``_v{k}``, whatever else the job holds."""
+    root = tmp_path / "in"
+    _touch(root / "a.png")
+    _touch(root / "sub" / "b.jpg")
+    out = tmp_path / "out"
+    jobs, errors = plan_jobs([root], out, variants=2)
+    assert errors == []
+    assert [(job.key, job.variant) for job in jobs] == [
+        ("a_v0.png", 0),
+        ("a_v1.png", 1),
+        ("sub/b_v0.png", 0),
+        ("sub/b_v1.png", 1),
+    ]
+    assert all(job.output == out / job.key for job in jobs)
+    _touch(tmp_path / "other" / "0.png")  # another folder first: indices move, keys and variants do not
+    more, _ = plan_jobs([tmp_path / "other", root], out, variants=2)
+    assert [job.index for job in more if job.source != tmp_path / "other" / "0.png"] == [2, 3, 4, 5]
+    assert {(j.source, j.key, j.variant) for j in jobs} < {(j.source, j.key, j.variant) for j in more}
+    single, _ = plan_jobs([root / "sub" / "b.jpg"], out)
+    assert [(job.key, job.variant) for job in single] == [("b.png", 0)]
+
+
+def test_videos_keep_their_own_suffix_and_folders_give_the_taken_suffixes(tmp_path: Path) -> None:
+    """The cluster's video jobs plan with suffix=None (each output keeps its source's suffix) and
+    take=its video suffixes (a folder gives those files, not its images)."""
+    root = tmp_path / "clips"
+    _touch(root / "a.mp4")
+    _touch(root / "sub" / "b.MKV")
+    _touch(root / "still.png")
+    _touch(root / "notes.txt")
+    out = tmp_path / "out"
+    jobs, errors = plan_jobs([root], out, suffix=None, take=frozenset({".mp4", ".mkv"}))
+    assert errors == []
+    assert _outputs(jobs, out) == ["a.mp4", "sub/b.MKV"]
+    assert [job.key for job in jobs] == ["a.mp4", "sub/b.MKV"]
+    jobs, errors = plan_jobs([root / "a.mp4", root / "notes.txt"], out, suffix=None, variants=2)
+    assert errors == []
+    assert _outputs(jobs, out) == ["a_v0.mp4", "a_v1.mp4", "notes_v0.txt", "notes_v1.txt"]
+
+
 def test_variants_collision_refuses_the_whole_source(tmp_path: Path) -> None:
     first = _touch(tmp_path / "in" / "a.jpg")
     _touch(tmp_path / "in" / "a.png")

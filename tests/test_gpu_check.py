@@ -37,6 +37,7 @@ STEPS = [
     "native_cuda_tests",
     "device_pipeline",
     "parity_bench",
+    "gpu_detect",
     "gpu_video",
 ]
 BACKGROUND = "native_cuda_build"
@@ -156,7 +157,14 @@ def test_dry_run_guard_skips_what_does_not_fit_and_packs_two_files(tmp_path):
     out, summary = _dry_run(tmp_path, GPU_CHECK_BUDGET="150")
     assert re.search(r"^parity_bench: skipped: its limit 175s exceeds the \d+s left of 150s$", summary, re.M), summary
     ran = re.findall(r"^(\w+): exit 0 in", summary, re.M)
-    assert ran == ["gpu_tests", "native_cuda_build", "native_cuda_tests", "device_pipeline", "gpu_video"], summary
+    assert ran == [
+        "gpu_tests",
+        "native_cuda_build",
+        "native_cuda_tests",
+        "device_pipeline",
+        "gpu_detect",
+        "gpu_video",
+    ], summary
     assert sorted(p.name for p in out.iterdir()) == ["gpu_check.tar.gz", "summary.txt"]
     with tarfile.open(out / "gpu_check.tar.gz") as archive:
         names = set(archive.getnames())
@@ -173,7 +181,7 @@ def test_dry_run_a_failed_build_skips_what_needs_it(tmp_path):
     assert "native_cuda_build: exit 1" in summary
     for name in ("native_cuda_tests", "device_pipeline", "gpu_video"):
         assert re.search(rf"^{name}: skipped: the native CUDA build failed \(exit 1", summary, re.M), summary
-    assert re.findall(r"^(\w+): exit 0 in", summary, re.M) == ["gpu_tests", "parity_bench"], summary
+    assert re.findall(r"^(\w+): exit 0 in", summary, re.M) == ["gpu_tests", "parity_bench", "gpu_detect"], summary
 
 
 @needs_bash
@@ -183,7 +191,7 @@ def test_dry_run_commands_name_existing_scripts_and_tests(tmp_path):
     result = _bash(str(SCRIPT), env=env)
     assert result.returncode == 0, result.stderr
     commands = re.findall(r"^dry run: (.*)$", result.stdout, re.M)
-    assert len(commands) == 5, result.stdout
+    assert len(commands) == 6, result.stdout
     paths = {
         word
         for command in commands

@@ -62,6 +62,9 @@ def test_from_config_takes_every_default_from_the_model():
         dict(t_cond=0),
         dict(t_cond=T - 1),
         dict(steps=1),
+        dict(steps=T),  # one step per training timestep: the most the message allows ("use 1 to T")
+        dict(seed=0),
+        dict(seed=2**63 - 1),  # the largest seed the message allows (MAX_SEED)
         dict(strength=1.0),
         dict(strength=1e-3),
         dict(eta=0.0),

@@ -175,8 +175,9 @@ class FaceRestorer:
 
     Args:
         restorer: a :class:`RestorerLike`: a :class:`flipnet_rt.runtime.restorer.Restorer` or a stand-in.
-        detector: a :class:`~.types.FaceDetector`; None loads MTCNN on first use, on the Restorer's
-            device where ONNX Runtime's CUDA provider runs, else on the CPU.
+        detector: a :class:`~.types.FaceDetector`; None loads the default (RetinaFace) on first use,
+            on the Restorer's backend where its engine has the detector network, else the shipped
+            ONNX file on ONNX Runtime (on the Restorer's device where its CUDA provider runs).
         options: :class:`FaceOptions`.
         sampling: the core's ``SamplingOptions`` (None: ``restorer.options()``).
         frame_path: :class:`~.types.FramePath`, chosen here once: ``host`` (default); ``device``
@@ -227,7 +228,8 @@ class FaceRestorer:
 
             core = restorer_core(self.restorer)
             self._detector = load_detector(
-                "mtcnn", providers=providers_like(core.backend if core is not None else None)
+                providers=providers_like(core.backend if core is not None else None),
+                network=core.detect_host if core is not None and core.has_detector else None,
             )
         return self._detector
 

@@ -223,7 +223,8 @@ def serve(config: ServeConfig, *, on_ready: Callable[[], None] | None = None) ->
     from ..faces.detectors import load_detector
     from ..faces.onnx_session import providers_like
 
-    detectors = [load_detector("mtcnn", providers=providers_like(r.backend)) for r in restorers]
+    # the default detector, on each instance's backend (the engine's own detector network where it has one)
+    detectors = [load_detector(providers=providers_like(r.backend), network=r.detector_network()) for r in restorers]
     log.info("loaded %s on %s (%d instance(s))", config.model, restorers[0].backend.name, config.instances)
     upstream_port = _free_port()
     triton_config = TritonConfig(

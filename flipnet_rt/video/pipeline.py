@@ -1,3 +1,4 @@
+# Long module: VideoRestorer's steps (detect, track, look back, batch, workers) share its frame queues.
 """Restore the faces of a video, frame by frame, with one noise seed per face track (DESIGN §7).
 
 :class:`VideoRestorer` is a :class:`~.frames.FrameProcessor`: frames go in in order and come out

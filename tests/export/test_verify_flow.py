@@ -19,14 +19,17 @@ from flipnet_rt.engine.spec import KVSpec, Profile, network_specs  # noqa: E402
 
 CONFIG = tiny()
 PROFILE = Profile(B=(1, 2, 2), h=(2, 4, 4), w=(2, 4, 4))
-SPECS = network_specs(CONFIG, [KVSpec(0, 3)], detector=False)  # the detector: test_verify.py, on a real engine
+SPECS = network_specs(CONFIG, [KVSpec(0, 3)], detector=False)  # the networks of a restore
+# the optional networks, in their own tests: the fidelity estimator and the face detector
+ALL_SPECS = network_specs(CONFIG, [KVSpec(0, 3)], fidelity=True, detector=True)
 
 
 def _outputs(name, feeds):
     """A deterministic stand-in network: every output filled with the sum of every input."""
     total = float(sum(np.sum(v, dtype=np.float64) for v in feeds.values()))
     env = PROFILE.env(0)
-    return {t.name: np.full(t.concrete(env), total * (j + 1), np.float32) for j, t in enumerate(SPECS[name].outputs)}
+    outputs = ALL_SPECS[name].outputs
+    return {t.name: np.full(t.concrete(env), total * (j + 1), np.float32) for j, t in enumerate(outputs)}
 
 
 class Reference:
@@ -49,6 +52,7 @@ class TorchRestorer:
     """Restorer.load(model, backend="torch", device="cpu") and Restorer(backend, config, prompts)."""
 
     calls = []
+    config = CONFIG
 
     def __init__(self, backend, config=None, prompts=None):
         self.backend = backend
@@ -108,7 +112,7 @@ class EngineBackend:
 
 
 def _setup(monkeypatch, *, precision="fp32", networks=tuple(SPECS), backends=()):
-    entries = {n: SimpleNamespace(spec=SPECS[n], profile=PROFILE) for n in networks}
+    entries = {n: SimpleNamespace(spec=ALL_SPECS[n], profile=PROFILE) for n in networks}
     checked = []
     manifest = SimpleNamespace(
         precision=precision, networks=entries, check_model=lambda config, directory: checked.append((config, directory))
@@ -258,3 +262,91 @@ def test_a_check_exactly_at_its_limit_passes(monkeypatch):
     monkeypatch.setattr(verify_module, "_compare", lambda ours, ref: (0.5, 1e-4))
     report = verify_module.verify("E", "m", images=IMAGES)
     assert [(c.rel_l2, c.limit, c.passed) for c in report.checks] == [(1e-4, 1e-4, True)]
+
+
+def test_the_fidelity_estimator_is_compared_on_a_face_and_its_restoration(monkeypatch):
+    """On seeded noise the fidelity estimator saturates at 0 (nothing to compare), so with images it is
+    fed as the runtime feeds it: the first image fitted to the model's resolution, and that face
+    restored by PyTorch in 2 steps at verify's seed, each float32 [1, 3, R, R]."""
+    from flipnet_rt.imaging.geometry import fit
+    from flipnet_rt.imaging.tensor import to_float
+
+    backend = EngineBackend(0.0, 0)
+    _setup(monkeypatch, networks=("fidelity",), backends=[("onnxruntime-cpu", True, backend)])
+    monkeypatch.setattr(Reference, "shift", 7, raising=False)  # PyTorch's "restoration": 7 grey levels up
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 240, (12, 9, 3), dtype=np.uint8), np.full((8, 8, 3), 50, np.uint8)]
+    report = verify_module.verify("E", "m", images=images, seed=11)
+    [(name, feeds)] = TorchRestorer.reference_log
+    face = fit(images[0], CONFIG.resolution)[0]
+    assert name == "fidelity" and list(feeds) == ["image", "restored"]
+    np.testing.assert_array_equal(feeds["image"], to_float(face[None]))
+    np.testing.assert_array_equal(
+        feeds["restored"], to_float((face.astype(np.int16) + 7).clip(0, 255).astype(np.uint8)[None])
+    )
+    assert feeds["image"].shape == (1, 3, CONFIG.resolution, CONFIG.resolution)
+    assert feeds["image"].dtype == feeds["restored"].dtype == np.float32
+    # the one restoration made for it: the face alone, 2 steps, verify's seed (no end-to-end run here)
+    assert [c for c in TorchRestorer.calls if c[0] == "restore"] == [
+        ("restore", "Reference", {"steps": 2, "seed": 11}, 1)
+    ]
+    assert backend.runs == ["fidelity"] and report.passed
+    # without images there is no face: the seeded draws at the profile's smallest shape, as for the others
+    _setup(monkeypatch, networks=("fidelity",), backends=[("onnxruntime-cpu", True, EngineBackend(0.0, 0))])
+    verify_module.verify("E", "m", images=[], seed=11)
+    [(name, feeds)] = TorchRestorer.reference_log
+    expected = verify_module._inputs(ALL_SPECS["fidelity"], PROFILE.env(0), 11)
+    assert feeds.keys() == expected.keys()
+    for k in feeds:
+        np.testing.assert_array_equal(feeds[k], expected[k])
+
+
+def test_the_detector_is_compared_on_a_face_by_the_faces_it_finds(monkeypatch):
+    """On noise the detector finds no face, so with images it is fed the first one as the face pipeline
+    feeds a frame; each backend's outputs and PyTorch's go to detector_difference, whose pixels are the
+    backend's detector_px; no face found by PyTorch is a skip, not a pass."""
+    from flipnet_rt.engine.spec import DETECTOR
+
+    compared, results = [], [0.0, 0.75, None]
+
+    def difference(ours, ref):
+        compared.append((ours, ref))
+        return results.pop(0)
+
+    monkeypatch.setattr(verify_module, "detector_difference", difference)
+    good, off, blind = EngineBackend(0.0, 0), EngineBackend(1e-6, 0), EngineBackend(0.0, 0)
+    _setup(
+        monkeypatch,
+        networks=(DETECTOR,),
+        backends=[("onnxruntime-cpu", True, good), ("tensorrt", True, off), ("torch", True, blind)],
+    )
+    rng = np.random.default_rng(4)
+    images = [rng.integers(0, 256, (12, 9, 3), dtype=np.uint8), np.full((8, 8, 3), 50, np.uint8)]
+    report = verify_module.verify("E", "m", images=images, seed=11)
+    [(name, feeds)] = TorchRestorer.reference_log
+    assert name == DETECTOR and list(feeds) == ["input"]
+    np.testing.assert_array_equal(feeds["input"], verify_module._detector_inputs(images[0])["input"])
+    ref = _outputs(DETECTOR, feeds)
+    assert len(compared) == 3
+    for (ours, theirs), backend in zip(compared, (good, off, blind)):
+        assert list(theirs) == list(ours) == ["loc", "conf", "landmarks"]
+        for k in ours:
+            np.testing.assert_array_equal(theirs[k], ref[k])
+            np.testing.assert_array_equal(ours[k], backend.run(DETECTOR, feeds)[k])
+    assert report.detector_px == {"onnxruntime-cpu": 0.0, "tensorrt": 0.75}
+    assert [s for s in report.skipped if "end-to-end" not in s] == [
+        "torch detector faces: PyTorch found no face in the verify image to compare"
+    ]
+    assert [(c.backend, c.network, c.passed) for c in report.checks] == [
+        ("onnxruntime-cpu", DETECTOR, True),
+        ("tensorrt", DETECTOR, True),
+        ("torch", DETECTOR, True),
+    ]
+    assert not report.passed  # every output within its relative limit, but tensorrt's faces 0.75 px off
+    # without images: the seeded draws at the profile's smallest shape, as for the other networks
+    _setup(monkeypatch, networks=(DETECTOR,), backends=[])
+    verify_module.verify("E", "m", images=[], seed=11)
+    [(name, feeds)] = TorchRestorer.reference_log
+    expected = verify_module._inputs(ALL_SPECS[DETECTOR], PROFILE.env(0), 11)
+    assert feeds.keys() == expected.keys()
+    np.testing.assert_array_equal(feeds["input"], expected["input"])

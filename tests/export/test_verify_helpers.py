@@ -37,6 +37,21 @@ def test_report_lines_are_the_table_verify_prints():
     assert Report(psnr_db={"x": 25.0}, psnr_limit=25.0).lines()[-1].endswith("(limit 25 dB)  ok")  # inclusive
 
 
+def test_the_detector_rows_and_their_half_pixel_limit():
+    """verify's detector check (issue 29): one row per backend with its worst box/landmark difference
+    against PyTorch's faces; the 0.5 px limit is inclusive, and one backend over it fails the report."""
+    report = Report(detector_px={"onnxruntime": 1.25e-4, "torch": 0.5, "tensorrt": 0.75})
+    assert report.lines() == [
+        "backend          network          max abs     rel L2    limit  result",
+        "onnxruntime      detector faces vs torch fp32: 1.25e-04 px (limit 0.5 px)  ok",
+        "torch            detector faces vs torch fp32: 5.00e-01 px (limit 0.5 px)  ok",
+        "tensorrt         detector faces vs torch fp32: 7.50e-01 px (limit 0.5 px)  FAIL",
+    ]
+    assert not report.passed
+    assert Report(detector_px={"onnxruntime": 1.25e-4, "torch": 0.5}).passed
+    assert not Report(detector_px={"onnxruntime": math.inf}).passed  # a face the backend did not find
+
+
 def test_compare_is_max_abs_and_relative_l2():
     ref = np.array([[3.0, 4.0]], np.float32)
     ours = np.array([[3.0, 4.5]], np.float16)
@@ -108,3 +123,28 @@ def test_detector_difference_compares_the_decoded_faces():
     lost = dict(ref, conf=np.zeros_like(ref["conf"]))
     assert detector_difference(lost, ref) == math.inf
     assert detector_difference(ref, lost) is None
+
+
+def test_detector_difference_is_the_worst_over_every_face_box_and_landmark():
+    """Four faces in the frame: moving any one of them (its box alone, or its landmarks alone) by more
+    than the limit is found, whichever face the decoder lists last."""
+    from skimage import data
+
+    from flipnet_rt.export.verify import DETECTOR_FRAME, DETECTOR_PX, _detector_inputs, detector_difference
+    from flipnet_rt.faces.onnx_session import OnnxNet
+    from flipnet_rt.faces.retinaface import SHIPPED_WEIGHTS, prior_boxes
+
+    face = data.astronaut()[:300, 100:400]
+    feeds = _detector_inputs(np.vstack([np.hstack([face, face])] * 2))  # 2 x 2 faces, 128 px each
+    ref = dict(zip(("loc", "conf", "landmarks"), OnnxNet(SHIPPED_WEIGHTS)(feeds["input"])))
+    assert detector_difference(ref, ref) == 0.0
+    centre = prior_boxes(DETECTOR_FRAME, DETECTOR_FRAME)[:, :2]  # each output row's anchor centre
+    shift = np.float32(0.6 / (0.1 * 16))  # >= 0.6 px at every anchor (the smallest are 16 px)
+    for right in (False, True):
+        for below in (False, True):
+            rows = ((centre[:, 0] >= DETECTOR_FRAME / 2) == right) & ((centre[:, 1] >= DETECTOR_FRAME / 2) == below)
+            one_face = rows[None, :, None].astype(np.float32)
+            landmarks = dict(ref, landmarks=ref["landmarks"] + shift * one_face)
+            assert detector_difference(landmarks, ref) > DETECTOR_PX, (right, below)
+            boxes = dict(ref, loc=ref["loc"] + shift * one_face * np.float32([1, 1, 0, 0]))  # the centre moves
+            assert detector_difference(boxes, ref) > DETECTOR_PX, (right, below)
