@@ -74,10 +74,18 @@ class FaceDetector(Protocol):
 
 
 @runtime_checkable
-class BatchFaceDetector(FaceDetector, Protocol):
+class BatchFaceDetector(Protocol):
     """A detector that also searches several same-sized frames in one call (video's ``detect_batch``)."""
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]: ...
+
+
+@runtime_checkable
+class NearFaceDetector(Protocol):
+    """A detector that also finds faces near given boxes cheaply (MTCNN: its last two stages), for
+    video's region tracking (:mod:`flipnet_rt.video.regions`)."""
+
+    def detect_near(self, image: np.ndarray, boxes: Sequence[np.ndarray]) -> list[Face]: ...
 
 
 def sort_faces(faces: list[Face]) -> list[Face]:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..faces.types import Face, FaceDetector, sort_faces
+from ..faces.types import Face, FaceDetector, NearFaceDetector, sort_faces
 from .tracker import iou
 
 MARGIN = 0.5  # window = predicted box grown by this many box sides on each side
@@ -58,7 +58,7 @@ def find_near(
     stages on candidates around the boxes) is asked directly; any other runs on a window around
     each box."""
     boxes = [np.asarray(box, np.float32) for box in boxes]
-    if hasattr(detector, "detect_near"):
+    if isinstance(detector, NearFaceDetector):
         faces = detector.detect_near(image, boxes) if boxes else []
         found = [best_match(faces, box, min_iou) for box in boxes]
     else:

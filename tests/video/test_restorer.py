@@ -169,6 +169,35 @@ def test_full_searches_batched_across_frames_give_the_same_video(demo_faces, tra
         np.testing.assert_array_equal(a.image, b.image)
 
 
+def test_region_tracking_follows_a_retinaface_search_with_mtcnn(demo_faces):
+    """Issue 29: region tracking and refinement stay with MTCNN's last two stages (they measured
+    faster and steadier than RetinaFace on a window); a detector with its own detect_near keeps it."""
+    from flipnet_rt.faces.detectors import load_detector
+    from flipnet_rt.faces.mtcnn import MtcnnDetector
+
+    retinaface, mtcnn = load_detector("retinaface"), demo_faces.detector
+    assert isinstance(VideoRestorer(demo_faces, detector=retinaface).near_detector, MtcnnDetector)
+    assert VideoRestorer(demo_faces, detector=mtcnn).near_detector is mtcnn
+    calls: list[int] = []
+
+    class Near:
+        name = "near"
+
+        def detect(self, image):
+            raise AssertionError("the full search is the detector's")
+
+        def detect_near(self, image, boxes):
+            calls.append(len(boxes))
+            return mtcnn.detect_near(image, boxes)
+
+    frames, _ = static_face_frames(7, faces=2, size=(320, 256), eye_distance=30.0)
+    options = VideoOptions(detect_every=3, lookahead=3, batch_size=4)
+    video = VideoRestorer(demo_faces, options, detector=retinaface, near_detector=Near())
+    out = list(video.restore_frames(frames))
+    assert len(out) == 7 and video.tracks_seen == 2
+    assert len(calls) == 7 and set(calls) == {2}  # refined at 0, 3, 6; found near at 1, 2, 4, 5
+
+
 def test_bad_options():
     # library errors name the field (issue 28); the CLI shows the flag (tests/video/test_cli.py)
     for kwargs, match in [
