@@ -1,3 +1,4 @@
+# Long module: the device frame path's kernels for each array library (numpy, torch, CuPy) and the flow over them.
 """Whole frames on the engine's device: upload once, warp, restore, colour-fix, paste, download once.
 
 The host path of :class:`~.pipeline.FaceRestorer` warps each face out of the frame on the CPU,
@@ -33,6 +34,7 @@ import numpy as np
 from ..config.options import Mode
 from ..imaging import native
 from . import kernels
+from .retinaface import padded
 from .types import BorderMode
 
 if TYPE_CHECKING:
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
     from ..config.options import SamplingOptions
     from ..runtime.core import DiffusionCore
     from .fidelity import FidelityChooser
+    from .retinaface import RetinaFaceDetector
+    from .types import Face
 
 Array = Any  # numpy.ndarray | torch.Tensor | cupy.ndarray
 
@@ -65,6 +69,12 @@ class FrameKernels(ABC):
     @abstractmethod
     def crops(self, frame: Array, affines: np.ndarray, size: int, border: BorderMode) -> Array:
         """The aligned crops, ``float32 [N, 3, size, size]``: ``to_float(warp_faces(...))``."""
+
+    @abstractmethod
+    def detector_input(self, frames: Sequence[Array], size: tuple[int, int], pad: tuple[int, int]) -> Array:
+        """Same-sized frames -> the face detector's input ``float32 [B, 3, pad]``: each frame resized
+        to ``size`` (``(h, w)``), BGR minus the mean, zero-padded at the bottom and right, as
+        :func:`flipnet_rt.faces.retinaface.preprocess` makes it on the host."""
 
     @abstractmethod
     def cast(self, images: Array, like: Array) -> Array:
@@ -121,6 +131,14 @@ class HostKernels(FrameKernels):
 
     def crops(self, frame: np.ndarray, affines: np.ndarray, size: int, border: BorderMode) -> np.ndarray:
         return kernels.warp_crop(frame, list(affines), size, border)
+
+    def detector_input(self, frames: Sequence[np.ndarray], size: tuple[int, int], pad: tuple[int, int]) -> np.ndarray:
+        from .retinaface import network_input
+
+        x = network_input(frames, size)
+        if x.shape[2:] != tuple(pad):
+            raise ValueError(f"detector_input: {x.shape[2:]} is not the expected {tuple(pad)}")
+        return x
 
     def cast(self, images: np.ndarray, like: np.ndarray) -> np.ndarray:
         return images.astype(like.dtype, copy=False)
@@ -196,6 +214,21 @@ class TorchKernels(_CudaKernels):
     def cast(self, images: Array, like: Array) -> Array:
         return images.to(like.dtype)
 
+    def detector_input(self, frames: Sequence[Array], size: tuple[int, int], pad: tuple[int, int]) -> Array:
+        from .retinaface import MEAN_BGR, resize_weights
+
+        torch = self.torch
+        batch = torch.stack(list(frames)).to(torch.float32).flip(-1).permute(0, 3, 1, 2)  # [B, 3, H, W], BGR
+        height, width = batch.shape[2:]
+        if (height, width) != tuple(size):  # separable resize: rows then columns, as two matrix products
+            rows = torch.from_numpy(resize_weights(height, size[0])).to(batch.device)
+            cols = torch.from_numpy(resize_weights(width, size[1])).to(batch.device)
+            batch = rows @ batch @ cols.T
+        mean = torch.from_numpy(MEAN_BGR).to(batch.device).view(1, 3, 1, 1)
+        out = torch.zeros((batch.shape[0], 3, *pad), dtype=torch.float32, device=batch.device)
+        out[:, :, : size[0], : size[1]] = batch - mean
+        return out
+
     def float32(self, images: Array) -> Array:
         return images.float().contiguous()
 
@@ -247,6 +280,21 @@ class CupyKernels(_CudaKernels):
 
     def cast(self, images: Array, like: Array) -> Array:
         return images.astype(like.dtype, copy=False)
+
+    def detector_input(self, frames: Sequence[Array], size: tuple[int, int], pad: tuple[int, int]) -> Array:
+        from .retinaface import MEAN_BGR, resize_weights
+
+        cp = self.cupy
+        with cp.cuda.Device(self.device_index):
+            batch = cp.stack(list(frames)).astype(cp.float32)[..., ::-1].transpose(0, 3, 1, 2)  # [B, 3, H, W]
+            height, width = batch.shape[2:]
+            if (height, width) != tuple(size):  # separable resize: rows then columns, as two matrix products
+                batch = (
+                    cp.asarray(resize_weights(height, size[0])) @ batch @ cp.asarray(resize_weights(width, size[1])).T
+                )
+            out = cp.zeros((batch.shape[0], 3, *pad), cp.float32)
+            out[:, :, : size[0], : size[1]] = batch - cp.asarray(MEAN_BGR).reshape(1, 3, 1, 1)
+            return out
 
     def float32(self, images: Array) -> Array:
         return self.cupy.ascontiguousarray(images, self.cupy.float32)
@@ -341,6 +389,27 @@ class DeviceFrames:
         self.max_batch = max_batch
         self._feed = self.core.backend.from_numpy(np.zeros((1,), np.float32))  # the engine's float dtype
 
+    def detect(
+        self, images: Sequence[np.ndarray], detector: RetinaFaceDetector
+    ) -> tuple[list[list[Face]], list[Array]]:
+        """Upload the frames and find their faces there: resized on the device
+        (:meth:`FrameKernels.detector_input`), the engine's detector network on its backend; only its
+        outputs come back to be decoded (the second look's few windows are cut from the host frames).
+        Returns the faces and the uploaded frames, for :meth:`restore` (``frames=``)."""
+        k, core = self.kernels, self.core
+        frames = [k.upload(image) for image in images]
+        if not frames:
+            return [], []
+        height, width = images[0].shape[:2]
+        size = detector.input_size(height, width)
+        x = k.detector_input(frames, size, (padded(size[0]), padded(size[1])))
+        out = core.detect_device(x)
+        loc, conf, landmarks = (
+            np.asarray(core.backend.to_numpy(out[n]), np.float32) for n in ("loc", "conf", "landmarks")
+        )
+        found = detector.decode(loc, conf, landmarks, x.shape[2:], (size[1] / width, size[0] / height))
+        return detector.confirm(images, found), frames
+
     def restore(
         self,
         images: Sequence[np.ndarray],
@@ -348,6 +417,7 @@ class DeviceFrames:
         seeds: Sequence[Sequence[int]],
         sampling: SamplingOptions,
         stabilise: tuple[Any, Sequence[int], Sequence[int]] | None = None,
+        frames: Sequence[Array] | None = None,
     ) -> tuple[list[np.ndarray], np.ndarray | None]:
         """Restore faces of whole frames.
 
@@ -360,6 +430,7 @@ class DeviceFrames:
             stabilise: ``(CropStabiliser, track per face, frame index per face)`` in the faces' flat
                 order, or None: each crop is replaced by its track's running mean
                 (:mod:`flipnet_rt.video.stabilise`), kept on the device, before the engine sees it.
+            frames: the images already uploaded (:meth:`detect`), pasted into in place; None uploads them.
 
         Returns:
             The restored frames (new arrays; pixels outside every paste mask are the input's) and each
@@ -368,7 +439,7 @@ class DeviceFrames:
         """
         k, core, r = self.kernels, self.core, self.resolution
         nan: list = []  # to_faces' device-side NaN flags, checked once with the download
-        frames = [k.upload(image) for image in images]
+        frames = [k.upload(image) for image in images] if frames is None else list(frames)
         mats = [np.asarray(a, np.float64).reshape(-1, 2, 3) for a in affines]
         crops = [k.crops(frame, a, r, self.border) for frame, a in zip(frames, mats) if len(a)]
         flat_seeds = [int(s) for per in seeds for s in per]

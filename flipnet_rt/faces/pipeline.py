@@ -43,6 +43,7 @@ from .align import estimate_affine, face_extent, rescale_affine, warp_faces
 from .detail import KEEP_DETAIL_RATIO, downsample, keep_detail, upsample_restored
 from .fidelity import AUTO, Estimates, FidelityChooser, Weights, blend, parse_fidelity
 from .paste import paste_faces
+from .retinaface import RetinaFaceDetector
 from .types import BorderMode, Face, FaceDetector, FaceResult, FramePath
 
 if TYPE_CHECKING:
@@ -251,9 +252,27 @@ class FaceRestorer:
         """
         if len(seeds) != len(images):
             raise ValueError(f"seeds: {len(seeds)} given for {len(images)} images")
-        faces = [self.detect(img) for img in images]
+        uploaded = None
+        if self._detects_on_device(images):  # the frames uploaded once: detected and restored there
+            assert self.device_frames is not None and isinstance(self.detector, RetinaFaceDetector)
+            faces, uploaded = self.device_frames.detect(images, self.detector)
+        else:
+            faces = [self.detect(img) for img in images]
         face_seeds = [[face_seed(int(s), j) for j in range(len(fs))] for s, fs in zip(seeds, faces)]
-        return self.restore_faces(images, faces, face_seeds)
+        return self.restore_faces(images, faces, face_seeds, uploaded=uploaded)
+
+    def _detects_on_device(self, images: Sequence[np.ndarray]) -> bool:
+        """Whether detection runs on the device frame path: RetinaFace on this engine's own detector
+        network (``restorer.detector_network()``), same-sized images. Else on the host."""
+        core = restorer_core(self.restorer)
+        return (
+            self.device_frames is not None
+            and core is not None
+            and core.has_detector
+            and isinstance(self.detector, RetinaFaceDetector)
+            and self.detector.network == core.detect_host
+            and len({image.shape for image in images}) == 1
+        )
 
     def aligned_crop(self, image: np.ndarray, face: Face) -> np.ndarray | None:
         """The aligned input crop ``uint8 [S, S, 3]`` that :meth:`restore_faces` would warp for
@@ -273,6 +292,7 @@ class FaceRestorer:
         seeds: Sequence[Sequence[int]],
         aligned: Sequence[Sequence[np.ndarray | None]] | None = None,
         tracks: Any | None = None,
+        uploaded: Sequence[Any] | None = None,
     ) -> list[tuple[np.ndarray, list[FaceResult]]]:
         """Restore the given faces (e.g. tracked and smoothed ones) with the given per-face seeds.
 
@@ -285,6 +305,8 @@ class FaceRestorer:
                 Given crops take the host path.
             tracks: a :class:`flipnet_rt.video.stabilise.TrackCrops` (video, calls in frame order):
                 each face's crop is filtered along its track here, on the device frame path too.
+            uploaded: the images as the device frame path uploaded them to detect
+                (:meth:`~.device.DeviceFrames.detect`): restored there without a second upload.
 
         Returns:
             Per image: the new image (same size; pixels outside every paste mask are the input's)
@@ -319,7 +341,7 @@ class FaceRestorer:
             and owners
             and all(r.crop_size == self.resolution for _, r in owners)
         ):
-            return self._on_device(images, results, tracks)
+            return self._on_device(images, results, tracks, uploaded)
         for i, result in owners:
             given = aligned[i][result.index] if aligned is not None else None
             if given is None and tracks is not None:
@@ -342,7 +364,13 @@ class FaceRestorer:
             result.output = blend(_planned(result, result.aligned), self._back(result, model_input, out), w)
         return [(self._paste(image, rs), rs) for image, rs in zip(images, results)]
 
-    def _on_device(self, images: Sequence[np.ndarray], results: list[list[FaceResult]], tracks: Any | None) -> list:
+    def _on_device(
+        self,
+        images: Sequence[np.ndarray],
+        results: list[list[FaceResult]],
+        tracks: Any | None,
+        uploaded: Sequence[Any] | None = None,
+    ) -> list:
         """Every image's faces (all ``S = R``) restored and pasted on the engine's device, in paste order."""
         done = [_paste_order(rs) for rs in results]
         stabilise = None
@@ -359,6 +387,7 @@ class FaceRestorer:
             [[r.seed for r in d] for d in done],
             self.sampling,
             stabilise,
+            frames=uploaded,
         )
         flat = [r for d in done for r in d]
         chooser = self.fidelity

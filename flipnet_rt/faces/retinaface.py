@@ -107,30 +107,63 @@ def input_size(height: int, width: int, detect_size: int | None, zoom: float = 1
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+def padded(size: int) -> int:
+    """``size`` rounded up to the network's alignment (32)."""
+    return -(-size // ALIGN) * ALIGN
+
+
+def resize_weights(source: int, target: int) -> np.ndarray:
+    """``float32 [target, source]``: the 1-D resize :func:`preprocess` does with OpenCV, as a matrix
+    (``out = W @ line``), so a device can resize with two matrix products: shrinking, each output
+    pixel the mean of the source interval it covers (``INTER_AREA``); growing, linear between pixel
+    centres, clamped at the edges (``INTER_LINEAR``)."""
+    weights = np.zeros((target, source), np.float64)
+    scale = source / target
+    if target <= source:
+        for i in range(target):
+            lo, hi = i * scale, (i + 1) * scale
+            for j in range(int(np.floor(lo)), min(int(np.ceil(hi)), source)):
+                weights[i, j] = min(hi, j + 1) - max(lo, j)
+        weights /= scale
+    else:
+        centre = (np.arange(target) + 0.5) * scale - 0.5
+        left = np.floor(centre).astype(np.int64)
+        frac = centre - left
+        frac[left < 0], left[left < 0] = 0.0, 0
+        frac[left >= source - 1], left[left >= source - 1] = 0.0, source - 1
+        rows = np.arange(target)
+        weights[rows, left] += 1.0 - frac
+        weights[rows, np.minimum(left + 1, source - 1)] += frac
+    return weights.astype(np.float32)
+
+
 def preprocess(
     images: Sequence[np.ndarray], detect_size: int | None, zoom: float = 1.0
 ) -> tuple[np.ndarray, tuple[float, float]]:
     """Same-sized ``uint8 [H, W, 3]`` RGB frames -> the network input ``float32 [B, 3, H', W']`` and the
-    ``(sx, sy)`` factors from frame to input pixels.
+    ``(sx, sy)`` factors from frame to input pixels: :func:`network_input` at :func:`input_size`."""
+    height, width = images[0].shape[:2]
+    rh, rw = input_size(height, width, detect_size, zoom)
+    return network_input(images, (rh, rw)), (rw / width, rh / height)
 
-    Each frame is resized to :func:`input_size` (``INTER_AREA`` shrinking, ``INTER_LINEAR`` growing),
-    turned BGR minus the mean, and padded at the bottom and right with zeros (the mean colour) to
-    multiples of 32.
-    """
+
+def network_input(images: Sequence[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    """Same-sized ``uint8 [H, W, 3]`` RGB frames, each resized to ``size = (h, w)`` (``INTER_AREA``
+    shrinking, ``INTER_LINEAR`` growing), turned BGR minus the mean, and padded at the bottom and
+    right with zeros (the mean colour) to multiples of 32: ``float32 [B, 3, padded(h), padded(w)]``."""
     import cv2
 
     height, width = images[0].shape[:2]
-    rh, rw = input_size(height, width, detect_size, zoom)
+    rh, rw = size
     interpolation = cv2.INTER_AREA if rh < height else cv2.INTER_LINEAR
-    ph, pw = -(-rh // ALIGN) * ALIGN, -(-rw // ALIGN) * ALIGN
-    batch = np.zeros((len(images), 3, ph, pw), np.float32)
+    batch = np.zeros((len(images), 3, padded(rh), padded(rw)), np.float32)
     for k, image in enumerate(images):
         if image.shape[:2] != (height, width):
             raise ValueError(f"detect: frame {k} is {image.shape[:2]}, frame 0 is {(height, width)}; batch same sizes")
         resized = image if (rh, rw) == (height, width) else cv2.resize(image, (rw, rh), interpolation=interpolation)
         for c in range(3):  # RGB planes in BGR order, minus the mean, into the padded NCHW buffer
             np.subtract(resized[:, :, 2 - c], MEAN_BGR[c], out=batch[k, c, :rh, :rw], casting="unsafe")
-    return batch, (rw / width, rh / height)
+    return batch
 
 
 # ------------------------------------------------------------------------------ the detector
@@ -227,22 +260,30 @@ class RetinaFaceDetector:
                 raise ValueError(f"detect: expected uint8 [H, W, 3] RGB images, got {image.dtype} {image.shape}")
         if not len(images):
             return []
-        zoom = max(1.0, FOUND_BOX / self.config.min_face_size)
-        x, scale = preprocess(images, self.config.detect_size, zoom)
-        found = self._run(x, scale)
-        if self.config.confirm_below > self.config.score_threshold:
-            found = self._confirm(images, found)
-        return found
+        x, scale = preprocess(images, self.config.detect_size, self.zoom)
+        return self.confirm(images, self._run(x, scale))
+
+    @property
+    def zoom(self) -> float:
+        """How much a small frame may be grown: until a ``min_face_size`` face is ``FOUND_BOX`` px."""
+        return max(1.0, FOUND_BOX / self.config.min_face_size)
+
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        """A ``height x width`` frame's size at the network input, before the padding (:func:`padded`)."""
+        return input_size(height, width, self.config.detect_size, self.zoom)
 
     def _run(self, x: np.ndarray, scale: tuple[float, float]) -> list[list[Face]]:
         loc, conf, landmarks = (np.asarray(a) for a in self.network(x)[:3])
         return self.decode(loc, conf, landmarks, x.shape[2:], scale)
 
-    def _confirm(self, images: Sequence[np.ndarray], found: list[list[Face]]) -> list[list[Face]]:
-        """Each face scored under ``confirm_below``, kept only if found again in its own window
-        (:class:`RetinaFaceConfig`); one network call for the windows of every frame."""
+    def confirm(self, images: Sequence[np.ndarray], found: list[list[Face]]) -> list[list[Face]]:
+        """``found`` in ``images`` (host frames), each face scored under ``confirm_below`` kept only if
+        found again in its own window (:class:`RetinaFaceConfig`); one network call for the windows
+        of every frame."""
         import cv2
 
+        if self.config.confirm_below <= self.config.score_threshold:
+            return found
         doubtful = [(k, f) for k, faces in enumerate(found) for f in faces if f.score < self.config.confirm_below]
         if not doubtful:
             return found

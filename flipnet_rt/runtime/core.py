@@ -169,6 +169,13 @@ class DiffusionCore:
             )
             return loc, conf, landmarks
 
+    def detect_device(self, frames: Array) -> dict[str, Array]:
+        """:meth:`detect_host` on the backend's own arrays (``float32 [B, 3, 32h, 32w]`` there: the
+        device frame path's input): ``loc``, ``conf``, ``landmarks`` there, copies."""
+        with self._detect_lock:
+            out = self._run_network(DETECTOR, {"input": frames})
+            return {name: self.backend.concat([out[name]]) for name in ("loc", "conf", "landmarks")}
+
     def latents(self, pixels: np.ndarray, mode: Mode, options: SamplingOptions, seeds: Sequence[int]) -> np.ndarray:
         """The sampled latents ``float32 [B, 4, h, w]`` before decoding (for parity checks)."""
         self._check(pixels, options, seeds)

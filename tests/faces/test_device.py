@@ -182,3 +182,45 @@ def test_host_kernels_keep_the_contract(frames):
         k.to_faces(np.full((1, 3, 4, 4), np.nan, np.float32))
     k.paste(frame, faces_u8[::-1].copy(), affines[::-1].copy())
     np.testing.assert_array_equal(frame, paste_faces(images[0], list(faces_u8[::-1]), list(affines[::-1])))
+
+
+def test_detection_on_the_device_path_runs_on_the_uploaded_frames(tiny_engine, astronaut_group):
+    """Issue 29: with an engine that carries the detector, the device frame path uploads each frame
+    once and detects there (the engine's detector network on its backend; the host never resizes the
+    frame), then restores in the same uploads; it finds what the host path finds and writes the same
+    pictures, bit for bit (the host kernels make the detector's input as the host path does)."""
+    from flipnet_rt.faces.detectors import load_detector
+    from flipnet_rt.faces.pipeline import FaceRestorer
+    from flipnet_rt.runtime.restorer import Restorer
+
+    restorer = Restorer.load(tiny_engine, backend="onnxruntime", device="cpu")
+    core = restorer.core
+    detector = load_detector("retinaface", network=restorer.detector_network())
+    calls = {"host": 0, "device": 0}
+    host_call, device_call = core.detect_host, core.detect_device
+
+    def count(name, call):
+        def counted(x):
+            calls[name] += 1
+            return call(x)
+
+        return counted
+
+    image, _ = astronaut_group
+    images = [image, np.ascontiguousarray(image[:, ::-1])]
+    host = FaceRestorer(restorer, detector, frame_path="host").restore_images(images, [1, 2])
+    core.detect_host, core.detect_device = count("host", host_call), count("device", device_call)  # type: ignore[method-assign]
+    try:
+        device_restorer = FaceRestorer(
+            restorer, load_detector("retinaface", network=restorer.detector_network()), frame_path="device"
+        )
+        assert device_restorer._detects_on_device(images)
+        device = device_restorer.restore_images(images, [1, 2])
+    finally:
+        del core.detect_host, core.detect_device
+    assert calls == {"host": 0, "device": 1}  # one call for both frames (and no second look: all scored >= 0.97)
+    for (a, ra), (b, rb) in zip(host, device):
+        assert [r.face.box.tolist() for r in ra] == [r.face.box.tolist() for r in rb] and len(ra) == 3
+        np.testing.assert_array_equal(a, b)
+    # a detector not on this engine's network (the shipped ONNX file) detects on the host
+    assert not FaceRestorer(restorer, load_detector("retinaface"), frame_path="device")._detects_on_device(images)

@@ -163,3 +163,50 @@ def test_the_network_seam_runs_any_callable(astronaut_group):
 
     faces = load_detector("retinaface", network=network).detect(astronaut_group[0])
     assert len(faces) == 3 and calls[0] == (1, 3, 736, 1280)
+
+
+@pytest.mark.parametrize("source, target", [(1080, 720), (1920, 1280), (97, 32), (360, 810), (64, 64)])
+def test_resize_weights_are_opencvs_resize(source, target):
+    """The device path resizes with these matrices (two matrix products); on float pixels they are
+    OpenCV's INTER_AREA (shrinking) and INTER_LINEAR (growing) to float rounding."""
+    import cv2
+
+    from flipnet_rt.faces.retinaface import resize_weights
+
+    rng = np.random.default_rng(source)
+    image = rng.uniform(0, 255, (source, 7)).astype(np.float32)
+    weights = resize_weights(source, target)
+    assert weights.shape == (target, source)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-5)
+    interpolation = cv2.INTER_AREA if target < source else cv2.INTER_LINEAR
+    expected = cv2.resize(image, (7, target), interpolation=interpolation)
+    worst = float(np.abs(weights @ image - expected).max())
+    print(f"{source} -> {target}: worst difference from cv2.resize {worst:.2e} grey levels")
+    assert worst < 1e-3  # float32 sums of up to ~3 terms per output, both sides
+
+
+@pytest.mark.parametrize("size", [(1080, 1920), (360, 640)])
+def test_torch_kernels_make_the_detector_input_the_host_makes(retinaface, astronaut_group, size):
+    """The device frame path's detector input from torch tensors (here on the CPU; the same ops on a
+    GPU) against the host's (OpenCV on uint8): a frame shrunk to 1280 and one grown 2x. OpenCV rounds
+    its uint8 resize to whole grey levels, the matrices do not, so the inputs differ by < 1 grey level;
+    the faces found in them agree within the 0.5 px verify holds the backends to."""
+    torch = pytest.importorskip("torch")
+    import cv2
+
+    from flipnet_rt.faces.device import TorchKernels
+    from flipnet_rt.faces.retinaface import network_input, padded
+
+    frame = cv2.resize(astronaut_group[0], size[::-1], interpolation=cv2.INTER_LINEAR)
+    rh, rw = retinaface.input_size(*size)
+    pad = (padded(rh), padded(rw))
+    host = network_input([frame], (rh, rw))
+    device = TorchKernels(None, "cpu").detector_input([torch.from_numpy(frame)], (rh, rw), pad).numpy()
+    assert device.shape == host.shape == (1, 3, *pad) and device.dtype == np.float32
+    grey = float(np.abs(device - host).max())
+    scale = (rw / size[1], rh / size[0])
+    faces = [retinaface.decode(*retinaface.network(x)[:3], x.shape[2:], scale)[0] for x in (host, device)]
+    assert len(faces[0]) == len(faces[1]) == 3
+    px = max(float(np.abs(a.landmarks - b.landmarks).max()) for a, b in zip(*faces))
+    print(f"{size}: input {rh}x{rw}, worst difference {grey:.2f} grey levels, faces {px:.3f} px")
+    assert grey < 1.0 and px <= 0.5
