@@ -212,3 +212,23 @@ def test_track_filtered_crops_on_torch_tensors_equal_the_host_paths(torch_kernel
         np.testing.assert_array_equal(want, got)
         assert (t == 0) == np.array_equal(want, plain)  # a track's first crop is its own
     assert on_device.tracks == 2
+
+
+@pytest.mark.parametrize("which", ["torch_kernels", "cupy_kernels"])
+@pytest.mark.parametrize("size", [(60, 100), (480, 800)])
+def test_the_detector_input_is_the_hosts(request, scene, which, size):
+    """Issue 29: the device path's detector input (a frame shrunk, and grown 4x) from torch tensors and
+    CuPy arrays, as the host kernels (OpenCV) make it, to the grey-level rounding OpenCV does on uint8."""
+    from flipnet_rt.faces.device import HostKernels
+    from flipnet_rt.faces.retinaface import padded
+
+    kernels, upload = request.getfixturevalue(which)
+    image = scene[0]
+    pad = (padded(size[0]), padded(size[1]))
+    host = HostKernels().detector_input([image, image[::-1].copy()], size, pad)
+    ours = kernels.detector_input([upload(image), upload(image[::-1].copy())], size, pad)
+    ours = np.asarray(ours.numpy() if hasattr(ours, "numpy") else ours)
+    assert ours.shape == host.shape == (2, 3, *pad) and ours.dtype == np.float32
+    worst = float(np.abs(ours - host).max())
+    print(f"{which} {image.shape[:2]} -> {size}: worst difference {worst:.2f} grey levels")
+    assert worst < 1.0 and not ours[:, :, size[0] :].any() and not ours[:, :, :, size[1] :].any()
