@@ -232,3 +232,34 @@ def test_the_detector_input_is_the_hosts(request, scene, which, size):
     worst = float(np.abs(ours - host).max())
     print(f"{which} {image.shape[:2]} -> {size}: worst difference {worst:.2f} grey levels")
     assert worst < 1.0 and not ours[:, :, size[0] :].any() and not ours[:, :, :, size[1] :].any()
+
+
+def test_faces_are_found_on_the_uploaded_torch_frames(torch_kernels, tiny_restorer, astronaut_group):
+    """Issue 29: FaceRestorer on the device frame path (TorchKernels over the torch backend's CPU
+    tensors) finds faces in the uploaded frames with the engine's detector network: the faces the host
+    path finds, within verify's 0.5 px, each frame uploaded once for detection and restoration."""
+    from flipnet_rt.faces.detectors import load_detector
+    from flipnet_rt.faces.device import DeviceFrames
+    from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
+
+    kernels, _ = torch_kernels
+    uploads = []
+    upload = kernels.upload
+    kernels.upload = lambda frame: uploads.append(frame.shape) or upload(frame)
+    detector = load_detector("retinaface", network=tiny_restorer.detector_network())
+    import cv2
+
+    image = cv2.resize(astronaut_group[0], (1920, 1080), interpolation=cv2.INTER_LINEAR)  # shrunk to 1280 to detect
+    images = [image, np.ascontiguousarray(image[::-1, ::-1])]
+    host = FaceRestorer(tiny_restorer, detector, FaceOptions(), frame_path="host")
+    device = FaceRestorer(tiny_restorer, detector, FaceOptions(), frame_path="host")
+    device.device_frames = DeviceFrames(tiny_restorer.core, kernels, "reflect", 0, device.fidelity)
+    assert device._detects_on_device(images) and not host._detects_on_device(images)
+    want = [host.detect(im) for im in images]
+    got = device.restore_images(images, [3, 4])
+    assert len(uploads) == 2  # once per frame: detected and (the faces the model's size) restored there
+    for faces, (_, results) in zip(want, got):
+        assert len(faces) == len(results) == 3
+        px = max(float(np.abs(f.landmarks - r.face.landmarks).max()) for f, r in zip(faces, results))
+        print(f"device vs host detection: worst landmark difference {px:.3f} px")
+        assert px <= 0.5
