@@ -309,3 +309,82 @@ def test_run_device_times_the_stages_bench_reads(demo_core):
     timed = DiffusionCore(core.backend, core.config, core.prompts, timer=timer)
     timed.run_device(np.zeros((1, 3, 64, 64), np.float32), Mode.RESTORE, options, [0])
     assert {"vae_encoder", "face_encoder", "unet_cond", "unet_input", "vae_decoder", "sampling"} <= set(timer.totals())
+
+
+class _DetectorBackend:
+    """A backend stand-in with the detector network: records the dtypes its feeds are made in and
+    hands back the same output buffers every call (as ONNX Runtime's backend reuses its per-shape ones)."""
+
+    name = "stand-in"
+
+    def __init__(self, names=("unet_cond", "unet_input", "vae_encoder", "vae_decoder", "detector")) -> None:
+        self.specs = dict.fromkeys(names)
+        self.dtypes: list[str | None] = []
+        self.buffers = {
+            "loc": np.zeros((1, 42, 4), np.float32),
+            "conf": np.zeros((1, 42, 2), np.float32),
+            "landmarks": np.zeros((1, 42, 10), np.float32),
+        }
+
+    def from_numpy(self, array, dtype=None):
+        self.dtypes.append(dtype)
+        return array.astype(dtype or np.float16)  # the engine's own float dtype: float16 here
+
+    def to_numpy(self, array):
+        return array
+
+    def concat(self, arrays, axis=0):
+        return np.concatenate(arrays, axis=axis)
+
+    def run(self, network, feeds):
+        assert network == "detector" and feeds["input"].dtype == np.float32
+        for k, buffer in self.buffers.items():
+            buffer[...] = feeds["input"].sum() + len(k)
+        return self.buffers
+
+
+def test_the_detector_runs_on_the_cores_backend_in_float32_and_comes_back_as_copies(tiny_config):
+    """Issue 29: the engine's detector network on the restorer's backend: its input in float32 on any
+    engine (pixel-scale values), its outputs copies of the backend's reused buffers, and a call that does
+    not wait for a restoration holding the core (its own lock)."""
+    import threading
+
+    from flipnet_rt.runtime.restorer import Restorer
+
+    backend = _DetectorBackend()
+    core = DiffusionCore(backend, tiny_config, {})
+    restorer = Restorer(backend, tiny_config, {})
+    assert core.has_detector and restorer.detector_network() == restorer.core.detect_host
+    frames = np.ones((1, 3, 32, 32), np.float32)
+    done = []
+    with core._lock:  # a restoration in progress
+        thread = threading.Thread(target=lambda: done.append(core.detect_host(frames)))
+        thread.start()
+        thread.join(timeout=10)
+    assert done, "detect_host waited for the sampling lock"
+    loc, conf, landmarks = done[0]
+    assert backend.dtypes[-1] == "float32"
+    for name, array in zip(("loc", "conf", "landmarks"), (loc, conf, landmarks)):
+        assert array.dtype == np.float32 and not np.shares_memory(array, backend.buffers[name])
+        np.testing.assert_array_equal(array, 32 * 32 * 3 + len(name))
+    device = core.detect_device(frames)
+    assert set(device) == {"loc", "conf", "landmarks"}
+    assert all(not np.shares_memory(device[k], backend.buffers[k]) for k in device)
+    np.testing.assert_array_equal(device["conf"], conf)
+    without = _DetectorBackend(names=("unet_cond", "unet_input", "vae_encoder", "vae_decoder"))
+    assert not DiffusionCore(without, tiny_config, {}).has_detector
+    assert Restorer(without, tiny_config, {}).detector_network() is None
+
+
+def test_the_torch_backend_runs_the_shipped_detector(tiny_restorer):
+    """The torch backend's detector network is the PyTorch port of the shipped RetinaFace."""
+    torch = pytest.importorskip("torch")
+    from flipnet_rt.models.retinaface import load_retinaface
+
+    x = np.random.default_rng(0).uniform(-123, 152, (2, 3, 64, 96)).astype(np.float32)
+    loc, conf, landmarks = tiny_restorer.core.detect_host(x)
+    with torch.inference_mode():
+        want = [t.numpy() for t in load_retinaface()(torch.from_numpy(x))]
+    for got, ref in zip((loc, conf, landmarks), want):
+        np.testing.assert_allclose(got, ref, atol=1e-5)
+    assert loc.shape == (2, 42 * 2 * 3, 4)
