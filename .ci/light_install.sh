@@ -23,7 +23,7 @@ Image.fromarray((img * 255).astype(np.uint8)).save(sys.argv[1])
 PY
 "$work/venv/bin/flipnet-rt" restore "$work/face.png" -o "$work/out" --model "$work/engine" --steps 2 --aligned
 test -s "$work/out/face.png"
-# whole images (the default): MTCNN's shipped weights and OpenCV come with the core install
+# whole images (the default): the engine's detector network (RetinaFace) and OpenCV run with the core install
 "$work/venv/bin/flipnet-rt" restore "$work/face.png" -o "$work/whole" --model "$work/engine" --steps 2
 test -s "$work/whole/face.png"
 echo "light install: restored $work/face.png with the core install only (no torch)"
