@@ -364,3 +364,18 @@ def test_saved_file_permissions_follow_umask(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_multi_frame_image_says_which_frame_it_gives(tmp_path, caplog):
+    """An animated GIF gives its first frame and says so in the debug log; a still image says nothing."""
+    import logging
+
+    frames = [Image.new("RGB", (8, 6), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(tmp_path / "two.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(tmp_path / "one.png")
+    with caplog.at_level(logging.DEBUG, logger=image_io.__name__):
+        first = image_io.load_image(tmp_path / "two.gif")
+        image_io.load_image(tmp_path / "one.png")
+    assert first.shape == (6, 8, 3) and first[0, 0, 0] > 200 and first[0, 0, 2] < 50  # red: the first frame
+    messages = [r.getMessage() for r in caplog.records if r.name == image_io.__name__]
+    assert messages == [f"{tmp_path / 'two.gif'}: 2 frames, using the first"], messages
