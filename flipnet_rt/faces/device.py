@@ -430,7 +430,8 @@ class DeviceFrames:
             stabilise: ``(CropStabiliser, track per face, frame index per face)`` in the faces' flat
                 order, or None: each crop is replaced by its track's running mean
                 (:mod:`flipnet_rt.video.stabilise`), kept on the device, before the engine sees it.
-            frames: the images already uploaded (:meth:`detect`), pasted into in place; None uploads them.
+            frames: the images already uploaded (:meth:`detect`), pasted into in place; None (or a None
+                entry) uploads them (that one).
 
         Returns:
             The restored frames (new arrays; pixels outside every paste mask are the input's) and each
@@ -439,7 +440,8 @@ class DeviceFrames:
         """
         k, core, r = self.kernels, self.core, self.resolution
         nan: list = []  # to_faces' device-side NaN flags, checked once with the download
-        frames = [k.upload(image) for image in images] if frames is None else list(frames)
+        given = list(frames) if frames is not None else [None] * len(images)
+        frames = [k.upload(image) if frame is None else frame for image, frame in zip(images, given)]
         mats = [np.asarray(a, np.float64).reshape(-1, 2, 3) for a in affines]
         crops = [k.crops(frame, a, r, self.border) for frame, a in zip(frames, mats) if len(a)]
         flat_seeds = [int(s) for per in seeds for s in per]

@@ -262,16 +262,20 @@ class FaceRestorer:
         return self.restore_faces(images, faces, face_seeds, uploaded=uploaded)
 
     def _detects_on_device(self, images: Sequence[np.ndarray]) -> bool:
-        """Whether detection runs on the device frame path: RetinaFace on this engine's own detector
-        network (``restorer.detector_network()``), same-sized images. Else on the host."""
+        """Whether detection of ``images`` runs on the device frame path (:meth:`detects_on_device`,
+        same-sized images). Else on the host."""
+        return self.detects_on_device(self.detector) and len({image.shape for image in images}) == 1
+
+    def detects_on_device(self, detector: FaceDetector) -> bool:
+        """Whether ``detector`` can run on this restorer's device frame path: RetinaFace on this
+        engine's own detector network (``restorer.detector_network()``)."""
         core = restorer_core(self.restorer)
         return (
             self.device_frames is not None
             and core is not None
             and core.has_detector
-            and isinstance(self.detector, RetinaFaceDetector)
-            and self.detector.network == core.detect_host
-            and len({image.shape for image in images}) == 1
+            and isinstance(detector, RetinaFaceDetector)
+            and detector.network == core.detect_host
         )
 
     def aligned_crop(self, image: np.ndarray, face: Face) -> np.ndarray | None:

@@ -37,11 +37,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..config.options import image_seed
+from ..faces.retinaface import RetinaFaceDetector
 from ..faces.types import BatchFaceDetector, NearFaceDetector
 from ..runtime.profiling import StageTimer
 from .frames import Frame
@@ -147,6 +148,7 @@ class _Held:
     detected: bool = False
     # each face's input crop filtered along its track (stabilise), once planned
     aligned: list[np.ndarray | None] | None = None
+    uploaded: Any = None  # the frame on the engine's device, when it was detected there (one worker)
 
 
 class VideoRestorer:
@@ -205,6 +207,9 @@ class VideoRestorer:
         # decoded, waiting for a batch of full-frame searches (options.detect_batch), not yet in _held
         self._pending: list[_Held] = []
         self._batch_detector = self.detector if isinstance(self.detector, BatchFaceDetector) else None
+        # one worker on the device frame path with RetinaFace on its engine: frames are uploaded to be
+        # searched and restored from the same upload (faces/device.py DeviceFrames.detect)
+        self._detects_on_device = len(self.workers) == 1 and self.faces.detects_on_device(self.detector)
         self._batch: list[_Held] = []  # planned, waiting for the batch to fill
         self._ready: deque[Frame] = deque()  # restored, for pull()
         self._running: deque[tuple[list[_Held], Future]] = deque()  # batches on the workers, in order
@@ -269,10 +274,9 @@ class VideoRestorer:
         pending, self._pending = self._pending, []
         due = [h for h in pending if self._due(h)]
         found: dict[int, list[Face]] = {}
-        if due and self._batch_detector is not None:
+        if due:
             with self._stage("detect"):
-                batches = self._batch_detector.detect_batch([h.frame.image for h in due])
-            found = {h.frame.index: faces for h, faces in zip(due, batches)}
+                found = {h.frame.index: faces for h, faces in zip(due, self._search(due))}
         out: list[Frame] = []
         for held in pending:
             self._held.append(held)
@@ -341,8 +345,23 @@ class VideoRestorer:
     # ------------------------------------------------------------------ steps
     def _detect(self, held: _Held) -> None:
         with self._stage("detect"):
-            found = self.detector.detect(held.frame.image)
+            (found,) = self._search([held])
         self._track(held, found, full=True)
+
+    def _search(self, due: list[_Held]) -> list[list[Face]]:
+        """Full-frame searches of ``due`` (one detector call): on the device frame path the frames are
+        uploaded here and keep their uploads for the restore."""
+        images = [h.frame.image for h in due]
+        if self._detects_on_device:
+            assert self.faces.device_frames is not None and isinstance(self.detector, RetinaFaceDetector)
+            found, uploads = self.faces.device_frames.detect(images, self.detector)
+            for held, upload in zip(due, uploads):
+                held.uploaded = upload
+            return found
+        if len(due) == 1:
+            return [self.detector.detect(images[0])]
+        assert self._batch_detector is not None, "several frames are searched together only by a batch detector"
+        return self._batch_detector.detect_batch(images)
 
     def _detect_near(self, held: _Held) -> None:
         """Each recently seen track's face, looked for near its predicted box; a face found there
@@ -486,14 +505,18 @@ class VideoRestorer:
                 elif self.stabiliser is not None:
                     aligned = [h.aligned for h in with_faces if h.aligned is not None]
                     assert len(aligned) == len(with_faces), "_advance cropped every frame with faces"
+                uploaded = [h.uploaded for h in with_faces]
                 results = faces.restore_faces(
                     [h.frame.image for h in with_faces],
                     [[f for _, f in h.faces] for h in with_faces],
                     [self._seeds(h) for h in with_faces],
                     aligned=aligned,
                     tracks=tracks,
+                    uploaded=uploaded if any(u is not None for u in uploaded) else None,
                 )
             restored = {id(h): image for h, (image, _) in zip(with_faces, results)}
         else:
             restored = {}
+        for held in batch:
+            held.uploaded = None  # the device memory goes with the batch
         return [h.frame.with_image(restored.get(id(h), h.frame.image)) for h in batch]

@@ -224,3 +224,43 @@ def test_detection_on_the_device_path_runs_on_the_uploaded_frames(tiny_engine, a
         np.testing.assert_array_equal(a, b)
     # a detector not on this engine's network (the shipped ONNX file) detects on the host
     assert not FaceRestorer(restorer, load_detector("retinaface"), frame_path="device")._detects_on_device(images)
+
+
+def test_video_searches_on_the_device_and_restores_from_the_same_uploads(tiny_engine):
+    """Issue 29, video: one engine worker on the device frame path with RetinaFace on the engine's
+    detector: each full search uploads its frames and runs there (batched with detect_batch), and the
+    restore pastes into those uploads instead of uploading again; the video is the one the same
+    detector gives searching on the host, bit for bit."""
+    from synthetic.video import face_scene, noisy
+
+    from flipnet_rt.faces.detectors import load_detector
+    from flipnet_rt.faces.pipeline import FaceRestorer
+    from flipnet_rt.runtime.restorer import Restorer
+    from flipnet_rt.video.pipeline import VideoOptions, VideoRestorer
+
+    restorer = Restorer.load(tiny_engine, backend="onnxruntime", device="cpu")
+    scene, _ = face_scene((320, 180), eye_distance=15.0, faces=2)  # the model's scale: S = R
+    rng = np.random.default_rng(3)
+    frames = [noisy(scene, 3.0, rng) for _ in range(6)]
+    runs = {}
+    for where in ("host", "device"):
+        faces = FaceRestorer(
+            restorer, load_detector("retinaface", network=restorer.detector_network()), frame_path="device"
+        )
+        uploads: list[int] = []
+        upload = faces.device_frames.kernels.upload
+        faces.device_frames.kernels.upload = lambda frame, upload=upload, uploads=uploads: (
+            uploads.append(1) or upload(frame)
+        )
+        options = VideoOptions(detect_every=2, lookahead=2, batch_size=4, detect_batch=2)
+        video = VideoRestorer(faces, options)
+        assert video._detects_on_device
+        video._detects_on_device = where == "device"
+        runs[where] = ([f.image for f in video.restore_frames(frames)], len(uploads), video.tracks_seen)
+    (host, host_uploads, host_tracks), (device, device_uploads, device_tracks) = runs["host"], runs["device"]
+    assert host_tracks == device_tracks == 2
+    for a, b in zip(host, device):
+        np.testing.assert_array_equal(a, b)
+    # host search: every frame uploaded once to restore (6); device search: the searched frames
+    # (0, 2, 4 and the last, 5) uploaded to be searched and restored from that upload: still 6, not 10
+    assert host_uploads == device_uploads == 6
