@@ -182,7 +182,8 @@ class RetinaFaceConfig:
             to ``FOUND_BOX / min_face_size`` so such a face reaches the size the network finds, as
             long as its longer side stays within ``detect_size`` (small frames: 2.25x at 20 px).
         score_threshold: the least "face" probability kept (0.7: no missed face and 0.03 false
-            faces per frame on the 720p test set at 1280; 0.5 fires on smooth backgrounds).
+            faces per frame on the study's 720p set at 1280 before the second look; 0.5 fired on
+            smooth backgrounds, 0.9 lost small faces: docs/studies/detector).
         nms_threshold: IoU above which the lower-scored of two boxes is dropped.
         top_k: at most this many candidates, best first, go into suppression.
         confirm_below: a face scored under this is looked at again before it is kept: the window
