@@ -34,7 +34,7 @@ import numpy as np
 from ..config.options import Mode
 from ..imaging import native
 from . import kernels
-from .retinaface import padded
+from .retinaface import Candidates, candidates, padded
 from .types import BorderMode
 
 if TYPE_CHECKING:
@@ -75,6 +75,12 @@ class FrameKernels(ABC):
         """Same-sized frames -> the face detector's input ``float32 [B, 3, pad]``: each frame resized
         to ``size`` (``(h, w)``), BGR minus the mean, zero-padded at the bottom and right, as
         :func:`flipnet_rt.faces.retinaface.preprocess` makes it on the host."""
+
+    @abstractmethod
+    def candidates(self, outputs: dict[str, Array], threshold: float) -> list[Candidates]:
+        """The detector's outputs (``loc``, ``conf``, ``landmarks`` arrays here) -> per frame, the rows
+        whose face score is above ``threshold``, gathered here and then brought to the host (a few
+        hundred rows, not the ~40,000 of a 720p frame): :func:`flipnet_rt.faces.retinaface.candidates`."""
 
     @abstractmethod
     def cast(self, images: Array, like: Array) -> Array:
@@ -131,6 +137,9 @@ class HostKernels(FrameKernels):
 
     def crops(self, frame: np.ndarray, affines: np.ndarray, size: int, border: BorderMode) -> np.ndarray:
         return kernels.warp_crop(frame, list(affines), size, border)
+
+    def candidates(self, outputs: dict[str, np.ndarray], threshold: float) -> list[Candidates]:
+        return candidates(outputs["loc"], outputs["conf"], outputs["landmarks"], threshold)
 
     def detector_input(self, frames: Sequence[np.ndarray], size: tuple[int, int], pad: tuple[int, int]) -> np.ndarray:
         from .retinaface import network_input
@@ -214,6 +223,16 @@ class TorchKernels(_CudaKernels):
     def cast(self, images: Array, like: Array) -> Array:
         return images.to(like.dtype)
 
+    def candidates(self, outputs: dict[str, Array], threshold: float) -> list[Candidates]:
+        out = []
+        for b in range(outputs["conf"].shape[0]):
+            scores = outputs["conf"][b, :, 1].float()
+            idx = self.torch.nonzero(scores > threshold).flatten()
+            rows = (idx, scores[idx], outputs["loc"][b, idx], outputs["landmarks"][b, idx])
+            host = tuple(t.cpu().numpy() for t in rows)
+            out.append((host[0].astype(np.int64), host[1], host[2], host[3]))
+        return out
+
     def detector_input(self, frames: Sequence[Array], size: tuple[int, int], pad: tuple[int, int]) -> Array:
         from .retinaface import MEAN_BGR, resize_weights
 
@@ -280,6 +299,17 @@ class CupyKernels(_CudaKernels):
 
     def cast(self, images: Array, like: Array) -> Array:
         return images.astype(like.dtype, copy=False)
+
+    def candidates(self, outputs: dict[str, Array], threshold: float) -> list[Candidates]:
+        cp, out = self.cupy, []
+        with cp.cuda.Device(self.device_index):
+            for b in range(outputs["conf"].shape[0]):
+                scores = outputs["conf"][b, :, 1].astype(cp.float32)
+                idx = cp.flatnonzero(scores > threshold)
+                rows = (idx, scores[idx], outputs["loc"][b, idx], outputs["landmarks"][b, idx])
+                host = tuple(cp.asnumpy(a) for a in rows)
+                out.append((host[0].astype(np.int64), host[1], host[2], host[3]))
+        return out
 
     def detector_input(self, frames: Sequence[Array], size: tuple[int, int], pad: tuple[int, int]) -> Array:
         from .retinaface import MEAN_BGR, resize_weights
@@ -393,8 +423,10 @@ class DeviceFrames:
         self, images: Sequence[np.ndarray], detector: RetinaFaceDetector
     ) -> tuple[list[list[Face]], list[Array]]:
         """Upload the frames and find their faces there: resized on the device
-        (:meth:`FrameKernels.detector_input`), the engine's detector network on its backend; only its
-        outputs come back to be decoded (the second look's few windows are cut from the host frames).
+        (:meth:`FrameKernels.detector_input`), the engine's detector network on its backend, the rows
+        above the score threshold gathered there (:meth:`FrameKernels.candidates`); only those come
+        back to be decoded and suppressed (a few hundred rows; the second look's few windows are cut
+        from the host frames).
         Returns the faces and the uploaded frames, for :meth:`restore` (``frames=``)."""
         k, core = self.kernels, self.core
         frames = [k.upload(image) for image in images]
@@ -403,11 +435,8 @@ class DeviceFrames:
         height, width = images[0].shape[:2]
         size = detector.input_size(height, width)
         x = k.detector_input(frames, size, (padded(size[0]), padded(size[1])))
-        out = core.detect_device(x)
-        loc, conf, landmarks = (
-            np.asarray(core.backend.to_numpy(out[n]), np.float32) for n in ("loc", "conf", "landmarks")
-        )
-        found = detector.decode(loc, conf, landmarks, x.shape[2:], (size[1] / width, size[0] / height))
+        rows = k.candidates(core.detect_device(x), detector.config.score_threshold)  # gathered on the device
+        found = detector.decode_candidates(rows, x.shape[2:], (size[1] / width, size[0] / height))
         return detector.confirm(images, found), frames
 
     def restore(

@@ -324,25 +324,50 @@ class RetinaFaceDetector:
         """The network's outputs for a ``size = (H', W')`` input -> each frame's faces in frame pixels
         (``scale``: frame to input, as :func:`preprocess` returns). Only the candidates above the
         threshold are decoded (about 100 of 37,840 rows at 720p)."""
+        return self.decode_candidates(candidates(loc, conf, landmarks, self.config.score_threshold), size, scale)
+
+    def decode_candidates(
+        self, found: Sequence[Candidates], size: Sequence[int], scale: tuple[float, float]
+    ) -> list[list[Face]]:
+        """Each frame's :func:`candidates` (rows above the threshold, gathered where the outputs are)
+        -> its faces in frame pixels: the best ``top_k``, decoded against their prior boxes, suppressed."""
         cfg = self.config
         priors = self.priors(int(size[0]), int(size[1]))
-        if loc.shape[1] != len(priors):
-            raise ValueError(f"detector: {loc.shape[1]} output rows for a {tuple(size)} input, expected {len(priors)}")
         sx, sy = scale
         out = []
-        for b in range(len(loc)):
-            scores = conf[b, :, 1]
-            idx = np.flatnonzero(scores > cfg.score_threshold)
+        for idx, scores, loc, landmarks in found:
+            if idx.size and int(idx.max()) >= len(priors):
+                raise ValueError(
+                    f"detector: output row {int(idx.max())} for a {tuple(size)} input of {len(priors)} rows"
+                )
             if idx.size > cfg.top_k:
-                idx = idx[np.argsort(-scores[idx], kind="stable")[: cfg.top_k]]
+                best = np.argsort(-scores, kind="stable")[: cfg.top_k]
+                idx, scores, loc, landmarks = idx[best], scores[best], loc[best], landmarks[best]
             p = priors[idx]
-            boxes = decode_boxes(loc[b, idx].astype(np.float32), p)
-            points = decode_landmarks(landmarks[b, idx].astype(np.float32), p)
-            keep = nms(boxes, scores[idx], cfg.nms_threshold)
+            boxes = decode_boxes(loc.astype(np.float32), p)
+            points = decode_landmarks(landmarks.astype(np.float32), p)
+            keep = nms(boxes, scores, cfg.nms_threshold)
             # a large anchor's box around a better-scored face (its surroundings) goes too, as MTCNN's last step
-            keep = keep[nms(boxes[keep], scores[idx][keep], NESTED, over="min")]
+            keep = keep[nms(boxes[keep], scores[keep], NESTED, over="min")]
             boxes = boxes[keep] / np.array([sx, sy, sx, sy], np.float32)
             points = points[keep] / np.array([sx, sy], np.float32)
-            faces = [Face(box=bx, score=float(s), landmarks=pt) for bx, s, pt in zip(boxes, scores[idx][keep], points)]
+            faces = [Face(box=bx, score=float(s), landmarks=pt) for bx, s, pt in zip(boxes, scores[keep], points)]
             out.append(sort_faces(faces))
         return out
+
+
+#: One frame's candidate rows: their indices, face scores, encoded boxes ``[n, 4]`` and landmarks ``[n, 10]``.
+Candidates = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def candidates(loc: np.ndarray, conf: np.ndarray, landmarks: np.ndarray, threshold: float) -> list[Candidates]:
+    """Per frame, the output rows whose face score is above ``threshold`` (host arrays; the device
+    frame path gathers them on the device: :meth:`flipnet_rt.faces.device.FrameKernels.candidates`)."""
+    if not (loc.shape[:2] == conf.shape[:2] == landmarks.shape[:2]):
+        raise ValueError(f"detector: outputs of {loc.shape}, {conf.shape}, {landmarks.shape} rows differ")
+    out = []
+    for b in range(len(conf)):
+        scores = conf[b, :, 1]
+        idx = np.flatnonzero(scores > threshold)
+        out.append((idx, scores[idx], loc[b, idx], landmarks[b, idx]))
+    return out

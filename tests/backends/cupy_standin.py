@@ -2,8 +2,8 @@
 
 :func:`standin_cupy` builds a module with the part of CuPy's surface that
 ``flipnet_rt.backends.cuda.CupyDeviceArrays`` / ``CupyStream`` use (``asarray``, ``asnumpy``,
-``concatenate``, ``empty``, ``zeros``, ``stack``, ``copyto``, ``ascontiguousarray``, ``clip``, ``rint``,
-``isnan``, the dtypes,
+``concatenate``, ``empty``, ``zeros``, ``stack``, ``flatnonzero``, ``copyto``, ``ascontiguousarray``,
+``clip``, ``rint``, ``isnan``, the dtypes,
 ``ndarray`` with ``.data.ptr`` and ``.device.id``,
 ``cuda.Device``, ``cuda.Stream`` with ``ptr`` / ``record`` / ``wait_event`` / ``begin_capture`` /
 ``end_capture``, ``cuda.get_current_stream``, ``cuda.runtime.getDeviceProperties``), backed by
@@ -55,6 +55,7 @@ def standin_cupy(device_name: str = "Fake GPU", capability: tuple[int, int] = (9
     cupy.empty = lambda shape, dtype=float: _wrap(np.empty(shape, dtype))  # CuPy's default: float64
     cupy.zeros = lambda shape, dtype=float: _wrap(np.zeros(shape, dtype))
     cupy.stack = lambda arrays, axis=0: _wrap(np.stack([np.asarray(a) for a in arrays], axis=axis))
+    cupy.flatnonzero = lambda a: _wrap(np.flatnonzero(np.asarray(a)))
     cupy.ascontiguousarray = lambda a, dtype=None: _wrap(np.ascontiguousarray(a, dtype))
     for name in ("clip", "rint", "isnan", "float32", "float16", "uint8"):  # elementwise: numpy's, same semantics
         setattr(cupy, name, getattr(np, name))

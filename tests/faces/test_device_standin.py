@@ -263,3 +263,28 @@ def test_faces_are_found_on_the_uploaded_torch_frames(torch_kernels, tiny_restor
         px = max(float(np.abs(f.landmarks - r.face.landmarks).max()) for f, r in zip(faces, results))
         print(f"device vs host detection: worst landmark difference {px:.3f} px")
         assert px <= 0.5
+
+
+@pytest.mark.parametrize("which", ["torch_kernels", "cupy_kernels"])
+def test_the_detectors_candidates_are_gathered_where_the_outputs_are(request, which):
+    """Issue 29: the rows above the threshold, picked and gathered on the device (torch, CuPy), are
+    the host's: the same indices, scores, boxes and landmarks, per frame."""
+    from flipnet_rt.faces.device import HostKernels
+
+    kernels, upload = request.getfixturevalue(which)
+    rng = np.random.default_rng(5)
+    conf = rng.uniform(0, 1, (2, 168, 2)).astype(np.float32)
+    outputs = {
+        "loc": rng.standard_normal((2, 168, 4), dtype=np.float32),
+        "conf": conf,
+        "landmarks": rng.standard_normal((2, 168, 10), dtype=np.float32),
+    }
+    host = HostKernels().candidates(outputs, 0.7)
+    ours = kernels.candidates({k: upload(v) for k, v in outputs.items()}, 0.7)
+    assert len(host) == len(ours) == 2
+    for (hi, hs, hl, hm), (oi, os_, ol, om) in zip(host, ours):
+        assert 20 < len(hi) < 100 and oi.dtype == np.int64  # about 30 % of the rows
+        np.testing.assert_array_equal(oi, hi)
+        for a, b in ((os_, hs), (ol, hl), (om, hm)):
+            assert isinstance(a, np.ndarray)
+            np.testing.assert_array_equal(a, b)
