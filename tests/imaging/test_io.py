@@ -373,9 +373,11 @@ def test_a_multi_frame_image_says_which_frame_it_gives(tmp_path, caplog):
     frames = [Image.new("RGB", (8, 6), colour) for colour in ((255, 0, 0), (0, 0, 255))]
     frames[0].save(tmp_path / "two.gif", save_all=True, append_images=frames[1:])
     frames[0].save(tmp_path / "one.png")
+    frames[0].save(tmp_path / "one.jpg")  # Pillow's JPEG has no n_frames at all
     with caplog.at_level(logging.DEBUG, logger=image_io.__name__):
         first = image_io.load_image(tmp_path / "two.gif")
         image_io.load_image(tmp_path / "one.png")
+        image_io.load_image(tmp_path / "one.jpg")
     assert first.shape == (6, 8, 3) and first[0, 0, 0] > 200 and first[0, 0, 2] < 50  # red: the first frame
     messages = [r.getMessage() for r in caplog.records if r.name == image_io.__name__]
     assert messages == [f"{tmp_path / 'two.gif'}: 2 frames, using the first"], messages
