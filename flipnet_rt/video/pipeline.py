@@ -209,7 +209,11 @@ class VideoRestorer:
         self._batch_detector = self.detector if isinstance(self.detector, BatchFaceDetector) else None
         # one worker on the device frame path with RetinaFace on its engine: frames are uploaded to be
         # searched and restored from the same upload (faces/device.py DeviceFrames.detect)
-        self._detects_on_device = len(self.workers) == 1 and self.faces.detects_on_device(self.detector)
+        self._detects_on_device = (
+            len(self.workers) == 1
+            and self.faces.device_frames is not None
+            and self.faces.detects_on_device(self.detector)
+        )
         self._batch: list[_Held] = []  # planned, waiting for the batch to fill
         self._ready: deque[Frame] = deque()  # restored, for pull()
         self._running: deque[tuple[list[_Held], Future]] = deque()  # batches on the workers, in order
@@ -506,13 +510,14 @@ class VideoRestorer:
                     aligned = [h.aligned for h in with_faces if h.aligned is not None]
                     assert len(aligned) == len(with_faces), "_advance cropped every frame with faces"
                 uploaded = [h.uploaded for h in with_faces]
+                device = {"uploaded": uploaded} if any(u is not None for u in uploaded) else {}  # only with uploads
                 results = faces.restore_faces(
                     [h.frame.image for h in with_faces],
                     [[f for _, f in h.faces] for h in with_faces],
                     [self._seeds(h) for h in with_faces],
                     aligned=aligned,
                     tracks=tracks,
-                    uploaded=uploaded if any(u is not None for u in uploaded) else None,
+                    **device,
                 )
             restored = {id(h): image for h, (image, _) in zip(with_faces, results)}
         else:
