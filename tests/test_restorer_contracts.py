@@ -388,3 +388,62 @@ def test_the_torch_backend_runs_the_shipped_detector(tiny_restorer):
     for got, ref in zip((loc, conf, landmarks), want):
         np.testing.assert_allclose(got, ref, atol=1e-5)
     assert loc.shape == (2, 42 * 2 * 3, 4)
+
+
+class _FidelityBackend:
+    """A backend stand-in with the fidelity network: its weight is a known function of its feeds,
+    written into one reused output buffer (as ONNX Runtime's backend does)."""
+
+    name = "stand-in"
+    specs = dict.fromkeys(("unet_cond", "unet_input", "vae_encoder", "vae_decoder", "fidelity"))
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+        self.buffer = np.zeros(0, np.float32)
+
+    def from_numpy(self, array, dtype=None):
+        return array.astype(dtype or np.float32)
+
+    def to_numpy(self, array):
+        return array
+
+    def concat(self, arrays, axis=0):
+        return np.concatenate(arrays, axis=axis)
+
+    def run(self, network, feeds):
+        self.calls.append((network, {k: (v.dtype, v.shape) for k, v in feeds.items()}))
+        # weight per face: the mean of the input minus the mean of the restoration, so both feeds count
+        self.buffer = (feeds["image"].mean(axis=(1, 2, 3)) - feeds["restored"].mean(axis=(1, 2, 3))).astype(np.float32)
+        return {"weight": self.buffer}
+
+
+def test_the_fidelity_estimator_gets_both_faces_as_model_pixels_and_gives_a_copy(tiny_config):
+    """Issue 25's estimator call through the restorer and the core: uint8 faces at the model's size
+    become [-1, 1] float32 NCHW feeds ``image`` (the input) and ``restored``, the weights come back as
+    float32 copies of the backend's buffer; wrong counts or shapes are one-line errors naming both."""
+    from flipnet_rt.runtime.restorer import Restorer
+
+    backend = _FidelityBackend()
+    restorer = Restorer(backend, tiny_config, {})
+    r = tiny_config.resolution
+    inputs = [np.full((r, r, 3), 255, np.uint8), np.zeros((r, r, 3), np.uint8)]
+    restored = [np.zeros((r, r, 3), np.uint8), np.full((r, r, 3), 255, np.uint8)]
+    weights = restorer.fidelity(inputs, restored)
+    assert weights.dtype == np.float32 and weights.tolist() == [2.0, -2.0]  # 1 - (-1), -1 - 1: [-1, 1] pixels
+    assert not np.shares_memory(weights, backend.buffer)
+    assert backend.calls == [
+        ("fidelity", {"image": (np.float32, (2, 3, r, r)), "restored": (np.float32, (2, 3, r, r))})
+    ]
+    assert restorer.fidelity([], []).shape == (0,)
+    with pytest.raises(ValueError, match=r"^fidelity: 2 inputs and 1 restorations$"):
+        restorer.fidelity(inputs, restored[:1])
+    with pytest.raises(ValueError, match=rf"^fidelity: expected uint8 \[{r}, {r}, 3\] faces, got shapes"):
+        restorer.fidelity(inputs, [np.zeros((r + 1, r, 3), np.uint8)] * 2)
+    core = restorer.core
+    with pytest.raises(ValueError, match=r"^fidelity: inputs \(1, 3, 4, 4\) and restorations \(2, 3, 4, 4\) differ$"):
+        core.fidelity_host(np.zeros((1, 3, 4, 4), np.float32), np.zeros((2, 3, 4, 4), np.float32))
+    pixels = np.ones((2, 3, r, r), np.float32)
+    device = core.fidelity_device(pixels, -pixels)
+    np.testing.assert_array_equal(device, [2.0, 2.0])
+    assert not np.shares_memory(device, backend.buffer)
+    assert core.has_fidelity and not DiffusionCore(_DetectorBackend(), tiny_config, {}).has_fidelity
