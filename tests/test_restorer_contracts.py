@@ -434,7 +434,8 @@ def test_the_fidelity_estimator_gets_both_faces_as_model_pixels_and_gives_a_copy
     assert backend.calls == [
         ("fidelity", {"image": (np.float32, (2, 3, r, r)), "restored": (np.float32, (2, 3, r, r))})
     ]
-    assert restorer.fidelity([], []).shape == (0,)
+    empty = restorer.fidelity([], [])
+    assert empty.shape == (0,) and empty.dtype == np.float32
     with pytest.raises(ValueError, match=r"^fidelity: 2 inputs and 1 restorations$"):
         restorer.fidelity(inputs, restored[:1])
     with pytest.raises(ValueError, match=rf"^fidelity: expected uint8 \[{r}, {r}, 3\] faces, got shapes"):
@@ -442,8 +443,14 @@ def test_the_fidelity_estimator_gets_both_faces_as_model_pixels_and_gives_a_copy
     core = restorer.core
     with pytest.raises(ValueError, match=r"^fidelity: inputs \(1, 3, 4, 4\) and restorations \(2, 3, 4, 4\) differ$"):
         core.fidelity_host(np.zeros((1, 3, 4, 4), np.float32), np.zeros((2, 3, 4, 4), np.float32))
+    from flipnet_rt.runtime.profiling import StageTimer
+
+    core.timer = StageTimer()  # what flipnet-rt bench reads: the conversion and the network, by name
+    restorer.fidelity(inputs, restored)
+    assert set(core.timer.totals()) == {"preprocessing", "fidelity"}
     pixels = np.ones((2, 3, r, r), np.float32)
     device = core.fidelity_device(pixels, -pixels)
+    assert backend.calls[-1][0] == "fidelity"
     np.testing.assert_array_equal(device, [2.0, 2.0])
     assert not np.shares_memory(device, backend.buffer)
     assert core.has_fidelity and not DiffusionCore(_DetectorBackend(), tiny_config, {}).has_fidelity
