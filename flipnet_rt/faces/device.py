@@ -25,6 +25,7 @@ the flow is tested without a GPU, and what ``frame_path="device"`` means on a CP
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -182,6 +183,12 @@ class _CudaKernels(FrameKernels):
 
     def __init__(self, kernels: Any) -> None:
         self.nat = kernels  # flipnet_rt._native built with CUDA
+        # the detector input's resize matrices on the device, uploaded once per size (a video's two)
+        self.resize_matrix = functools.lru_cache(maxsize=8)(self._upload_resize)
+
+    @abstractmethod
+    def _upload_resize(self, source: int, target: int) -> Array:
+        """:func:`~.retinaface.resize_weights` on the kernels' device."""
 
     @abstractmethod
     def _stream(self, like: Array) -> int:
@@ -233,16 +240,19 @@ class TorchKernels(_CudaKernels):
             out.append((host[0].astype(np.int64), host[1], host[2], host[3]))
         return out
 
+    def _upload_resize(self, source: int, target: int) -> Array:
+        from .retinaface import resize_weights
+
+        return self.torch.tensor(resize_weights(source, target), device=self.device)  # a copy: it is read-only
+
     def detector_input(self, frames: Sequence[Array], size: tuple[int, int], pad: tuple[int, int]) -> Array:
-        from .retinaface import MEAN_BGR, resize_weights
+        from .retinaface import MEAN_BGR
 
         torch = self.torch
         batch = torch.stack(list(frames)).to(torch.float32).flip(-1).permute(0, 3, 1, 2)  # [B, 3, H, W], BGR
         height, width = batch.shape[2:]
         if (height, width) != tuple(size):  # separable resize: rows then columns, as two matrix products
-            rows = torch.from_numpy(resize_weights(height, size[0])).to(batch.device)
-            cols = torch.from_numpy(resize_weights(width, size[1])).to(batch.device)
-            batch = rows @ batch @ cols.T
+            batch = self.resize_matrix(height, size[0]) @ batch @ self.resize_matrix(width, size[1]).T
         mean = torch.from_numpy(MEAN_BGR).to(batch.device).view(1, 3, 1, 1)
         out = torch.zeros((batch.shape[0], 3, *pad), dtype=torch.float32, device=batch.device)
         out[:, :, : size[0], : size[1]] = batch - mean
@@ -311,17 +321,21 @@ class CupyKernels(_CudaKernels):
                 out.append((host[0].astype(np.int64), host[1], host[2], host[3]))
         return out
 
+    def _upload_resize(self, source: int, target: int) -> Array:
+        from .retinaface import resize_weights
+
+        with self.cupy.cuda.Device(self.device_index):
+            return self.cupy.asarray(resize_weights(source, target))
+
     def detector_input(self, frames: Sequence[Array], size: tuple[int, int], pad: tuple[int, int]) -> Array:
-        from .retinaface import MEAN_BGR, resize_weights
+        from .retinaface import MEAN_BGR
 
         cp = self.cupy
         with cp.cuda.Device(self.device_index):
             batch = cp.stack(list(frames)).astype(cp.float32)[..., ::-1].transpose(0, 3, 1, 2)  # [B, 3, H, W]
             height, width = batch.shape[2:]
             if (height, width) != tuple(size):  # separable resize: rows then columns, as two matrix products
-                batch = (
-                    cp.asarray(resize_weights(height, size[0])) @ batch @ cp.asarray(resize_weights(width, size[1])).T
-                )
+                batch = self.resize_matrix(height, size[0]) @ batch @ self.resize_matrix(width, size[1]).T
             out = cp.zeros((batch.shape[0], 3, *pad), cp.float32)
             out[:, :, : size[0], : size[1]] = batch - cp.asarray(MEAN_BGR).reshape(1, 3, 1, 1)
             return out

@@ -20,6 +20,7 @@ Coordinates are continuous (pixel i spans [i, i+1)): a point in network-input pi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,29 +113,34 @@ def padded(size: int) -> int:
     return -(-size // ALIGN) * ALIGN
 
 
+@functools.lru_cache(maxsize=16)
 def resize_weights(source: int, target: int) -> np.ndarray:
-    """``float32 [target, source]``: the 1-D resize :func:`preprocess` does with OpenCV, as a matrix
-    (``out = W @ line``), so a device can resize with two matrix products: shrinking, each output
+    """``float32 [target, source]``, read-only: the 1-D resize :func:`preprocess` does with OpenCV, as a
+    matrix (``out = W @ line``), so a device can resize with two matrix products: shrinking, each output
     pixel the mean of the source interval it covers (``INTER_AREA``); growing, linear between pixel
-    centres, clamped at the edges (``INTER_LINEAR``)."""
+    centres, clamped at the edges (``INTER_LINEAR``). Kept for the last 16 sizes (a video asks for the
+    same two every frame; a 4K frame's take ~20 ms to build)."""
     weights = np.zeros((target, source), np.float64)
+    rows = np.arange(target)
     scale = source / target
     if target <= source:
-        for i in range(target):
-            lo, hi = i * scale, (i + 1) * scale
-            for j in range(int(np.floor(lo)), min(int(np.ceil(hi)), source)):
-                weights[i, j] = min(hi, j + 1) - max(lo, j)
+        lo, hi = rows * scale, (rows + 1) * scale
+        cols = np.floor(lo).astype(np.int64)[:, None] + np.arange(int(np.ceil(scale)) + 1)  # all it can touch
+        overlap = np.minimum(hi[:, None], cols + 1) - np.maximum(lo[:, None], cols)
+        keep = (overlap > 0) & (cols < source)
+        weights[np.broadcast_to(rows[:, None], cols.shape)[keep], cols[keep]] = overlap[keep]
         weights /= scale
     else:
-        centre = (np.arange(target) + 0.5) * scale - 0.5
+        centre = (rows + 0.5) * scale - 0.5
         left = np.floor(centre).astype(np.int64)
         frac = centre - left
         frac[left < 0], left[left < 0] = 0.0, 0
         frac[left >= source - 1], left[left >= source - 1] = 0.0, source - 1
-        rows = np.arange(target)
         weights[rows, left] += 1.0 - frac
         weights[rows, np.minimum(left + 1, source - 1)] += frac
-    return weights.astype(np.float32)
+    weights = weights.astype(np.float32)
+    weights.flags.writeable = False  # shared by every caller
+    return weights
 
 
 def preprocess(

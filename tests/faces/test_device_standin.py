@@ -234,6 +234,25 @@ def test_the_detector_input_is_the_hosts(request, scene, which, size):
     assert worst < 1.0 and not ours[:, :, size[0] :].any() and not ours[:, :, :, size[1] :].any()
 
 
+@pytest.mark.parametrize("which", ["torch_kernels", "cupy_kernels"])
+def test_the_resize_matrices_go_to_the_device_once_per_size(request, scene, which):
+    """A video asks for the same detector input every frame: its two resize matrices (up to 20 MB at
+    4K) are uploaded on the first frame only; another size gets its own, and they are not mixed up."""
+    from flipnet_rt.faces.device import HostKernels
+    from flipnet_rt.faces.retinaface import padded
+
+    kernels, upload = request.getfixturevalue(which)
+    kernels.resize_matrix.cache_clear()
+    image = scene[0]
+    for size in [(60, 100), (60, 100), (40, 100), (60, 100)]:
+        pad = (padded(size[0]), padded(size[1]))
+        ours = kernels.detector_input([upload(image)], size, pad)
+        ours = np.asarray(ours.numpy() if hasattr(ours, "numpy") else ours)
+        assert float(np.abs(ours - HostKernels().detector_input([image], size, pad)).max()) < 1.0
+    info = kernels.resize_matrix.cache_info()
+    assert (info.misses, info.hits, info.maxsize) == (3, 5, 8)  # rows to 60, columns to 100, rows to 40
+
+
 def test_faces_are_found_on_the_uploaded_torch_frames(torch_kernels, tiny_restorer, astronaut_group):
     """Issue 29: FaceRestorer on the device frame path (TorchKernels over the torch backend's CPU
     tensors) finds faces in the uploaded frames with the engine's detector network: the faces the host

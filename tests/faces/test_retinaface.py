@@ -165,10 +165,14 @@ def test_the_network_seam_runs_any_callable(astronaut_group):
     assert len(faces) == 3 and calls[0] == (1, 3, 736, 1280)
 
 
-@pytest.mark.parametrize("source, target", [(1080, 720), (1920, 1280), (97, 32), (360, 810), (64, 64)])
+@pytest.mark.parametrize(
+    "source, target",
+    [(1080, 720), (1920, 1280), (2160, 720), (3840, 1280), (97, 32), (100, 30), (1000, 333), (360, 810), (64, 64)],
+)
 def test_resize_weights_are_opencvs_resize(source, target):
     """The device path resizes with these matrices (two matrix products); on float pixels they are
-    OpenCV's INTER_AREA (shrinking) and INTER_LINEAR (growing) to float rounding."""
+    OpenCV's INTER_AREA (shrinking, whole and fractional scales) and INTER_LINEAR (growing) to float
+    rounding. Each size's matrix is built once and shared, so it cannot be written to."""
     import cv2
 
     from flipnet_rt.faces.retinaface import resize_weights
@@ -183,6 +187,7 @@ def test_resize_weights_are_opencvs_resize(source, target):
     worst = float(np.abs(weights @ image - expected).max())
     print(f"{source} -> {target}: worst difference from cv2.resize {worst:.2e} grey levels")
     assert worst < 1e-3  # float32 sums of up to ~3 terms per output, both sides
+    assert resize_weights(source, target) is weights and not weights.flags.writeable
 
 
 @pytest.mark.parametrize("size", [(1080, 1920), (360, 640)])
