@@ -88,7 +88,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
         [
             "tests/test_evaluation.py",
             "tests/test_evaluation_contracts.py",
-            "tests/test_evaluation_levels.py",  # issue 25's detail() and evaluate_levels() (~9 s in all)
+            "tests/test_evaluation_levels.py",  # issue 25's eval --levels end to end (~9 s in all)
+            "tests/test_evaluation_levels_contracts.py",  # and evaluate_levels() with a stand-in restorer
             "-k",
             "not test_eval_command_scores_every_readable_face and not test_eval_scores_at_the_faces_own_size"
             " and not test_eval_scores_are_those_of_the_images_it_writes",
