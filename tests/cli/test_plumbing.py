@@ -229,7 +229,7 @@ def commands(monkeypatch):
         return run
 
     monkeypatch.setattr(cli.info_cmd, "run", recorder("info", 11))
-    for index, module in enumerate((cli.engines, cli.bench, cli.evaluate, cli.serve, cli.video)):
+    for index, module in enumerate((cli.engines, cli.bench, cli.evaluate, cli.serve, cli.video, cli.cluster)):
         monkeypatch.setattr(module, "run", recorder(module.__name__.rsplit(".", 1)[1], 12 + index))
     monkeypatch.setattr(cli, "run_jobs", recorder("jobs", 20))
     return calls
@@ -246,6 +246,7 @@ def commands(monkeypatch):
         (["serve", "--model", "m"], "serve", 15),
         (["export-triton", "E", "-o", "R"], "serve", 15),
         (["video", "in.mp4", "-o", "out.mp4", "--model", "m"], "video", 16),
+        (["cluster", "restore", "a.png", "-o", "o", "--model", "m"], "cluster", 17),
     ],
 )
 def test_each_command_runs_its_own_entry_point(commands, argv, name, code):
