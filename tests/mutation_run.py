@@ -84,16 +84,18 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "evaluation": (
         ["flipnet_rt/evaluation/scoring.py"],
-        # the three end-to-end eval tests (~40 s each under mutmut) are left to `make test`:
-        # tests/test_evaluation_contracts.py drives evaluate() with a stand-in restorer instead
+        # the end-to-end eval tests (~40 s each under mutmut; eval --levels ~20 s) are left to `make test`:
+        # tests/test_evaluation_contracts.py and test_evaluation_levels_contracts.py drive evaluate() and
+        # evaluate_levels() with stand-in restorers instead
         [
             "tests/test_evaluation.py",
             "tests/test_evaluation_contracts.py",
-            "tests/test_evaluation_levels.py",  # issue 25's eval --levels end to end (~9 s in all)
-            "tests/test_evaluation_levels_contracts.py",  # and evaluate_levels() with a stand-in restorer
+            "tests/test_evaluation_levels.py",
+            "tests/test_evaluation_levels_contracts.py",
             "-k",
             "not test_eval_command_scores_every_readable_face and not test_eval_scores_at_the_faces_own_size"
-            " and not test_eval_scores_are_those_of_the_images_it_writes",
+            " and not test_eval_scores_are_those_of_the_images_it_writes"
+            " and not test_eval_levels_scores_the_three_variants",
         ],
     ),
     "verify": (
