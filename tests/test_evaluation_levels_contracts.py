@@ -76,6 +76,9 @@ def test_every_face_at_every_level_in_batches_with_its_own_seeds():
         "fidelity": "auto",
         "options": {k: getattr(v, "value", v) for k, v in dataclasses.asdict(options).items()},
     }
+    # plain values, as the --json file holds them (no enums, whose str() is "Level.MILD")
+    assert [type(v) for v in report.meta["levels"]] == [str, str]
+    assert {type(v) for v in report.meta["options"].values()} <= {str, int, float}
     assert [(s.name, s.level) for s in report.faces] == [(n, lv) for lv in ("mild", "train") for n, _ in faces]
     assert [s.weight for s in report.faces] == [0.0, 0.25, 0.0, 0.25, 0.0] * 2
 
@@ -106,18 +109,23 @@ def test_each_variant_is_scored_against_the_hq():
 
 def test_defaults_without_identity_or_options(capsys):
     """No options: the restorer's own at the eval seed; no identity model: None; a flat LQ has no detail
-    to compare with (NaN, not a division by zero); batch size 8 by default; no progress bar unasked."""
+    to compare with (NaN, not a division by zero), an almost flat one has (a ratio); batch size 8 by
+    default; no progress bar unasked, tqdm's when asked."""
     flat = np.full((32, 32, 3), 128, np.uint8)
-    faces, restorer = [("flat", flat), *_faces(9)[1:]], StandInFaces(fidelity=0.5)
+    almost = flat.copy()
+    almost[10, 10] += 1  # a Laplacian variance of 0.02
+    faces, restorer = [("flat", flat), ("almost", almost), *_faces(9)[2:]], StandInFaces(fidelity=0.5)
     report = evaluation.evaluate_levels(restorer, faces, [Level.NONE])
     assert [len(crops) for crops, _, _ in restorer.calls] == [8, 1]
     assert restorer.calls[0][2] == SamplingOptions(seed=0, steps=2) and report.meta["fidelity"] == 0.5
     assert all(v is None for s in report.faces for v in s.identity.values())
     assert all(math.isnan(v) for v in report.faces[0].detail.values())
-    assert math.isinf(report.faces[1].psnr["input"])  # level none: the HQ itself
+    assert 0 < evaluation.detail(almost) < 1 and report.faces[1].detail["restored"] == 1.0  # same edges, darker
+    assert math.isinf(report.faces[2].psnr["input"])  # level none: the HQ itself
     assert capsys.readouterr().err == ""
     evaluation.evaluate_levels(restorer, faces[:1], [Level.NONE], progress=True)
-    assert "eval" in capsys.readouterr().err
+    bar = capsys.readouterr().err
+    assert bar.startswith("\reval: ") and "1/1 [" in bar and "batch/s]" in bar
 
 
 def test_the_summary_counts_and_averages_each_level():
@@ -132,6 +140,12 @@ def test_the_summary_counts_and_averages_each_level():
     assert mild["psnr"]["input"] == 30.0 and mild["psnr_infinite"] == {v: 1 for v in evaluation.VARIANTS}
     assert mild["identity"] == {v: None for v in evaluation.VARIANTS}
     assert summary["train"]["count"] == 1 and summary["train"]["psnr_infinite"]["fidelity"] == 0
+    assert report.to_dict() == {
+        "meta": {},
+        "summary": summary,
+        "faces": [dataclasses.asdict(s) for s in report.faces],
+    }
+    assert report.to_dict()["faces"][2]["weight"] == 1.0
 
 
 def test_detail_is_the_laplacian_variance_of_the_grey_image():
