@@ -183,3 +183,17 @@ def test_network_specs_default_to_float32():
 
     specs = network_specs(tiny(), [KVSpec(0, 8)])
     assert {t.dtype for s in specs.values() for t in (*s.inputs, *s.outputs)} == {"float32"}
+
+
+def test_the_fidelity_estimator_has_a_spec_when_asked():
+    """Issue 25: the fidelity network (input crop and restoration -> W), at the face size, in the
+    engine's precision; absent unless the model has one."""
+    from flipnet_rt.config.presets import tiny
+
+    config = tiny()
+    assert "fidelity" not in network_specs(config, [KVSpec(0, 8)])
+    spec = network_specs(config, [KVSpec(0, 8)], "float16", fidelity=True)["fidelity"]
+    assert spec.name == "fidelity" and spec.input_names == ["image", "restored"] and spec.output_names == ["weight"]
+    face = (3, 3, config.resolution, config.resolution)
+    assert spec.shapes({"B": 3}) == {"image": face, "restored": face, "weight": (3,)}
+    assert {t.dtype for t in (*spec.inputs, *spec.outputs)} == {"float16"}
