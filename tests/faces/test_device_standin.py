@@ -123,6 +123,7 @@ def test_cuda_kernels_python_side_keeps_the_host_contract(request, scene, which)
     out = rng.uniform(-1.2, 1.2, (2, 3, 64, 64)).astype(np.float32)
     half = np.asarray(kernels.float32(to_device(out.astype(np.float16))))
     np.testing.assert_array_equal(half, out.astype(np.float16).astype(np.float32))
+    assert half.dtype == np.float32
     cast = np.asarray(kernels.cast(crops, to_device(out[:1].astype(np.float16))))
     np.testing.assert_array_equal(cast, np.asarray(crops).astype(np.float16))
     fixed = kernels.color_fix(to_device(out), crops, 3)
@@ -135,6 +136,24 @@ def test_cuda_kernels_python_side_keeps_the_host_contract(request, scene, which)
         r"engine: rebuild it, or run in fp32\)$",
     ):
         kernels.to_faces(to_device(np.full((1, 3, 4, 4), np.nan, np.float32)))
+    flags: list = []  # the device path's way: a flag per batch, read once with the frames
+    kernels.to_faces(to_device(out), flags)
+    kernels.check_nan(flags)
+    kernels.to_faces(to_device(np.full((1, 3, 4, 4), np.nan, np.float32)), flags)
+    with pytest.raises(ValueError, match=r"^to_uint8: the model's output contains NaN"):
+        kernels.check_nan(flags)
+    # the fidelity estimator's input (uint8 faces, or float32 holding whole grey levels) and the blend
+    # by its weights (issue 25), as the host kernels make them
+    mine = host.to_faces(out)
+    np.testing.assert_array_equal(np.asarray(kernels.to_pixels(faces)), host.to_pixels(mine))
+    whole = kernels.to_pixels(to_device(mine.astype(np.float32)))
+    np.testing.assert_array_equal(np.asarray(whole), host.to_pixels(mine))
+    other = host.to_faces(out[::-1].copy())
+    for weights in (np.array([0.0, 0.3], np.float32), to_device(np.array([1.0, 0.5], np.float64))):
+        mixed = np.asarray(kernels.blend(faces, to_device(other), weights))
+        want = host.blend(mine, other, np.asarray(weights))
+        assert mixed.dtype == np.uint8 and mixed.flags.c_contiguous and want.dtype == np.uint8
+        np.testing.assert_array_equal(mixed, want)
     kernels.paste(frame, faces, affines)
     want = host.upload(image)
     host.paste(want, host.to_faces(out), affines)
@@ -287,23 +306,29 @@ def test_faces_are_found_on_the_uploaded_torch_frames(torch_kernels, tiny_restor
 @pytest.mark.parametrize("which", ["torch_kernels", "cupy_kernels"])
 def test_the_detectors_candidates_are_gathered_where_the_outputs_are(request, which):
     """Issue 29: the rows above the threshold, picked and gathered on the device (torch, CuPy), are
-    the host's: the same indices, scores, boxes and landmarks, per frame."""
+    the host's: the same indices, scores, boxes and landmarks, per frame; a score equal to the
+    threshold is not above it; fp16 scores come back as float32."""
     from flipnet_rt.faces.device import HostKernels
 
     kernels, upload = request.getfixturevalue(which)
     rng = np.random.default_rng(5)
-    conf = rng.uniform(0, 1, (2, 168, 2)).astype(np.float32)
+    conf = rng.uniform(0, 1, (2, 168, 2)).astype(np.float16)  # an fp16 engine's scores
+    conf[:, 3, 1] = 0.5  # exactly the threshold
     outputs = {
         "loc": rng.standard_normal((2, 168, 4), dtype=np.float32),
         "conf": conf,
         "landmarks": rng.standard_normal((2, 168, 10), dtype=np.float32),
     }
-    host = HostKernels().candidates(outputs, 0.7)
-    ours = kernels.candidates({k: upload(v) for k, v in outputs.items()}, 0.7)
+    host = HostKernels().candidates(outputs, 0.5)
+    ours = kernels.candidates({k: upload(v) for k, v in outputs.items()}, 0.5)
     assert len(host) == len(ours) == 2
     for (hi, hs, hl, hm), (oi, os_, ol, om) in zip(host, ours):
-        assert 20 < len(hi) < 100 and oi.dtype == np.int64  # about 30 % of the rows
+        assert 50 < len(hi) < 120 and 3 not in hi and oi.dtype == np.int64  # about half the rows
+        assert os_.dtype == np.float32
         np.testing.assert_array_equal(oi, hi)
         for a, b in ((os_, hs), (ol, hl), (om, hm)):
             assert isinstance(a, np.ndarray)
             np.testing.assert_array_equal(a, b)
+    if which == "cupy_kernels":  # on the arrays' device (0 here), not "the current one"
+        devices = [entry[1] for entry in sys.modules["cupy"].log if entry[0] == "device"]
+        assert devices and set(devices) == {0}
