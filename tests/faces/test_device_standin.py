@@ -270,6 +270,9 @@ def test_the_resize_matrices_go_to_the_device_once_per_size(request, scene, whic
         assert float(np.abs(ours - HostKernels().detector_input([image], size, pad)).max()) < 1.0
     info = kernels.resize_matrix.cache_info()
     assert (info.misses, info.hits, info.maxsize) == (3, 5, 8)  # rows to 60, columns to 100, rows to 40
+    if which == "cupy_kernels":  # each matrix made on the kernels' device (0 here), not "the current one"
+        devices = [entry[1] for entry in sys.modules["cupy"].log if entry[0] == "device"]
+        assert devices and set(devices) == {0}
 
 
 def test_faces_are_found_on_the_uploaded_torch_frames(torch_kernels, tiny_restorer, astronaut_group):
