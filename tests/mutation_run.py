@@ -121,6 +121,8 @@ GPU_ONLY = [
     "flipnet_rt.faces.device.xǁTorchKernelsǁ_empty__mutmut_6",
     "flipnet_rt.faces.device.xǁTorchKernelsǁupload__mutmut_1",
     "flipnet_rt.faces.device.xǁTorchKernelsǁupload__mutmut_3",
+    "flipnet_rt.faces.device.xǁTorchKernelsǁ_upload_resize__mutmut_2",  # the resize matrices' device
+    "flipnet_rt.faces.device.xǁTorchKernelsǁ_upload_resize__mutmut_4",
 ]
 
 TEXT_ARGUMENTS = ("help", "description", "metavar")  # argparse arguments that only change what --help prints

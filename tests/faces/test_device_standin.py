@@ -234,10 +234,11 @@ def test_track_filtered_crops_on_torch_tensors_equal_the_host_paths(torch_kernel
 
 
 @pytest.mark.parametrize("which", ["torch_kernels", "cupy_kernels"])
-@pytest.mark.parametrize("size", [(60, 100), (480, 800)])
+@pytest.mark.parametrize("size", [(60, 100), (70, 130), (480, 800)])
 def test_the_detector_input_is_the_hosts(request, scene, which, size):
-    """Issue 29: the device path's detector input (a frame shrunk, and grown 4x) from torch tensors and
-    CuPy arrays, as the host kernels (OpenCV) make it, to the grey-level rounding OpenCV does on uint8."""
+    """Issue 29: the device path's detector input (a frame shrunk by 2 and by 1.7, and grown 4x) from
+    torch tensors and CuPy arrays, as the host kernels (OpenCV) make it, to the grey-level rounding
+    OpenCV does on uint8."""
     from flipnet_rt.faces.device import HostKernels
     from flipnet_rt.faces.retinaface import padded
 
@@ -251,6 +252,13 @@ def test_the_detector_input_is_the_hosts(request, scene, which, size):
     worst = float(np.abs(ours - host).max())
     print(f"{which} {image.shape[:2]} -> {size}: worst difference {worst:.2f} grey levels")
     assert worst < 1.0 and not ours[:, :, size[0] :].any() and not ours[:, :, :, size[1] :].any()
+    if which == "cupy_kernels":  # in float32 throughout (the stand-in's arrays are NumPy's: the same sums)
+        from flipnet_rt.faces.retinaface import MEAN_BGR, resize_weights
+
+        bgr = np.stack([image, image[::-1]]).astype(np.float32)[..., ::-1].transpose(0, 3, 1, 2)
+        rows, cols = resize_weights(image.shape[0], size[0]), resize_weights(image.shape[1], size[1])
+        exact = rows @ bgr @ cols.T - MEAN_BGR.reshape(1, 3, 1, 1)
+        np.testing.assert_array_equal(ours[:, :, : size[0], : size[1]], exact)
 
 
 @pytest.mark.parametrize("which", ["torch_kernels", "cupy_kernels"])
@@ -304,6 +312,36 @@ def test_faces_are_found_on_the_uploaded_torch_frames(torch_kernels, tiny_restor
         px = max(float(np.abs(f.landmarks - r.face.landmarks).max()) for f, r in zip(faces, results))
         print(f"device vs host detection: worst landmark difference {px:.3f} px")
         assert px <= 0.5
+
+
+def test_device_detection_with_the_host_kernels_is_the_host_detection(tiny_restorer, astronaut_group):
+    """DeviceFrames.detect over HostKernels (ONNX Runtime on the CPU takes this path; here a core whose
+    detect_device is the tiny torch core's detect_host, numpy in and out as on ONNX Runtime): one
+    frame, not square (padded to 736 x 1280), every face given the second look (confirm_below 1),
+    which cuts its windows from the host frame: the faces RetinaFaceDetector.detect finds, to the bit;
+    a detector input that does not have the size asked for is refused."""
+    import cv2
+
+    from flipnet_rt.faces.device import DeviceFrames, HostKernels
+    from flipnet_rt.faces.retinaface import RetinaFaceConfig, RetinaFaceDetector
+
+    detector = RetinaFaceDetector(RetinaFaceConfig(confirm_below=1.0), network=tiny_restorer.detector_network())
+    image = cv2.resize(astronaut_group[0], (1920, 1080), interpolation=cv2.INTER_LINEAR)
+    core = tiny_restorer.core
+    frames = DeviceFrames(core, HostKernels(), "reflect", 0, None)
+    names = ("loc", "conf", "landmarks")
+    frames.core = types.SimpleNamespace(detect_device=lambda x: dict(zip(names, core.detect_host(x))))
+    (got,), uploads = frames.detect([image], detector)
+    want = detector.detect(image)
+    assert len(got) == len(want) == 3 and len(uploads) == 1 and uploads[0] is not image
+    np.testing.assert_array_equal(uploads[0], image)
+    for a, b in zip(got, want):
+        assert a.score == b.score < 1.0
+        np.testing.assert_array_equal(a.box, b.box)
+        np.testing.assert_array_equal(a.landmarks, b.landmarks)
+    assert frames.detect([], detector) == ([], [])
+    with pytest.raises(ValueError, match=r"^detector_input: \(736, 1280\) is not the expected \(768, 1280\)$"):
+        HostKernels().detector_input([image], (720, 1280), (768, 1280))
 
 
 @pytest.mark.parametrize("which", ["torch_kernels", "cupy_kernels"])
