@@ -123,6 +123,11 @@ GPU_ONLY = [
     "flipnet_rt.faces.device.xǁTorchKernelsǁupload__mutmut_3",
     "flipnet_rt.faces.device.xǁTorchKernelsǁ_upload_resize__mutmut_2",  # the resize matrices' device
     "flipnet_rt.faces.device.xǁTorchKernelsǁ_upload_resize__mutmut_4",
+    "flipnet_rt.faces.device.xǁTorchKernelsǁdetector_input__mutmut_45",  # the mean's device
+    "flipnet_rt.faces.device.xǁTorchKernelsǁdetector_input__mutmut_54",  # the padded input's device
+    "flipnet_rt.faces.device.xǁTorchKernelsǁdetector_input__mutmut_57",
+    "flipnet_rt.faces.device.xǁTorchKernelsǁblend__mutmut_5",  # np.asarray of a CUDA tensor fails; of a CPU one, not
+    "flipnet_rt.faces.device.xǁTorchKernelsǁblend__mutmut_20",  # the weights' device
 ]
 
 TEXT_ARGUMENTS = ("help", "description", "metavar")  # argparse arguments that only change what --help prints
