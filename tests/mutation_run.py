@@ -15,8 +15,8 @@ timeout, are kept). A group's copy is reused on the next run, where mutmut keeps
 change of the group's test list resets them all); ``--again`` re-runs the mutants left alive, e.g.
 after adding tests; ``--fresh`` deletes the copy first.
 
-Every run is at ``nice -n 19`` with one child (the machine is shared). The wall time of each group's
-run is appended to build-mutants/<group>/runs.json for the summary.
+Every run is at ``nice -n 19`` with one child (the machine is shared; ``--children 2`` on a quiet
+machine). The wall time of each group's run is appended to build-mutants/<group>/runs.json for the summary.
 """
 
 from __future__ import annotations
@@ -227,7 +227,9 @@ def not_killed(dest: Path) -> list[str]:
     return names
 
 
-def run_group(name: str, fresh: bool, names: list[str], build: Path = BUILD, again: bool = False) -> int:
+def run_group(
+    name: str, fresh: bool, names: list[str], build: Path = BUILD, again: bool = False, children: int = 1
+) -> int:
     modules, tests = GROUPS[name]
     dest = build / name
     if fresh and dest.exists():
@@ -243,12 +245,13 @@ def run_group(name: str, fresh: bool, names: list[str], build: Path = BUILD, aga
     mutmut = str(Path(sys.executable).with_name("mutmut"))
     print(f"== {name}: mutating {' '.join(modules)}; tests {' '.join(tests)}", flush=True)
     start = time.time()
-    code = subprocess.run(["nice", "-n", "19", mutmut, "run", "--max-children", "1", *names], cwd=dest).returncode
+    run = ["nice", "-n", "19", mutmut, "run", "--max-children", str(children)]
+    code = subprocess.run([*run, *names], cwd=dest).returncode
     if again and code == 0:  # mutants of functions changed since the last run were made by that run, unchecked
         new = [n for n in not_killed(dest) if n not in names]
         if new:
             print(f"== {name}: {len(new)} mutants of changed functions, not checked yet", flush=True)
-            code = subprocess.run(["nice", "-n", "19", mutmut, "run", "--max-children", "1", *new], cwd=dest).returncode
+            code = subprocess.run([*run, *new], cwd=dest).returncode
             names = names + new
     seconds = time.time() - start
     log = dest / "runs.json"
@@ -281,6 +284,12 @@ def main(argv: list[str] | None = None) -> int:
         "--again", action="store_true", help="re-run the mutants an earlier run left alive (after adding tests)"
     )
     parser.add_argument(
+        "--children",
+        type=int,
+        default=1,
+        help="mutants run at once (default 1; one group at a time: torch's threads slow badly when oversubscribed)",
+    )
+    parser.add_argument(
         "--mutant",
         action="append",
         default=[],
@@ -296,7 +305,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown group(s) {', '.join(unknown)}; groups: {', '.join(GROUPS)}")
     if args.mutant and len(args.groups) != 1:
         parser.error("--mutant needs exactly one group")
-    failed = [g for g in args.groups or list(GROUPS) if run_group(g, args.fresh, args.mutant, args.dir, args.again)]
+    failed = [
+        g
+        for g in args.groups or list(GROUPS)
+        if run_group(g, args.fresh, args.mutant, args.dir, args.again, args.children)
+    ]
     if failed:
         print(f"mutmut failed in: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
