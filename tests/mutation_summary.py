@@ -15,6 +15,10 @@ argument or an argument group's title (what ``--help`` prints; found by comparin
 function's syntax tree with the original's once those are dropped) is counted as "help text": left
 out of the score like an equivalent one, and counted rather than listed. So is "GPU only": a mutant of
 code whose effect shows only on a GPU (``mutation_run.GPU_ONLY``) that no test here kills.
+
+Each group's counts, survivors (with their diffs), equivalents and runs are also written to
+tests/mutants_results.json, which is committed: build-mutants/ is not, so a fresh checkout that re-runs
+one group still summarises the others from that record (marked "recorded" in the runs table).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EQUIVALENT = ROOT / "tests" / "mutants_equivalent.txt"
 BY_HAND = ROOT / "tests" / "mutants_killed_by_hand.txt"
 NOTES = ROOT / "tests" / "mutants_notes.md"  # hand-written notes on the runs, copied in when present
+RESULTS = ROOT / "tests" / "mutants_results.json"  # each group's last summarised results (see the docstring)
 KILLED = {1, 3, 36, 24, -24, 152, 255, 37}  # killed, pytest internal error, timeouts, type check
 STATUS = {0: "survived", None: "not checked", 5: "no tests", 33: "no tests", 34: "skipped"}
 COLUMNS = (
@@ -79,6 +84,26 @@ def diff(name: str, cwd: Path) -> str:
     return "\n".join(lines) or done.stdout.strip()
 
 
+def recorded(entry: dict, equivalent: dict[str, str]) -> dict:
+    """A group's recorded results with today's judgement applied: a recorded survivor since listed in
+    tests/mutants_equivalent.txt counts as equivalent. (A recorded equivalent taken off that list needs
+    the group run again: the record does not say whether it survived or no test reached it.)"""
+    rows = [(source, Counter(counts)) for source, counts in entry["rows"]]
+    dropped = [s for s in entry["survivors"] if s["name"] in equivalent]
+    for source, counts in rows:
+        module = source.removesuffix(".py").replace("/", ".") + "."
+        for s in dropped:
+            if s["name"].startswith(module):
+                counts[s["status"]] -= 1
+                counts["equivalent"] += 1
+    return {
+        "rows": rows,
+        "survivors": [s for s in entry["survivors"] if s["name"] not in equivalent],
+        "equivalent": entry["equivalent"] + [s["name"] for s in dropped],
+        "runs": entry["runs"],
+    }
+
+
 def score(c: Counter) -> str:
     killed = c["killed"] + c["by hand"]
     tested = killed + c["survived"] + c["no tests"]
@@ -90,18 +115,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=BUILD, help="where tests/mutation_run.py put the groups")
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "MUTANTS.md")
     parser.add_argument("--no-diffs", action="store_true", help="list survivors without their diffs (fast)")
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="the groups' recorded results, read and rewritten"
+    )
     args = parser.parse_args(argv)
 
     equivalent, by_hand = equivalents(), equivalents(BY_HAND)
+    record = json.loads(args.results.read_text()) if args.results.is_file() else {}
     rows, survivors, totals, runs, not_run, used_equivalents = [], [], Counter(), {}, [], set()
+    from_record = []
     for group, (modules, _tests) in GROUPS.items():
         folder = args.dir / group
         metas = sorted((folder / "mutants").rglob("*.py.meta"))
+        if not metas and group in record:
+            found = recorded(record[group], equivalent)
+            rows += [(group, source, counts) for source, counts in found["rows"]]
+            survivors += [(group, s["name"], s["status"], s["diff"]) for s in found["survivors"]]
+            used_equivalents.update(found["equivalent"])
+            for _source, counts in found["rows"]:
+                totals.update(counts)
+            runs[group] = found["runs"]
+            from_record.append(group)
+            continue
         if not metas:
             not_run.append(group)
             continue
         log = folder / "runs.json"
         runs[group] = json.loads(log.read_text()) if log.is_file() else []
+        group_rows, group_survivors, group_equivalents = [], [], set()
         for meta in metas:
             source = str(meta.relative_to(folder / "mutants")).removesuffix(".meta")
             if not any(fnmatch.fnmatch(source, pattern) for pattern in modules):
@@ -123,12 +164,23 @@ def main(argv: list[str] | None = None) -> int:
                     s = "help text"
                 elif s in ("survived", "no tests") and name in equivalent:
                     s = "equivalent"
-                    used_equivalents.add(name)
+                    group_equivalents.add(name)
                 elif s in ("survived", "no tests"):
-                    survivors.append((group, folder, name, s))
+                    group_survivors.append(
+                        {"name": name, "status": s, "diff": "" if args.no_diffs else diff(name, folder)}
+                    )
                 counts[s] += 1
             totals.update(counts)
-            rows.append((group, source, counts))
+            group_rows.append((source, counts))
+        rows += [(group, source, counts) for source, counts in group_rows]
+        survivors += [(group, s["name"], s["status"], s["diff"]) for s in group_survivors]
+        used_equivalents |= group_equivalents
+        record[group] = {
+            "runs": runs[group],
+            "rows": [[source, dict(counts)] for source, counts in group_rows],
+            "survivors": group_survivors,
+            "equivalent": sorted(group_equivalents),
+        }
 
     lines = [
         "# Mutation testing results (mutmut)",
@@ -155,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if not_run:
         lines.append(f"- groups not run: {', '.join(not_run)}")
+    if from_record:
+        lines.append(
+            f"- from tests/mutants_results.json (their copies under build-mutants/ were not in this checkout): "
+            f"{', '.join(from_record)}"
+        )
     if NOTES.is_file():
         lines += ["", NOTES.read_text().strip()]
     lines += [
@@ -175,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             + (f" (stopped, exit {r['exit_code']})" if r["exit_code"] else "")
             for r in group_runs
         )
+        if group in from_record:
+            done += " (recorded)"
         lines.append(f"| {group} | {', '.join(modules)} | {', '.join(tests)} | {done} |")
     total_minutes = sum(r["seconds"] for rs in runs.values() for r in rs) / 60
     lines += [
@@ -192,11 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", "## Mutants not killed", ""]
     if not survivors:
         lines.append("None.")
-    for _group, folder, name, s in survivors:
-        if args.no_diffs:
-            lines.append(f"- `{name}` ({s})")
+    for _group, name, s, change in survivors:
+        if change:
+            lines += [f"### `{name}` ({s})", "", "```diff", change, "```", ""]
         else:
-            lines += [f"### `{name}` ({s})", "", "```diff", diff(name, folder), "```", ""]
+            lines.append(f"- `{name}` ({s})")
     lines += [
         "",
         "## Equivalent mutants",
@@ -207,6 +266,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, reason in sorted(equivalent.items()):
         if name in used_equivalents:
             lines.append(f"- `{name}`: {reason}")
+    unlisted = sorted(used_equivalents - set(equivalent))
+    if unlisted:
+        lines += [
+            "",
+            "Recorded as equivalent but no longer in tests/mutants_equivalent.txt (run their groups again): "
+            + ", ".join(f"`{n}`" for n in unlisted),
+        ]
     stale = sorted(set(equivalent) - used_equivalents)
     if stale:
         lines += [
@@ -217,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", "## Killed by hand", ""]
     lines += [f"- `{name}`: {how}" for name, how in sorted(by_hand.items())] or ["None."]
     args.out.write_text("\n".join(lines).rstrip() + "\n")
+    if not args.no_diffs:  # a record without diffs would lose them for the next summary
+        args.results.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     print(f"wrote {args.out}: score {score(totals)}, {len(survivors)} not killed, {len(used_equivalents)} equivalent")
     return 0
 
