@@ -131,6 +131,15 @@ GPU_ONLY = [
     "flipnet_rt.faces.device.xǁTorchKernelsǁblend__mutmut_20",  # the weights' device
     "flipnet_rt.faces.device.xǁTorchKernelsǁblend__mutmut_22",
     "flipnet_rt.faces.device.xǁTorchKernelsǁblend__mutmut_3",  # a tensor through np.asarray, as mutant 5
+    "flipnet_rt.faces.device.xǁDeviceFramesǁrestore__mutmut_190",  # the weights through np.asarray, as above
+    # to_faces without the NaN flag list checks for NaN at once, i.e. waits there for the device: the
+    # same error (input crops of uint8 frames hold none), raised sooner; only a GPU's overlap differs
+    "flipnet_rt.faces.device.xǁDeviceFramesǁrestore__mutmut_62",
+    "flipnet_rt.faces.device.xǁDeviceFramesǁrestore__mutmut_64",
+    "flipnet_rt.faces.device.xǁDeviceFramesǁrestore__mutmut_124",
+    "flipnet_rt.faces.device.xǁDeviceFramesǁrestore__mutmut_126",
+    "flipnet_rt.faces.device.xǁDeviceFramesǁrestore__mutmut_153",
+    "flipnet_rt.faces.device.xǁDeviceFramesǁrestore__mutmut_155",
 ]
 
 TEXT_ARGUMENTS = ("help", "description", "metavar")  # argparse arguments that only change what --help prints

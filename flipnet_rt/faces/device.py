@@ -431,7 +431,8 @@ class DeviceFrames:
         self.kernels = kernels
         self.border = BorderMode(border)
         self.max_batch = max_batch
-        self._feed = self.core.backend.from_numpy(np.zeros((1,), np.float32))  # the engine's float dtype
+        # the feeds' dtype: from_numpy's float32 on every backend (each network casts to its own)
+        self._feed = self.core.backend.from_numpy(np.zeros((1,), np.float32))
 
     def detect(
         self, images: Sequence[np.ndarray], detector: RetinaFaceDetector

@@ -81,6 +81,8 @@ def test_device_path_equals_the_host_path(demo_restorer, mtcnn, frames, case):
         for x, y in zip(ra, rb):
             assert y.restored and np.array_equal(x.affine, y.affine) and x.seed == y.seed and y.crop_size == 64
             assert y.aligned is None and y.output is None  # crops stay on the device
+            # the demo engine's estimator (--fidelity auto) on the same crops and restorations
+            assert (x.fidelity, x.fidelity_source) == (y.fidelity, "estimator")
         if not ra:
             np.testing.assert_array_equal(image, b)  # a faceless frame comes back as it was
 
@@ -96,6 +98,28 @@ def test_frames_without_faces_come_back_as_copies(demo_restorer):
     for a, b in zip(frames, out):
         assert b is not a
         np.testing.assert_array_equal(a, b)
+
+
+def test_frames_already_uploaded_are_pasted_into(demo_restorer, mtcnn, frames):
+    """DeviceFrames.restore(frames=...): the frames detect() uploaded are restored in place, not uploaded
+    again (a None entry is); the result is that of a call that uploads them itself, with the estimator's
+    float32 weights, one per face."""
+    from flipnet_rt.faces.align import estimate_affine
+    from flipnet_rt.faces.device import DeviceFrames, HostKernels
+
+    images, faces, seeds = ([x[k] for k in (0, 2)] for x in frames)
+    affines = [np.stack([estimate_affine(f.landmarks, 64) for f in per]) for per in faces]
+    kernels = HostKernels()
+    path = DeviceFrames(demo_restorer.core, kernels, "reflect", 0, _restorers(demo_restorer, mtcnn)[1].fidelity)
+    options = demo_restorer.options()
+    want, want_w = path.restore(images, affines, seeds, options)
+    uploaded = [kernels.upload(images[0]), None]
+    got, got_w = path.restore(images, affines, seeds, options, frames=uploaded)
+    assert got[0] is uploaded[0]  # pasted into and handed back (the host "download" is the array)
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(a, b)
+    assert got_w.dtype == np.float32 and got_w.shape == (4,)
+    np.testing.assert_array_equal(want_w, got_w)
 
 
 def test_the_inputs_are_not_changed(demo_restorer, mtcnn, frames):

@@ -165,9 +165,28 @@ def test_cuda_kernels_python_side_keeps_the_host_contract(request, scene, which)
         assert devices and set(devices) == {0}
 
 
-def test_whole_frames_on_torch_tensors_equal_the_host_path(torch_kernels, tiny_restorer):
+@pytest.fixture(scope="module")
+def tiny_estimating_restorer():
+    """random:tiny with a (seeded, random) fidelity estimator, on the torch backend: --fidelity auto
+    estimates each face's weight."""
+    import torch
+
+    from flipnet_rt.backends.torch import TorchBackend
+    from flipnet_rt.models import PROMPT_KINDS, random_model
+    from flipnet_rt.models.fidelity import FidelityNet
+    from flipnet_rt.runtime.restorer import Restorer
+
+    model = random_model("tiny")  # its own: the session's tiny_model stays without an estimator
+    torch.manual_seed(3)
+    model.fidelity = FidelityNet().eval()
+    prompts = {k: model.prompt(k).numpy() for k in PROMPT_KINDS}
+    return Restorer(TorchBackend(model), model.config, prompts)
+
+
+def test_whole_frames_on_torch_tensors_equal_the_host_path(torch_kernels, tiny_restorer, tiny_estimating_restorer):
     """DeviceFrames over TorchKernels on the torch backend's (CPU) tensors: the same frames as the
-    host path of FaceRestorer, bit for bit (the stand-in runs the host path's kernels)."""
+    host path of FaceRestorer, bit for bit (the stand-in runs the host path's kernels), and the same
+    fidelity weights: none, a fixed one, or the estimator's (its weights come back as tensors)."""
     from flipnet_rt.faces.align import template
     from flipnet_rt.faces.device import DeviceFrames
     from flipnet_rt.faces.pipeline import FaceOptions, FaceRestorer
@@ -182,13 +201,19 @@ def test_whole_frames_on_torch_tensors_equal_the_host_path(torch_kernels, tiny_r
         points = [0.9 * template(r) + (r * (1 + 2 * j) + 0.3, r + 0.6) for j in range(count)]  # S = R
         faces.append([Face(np.r_[p.min(0) - 4, p.max(0) + 4], 1.0, p) for p in points])
         seeds.append([10 * count + j for j in range(count)])
-    for fidelity in ("auto", 0.4):  # auto: random:tiny has no estimator (W = 0); 0.4: the blend on the device
+    # auto on random:tiny: no estimator (W = 0); 0.4: the blend on the device; auto with the estimator
+    cases = [
+        (tiny_restorer, "auto", "none"),
+        (tiny_restorer, 0.4, "fixed"),
+        (tiny_estimating_restorer, "auto", "estimator"),
+    ]
+    for restorer, fidelity, source in cases:
         options = FaceOptions(max_batch=2, fidelity=fidelity)  # the same batches on both paths: torch's CPU
-        host = FaceRestorer(tiny_restorer, options=options, frame_path="host")  # kernels vary with the batch
-        device = FaceRestorer(tiny_restorer, options=options, frame_path="host")
+        host = FaceRestorer(restorer, options=options, frame_path="host")  # kernels vary with the batch
+        device = FaceRestorer(restorer, options=options, frame_path="host")
         # what frame_path chooses on a GPU
-        device.device_frames = DeviceFrames(tiny_restorer.core, kernels, "reflect", 2, device.fidelity)
-        for sampling in (tiny_restorer.options(color_fix=0), tiny_restorer.options(color_fix=2)):
+        device.device_frames = DeviceFrames(restorer.core, kernels, "reflect", 2, device.fidelity)
+        for sampling in (restorer.options(color_fix=0), restorer.options(color_fix=2)):
             host.sampling = device.sampling = sampling
             want = host.restore_faces(frames, faces, seeds)
             got = device.restore_faces(frames, faces, seeds)
@@ -196,8 +221,11 @@ def test_whole_frames_on_torch_tensors_equal_the_host_path(torch_kernels, tiny_r
                 np.testing.assert_array_equal(a, b)
                 assert all(x.crop_size == r and x.output is None for x in rb)
                 assert [x.fidelity for x in ra] == [x.fidelity for x in rb]
-                assert [x.fidelity_source for x in ra] == [x.fidelity_source for x in rb]
+                assert {x.fidelity_source for x in rb} <= {source}
                 assert (a != image).any() == bool(ra)
+        weights = [x.fidelity for _, rb in got for x in rb]
+        print(f"fidelity {fidelity} ({source}): weights {np.round(weights, 4).tolist()}")
+        assert (len(set(weights)) > 1) == (source == "estimator")  # the estimator's differ per face
 
 
 def test_track_filtered_crops_on_torch_tensors_equal_the_host_paths(torch_kernels, tiny_restorer):
@@ -215,6 +243,7 @@ def test_track_filtered_crops_on_torch_tensors_equal_the_host_paths(torch_kernel
     r = tiny_restorer.config.resolution
     rng = np.random.default_rng(4)
     scene = rng.integers(30, 220, (3 * r, 5 * r, 3)).astype(np.float32)
+    scene[: r + r // 2] = 0.0  # a black band over the faces' top half: running means of 0 (and the noise's clip)
     points = [0.9 * template(r) + (r * (1 + 2 * j) + 0.3, r + 0.6) for j in range(2)]  # S = R
     faces = [Face(np.r_[p.min(0) - 4, p.max(0) + 4], 1.0, p) for p in points]
     options = FaceOptions(max_batch=2, fidelity=0.5)
