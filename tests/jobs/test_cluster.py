@@ -136,12 +136,12 @@ def test_an_actor_killed_mid_job_is_replaced_and_the_job_completes_exactly_once(
     command += [*FAST, "--address", ray_address, "--actors", "2", "--steps", "6", "--retries", retries]
     before = _actor_pids()
     driver = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    victim = None
+    victim, first = None, set()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and driver.poll() is None:
-        actors = _actor_pids() - before
-        if actors and len([n for n in files(out) if n.endswith(".png")]) >= 2:
-            victim = min(actors)
+        first = _actor_pids() - before
+        if len(first) >= 2 and len([n for n in files(out) if n.endswith(".png")]) >= 2:  # both actors at work
+            victim = min(first)
             os.kill(victim, signal.SIGKILL)
             break
         time.sleep(0.05)
@@ -152,7 +152,11 @@ def test_an_actor_killed_mid_job_is_replaced_and_the_job_completes_exactly_once(
     done = summary(out)
     assert (done["complete"], done["written"] + done["skipped"], done["failed"]) == (True, 20, 0)
     assert not Path(f"/proc/{victim}").exists()
-    assert len(done["actors"]) >= 3, done["actors"]  # the two first actors and the victim's replacement
+    # the victim's replacement (a process started after the kill) re-ran its unfinished calls. (Whether
+    # the victim is listed too depends on whether one of its calls had come back before the kill.)
+    writers = {int(name.rsplit(":", 1)[1]) for name in done["actors"]}
+    print(f"actors at the kill {sorted(first)} (victim {victim}); actors whose outputs came back {sorted(writers)}")
+    assert writers - first, (done["actors"], first)
     assert files(out) == sorted(
         ["_errors.jsonl", "_summary.json"] + [f"{'sub/' if i % 3 == 0 else ''}face{i:02d}.png" for i in range(20)]
     )
