@@ -259,8 +259,8 @@ def run_group(
     start = time.time()
     run = ["nice", "-n", "19", mutmut, "run", "--max-children", str(children)]
     # the cores shared out among the children: torch's OpenMP threads in forked children spin-wait, and
-    # two children of two threads each on two cores ran the torch-heavy device mutants 10x slower
-    # (timing out at 215 s where the tests take 13 s)
+    # two children of two threads each on two cores ran the torch-heavy device mutants ~4x slower
+    # (some timing out at 215 s where their tests take 13 s)
     env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // children)), **os.environ}
     code = subprocess.run([*run, *names], cwd=dest, env=env).returncode
     if again and code == 0:  # mutants of functions changed since the last run were made by that run, unchecked

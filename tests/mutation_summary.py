@@ -84,6 +84,48 @@ def diff(name: str, cwd: Path) -> str:
     return "\n".join(lines) or done.stdout.strip()
 
 
+def from_copy(
+    folder: Path, modules: list[str], equivalent: dict[str, str], by_hand: dict[str, str], diffs: bool
+) -> dict | None:
+    """A group's results from its mutmut copy (None when it has not run there), in the record's form:
+    its runs, per-module counts, survivors (with their diffs) and the equivalents among its mutants."""
+    metas = sorted((folder / "mutants").rglob("*.py.meta"))
+    if not metas:
+        return None
+    log = folder / "runs.json"
+    rows, survivors, used = [], [], set()
+    for meta in metas:
+        source = str(meta.relative_to(folder / "mutants")).removesuffix(".meta")
+        if not any(fnmatch.fnmatch(source, pattern) for pattern in modules):
+            continue
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        if not codes:
+            continue
+        help_text = help_text_mutants(meta.with_suffix(""), source.removesuffix(".py").replace("/", "."))
+        counts = Counter()
+        for name, code in sorted(codes.items(), key=lambda kv: (kv[0].rsplit("_", 1)[0], int(kv[0].rsplit("_", 1)[1]))):
+            s = status(code)
+            if s in ("survived", "no tests", "not checked") and any(fnmatch.fnmatch(name, p) for p in GPU_ONLY):
+                s = "GPU only"
+            elif s in ("survived", "no tests") and name in by_hand:
+                s = "by hand"
+            elif s == "survived" and name in help_text:
+                s = "help text"
+            elif s in ("survived", "no tests") and name in equivalent:
+                s = "equivalent"
+                used.add(name)
+            elif s in ("survived", "no tests"):
+                survivors.append({"name": name, "status": s, "diff": diff(name, folder) if diffs else ""})
+            counts[s] += 1
+        rows.append([source, dict(counts)])
+    return {
+        "runs": json.loads(log.read_text()) if log.is_file() else [],
+        "rows": rows,
+        "survivors": survivors,
+        "equivalent": sorted(used),
+    }
+
+
 def recorded(entry: dict, equivalent: dict[str, str]) -> dict:
     """A group's recorded results with today's judgement applied: a recorded survivor since listed in
     tests/mutants_equivalent.txt counts as equivalent. (A recorded equivalent taken off that list needs
@@ -125,62 +167,21 @@ def main(argv: list[str] | None = None) -> int:
     rows, survivors, totals, runs, not_run, used_equivalents = [], [], Counter(), {}, [], set()
     from_record = []
     for group, (modules, _tests) in GROUPS.items():
-        folder = args.dir / group
-        metas = sorted((folder / "mutants").rglob("*.py.meta"))
-        if not metas and group in record:
-            found = recorded(record[group], equivalent)
-            rows += [(group, source, counts) for source, counts in found["rows"]]
-            survivors += [(group, s["name"], s["status"], s["diff"]) for s in found["survivors"]]
-            used_equivalents.update(found["equivalent"])
-            for _source, counts in found["rows"]:
-                totals.update(counts)
-            runs[group] = found["runs"]
+        entry = from_copy(args.dir / group, modules, equivalent, by_hand, diffs=not args.no_diffs)
+        if entry is not None:
+            record[group] = entry
+        elif group in record:
             from_record.append(group)
-            continue
-        if not metas:
+        else:
             not_run.append(group)
             continue
-        log = folder / "runs.json"
-        runs[group] = json.loads(log.read_text()) if log.is_file() else []
-        group_rows, group_survivors, group_equivalents = [], [], set()
-        for meta in metas:
-            source = str(meta.relative_to(folder / "mutants")).removesuffix(".meta")
-            if not any(fnmatch.fnmatch(source, pattern) for pattern in modules):
-                continue
-            codes = json.loads(meta.read_text())["exit_code_by_key"]
-            if not codes:
-                continue
-            help_text = help_text_mutants(meta.with_suffix(""), source.removesuffix(".py").replace("/", "."))
-            counts = Counter()
-            for name, code in sorted(
-                codes.items(), key=lambda kv: (kv[0].rsplit("_", 1)[0], int(kv[0].rsplit("_", 1)[1]))
-            ):
-                s = status(code)
-                if s in ("survived", "no tests", "not checked") and any(fnmatch.fnmatch(name, p) for p in GPU_ONLY):
-                    s = "GPU only"
-                elif s in ("survived", "no tests") and name in by_hand:
-                    s = "by hand"
-                elif s == "survived" and name in help_text:
-                    s = "help text"
-                elif s in ("survived", "no tests") and name in equivalent:
-                    s = "equivalent"
-                    group_equivalents.add(name)
-                elif s in ("survived", "no tests"):
-                    group_survivors.append(
-                        {"name": name, "status": s, "diff": "" if args.no_diffs else diff(name, folder)}
-                    )
-                counts[s] += 1
+        found = recorded(record[group], equivalent)
+        rows += [(group, source, counts) for source, counts in found["rows"]]
+        survivors += [(group, s["name"], s["status"], s["diff"]) for s in found["survivors"]]
+        used_equivalents.update(found["equivalent"])
+        for _source, counts in found["rows"]:
             totals.update(counts)
-            group_rows.append((source, counts))
-        rows += [(group, source, counts) for source, counts in group_rows]
-        survivors += [(group, s["name"], s["status"], s["diff"]) for s in group_survivors]
-        used_equivalents |= group_equivalents
-        record[group] = {
-            "runs": runs[group],
-            "rows": [[source, dict(counts)] for source, counts in group_rows],
-            "survivors": group_survivors,
-            "equivalent": sorted(group_equivalents),
-        }
+        runs[group] = found["runs"]
 
     lines = [
         "# Mutation testing results (mutmut)",

@@ -100,17 +100,18 @@ def test_frames_without_faces_come_back_as_copies(demo_restorer):
         np.testing.assert_array_equal(a, b)
 
 
-def test_frames_already_uploaded_are_pasted_into(demo_restorer, mtcnn, frames):
+def test_frames_already_uploaded_are_pasted_into(demo_restorer, frames):
     """DeviceFrames.restore(frames=...): the frames detect() uploaded are restored in place, not uploaded
     again (a None entry is); the result is that of a call that uploads them itself, with the estimator's
     float32 weights, one per face."""
     from flipnet_rt.faces.align import estimate_affine
     from flipnet_rt.faces.device import DeviceFrames, HostKernels
+    from flipnet_rt.faces.fidelity import FidelityChooser
 
     images, faces, seeds = ([x[k] for k in (0, 2)] for x in frames)
     affines = [np.stack([estimate_affine(f.landmarks, 64) for f in per]) for per in faces]
     kernels = HostKernels()
-    path = DeviceFrames(demo_restorer.core, kernels, "reflect", 0, _restorers(demo_restorer, mtcnn)[1].fidelity)
+    path = DeviceFrames(demo_restorer.core, kernels, "reflect", 0, FidelityChooser(demo_restorer))  # auto
     options = demo_restorer.options()
     want, want_w = path.restore(images, affines, seeds, options)
     uploaded = [kernels.upload(images[0]), None]
